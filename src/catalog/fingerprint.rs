@@ -1,0 +1,468 @@
+//! The fingerprint of a catalog: what a plan depends on, reduced to one line per object.
+//!
+//! Each entry maps an object (`column public.orders.total`) to a short signature of the
+//! parts that matter (`type=numeric(10,2); not_null`). Long texts (view definitions,
+//! function bodies) are represented by a digest. OIDs, sizes, row estimates and
+//! comments are left out, and entries are sorted, so two reads of the same schema give
+//! the same fingerprint. Comparing two fingerprints names every object added, removed
+//! or changed, and which part of it changed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Catalog, Grant, Identity, ReplicaIdentity, TableKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    /// SHA-256 over all entries: equal digests mean equal fingerprints.
+    pub digest: String,
+    pub objects: BTreeMap<String, String>,
+}
+
+impl Fingerprint {
+    pub fn of(catalog: &Catalog) -> Fingerprint {
+        let mut objects = BTreeMap::new();
+        let mut put = |key: String, parts: Vec<String>| {
+            objects.insert(key, parts.join("; "));
+        };
+
+        for schema in &catalog.schemas {
+            let name = crate::sql::display_ident(&schema.name).to_string();
+            put(
+                format!("schema {name}"),
+                vec![format!("owner={}", schema.owner)],
+            );
+            grants(&mut put, &format!("schema {name}"), &schema.grants);
+        }
+        for table in &catalog.tables {
+            let t = table.name.to_string();
+            let mut parts = vec![
+                format!(
+                    "kind={}",
+                    match table.kind {
+                        TableKind::Ordinary => "table",
+                        TableKind::Partitioned => "partitioned",
+                        TableKind::Foreign => "foreign",
+                    }
+                ),
+                format!("owner={}", table.owner),
+                format!(
+                    "replica_identity={}",
+                    match &table.replica_identity {
+                        ReplicaIdentity::Default => "default".to_string(),
+                        ReplicaIdentity::Nothing => "nothing".to_string(),
+                        ReplicaIdentity::Full => "full".to_string(),
+                        ReplicaIdentity::Index(i) => format!("index {i}"),
+                    }
+                ),
+            ];
+            if table.unlogged {
+                parts.push("unlogged".into());
+            }
+            if let Some(parent) = &table.partition_of {
+                parts.push(format!("partition_of={parent}"));
+            }
+            if let Some(bound) = &table.partition_bound {
+                parts.push(format!("bound={bound}"));
+            }
+            if let Some(key) = &table.partition_key {
+                parts.push(format!("partition_by={key}"));
+            }
+            put(format!("table {t}"), parts);
+            grants(&mut put, &format!("table {t}"), &table.grants);
+            for column in &table.columns {
+                let c = format!("{t}.{}", crate::sql::display_ident(&column.name));
+                let mut parts = vec![format!("type={}", column.type_name)];
+                if column.not_null {
+                    parts.push("not_null".into());
+                }
+                if let Some(d) = &column.default {
+                    parts.push(format!("default={d}"));
+                }
+                if let Some(identity) = column.identity {
+                    parts.push(
+                        match identity {
+                            Identity::Always => "identity=always",
+                            Identity::ByDefault => "identity=by_default",
+                        }
+                        .into(),
+                    );
+                }
+                if let Some(g) = &column.generated {
+                    parts.push(format!("generated={g}"));
+                }
+                put(format!("column {c}"), parts);
+                grants(&mut put, &format!("column {c}"), &column.grants);
+            }
+            for con in &table.constraints {
+                let mut parts = vec![format!("definition={}", con.definition)];
+                if con.deferrable {
+                    parts.push(if con.initially_deferred {
+                        "deferrable initially deferred".into()
+                    } else {
+                        "deferrable".into()
+                    });
+                }
+                let key = format!("constraint {t}.{}", crate::sql::display_ident(&con.name));
+                put(key, parts);
+            }
+            for index in &table.indexes {
+                let key = format!("index {t}.{}", crate::sql::display_ident(&index.name));
+                put(key, vec![format!("definition={}", index.definition)]);
+            }
+        }
+        for (relation, trigger) in catalog.triggers() {
+            let key = format!(
+                "trigger {relation}.{}",
+                crate::sql::display_ident(&trigger.name)
+            );
+            let mut parts = vec![format!("definition={}", trigger.definition)];
+            if !trigger.enabled {
+                parts.push("disabled".into());
+            }
+            put(key, parts);
+        }
+        for view in &catalog.views {
+            let v = view.name.to_string();
+            let mut parts = vec![
+                format!("materialized={}", view.materialized),
+                format!("owner={}", view.owner),
+                format!("definition=#{}", short_digest(&view.definition)),
+            ];
+            if !view.options.is_empty() {
+                parts.push(format!("options={}", view.options.join(",")));
+            }
+            put(format!("view {v}"), parts);
+            grants(&mut put, &format!("view {v}"), &view.grants);
+            for column in &view.columns {
+                grants(
+                    &mut put,
+                    &format!("column {v}.{}", crate::sql::display_ident(&column.name)),
+                    &column.grants,
+                );
+            }
+        }
+        for seq in &catalog.sequences {
+            let s = seq.name.to_string();
+            let mut parts = vec![
+                format!("type={}", seq.data_type),
+                format!("start={}", seq.start),
+                format!("increment={}", seq.increment),
+                format!("min={}", seq.min),
+                format!("max={}", seq.max),
+                format!("owner={}", seq.owner),
+            ];
+            if seq.cycle {
+                parts.push("cycle".into());
+            }
+            if let Some(owner) = &seq.owned_by {
+                parts.push(format!(
+                    "owned_by={}.{}",
+                    owner.table,
+                    crate::sql::display_ident(&owner.column)
+                ));
+            }
+            put(format!("sequence {s}"), parts);
+            grants(&mut put, &format!("sequence {s}"), &seq.grants);
+        }
+        for function in &catalog.functions {
+            let mut parts = vec![
+                format!("kind={:?}", function.kind).to_lowercase(),
+                format!("language={}", function.language),
+                format!("volatility={}", function.volatility),
+                format!("owner={}", function.owner),
+                format!("body=#{}", short_digest(&function.body)),
+            ];
+            if let Some(result) = &function.result {
+                parts.insert(0, format!("returns={result}"));
+            }
+            if function.security_definer {
+                parts.push("security_definer".into());
+            }
+            put(format!("function {}", function.signature()), parts);
+        }
+        for role in &catalog.roles {
+            let flags = [
+                (role.login, "login"),
+                (role.superuser, "superuser"),
+                (role.create_db, "createdb"),
+                (role.create_role, "createrole"),
+                (role.replication, "replication"),
+                (role.bypass_rls, "bypassrls"),
+                (!role.inherit, "noinherit"),
+            ];
+            let mut parts: Vec<String> = flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| name.to_string())
+                .collect();
+            parts.push(format!("connection_limit={}", role.connection_limit));
+            if !role.member_of.is_empty() {
+                parts.push(format!("member_of={}", role.member_of.join(",")));
+            }
+            put(
+                format!("role {}", crate::sql::display_ident(&role.name)),
+                parts,
+            );
+        }
+        for ext in &catalog.extensions {
+            put(
+                format!("extension {}", ext.name),
+                vec![
+                    format!("version={}", ext.version),
+                    format!("schema={}", ext.schema),
+                ],
+            );
+        }
+
+        let mut hasher = Sha256::new();
+        for (key, value) in &objects {
+            hasher.update(key.as_bytes());
+            hasher.update([0]);
+            hasher.update(value.as_bytes());
+            hasher.update([b'\n']);
+        }
+        Fingerprint {
+            digest: hex(&hasher.finalize()),
+            objects,
+        }
+    }
+
+    /// The first 12 hex digits, enough for people to tell fingerprints apart.
+    pub fn short(&self) -> &str {
+        &self.digest[..self.digest.len().min(12)]
+    }
+
+    /// What changed from `self` (the older) to `newer`.
+    pub fn diff(&self, newer: &Fingerprint) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (key, old) in &self.objects {
+            match newer.objects.get(key) {
+                None => changes.push(Change::Removed {
+                    object: key.clone(),
+                    was: old.clone(),
+                }),
+                Some(new) if new != old => changes.push(Change::Changed {
+                    object: key.clone(),
+                    parts: changed_parts(old, new),
+                }),
+                Some(_) => {}
+            }
+        }
+        for (key, new) in &newer.objects {
+            if !self.objects.contains_key(key) {
+                changes.push(Change::Added {
+                    object: key.clone(),
+                    now: new.clone(),
+                });
+            }
+        }
+        changes
+    }
+}
+
+fn grants<F: FnMut(String, Vec<String>)>(put: &mut F, object: &str, grants: &[Grant]) {
+    for g in grants {
+        let key = format!("grant {} on {object} to {}", g.privilege, g.grantee);
+        let mut parts = vec![format!("grantor={}", g.grantor)];
+        if g.grantable {
+            parts.push("with_grant_option".into());
+        }
+        put(key, parts);
+    }
+}
+
+/// One difference between two fingerprints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Added {
+        object: String,
+        now: String,
+    },
+    Removed {
+        object: String,
+        was: String,
+    },
+    Changed {
+        object: String,
+        parts: Vec<PartChange>,
+    },
+}
+
+/// One part of an object's signature that differs (`type`: `integer` → `bigint`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartChange {
+    pub part: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, name) = |object: &str| -> (String, String) {
+            match object.split_once(' ') {
+                Some((kind, name)) => (kind.to_string(), name.to_string()),
+                None => (String::new(), object.to_string()),
+            }
+        }(match self {
+            Change::Added { object, .. }
+            | Change::Removed { object, .. }
+            | Change::Changed { object, .. } => object,
+        });
+        match self {
+            Change::Added { now, .. } => write!(f, "{kind} added: {name} ({now})"),
+            Change::Removed { was, .. } => write!(f, "{kind} removed: {name} (was {was})"),
+            Change::Changed { parts, .. } => {
+                write!(f, "{kind} changed: {name}:")?;
+                for (i, p) in parts.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    match (&p.old, &p.new) {
+                        (Some(o), Some(n)) => write!(f, "{sep}{} {o} → {n}", p.part)?,
+                        (None, Some(n)) => write!(f, "{sep}{} now {n}", p.part)?,
+                        (Some(o), None) => write!(f, "{sep}{} no longer {o}", p.part)?,
+                        (None, None) => {}
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Splits `a=1; b; c=x` signatures into parts and lists those that differ.
+fn changed_parts(old: &str, new: &str) -> Vec<PartChange> {
+    let split = |sig: &str| -> BTreeMap<String, String> {
+        sig.split("; ")
+            .map(|part| match part.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (part.to_string(), "yes".to_string()),
+            })
+            .collect()
+    };
+    let (old, new) = (split(old), split(new));
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| PartChange {
+            part: k.clone(),
+            old: old.get(k).cloned(),
+            new: new.get(k).cloned(),
+        })
+        .collect()
+}
+
+fn short_digest(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))[..12].to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::*;
+
+    fn catalog() -> Catalog {
+        Catalog {
+            server: ServerInfo {
+                version: "15.0".into(),
+                version_num: 150000,
+                database: "db".into(),
+                current_user: "u".into(),
+                wal_level: "logical".into(),
+            },
+            schemas: vec![],
+            tables: vec![Table {
+                name: QualName::new("public", "orders"),
+                kind: TableKind::Ordinary,
+                unlogged: false,
+                owner: "app".into(),
+                partition_of: None,
+                partition_bound: None,
+                partition_key: None,
+                columns: vec![Column {
+                    name: "total".into(),
+                    type_name: "integer".into(),
+                    not_null: true,
+                    default: None,
+                    identity: None,
+                    generated: None,
+                    comment: None,
+                    grants: vec![],
+                }],
+                constraints: vec![],
+                indexes: vec![],
+                triggers: vec![],
+                replica_identity: ReplicaIdentity::Default,
+                size_bytes: 8192,
+                row_estimate: Some(10),
+                comment: None,
+                grants: vec![],
+            }],
+            views: vec![],
+            sequences: vec![],
+            functions: vec![],
+            roles: vec![],
+            extensions: vec![],
+        }
+    }
+
+    #[test]
+    fn statistics_and_comments_do_not_change_the_fingerprint() {
+        let a = catalog();
+        let mut b = catalog();
+        b.tables[0].size_bytes = 1 << 30;
+        b.tables[0].row_estimate = None;
+        b.tables[0].comment = Some("hello".into());
+        assert_eq!(Fingerprint::of(&a), Fingerprint::of(&b));
+    }
+
+    #[test]
+    fn diff_names_the_changed_part() {
+        let a = catalog();
+        let mut b = catalog();
+        b.tables[0].columns[0].type_name = "bigint".into();
+        b.tables[0].columns[0].not_null = false;
+        let changes = Fingerprint::of(&a).diff(&Fingerprint::of(&b));
+        let lines: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            ["column changed: public.orders.total: not_null no longer yes, type integer → bigint"]
+        );
+    }
+
+    #[test]
+    fn diff_lists_added_and_removed_objects() {
+        let a = catalog();
+        let mut b = catalog();
+        b.tables[0].name = QualName::new("public", "Orders 2");
+        let lines: Vec<String> = Fingerprint::of(&a)
+            .diff(&Fingerprint::of(&b))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(lines.contains(&"table removed: public.orders (was kind=table; owner=app; replica_identity=default)".to_string()), "{lines:#?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("table added: public.\"Orders 2\"")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("column added: public.\"Orders 2\".total")),
+            "{lines:#?}"
+        );
+        assert_eq!(lines.len(), 4);
+    }
+}

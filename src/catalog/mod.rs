@@ -1,0 +1,398 @@
+//! The catalog model: what carve knows about a database's structure. Plain data,
+//! serializable, with no connection in it; [`reader`] fills it from a live server in
+//! a fixed number of queries, and [`fingerprint`] reduces it to what a plan depends on.
+
+pub mod fingerprint;
+pub mod reader;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sql::display_qualified;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub server: ServerInfo,
+    pub schemas: Vec<Schema>,
+    pub tables: Vec<Table>,
+    pub views: Vec<View>,
+    pub sequences: Vec<Sequence>,
+    pub functions: Vec<Function>,
+    pub roles: Vec<Role>,
+    pub extensions: Vec<Extension>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub version: String,
+    pub version_num: i32,
+    pub database: String,
+    pub current_user: String,
+    pub wal_level: String,
+}
+
+/// A schema-qualified object name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualName {
+    pub fn new(schema: &str, name: &str) -> QualName {
+        QualName {
+            schema: schema.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for QualName {
+    /// `schema.name`, quoting only the parts that need it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&display_qualified(&self.schema, &self.name))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    pub name: String,
+    pub owner: String,
+    pub comment: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    Ordinary,
+    Partitioned,
+    Foreign,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub name: QualName,
+    pub kind: TableKind,
+    pub unlogged: bool,
+    pub owner: String,
+    /// The parent, when this table is a partition.
+    pub partition_of: Option<QualName>,
+    pub partition_bound: Option<String>,
+    /// `PARTITION BY …` of a partitioned table.
+    pub partition_key: Option<String>,
+    pub columns: Vec<Column>,
+    pub constraints: Vec<Constraint>,
+    pub indexes: Vec<Index>,
+    pub triggers: Vec<Trigger>,
+    pub replica_identity: ReplicaIdentity,
+    pub size_bytes: i64,
+    /// The planner's estimate; `None` when the table was never analyzed.
+    pub row_estimate: Option<i64>,
+    pub comment: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+impl Table {
+    pub fn primary_key(&self) -> Option<&Constraint> {
+        self.constraints
+            .iter()
+            .find(|c| c.kind == ConstraintKind::PrimaryKey)
+    }
+
+    pub fn foreign_keys(&self) -> impl Iterator<Item = (&Constraint, &ForeignKey)> {
+        self.constraints
+            .iter()
+            .filter_map(|c| c.foreign_key.as_ref().map(|fk| (c, fk)))
+    }
+
+    /// Whether UPDATE and DELETE could be published by logical replication as it is.
+    pub fn has_usable_replica_identity(&self) -> bool {
+        match &self.replica_identity {
+            ReplicaIdentity::Default => self.primary_key().is_some(),
+            ReplicaIdentity::Nothing => false,
+            ReplicaIdentity::Full | ReplicaIdentity::Index(_) => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaIdentity {
+    Default,
+    Nothing,
+    Full,
+    Index(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// As `format_type` shows it, e.g. `numeric(10,2)` or `character varying(80)[]`.
+    pub type_name: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+    pub identity: Option<Identity>,
+    /// The expression of a generated (stored) column.
+    pub generated: Option<String>,
+    pub comment: Option<String>,
+    /// Column-level grants only; table-level grants are on the table.
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Identity {
+    Always,
+    ByDefault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintKind {
+    PrimaryKey,
+    Unique,
+    Check,
+    ForeignKey,
+    Exclusion,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraint {
+    pub name: String,
+    pub kind: ConstraintKind,
+    pub columns: Vec<String>,
+    /// As `pg_get_constraintdef` shows it.
+    pub definition: String,
+    pub deferrable: bool,
+    pub initially_deferred: bool,
+    /// Cloned onto a partition from its parent's constraint.
+    pub inherited: bool,
+    pub foreign_key: Option<ForeignKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub references: QualName,
+    pub referenced_columns: Vec<String>,
+    pub on_update: FkAction,
+    pub on_delete: FkAction,
+    pub match_full: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FkAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub name: String,
+    /// As `pg_get_indexdef` shows it.
+    pub definition: String,
+    pub unique: bool,
+    pub primary: bool,
+    /// Plain key columns; expression keys are in the definition only.
+    pub columns: Vec<String>,
+    /// The constraint this index implements (primary key, unique, exclusion).
+    pub constraint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub name: String,
+    pub function: QualName,
+    pub timing: TriggerTiming,
+    pub events: Vec<TriggerEvent>,
+    pub for_each_row: bool,
+    pub enabled: bool,
+    /// As `pg_get_triggerdef` shows it.
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerTiming {
+    Before,
+    After,
+    InsteadOf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerEvent {
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    pub name: QualName,
+    pub materialized: bool,
+    pub owner: String,
+    pub definition: String,
+    pub columns: Vec<Column>,
+    /// `WITH (…)` options such as `security_invoker=true`.
+    pub options: Vec<String>,
+    /// The relations (tables, views) this view reads, with the columns it uses.
+    pub depends_on: Vec<ViewDependency>,
+    pub triggers: Vec<Trigger>,
+    pub comment: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewDependency {
+    pub relation: QualName,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sequence {
+    pub name: QualName,
+    pub data_type: String,
+    pub start: i64,
+    pub increment: i64,
+    pub min: i64,
+    pub max: i64,
+    pub cycle: bool,
+    pub owner: String,
+    /// The column that owns this sequence (serial or `OWNED BY`), if any.
+    pub owned_by: Option<ColumnRef>,
+    /// Whether it backs an identity column.
+    pub identity: bool,
+    pub comment: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnRef {
+    pub table: QualName,
+    pub column: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionKind {
+    Function,
+    Procedure,
+    Aggregate,
+    Window,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    pub name: QualName,
+    /// Argument types as `pg_get_function_identity_arguments` shows them; with the
+    /// name, this identifies an overload.
+    pub arguments: String,
+    pub result: Option<String>,
+    pub kind: FunctionKind,
+    pub language: String,
+    /// Source text for SQL and PL languages; the link symbol for C.
+    pub body: String,
+    pub volatility: String,
+    pub security_definer: bool,
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+impl Function {
+    /// `schema.name(arguments)`: the identity of one overload.
+    pub fn signature(&self) -> String {
+        format!("{}({})", self.name, self.arguments)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    pub login: bool,
+    pub superuser: bool,
+    pub create_db: bool,
+    pub create_role: bool,
+    pub replication: bool,
+    pub bypass_rls: bool,
+    pub inherit: bool,
+    /// -1 for no limit.
+    pub connection_limit: i32,
+    pub valid_until: Option<String>,
+    pub member_of: Vec<String>,
+}
+
+/// One privilege granted on an object. `grantee` is `PUBLIC` for everyone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Grant {
+    pub grantee: String,
+    pub privilege: String,
+    pub grantable: bool,
+    pub grantor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub name: String,
+    pub version: String,
+    pub schema: String,
+}
+
+impl Catalog {
+    pub fn table(&self, name: &QualName) -> Option<&Table> {
+        self.tables.iter().find(|t| &t.name == name)
+    }
+
+    pub fn view(&self, name: &QualName) -> Option<&View> {
+        self.views.iter().find(|v| &v.name == name)
+    }
+
+    /// Every trigger of every table and view, with the relation it is on.
+    pub fn triggers(&self) -> impl Iterator<Item = (&QualName, &Trigger)> {
+        let on_tables = self
+            .tables
+            .iter()
+            .flat_map(|t| t.triggers.iter().map(move |tr| (&t.name, tr)));
+        let on_views = self
+            .views
+            .iter()
+            .flat_map(|v| v.triggers.iter().map(move |tr| (&v.name, tr)));
+        on_tables.chain(on_views)
+    }
+
+    /// Puts every list in name order, so that equal databases give equal models.
+    pub fn normalize(&mut self) {
+        self.schemas.sort_by(|a, b| a.name.cmp(&b.name));
+        self.tables.sort_by(|a, b| a.name.cmp(&b.name));
+        self.views.sort_by(|a, b| a.name.cmp(&b.name));
+        self.sequences.sort_by(|a, b| a.name.cmp(&b.name));
+        self.functions
+            .sort_by(|a, b| (&a.name, &a.arguments).cmp(&(&b.name, &b.arguments)));
+        self.roles.sort_by(|a, b| a.name.cmp(&b.name));
+        self.extensions.sort_by(|a, b| a.name.cmp(&b.name));
+        for schema in &mut self.schemas {
+            schema.grants.sort();
+        }
+        for table in &mut self.tables {
+            table.constraints.sort_by(|a, b| a.name.cmp(&b.name));
+            table.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+            table.triggers.sort_by(|a, b| a.name.cmp(&b.name));
+            table.grants.sort();
+            for column in &mut table.columns {
+                column.grants.sort();
+            }
+        }
+        for view in &mut self.views {
+            view.depends_on.sort_by(|a, b| a.relation.cmp(&b.relation));
+            view.triggers.sort_by(|a, b| a.name.cmp(&b.name));
+            view.grants.sort();
+        }
+        for sequence in &mut self.sequences {
+            sequence.grants.sort();
+        }
+    }
+}

@@ -1,0 +1,731 @@
+//! Reads a [`Catalog`] from a live server: a fixed number of queries whatever the size
+//! of the database (never one per table), all in one read-only repeatable-read
+//! snapshot so the pieces agree with each other.
+//!
+//! Left out: the system schemas (`pg_catalog`, `information_schema`, `pg_toast*`,
+//! `pg_temp*`), temporary relations, and objects that belong to an extension.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{Client, Row};
+
+use super::*;
+
+/// `n` is a `pg_namespace` row of a user schema not owned by an extension.
+const USER_NAMESPACE: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_namespace'::regclass \
+                     AND e.objid = n.oid AND e.deptype = 'e')";
+
+/// `c` is a non-temporary `pg_class` row not owned by an extension.
+const USER_RELATION: &str = "c.relpersistence <> 't' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
+                     AND e.objid = c.oid AND e.deptype = 'e')";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the catalog failed ({what}): {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL {0} is too old: carve needs 12 or newer")]
+    TooOld(String),
+}
+
+fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReadError {
+    move |source| ReadError::Query { what, source }
+}
+
+/// Reads the whole catalog of the database `client` is connected to.
+pub async fn read_catalog(client: &Client) -> Result<Catalog, ReadError> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(query_error("begin"))?;
+    let result = read_in_snapshot(client).await;
+    // Read-only: ending it either way is safe, and keeps the connection usable.
+    let _ = client.batch_execute("ROLLBACK").await;
+    result
+}
+
+async fn read_in_snapshot(client: &Client) -> Result<Catalog, ReadError> {
+    let server = read_server(client).await?;
+    if server.version_num < 120000 {
+        return Err(ReadError::TooOld(server.version));
+    }
+    // Independent queries: tokio-postgres pipelines them on the one connection.
+    let (schemas, relations, columns, constraints, indexes, triggers) = tokio::try_join!(
+        query(client, "schemas", schemas_sql()),
+        query(client, "relations", relations_sql()),
+        query(client, "columns", columns_sql()),
+        query(client, "constraints", constraints_sql()),
+        query(client, "indexes", indexes_sql()),
+        query(client, "triggers", triggers_sql()),
+    )?;
+    let (view_deps, sequences, functions, roles, grants, extensions) = tokio::try_join!(
+        query(client, "view dependencies", view_dependencies_sql()),
+        query(client, "sequences", sequences_sql()),
+        query(client, "functions", functions_sql(server.version_num)),
+        query(client, "roles", ROLES_SQL.to_string()),
+        query(client, "grants", grants_sql()),
+        query(client, "extensions", EXTENSIONS_SQL.to_string()),
+    )?;
+    let mut catalog = assemble(
+        server,
+        Rows {
+            schemas,
+            relations,
+            columns,
+            constraints,
+            indexes,
+            triggers,
+            view_deps,
+            sequences,
+            functions,
+            roles,
+            grants,
+            extensions,
+        },
+    );
+    catalog.normalize();
+    Ok(catalog)
+}
+
+async fn query(client: &Client, what: &'static str, sql: String) -> Result<Vec<Row>, ReadError> {
+    client.query(&sql, &[]).await.map_err(query_error(what))
+}
+
+async fn read_server(client: &Client) -> Result<ServerInfo, ReadError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int4, \
+                    current_database()::text, current_user::text, current_setting('wal_level')",
+            &[],
+        )
+        .await
+        .map_err(query_error("server"))?;
+    Ok(ServerInfo {
+        version: row.get(0),
+        version_num: row.get(1),
+        database: row.get(2),
+        current_user: row.get(3),
+        wal_level: row.get(4),
+    })
+}
+
+fn schemas_sql() -> String {
+    format!(
+        "SELECT n.nspname::text, pg_get_userbyid(n.nspowner)::text, d.description
+         FROM pg_namespace n
+         LEFT JOIN pg_description d ON d.objoid = n.oid
+              AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0
+         WHERE {USER_NAMESPACE}"
+    )
+}
+
+fn relations_sql() -> String {
+    format!(
+        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text,
+                pg_get_userbyid(c.relowner)::text,
+                pn.nspname::text, pc.relname::text,
+                CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
+                CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+                c.relreplident::text, ri.relname::text,
+                CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_total_relation_size(c.oid) ELSE 0 END,
+                c.reltuples::int8,
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+                coalesce(c.reloptions, '{{}}')::text[],
+                d.description
+         FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
+         LEFT JOIN pg_class pc ON pc.oid = i.inhparent
+         LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+         LEFT JOIN pg_index rix ON c.relreplident = 'i' AND rix.indrelid = c.oid AND rix.indisreplident
+         LEFT JOIN pg_class ri ON ri.oid = rix.indexrelid
+         LEFT JOIN pg_description d ON d.objoid = c.oid
+              AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+         WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}"
+    )
+}
+
+fn columns_sql() -> String {
+    format!(
+        "SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                pg_get_expr(ad.adbin, ad.adrelid), a.attidentity::text, a.attgenerated::text,
+                d.description
+         FROM pg_attribute a
+         JOIN pg_class c ON c.oid = a.attrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+         LEFT JOIN pg_description d ON d.objoid = a.attrelid
+              AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
+         WHERE a.attnum > 0 AND NOT a.attisdropped
+           AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
+         ORDER BY a.attrelid, a.attnum"
+    )
+}
+
+/// Column names of `rel` for an array of attribute numbers, in the array's order.
+fn attnames(rel: &str, nums: &str) -> String {
+    format!(
+        "ARRAY(SELECT att.attname::text FROM unnest({nums}) WITH ORDINALITY k(num, ord)
+               JOIN pg_attribute att ON att.attrelid = {rel} AND att.attnum = k.num
+               ORDER BY k.ord)"
+    )
+}
+
+fn constraints_sql() -> String {
+    format!(
+        "SELECT con.conrelid, con.conname::text, con.contype::text, pg_get_constraintdef(con.oid),
+                con.condeferrable, con.condeferred, con.conparentid <> 0,
+                {cols}, fn.nspname::text, fc.relname::text, {refcols},
+                con.confupdtype::text, con.confdeltype::text, con.confmatchtype::text
+         FROM pg_constraint con
+         JOIN pg_class c ON c.oid = con.conrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+         LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+         WHERE con.contype IN ('p', 'u', 'f', 'c', 'x')
+           AND c.relkind IN ('r', 'p', 'f') AND {USER_RELATION} AND {USER_NAMESPACE}",
+        cols = attnames("con.conrelid", "con.conkey"),
+        refcols = attnames("con.confrelid", "con.confkey"),
+    )
+}
+
+fn indexes_sql() -> String {
+    format!(
+        "SELECT i.indrelid, ic.relname::text, pg_get_indexdef(i.indexrelid), i.indisunique,
+                i.indisprimary, {cols}, con.conname::text
+         FROM pg_index i
+         JOIN pg_class ic ON ic.oid = i.indexrelid
+         JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid
+              AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
+         WHERE c.relkind IN ('r', 'p', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}",
+        cols = attnames("i.indrelid", "i.indkey::int2[]"),
+    )
+}
+
+fn triggers_sql() -> String {
+    format!(
+        "SELECT t.tgrelid, t.tgname::text, pn.nspname::text, p.proname::text, t.tgtype::int4,
+                t.tgenabled::text, pg_get_triggerdef(t.oid)
+         FROM pg_trigger t
+         JOIN pg_class c ON c.oid = t.tgrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_proc p ON p.oid = t.tgfoid
+         JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE NOT t.tgisinternal AND {USER_RELATION} AND {USER_NAMESPACE}"
+    )
+}
+
+fn view_dependencies_sql() -> String {
+    format!(
+        "SELECT DISTINCT r.ev_class, rn.nspname::text, rc.relname::text, a.attname::text
+         FROM pg_rewrite r
+         JOIN pg_class c ON c.oid = r.ev_class
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_depend dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = r.oid
+              AND dep.refclassid = 'pg_class'::regclass AND dep.deptype = 'n'
+         JOIN pg_class rc ON rc.oid = dep.refobjid
+         JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+         LEFT JOIN pg_attribute a ON dep.refobjsubid > 0
+              AND a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
+         WHERE c.relkind IN ('v', 'm') AND dep.refobjid <> r.ev_class
+           AND rn.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND {USER_RELATION} AND {USER_NAMESPACE}"
+    )
+}
+
+fn sequences_sql() -> String {
+    format!(
+        "SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL), s.seqstart,
+                s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, pg_get_userbyid(c.relowner)::text,
+                tn.nspname::text, tc.relname::text, ta.attname::text, dep.deptype::text,
+                d.description
+         FROM pg_sequence s
+         JOIN pg_class c ON c.oid = s.seqrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = c.oid
+              AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i')
+              AND dep.refobjsubid > 0
+         LEFT JOIN pg_class tc ON tc.oid = dep.refobjid
+         LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+         LEFT JOIN pg_attribute ta ON ta.attrelid = dep.refobjid AND ta.attnum = dep.refobjsubid
+         LEFT JOIN pg_description d ON d.objoid = c.oid
+              AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+         WHERE {USER_RELATION} AND {USER_NAMESPACE}"
+    )
+}
+
+fn functions_sql(version_num: i32) -> String {
+    // SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) live in prosqlbody, not prosrc.
+    let body = if version_num >= 140000 {
+        "CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END"
+    } else {
+        "p.prosrc"
+    };
+    format!(
+        "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
+                pg_get_function_result(p.oid), p.prokind::text, l.lanname::text, {body},
+                p.provolatile::text, p.prosecdef, pg_get_userbyid(p.proowner)::text, d.description
+         FROM pg_proc p
+         JOIN pg_namespace n ON n.oid = p.pronamespace
+         JOIN pg_language l ON l.oid = p.prolang
+         LEFT JOIN pg_description d ON d.objoid = p.oid
+              AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
+         WHERE {USER_NAMESPACE}
+           AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                           AND e.objid = p.oid AND e.deptype = 'e')"
+    )
+}
+
+const ROLES_SQL: &str = "
+    SELECT r.rolname::text, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
+           r.rolreplication, r.rolbypassrls, r.rolinherit, r.rolconnlimit,
+           r.rolvaliduntil::text,
+           ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                 WHERE m.member = r.oid ORDER BY 1)
+    FROM pg_roles r
+    WHERE r.rolname !~ '^pg_'";
+
+fn grants_sql() -> String {
+    let who = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, \
+               a.privilege_type, a.is_grantable, pg_get_userbyid(a.grantor)::text";
+    format!(
+        "SELECT 's', n.nspname::text, NULL::text, NULL::text, {who}
+         FROM pg_namespace n, aclexplode(n.nspacl) a
+         WHERE {USER_NAMESPACE}
+         UNION ALL
+         SELECT c.relkind::text, n.nspname::text, c.relname::text, NULL::text, {who}
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+         WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {USER_RELATION} AND {USER_NAMESPACE}
+         UNION ALL
+         SELECT 'c', n.nspname::text, c.relname::text, att.attname::text, {who}
+         FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(att.attacl) a
+         WHERE att.attacl IS NOT NULL AND att.attnum > 0 AND NOT att.attisdropped
+           AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}"
+    )
+}
+
+const EXTENSIONS_SQL: &str = "
+    SELECT e.extname::text, e.extversion, n.nspname::text
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
+
+struct Rows {
+    schemas: Vec<Row>,
+    relations: Vec<Row>,
+    columns: Vec<Row>,
+    constraints: Vec<Row>,
+    indexes: Vec<Row>,
+    triggers: Vec<Row>,
+    view_deps: Vec<Row>,
+    sequences: Vec<Row>,
+    functions: Vec<Row>,
+    roles: Vec<Row>,
+    grants: Vec<Row>,
+    extensions: Vec<Row>,
+}
+
+/// Where a relation (by oid) went in the model.
+#[derive(Clone, Copy)]
+enum Slot {
+    Table(usize),
+    View(usize),
+}
+
+fn assemble(server: ServerInfo, rows: Rows) -> Catalog {
+    let mut catalog = Catalog {
+        server,
+        schemas: rows
+            .schemas
+            .iter()
+            .map(|r| Schema {
+                name: r.get(0),
+                owner: r.get(1),
+                comment: r.get(2),
+                grants: Vec::new(),
+            })
+            .collect(),
+        tables: Vec::new(),
+        views: Vec::new(),
+        sequences: Vec::new(),
+        functions: Vec::new(),
+        roles: rows.roles.iter().map(role).collect(),
+        extensions: rows
+            .extensions
+            .iter()
+            .map(|r| Extension {
+                name: r.get(0),
+                version: r.get(1),
+                schema: r.get(2),
+            })
+            .collect(),
+    };
+
+    let mut slots: HashMap<u32, Slot> = HashMap::new();
+    for r in &rows.relations {
+        let oid: u32 = r.get(0);
+        let name = QualName {
+            schema: r.get(1),
+            name: r.get(2),
+        };
+        let relkind: String = r.get(3);
+        let owner: String = r.get(5);
+        let comment: Option<String> = r.get(16);
+        if relkind == "v" || relkind == "m" {
+            slots.insert(oid, Slot::View(catalog.views.len()));
+            catalog.views.push(View {
+                name,
+                materialized: relkind == "m",
+                owner,
+                definition: r.get::<_, Option<String>>(14).unwrap_or_default(),
+                columns: Vec::new(),
+                options: r.get(15),
+                depends_on: Vec::new(),
+                triggers: Vec::new(),
+                comment,
+                grants: Vec::new(),
+            });
+            continue;
+        }
+        let parent = match (r.get::<_, Option<String>>(6), r.get::<_, Option<String>>(7)) {
+            (Some(schema), Some(name)) => Some(QualName { schema, name }),
+            _ => None,
+        };
+        let replica_identity = match r.get::<_, String>(10).as_str() {
+            "n" => ReplicaIdentity::Nothing,
+            "f" => ReplicaIdentity::Full,
+            "i" => ReplicaIdentity::Index(r.get::<_, Option<String>>(11).unwrap_or_default()),
+            _ => ReplicaIdentity::Default,
+        };
+        let reltuples: i64 = r.get(13);
+        slots.insert(oid, Slot::Table(catalog.tables.len()));
+        catalog.tables.push(Table {
+            name,
+            kind: match relkind.as_str() {
+                "p" => TableKind::Partitioned,
+                "f" => TableKind::Foreign,
+                _ => TableKind::Ordinary,
+            },
+            unlogged: r.get::<_, String>(4) == "u",
+            owner,
+            partition_of: parent,
+            partition_bound: r.get(8),
+            partition_key: r.get(9),
+            columns: Vec::new(),
+            constraints: Vec::new(),
+            indexes: Vec::new(),
+            triggers: Vec::new(),
+            replica_identity,
+            size_bytes: r.get(12),
+            // reltuples is -1 until the first ANALYZE (PostgreSQL 14+).
+            row_estimate: (reltuples >= 0).then_some(reltuples),
+            comment,
+            grants: Vec::new(),
+        });
+    }
+
+    for r in &rows.columns {
+        let generated: String = r.get(6);
+        let expr: Option<String> = r.get(4);
+        let (default, generated) = if generated == "s" {
+            (None, expr)
+        } else {
+            (expr, None)
+        };
+        let column = Column {
+            name: r.get(1),
+            type_name: r.get(2),
+            not_null: r.get(3),
+            default,
+            identity: match r.get::<_, String>(5).as_str() {
+                "a" => Some(Identity::Always),
+                "d" => Some(Identity::ByDefault),
+                _ => None,
+            },
+            generated,
+            comment: r.get(7),
+            grants: Vec::new(),
+        };
+        match slots.get(&r.get::<_, u32>(0)) {
+            Some(Slot::Table(i)) => catalog.tables[*i].columns.push(column),
+            Some(Slot::View(i)) => catalog.views[*i].columns.push(column),
+            None => {}
+        }
+    }
+
+    for r in &rows.constraints {
+        let Some(Slot::Table(i)) = slots.get(&r.get::<_, u32>(0)) else {
+            continue;
+        };
+        let kind = match r.get::<_, String>(2).as_str() {
+            "p" => ConstraintKind::PrimaryKey,
+            "u" => ConstraintKind::Unique,
+            "f" => ConstraintKind::ForeignKey,
+            "x" => ConstraintKind::Exclusion,
+            _ => ConstraintKind::Check,
+        };
+        let foreign_key = (kind == ConstraintKind::ForeignKey).then(|| ForeignKey {
+            references: QualName {
+                schema: r.get::<_, Option<String>>(8).unwrap_or_default(),
+                name: r.get::<_, Option<String>>(9).unwrap_or_default(),
+            },
+            referenced_columns: r.get(10),
+            on_update: fk_action(&r.get::<_, String>(11)),
+            on_delete: fk_action(&r.get::<_, String>(12)),
+            match_full: r.get::<_, String>(13) == "f",
+        });
+        catalog.tables[*i].constraints.push(Constraint {
+            name: r.get(1),
+            kind,
+            definition: r.get(3),
+            deferrable: r.get(4),
+            initially_deferred: r.get(5),
+            inherited: r.get(6),
+            columns: r.get(7),
+            foreign_key,
+        });
+    }
+
+    for r in &rows.indexes {
+        if let Some(Slot::Table(i)) = slots.get(&r.get::<_, u32>(0)) {
+            catalog.tables[*i].indexes.push(Index {
+                name: r.get(1),
+                definition: r.get(2),
+                unique: r.get(3),
+                primary: r.get(4),
+                columns: r.get(5),
+                constraint: r.get(6),
+            });
+        }
+    }
+
+    for r in &rows.triggers {
+        let tgtype: i32 = r.get(4);
+        let trigger = Trigger {
+            name: r.get(1),
+            function: QualName {
+                schema: r.get(2),
+                name: r.get(3),
+            },
+            timing: if tgtype & 64 != 0 {
+                TriggerTiming::InsteadOf
+            } else if tgtype & 2 != 0 {
+                TriggerTiming::Before
+            } else {
+                TriggerTiming::After
+            },
+            events: [
+                (4, TriggerEvent::Insert),
+                (16, TriggerEvent::Update),
+                (8, TriggerEvent::Delete),
+                (32, TriggerEvent::Truncate),
+            ]
+            .into_iter()
+            .filter(|(bit, _)| tgtype & bit != 0)
+            .map(|(_, event)| event)
+            .collect(),
+            for_each_row: tgtype & 1 != 0,
+            enabled: r.get::<_, String>(5) != "D",
+            definition: r.get(6),
+        };
+        match slots.get(&r.get::<_, u32>(0)) {
+            Some(Slot::Table(i)) => catalog.tables[*i].triggers.push(trigger),
+            Some(Slot::View(i)) => catalog.views[*i].triggers.push(trigger),
+            None => {}
+        }
+    }
+
+    for r in &rows.view_deps {
+        let Some(Slot::View(i)) = slots.get(&r.get::<_, u32>(0)) else {
+            continue;
+        };
+        let relation = QualName {
+            schema: r.get(1),
+            name: r.get(2),
+        };
+        let column: Option<String> = r.get(3);
+        let deps = &mut catalog.views[*i].depends_on;
+        let dep = match deps.iter().position(|d| d.relation == relation) {
+            Some(at) => &mut deps[at],
+            None => {
+                deps.push(ViewDependency {
+                    relation,
+                    columns: Vec::new(),
+                });
+                deps.last_mut().expect("just pushed")
+            }
+        };
+        if let Some(column) = column {
+            dep.columns.push(column);
+        }
+    }
+    for view in &mut catalog.views {
+        for dep in &mut view.depends_on {
+            dep.columns.sort();
+            dep.columns.dedup();
+        }
+    }
+
+    catalog.sequences = rows
+        .sequences
+        .iter()
+        .map(|r| {
+            let owned_by = match (
+                r.get::<_, Option<String>>(9),
+                r.get::<_, Option<String>>(10),
+                r.get::<_, Option<String>>(11),
+            ) {
+                (Some(schema), Some(name), Some(column)) => Some(ColumnRef {
+                    table: QualName { schema, name },
+                    column,
+                }),
+                _ => None,
+            };
+            Sequence {
+                name: QualName {
+                    schema: r.get(0),
+                    name: r.get(1),
+                },
+                data_type: r.get(2),
+                start: r.get(3),
+                increment: r.get(4),
+                min: r.get(5),
+                max: r.get(6),
+                cycle: r.get(7),
+                owner: r.get(8),
+                owned_by,
+                identity: r.get::<_, Option<String>>(12).as_deref() == Some("i"),
+                comment: r.get(13),
+                grants: Vec::new(),
+            }
+        })
+        .collect();
+
+    catalog.functions = rows
+        .functions
+        .iter()
+        .map(|r| Function {
+            name: QualName {
+                schema: r.get(0),
+                name: r.get(1),
+            },
+            arguments: r.get(2),
+            result: r.get(3),
+            kind: match r.get::<_, String>(4).as_str() {
+                "p" => FunctionKind::Procedure,
+                "a" => FunctionKind::Aggregate,
+                "w" => FunctionKind::Window,
+                _ => FunctionKind::Function,
+            },
+            language: r.get(5),
+            body: r.get::<_, Option<String>>(6).unwrap_or_default(),
+            volatility: match r.get::<_, String>(7).as_str() {
+                "i" => "immutable",
+                "s" => "stable",
+                _ => "volatile",
+            }
+            .to_string(),
+            security_definer: r.get(8),
+            owner: r.get(9),
+            comment: r.get(10),
+        })
+        .collect();
+
+    attach_grants(&mut catalog, &rows.grants);
+    catalog
+}
+
+fn attach_grants(catalog: &mut Catalog, rows: &[Row]) {
+    let mut relations: HashMap<QualName, Slot> = HashMap::new();
+    for (i, t) in catalog.tables.iter().enumerate() {
+        relations.insert(t.name.clone(), Slot::Table(i));
+    }
+    for (i, v) in catalog.views.iter().enumerate() {
+        relations.insert(v.name.clone(), Slot::View(i));
+    }
+    let sequences: HashMap<QualName, usize> = catalog
+        .sequences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
+    for r in rows {
+        let kind: String = r.get(0);
+        let schema: String = r.get(1);
+        let grant = Grant {
+            grantee: r.get(4),
+            privilege: r.get(5),
+            grantable: r.get(6),
+            grantor: r.get(7),
+        };
+        if kind == "s" {
+            if let Some(s) = catalog.schemas.iter_mut().find(|s| s.name == schema) {
+                s.grants.push(grant);
+            }
+            continue;
+        }
+        let name = QualName {
+            schema,
+            name: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        };
+        let column: Option<String> = r.get(3);
+        if kind == "S" {
+            if let Some(i) = sequences.get(&name) {
+                catalog.sequences[*i].grants.push(grant);
+            }
+            continue;
+        }
+        match (relations.get(&name), column) {
+            (Some(Slot::Table(i)), None) => catalog.tables[*i].grants.push(grant),
+            (Some(Slot::View(i)), None) => catalog.views[*i].grants.push(grant),
+            (Some(Slot::Table(i)), Some(col)) => {
+                if let Some(c) = catalog.tables[*i]
+                    .columns
+                    .iter_mut()
+                    .find(|c| c.name == col)
+                {
+                    c.grants.push(grant);
+                }
+            }
+            (Some(Slot::View(i)), Some(col)) => {
+                if let Some(c) = catalog.views[*i].columns.iter_mut().find(|c| c.name == col) {
+                    c.grants.push(grant);
+                }
+            }
+            (None, _) => {}
+        }
+    }
+}
+
+fn role(r: &Row) -> Role {
+    Role {
+        name: r.get(0),
+        login: r.get(1),
+        superuser: r.get(2),
+        create_db: r.get(3),
+        create_role: r.get(4),
+        replication: r.get(5),
+        bypass_rls: r.get(6),
+        inherit: r.get(7),
+        connection_limit: r.get(8),
+        valid_until: r.get(9),
+        member_of: r.get(10),
+    }
+}
+
+fn fk_action(code: &str) -> FkAction {
+    match code {
+        "r" => FkAction::Restrict,
+        "c" => FkAction::Cascade,
+        "n" => FkAction::SetNull,
+        "d" => FkAction::SetDefault,
+        _ => FkAction::NoAction,
+    }
+}

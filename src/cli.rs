@@ -1,0 +1,166 @@
+//! The command line: clap definitions, turned into one validated [`Settings`] before
+//! any work starts (ripgrep's way), then dispatched to `commands`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{commands, exit, ui};
+
+const ABOUT: &str = "Take a monolithic PostgreSQL database apart into data domains, safely.";
+
+const LONG_ABOUT: &str = "\
+Take a monolithic PostgreSQL database apart into data domains, safely.
+
+carve reads a database's catalog, keeps what it learns and decides in a plan file
+(--plan, TOML, no passwords), and works through checkpointed phases. Try it on a
+throw-away example first:
+
+  carve demo
+
+Connections (--source CONN) are libpq connection strings, as a URL
+(postgresql://user@host:5432/db?sslmode=require) or as key=value pairs
+(\"host=db1 port=5432 dbname=shop user=carve\"). What a string leaves out comes from
+PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE (~/.pgpass), PGSSLMODE,
+PGSSLROOTCERT, PGAPPNAME and PGCONNECT_TIMEOUT, as with psql. Passwords are never
+written to the plan, the logs or the output.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "carve",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = exit::HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The plan file carve reads and writes.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "carve.plan.toml",
+        env = "CARVE_PLAN"
+    )]
+    pub plan: PathBuf,
+
+    /// Output for people, or JSON for scripts (every JSON document has a format_version).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// More detail on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Answer yes to every confirmation (for scripts; without a terminal carve never prompts).
+    #[arg(long, global = true)]
+    pub yes: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read a database's catalog and summarize it (JSON: the full model).
+    ///
+    /// Reads tables, partitions, columns, keys, indexes, views and their dependencies,
+    /// triggers, functions, sequences, grants and roles in a fixed number of queries,
+    /// in one read-only snapshot. When the plan file exists and was made from this
+    /// database, also reports whether the catalog has changed since (exit code 5).
+    Inspect(InspectArgs),
+    /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
+    ///
+    /// Needs the PostgreSQL server binaries (initdb, postgres) installed locally; nothing
+    /// else is touched. Everything is removed on exit and on Ctrl-C unless --keep.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The database to read, as a libpq connection string (URL or key=value).
+    #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
+    pub source: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Which example monolith to load.
+    #[arg(long, value_enum, default_value_t = ExampleName::Library)]
+    pub example: ExampleName,
+
+    /// Leave the servers running when done, and print psql commands to look inside.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExampleName {
+    /// Three tables, three services: the library system of the source texts.
+    Library,
+    /// An e-commerce monolith: 35 tables, 7 services, FKs and views across domains.
+    Shop,
+}
+
+/// Everything a command needs to know about how it was invoked, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub plan_path: PathBuf,
+    pub format: Format,
+    pub assume_yes: bool,
+    pub out: ui::Output,
+}
+
+impl Settings {
+    fn from_cli(cli: &Cli) -> Settings {
+        Settings {
+            plan_path: cli.plan.clone(),
+            format: cli.format,
+            assume_yes: cli.yes,
+            out: ui::Output::new(cli.format, cli.quiet),
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ui::init_logging(cli.verbose, cli.quiet);
+    let settings = Settings::from_cli(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            settings
+                .out
+                .error(&format!("cannot start the async runtime: {e}"));
+            return exit::code(exit::ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Inspect(args) => commands::inspect::run(&settings, args).await,
+            Command::Demo(args) => commands::demo::run(&settings, args).await,
+        }
+    });
+    match result {
+        Ok(code) => exit::code(code),
+        Err(e) => {
+            settings.out.error(&format!("{e:#}"));
+            exit::code(exit::ERROR)
+        }
+    }
+}

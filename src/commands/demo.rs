@@ -1,0 +1,167 @@
+//! `carve demo`: start throw-away servers, load an example monolith, and run every phase
+//! carve has on it, printing what happened. Removes everything on exit and on Ctrl-C,
+//! unless `--keep`.
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::catalog::fingerprint::Fingerprint;
+use crate::catalog::reader::read_catalog;
+use crate::cli::{DemoArgs, Settings};
+use crate::commands::inspect::compare_with_plan;
+use crate::conn::{self, ConnSpec, Environment};
+use crate::examples::Example;
+use crate::exit;
+use crate::pgtemp::TempServer;
+use crate::plan::{Plan, Source};
+use crate::ui::inspect::{findings, render};
+
+#[derive(Serialize)]
+struct JsonReport {
+    example: String,
+    kept: bool,
+    monolith: ServerReport,
+    plan: String,
+    fingerprint: String,
+    tables: usize,
+    findings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ServerReport {
+    conninfo: String,
+    psql: String,
+    pid: Option<u32>,
+}
+
+pub async fn run(settings: &Settings, args: &DemoArgs) -> anyhow::Result<u8> {
+    let example = Example::get(args.example);
+    tokio::select! {
+        result = demo(settings, example, args.keep) => result,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the demo future stops and removes the servers it started.
+            settings.out.warn("interrupted: stopping the throw-away servers and removing their files");
+            Ok(exit::INTERRUPTED)
+        }
+    }
+}
+
+async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    out.progress(&format!(
+        "starting a throw-away PostgreSQL server for the {} monolith …",
+        example.name
+    ));
+    let server = tokio::task::spawn_blocking(TempServer::start)
+        .await
+        .context("server start-up was interrupted")??;
+    out.progress(&format!(
+        "  listening on port {} (socket {}), data in {}",
+        server.port(),
+        server.socket_dir().display(),
+        server.data_dir().display()
+    ));
+
+    let admin = connect(&server.conninfo("postgres")).await?;
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {}",
+            crate::sql::ident(example.name)
+        ))
+        .await
+        .context("creating the example database")?;
+    drop(admin);
+
+    let source = server.conninfo(example.name);
+    let client = connect(&source).await?;
+    out.progress(&format!(
+        "loading examples/{}: schema and seed data …",
+        example.name
+    ));
+    client
+        .batch_execute(example.schema)
+        .await
+        .with_context(|| format!("loading examples/{}/schema.sql", example.name))?;
+    client
+        .batch_execute(example.seed)
+        .await
+        .with_context(|| format!("loading examples/{}/seed.sql", example.name))?;
+    client.batch_execute("ANALYZE").await?;
+
+    out.progress("reading the catalog (carve inspect) …");
+    let catalog = read_catalog(&client).await?;
+    let fingerprint = Fingerprint::of(&catalog);
+    let spec = ConnSpec::resolve(&source, &Environment::from_process())?;
+    let plan_path = server.root().join("carve.plan.toml");
+    Plan::new(
+        Source {
+            conninfo: spec.reference(),
+            database: catalog.server.database.clone(),
+        },
+        fingerprint.clone(),
+    )
+    .save(&plan_path)?;
+    let plan_state = compare_with_plan(&plan_path, &catalog, &fingerprint)?;
+
+    let report = JsonReport {
+        example: example.name.to_string(),
+        kept: keep,
+        monolith: ServerReport {
+            conninfo: source.clone(),
+            psql: server.psql_command(example.name),
+            pid: server.pid(),
+        },
+        plan: plan_path.display().to_string(),
+        fingerprint: fingerprint.digest.clone(),
+        tables: catalog.tables.len(),
+        findings: findings(&catalog),
+    };
+    if out.is_json() {
+        out.json("demo", &report);
+    } else {
+        out.line("");
+        out.line(&render(
+            &catalog,
+            &fingerprint,
+            &spec.reference(),
+            &plan_state,
+        ));
+        out.line(&format!(
+            "The example's services and their SQL are in examples/{}/workload/.",
+            example.name
+        ));
+    }
+
+    if keep {
+        let pid = server.pid();
+        let data = server.data_dir();
+        let psql = server.psql_command(example.name);
+        server.keep();
+        out.line("");
+        out.line("The server keeps running. Look inside with:");
+        out.line(&format!("  {psql}"));
+        out.line(&format!(
+            "  carve inspect --plan {} --source \"{source}\"",
+            plan_path.display()
+        ));
+        out.line("Stop it and remove its files with:");
+        if let Some(pid) = pid {
+            out.line(&format!(
+                "  kill -INT {pid} && rm -rf {}",
+                data.parent().unwrap_or(&data).display()
+            ));
+        }
+    } else {
+        drop(client);
+        drop(server);
+        out.progress(
+            "stopped the throw-away server and removed its files (use --keep to look inside)",
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let spec = ConnSpec::resolve(conninfo, &Environment::from_process())?;
+    Ok(conn::connect(&spec).await?)
+}

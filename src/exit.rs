@@ -1,0 +1,28 @@
+//! Exit codes: part of the CLI contract that runbooks branch on. Each is documented in
+//! `carve --help` and the README; a code is only listed there once a command returns it.
+
+use std::process::ExitCode;
+
+/// Everything asked for was done.
+pub const SUCCESS: u8 = 0;
+/// Something failed; the message says what. Nothing was left half-done.
+pub const ERROR: u8 = 1;
+/// The command line was not understood (clap's own code).
+pub const USAGE: u8 = 2;
+/// The plan file was made from a catalog that has changed since.
+pub const STALE_PLAN: u8 = 5;
+/// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: u8 = 130;
+
+pub fn code(value: u8) -> ExitCode {
+    ExitCode::from(value)
+}
+
+/// The text for `--help`.
+pub const HELP: &str = "\
+Exit codes:
+  0    success
+  1    error (the message says what; nothing was left half-done)
+  2    the command line was not understood
+  5    stale plan: the database changed since the plan file was made (the change is listed)
+  130  interrupted by Ctrl-C";

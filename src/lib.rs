@@ -1,0 +1,17 @@
+//! carve: take a monolithic PostgreSQL database apart into data domains, safely.
+//!
+//! The map of this crate is in ARCHITECTURE.md. In short: `catalog` (model, reader,
+//! fingerprint) and `plan` are pure data; `conn` and `pgtemp` talk to the outside
+//! world; `commands` wires them to the CLI defined in `cli`; `ui` prints.
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod conn;
+pub mod examples;
+pub mod exit;
+pub mod pgtemp;
+pub mod plan;
+pub mod sql;
+pub mod synthetic;
+pub mod ui;

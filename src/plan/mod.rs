@@ -1,0 +1,355 @@
+//! The plan file: carve's memory between phases, a TOML file people can read and edit.
+//!
+//! It holds the source (a connection reference without secrets), the fingerprint of the
+//! catalog it was made from, the decisions of each phase and the journal of steps run.
+//! Loading is strict (unknown fields are errors, with line and column); saving is
+//! atomic (temp file, fsync, rename), so a crash never leaves half a plan.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::fingerprint::Fingerprint;
+
+/// The plan format this carve writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub format_version: u32,
+    /// The carve version that last wrote the file.
+    pub written_by: String,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<Domain>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<Decision>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalEntry>,
+    /// Last, because it is long and read by carve rather than by people.
+    pub fingerprint: Fingerprint,
+}
+
+/// Where the monolith is. Never a password: those come from `PGPASSWORD`, `~/.pgpass`
+/// or `PGPASSFILE` at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// libpq `key=value` connection string, password removed.
+    pub conninfo: String,
+    pub database: String,
+}
+
+/// A data domain: a named group of tables that will share a schema, then a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    pub name: String,
+    /// `schema.table` names, quoted where needed.
+    pub tables: Vec<String>,
+}
+
+/// A service that uses the monolith, and the database roles it connects as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// A choice made for one subject (a table, a boundary, a cross-domain object), with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub subject: String,
+    pub choice: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// One step's progress, written after every step so a re-run resumes where it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEntry {
+    pub phase: String,
+    pub step: String,
+    pub status: StepStatus,
+    /// RFC 3339 time of the last status change.
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Done,
+    Failed,
+    Undone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path} was written by a newer carve (plan format_version {found}; this carve reads up to {FORMAT_VERSION}): upgrade carve"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("cannot write plan file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Plan {
+    pub fn new(source: Source, fingerprint: Fingerprint) -> Plan {
+        Plan {
+            format_version: FORMAT_VERSION,
+            written_by: format!("carve {}", env!("CARGO_PKG_VERSION")),
+            source,
+            domains: Vec::new(),
+            services: Vec::new(),
+            decisions: Vec::new(),
+            journal: Vec::new(),
+            fingerprint,
+        }
+    }
+
+    /// Loads a plan, or `None` when the file does not exist.
+    pub fn load_if_exists(path: &Path) -> Result<Option<Plan>, PlanError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Plan::parse(&text, path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(PlanError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Plan::parse(&text, path)
+    }
+
+    /// Parses plan text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
+        let syntax = |e: toml::de::Error| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            PlanError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        };
+        // The version is checked before the full structure, so a plan from a newer
+        // carve is refused as such rather than as a pile of unknown fields.
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        match table.get("format_version") {
+            None => {
+                return Err(PlanError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "not a carve plan: no format_version".into(),
+                })
+            }
+            Some(toml::Value::Integer(v)) if *v > i64::from(FORMAT_VERSION) => {
+                return Err(PlanError::TooNew {
+                    path: path.to_path_buf(),
+                    found: *v,
+                })
+            }
+            Some(toml::Value::Integer(v)) if *v >= 1 => {}
+            Some(other) => {
+                return Err(PlanError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("format_version must be a positive integer, not {other}"),
+                })
+            }
+        }
+        toml::from_str(text).map_err(syntax)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a plan always serializes")
+    }
+
+    /// Writes the plan atomically: a temp file beside it, fsync, rename, fsync the
+    /// directory. Readers see the old plan or the new one, never a torn file.
+    pub fn save(&self, path: &Path) -> Result<(), PlanError> {
+        let err = |source| PlanError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".carve-plan-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(err)?;
+        tmp.write_all(self.to_toml().as_bytes()).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn plan() -> Plan {
+        let mut objects = BTreeMap::new();
+        objects.insert("table public.a".to_string(), "kind=table".to_string());
+        objects.insert(
+            "column \"we ird\".\"a\"\"b\".c".to_string(),
+            "type=text; default='x'::text".to_string(),
+        );
+        let mut plan = Plan::new(
+            Source {
+                conninfo: "host=/tmp port=5432 dbname='my db'".into(),
+                database: "my db".into(),
+            },
+            Fingerprint {
+                digest: "ab".repeat(32),
+                objects,
+            },
+        );
+        plan.domains.push(Domain {
+            name: "orders".into(),
+            tables: vec!["public.orders".into(), "\"Odd \"\"name\"\"\".t".into()],
+        });
+        plan.services.push(Service {
+            name: "checkout".into(),
+            roles: vec!["checkout_rw".into()],
+        });
+        plan.decisions.push(Decision {
+            subject: "public.audit".into(),
+            choice: "dedicated-owner".into(),
+            reason: "written by every service".into(),
+        });
+        plan.journal.push(JournalEntry {
+            phase: "assign".into(),
+            step: "create schema orders".into(),
+            status: StepStatus::Done,
+            at: "2026-11-21T10:00:00Z".into(),
+            error: None,
+        });
+        plan
+    }
+
+    #[test]
+    fn round_trips_through_toml_and_disk() {
+        let plan = plan();
+        let text = plan.to_toml();
+        assert_eq!(Plan::parse(&text, Path::new("p")).unwrap(), plan);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carve.plan.toml");
+        plan.save(&path).unwrap();
+        plan.save(&path).unwrap();
+        assert_eq!(Plan::load(&path).unwrap(), plan);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_line_and_column() {
+        let text = plan()
+            .to_toml()
+            .replace("[source]\n", "[source]\npassword = \"hunter2\"\n");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("password"))
+            .unwrap()
+            + 1;
+        let err = Plan::parse(&text, Path::new("carve.plan.toml")).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "carve.plan.toml:{line}:1: unknown field `password`"
+            )),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn broken_toml_is_reported_with_line_and_column() {
+        let err = Plan::parse("format_version = 1\nsource = [\n", Path::new("p.toml")).unwrap_err();
+        assert!(
+            matches!(err, PlanError::Syntax { line: 2 | 3, .. }),
+            "{err}"
+        );
+        let err =
+            Plan::parse("format_version = 1\nwritten_by = 7\n", Path::new("p.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("p.toml:2:14:"), "{err}");
+    }
+
+    #[test]
+    fn newer_and_missing_versions_are_refused_clearly() {
+        let text = plan()
+            .to_toml()
+            .replace("format_version = 1", "format_version = 2");
+        let err = Plan::parse(&text, Path::new("p")).unwrap_err();
+        assert!(matches!(err, PlanError::TooNew { found: 2, .. }), "{err}");
+        assert!(err.to_string().contains("upgrade carve"));
+        let err = Plan::parse("x = 1", Path::new("p")).unwrap_err();
+        assert!(err.to_string().contains("no format_version"), "{err}");
+        let err = Plan::parse("format_version = \"1\"", Path::new("p")).unwrap_err();
+        assert!(err.to_string().contains("positive integer"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        assert!(
+            Plan::load_if_exists(Path::new("/nonexistent/carve.plan.toml"))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

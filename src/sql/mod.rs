@@ -1,0 +1,204 @@
+//! SQL rendering. Every identifier and literal that reaches the database is quoted by
+//! the functions in this module, and nowhere else.
+
+use std::fmt;
+
+/// An identifier quoted for SQL: always double-quoted, inner `"` doubled.
+///
+/// Always quoting (rather than only when PostgreSQL would need it) keeps the rule
+/// trivially correct for reserved words, mixed case, spaces and unicode.
+pub fn ident(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for ch in name.chars() {
+        if ch == '"' {
+            out.push('"');
+        }
+        out.push(ch);
+    }
+    out.push('"');
+    out
+}
+
+/// A schema-qualified identifier for SQL: `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", ident(schema), ident(name))
+}
+
+/// A string literal for SQL. Backslashes switch to the `E'…'` form (as PostgreSQL's own
+/// `quote_literal` does), so the result is right whatever `standard_conforming_strings` is.
+///
+/// PostgreSQL text cannot hold NUL bytes, so a string with one is refused rather than
+/// silently truncated by the server.
+pub fn literal(value: &str) -> Result<String, NulInLiteral> {
+    if value.contains('\0') {
+        return Err(NulInLiteral);
+    }
+    let escaped_backslash = value.contains('\\');
+    let mut out = String::with_capacity(value.len() + 3);
+    if escaped_backslash {
+        out.push('E');
+    }
+    out.push('\'');
+    for ch in value.chars() {
+        match ch {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            _ => out.push(ch),
+        }
+    }
+    out.push('\'');
+    Ok(out)
+}
+
+/// A string with a NUL byte cannot become a PostgreSQL literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a string with a NUL byte cannot be sent to PostgreSQL")]
+pub struct NulInLiteral;
+
+/// How a name is shown to people and written in the plan file: bare when it is a plain
+/// lower-case identifier, double-quoted otherwise. `"schema.table"` strings made with
+/// [`display_qualified`] read back unambiguously with [`parse_qualified`].
+pub fn display_ident(name: &str) -> DisplayIdent<'_> {
+    DisplayIdent(name)
+}
+
+pub struct DisplayIdent<'a>(&'a str);
+
+impl fmt::Display for DisplayIdent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_plain_ident(self.0) {
+            f.write_str(self.0)
+        } else {
+            f.write_str(&ident(self.0))
+        }
+    }
+}
+
+/// `schema.name` for display and for keys in the plan file.
+pub fn display_qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", display_ident(schema), display_ident(name))
+}
+
+fn is_plain_ident(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_lowercase() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+}
+
+/// Parses `schema.name` as written by [`display_qualified`]: each part bare or
+/// double-quoted (with `""` for a quote). A bare part is taken as written; it is not
+/// case-folded, because the plan file only ever holds names carve wrote itself.
+pub fn parse_qualified(text: &str) -> Result<(String, String), String> {
+    let (schema, rest) = parse_part(text)?;
+    let rest = rest
+        .strip_prefix('.')
+        .ok_or_else(|| format!("expected schema.name, got {text:?}"))?;
+    let (name, rest) = parse_part(rest)?;
+    if !rest.is_empty() {
+        return Err(format!("unexpected {rest:?} after schema.name in {text:?}"));
+    }
+    Ok((schema, name))
+}
+
+fn parse_part(text: &str) -> Result<(String, &str), String> {
+    if let Some(mut rest) = text.strip_prefix('"') {
+        let mut out = String::new();
+        loop {
+            let end = rest
+                .find('"')
+                .ok_or_else(|| format!("unterminated quoted name in {text:?}"))?;
+            out.push_str(&rest[..end]);
+            rest = &rest[end + 1..];
+            if let Some(after) = rest.strip_prefix('"') {
+                out.push('"');
+                rest = after;
+            } else {
+                break;
+            }
+        }
+        if out.is_empty() {
+            return Err(format!("empty quoted name in {text:?}"));
+        }
+        Ok((out, rest))
+    } else {
+        let end = text.find('.').unwrap_or(text.len());
+        if end == 0 {
+            return Err(format!("empty name in {text:?}"));
+        }
+        Ok((text[..end].to_string(), &text[end..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &[&str] = &[
+        "plain",
+        "Mixed Case",
+        "with \"quotes\"",
+        "\"",
+        "select",
+        "order",
+        "dot.ted",
+        "ünïcødé 表",
+        "trailing space ",
+        "semi;colon--dash",
+        "back\\slash",
+        "$dollar",
+        "1starts_with_digit",
+    ];
+
+    #[test]
+    fn ident_always_quotes_and_doubles_inner_quotes() {
+        assert_eq!(ident("plain"), "\"plain\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(ident("\""), "\"\"\"\"");
+        assert_eq!(qualified("s p", "t"), "\"s p\".\"t\"");
+    }
+
+    #[test]
+    fn literal_doubles_quotes_and_escapes_backslashes() {
+        assert_eq!(literal("it's").unwrap(), "'it''s'");
+        assert_eq!(literal("").unwrap(), "''");
+        assert_eq!(literal("a\\b'c").unwrap(), "E'a\\\\b''c'");
+        assert_eq!(literal("nul\0byte"), Err(NulInLiteral));
+    }
+
+    #[test]
+    fn display_quotes_only_when_needed() {
+        assert_eq!(display_qualified("public", "orders"), "public.orders");
+        assert_eq!(display_qualified("public", "Orders"), "public.\"Orders\"");
+        assert_eq!(
+            display_qualified("my schema", "a.b"),
+            "\"my schema\".\"a.b\""
+        );
+    }
+
+    #[test]
+    fn display_and_parse_round_trip_hostile_names() {
+        for schema in HOSTILE {
+            for name in HOSTILE {
+                let shown = display_qualified(schema, name);
+                let (s, n) = parse_qualified(&shown).unwrap();
+                assert_eq!((s.as_str(), n.as_str()), (*schema, *name), "{shown}");
+            }
+        }
+        let long = "x".repeat(63);
+        let shown = display_qualified(&long, &long);
+        assert_eq!(parse_qualified(&shown).unwrap(), (long.clone(), long));
+    }
+
+    #[test]
+    fn parse_rejects_malformed_names() {
+        for bad in [
+            "", "nodot", "a.", ".b", "\"open.b", "a.b.c", "\"\".b", "a.\"b\"x",
+        ] {
+            assert!(parse_qualified(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

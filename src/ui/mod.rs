@@ -1,0 +1,143 @@
+//! Terminal output: human text on stdout, JSON documents on stdout, messages and logs on
+//! stderr. Colour only on a terminal and never with `NO_COLOR`.
+
+pub mod inspect;
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::cli::Format;
+
+/// The version of every JSON document carve prints; bumped on incompatible changes.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub format: Format,
+    pub quiet: bool,
+    pub color: bool,
+}
+
+impl Output {
+    pub fn new(format: Format, quiet: bool) -> Output {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        let color = !no_color && !dumb && std::io::stdout().is_terminal();
+        console::set_colors_enabled(color);
+        console::set_colors_enabled_stderr(color && std::io::stderr().is_terminal());
+        Output {
+            format,
+            quiet,
+            color,
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// A line of the human report on stdout (not printed in JSON mode).
+    pub fn line(&self, text: &str) {
+        if !self.is_json() {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        }
+    }
+
+    /// Progress for people on stderr, so stdout stays clean for pipes.
+    pub fn progress(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{}", console::style(text).dim());
+        }
+    }
+
+    pub fn warn(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{} {text}", console::style("warning:").yellow().bold());
+        }
+    }
+
+    pub fn error(&self, text: &str) {
+        eprintln!("{} {text}", console::style("error:").red().bold());
+    }
+
+    /// Prints one JSON document: `{"format_version": N, "command": …, …fields}`.
+    pub fn json<T: Serialize>(&self, command: &str, body: &T) {
+        let mut value = serde_json::to_value(body).expect("report serializes");
+        let object = value.as_object_mut().expect("reports are JSON objects");
+        let mut doc = serde_json::Map::new();
+        doc.insert("format_version".into(), JSON_FORMAT_VERSION.into());
+        doc.insert("command".into(), command.into());
+        doc.append(object);
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut out, &doc);
+        let _ = writeln!(out);
+    }
+}
+
+/// Logs go to stderr. `-v` debug, `-vv` trace, `-q` errors only; `CARVE_LOG` (a
+/// tracing filter such as `carve=debug`) overrides all of them.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CARVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("carve={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .without_time()
+        .try_init();
+}
+
+/// `1234567` → `1.2 MB`.
+pub fn bytes(n: i64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1_234_567), "1.2 MB");
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(-1000), "-1,000");
+    }
+}
