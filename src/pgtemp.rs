@@ -359,28 +359,37 @@ fn run_quietly(mut cmd: Command, run_as: Option<&User>, step: &str) -> Result<()
     Ok(())
 }
 
-/// Finds a directory holding both `initdb` and `postgres`.
+/// Finds a directory holding both `initdb` and `postgres`: on PATH, then
+/// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Result<PathBuf, TempServerError> {
-    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|dir| dir.join("initdb").is_file())
-        // /usr/local/bin/initdb may be a link into the real bin directory.
-        .filter_map(|dir| fs::canonicalize(dir.join("initdb")).ok())
-        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf));
-    let from_pg_config = Command::new("pg_config")
+    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let pg_config = Command::new("pg_config")
         .arg("--bindir")
         .output()
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let mut debian: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+    find_bin_dir_in(&path_dirs, pg_config, Path::new("/usr/lib/postgresql"))
+}
+
+fn find_bin_dir_in(
+    path_dirs: &[PathBuf],
+    pg_config_bindir: Option<PathBuf>,
+    versions_root: &Path,
+) -> Result<PathBuf, TempServerError> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    // /usr/local/bin/initdb may be a link into the real bin directory.
+    let from_path = path_dirs
+        .iter()
+        .filter_map(|dir| fs::canonicalize(dir.join("initdb")).ok())
+        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf));
+    let mut versions: Vec<PathBuf> = fs::read_dir(versions_root)
         .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     // Newest major version first.
-    debian.sort_by_key(|p| {
+    versions.sort_by_key(|p| {
         std::cmp::Reverse(
             p.parent()
                 .and_then(Path::file_name)
@@ -390,8 +399,8 @@ pub fn find_bin_dir() -> Result<PathBuf, TempServerError> {
         )
     });
     from_path
-        .chain(from_pg_config)
-        .chain(debian)
+        .chain(pg_config_bindir)
+        .chain(versions)
         .find(|dir| has_server(dir))
         .ok_or(TempServerError::BinariesNotFound)
 }
@@ -435,15 +444,66 @@ fn server_user() -> Result<Option<User>, TempServerError> {
 
 fn lookup_user(name: &str) -> Option<User> {
     let cname = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getpwnam returns null or a pointer to static storage, read at once.
-    unsafe {
-        let pw = libc::getpwnam(cname.as_ptr());
-        if pw.is_null() {
-            return None;
+    // getpwnam_r, not getpwnam: tests start servers from several threads at once.
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill in.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the duration of the call, and the buffer
+    // length is the buffer's.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    Some(User {
+        uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_say_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = find_bin_dir_in(&[empty.path().to_path_buf()], None, empty.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TempServerError::BinariesNotFound));
+        assert!(text.contains("apt-get install postgresql"), "{text}");
+        assert!(text.contains("initdb"), "{text}");
+    }
+
+    #[test]
+    fn finds_the_newest_version_directory_with_both_binaries() {
+        let root = tempfile::tempdir().unwrap();
+        for (version, files) in [
+            ("13", &["initdb", "postgres"][..]),
+            ("16", &["initdb", "postgres"][..]),
+            ("17", &["initdb"][..]),
+        ] {
+            let bin = root.path().join(version).join("bin");
+            fs::create_dir_all(&bin).unwrap();
+            for f in files {
+                fs::write(bin.join(f), "").unwrap();
+            }
         }
-        Some(User {
-            uid: (*pw).pw_uid,
-            gid: (*pw).pw_gid,
-        })
+        let found = find_bin_dir_in(&[], None, root.path()).unwrap();
+        assert_eq!(found, root.path().join("16").join("bin"));
+        // PATH comes first.
+        let on_path = root.path().join("13").join("bin");
+        assert_eq!(
+            find_bin_dir_in(std::slice::from_ref(&on_path), None, root.path()).unwrap(),
+            on_path
+        );
     }
 }

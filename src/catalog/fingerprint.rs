@@ -304,16 +304,13 @@ pub struct PartChange {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (kind, name) = |object: &str| -> (String, String) {
-            match object.split_once(' ') {
-                Some((kind, name)) => (kind.to_string(), name.to_string()),
-                None => (String::new(), object.to_string()),
-            }
-        }(match self {
+        let object = match self {
             Change::Added { object, .. }
             | Change::Removed { object, .. }
             | Change::Changed { object, .. } => object,
-        });
+        };
+        // Keys are `kind name`, e.g. `column public.orders.total`.
+        let (kind, name) = object.split_once(' ').unwrap_or(("", object));
         match self {
             Change::Added { now, .. } => write!(f, "{kind} added: {name} ({now})"),
             Change::Removed { was, .. } => write!(f, "{kind} removed: {name} (was {was})"),

@@ -98,14 +98,24 @@ fn has_any_socket(dir: &std::path::Path) -> bool {
 }
 
 fn current_os_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name
-    // out immediately and never keep the pointer.
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill in.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the name is copied out before the
+    // buffer goes away.
     unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() {
+        let rc = libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() {
             return None;
         }
-        std::ffi::CStr::from_ptr((*pw).pw_name)
+        std::ffi::CStr::from_ptr(pwd.pw_name)
             .to_str()
             .ok()
             .map(str::to_string)
@@ -115,7 +125,7 @@ fn current_os_user() -> Option<String> {
 /// A fully resolved connection: every setting decided, ready to connect.
 #[derive(Debug, Clone)]
 pub struct ConnSpec {
-    /// The settings as the user wrote them (password included until redacted).
+    /// The settings as the user wrote them, less the password.
     pub given: ConnInfo,
     pub targets: Vec<Target>,
     pub user: String,
@@ -141,7 +151,9 @@ impl ConnSpec {
     /// Parses a connection string and fills what it leaves out from the `PG*`
     /// variables and libpq's defaults, in libpq's order of precedence.
     pub fn resolve(text: &str, env: &Environment) -> Result<ConnSpec, ResolveError> {
-        let given = ConnInfo::parse(text)?;
+        let mut given = ConnInfo::parse(text)?;
+        // Out of the settings and into a Secret at once, so no Debug can show it.
+        let explicit_password = given.settings.remove("password").map(Secret);
         let setting = |key: &str, var: &str| -> Option<String> {
             given
                 .get(key)
@@ -214,11 +226,8 @@ impl ConnSpec {
                 ResolveError::Invalid("no user name: set user= or PGUSER".to_string())
             })?;
         let dbname = setting("dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
-        let password = given
-            .get("password")
-            .map(str::to_string)
-            .or_else(|| env.var("PGPASSWORD").map(str::to_string))
-            .map(Secret);
+        let password =
+            explicit_password.or_else(|| env.var("PGPASSWORD").map(|p| Secret(p.to_string())));
         let passfile = setting("passfile", "PGPASSFILE")
             .map(PathBuf::from)
             .or_else(|| env.home.as_ref().map(|h| h.join(".pgpass")));
