@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench inspect            # full size
 //!   CARVE_BENCH_SCALE=0.1 cargo bench --bench inspect   # quicker look
+//!   CARVE_BENCH_KEEP=1 cargo bench --bench inspect      # leave the server running
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,4 +125,12 @@ fn main() {
         );
     }
     println!("\nratio = carve time / pg_dump time (target: at most 0.5)");
+    if std::env::var_os("CARVE_BENCH_KEEP").is_some() {
+        let conninfo = server.conninfo("bench1");
+        let dir = server.keep();
+        println!(
+            "kept the server for a closer look: {conninfo} (files in {})",
+            dir.display()
+        );
+    }
 }

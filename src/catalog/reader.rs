@@ -1,12 +1,14 @@
 //! Reads a [`Catalog`] from a live server: a fixed number of queries whatever the size
 //! of the database (never one per table), all in one read-only repeatable-read
-//! snapshot so the pieces agree with each other.
+//! snapshot so the pieces agree with each other. Sizes and row counts are the planner's
+//! estimates (`relpages`, `reltuples`): exact figures would stat every file.
 //!
 //! Left out: the system schemas (`pg_catalog`, `information_schema`, `pg_toast*`,
 //! `pg_temp*`), temporary relations, and objects that belong to an extension.
 
 use std::collections::HashMap;
 
+use futures_util::TryStreamExt;
 use tokio_postgres::{Client, Row};
 
 use super::*;
@@ -38,63 +40,222 @@ fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Read
     move |source| ReadError::Query { what, source }
 }
 
-/// Reads the whole catalog of the database `client` is connected to.
-pub async fn read_catalog(client: &Client) -> Result<Catalog, ReadError> {
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+/// Reads the whole catalog of the database the clients are connected to.
+///
+/// With more than one client, the queries are shared out among them, each running in
+/// a snapshot exported by the first (as `pg_dump --jobs` does), so the parts still
+/// agree with each other while the server works on several at once.
+pub async fn read_catalog(clients: &[Client]) -> Result<Catalog, ReadError> {
+    let (first, others) = clients.split_first().expect("at least one connection");
+    const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    first
+        .batch_execute(BEGIN)
         .await
         .map_err(query_error("begin"))?;
-    let result = read_in_snapshot(client).await;
-    // Read-only: ending it either way is safe, and keeps the connection usable.
-    let _ = client.batch_execute("ROLLBACK").await;
+    let result = async {
+        if !others.is_empty() {
+            let snapshot: String = first
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await
+                .map_err(query_error("export snapshot"))?
+                .get(0);
+            let import = format!(
+                "{BEGIN}; SET TRANSACTION SNAPSHOT {}",
+                crate::sql::literal(&snapshot).expect("snapshot ids have no NUL")
+            );
+            for client in others {
+                client
+                    .batch_execute(&import)
+                    .await
+                    .map_err(query_error("import snapshot"))?;
+            }
+        }
+        read_in_snapshot(clients).await
+    }
+    .await;
+    // Read-only: ending the transactions either way is safe, and keeps the connections
+    // usable.
+    for client in clients {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
     result
 }
 
-async fn read_in_snapshot(client: &Client) -> Result<Catalog, ReadError> {
-    let server = read_server(client).await?;
+/// The catalog queries. Listed heaviest first, so that sharing them out in order keeps
+/// the connections evenly busy.
+#[derive(Debug, Clone, Copy)]
+enum Query {
+    Relations,
+    Indexes,
+    Columns,
+    Constraints,
+    ViewDependencies,
+    Sequences,
+    Triggers,
+    Functions,
+    Grants,
+    Schemas,
+    Roles,
+    Extensions,
+}
+
+const QUERIES: [Query; 12] = [
+    Query::Relations,
+    Query::Indexes,
+    Query::Columns,
+    Query::Constraints,
+    Query::ViewDependencies,
+    Query::Sequences,
+    Query::Triggers,
+    Query::Functions,
+    Query::Grants,
+    Query::Schemas,
+    Query::Roles,
+    Query::Extensions,
+];
+
+/// One query's rows, already turned into model values (keyed by relation oid where
+/// they belong to a relation), so no result set is held longer than its rows stream.
+enum Output {
+    Relations(Vec<(u32, Relation)>),
+    Indexes(Vec<(u32, Index)>),
+    Columns(Vec<(u32, Column)>),
+    Constraints(Vec<(u32, Constraint)>),
+    ViewDependencies(Vec<(u32, QualName, Option<String>)>),
+    Sequences(Vec<Sequence>),
+    Triggers(Vec<(u32, Trigger)>),
+    Functions(Vec<Function>),
+    Grants(Vec<GrantRow>),
+    Schemas(Vec<Schema>),
+    Roles(Vec<Role>),
+    Extensions(Vec<Extension>),
+}
+
+enum Relation {
+    Table(Table),
+    View(View),
+}
+
+struct GrantRow {
+    kind: String,
+    schema: String,
+    name: Option<String>,
+    column: Option<String>,
+    grant: Grant,
+}
+
+impl Query {
+    async fn run(self, client: &Client, version_num: i32) -> Result<Output, ReadError> {
+        Ok(match self {
+            Query::Relations => {
+                Output::Relations(stream(client, "relations", &relations_sql(), relation).await?)
+            }
+            Query::Indexes => {
+                Output::Indexes(stream(client, "indexes", &indexes_sql(), index).await?)
+            }
+            Query::Columns => {
+                Output::Columns(stream(client, "columns", &columns_sql(), column).await?)
+            }
+            Query::Constraints => Output::Constraints(
+                stream(client, "constraints", &constraints_sql(), constraint).await?,
+            ),
+            Query::ViewDependencies => Output::ViewDependencies(
+                stream(client, "view dependencies", &view_dependencies_sql(), |r| {
+                    (
+                        r.get(0),
+                        QualName {
+                            schema: r.get(1),
+                            name: r.get(2),
+                        },
+                        r.get(3),
+                    )
+                })
+                .await?,
+            ),
+            Query::Sequences => {
+                Output::Sequences(stream(client, "sequences", &sequences_sql(), sequence).await?)
+            }
+            Query::Triggers => {
+                Output::Triggers(stream(client, "triggers", &triggers_sql(), trigger).await?)
+            }
+            Query::Functions => Output::Functions(
+                stream(client, "functions", &functions_sql(version_num), function).await?,
+            ),
+            Query::Grants => {
+                Output::Grants(stream(client, "grants", &grants_sql(), grant_row).await?)
+            }
+            Query::Schemas => Output::Schemas(
+                stream(client, "schemas", &schemas_sql(), |r| Schema {
+                    name: r.get(0),
+                    owner: r.get(1),
+                    comment: r.get(2),
+                    grants: Vec::new(),
+                })
+                .await?,
+            ),
+            Query::Roles => Output::Roles(stream(client, "roles", ROLES_SQL, role).await?),
+            Query::Extensions => Output::Extensions(
+                stream(client, "extensions", EXTENSIONS_SQL, |r| Extension {
+                    name: r.get(0),
+                    version: r.get(1),
+                    schema: r.get(2),
+                })
+                .await?,
+            ),
+        })
+    }
+}
+
+/// Runs one query and maps each row as it arrives.
+async fn stream<T>(
+    client: &Client,
+    what: &'static str,
+    sql: &str,
+    map: impl Fn(&Row) -> T,
+) -> Result<Vec<T>, ReadError> {
+    let start = std::time::Instant::now();
+    let rows = client
+        .query_raw(sql, Vec::<&str>::new())
+        .await
+        .map_err(query_error(what))?;
+    futures_util::pin_mut!(rows);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(query_error(what))? {
+        out.push(map(&row));
+    }
+    tracing::debug!(
+        "catalog query {what}: {} rows in {:.1?}",
+        out.len(),
+        start.elapsed()
+    );
+    Ok(out)
+}
+
+async fn read_in_snapshot(clients: &[Client]) -> Result<Catalog, ReadError> {
+    let server = read_server(&clients[0]).await?;
     if server.version_num < 120000 {
         return Err(ReadError::TooOld(server.version));
     }
-    // Independent queries: tokio-postgres pipelines them on the one connection.
-    let (schemas, relations, columns, constraints, indexes, triggers) = tokio::try_join!(
-        query(client, "schemas", schemas_sql()),
-        query(client, "relations", relations_sql()),
-        query(client, "columns", columns_sql()),
-        query(client, "constraints", constraints_sql()),
-        query(client, "indexes", indexes_sql()),
-        query(client, "triggers", triggers_sql()),
-    )?;
-    let (view_deps, sequences, functions, roles, grants, extensions) = tokio::try_join!(
-        query(client, "view dependencies", view_dependencies_sql()),
-        query(client, "sequences", sequences_sql()),
-        query(client, "functions", functions_sql(server.version_num)),
-        query(client, "roles", ROLES_SQL.to_string()),
-        query(client, "grants", grants_sql()),
-        query(client, "extensions", EXTENSIONS_SQL.to_string()),
-    )?;
-    let mut catalog = assemble(
-        server,
-        Rows {
-            schemas,
-            relations,
-            columns,
-            constraints,
-            indexes,
-            triggers,
-            view_deps,
-            sequences,
-            functions,
-            roles,
-            grants,
-            extensions,
-        },
-    );
+    // Each connection takes the next query from the list until none is left.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = clients.iter().map(|client| {
+        let next = &next;
+        let version_num = server.version_num;
+        async move {
+            let mut outputs = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(query) = QUERIES.get(i) else {
+                    return Ok::<_, ReadError>(outputs);
+                };
+                outputs.push(query.run(client, version_num).await?);
+            }
+        }
+    });
+    let outputs = futures_util::future::try_join_all(workers).await?;
+    let mut catalog = assemble(server, outputs.into_iter().flatten());
     catalog.normalize();
     Ok(catalog)
-}
-
-async fn query(client: &Client, what: &'static str, sql: String) -> Result<Vec<Row>, ReadError> {
-    client.query(&sql, &[]).await.map_err(query_error(what))
 }
 
 async fn read_server(client: &Client) -> Result<ServerInfo, ReadError> {
@@ -133,13 +294,17 @@ fn relations_sql() -> String {
                 CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
                 CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
                 c.relreplident::text, ri.relname::text,
-                CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_total_relation_size(c.oid) ELSE 0 END,
+                (c.relpages::int8 + coalesce(toast.relpages, 0)
+                  + coalesce((SELECT sum(ic.relpages) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+                              WHERE x.indrelid = c.oid), 0)::int8)
+                  * current_setting('block_size')::int8,
                 c.reltuples::int8,
                 CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
                 coalesce(c.reloptions, '{{}}')::text[],
                 d.description
          FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_class toast ON toast.oid = c.reltoastrelid
          LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
          LEFT JOIN pg_class pc ON pc.oid = i.inhparent
          LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
@@ -317,21 +482,6 @@ const EXTENSIONS_SQL: &str = "
     SELECT e.extname::text, e.extversion, n.nspname::text
     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
 
-struct Rows {
-    schemas: Vec<Row>,
-    relations: Vec<Row>,
-    columns: Vec<Row>,
-    constraints: Vec<Row>,
-    indexes: Vec<Row>,
-    triggers: Vec<Row>,
-    view_deps: Vec<Row>,
-    sequences: Vec<Row>,
-    functions: Vec<Row>,
-    roles: Vec<Row>,
-    grants: Vec<Row>,
-    extensions: Vec<Row>,
-}
-
 /// Where a relation (by oid) went in the model.
 #[derive(Clone, Copy)]
 enum Slot {
@@ -339,48 +489,125 @@ enum Slot {
     View(usize),
 }
 
-fn assemble(server: ServerInfo, rows: Rows) -> Catalog {
+/// Stitches the queries' outputs into one catalog. Relations come first, since the
+/// other parts attach to them by oid.
+fn assemble(server: ServerInfo, outputs: impl Iterator<Item = Output>) -> Catalog {
     let mut catalog = Catalog {
         server,
-        schemas: rows
-            .schemas
-            .iter()
-            .map(|r| Schema {
-                name: r.get(0),
-                owner: r.get(1),
-                comment: r.get(2),
-                grants: Vec::new(),
-            })
-            .collect(),
+        schemas: Vec::new(),
         tables: Vec::new(),
         views: Vec::new(),
         sequences: Vec::new(),
         functions: Vec::new(),
-        roles: rows.roles.iter().map(role).collect(),
-        extensions: rows
-            .extensions
-            .iter()
-            .map(|r| Extension {
-                name: r.get(0),
-                version: r.get(1),
-                schema: r.get(2),
-            })
-            .collect(),
+        roles: Vec::new(),
+        extensions: Vec::new(),
     };
-
+    let mut outputs: Vec<Output> = outputs.collect();
+    outputs.sort_by_key(|o| !matches!(o, Output::Relations(_)));
     let mut slots: HashMap<u32, Slot> = HashMap::new();
-    for r in &rows.relations {
-        let oid: u32 = r.get(0);
-        let name = QualName {
-            schema: r.get(1),
-            name: r.get(2),
-        };
-        let relkind: String = r.get(3);
-        let owner: String = r.get(5);
-        let comment: Option<String> = r.get(16);
-        if relkind == "v" || relkind == "m" {
-            slots.insert(oid, Slot::View(catalog.views.len()));
-            catalog.views.push(View {
+    let mut grants = Vec::new();
+    for output in outputs {
+        match output {
+            Output::Relations(rows) => {
+                for (oid, relation) in rows {
+                    match relation {
+                        Relation::Table(t) => {
+                            slots.insert(oid, Slot::Table(catalog.tables.len()));
+                            catalog.tables.push(t);
+                        }
+                        Relation::View(v) => {
+                            slots.insert(oid, Slot::View(catalog.views.len()));
+                            catalog.views.push(v);
+                        }
+                    }
+                }
+            }
+            Output::Columns(rows) => {
+                for (oid, column) in rows {
+                    match slots.get(&oid) {
+                        Some(Slot::Table(i)) => catalog.tables[*i].columns.push(column),
+                        Some(Slot::View(i)) => catalog.views[*i].columns.push(column),
+                        None => {}
+                    }
+                }
+            }
+            Output::Constraints(rows) => {
+                for (oid, constraint) in rows {
+                    if let Some(Slot::Table(i)) = slots.get(&oid) {
+                        catalog.tables[*i].constraints.push(constraint);
+                    }
+                }
+            }
+            Output::Indexes(rows) => {
+                for (oid, index) in rows {
+                    if let Some(Slot::Table(i)) = slots.get(&oid) {
+                        catalog.tables[*i].indexes.push(index);
+                    }
+                }
+            }
+            Output::Triggers(rows) => {
+                for (oid, trigger) in rows {
+                    match slots.get(&oid) {
+                        Some(Slot::Table(i)) => catalog.tables[*i].triggers.push(trigger),
+                        Some(Slot::View(i)) => catalog.views[*i].triggers.push(trigger),
+                        None => {}
+                    }
+                }
+            }
+            Output::ViewDependencies(rows) => {
+                for (oid, relation, column) in rows {
+                    if let Some(Slot::View(i)) = slots.get(&oid) {
+                        add_view_dependency(&mut catalog.views[*i], relation, column);
+                    }
+                }
+            }
+            Output::Sequences(rows) => catalog.sequences = rows,
+            Output::Functions(rows) => catalog.functions = rows,
+            Output::Schemas(rows) => catalog.schemas = rows,
+            Output::Roles(rows) => catalog.roles = rows,
+            Output::Extensions(rows) => catalog.extensions = rows,
+            Output::Grants(rows) => grants = rows,
+        }
+    }
+    for view in &mut catalog.views {
+        for dep in &mut view.depends_on {
+            dep.columns.sort();
+            dep.columns.dedup();
+        }
+    }
+    attach_grants(&mut catalog, grants);
+    catalog
+}
+
+fn add_view_dependency(view: &mut View, relation: QualName, column: Option<String>) {
+    let at = match view.depends_on.iter().position(|d| d.relation == relation) {
+        Some(at) => at,
+        None => {
+            view.depends_on.push(ViewDependency {
+                relation,
+                columns: Vec::new(),
+            });
+            view.depends_on.len() - 1
+        }
+    };
+    if let Some(column) = column {
+        view.depends_on[at].columns.push(column);
+    }
+}
+
+fn relation(r: &Row) -> (u32, Relation) {
+    let oid: u32 = r.get(0);
+    let name = QualName {
+        schema: r.get(1),
+        name: r.get(2),
+    };
+    let relkind: String = r.get(3);
+    let owner: String = r.get(5);
+    let comment: Option<String> = r.get(16);
+    if relkind == "v" || relkind == "m" {
+        return (
+            oid,
+            Relation::View(View {
                 name,
                 materialized: relkind == "m",
                 owner,
@@ -391,258 +618,221 @@ fn assemble(server: ServerInfo, rows: Rows) -> Catalog {
                 triggers: Vec::new(),
                 comment,
                 grants: Vec::new(),
-            });
-            continue;
-        }
-        let parent = match (r.get::<_, Option<String>>(6), r.get::<_, Option<String>>(7)) {
-            (Some(schema), Some(name)) => Some(QualName { schema, name }),
-            _ => None,
-        };
-        let replica_identity = match r.get::<_, String>(10).as_str() {
-            "n" => ReplicaIdentity::Nothing,
-            "f" => ReplicaIdentity::Full,
-            "i" => ReplicaIdentity::Index(r.get::<_, Option<String>>(11).unwrap_or_default()),
-            _ => ReplicaIdentity::Default,
-        };
-        let reltuples: i64 = r.get(13);
-        slots.insert(oid, Slot::Table(catalog.tables.len()));
-        catalog.tables.push(Table {
-            name,
-            kind: match relkind.as_str() {
-                "p" => TableKind::Partitioned,
-                "f" => TableKind::Foreign,
-                _ => TableKind::Ordinary,
-            },
-            unlogged: r.get::<_, String>(4) == "u",
-            owner,
-            partition_of: parent,
-            partition_bound: r.get(8),
-            partition_key: r.get(9),
-            columns: Vec::new(),
-            constraints: Vec::new(),
-            indexes: Vec::new(),
-            triggers: Vec::new(),
-            replica_identity,
-            size_bytes: r.get(12),
-            // reltuples is -1 until the first ANALYZE (PostgreSQL 14+).
-            row_estimate: (reltuples >= 0).then_some(reltuples),
-            comment,
-            grants: Vec::new(),
-        });
+            }),
+        );
     }
-
-    for r in &rows.columns {
-        let generated: String = r.get(6);
-        let expr: Option<String> = r.get(4);
-        let (default, generated) = if generated == "s" {
-            (None, expr)
-        } else {
-            (expr, None)
-        };
-        let column = Column {
-            name: r.get(1),
-            type_name: r.get(2),
-            not_null: r.get(3),
-            default,
-            identity: match r.get::<_, String>(5).as_str() {
-                "a" => Some(Identity::Always),
-                "d" => Some(Identity::ByDefault),
-                _ => None,
-            },
-            generated,
-            comment: r.get(7),
-            grants: Vec::new(),
-        };
-        match slots.get(&r.get::<_, u32>(0)) {
-            Some(Slot::Table(i)) => catalog.tables[*i].columns.push(column),
-            Some(Slot::View(i)) => catalog.views[*i].columns.push(column),
-            None => {}
-        }
-    }
-
-    for r in &rows.constraints {
-        let Some(Slot::Table(i)) = slots.get(&r.get::<_, u32>(0)) else {
-            continue;
-        };
-        let kind = match r.get::<_, String>(2).as_str() {
-            "p" => ConstraintKind::PrimaryKey,
-            "u" => ConstraintKind::Unique,
-            "f" => ConstraintKind::ForeignKey,
-            "x" => ConstraintKind::Exclusion,
-            _ => ConstraintKind::Check,
-        };
-        let foreign_key = (kind == ConstraintKind::ForeignKey).then(|| ForeignKey {
-            references: QualName {
-                schema: r.get::<_, Option<String>>(8).unwrap_or_default(),
-                name: r.get::<_, Option<String>>(9).unwrap_or_default(),
-            },
-            referenced_columns: r.get(10),
-            on_update: fk_action(&r.get::<_, String>(11)),
-            on_delete: fk_action(&r.get::<_, String>(12)),
-            match_full: r.get::<_, String>(13) == "f",
-        });
-        catalog.tables[*i].constraints.push(Constraint {
-            name: r.get(1),
-            kind,
-            definition: r.get(3),
-            deferrable: r.get(4),
-            initially_deferred: r.get(5),
-            inherited: r.get(6),
-            columns: r.get(7),
-            foreign_key,
-        });
-    }
-
-    for r in &rows.indexes {
-        if let Some(Slot::Table(i)) = slots.get(&r.get::<_, u32>(0)) {
-            catalog.tables[*i].indexes.push(Index {
-                name: r.get(1),
-                definition: r.get(2),
-                unique: r.get(3),
-                primary: r.get(4),
-                columns: r.get(5),
-                constraint: r.get(6),
-            });
-        }
-    }
-
-    for r in &rows.triggers {
-        let tgtype: i32 = r.get(4);
-        let trigger = Trigger {
-            name: r.get(1),
-            function: QualName {
-                schema: r.get(2),
-                name: r.get(3),
-            },
-            timing: if tgtype & 64 != 0 {
-                TriggerTiming::InsteadOf
-            } else if tgtype & 2 != 0 {
-                TriggerTiming::Before
-            } else {
-                TriggerTiming::After
-            },
-            events: [
-                (4, TriggerEvent::Insert),
-                (16, TriggerEvent::Update),
-                (8, TriggerEvent::Delete),
-                (32, TriggerEvent::Truncate),
-            ]
-            .into_iter()
-            .filter(|(bit, _)| tgtype & bit != 0)
-            .map(|(_, event)| event)
-            .collect(),
-            for_each_row: tgtype & 1 != 0,
-            enabled: r.get::<_, String>(5) != "D",
-            definition: r.get(6),
-        };
-        match slots.get(&r.get::<_, u32>(0)) {
-            Some(Slot::Table(i)) => catalog.tables[*i].triggers.push(trigger),
-            Some(Slot::View(i)) => catalog.views[*i].triggers.push(trigger),
-            None => {}
-        }
-    }
-
-    for r in &rows.view_deps {
-        let Some(Slot::View(i)) = slots.get(&r.get::<_, u32>(0)) else {
-            continue;
-        };
-        let relation = QualName {
-            schema: r.get(1),
-            name: r.get(2),
-        };
-        let column: Option<String> = r.get(3);
-        let deps = &mut catalog.views[*i].depends_on;
-        let dep = match deps.iter().position(|d| d.relation == relation) {
-            Some(at) => &mut deps[at],
-            None => {
-                deps.push(ViewDependency {
-                    relation,
-                    columns: Vec::new(),
-                });
-                deps.last_mut().expect("just pushed")
-            }
-        };
-        if let Some(column) = column {
-            dep.columns.push(column);
-        }
-    }
-    for view in &mut catalog.views {
-        for dep in &mut view.depends_on {
-            dep.columns.sort();
-            dep.columns.dedup();
-        }
-    }
-
-    catalog.sequences = rows
-        .sequences
-        .iter()
-        .map(|r| {
-            let owned_by = match (
-                r.get::<_, Option<String>>(9),
-                r.get::<_, Option<String>>(10),
-                r.get::<_, Option<String>>(11),
-            ) {
-                (Some(schema), Some(name), Some(column)) => Some(ColumnRef {
-                    table: QualName { schema, name },
-                    column,
-                }),
-                _ => None,
-            };
-            Sequence {
-                name: QualName {
-                    schema: r.get(0),
-                    name: r.get(1),
-                },
-                data_type: r.get(2),
-                start: r.get(3),
-                increment: r.get(4),
-                min: r.get(5),
-                max: r.get(6),
-                cycle: r.get(7),
-                owner: r.get(8),
-                owned_by,
-                identity: r.get::<_, Option<String>>(12).as_deref() == Some("i"),
-                comment: r.get(13),
-                grants: Vec::new(),
-            }
-        })
-        .collect();
-
-    catalog.functions = rows
-        .functions
-        .iter()
-        .map(|r| Function {
-            name: QualName {
-                schema: r.get(0),
-                name: r.get(1),
-            },
-            arguments: r.get(2),
-            result: r.get(3),
-            kind: match r.get::<_, String>(4).as_str() {
-                "p" => FunctionKind::Procedure,
-                "a" => FunctionKind::Aggregate,
-                "w" => FunctionKind::Window,
-                _ => FunctionKind::Function,
-            },
-            language: r.get(5),
-            body: r.get::<_, Option<String>>(6).unwrap_or_default(),
-            volatility: match r.get::<_, String>(7).as_str() {
-                "i" => "immutable",
-                "s" => "stable",
-                _ => "volatile",
-            }
-            .to_string(),
-            security_definer: r.get(8),
-            owner: r.get(9),
-            comment: r.get(10),
-        })
-        .collect();
-
-    attach_grants(&mut catalog, &rows.grants);
-    catalog
+    let parent = match (r.get::<_, Option<String>>(6), r.get::<_, Option<String>>(7)) {
+        (Some(schema), Some(name)) => Some(QualName { schema, name }),
+        _ => None,
+    };
+    let replica_identity = match r.get::<_, String>(10).as_str() {
+        "n" => ReplicaIdentity::Nothing,
+        "f" => ReplicaIdentity::Full,
+        "i" => ReplicaIdentity::Index(r.get::<_, Option<String>>(11).unwrap_or_default()),
+        _ => ReplicaIdentity::Default,
+    };
+    let reltuples: i64 = r.get(13);
+    let table = Table {
+        name,
+        kind: match relkind.as_str() {
+            "p" => TableKind::Partitioned,
+            "f" => TableKind::Foreign,
+            _ => TableKind::Ordinary,
+        },
+        unlogged: r.get::<_, String>(4) == "u",
+        owner,
+        partition_of: parent,
+        partition_bound: r.get(8),
+        partition_key: r.get(9),
+        columns: Vec::new(),
+        constraints: Vec::new(),
+        indexes: Vec::new(),
+        triggers: Vec::new(),
+        replica_identity,
+        size_bytes: r.get(12),
+        // reltuples is -1 until the first VACUUM or ANALYZE (PostgreSQL 14+).
+        row_estimate: (reltuples >= 0).then_some(reltuples),
+        comment,
+        grants: Vec::new(),
+    };
+    (oid, Relation::Table(table))
 }
 
-fn attach_grants(catalog: &mut Catalog, rows: &[Row]) {
+fn column(r: &Row) -> (u32, Column) {
+    let generated: String = r.get(6);
+    let expr: Option<String> = r.get(4);
+    let (default, generated) = if generated == "s" {
+        (None, expr)
+    } else {
+        (expr, None)
+    };
+    let column = Column {
+        name: r.get(1),
+        type_name: r.get(2),
+        not_null: r.get(3),
+        default,
+        identity: match r.get::<_, String>(5).as_str() {
+            "a" => Some(Identity::Always),
+            "d" => Some(Identity::ByDefault),
+            _ => None,
+        },
+        generated,
+        comment: r.get(7),
+        grants: Vec::new(),
+    };
+    (r.get(0), column)
+}
+
+fn constraint(r: &Row) -> (u32, Constraint) {
+    let kind = match r.get::<_, String>(2).as_str() {
+        "p" => ConstraintKind::PrimaryKey,
+        "u" => ConstraintKind::Unique,
+        "f" => ConstraintKind::ForeignKey,
+        "x" => ConstraintKind::Exclusion,
+        _ => ConstraintKind::Check,
+    };
+    let foreign_key = (kind == ConstraintKind::ForeignKey).then(|| ForeignKey {
+        references: QualName {
+            schema: r.get::<_, Option<String>>(8).unwrap_or_default(),
+            name: r.get::<_, Option<String>>(9).unwrap_or_default(),
+        },
+        referenced_columns: r.get(10),
+        on_update: fk_action(&r.get::<_, String>(11)),
+        on_delete: fk_action(&r.get::<_, String>(12)),
+        match_full: r.get::<_, String>(13) == "f",
+    });
+    let constraint = Constraint {
+        name: r.get(1),
+        kind,
+        definition: r.get(3),
+        deferrable: r.get(4),
+        initially_deferred: r.get(5),
+        inherited: r.get(6),
+        columns: r.get(7),
+        foreign_key,
+    };
+    (r.get(0), constraint)
+}
+
+fn index(r: &Row) -> (u32, Index) {
+    let index = Index {
+        name: r.get(1),
+        definition: r.get(2),
+        unique: r.get(3),
+        primary: r.get(4),
+        columns: r.get(5),
+        constraint: r.get(6),
+    };
+    (r.get(0), index)
+}
+
+fn trigger(r: &Row) -> (u32, Trigger) {
+    let tgtype: i32 = r.get(4);
+    let trigger = Trigger {
+        name: r.get(1),
+        function: QualName {
+            schema: r.get(2),
+            name: r.get(3),
+        },
+        timing: if tgtype & 64 != 0 {
+            TriggerTiming::InsteadOf
+        } else if tgtype & 2 != 0 {
+            TriggerTiming::Before
+        } else {
+            TriggerTiming::After
+        },
+        events: [
+            (4, TriggerEvent::Insert),
+            (16, TriggerEvent::Update),
+            (8, TriggerEvent::Delete),
+            (32, TriggerEvent::Truncate),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| tgtype & bit != 0)
+        .map(|(_, event)| event)
+        .collect(),
+        for_each_row: tgtype & 1 != 0,
+        enabled: r.get::<_, String>(5) != "D",
+        definition: r.get(6),
+    };
+    (r.get(0), trigger)
+}
+
+fn sequence(r: &Row) -> Sequence {
+    let owned_by = match (
+        r.get::<_, Option<String>>(9),
+        r.get::<_, Option<String>>(10),
+        r.get::<_, Option<String>>(11),
+    ) {
+        (Some(schema), Some(name), Some(column)) => Some(ColumnRef {
+            table: QualName { schema, name },
+            column,
+        }),
+        _ => None,
+    };
+    Sequence {
+        name: QualName {
+            schema: r.get(0),
+            name: r.get(1),
+        },
+        data_type: r.get(2),
+        start: r.get(3),
+        increment: r.get(4),
+        min: r.get(5),
+        max: r.get(6),
+        cycle: r.get(7),
+        owner: r.get(8),
+        owned_by,
+        identity: r.get::<_, Option<String>>(12).as_deref() == Some("i"),
+        comment: r.get(13),
+        grants: Vec::new(),
+    }
+}
+
+fn function(r: &Row) -> Function {
+    Function {
+        name: QualName {
+            schema: r.get(0),
+            name: r.get(1),
+        },
+        arguments: r.get(2),
+        result: r.get(3),
+        kind: match r.get::<_, String>(4).as_str() {
+            "p" => FunctionKind::Procedure,
+            "a" => FunctionKind::Aggregate,
+            "w" => FunctionKind::Window,
+            _ => FunctionKind::Function,
+        },
+        language: r.get(5),
+        body: r.get::<_, Option<String>>(6).unwrap_or_default(),
+        volatility: match r.get::<_, String>(7).as_str() {
+            "i" => "immutable",
+            "s" => "stable",
+            _ => "volatile",
+        }
+        .to_string(),
+        security_definer: r.get(8),
+        owner: r.get(9),
+        comment: r.get(10),
+    }
+}
+
+fn grant_row(r: &Row) -> GrantRow {
+    GrantRow {
+        kind: r.get(0),
+        schema: r.get(1),
+        name: r.get(2),
+        column: r.get(3),
+        grant: Grant {
+            grantee: r.get(4),
+            privilege: r.get(5),
+            grantable: r.get(6),
+            grantor: r.get(7),
+        },
+    }
+}
+
+fn attach_grants(catalog: &mut Catalog, rows: Vec<GrantRow>) {
     let mut relations: HashMap<QualName, Slot> = HashMap::new();
     for (i, t) in catalog.tables.iter().enumerate() {
         relations.insert(t.name.clone(), Slot::Table(i));
@@ -656,15 +846,14 @@ fn attach_grants(catalog: &mut Catalog, rows: &[Row]) {
         .enumerate()
         .map(|(i, s)| (s.name.clone(), i))
         .collect();
-    for r in rows {
-        let kind: String = r.get(0);
-        let schema: String = r.get(1);
-        let grant = Grant {
-            grantee: r.get(4),
-            privilege: r.get(5),
-            grantable: r.get(6),
-            grantor: r.get(7),
-        };
+    for row in rows {
+        let GrantRow {
+            kind,
+            schema,
+            name,
+            column,
+            grant,
+        } = row;
         if kind == "s" {
             if let Some(s) = catalog.schemas.iter_mut().find(|s| s.name == schema) {
                 s.grants.push(grant);
@@ -673,33 +862,32 @@ fn attach_grants(catalog: &mut Catalog, rows: &[Row]) {
         }
         let name = QualName {
             schema,
-            name: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            name: name.unwrap_or_default(),
         };
-        let column: Option<String> = r.get(3);
         if kind == "S" {
             if let Some(i) = sequences.get(&name) {
                 catalog.sequences[*i].grants.push(grant);
             }
             continue;
         }
-        match (relations.get(&name), column) {
-            (Some(Slot::Table(i)), None) => catalog.tables[*i].grants.push(grant),
-            (Some(Slot::View(i)), None) => catalog.views[*i].grants.push(grant),
-            (Some(Slot::Table(i)), Some(col)) => {
-                if let Some(c) = catalog.tables[*i]
-                    .columns
-                    .iter_mut()
-                    .find(|c| c.name == col)
-                {
-                    c.grants.push(grant);
-                }
+        let columns = match relations.get(&name) {
+            Some(Slot::Table(i)) if column.is_none() => {
+                catalog.tables[*i].grants.push(grant);
+                continue;
             }
-            (Some(Slot::View(i)), Some(col)) => {
-                if let Some(c) = catalog.views[*i].columns.iter_mut().find(|c| c.name == col) {
-                    c.grants.push(grant);
-                }
+            Some(Slot::View(i)) if column.is_none() => {
+                catalog.views[*i].grants.push(grant);
+                continue;
             }
-            (None, _) => {}
+            Some(Slot::Table(i)) => &mut catalog.tables[*i].columns,
+            Some(Slot::View(i)) => &mut catalog.views[*i].columns,
+            None => continue,
+        };
+        if let Some(c) = columns
+            .iter_mut()
+            .find(|c| Some(&c.name) == column.as_ref())
+        {
+            c.grants.push(grant);
         }
     }
 }

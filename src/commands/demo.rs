@@ -89,7 +89,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     client.batch_execute("ANALYZE").await?;
 
     out.progress("reading the catalog (carve inspect) …");
-    let catalog = read_catalog(&client).await?;
+    let catalog = read_catalog(std::slice::from_ref(&client)).await?;
     let fingerprint = Fingerprint::of(&catalog);
     let spec = ConnSpec::resolve(&source, &Environment::from_process())?;
     let plan_path = server.root().join("carve.plan.toml");

@@ -22,8 +22,9 @@ struct JsonReport<'a> {
 }
 
 pub async fn run(settings: &Settings, args: &InspectArgs) -> anyhow::Result<u8> {
-    let (spec, client) = super::connect_source(&args.source).await?;
-    let catalog = read_catalog(&client).await?;
+    let (spec, clients) = super::connect_source(&args.source, super::CATALOG_CONNECTIONS).await?;
+    let catalog = read_catalog(&clients).await?;
+    drop(clients);
     let fingerprint = Fingerprint::of(&catalog);
     let plan = compare_with_plan(&settings.plan_path, &catalog, &fingerprint)?;
     let source = spec.reference();

@@ -8,10 +8,17 @@ use anyhow::Context;
 
 use crate::conn::{self, ConnSpec, Environment};
 
-/// Resolves and opens the `--source` connection.
-pub async fn connect_source(source: &str) -> anyhow::Result<(ConnSpec, tokio_postgres::Client)> {
+/// How many connections read the catalog side by side: enough to keep a server's
+/// cores busy, few enough to be polite to a production database.
+pub const CATALOG_CONNECTIONS: usize = 3;
+
+/// Resolves and opens `n` connections to `--source`.
+pub async fn connect_source(
+    source: &str,
+    n: usize,
+) -> anyhow::Result<(ConnSpec, Vec<tokio_postgres::Client>)> {
     let spec = ConnSpec::resolve(source, &Environment::from_process())
         .context("bad --source connection string")?;
-    let client = conn::connect(&spec).await?;
-    Ok((spec, client))
+    let clients = conn::connect_many(&spec, n).await?;
+    Ok((spec, clients))
 }

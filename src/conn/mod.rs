@@ -356,6 +356,11 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
     Err(ConnectError { attempts })
 }
 
+/// Opens `n` connections to the same database at once (for work shared among them).
+pub async fn connect_many(spec: &ConnSpec, n: usize) -> Result<Vec<Client>, ConnectError> {
+    futures_util::future::try_join_all((0..n.max(1)).map(|_| connect(spec))).await
+}
+
 async fn connect_one(spec: &ConnSpec, target: &Target) -> Result<Client, String> {
     let mut config = tokio_postgres::Config::new();
     config

@@ -62,17 +62,25 @@ impl Output {
         eprintln!("{} {text}", console::style("error:").red().bold());
     }
 
-    /// Prints one JSON document: `{"format_version": N, "command": …, …fields}`.
+    /// Prints one JSON document: `{"format_version": N, "command": …, …fields}`,
+    /// serialized straight to stdout (no intermediate copy of a large catalog).
     pub fn json<T: Serialize>(&self, command: &str, body: &T) {
-        let mut value = serde_json::to_value(body).expect("report serializes");
-        let object = value.as_object_mut().expect("reports are JSON objects");
-        let mut doc = serde_json::Map::new();
-        doc.insert("format_version".into(), JSON_FORMAT_VERSION.into());
-        doc.insert("command".into(), command.into());
-        doc.append(object);
-        let mut out = std::io::stdout().lock();
+        #[derive(Serialize)]
+        struct Document<'a, T> {
+            format_version: u32,
+            command: &'a str,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        let doc = Document {
+            format_version: JSON_FORMAT_VERSION,
+            command,
+            body,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let _ = serde_json::to_writer_pretty(&mut out, &doc);
         let _ = writeln!(out);
+        let _ = out.flush();
     }
 }
 

@@ -38,9 +38,13 @@ pub async fn create_db(server: &TempServer, db: &str, sql: &str) -> tokio_postgr
     c
 }
 
+/// Reads the catalog over two connections, so the shared-snapshot path is exercised.
 pub async fn catalog_of(server: &TempServer, db: &str) -> Catalog {
-    let c = client(&server.conninfo(db)).await;
-    read_catalog(&c).await.expect("read catalog")
+    let clients = vec![
+        client(&server.conninfo(db)).await,
+        client(&server.conninfo(db)).await,
+    ];
+    read_catalog(&clients).await.expect("read catalog")
 }
 
 pub fn example(name: &str) -> &'static carve::examples::Example {
