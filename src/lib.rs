@@ -4,6 +4,7 @@
 //! fingerprint) and `plan` are pure data; `conn` and `pgtemp` talk to the outside
 //! world; `commands` wires them to the CLI defined in `cli`; `ui` prints.
 
+pub mod analysis;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

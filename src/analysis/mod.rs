@@ -1,0 +1,4 @@
+//! Analysis: from a catalog and a workload to who reads and writes what, table
+//! ownership, and proposed data domains. Pure functions over plain data.
+
+pub mod access;
