@@ -16,3 +16,4 @@ pub mod plan;
 pub mod sql;
 pub mod synthetic;
 pub mod ui;
+pub mod workload;

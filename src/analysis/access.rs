@@ -45,8 +45,9 @@ pub enum WriteKind {
     Lock,
 }
 
-/// The columns a statement writes in one table: a set, or every column (a DELETE, an
-/// INSERT without a column list, a TRUNCATE).
+/// The columns a statement writes in one table: a set, or every column (an INSERT or
+/// COPY without a column list). DELETE and TRUNCATE remove whole rows and write no
+/// particular column, so they add none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Columns {
     All,
@@ -244,8 +245,11 @@ impl Visitor for Collector {
                 };
                 for table in tables {
                     if let Some(name) = table_with_joins_name(table) {
-                        self.access
-                            .write(name.clone(), WriteKind::Delete, Columns::All);
+                        self.access.write(
+                            name.clone(),
+                            WriteKind::Delete,
+                            Columns::Some(BTreeSet::new()),
+                        );
                         self.targets.push(name);
                     }
                 }
@@ -275,7 +279,9 @@ impl Visitor for Collector {
                                     _ => Columns::All,
                                 },
                             ),
-                            MergeAction::Delete { .. } => (WriteKind::Delete, Columns::All),
+                            MergeAction::Delete { .. } => {
+                                (WriteKind::Delete, Columns::Some(BTreeSet::new()))
+                            }
                             MergeAction::DoNothing { .. } => continue,
                         };
                         self.access.write(name.clone(), kind, cols);
@@ -291,8 +297,11 @@ impl Visitor for Collector {
             Statement::Truncate(truncate) => {
                 for target in &truncate.table_names {
                     if let Some(name) = raw_name(&target.name) {
-                        self.access
-                            .write(name.clone(), WriteKind::Truncate, Columns::All);
+                        self.access.write(
+                            name.clone(),
+                            WriteKind::Truncate,
+                            Columns::Some(BTreeSet::new()),
+                        );
                         self.targets.push(name);
                     }
                 }
@@ -475,9 +484,9 @@ mod tests {
     #[test]
     fn delete_using_truncate_copy_merge() {
         let a = one("DELETE FROM stock_reservations r USING orders o WHERE o.id = r.order_id");
-        assert_eq!(written(&a), ["stock_reservations[*]"]);
+        assert_eq!(written(&a), ["stock_reservations[]"]);
         assert_eq!(names(&a.reads), ["orders"]);
-        assert_eq!(written(&one("TRUNCATE a, s.b")), ["a[*]", "s.b[*]"]);
+        assert_eq!(written(&one("TRUNCATE a, s.b")), ["a[]", "s.b[]"]);
         assert_eq!(
             written(&one("COPY items (id, name) FROM STDIN")),
             ["items[id,name]"]
@@ -505,7 +514,7 @@ mod tests {
     fn writes_inside_ctes_and_function_calls() {
         let a = one("WITH moved AS (DELETE FROM queue WHERE id = $1 RETURNING *)
              INSERT INTO done SELECT * FROM moved");
-        assert_eq!(written(&a), ["done[*]", "queue[*]"]);
+        assert_eq!(written(&a), ["done[*]", "queue[]"]);
         assert!(a.reads.is_empty(), "{:?}", a.reads);
         let a = one("UPDATE orders SET total = order_total(id), updated_at = now() WHERE id = $1");
         assert_eq!(names(&a.calls), ["now", "order_total"]);

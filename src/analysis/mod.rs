@@ -2,3 +2,5 @@
 //! ownership, and proposed data domains. Pure functions over plain data.
 
 pub mod access;
+pub mod ownership;
+pub mod usage;

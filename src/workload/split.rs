@@ -1,0 +1,190 @@
+//! Splits SQL text into statements at top-level `;`, respecting quotes ('…', E'…',
+//! "…"), dollar quoting ($$…$$, $tag$…$tag$) and comments (--, nested /* */), and
+//! keeps the line each statement starts on.
+
+/// One statement's text (trimmed, without the `;`) and its 1-based starting line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub text: String,
+    pub line: usize,
+}
+
+pub fn split(sql: &str) -> Vec<Piece> {
+    let bytes = sql.as_bytes();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut line = 1;
+    let mut start_line = 1;
+    let mut i = 0;
+    let push = |from: usize, to: usize, at: usize, pieces: &mut Vec<Piece>| {
+        let raw = &sql[from..to];
+        // Lines before the first real character do not count.
+        let lead = raw.len() - raw.trim_start().len();
+        let text = strip_comments_only(raw.trim());
+        if !text.is_empty() {
+            let skipped = raw[..lead].matches('\n').count();
+            pieces.push(Piece {
+                text: raw.trim().to_string(),
+                line: at + skipped,
+            });
+        }
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < bytes.len() {
+                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        if bytes[i] == b'\n' {
+                            line += 1;
+                        }
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' => {
+                let backslashes = i > 0
+                    && matches!(bytes[i - 1], b'E' | b'e')
+                    && (i < 2 || !bytes[i - 2].is_ascii_alphanumeric());
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' if backslashes => i += 2,
+                        b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+                        b'\'' => {
+                            i += 1;
+                            break;
+                        }
+                        b'\n' => {
+                            line += 1;
+                            i += 1;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'"' if bytes.get(i + 1) == Some(&b'"') => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        b'\n' => {
+                            line += 1;
+                            i += 1;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'$' => match dollar_tag(&sql[i..]) {
+                Some(tag) => {
+                    let body_start = i + tag.len();
+                    let end = sql[body_start..]
+                        .find(tag)
+                        .map(|at| body_start + at + tag.len())
+                        .unwrap_or(sql.len());
+                    line += sql[i..end].matches('\n').count();
+                    i = end;
+                }
+                None => i += 1,
+            },
+            b';' => {
+                push(start, i, start_line, &mut pieces);
+                i += 1;
+                start = i;
+                start_line = line;
+            }
+            _ => i += 1,
+        }
+    }
+    push(start, sql.len(), start_line, &mut pieces);
+    pieces
+}
+
+/// `$tag$` at the start of `text`, if it opens a dollar-quoted string (a `$1`
+/// parameter does not).
+fn dollar_tag(text: &str) -> Option<&str> {
+    let rest = &text[1..];
+    let end = rest.find('$')?;
+    let tag = &rest[..end];
+    let valid = tag
+        .chars()
+        .enumerate()
+        .all(|(n, c)| c == '_' || c.is_alphabetic() || (n > 0 && c.is_ascii_digit()));
+    valid.then(|| &text[..end + 2])
+}
+
+/// The text with comments removed, to tell whether a piece holds any statement.
+fn strip_comments_only(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find("--") {
+            Some(at) => &l[..at],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(sql: &str) -> Vec<(String, usize)> {
+        split(sql).into_iter().map(|p| (p.text, p.line)).collect()
+    }
+
+    #[test]
+    fn splits_on_top_level_semicolons_with_lines() {
+        assert_eq!(
+            texts("SELECT 1;\n\n-- note\nSELECT 2\n  FROM t;\nSELECT 3"),
+            [
+                ("SELECT 1".to_string(), 1),
+                ("-- note\nSELECT 2\n  FROM t".to_string(), 3),
+                ("SELECT 3".to_string(), 6)
+            ]
+        );
+    }
+
+    #[test]
+    fn semicolons_inside_quotes_comments_and_dollar_bodies_do_not_split() {
+        let sql = "INSERT INTO t VALUES ('a;b', E'c\\';d', \"x;y\");\n\
+                   /* one; /* nested; */ still; */ SELECT $1;\n\
+                   CREATE FUNCTION f() RETURNS int AS $body$ BEGIN RETURN 1; END $body$ LANGUAGE plpgsql;\n\
+                   SELECT $$;$$";
+        let got = texts(sql);
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(got[0].0.ends_with("\"x;y\")"));
+        assert!(got[1].0.ends_with("SELECT $1"));
+        assert!(got[2].0.contains("RETURN 1; END"));
+        assert_eq!(got[3].0, "SELECT $$;$$");
+    }
+
+    #[test]
+    fn empty_and_comment_only_pieces_are_dropped() {
+        assert!(split(" ;\n;-- only a comment\n").is_empty());
+    }
+}
