@@ -2,5 +2,6 @@
 //! ownership, and proposed data domains. Pure functions over plain data.
 
 pub mod access;
+pub mod leiden;
 pub mod ownership;
 pub mod usage;
