@@ -81,6 +81,17 @@ pub enum Command {
     /// in one read-only snapshot. When the plan file exists and was made from this
     /// database, also reports whether the catalog has changed since (exit code 5).
     Inspect(InspectArgs),
+    /// Propose data domains and table ownership, and write them into the plan.
+    ///
+    /// Reads the catalog and, given --workload, each service's SQL: who reads and
+    /// writes which table and which columns. Classifies every table's ownership
+    /// (single, common, joint, read-only, unused) with ranked resolutions, clusters the
+    /// tables into domains (Leiden over foreign keys, views, triggers, functions,
+    /// shared statements and shared writers; common tables set aside first), and
+    /// reports what each boundary costs and buys. Statements that do not parse and
+    /// names that match no table are listed, never dropped. Decisions already in the
+    /// plan are kept; a re-run lists what changed since the last proposal.
+    Discover(DiscoverArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
     /// Needs the PostgreSQL server binaries (initdb, postgres) installed locally; nothing
@@ -93,6 +104,40 @@ pub struct InspectArgs {
     /// The database to read, as a libpq connection string (URL or key=value).
     #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
     pub source: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The monolith, as a libpq connection string (URL or key=value).
+    #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
+    pub source: String,
+
+    /// The services' SQL: a .sql file (its name is the service), or a directory with a
+    /// .sql file or a sub-directory per service. Statements end with `;`; `$1`
+    /// parameters are fine. Repeat for several.
+    #[arg(long, value_name = "PATH")]
+    pub workload: Vec<PathBuf>,
+
+    /// Clustering resolution: higher gives more and smaller domains.
+    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number)]
+    pub resolution: f64,
+
+    /// Print the domain map as a graph (Graphviz dot or Mermaid) instead of the report.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub graph: Option<GraphFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+fn positive_number(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +198,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Inspect(args) => commands::inspect::run(&settings, args).await,
+            Command::Discover(args) => commands::discover::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,
         }
     });

@@ -1,7 +1,308 @@
 //! Analysis: from a catalog and a workload to who reads and writes what, table
-//! ownership, and proposed data domains. Pure functions over plain data.
+//! ownership, and proposed data domains with the trade-offs of each boundary. Pure
+//! functions over plain data; `commands::discover` does the I/O around them.
 
 pub mod access;
+pub mod domains;
 pub mod leiden;
 pub mod ownership;
 pub mod usage;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, QualName};
+use crate::workload::{Problem, Workload};
+use domains::{LinkKind, Proposal, Weights};
+use ownership::{Ownership, Resolution, TableOwnership, TableSplit};
+use usage::Usage;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Leiden's resolution: higher gives more, smaller domains.
+    pub resolution: f64,
+    pub search_path: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            resolution: 1.0,
+            search_path: usage::default_search_path(),
+        }
+    }
+}
+
+/// Everything discover found, in the shape its JSON output has.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    pub services: Vec<String>,
+    pub domains: Vec<DomainReport>,
+    pub tables: Vec<TableReport>,
+    pub boundaries: Vec<Boundary>,
+    pub quality: domains::Quality,
+    pub problems: Problems,
+    /// The weighted links between tables the domains were clustered from.
+    pub links: Vec<domains::Link>,
+    #[serde(skip)]
+    pub proposal: Proposal,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainReport {
+    pub name: String,
+    /// `schema.table`, quoted where needed.
+    pub tables: Vec<String>,
+    pub named_after: String,
+    pub writers: Vec<String>,
+    pub writer_purity: Option<f64>,
+    pub common: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// `schema.table`, quoted where needed.
+    pub name: String,
+    pub domain: String,
+    pub ownership: Ownership,
+    pub writers: Vec<String>,
+    pub readers: Vec<String>,
+    pub owner: Option<String>,
+    pub reason: String,
+    pub resolutions: Vec<Resolution>,
+    pub split: Option<TableSplit>,
+    /// For partitions: the partitioned table they belong to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
+}
+
+/// What the boundary between two domains costs (integrators cut) and buys
+/// (disintegrators: what differs between the two sides).
+#[derive(Debug, Clone, Serialize)]
+pub struct Boundary {
+    pub domains: [String; 2],
+    pub costs: Vec<Cost>,
+    pub buys: Buys,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cost {
+    /// foreign_key, view, trigger, function or statement.
+    pub kind: String,
+    pub count: usize,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Buys {
+    /// Services writing each side; the fewer they share, the more the split frees them.
+    pub writers: [Vec<String>; 2],
+    pub shared_writers: Vec<String>,
+    pub size_bytes: [i64; 2],
+    pub write_statements: [u64; 2],
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Problems {
+    /// Files or sources that could not be read.
+    pub workload: Vec<Problem>,
+    /// Statements that do not parse.
+    pub unparsed: Vec<Problem>,
+    /// Names that match no table or view.
+    pub unknown: Vec<Problem>,
+}
+
+impl Problems {
+    pub fn count(&self) -> usize {
+        self.workload.len() + self.unparsed.len() + self.unknown.len()
+    }
+}
+
+pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Options) -> Discovery {
+    let empty = Workload::default();
+    let workload_given = workload.is_some();
+    let workload = workload.unwrap_or(&empty);
+    let usage = Usage::of(catalog, workload, options.search_path.clone());
+    let ownership = ownership::classify(catalog, &usage, workload_given);
+    let proposal = domains::propose(
+        catalog,
+        &usage,
+        &ownership,
+        options.resolution,
+        &Weights::default(),
+    );
+    let domain_of = proposal.domain_of();
+
+    let by_table: BTreeMap<&QualName, &TableOwnership> =
+        ownership.iter().map(|o| (&o.table, o)).collect();
+    let mut tables = Vec::new();
+    for table in &catalog.tables {
+        let root = root_of(catalog, &table.name);
+        let Some(o) = by_table.get(&root) else {
+            continue;
+        };
+        tables.push(TableReport {
+            name: table.name.to_string(),
+            domain: domain_of
+                .get(&table.name)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            ownership: o.ownership,
+            writers: o.writers.clone(),
+            readers: o.readers.clone(),
+            owner: o.owner.clone(),
+            reason: o.reason.clone(),
+            resolutions: if table.partition_of.is_none() {
+                o.resolutions.clone()
+            } else {
+                Vec::new()
+            },
+            split: if table.partition_of.is_none() {
+                o.split.clone()
+            } else {
+                None
+            },
+            partition_of: table.partition_of.as_ref().map(|p| p.to_string()),
+        });
+    }
+    let domains = proposal
+        .domains
+        .iter()
+        .map(|d| DomainReport {
+            name: d.name.clone(),
+            tables: d.tables.iter().map(ToString::to_string).collect(),
+            named_after: d.named_after.clone(),
+            writers: d.writers.clone(),
+            writer_purity: d.writer_purity,
+            common: d.common,
+        })
+        .collect();
+    Discovery {
+        services: usage.services.clone(),
+        domains,
+        tables,
+        boundaries: boundaries(catalog, &usage, &proposal),
+        quality: proposal.quality.clone(),
+        problems: Problems {
+            workload: workload.problems.clone(),
+            unparsed: usage.unparsed.clone(),
+            unknown: usage.unknown.clone(),
+        },
+        links: proposal.links.clone(),
+        proposal,
+    }
+}
+
+fn root_of(catalog: &Catalog, name: &QualName) -> QualName {
+    let mut current = name.clone();
+    while let Some(parent) = catalog.table(&current).and_then(|t| t.partition_of.clone()) {
+        current = parent;
+    }
+    current
+}
+
+fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boundary> {
+    let domain_of = proposal.domain_of();
+    let mut costs: BTreeMap<(String, String), BTreeMap<&'static str, BTreeSet<String>>> =
+        BTreeMap::new();
+    for link in proposal.links.iter().filter(|l| l.kind.is_integrator()) {
+        let (Some(a), Some(b)) = (domain_of.get(&link.a), domain_of.get(&link.b)) else {
+            continue;
+        };
+        if a == b {
+            continue;
+        }
+        let key = if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        let (kind, what) = match &link.kind {
+            LinkKind::ForeignKey(n) => ("foreign_key", n),
+            LinkKind::View(n) => ("view", n),
+            LinkKind::Trigger(n) => ("trigger", n),
+            LinkKind::Function(n) => ("function", n),
+            LinkKind::Statement(n) => ("statement", n),
+            _ => continue,
+        };
+        costs
+            .entry(key)
+            .or_default()
+            .entry(kind)
+            .or_default()
+            .insert(what.clone());
+    }
+    // Foreign keys to and from common tables cross a boundary too.
+    for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+        for (con, fk) in table.foreign_keys().filter(|(c, _)| !c.inherited) {
+            let (Some(a), Some(b)) = (domain_of.get(&table.name), domain_of.get(&fk.references))
+            else {
+                continue;
+            };
+            if a != b {
+                let key = if a < b {
+                    (a.to_string(), b.to_string())
+                } else {
+                    (b.to_string(), a.to_string())
+                };
+                costs
+                    .entry(key)
+                    .or_default()
+                    .entry("foreign_key")
+                    .or_default()
+                    .insert(format!(
+                        "{}.{}",
+                        table.name,
+                        crate::sql::display_ident(&con.name)
+                    ));
+            }
+        }
+    }
+    let side = |domain: &str| -> (Vec<String>, i64, u64) {
+        let d = proposal
+            .domains
+            .iter()
+            .find(|d| d.name == domain)
+            .expect("domain exists");
+        let size = d
+            .tables
+            .iter()
+            .filter_map(|t| catalog.table(t))
+            .map(|t| t.size_bytes)
+            .sum();
+        let writes = d
+            .tables
+            .iter()
+            .filter_map(|t| usage.tables.get(t))
+            .flat_map(|u| u.writers.values())
+            .map(|w| w.statements)
+            .sum();
+        (d.writers.clone(), size, writes)
+    };
+    costs
+        .into_iter()
+        .map(|((a, b), kinds)| {
+            let (wa, sa, xa) = side(&a);
+            let (wb, sb, xb) = side(&b);
+            let shared = wa.iter().filter(|s| wb.contains(s)).cloned().collect();
+            Boundary {
+                costs: kinds
+                    .into_iter()
+                    .map(|(kind, items)| Cost {
+                        kind: kind.to_string(),
+                        count: items.len(),
+                        examples: items.into_iter().take(3).collect(),
+                    })
+                    .collect(),
+                buys: Buys {
+                    writers: [wa, wb],
+                    shared_writers: shared,
+                    size_bytes: [sa, sb],
+                    write_statements: [xa, xb],
+                },
+                domains: [a, b],
+            }
+        })
+        .collect()
+}

@@ -90,7 +90,16 @@ pub fn classify(catalog: &Catalog, usage: &Usage, have_workload: bool) -> Vec<Ta
                 .primary_key()
                 .map(|c| c.columns.clone())
                 .unwrap_or_default();
-            classify_one(&table.name, used, services, have_workload, &pk, usage)
+            let neighbours = fk_neighbours(catalog, &table.name);
+            classify_one(
+                &table.name,
+                used,
+                services,
+                have_workload,
+                &pk,
+                usage,
+                &neighbours,
+            )
         })
         .collect()
 }
@@ -102,6 +111,7 @@ fn classify_one(
     have_workload: bool,
     primary_key: &[String],
     usage: &Usage,
+    neighbours: &BTreeSet<QualName>,
 ) -> TableOwnership {
     let writers: Vec<String> = used.writers.keys().cloned().collect();
     let readers: Vec<String> = used.readers.keys().cloned().collect();
@@ -170,7 +180,8 @@ fn classify_one(
         }
         _ => {
             result.ownership = Ownership::Joint;
-            let (split, resolutions, owner) = joint_resolutions(name, used, primary_key, usage);
+            let (split, resolutions, owner) =
+                joint_resolutions(name, used, primary_key, usage, neighbours);
             result.reason = format!("written by {}", writers.join(" and "));
             result.owner = owner;
             result.split = split;
@@ -180,20 +191,43 @@ fn classify_one(
     result
 }
 
-/// Ranks the four ways out of joint ownership from the column-level write sets.
-fn joint_resolutions(
-    name: &QualName,
+/// Tables with a foreign key to or from `table`.
+fn fk_neighbours(catalog: &Catalog, table: &QualName) -> BTreeSet<QualName> {
+    let mut out = BTreeSet::new();
+    for t in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+        for (_, fk) in t.foreign_keys() {
+            if &t.name == table {
+                out.insert(fk.references.clone());
+            } else if &fk.references == table {
+                out.insert(t.name.clone());
+            }
+        }
+    }
+    out.remove(table);
+    out
+}
+
+/// The writer a joint table most naturally belongs to: the one that creates its rows,
+/// then the one that alone writes most of the tables it is tied to by foreign keys,
+/// then the one writing most columns and statements.
+pub fn row_owner(
     used: &TableUse,
-    primary_key: &[String],
     usage: &Usage,
-) -> (Option<TableSplit>, Vec<Resolution>, Option<String>) {
-    // The row owner creates rows; failing that, whoever writes the most.
-    let row_owner = used
-        .writers
+    neighbours: &BTreeSet<QualName>,
+) -> Option<String> {
+    let affinity = |service: &str| {
+        neighbours
+            .iter()
+            .filter_map(|n| usage.tables.get(n))
+            .filter(|u| u.writers.len() == 1 && u.writers.contains_key(service))
+            .count()
+    };
+    used.writers
         .iter()
         .max_by_key(|(service, w)| {
             (
                 w.kinds.contains(&WriteKind::Insert) || w.kinds.contains(&WriteKind::Copy),
+                affinity(service),
                 matches!(w.columns, Columns::All),
                 column_count(&w.columns),
                 w.statements,
@@ -201,7 +235,17 @@ fn joint_resolutions(
             )
         })
         .map(|(s, _)| s.clone())
-        .expect("joint tables have writers");
+}
+
+/// Ranks the four ways out of joint ownership from the column-level write sets.
+fn joint_resolutions(
+    name: &QualName,
+    used: &TableUse,
+    primary_key: &[String],
+    usage: &Usage,
+    neighbours: &BTreeSet<QualName>,
+) -> (Option<TableSplit>, Vec<Resolution>, Option<String>) {
+    let row_owner = row_owner(used, usage, neighbours).expect("joint tables have writers");
 
     let mut writers_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (service, w) in &used.writers {
@@ -320,7 +364,7 @@ fn joint_resolutions(
             Resolution {
                 kind: ResolutionKind::SharedDataDomain,
                 proposal: format!("{name} stays in a data domain shared by {}", used.writers.keys().cloned().collect::<Vec<_>>().join(" and ")),
-                reason: "keeps local transactions, at the price of coordinated schema changes and a wider boundary".into(),
+                reason: "it keeps local transactions, at the price of coordinated schema changes and a wider boundary".into(),
             },
         ),
         (

@@ -64,6 +64,9 @@ pub struct Resolver<'a> {
     function_effects: HashMap<String, Effect>,
 }
 
+/// How deep calls and triggers are followed (functions calling functions…).
+const MAX_DEPTH: usize = 8;
+
 /// PostgreSQL's default search path for a role with no schema of its own name.
 pub fn default_search_path() -> Vec<String> {
     vec!["public".to_string()]
@@ -154,6 +157,11 @@ impl<'a> Resolver<'a> {
         self.resolve_depth(access, 0)
     }
 
+    /// The tables a statement names itself, not following functions or triggers.
+    pub fn resolve_direct(&mut self, access: &Access) -> Effect {
+        self.resolve_depth(access, MAX_DEPTH)
+    }
+
     fn resolve_depth(&mut self, access: &Access, depth: usize) -> Effect {
         let mut effect = Effect::default();
         for name in &access.reads {
@@ -180,7 +188,7 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        if depth < 8 {
+        if depth < MAX_DEPTH {
             for call in &access.calls {
                 for signature in self.functions_named(call) {
                     let body = self.function_effect(&signature, depth);
@@ -190,7 +198,7 @@ impl<'a> Resolver<'a> {
             let fired: Vec<String> = effect
                 .writes
                 .iter()
-                .flat_map(|(table, w)| self.triggers_fired(table, &w.kinds))
+                .flat_map(|(table, w)| self.triggers_fired(table, w))
                 .collect();
             for signature in fired {
                 let body = self.function_effect(&signature, depth);
@@ -211,8 +219,9 @@ impl<'a> Resolver<'a> {
             .collect()
     }
 
-    fn triggers_fired(&self, table: &QualName, kinds: &BTreeSet<WriteKind>) -> Vec<String> {
-        let events: BTreeSet<TriggerEvent> = kinds
+    fn triggers_fired(&self, table: &QualName, write: &TableWrite) -> Vec<String> {
+        let events: BTreeSet<TriggerEvent> = write
+            .kinds
             .iter()
             .flat_map(|k| match k {
                 WriteKind::Insert | WriteKind::Copy => vec![TriggerEvent::Insert],
@@ -234,6 +243,15 @@ impl<'a> Resolver<'a> {
             .filter(|t| &t.name == table || t.partition_of.as_ref() == Some(table))
             .flat_map(|t| t.triggers.iter())
             .filter(|tr| tr.enabled && tr.events.iter().any(|e| events.contains(e)))
+            // `UPDATE OF a, b` fires only when a or b is set (or on other events).
+            .filter(|tr| {
+                tr.columns.is_empty()
+                    || write.kinds.iter().any(|k| !matches!(k, WriteKind::Update))
+                    || match &write.columns {
+                        Columns::All => true,
+                        Columns::Some(cols) => tr.columns.iter().any(|c| cols.contains(c)),
+                    }
+            })
             .flat_map(|tr| {
                 self.catalog
                     .functions
@@ -325,7 +343,10 @@ pub struct ResolvedStatement {
     pub service: String,
     pub origin: String,
     pub calls: u64,
+    /// Everything it reads and writes, through functions and triggers too.
     pub effect: Effect,
+    /// The tables the statement names itself (views resolved to their tables).
+    pub direct: BTreeSet<QualName>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -379,6 +400,12 @@ impl Usage {
             };
             for access in accesses {
                 let effect = resolver.resolve(&access);
+                let direct = resolver.resolve_direct(&access);
+                let direct = direct
+                    .reads
+                    .into_iter()
+                    .chain(direct.writes.into_keys())
+                    .collect();
                 for name in &effect.unknown {
                     usage.unknown.push(Problem {
                         origin: format!("{} ({})", statement.origin, statement.service),
@@ -411,6 +438,7 @@ impl Usage {
                     origin: statement.origin.clone(),
                     calls: statement.calls,
                     effect,
+                    direct,
                 });
             }
         }

@@ -208,6 +208,8 @@ pub struct Trigger {
     pub function: QualName,
     pub timing: TriggerTiming,
     pub events: Vec<TriggerEvent>,
+    /// `UPDATE OF these columns`: the trigger fires only when one of them is set.
+    pub columns: Vec<String>,
     pub for_each_row: bool,
     pub enabled: bool,
     /// As `pg_get_triggerdef` shows it.

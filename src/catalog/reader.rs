@@ -378,13 +378,14 @@ fn indexes_sql() -> String {
 fn triggers_sql() -> String {
     format!(
         "SELECT t.tgrelid, t.tgname::text, pn.nspname::text, p.proname::text, t.tgtype::int4,
-                t.tgenabled::text, pg_get_triggerdef(t.oid)
+                t.tgenabled::text, pg_get_triggerdef(t.oid), {cols}
          FROM pg_trigger t
          JOIN pg_class c ON c.oid = t.tgrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_proc p ON p.oid = t.tgfoid
          JOIN pg_namespace pn ON pn.oid = p.pronamespace
-         WHERE NOT t.tgisinternal AND {USER_RELATION} AND {USER_NAMESPACE}"
+         WHERE NOT t.tgisinternal AND {USER_RELATION} AND {USER_NAMESPACE}",
+        cols = attnames("t.tgrelid", "t.tgattr::int2[]"),
     )
 }
 
@@ -751,6 +752,7 @@ fn trigger(r: &Row) -> (u32, Trigger) {
         .filter(|(bit, _)| tgtype & bit != 0)
         .map(|(_, event)| event)
         .collect(),
+        columns: r.get(7),
         for_each_row: tgtype & 1 != 0,
         enabled: r.get::<_, String>(5) != "D",
         definition: r.get(6),

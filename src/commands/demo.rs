@@ -5,16 +5,19 @@
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::analysis;
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
 use crate::cli::{DemoArgs, Settings};
+use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
 use crate::conn::{self, ConnSpec, Environment};
 use crate::examples::Example;
 use crate::exit;
 use crate::pgtemp::TempServer;
-use crate::plan::{Plan, Source};
+use crate::plan::Source;
 use crate::ui::inspect::{findings, render};
+use crate::workload::Workload;
 
 #[derive(Serialize)]
 struct JsonReport {
@@ -25,6 +28,7 @@ struct JsonReport {
     fingerprint: String,
     tables: usize,
     findings: Vec<String>,
+    domains: Vec<crate::analysis::DomainReport>,
 }
 
 #[derive(Serialize)]
@@ -93,14 +97,21 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     let fingerprint = Fingerprint::of(&catalog);
     let spec = ConnSpec::resolve(&source, &Environment::from_process())?;
     let plan_path = server.root().join("carve.plan.toml");
-    Plan::new(
-        Source {
-            conninfo: spec.reference(),
-            database: catalog.server.database.clone(),
-        },
-        fingerprint.clone(),
-    )
-    .save(&plan_path)?;
+
+    out.progress(&format!(
+        "proposing domains from the catalog and examples/{}/workload (carve discover) …",
+        example.name
+    ));
+    let workload = Workload::from_texts(
+        &format!("examples/{}/workload", example.name),
+        example.workloads,
+    );
+    let discovery = analysis::discover(&catalog, Some(&workload), &analysis::Options::default());
+    let source_ref = Source {
+        conninfo: spec.reference(),
+        database: catalog.server.database.clone(),
+    };
+    build_plan(source_ref, &catalog, &discovery, None).save(&plan_path)?;
     let plan_state = compare_with_plan(&plan_path, &catalog, &fingerprint)?;
 
     let report = JsonReport {
@@ -115,20 +126,25 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         fingerprint: fingerprint.digest.clone(),
         tables: catalog.tables.len(),
         findings: findings(&catalog),
+        domains: discovery.domains.clone(),
     };
     if out.is_json() {
         out.json("demo", &report);
     } else {
         out.line("");
+        out.line("── carve inspect ──");
         out.line(&render(
             &catalog,
             &fingerprint,
             &spec.reference(),
             &plan_state,
         ));
-        out.line(&format!(
-            "The example's services and their SQL are in examples/{}/workload/.",
-            example.name
+        out.line("── carve discover ──");
+        out.line(&crate::ui::discover::render(
+            &discovery,
+            &plan_path,
+            &[],
+            true,
         ));
     }
 

@@ -1,6 +1,8 @@
 //! Terminal output: human text on stdout, JSON documents on stdout, messages and logs on
 //! stderr. Colour only on a terminal and never with `NO_COLOR`.
 
+pub mod discover;
+pub mod graph;
 pub mod inspect;
 
 use std::io::{IsTerminal, Write};

@@ -44,6 +44,23 @@ impl Workload {
         self.problems.extend(other.problems);
     }
 
+    /// A workload from SQL texts already in memory, as (service, SQL); `origin` names
+    /// where they came from (e.g. `examples/shop/workload`).
+    pub fn from_texts(origin: &str, texts: &[(&str, &str)]) -> Workload {
+        let mut workload = Workload::default();
+        for (service, sql) in texts {
+            for piece in split::split(sql) {
+                workload.statements.push(Statement {
+                    service: service.to_string(),
+                    sql: piece.text,
+                    origin: format!("{origin}/{service}.sql:{}", piece.line),
+                    calls: 1,
+                });
+            }
+        }
+        workload
+    }
+
     /// Loads SQL files: a `.sql` file (its stem names the service), or a directory
     /// whose `.sql` files and sub-directories each name one service.
     pub fn from_sql_path(path: &Path) -> Workload {

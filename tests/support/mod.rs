@@ -72,3 +72,57 @@ pub fn carve() -> assert_cmd::Command {
     cmd.env("NO_COLOR", "1");
     cmd
 }
+
+/// Adjusted Rand index of two clusterings of the same items (1.0: identical).
+pub fn adjusted_rand_index(
+    truth: &[(&str, &str)],
+    predicted: &std::collections::HashMap<String, String>,
+) -> f64 {
+    use std::collections::HashMap;
+    let choose2 = |n: usize| (n * n.saturating_sub(1)) as f64 / 2.0;
+    let mut pairs: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut a: HashMap<&str, usize> = HashMap::new();
+    let mut b: HashMap<&str, usize> = HashMap::new();
+    for (item, t) in truth {
+        let p = predicted
+            .get(*item)
+            .unwrap_or_else(|| panic!("{item} has no predicted domain"));
+        *pairs.entry((t, p.as_str())).or_default() += 1;
+        *a.entry(t).or_default() += 1;
+        *b.entry(p.as_str()).or_default() += 1;
+    }
+    let index: f64 = pairs.values().map(|&n| choose2(n)).sum();
+    let sum_a: f64 = a.values().map(|&n| choose2(n)).sum();
+    let sum_b: f64 = b.values().map(|&n| choose2(n)).sum();
+    let expected = sum_a * sum_b / choose2(truth.len());
+    let max = (sum_a + sum_b) / 2.0;
+    if max == expected {
+        return 1.0;
+    }
+    (index - expected) / (max - expected)
+}
+
+/// The benchbase test data beside the repository; a clear failure when it is missing.
+pub fn benchbase() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/benchbase");
+    assert!(
+        dir.join("schema.sql").is_file(),
+        "the benchbase test data is missing at {}: it comes with the shared/ folder beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs `carve --format json discover` and returns its JSON and exit code.
+pub fn discover_json(plan: &std::path::Path, args: &[&str]) -> (serde_json::Value, i32, String) {
+    let out = carve()
+        .arg("--plan")
+        .arg(plan)
+        .args(["--format", "json", "discover"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (json, out.status.code().unwrap_or(-1), stderr)
+}

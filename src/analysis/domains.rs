@@ -1,0 +1,662 @@
+//! Data domains: a weighted graph of tables, clustered with Leiden.
+//!
+//! What ties two tables together (integrators, in the source text's terms) becomes a
+//! weighted link, each kept with its reason so the report can say what a boundary cuts:
+//! foreign keys (declared, or implied by a `<table>_id` column of the key's type),
+//! views and functions reading both, triggers on one writing the other, statements
+//! touching both, and services that write (or use) both. Common tables, written by
+//! nearly everyone, are set aside first so they do not glue every domain together;
+//! each becomes a domain of its own, for its dedicated owner service.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::leiden::{self, Graph};
+use super::ownership::{Ownership, TableOwnership};
+use super::usage::Usage;
+use crate::catalog::{Catalog, QualName};
+
+/// How much each kind of link weighs. Writer similarity is the strongest sign that two
+/// tables belong together (the same service keeps them); a foreign key comes next.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights {
+    pub foreign_key: f64,
+    pub implied_foreign_key: f64,
+    pub view: f64,
+    pub trigger: f64,
+    pub function: f64,
+    pub statement: f64,
+    pub same_writers: f64,
+    pub same_users: f64,
+    pub name_prefix: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Weights {
+        Weights {
+            foreign_key: 1.0,
+            implied_foreign_key: 0.7,
+            view: 0.5,
+            trigger: 0.7,
+            function: 0.3,
+            statement: 0.5,
+            same_writers: 1.5,
+            same_users: 0.5,
+            name_prefix: 0.15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", content = "via", rename_all = "snake_case")]
+pub enum LinkKind {
+    ForeignKey(String),
+    ImpliedForeignKey(String),
+    View(String),
+    Trigger(String),
+    Function(String),
+    Statement(String),
+    SameWriters(String),
+    SameUsers(String),
+    NamePrefix(String),
+}
+
+impl LinkKind {
+    /// Links that really couple tables (as opposed to hints of affinity).
+    pub fn is_integrator(&self) -> bool {
+        matches!(
+            self,
+            LinkKind::ForeignKey(_)
+                | LinkKind::View(_)
+                | LinkKind::Trigger(_)
+                | LinkKind::Function(_)
+                | LinkKind::Statement(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    pub a: QualName,
+    pub b: QualName,
+    pub weight: f64,
+    #[serde(flatten)]
+    pub kind: LinkKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Domain {
+    pub name: String,
+    /// Root tables, then their partitions.
+    pub tables: Vec<QualName>,
+    /// Why it has this name.
+    pub named_after: String,
+    /// Services that write its tables.
+    pub writers: Vec<String>,
+    /// Share of the writes to its tables made by its main writer.
+    pub writer_purity: Option<f64>,
+    /// Set aside before clustering for a common table.
+    pub common: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Quality {
+    pub resolution: f64,
+    pub modularity: f64,
+    pub foreign_keys: usize,
+    pub foreign_keys_crossing: usize,
+    pub statements: usize,
+    pub statements_crossing: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Proposal {
+    pub domains: Vec<Domain>,
+    pub links: Vec<Link>,
+    pub quality: Quality,
+}
+
+impl Proposal {
+    /// The domain each table (partitions included) is in.
+    pub fn domain_of(&self) -> HashMap<&QualName, &str> {
+        self.domains
+            .iter()
+            .flat_map(|d| d.tables.iter().map(move |t| (t, d.name.as_str())))
+            .collect()
+    }
+}
+
+/// Proposes domains for every table of the catalog.
+pub fn propose(
+    catalog: &Catalog,
+    usage: &Usage,
+    ownership: &[TableOwnership],
+    resolution: f64,
+    weights: &Weights,
+) -> Proposal {
+    let roots: Vec<&QualName> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.partition_of.is_none())
+        .map(|t| &t.name)
+        .collect();
+    let common: BTreeSet<&QualName> = ownership
+        .iter()
+        .filter(|o| o.ownership == Ownership::Common)
+        .map(|o| &o.table)
+        .collect();
+    let clustered: Vec<&QualName> = roots
+        .iter()
+        .copied()
+        .filter(|t| !common.contains(t))
+        .collect();
+    let index: HashMap<&QualName, usize> =
+        clustered.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+
+    let owner_of: HashMap<&QualName, &str> = ownership
+        .iter()
+        .filter_map(|o| o.owner.as_deref().map(|owner| (&o.table, owner)))
+        .collect();
+    let links = links(catalog, usage, weights, &index, &owner_of);
+    let mut graph = Graph::new(clustered.len());
+    for link in &links {
+        graph.add_edge(index[&link.a], index[&link.b], link.weight);
+    }
+    let (membership, modularity) = leiden::best_of(&graph, resolution, 8);
+
+    let mut groups: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
+    for (i, table) in clustered.iter().enumerate() {
+        groups.entry(membership[i]).or_default().push(table);
+    }
+    let owners: HashMap<&QualName, &TableOwnership> =
+        ownership.iter().map(|o| (&o.table, o)).collect();
+    let mut domains: Vec<Domain> = groups
+        .into_values()
+        .map(|tables| make_domain(tables, &owners, usage, false))
+        .collect();
+    domains.extend(
+        common
+            .iter()
+            .map(|t| make_domain(vec![t], &owners, usage, true)),
+    );
+    // Partitions go with their root.
+    for domain in &mut domains {
+        let roots: Vec<QualName> = domain.tables.clone();
+        for root in roots {
+            domain.tables.extend(partitions_of(catalog, &root));
+        }
+    }
+    unique_names(&mut domains);
+    domains.sort_by(|a, b| {
+        b.tables
+            .len()
+            .cmp(&a.tables.len())
+            .then(a.name.cmp(&b.name))
+    });
+
+    let domain_of: HashMap<&QualName, &str> = domains
+        .iter()
+        .flat_map(|d| d.tables.iter().map(move |t| (t, d.name.as_str())))
+        .collect();
+    let fks: Vec<(&QualName, &QualName)> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.partition_of.is_none())
+        .flat_map(|t| {
+            t.foreign_keys()
+                .filter(|(c, _)| !c.inherited)
+                .map(move |(_, fk)| (&t.name, &fk.references))
+        })
+        .collect();
+    let foreign_keys_crossing = fks
+        .iter()
+        .filter(|(a, b)| domain_of.get(a) != domain_of.get(b))
+        .count();
+    let touched: Vec<BTreeSet<&str>> = usage
+        .statements
+        .iter()
+        .map(|s| {
+            s.effect
+                .reads
+                .iter()
+                .chain(s.effect.writes.keys())
+                .filter_map(|t| domain_of.get(t).copied())
+                .collect()
+        })
+        .filter(|d: &BTreeSet<&str>| !d.is_empty())
+        .collect();
+    let quality = Quality {
+        resolution,
+        modularity,
+        foreign_keys: fks.len(),
+        foreign_keys_crossing,
+        statements: touched.len(),
+        statements_crossing: touched.iter().filter(|d| d.len() > 1).count(),
+    };
+    Proposal {
+        domains,
+        links,
+        quality,
+    }
+}
+
+fn partitions_of(catalog: &Catalog, root: &QualName) -> Vec<QualName> {
+    let mut out = Vec::new();
+    for t in &catalog.tables {
+        if t.partition_of.as_ref() == Some(root) {
+            out.push(t.name.clone());
+            out.extend(partitions_of(catalog, &t.name));
+        }
+    }
+    out
+}
+
+fn make_domain(
+    tables: Vec<&QualName>,
+    owners: &HashMap<&QualName, &TableOwnership>,
+    usage: &Usage,
+    common: bool,
+) -> Domain {
+    // Writes per service to this domain's tables.
+    let mut writes: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut reads: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut single_owned: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &tables {
+        if let Some(u) = usage.tables.get(*t) {
+            for (s, w) in &u.writers {
+                *writes.entry(s).or_default() += w.statements;
+            }
+            for (s, n) in &u.readers {
+                *reads.entry(s).or_default() += n;
+            }
+        }
+        if let Some(o) = owners.get(t) {
+            if o.ownership == Ownership::Single {
+                if let Some(owner) = &o.owner {
+                    *single_owned.entry(owner).or_default() += 1;
+                }
+            }
+        }
+    }
+    let total: u64 = writes.values().sum();
+    let top_writer = writes
+        .iter()
+        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)));
+    let writer_purity = top_writer.map(|(_, n)| *n as f64 / total as f64);
+    let (name, named_after) = if common {
+        (
+            tables[0].name.clone(),
+            format!("the common table {}", tables[0]),
+        )
+    } else if let Some((service, n)) = single_owned
+        .iter()
+        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+    {
+        (
+            service.to_string(),
+            format!("{service}, the single writer of {n} of its tables"),
+        )
+    } else if let Some((service, _)) = top_writer {
+        (service.to_string(), format!("{service}, its main writer"))
+    } else if let Some((service, _)) = reads
+        .iter()
+        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+    {
+        (service.to_string(), format!("{service}, its main reader"))
+    } else {
+        let token = common_token(&tables).unwrap_or_else(|| tables[0].name.clone());
+        (token.clone(), format!("its table names ({token}…)"))
+    };
+    let mut sorted: Vec<QualName> = tables.into_iter().cloned().collect();
+    sorted.sort();
+    Domain {
+        name: sanitize(&name),
+        tables: sorted,
+        named_after,
+        writers: writes.keys().map(|s| s.to_string()).collect(),
+        writer_purity,
+        common,
+    }
+}
+
+/// The most frequent first word of the table names (`order` for order, order_item…).
+fn common_token(tables: &[&QualName]) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in tables {
+        if let Some(token) = t.name.split('_').next().filter(|w| w.len() >= 3) {
+            *counts.entry(token).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(t, n)| (*n, std::cmp::Reverse(*t)))
+        .map(|(t, _)| t.to_string())
+}
+
+/// Domain names become schema names: lower case letters, digits and underscores.
+fn sanitize(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 && !out.ends_with('_') {
+            out.push('_');
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    let out = out.trim_matches('_').to_string();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("d_{out}")
+    } else {
+        out
+    }
+}
+
+fn unique_names(domains: &mut [Domain]) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    // Larger domains keep the plain name.
+    let mut order: Vec<usize> = (0..domains.len()).collect();
+    order.sort_by(|&a, &b| {
+        domains[b]
+            .tables
+            .len()
+            .cmp(&domains[a].tables.len())
+            .then(domains[a].tables.cmp(&domains[b].tables))
+    });
+    for i in order {
+        let base = domains[i].name.clone();
+        let n = seen.entry(base.clone()).or_default();
+        *n += 1;
+        if *n > 1 {
+            domains[i].name = format!("{base}_{n}");
+        }
+    }
+}
+
+/// Every link between two clustered tables, with its weight and reason.
+fn links(
+    catalog: &Catalog,
+    usage: &Usage,
+    w: &Weights,
+    index: &HashMap<&QualName, usize>,
+    owner_of: &HashMap<&QualName, &str>,
+) -> Vec<Link> {
+    let root_of = |name: &QualName| -> QualName {
+        let mut current = name.clone();
+        while let Some(parent) = catalog.table(&current).and_then(|t| t.partition_of.clone()) {
+            current = parent;
+        }
+        current
+    };
+    let mut links = Vec::new();
+    let mut add = |a: &QualName, b: &QualName, weight: f64, kind: LinkKind| {
+        if a != b && index.contains_key(a) && index.contains_key(b) && weight > 0.0 {
+            links.push(Link {
+                a: a.clone(),
+                b: b.clone(),
+                weight,
+                kind,
+            });
+        }
+    };
+    // Pairs of a set, each weighted so a set of n adds `weight` per member.
+    let pairwise = |tables: &BTreeSet<QualName>,
+                    weight: f64,
+                    kind: &LinkKind,
+                    add: &mut dyn FnMut(&QualName, &QualName, f64, LinkKind)| {
+        let v: Vec<&QualName> = tables.iter().filter(|t| index.contains_key(t)).collect();
+        if v.len() < 2 || v.len() > 12 {
+            return;
+        }
+        let each = weight / (v.len() - 1) as f64;
+        for (i, a) in v.iter().enumerate() {
+            for b in &v[i + 1..] {
+                add(a, b, each, kind.clone());
+            }
+        }
+    };
+
+    let mut declared: BTreeSet<(QualName, String)> = BTreeSet::new();
+    for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+        for (con, fk) in table.foreign_keys().filter(|(c, _)| !c.inherited) {
+            for c in &con.columns {
+                declared.insert((table.name.clone(), c.clone()));
+            }
+            add(
+                &table.name,
+                &root_of(&fk.references),
+                w.foreign_key,
+                LinkKind::ForeignKey(format!(
+                    "{}.{}",
+                    table.name,
+                    crate::sql::display_ident(&con.name)
+                )),
+            );
+        }
+    }
+    // Implied foreign keys: `customer_id bigint` where customers(id bigint) exists.
+    let by_name: HashMap<(&str, &str), &crate::catalog::Table> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.partition_of.is_none())
+        .map(|t| ((t.name.schema.as_str(), t.name.name.as_str()), t))
+        .collect();
+    for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+        for column in &table.columns {
+            if declared.contains(&(table.name.clone(), column.name.clone())) {
+                continue;
+            }
+            let Some(stem) = column.name.strip_suffix("_id").filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let candidates = [
+                stem.to_string(),
+                format!("{stem}s"),
+                format!("{stem}es"),
+                stem.trim_end_matches('y').to_string() + "ies",
+            ];
+            let target = candidates.iter().find_map(|c| {
+                by_name
+                    .get(&(table.name.schema.as_str(), c.as_str()))
+                    .copied()
+            });
+            let Some(target) = target else { continue };
+            let Some(pk) = target.primary_key().filter(|pk| pk.columns.len() == 1) else {
+                continue;
+            };
+            let pk_type = target
+                .columns
+                .iter()
+                .find(|c| c.name == pk.columns[0])
+                .map(|c| c.type_name.as_str());
+            if target.name != table.name && pk_type == Some(column.type_name.as_str()) {
+                add(
+                    &table.name,
+                    &target.name,
+                    w.implied_foreign_key,
+                    LinkKind::ImpliedForeignKey(format!(
+                        "{}.{}",
+                        table.name,
+                        crate::sql::display_ident(&column.name)
+                    )),
+                );
+            }
+        }
+    }
+    let resolver_tables = |names: &mut dyn Iterator<Item = &QualName>| -> BTreeSet<QualName> {
+        names.map(&root_of).collect()
+    };
+    for view in &catalog.views {
+        let tables = resolver_tables(&mut view.depends_on.iter().map(|d| &d.relation));
+        pairwise(
+            &tables,
+            w.view,
+            &LinkKind::View(view.name.to_string()),
+            &mut add,
+        );
+    }
+    // Triggers: the table a trigger is on, with the tables its function touches.
+    let mut resolver = super::usage::Resolver::new(catalog, super::usage::default_search_path());
+    for (relation, trigger) in catalog.triggers() {
+        let access = super::access::Access {
+            calls: [super::access::RawName {
+                schema: Some(trigger.function.schema.clone()),
+                name: trigger.function.name.clone(),
+            }]
+            .into(),
+            ..Default::default()
+        };
+        let effect = resolver.resolve(&access);
+        for other in effect.writes.keys().chain(effect.reads.iter()) {
+            add(
+                &root_of(relation),
+                other,
+                w.trigger,
+                LinkKind::Trigger(format!(
+                    "{relation}.{}",
+                    crate::sql::display_ident(&trigger.name)
+                )),
+            );
+        }
+    }
+    for function in &catalog.functions {
+        let access = super::access::Access {
+            calls: [super::access::RawName {
+                schema: Some(function.name.schema.clone()),
+                name: function.name.name.clone(),
+            }]
+            .into(),
+            ..Default::default()
+        };
+        let effect = resolver.resolve(&access);
+        let tables: BTreeSet<QualName> = effect
+            .reads
+            .iter()
+            .chain(effect.writes.keys())
+            .cloned()
+            .collect();
+        pairwise(
+            &tables,
+            w.function,
+            &LinkKind::Function(function.signature()),
+            &mut add,
+        );
+    }
+    for statement in &usage.statements {
+        let tables: BTreeSet<QualName> = statement
+            .effect
+            .reads
+            .iter()
+            .chain(statement.effect.writes.keys())
+            .cloned()
+            .collect();
+        pairwise(
+            &tables,
+            w.statement,
+            &LinkKind::Statement(statement.origin.clone()),
+            &mut add,
+        );
+    }
+    // Service affinity: weighted Jaccard similarity of the services writing (or using)
+    // two tables. A joint table counts fully for its owner and a little for its other
+    // writers, who are guests that the resolution will route through the owner.
+    // Accumulated per service, so only tables sharing a service are compared.
+    const GUEST_WRITER: f64 = 0.1;
+    for (weight, writers_only) in [(w.same_writers, true), (w.same_users, false)] {
+        let mut services_of: BTreeMap<&QualName, BTreeMap<&str, f64>> = BTreeMap::new();
+        for (table, u) in &usage.tables {
+            if !index.contains_key(table) {
+                continue;
+            }
+            let mut set: BTreeMap<&str, f64> = BTreeMap::new();
+            for s in u.writers.keys() {
+                let guest = u.writers.len() > 1 && owner_of.get(table) != Some(&s.as_str());
+                set.insert(s, if guest { GUEST_WRITER } else { 1.0 });
+            }
+            if !writers_only {
+                for s in u.readers.keys() {
+                    set.entry(s).or_insert(1.0);
+                }
+            }
+            if !set.is_empty() {
+                services_of.insert(table, set);
+            }
+        }
+        let mut by_service: BTreeMap<&str, Vec<&QualName>> = BTreeMap::new();
+        for (table, services) in &services_of {
+            for s in services.keys() {
+                by_service.entry(s).or_default().push(table);
+            }
+        }
+        let mut shared: BTreeMap<(&QualName, &QualName), f64> = BTreeMap::new();
+        for (service, tables) in by_service.iter().filter(|(_, t)| t.len() <= 400) {
+            for (i, a) in tables.iter().enumerate() {
+                for b in &tables[i + 1..] {
+                    let min = services_of[a][service].min(services_of[b][service]);
+                    *shared.entry((a, b)).or_default() += min;
+                }
+            }
+        }
+        for ((a, b), min_sum) in shared {
+            let total_a: f64 = services_of[a].values().sum();
+            let total_b: f64 = services_of[b].values().sum();
+            let names: Vec<&str> = services_of[a]
+                .keys()
+                .filter(|s| services_of[b].contains_key(*s))
+                .copied()
+                .collect();
+            let kind = if writers_only {
+                LinkKind::SameWriters(names.join(","))
+            } else {
+                LinkKind::SameUsers(names.join(","))
+            };
+            add(a, b, weight * min_sum / (total_a + total_b - min_sum), kind);
+        }
+    }
+    // A shared first word in table names (order, order_item) is a weak hint, only used
+    // for words that a few tables share.
+    let mut by_token: BTreeMap<(&str, &str), Vec<&QualName>> = BTreeMap::new();
+    for t in index.keys() {
+        if let Some(token) = t
+            .name
+            .split('_')
+            .next()
+            .filter(|w| w.len() >= 3 && *w != t.name)
+        {
+            by_token.entry((&t.schema, token)).or_default().push(t);
+        }
+        by_token
+            .entry((&t.schema, t.name.as_str()))
+            .or_default()
+            .push(t);
+    }
+    for ((_, token), mut tables) in by_token {
+        tables.sort();
+        tables.dedup();
+        if tables.len() >= 2 && tables.len() <= 12 {
+            for (i, a) in tables.iter().enumerate() {
+                for b in &tables[i + 1..] {
+                    add(a, b, w.name_prefix, LinkKind::NamePrefix(token.to_string()));
+                }
+            }
+        }
+    }
+    links.sort_by(|a, b| (&a.a, &a.b, &a.kind).cmp(&(&b.a, &b.b, &b.kind)));
+    links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_are_schema_friendly() {
+        assert_eq!(sanitize("BookInventory"), "book_inventory");
+        assert_eq!(sanitize("order-service"), "order_service");
+        assert_eq!(sanitize("2fa"), "d_2fa");
+        assert_eq!(sanitize("Ünï"), "n");
+    }
+}

@@ -1,0 +1,164 @@
+//! The human report of `carve discover`.
+
+use std::path::Path;
+
+use crate::analysis::ownership::Ownership;
+use crate::analysis::Discovery;
+
+use super::bytes;
+
+pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    let q = &d.quality;
+    let pct = |part: usize, whole: usize| {
+        if whole == 0 {
+            0.0
+        } else {
+            100.0 * part as f64 / whole as f64
+        }
+    };
+    line(format!(
+        "{} domains for {} tables, from {} ({})",
+        d.domains.len(),
+        d.tables.len(),
+        if had_workload {
+            format!("the workload of {} services", d.services.len())
+        } else {
+            "the catalog alone".into()
+        },
+        format_args!(
+            "resolution {}, modularity {:.2}",
+            q.resolution, q.modularity
+        )
+    ));
+    line(format!(
+        "  {:.0}% of foreign keys ({} of {}) and {:.0}% of statements ({} of {}) cross a domain boundary",
+        pct(q.foreign_keys_crossing, q.foreign_keys),
+        q.foreign_keys_crossing,
+        q.foreign_keys,
+        pct(q.statements_crossing, q.statements),
+        q.statements_crossing,
+        q.statements
+    ));
+    line(String::new());
+    line("domains".into());
+    for domain in &d.domains {
+        let purity = domain
+            .writer_purity
+            .map(|p| format!(", writer purity {:.0}%", p * 100.0))
+            .unwrap_or_default();
+        line(format!(
+            "  {}{}  ({} table{}; named after {}{})",
+            domain.name,
+            if domain.common { " [common]" } else { "" },
+            domain.tables.len(),
+            if domain.tables.len() == 1 { "" } else { "s" },
+            domain.named_after,
+            purity
+        ));
+        line(format!("      {}", domain.tables.join(", ")));
+    }
+
+    if had_workload {
+        line(String::new());
+        line("ownership".into());
+        let width = d.tables.iter().map(|t| t.name.len()).max().unwrap_or(0);
+        for t in d.tables.iter().filter(|t| t.partition_of.is_none()) {
+            let kind = serde_json::to_value(t.ownership)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            line(format!("  {:<width$}  {:<9}  {}", t.name, kind, t.reason));
+            if matches!(t.ownership, Ownership::Common | Ownership::Joint) {
+                for (i, r) in t.resolutions.iter().enumerate() {
+                    line(format!("      {}. {}", i + 1, r.proposal));
+                    line(format!("         because {}", r.reason));
+                }
+            }
+        }
+    }
+
+    if !d.boundaries.is_empty() {
+        line(String::new());
+        line("boundaries (what each costs, what it buys)".into());
+        for b in &d.boundaries {
+            let costs: Vec<String> = b
+                .costs
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {}{} (e.g. {})",
+                        c.count,
+                        c.kind.replace('_', " "),
+                        if c.count == 1 { "" } else { "s" },
+                        c.examples.join(", ")
+                    )
+                })
+                .collect();
+            line(format!("  {} | {}", b.domains[0], b.domains[1]));
+            line(format!("      costs: {}", costs.join("; ")));
+            let writers = |w: &Vec<String>| {
+                if w.is_empty() {
+                    "no writer".to_string()
+                } else {
+                    w.join(", ")
+                }
+            };
+            line(format!(
+                "      buys:  writers {} vs {}{}; {} vs {}; {} vs {} write statements",
+                writers(&b.buys.writers[0]),
+                writers(&b.buys.writers[1]),
+                if b.buys.shared_writers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (shared: {})", b.buys.shared_writers.join(", "))
+                },
+                bytes(b.buys.size_bytes[0]),
+                bytes(b.buys.size_bytes[1]),
+                b.buys.write_statements[0],
+                b.buys.write_statements[1]
+            ));
+        }
+    }
+
+    let p = &d.problems;
+    if p.count() > 0 {
+        line(String::new());
+        line(format!(
+            "problems ({}; nothing was dropped silently)",
+            p.count()
+        ));
+        for (what, list) in [
+            ("unreadable", &p.workload),
+            ("does not parse", &p.unparsed),
+            ("unknown name", &p.unknown),
+        ] {
+            for problem in list.iter().take(20) {
+                line(format!("  {what}: {}: {}", problem.origin, problem.message));
+            }
+            if list.len() > 20 {
+                line(format!(
+                    "  … and {} more ({what}; --format json lists all)",
+                    list.len() - 20
+                ));
+            }
+        }
+    }
+    line(String::new());
+    if changes.is_empty() {
+        line(format!("plan written to {}", plan.display()));
+    } else {
+        line(format!(
+            "plan {} updated; since its last proposal:",
+            plan.display()
+        ));
+        for c in changes {
+            line(format!("  - {c}"));
+        }
+    }
+    out
+}
