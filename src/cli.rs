@@ -91,6 +91,12 @@ pub enum Command {
     /// reports what each boundary costs and buys. Statements that do not parse and
     /// names that match no table are listed, never dropped. Decisions already in the
     /// plan are kept; a re-run lists what changed since the last proposal.
+    ///
+    /// To overrule the proposal, add pins to the plan file; every run applies them:
+    ///
+    ///   [[pins]]
+    ///   tables = ["public.orders", "public.order_items"]   # stay in one domain
+    ///   domain = "sales"                                   # optional: its name
     Discover(DiscoverArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///

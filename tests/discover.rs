@@ -511,3 +511,73 @@ async fn graph_output_for_dot_and_mermaid() {
         assert!(text.contains("public.orders"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn pins_in_the_plan_are_respected_on_every_run() {
+    let server = server();
+    create_db(&server, "shop", example("shop").schema).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_path = tmp.path().join("carve.plan.toml");
+    let workload = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/workload");
+    let args = ["--source", &server.conninfo("shop"), "--workload", workload];
+    let (first, code, _) = discover_json(&plan_path, &args);
+    assert_eq!(code, 0);
+    assert_ne!(
+        table(&first, "public.discount_codes")["domain"],
+        table(&first, "public.payments")["domain"]
+    );
+
+    // The user pins two things by editing the plan.
+    let mut plan = carve::plan::Plan::load(&plan_path).unwrap();
+    plan.pins.push(carve::plan::Pin {
+        tables: vec!["public.notifications".into(), "public.stock_levels".into()],
+        domain: Some("stock_alerts".into()),
+    });
+    plan.pins.push(carve::plan::Pin {
+        tables: vec!["public.discount_codes".into(), "public.payments".into()],
+        domain: None,
+    });
+    plan.save(&plan_path).unwrap();
+
+    for _ in 0..2 {
+        let (json, code, stderr) = discover_json(&plan_path, &args);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            table(&json, "public.notifications")["domain"],
+            "stock_alerts"
+        );
+        assert_eq!(
+            table(&json, "public.stock_levels")["domain"],
+            "stock_alerts"
+        );
+        assert_eq!(
+            table(&json, "public.discount_codes")["domain"],
+            table(&json, "public.payments")["domain"]
+        );
+        let pinned = json["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "stock_alerts")
+            .unwrap();
+        assert_eq!(pinned["pinned"], true);
+        assert_eq!(
+            carve::plan::Plan::load(&plan_path).unwrap().pins.len(),
+            2,
+            "pins stay in the plan"
+        );
+    }
+
+    // A pin naming a table that is gone stops discover and leaves the plan alone.
+    let mut plan = carve::plan::Plan::load(&plan_path).unwrap();
+    plan.pins.push(carve::plan::Pin {
+        tables: vec!["public.gone".into()],
+        domain: None,
+    });
+    plan.save(&plan_path).unwrap();
+    let before = std::fs::read_to_string(&plan_path).unwrap();
+    let (_, code, stderr) = discover_json(&plan_path, &args);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("pin 3 names public.gone"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&plan_path).unwrap(), before);
+}

@@ -98,6 +98,8 @@ pub struct Domain {
     pub writer_purity: Option<f64>,
     /// Set aside before clustering for a common table.
     pub common: bool,
+    /// Named by a pin in the plan.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,12 +130,21 @@ impl Proposal {
 }
 
 /// Proposes domains for every table of the catalog.
+/// A user's pin: these tables stay in one domain, named so when a name is given.
+/// Pins are applied exactly, after clustering, on every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub tables: Vec<QualName>,
+    pub domain: Option<String>,
+}
+
 pub fn propose(
     catalog: &Catalog,
     usage: &Usage,
     ownership: &[TableOwnership],
     resolution: f64,
     weights: &Weights,
+    pins: &[Pin],
 ) -> Proposal {
     let roots: Vec<&QualName> = catalog
         .tables
@@ -169,17 +180,28 @@ pub fn propose(
     for (i, table) in clustered.iter().enumerate() {
         groups.entry(membership[i]).or_default().push(table);
     }
+    // Common tables: a group each, after the clustered ones.
+    let mut groups: Vec<(Vec<&QualName>, bool)> = groups
+        .into_values()
+        .map(|g| (g, false))
+        .chain(common.iter().map(|t| (vec![*t], true)))
+        .collect();
+    let forced_names = apply_pins(&mut groups, pins);
     let owners: HashMap<&QualName, &TableOwnership> =
         ownership.iter().map(|o| (&o.table, o)).collect();
     let mut domains: Vec<Domain> = groups
-        .into_values()
-        .map(|tables| make_domain(tables, &owners, usage, false))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (tables, is_common))| {
+            let mut d = make_domain(tables, &owners, usage, is_common);
+            if let Some(name) = forced_names.get(&i) {
+                d.name = name.clone();
+                d.named_after = "a pin in the plan".to_string();
+                d.pinned = true;
+            }
+            d
+        })
         .collect();
-    domains.extend(
-        common
-            .iter()
-            .map(|t| make_domain(vec![t], &owners, usage, true)),
-    );
     // Partitions go with their root.
     for domain in &mut domains {
         let roots: Vec<QualName> = domain.tables.clone();
@@ -187,7 +209,7 @@ pub fn propose(
             domain.tables.extend(partitions_of(catalog, &root));
         }
     }
-    unique_names(&mut domains);
+    unique_names(&mut domains, &forced_names.values().cloned().collect());
     domains.sort_by(|a, b| {
         b.tables
             .len()
@@ -317,6 +339,7 @@ fn make_domain(
         writers: writes.keys().map(|s| s.to_string()).collect(),
         writer_purity,
         common,
+        pinned: false,
     }
 }
 
@@ -355,8 +378,67 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-fn unique_names(domains: &mut [Domain]) {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+/// Moves pinned tables into one group each (the group already holding most of them),
+/// merging groups pinned to the same name; returns the names pins force, by group.
+fn apply_pins<'a>(
+    groups: &mut Vec<(Vec<&'a QualName>, bool)>,
+    pins: &'a [Pin],
+) -> BTreeMap<usize, String> {
+    let mut names: BTreeMap<usize, String> = BTreeMap::new();
+    for pin in pins {
+        let group_of = |groups: &Vec<(Vec<&QualName>, bool)>, t: &QualName| {
+            groups.iter().position(|(g, _)| g.contains(&t))
+        };
+        // A group already forced to this name takes the tables; else the group holding
+        // most of them.
+        let named = pin
+            .domain
+            .as_ref()
+            .and_then(|n| names.iter().find(|(_, v)| *v == n).map(|(k, _)| *k));
+        let target = named.or_else(|| {
+            let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+            for t in &pin.tables {
+                if let Some(g) = group_of(groups, t) {
+                    *counts.entry(g).or_default() += 1;
+                }
+            }
+            counts
+                .into_iter()
+                .max_by_key(|(g, n)| (*n, std::cmp::Reverse(*g)))
+                .map(|(g, _)| g)
+        });
+        let Some(target) = target else { continue };
+        for t in &pin.tables {
+            if let Some(g) = group_of(groups, t) {
+                if g != target {
+                    groups[g].0.retain(|x| *x != t);
+                    groups[target].0.push(t);
+                }
+            }
+        }
+        if let Some(name) = &pin.domain {
+            names.insert(target, name.clone());
+        }
+    }
+    // Drop emptied groups, keeping the forced names attached to the right ones.
+    let mut kept = Vec::new();
+    let mut renamed = BTreeMap::new();
+    for (i, group) in std::mem::take(groups).into_iter().enumerate() {
+        if group.0.is_empty() {
+            continue;
+        }
+        if let Some(n) = names.get(&i) {
+            renamed.insert(kept.len(), n.clone());
+        }
+        kept.push(group);
+    }
+    *groups = kept;
+    renamed
+}
+
+/// Gives every domain a distinct name; names forced by pins are kept as they are.
+fn unique_names(domains: &mut [Domain], forced: &BTreeSet<String>) {
+    let mut seen: BTreeMap<String, usize> = forced.iter().map(|n| (n.clone(), 1)).collect();
     // Larger domains keep the plain name.
     let mut order: Vec<usize> = (0..domains.len()).collect();
     order.sort_by(|&a, &b| {
@@ -367,6 +449,9 @@ fn unique_names(domains: &mut [Domain]) {
             .then(domains[a].tables.cmp(&domains[b].tables))
     });
     for i in order {
+        if domains[i].pinned {
+            continue;
+        }
         let base = domains[i].name.clone();
         let n = seen.entry(base.clone()).or_default();
         *n += 1;

@@ -23,6 +23,8 @@ pub struct Options {
     /// Leiden's resolution: higher gives more, smaller domains.
     pub resolution: f64,
     pub search_path: Vec<String>,
+    /// The user's pins from the plan, applied after clustering.
+    pub pins: Vec<domains::Pin>,
 }
 
 impl Default for Options {
@@ -30,6 +32,7 @@ impl Default for Options {
         Options {
             resolution: 1.0,
             search_path: usage::default_search_path(),
+            pins: Vec::new(),
         }
     }
 }
@@ -58,6 +61,7 @@ pub struct DomainReport {
     pub writers: Vec<String>,
     pub writer_purity: Option<f64>,
     pub common: bool,
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +135,7 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         &ownership,
         options.resolution,
         &Weights::default(),
+        &options.pins,
     );
     let domain_of = proposal.domain_of();
 
@@ -176,6 +181,7 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
             writers: d.writers.clone(),
             writer_purity: d.writer_purity,
             common: d.common,
+            pinned: d.pinned,
         })
         .collect();
     Discovery {

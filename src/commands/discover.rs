@@ -56,8 +56,14 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         }
     }
 
+    let pins = existing
+        .as_ref()
+        .map(|p| resolve_pins(p, &catalog, &settings.plan_path))
+        .transpose()?
+        .unwrap_or_default();
     let options = Options {
         resolution: args.resolution,
+        pins,
         ..Options::default()
     };
     let discovery = analysis::discover(&catalog, workload.as_ref(), &options);
@@ -125,7 +131,56 @@ pub fn build_plan(
         })
         .collect();
     plan.decisions = decisions(discovery, existing);
+    plan.pins = existing.map(|p| p.pins.clone()).unwrap_or_default();
     plan
+}
+
+/// The plan's pins as tables of this catalog. A pin naming a table that does not exist
+/// is an error: dropping it silently would lose the user's decision.
+fn resolve_pins(
+    plan: &Plan,
+    catalog: &Catalog,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<analysis::domains::Pin>> {
+    let mut pins = Vec::new();
+    for (i, pin) in plan.pins.iter().enumerate() {
+        let mut tables = Vec::new();
+        for name in &pin.tables {
+            let (schema, table) = crate::sql::parse_qualified(name)
+                .map_err(|e| anyhow::anyhow!("{}: pin {} : {e}", path.display(), i + 1))?;
+            let mut q = crate::catalog::QualName {
+                schema,
+                name: table,
+            };
+            // A partition is pinned with its root.
+            while let Some(parent) = catalog.table(&q).and_then(|t| t.partition_of.clone()) {
+                q = parent;
+            }
+            if catalog.table(&q).is_none() {
+                bail!(
+                    "{}: pin {} names {name}, which is not a table of {}; fix or remove the pin",
+                    path.display(),
+                    i + 1,
+                    catalog.server.database
+                );
+            }
+            tables.push(q);
+        }
+        if let Some(domain) = &pin.domain {
+            if domain.is_empty() || domain.len() > 63 {
+                bail!(
+                    "{}: pin {}: a domain name needs 1 to 63 bytes",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+        pins.push(analysis::domains::Pin {
+            tables,
+            domain: pin.domain.clone(),
+        });
+    }
+    Ok(pins)
 }
 
 fn load_workload(args: &DiscoverArgs) -> anyhow::Result<Option<Workload>> {

@@ -24,6 +24,9 @@ pub struct Plan {
     pub source: Source,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<Domain>,
+    /// The user's pins: kept on every re-run of discover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<Pin>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -51,6 +54,23 @@ pub struct Domain {
     pub name: String,
     /// `schema.table` names, quoted where needed.
     pub tables: Vec<String>,
+}
+
+/// A user's pin, respected by every re-run of discover: the tables stay in one domain
+/// and, when `domain` is given, that domain has this name.
+///
+/// ```toml
+/// [[pins]]
+/// tables = ["public.orders", "public.order_items"]
+/// domain = "sales"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// `schema.table` names, quoted where needed.
+    pub tables: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// A service that uses the monolith, and the database roles it connects as.
@@ -128,6 +148,7 @@ impl Plan {
             written_by: format!("carve {}", env!("CARGO_PKG_VERSION")),
             source,
             domains: Vec::new(),
+            pins: Vec::new(),
             services: Vec::new(),
             decisions: Vec::new(),
             journal: Vec::new(),
@@ -264,6 +285,10 @@ mod tests {
         plan.domains.push(Domain {
             name: "orders".into(),
             tables: vec!["public.orders".into(), "\"Odd \"\"name\"\"\".t".into()],
+        });
+        plan.pins.push(Pin {
+            tables: vec!["public.orders".into(), "public.order_items".into()],
+            domain: Some("sales".into()),
         });
         plan.services.push(Service {
             name: "checkout".into(),
