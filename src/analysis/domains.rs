@@ -469,13 +469,7 @@ fn links(
     index: &HashMap<&QualName, usize>,
     owner_of: &HashMap<&QualName, &str>,
 ) -> Vec<Link> {
-    let root_of = |name: &QualName| -> QualName {
-        let mut current = name.clone();
-        while let Some(parent) = catalog.table(&current).and_then(|t| t.partition_of.clone()) {
-            current = parent;
-        }
-        current
-    };
+    let root_of = |name: &QualName| catalog.partition_root(name);
     let mut links = Vec::new();
     let mut add = |a: &QualName, b: &QualName, weight: f64, kind: LinkKind| {
         if a != b && index.contains_key(a) && index.contains_key(b) && weight > 0.0 {

@@ -143,7 +143,7 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         ownership.iter().map(|o| (&o.table, o)).collect();
     let mut tables = Vec::new();
     for table in &catalog.tables {
-        let root = root_of(catalog, &table.name);
+        let root = catalog.partition_root(&table.name);
         let Some(o) = by_table.get(&root) else {
             continue;
         };
@@ -198,14 +198,6 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         links: proposal.links.clone(),
         proposal,
     }
-}
-
-fn root_of(catalog: &Catalog, name: &QualName) -> QualName {
-    let mut current = name.clone();
-    while let Some(parent) = catalog.table(&current).and_then(|t| t.partition_of.clone()) {
-        current = parent;
-    }
-    current
 }
 
 fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boundary> {

@@ -74,24 +74,13 @@ pub fn default_search_path() -> Vec<String> {
 
 impl<'a> Resolver<'a> {
     pub fn new(catalog: &'a Catalog, search_path: Vec<String>) -> Resolver<'a> {
-        let parents: HashMap<&QualName, &QualName> = catalog
-            .tables
-            .iter()
-            .filter_map(|t| t.partition_of.as_ref().map(|p| (&t.name, p)))
-            .collect();
-        let root = |mut name: &'a QualName| {
-            while let Some(parent) = parents.get(name) {
-                name = parent;
-            }
-            name.clone()
-        };
         let tables = catalog
             .tables
             .iter()
             .map(|t| {
                 (
                     (t.name.schema.as_str(), t.name.name.as_str()),
-                    root(&t.name),
+                    catalog.partition_root(&t.name),
                 )
             })
             .collect();

@@ -414,6 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn lookups_work_sorted_and_unsorted() {
+        let mut c = catalog();
+        let template = c.tables[0].clone();
+        c.tables.clear();
+        for name in ["c", "a", "b"] {
+            let mut t = template.clone();
+            t.name = QualName::new("public", name);
+            c.tables.push(t);
+        }
+        for name in ["a", "b", "c"] {
+            assert!(c.table(&QualName::new("public", name)).is_some(), "unsorted {name}");
+        }
+        c.normalize();
+        for name in ["a", "b", "c"] {
+            assert!(c.table(&QualName::new("public", name)).is_some(), "sorted {name}");
+        }
+        assert!(c.table(&QualName::new("public", "d")).is_none());
+    }
+
+    #[test]
     fn statistics_and_comments_do_not_change_the_fingerprint() {
         let a = catalog();
         let mut b = catalog();

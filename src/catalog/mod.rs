@@ -345,12 +345,32 @@ pub struct Extension {
 }
 
 impl Catalog {
+    /// The table of that name. Binary search, since `normalize` (which the reader
+    /// always runs) keeps tables sorted by name; a linear scan backs it up for a
+    /// catalog built by hand in another order.
     pub fn table(&self, name: &QualName) -> Option<&Table> {
-        self.tables.iter().find(|t| &t.name == name)
+        match self.tables.binary_search_by(|t| t.name.cmp(name)) {
+            Ok(i) => Some(&self.tables[i]),
+            Err(_) => self.tables.iter().find(|t| &t.name == name),
+        }
     }
 
+    /// The partitioned table at the top of `name`'s partition tree (`name` itself when
+    /// it is not a partition). Partitions belong wherever their root goes.
+    pub fn partition_root(&self, name: &QualName) -> QualName {
+        let mut current = name.clone();
+        while let Some(parent) = self.table(&current).and_then(|t| t.partition_of.clone()) {
+            current = parent;
+        }
+        current
+    }
+
+    /// The view of that name (binary search, as for [`Catalog::table`]).
     pub fn view(&self, name: &QualName) -> Option<&View> {
-        self.views.iter().find(|v| &v.name == name)
+        match self.views.binary_search_by(|v| v.name.cmp(name)) {
+            Ok(i) => Some(&self.views[i]),
+            Err(_) => self.views.iter().find(|v| &v.name == name),
+        }
     }
 
     /// Every trigger of every table and view, with the relation it is on.

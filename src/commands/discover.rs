@@ -148,14 +148,11 @@ fn resolve_pins(
         for name in &pin.tables {
             let (schema, table) = crate::sql::parse_qualified(name)
                 .map_err(|e| anyhow::anyhow!("{}: pin {} : {e}", path.display(), i + 1))?;
-            let mut q = crate::catalog::QualName {
+            // A partition is pinned with its root.
+            let q = catalog.partition_root(&crate::catalog::QualName {
                 schema,
                 name: table,
-            };
-            // A partition is pinned with its root.
-            while let Some(parent) = catalog.table(&q).and_then(|t| t.partition_of.clone()) {
-                q = parent;
-            }
+            });
             if catalog.table(&q).is_none() {
                 bail!(
                     "{}: pin {} names {name}, which is not a table of {}; fix or remove the pin",
