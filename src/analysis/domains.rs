@@ -203,10 +203,19 @@ pub fn propose(
         })
         .collect();
     // Partitions go with their root.
+    let mut partitions: BTreeMap<QualName, Vec<QualName>> = BTreeMap::new();
+    for t in catalog.tables.iter().filter(|t| t.partition_of.is_some()) {
+        partitions
+            .entry(catalog.partition_root(&t.name))
+            .or_default()
+            .push(t.name.clone());
+    }
     for domain in &mut domains {
         let roots: Vec<QualName> = domain.tables.clone();
         for root in roots {
-            domain.tables.extend(partitions_of(catalog, &root));
+            domain
+                .tables
+                .extend(partitions.get(&root).into_iter().flatten().cloned());
         }
     }
     unique_names(&mut domains, &forced_names.values().cloned().collect());
@@ -261,17 +270,6 @@ pub fn propose(
         links,
         quality,
     }
-}
-
-fn partitions_of(catalog: &Catalog, root: &QualName) -> Vec<QualName> {
-    let mut out = Vec::new();
-    for t in &catalog.tables {
-        if t.partition_of.as_ref() == Some(root) {
-            out.push(t.name.clone());
-            out.extend(partitions_of(catalog, &t.name));
-        }
-    }
-    out
 }
 
 fn make_domain(

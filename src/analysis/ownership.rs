@@ -80,6 +80,8 @@ pub struct TableOwnership {
 pub fn classify(catalog: &Catalog, usage: &Usage, have_workload: bool) -> Vec<TableOwnership> {
     let services = usage.services.len();
     let empty = TableUse::default();
+    let neighbours = fk_neighbours(catalog);
+    let none = BTreeSet::new();
     catalog
         .tables
         .iter()
@@ -90,7 +92,7 @@ pub fn classify(catalog: &Catalog, usage: &Usage, have_workload: bool) -> Vec<Ta
                 .primary_key()
                 .map(|c| c.columns.clone())
                 .unwrap_or_default();
-            let neighbours = fk_neighbours(catalog, &table.name);
+            let neighbours = neighbours.get(&table.name).unwrap_or(&none);
             classify_one(
                 &table.name,
                 used,
@@ -98,7 +100,7 @@ pub fn classify(catalog: &Catalog, usage: &Usage, have_workload: bool) -> Vec<Ta
                 have_workload,
                 &pk,
                 usage,
-                &neighbours,
+                neighbours,
             )
         })
         .collect()
@@ -191,19 +193,21 @@ fn classify_one(
     result
 }
 
-/// Tables with a foreign key to or from `table`.
-fn fk_neighbours(catalog: &Catalog, table: &QualName) -> BTreeSet<QualName> {
-    let mut out = BTreeSet::new();
+/// For every table, the tables with a foreign key to or from it (built once).
+fn fk_neighbours(catalog: &Catalog) -> BTreeMap<QualName, BTreeSet<QualName>> {
+    let mut out: BTreeMap<QualName, BTreeSet<QualName>> = BTreeMap::new();
     for t in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
         for (_, fk) in t.foreign_keys() {
-            if &t.name == table {
-                out.insert(fk.references.clone());
-            } else if &fk.references == table {
-                out.insert(t.name.clone());
+            if fk.references != t.name {
+                out.entry(t.name.clone())
+                    .or_default()
+                    .insert(fk.references.clone());
+                out.entry(fk.references.clone())
+                    .or_default()
+                    .insert(t.name.clone());
             }
         }
     }
-    out.remove(table);
     out
 }
 

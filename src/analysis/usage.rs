@@ -61,6 +61,8 @@ pub struct Resolver<'a> {
     search_path: Vec<String>,
     tables: HashMap<(&'a str, &'a str), QualName>,
     views: HashMap<(&'a str, &'a str), usize>,
+    /// Triggers that fire for writes to a table: its own and its partitions'.
+    triggers: HashMap<QualName, Vec<&'a crate::catalog::Trigger>>,
     function_effects: HashMap<String, Effect>,
 }
 
@@ -90,11 +92,24 @@ impl<'a> Resolver<'a> {
             .enumerate()
             .map(|(i, v)| ((v.name.schema.as_str(), v.name.name.as_str()), i))
             .collect();
+        let mut triggers: HashMap<QualName, Vec<&crate::catalog::Trigger>> = HashMap::new();
+        for t in &catalog.tables {
+            // A partition's triggers fire for writes to it and to every table above it.
+            let mut owner = Some(t.name.clone());
+            while let Some(name) = owner {
+                triggers
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(t.triggers.iter());
+                owner = catalog.table(&name).and_then(|p| p.partition_of.clone());
+            }
+        }
         Resolver {
             catalog,
             search_path,
             tables,
             views,
+            triggers,
             function_effects: HashMap::new(),
         }
     }
@@ -225,12 +240,10 @@ impl<'a> Resolver<'a> {
                 WriteKind::Lock => vec![],
             })
             .collect();
-        // Triggers on the table written and on its partitions fire for writes to it.
-        self.catalog
-            .tables
-            .iter()
-            .filter(|t| &t.name == table || t.partition_of.as_ref() == Some(table))
-            .flat_map(|t| t.triggers.iter())
+        self.triggers
+            .get(table)
+            .into_iter()
+            .flatten()
             .filter(|tr| tr.enabled && tr.events.iter().any(|e| events.contains(e)))
             // `UPDATE OF a, b` fires only when a or b is set (or on other events).
             .filter(|tr| {

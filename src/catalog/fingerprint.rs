@@ -424,11 +424,17 @@ mod tests {
             c.tables.push(t);
         }
         for name in ["a", "b", "c"] {
-            assert!(c.table(&QualName::new("public", name)).is_some(), "unsorted {name}");
+            assert!(
+                c.table(&QualName::new("public", name)).is_some(),
+                "unsorted {name}"
+            );
         }
         c.normalize();
         for name in ["a", "b", "c"] {
-            assert!(c.table(&QualName::new("public", name)).is_some(), "sorted {name}");
+            assert!(
+                c.table(&QualName::new("public", name)).is_some(),
+                "sorted {name}"
+            );
         }
         assert!(c.table(&QualName::new("public", "d")).is_none());
     }
