@@ -11,6 +11,7 @@ pub mod commands;
 pub mod conn;
 pub mod examples;
 pub mod exit;
+pub mod os_user;
 pub mod pgtemp;
 pub mod plan;
 pub mod sql;

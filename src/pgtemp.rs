@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::os_user::OsUser;
+
 /// What a throw-away server needs beyond the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -124,7 +126,7 @@ impl TempServer {
     fn launch(
         &mut self,
         options: &ServerOptions,
-        run_as: Option<&User>,
+        run_as: Option<&OsUser>,
     ) -> Result<(), TempServerError> {
         let log = fs::File::create(self.log_path())?;
         if let Some(user) = run_as {
@@ -338,7 +340,11 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn run_quietly(mut cmd: Command, run_as: Option<&User>, step: &str) -> Result<(), TempServerError> {
+fn run_quietly(
+    mut cmd: Command,
+    run_as: Option<&OsUser>,
+    step: &str,
+) -> Result<(), TempServerError> {
     if let Some(user) = run_as {
         cmd.uid(user.uid).gid(user.gid).current_dir("/");
     }
@@ -405,20 +411,14 @@ fn find_bin_dir_in(
         .ok_or(TempServerError::BinariesNotFound)
 }
 
-#[derive(Debug, Clone, Copy)]
-struct User {
-    uid: u32,
-    gid: u32,
-}
-
 /// The user to run the server as: none when carve itself is not root; otherwise the
 /// `postgres` user, created when it does not exist.
-fn server_user() -> Result<Option<User>, TempServerError> {
+fn server_user() -> Result<Option<OsUser>, TempServerError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    if let Some(user) = lookup_user("postgres") {
+    if let Some(user) = crate::os_user::by_name("postgres") {
         return Ok(Some(user));
     }
     let status = Command::new("useradd")
@@ -432,41 +432,16 @@ fn server_user() -> Result<Option<User>, TempServerError> {
         .status()
         .map_err(|e| failed("useradd postgres", e.to_string()))?;
     // A parallel caller may have created it first; look again either way.
-    lookup_user("postgres").map(Some).ok_or_else(|| {
-        failed(
-            "useradd postgres",
-            format!(
+    crate::os_user::by_name("postgres")
+        .map(Some)
+        .ok_or_else(|| {
+            failed(
+                "useradd postgres",
+                format!(
                 "exit status {status}; PostgreSQL cannot run as root and no `postgres` user exists"
             ),
-        )
-    })
-}
-
-fn lookup_user(name: &str) -> Option<User> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    // getpwnam_r, not getpwnam: tests start servers from several threads at once.
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill in.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the duration of the call, and the buffer
-    // length is the buffer's.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    Some(User {
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
-    })
+            )
+        })
 }
 
 #[cfg(test)]

@@ -66,7 +66,9 @@ impl Environment {
             .filter(|(k, _)| k.starts_with("PG"))
             .collect();
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        let os_user = std::env::var("USER").ok().or_else(current_os_user);
+        let os_user = std::env::var("USER")
+            .ok()
+            .or_else(|| crate::os_user::current().map(|u| u.name));
         let default_socket_dir = ["/var/run/postgresql", "/tmp"]
             .iter()
             .map(PathBuf::from)
@@ -95,31 +97,6 @@ fn has_any_socket(dir: &std::path::Path) -> bool {
                 .any(|e| e.file_name().to_string_lossy().starts_with(".s.PGSQL."))
         })
         .unwrap_or(false)
-}
-
-fn current_os_user() -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill in.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; the name is copied out before the
-    // buffer goes away.
-    unsafe {
-        let rc = libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        );
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        std::ffi::CStr::from_ptr(pwd.pw_name)
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    }
 }
 
 /// A fully resolved connection: every setting decided, ready to connect.
