@@ -61,43 +61,13 @@ pub fn split(sql: &str) -> Vec<Piece> {
                 }
             }
             b'\'' => {
+                // E'…' strings take backslash escapes.
                 let backslashes = i > 0
                     && matches!(bytes[i - 1], b'E' | b'e')
                     && (i < 2 || !bytes[i - 2].is_ascii_alphanumeric());
-                i += 1;
-                while i < bytes.len() {
-                    match bytes[i] {
-                        b'\\' if backslashes => i += 2,
-                        b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-                        b'\'' => {
-                            i += 1;
-                            break;
-                        }
-                        b'\n' => {
-                            line += 1;
-                            i += 1;
-                        }
-                        _ => i += 1,
-                    }
-                }
+                i = skip_quoted(bytes, i, backslashes, &mut line);
             }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() {
-                    match bytes[i] {
-                        b'"' if bytes.get(i + 1) == Some(&b'"') => i += 2,
-                        b'"' => {
-                            i += 1;
-                            break;
-                        }
-                        b'\n' => {
-                            line += 1;
-                            i += 1;
-                        }
-                        _ => i += 1,
-                    }
-                }
-            }
+            b'"' => i = skip_quoted(bytes, i, false, &mut line),
             b'$' => match dollar_tag(&sql[i..]) {
                 Some(tag) => {
                     let body_start = i + tag.len();
@@ -121,6 +91,27 @@ pub fn split(sql: &str) -> Vec<Piece> {
     }
     push(start, sql.len(), start_line, &mut pieces);
     pieces
+}
+
+/// Skips a quoted string or identifier starting at `start` (on its opening quote):
+/// a doubled quote stands for itself, and with `backslashes` a `\` escapes the next
+/// byte. Returns the index after the closing quote (or the end), counting newlines.
+fn skip_quoted(bytes: &[u8], start: usize, backslashes: bool, line: &mut usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if backslashes => i += 2,
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return i + 1,
+            b'\n' => {
+                *line += 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    i
 }
 
 /// `$tag$` at the start of `text`, if it opens a dollar-quoted string (a `$1`
