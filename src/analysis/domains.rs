@@ -578,15 +578,7 @@ fn links(
     // Triggers: the table a trigger is on, with the tables its function touches.
     let mut resolver = super::usage::Resolver::new(catalog, super::usage::default_search_path());
     for (relation, trigger) in catalog.triggers() {
-        let access = super::access::Access {
-            calls: [super::access::RawName {
-                schema: Some(trigger.function.schema.clone()),
-                name: trigger.function.name.clone(),
-            }]
-            .into(),
-            ..Default::default()
-        };
-        let effect = resolver.resolve(&access);
+        let effect = resolver.function_touches(&trigger.function);
         for other in effect.writes.keys().chain(effect.reads.iter()) {
             add(
                 &root_of(relation),
@@ -600,15 +592,7 @@ fn links(
         }
     }
     for function in &catalog.functions {
-        let access = super::access::Access {
-            calls: [super::access::RawName {
-                schema: Some(function.name.schema.clone()),
-                name: function.name.name.clone(),
-            }]
-            .into(),
-            ..Default::default()
-        };
-        let effect = resolver.resolve(&access);
+        let effect = resolver.function_touches(&function.name);
         let tables: BTreeSet<QualName> = effect
             .reads
             .iter()

@@ -166,6 +166,19 @@ impl<'a> Resolver<'a> {
         self.resolve_depth(access, MAX_DEPTH)
     }
 
+    /// What calling the function (every overload) of this name reads and writes.
+    pub fn function_touches(&mut self, function: &QualName) -> Effect {
+        let call = Access {
+            calls: [RawName {
+                schema: Some(function.schema.clone()),
+                name: function.name.clone(),
+            }]
+            .into(),
+            ..Access::default()
+        };
+        self.resolve(&call)
+    }
+
     fn resolve_depth(&mut self, access: &Access, depth: usize) -> Effect {
         let mut effect = Effect::default();
         for name in &access.reads {
