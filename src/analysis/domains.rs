@@ -357,18 +357,7 @@ fn common_token(tables: &[&QualName]) -> Option<String> {
 
 /// Domain names become schema names: lower case letters, digits and underscores.
 fn sanitize(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() && i > 0 && !out.ends_with('_') {
-            out.push('_');
-        }
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') && !out.is_empty() {
-            out.push('_');
-        }
-    }
-    let out = out.trim_matches('_').to_string();
+    let out = super::snake_case(name);
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         format!("d_{out}")
     } else {

@@ -200,6 +200,24 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
     }
 }
 
+/// `BookInventory` → `book_inventory`, `order-service` → `order_service`: lower-case
+/// ASCII letters and digits joined by single underscores, for names carve proposes
+/// (domains, tables of a split).
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 && !out.ends_with('_') {
+            out.push('_');
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
 fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boundary> {
     let domain_of = proposal.domain_of();
     let mut costs: BTreeMap<(String, String), BTreeMap<&'static str, BTreeSet<String>>> =
@@ -303,4 +321,16 @@ fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boun
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn snake_case_service_names() {
+        assert_eq!(snake_case("BookInventory"), "book_inventory");
+        assert_eq!(snake_case("order-service"), "order_service");
+        assert_eq!(snake_case("tpcc"), "tpcc");
+    }
 }

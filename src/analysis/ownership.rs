@@ -280,7 +280,7 @@ fn joint_resolutions(
         let table = if service == &row_owner {
             name.name.clone()
         } else {
-            format!("{}_{}", name.name, snake(service))
+            format!("{}_{}", name.name, super::snake_case(service))
         };
         parts.push(SplitPart {
             service: service.clone(),
@@ -415,33 +415,5 @@ fn writers_share_tables(used: &TableUse, usage: &Usage) -> f64 {
         0.0
     } else {
         inter.len() as f64 / union.len() as f64
-    }
-}
-
-/// `BookInventory` → `book_inventory`.
-fn snake(service: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in service.chars().enumerate() {
-        if c.is_uppercase() && i > 0 && !out.ends_with('_') {
-            out.push('_');
-        }
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snake_case_service_names() {
-        assert_eq!(snake("BookInventory"), "book_inventory");
-        assert_eq!(snake("order-service"), "order_service");
-        assert_eq!(snake("tpcc"), "tpcc");
     }
 }
