@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, QualName};
 use crate::workload::{Problem, Workload};
 use domains::{LinkKind, Proposal, Weights};
-use ownership::{Ownership, Resolution, TableOwnership, TableSplit};
+use ownership::TableOwnership;
 use usage::Usage;
 
 #[derive(Debug, Clone)]
@@ -69,13 +69,10 @@ pub struct TableReport {
     /// `schema.table`, quoted where needed.
     pub name: String,
     pub domain: String,
-    pub ownership: Ownership,
-    pub writers: Vec<String>,
-    pub readers: Vec<String>,
-    pub owner: Option<String>,
-    pub reason: String,
-    pub resolutions: Vec<Resolution>,
-    pub split: Option<TableSplit>,
+    /// Ownership, writers, readers, owner, reason, resolutions and split; a partition
+    /// has its root's ownership, without the resolutions.
+    #[serde(flatten)]
+    pub owned: TableOwnership,
     /// For partitions: the partitioned table they belong to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_of: Option<String>,
@@ -147,27 +144,19 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         let Some(o) = by_table.get(&root) else {
             continue;
         };
+        let mut owned = (*o).clone();
+        if table.partition_of.is_some() {
+            owned.table = table.name.clone();
+            owned.resolutions.clear();
+            owned.split = None;
+        }
         tables.push(TableReport {
             name: table.name.to_string(),
             domain: domain_of
                 .get(&table.name)
                 .map(|d| d.to_string())
                 .unwrap_or_default(),
-            ownership: o.ownership,
-            writers: o.writers.clone(),
-            readers: o.readers.clone(),
-            owner: o.owner.clone(),
-            reason: o.reason.clone(),
-            resolutions: if table.partition_of.is_none() {
-                o.resolutions.clone()
-            } else {
-                Vec::new()
-            },
-            split: if table.partition_of.is_none() {
-                o.split.clone()
-            } else {
-                None
-            },
+            owned,
             partition_of: table.partition_of.as_ref().map(|p| p.to_string()),
         });
     }

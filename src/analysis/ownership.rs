@@ -64,6 +64,8 @@ pub struct SplitPart {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TableOwnership {
+    /// Not in the JSON: reports name the table themselves.
+    #[serde(skip)]
     pub table: QualName,
     pub ownership: Ownership,
     pub writers: Vec<String>,

@@ -223,7 +223,7 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
         .unwrap_or_default();
     let mut out = Vec::new();
     for table in discovery.tables.iter().filter(|t| t.partition_of.is_none()) {
-        let Some(best) = table.resolutions.first() else {
+        let Some(best) = table.owned.resolutions.first() else {
             continue;
         };
         let subject = format!("ownership of {}", table.name);
