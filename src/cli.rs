@@ -118,11 +118,32 @@ pub struct DiscoverArgs {
     #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
     pub source: String,
 
-    /// The services' SQL: a .sql file (its name is the service), or a directory with a
-    /// .sql file or a sub-directory per service. Statements end with `;`; `$1`
-    /// parameters are fine. Repeat for several.
-    #[arg(long, value_name = "PATH")]
+    /// Who ran what. Repeat for several sources, in any mix:
+    ///
+    /// - a .sql file (its name is the service), or a directory with a .sql file or a
+    ///   sub-directory per service; statements end with `;`, `$1` parameters are fine,
+    ///   and `BEGIN … COMMIT` groups a transaction;
+    /// - a server log: csvlog (.csv), jsonlog (.json), or a stderr log (.log) whose
+    ///   log_line_prefix has %u and/or %a (see --log-line-prefix); statements from
+    ///   log_statement = all or log_min_duration_statement, transactions per session;
+    /// - the word pg_stat_statements: that extension's statistics on --source, with
+    ///   call counts (for a directory of that name, write ./pg_stat_statements).
+    ///
+    /// Logs and pg_stat_statements know roles and application names; those become
+    /// services through --service-map (without it, the role name is the service).
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
     pub workload: Vec<PathBuf>,
+
+    /// A TOML file saying which service each role or application_name is:
+    /// `[roles] orders_rw = "orders"`, `[applications] "billing-worker" = "billing"`,
+    /// `ignore = ["postgres"]`. Services already in the plan keep their roles.
+    #[arg(long, value_name = "FILE")]
+    pub service_map: Option<PathBuf>,
+
+    /// The log_line_prefix stderr logs were written with [default: the source
+    /// server's current setting].
+    #[arg(long, value_name = "PREFIX")]
+    pub log_line_prefix: Option<String>,
 
     /// Clustering resolution: higher gives more and smaller domains.
     #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number)]

@@ -9,23 +9,6 @@ use std::path::Path;
 use serde_json::Value;
 use support::*;
 
-fn table<'a>(json: &'a Value, name: &str) -> &'a Value {
-    json["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in report"))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
 /// table (without schema) -> domain, as the JSON reports it.
 fn predicted(json: &Value) -> HashMap<String, String> {
     json["tables"]

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::leiden::{self, Graph};
 use super::ownership::{Ownership, TableOwnership};
-use super::usage::Usage;
+use super::usage::{ResolvedStatement, Usage};
 use crate::catalog::{Catalog, QualName};
 
 /// How much each kind of link weighs. Writer similarity is the strongest sign that two
@@ -27,6 +27,7 @@ pub struct Weights {
     pub trigger: f64,
     pub function: f64,
     pub statement: f64,
+    pub transaction: f64,
     pub same_writers: f64,
     pub same_users: f64,
     pub name_prefix: f64,
@@ -41,6 +42,7 @@ impl Default for Weights {
             trigger: 0.7,
             function: 0.3,
             statement: 0.5,
+            transaction: 0.4,
             same_writers: 1.5,
             same_users: 0.5,
             name_prefix: 0.15,
@@ -57,6 +59,8 @@ pub enum LinkKind {
     Trigger(String),
     Function(String),
     Statement(String),
+    /// Tables used by different statements of one transaction.
+    Transaction(String),
     SameWriters(String),
     SameUsers(String),
     NamePrefix(String),
@@ -72,6 +76,7 @@ impl LinkKind {
                 | LinkKind::Trigger(_)
                 | LinkKind::Function(_)
                 | LinkKind::Statement(_)
+                | LinkKind::Transaction(_)
         )
     }
 }
@@ -110,6 +115,9 @@ pub struct Quality {
     pub foreign_keys_crossing: usize,
     pub statements: usize,
     pub statements_crossing: usize,
+    /// Transactions (a statement outside `BEGIN … COMMIT` is one) touching tables.
+    pub transactions: usize,
+    pub transactions_crossing: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -244,19 +252,28 @@ pub fn propose(
         .iter()
         .filter(|(a, b)| domain_of.get(a) != domain_of.get(b))
         .count();
+    let domains_touched = |s: &ResolvedStatement| -> BTreeSet<&str> {
+        s.effect
+            .reads
+            .iter()
+            .chain(s.effect.writes.keys())
+            .filter_map(|t| domain_of.get(t).copied())
+            .collect()
+    };
     let touched: Vec<BTreeSet<&str>> = usage
         .statements
         .iter()
-        .map(|s| {
-            s.effect
-                .reads
-                .iter()
-                .chain(s.effect.writes.keys())
-                .filter_map(|t| domain_of.get(t).copied())
-                .collect()
-        })
-        .filter(|d: &BTreeSet<&str>| !d.is_empty())
+        .map(domains_touched)
+        .filter(|d| !d.is_empty())
         .collect();
+    let mut by_transaction: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
+    for s in &usage.statements {
+        by_transaction
+            .entry(s.transaction)
+            .or_default()
+            .extend(domains_touched(s));
+    }
+    by_transaction.retain(|_, d| !d.is_empty());
     let quality = Quality {
         resolution,
         modularity,
@@ -264,6 +281,8 @@ pub fn propose(
         foreign_keys_crossing,
         statements: touched.len(),
         statements_crossing: touched.iter().filter(|d| d.len() > 1).count(),
+        transactions: by_transaction.len(),
+        transactions_crossing: by_transaction.values().filter(|d| d.len() > 1).count(),
     };
     Proposal {
         domains,
@@ -607,6 +626,22 @@ fn links(
             &tables,
             w.statement,
             &LinkKind::Statement(statement.origin.clone()),
+            &mut add,
+        );
+    }
+    // Co-access inside a transaction: what its statements touch together has to
+    // commit together, which a boundary between them turns into a distributed
+    // transaction or a saga.
+    for transaction in usage.transactions() {
+        let tables: BTreeSet<QualName> = transaction
+            .iter()
+            .flat_map(|s| s.effect.reads.iter().chain(s.effect.writes.keys()))
+            .cloned()
+            .collect();
+        pairwise(
+            &tables,
+            w.transaction,
+            &LinkKind::Transaction(format!("transaction at {}", transaction[0].origin)),
             &mut add,
         );
     }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, QualName};
-use crate::workload::{Problem, Workload};
+use crate::workload::{Problem, ServiceSeen, Workload};
 use domains::{LinkKind, Proposal, Weights};
 use ownership::TableOwnership;
 use usage::Usage;
@@ -40,7 +40,7 @@ impl Default for Options {
 /// Everything discover found, in the shape its JSON output has.
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovery {
-    pub services: Vec<String>,
+    pub services: Vec<ServiceReport>,
     pub domains: Vec<DomainReport>,
     pub tables: Vec<TableReport>,
     pub boundaries: Vec<Boundary>,
@@ -50,6 +50,23 @@ pub struct Discovery {
     pub links: Vec<domains::Link>,
     #[serde(skip)]
     pub proposal: Proposal,
+}
+
+/// A service of the workload: what it touches and how it connects.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceReport {
+    pub name: String,
+    /// Statements it ran (counting each call where the source knows).
+    pub statements: u64,
+    /// Tables it writes and reads.
+    pub writes: usize,
+    pub reads: usize,
+    /// How it connects: roles, application names, sessions in the logs, connections
+    /// open when discover looked. Empty where the sources do not tell.
+    #[serde(flatten)]
+    pub seen: ServiceSeen,
+    /// True when it touched no table (it stays out of the analysis).
+    pub idle: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +119,10 @@ pub struct Buys {
     pub shared_writers: Vec<String>,
     pub size_bytes: [i64; 2],
     pub write_statements: [u64; 2],
+    /// Roles the writers of each side connect as: a split lets each have its own.
+    pub roles: [Vec<String>; 2],
+    /// Connections of each side's writers (open now, or sessions in the logs).
+    pub connections: [u64; 2],
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -112,6 +133,9 @@ pub struct Problems {
     pub unparsed: Vec<Problem>,
     /// Names that match no table or view.
     pub unknown: Vec<Problem>,
+    /// Statements left out on purpose (ignored roles, carve's own queries, other
+    /// databases), counted per source and reason.
+    pub ignored: BTreeMap<String, u64>,
 }
 
 impl Problems {
@@ -174,15 +198,16 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         })
         .collect();
     Discovery {
-        services: usage.services.clone(),
+        services: service_reports(workload, &usage),
         domains,
         tables,
-        boundaries: boundaries(catalog, &usage, &proposal),
+        boundaries: boundaries(catalog, &usage, &proposal, &workload.seen),
         quality: proposal.quality.clone(),
         problems: Problems {
             workload: workload.problems.clone(),
             unparsed: usage.unparsed.clone(),
             unknown: usage.unknown.clone(),
+            ignored: workload.ignored.clone(),
         },
         links: proposal.links.clone(),
         proposal,
@@ -207,7 +232,46 @@ pub fn snake_case(name: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
-fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boundary> {
+fn service_reports(workload: &Workload, usage: &Usage) -> Vec<ServiceReport> {
+    let mut statements: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in &workload.statements {
+        *statements.entry(&s.service).or_default() += s.calls;
+    }
+    let count = |service: &str, writes: bool| {
+        usage
+            .tables
+            .values()
+            .filter(|u| {
+                if writes {
+                    u.writers.contains_key(service)
+                } else {
+                    u.readers.contains_key(service)
+                }
+            })
+            .count()
+    };
+    usage
+        .services
+        .iter()
+        .map(|s| (s, false))
+        .chain(usage.idle_services.iter().map(|s| (s, true)))
+        .map(|(name, idle)| ServiceReport {
+            name: name.clone(),
+            statements: statements.get(name.as_str()).copied().unwrap_or_default(),
+            writes: count(name, true),
+            reads: count(name, false),
+            seen: workload.seen.get(name).cloned().unwrap_or_default(),
+            idle,
+        })
+        .collect()
+}
+
+fn boundaries(
+    catalog: &Catalog,
+    usage: &Usage,
+    proposal: &Proposal,
+    seen: &BTreeMap<String, ServiceSeen>,
+) -> Vec<Boundary> {
     let domain_of = proposal.domain_of();
     let mut costs: BTreeMap<(String, String), BTreeMap<&'static str, BTreeSet<String>>> =
         BTreeMap::new();
@@ -229,6 +293,7 @@ fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boun
             LinkKind::Trigger(n) => ("trigger", n),
             LinkKind::Function(n) => ("function", n),
             LinkKind::Statement(n) => ("statement", n),
+            LinkKind::Transaction(n) => ("transaction", n),
             _ => continue,
         };
         costs
@@ -264,6 +329,15 @@ fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boun
             }
         }
     }
+    let connects = |writers: &[String]| -> (Vec<String>, u64) {
+        let mut roles = BTreeSet::new();
+        let mut connections = 0;
+        for s in writers.iter().filter_map(|w| seen.get(w)) {
+            roles.extend(s.roles.iter().cloned());
+            connections += s.connections_open.max(s.sessions_logged);
+        }
+        (roles.into_iter().collect(), connections)
+    };
     let side = |domain: &str| -> (Vec<String>, i64, u64) {
         let d = proposal
             .domains
@@ -291,6 +365,8 @@ fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boun
             let (wa, sa, xa) = side(&a);
             let (wb, sb, xb) = side(&b);
             let shared = wa.iter().filter(|s| wb.contains(s)).cloned().collect();
+            let (ra, ca) = connects(&wa);
+            let (rb, cb) = connects(&wb);
             Boundary {
                 costs: kinds
                     .into_iter()
@@ -305,6 +381,8 @@ fn boundaries(catalog: &Catalog, usage: &Usage, proposal: &Proposal) -> Vec<Boun
                     shared_writers: shared,
                     size_bytes: [sa, sb],
                     write_statements: [xa, xb],
+                    roles: [ra, rb],
+                    connections: [ca, cb],
                 },
                 domains: [a, b],
             }

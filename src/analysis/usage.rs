@@ -358,6 +358,8 @@ pub struct ResolvedStatement {
     pub service: String,
     pub origin: String,
     pub calls: u64,
+    /// Statements with the same number ran in one transaction.
+    pub transaction: u64,
     /// Everything it reads and writes, through functions and triggers too.
     pub effect: Effect,
     /// The tables the statement names itself (views resolved to their tables).
@@ -388,7 +390,11 @@ pub struct TableUse {
 /// not be used (statements that do not parse, names that match nothing).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Usage {
+    /// Services that read or write at least one table.
     pub services: Vec<String>,
+    /// Services seen in the workload that touched no table (e.g. a role whose queries
+    /// only read the system catalogs).
+    pub idle_services: Vec<String>,
     pub tables: BTreeMap<QualName, TableUse>,
     pub statements: Vec<ResolvedStatement>,
     pub unparsed: Vec<Problem>,
@@ -398,10 +404,7 @@ pub struct Usage {
 impl Usage {
     pub fn of(catalog: &Catalog, workload: &Workload, search_path: Vec<String>) -> Usage {
         let mut resolver = Resolver::new(catalog, search_path);
-        let mut usage = Usage {
-            services: workload.services(),
-            ..Usage::default()
-        };
+        let mut usage = Usage::default();
         for statement in &workload.statements {
             let accesses = match access::analyze(&statement.sql) {
                 Ok(a) => a,
@@ -452,11 +455,33 @@ impl Usage {
                     service: statement.service.clone(),
                     origin: statement.origin.clone(),
                     calls: statement.calls,
+                    transaction: statement.transaction,
                     effect,
                     direct,
                 });
             }
         }
+        let active: BTreeSet<&str> = usage
+            .tables
+            .values()
+            .flat_map(|u| u.writers.keys().chain(u.readers.keys()))
+            .map(String::as_str)
+            .collect();
+        let (services, idle) = workload
+            .services()
+            .into_iter()
+            .partition(|s| active.contains(s.as_str()));
+        usage.services = services;
+        usage.idle_services = idle;
         usage
+    }
+
+    /// The transactions of more than one statement, each as its statements.
+    pub fn transactions(&self) -> Vec<Vec<&ResolvedStatement>> {
+        let mut by_id: BTreeMap<u64, Vec<&ResolvedStatement>> = BTreeMap::new();
+        for s in &self.statements {
+            by_id.entry(s.transaction).or_default().push(s);
+        }
+        by_id.into_values().filter(|t| t.len() > 1).collect()
     }
 }

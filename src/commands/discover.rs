@@ -13,7 +13,8 @@ use crate::catalog::Catalog;
 use crate::cli::{DiscoverArgs, Settings};
 use crate::exit;
 use crate::plan::{Decision, Domain, Plan, Service, Source};
-use crate::workload::Workload;
+use crate::workload::log::LogOptions;
+use crate::workload::{stats, ServiceMap, Workload};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -30,9 +31,10 @@ struct PlanReport {
 }
 
 pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8> {
-    // Read the workload first: an unreadable path stops everything before any work.
-    let workload = load_workload(args)?;
     let existing = Plan::load_if_exists(&settings.plan_path)?;
+    // Check the workload's sources first: a missing path stops everything before any
+    // connection is made.
+    let sources = WorkloadSources::check(args, existing.as_ref())?;
     if let Some(plan) = &existing {
         if !plan.journal.is_empty() {
             bail!(
@@ -44,7 +46,6 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
 
     let (spec, clients) = super::connect_source(&args.source, super::CATALOG_CONNECTIONS).await?;
     let catalog = read_catalog(&clients).await?;
-    drop(clients);
     if let Some(plan) = &existing {
         if plan.source.database != catalog.server.database {
             bail!(
@@ -55,6 +56,9 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             );
         }
     }
+
+    let workload = sources.load(&clients[0], &catalog.server.database).await?;
+    drop(clients);
 
     let pins = existing
         .as_ref()
@@ -122,12 +126,23 @@ pub fn build_plan(
             tables: d.tables.clone(),
         })
         .collect();
+    // Roles and applications seen in this workload, plus those the plan already had.
     plan.services = discovery
         .services
         .iter()
-        .map(|s| Service {
-            name: s.clone(),
-            roles: Vec::new(),
+        .filter(|s| !s.idle)
+        .map(|s| {
+            let before = existing.and_then(|p| p.services.iter().find(|o| o.name == s.name));
+            let merged = |seen: &std::collections::BTreeSet<String>, old: Option<&Vec<String>>| {
+                let mut all = seen.clone();
+                all.extend(old.into_iter().flatten().cloned());
+                all.into_iter().collect()
+            };
+            Service {
+                name: s.name.clone(),
+                roles: merged(&s.seen.roles, before.map(|b| &b.roles)),
+                applications: merged(&s.seen.applications, before.map(|b| &b.applications)),
+            }
         })
         .collect();
     plan.decisions = decisions(discovery, existing);
@@ -180,34 +195,94 @@ fn resolve_pins(
     Ok(pins)
 }
 
-fn load_workload(args: &DiscoverArgs) -> anyhow::Result<Option<Workload>> {
-    if args.workload.is_empty() {
-        return Ok(None);
-    }
-    let mut workload = Workload::default();
-    for path in &args.workload {
-        if !path.exists() {
-            bail!("--workload {}: no such file or directory", path.display());
-        }
-        workload.extend(Workload::from_sql_path(path));
-    }
-    if workload.statements.is_empty() {
-        let why: Vec<String> = workload
-            .problems
-            .iter()
-            .map(|p| format!("{}: {}", p.origin, p.message))
-            .collect();
-        return Err(anyhow::anyhow!(
-            "the workload holds no statements{}",
-            if why.is_empty() {
-                String::new()
+/// The `--workload` sources, checked before any connection is made.
+struct WorkloadSources {
+    paths: Vec<std::path::PathBuf>,
+    stat_statements: bool,
+    services: ServiceMap,
+    line_prefix: Option<String>,
+}
+
+impl WorkloadSources {
+    fn check(args: &DiscoverArgs, plan: Option<&Plan>) -> anyhow::Result<WorkloadSources> {
+        let mut paths = Vec::new();
+        let mut stat_statements = false;
+        for path in &args.workload {
+            if path.as_os_str() == stats::PG_STAT_STATEMENTS {
+                stat_statements = true;
+            } else if !path.exists() {
+                bail!("--workload {}: no such file or directory", path.display());
             } else {
-                format!(":\n  {}", why.join("\n  "))
+                paths.push(path.clone());
             }
-        ))
-        .context("reading --workload");
+        }
+        let from_plan = ServiceMap::from_plan(plan.map(|p| p.services.as_slice()).unwrap_or(&[]));
+        let services = match &args.service_map {
+            Some(path) => ServiceMap::load(path)?.or(from_plan),
+            None => from_plan,
+        };
+        Ok(WorkloadSources {
+            paths,
+            stat_statements,
+            services,
+            line_prefix: args.log_line_prefix.clone(),
+        })
     }
-    Ok(Some(workload))
+
+    /// Reads every source; `None` without any. A workload without a single statement
+    /// is an error that lists why, and nothing is written.
+    async fn load(
+        &self,
+        client: &tokio_postgres::Client,
+        database: &str,
+    ) -> anyhow::Result<Option<Workload>> {
+        if self.paths.is_empty() && !self.stat_statements {
+            return Ok(None);
+        }
+        let mut workload = Workload::default();
+        if self.stat_statements {
+            workload.extend(stats::load_stat_statements(client, &self.services).await?);
+        }
+        let line_prefix = match &self.line_prefix {
+            Some(p) => p.clone(),
+            None => client
+                .query_one("SELECT current_setting('log_line_prefix')", &[])
+                .await?
+                .get(0),
+        };
+        let logs = LogOptions {
+            database,
+            line_prefix: &line_prefix,
+            services: &self.services,
+        };
+        for path in &self.paths {
+            workload.extend(Workload::from_path(path, &logs));
+        }
+        stats::count_connections(client, &self.services, &mut workload).await?;
+        if workload.statements.is_empty() {
+            let why: Vec<String> = workload
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.origin, p.message))
+                .chain(
+                    workload
+                        .ignored
+                        .iter()
+                        .map(|(what, n)| format!("{what}: {n} statements left out")),
+                )
+                .collect();
+            return Err(anyhow::anyhow!(
+                "the workload holds no statements{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n  {}", why.join("\n  "))
+                }
+            ))
+            .context("reading --workload");
+        }
+        Ok(Some(workload))
+    }
 }
 
 /// Ownership resolutions become decisions. A decision already in the plan for the same

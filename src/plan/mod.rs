@@ -78,8 +78,12 @@ pub struct Pin {
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub name: String,
+    /// Database roles it connects as.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// `application_name`s it connects with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<String>,
 }
 
 /// A choice made for one subject (a table, a boundary, a cross-domain object), with why.
@@ -248,7 +252,7 @@ impl Plan {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before
@@ -293,6 +297,7 @@ mod tests {
         plan.services.push(Service {
             name: "checkout".into(),
             roles: vec!["checkout_rw".into()],
+            applications: vec!["checkout-api".into()],
         });
         plan.decisions.push(Decision {
             subject: "public.audit".into(),

@@ -7,6 +7,10 @@ use crate::analysis::Discovery;
 
 use super::bytes;
 
+fn join(items: &std::collections::BTreeSet<String>) -> String {
+    items.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
 pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool) -> String {
     let mut out = String::new();
     let mut line = |text: String| {
@@ -36,14 +40,54 @@ pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool
         )
     ));
     line(format!(
-        "  {:.0}% of foreign keys ({} of {}) and {:.0}% of statements ({} of {}) cross a domain boundary",
+        "  {:.0}% of foreign keys ({} of {}), {:.0}% of statements ({} of {}) and {:.0}% of transactions ({} of {}) cross a domain boundary",
         pct(q.foreign_keys_crossing, q.foreign_keys),
         q.foreign_keys_crossing,
         q.foreign_keys,
         pct(q.statements_crossing, q.statements),
         q.statements_crossing,
-        q.statements
+        q.statements,
+        pct(q.transactions_crossing, q.transactions),
+        q.transactions_crossing,
+        q.transactions
     ));
+    if had_workload {
+        line(String::new());
+        line("services".into());
+        for s in &d.services {
+            let mut how = Vec::new();
+            if !s.seen.roles.is_empty() {
+                how.push(format!("roles {}", join(&s.seen.roles)));
+            }
+            if !s.seen.applications.is_empty() {
+                how.push(format!("applications {}", join(&s.seen.applications)));
+            }
+            if s.seen.sessions_logged > 0 {
+                how.push(format!("{} sessions logged", s.seen.sessions_logged));
+            }
+            if s.seen.connections_open > 0 {
+                how.push(format!("{} connections open", s.seen.connections_open));
+            }
+            let idle = if s.idle {
+                "; touched no table, left out"
+            } else {
+                ""
+            };
+            line(format!(
+                "  {}: {} statements, writes {} and reads {} tables{}{}",
+                s.name,
+                s.statements,
+                s.writes,
+                s.reads,
+                if how.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", how.join(", "))
+                },
+                idle
+            ));
+        }
+    }
     line(String::new());
     line("domains".into());
     for domain in &d.domains {
@@ -125,6 +169,24 @@ pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool
                 b.buys.write_statements[0],
                 b.buys.write_statements[1]
             ));
+            let [ra, rb] = &b.buys.roles;
+            if !ra.is_empty() || !rb.is_empty() || b.buys.connections != [0, 0] {
+                line(format!(
+                    "             roles {} vs {}; {} vs {} connections",
+                    if ra.is_empty() {
+                        "-".into()
+                    } else {
+                        ra.join(", ")
+                    },
+                    if rb.is_empty() {
+                        "-".into()
+                    } else {
+                        rb.join(", ")
+                    },
+                    b.buys.connections[0],
+                    b.buys.connections[1]
+                ));
+            }
         }
     }
 
@@ -150,6 +212,9 @@ pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool
                 ));
             }
         }
+    }
+    for (what, n) in &p.ignored {
+        line(format!("  left out on purpose: {what}: {n} statements"));
     }
     line(String::new());
     if changes.is_empty() {

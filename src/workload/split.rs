@@ -127,6 +127,24 @@ fn dollar_tag(text: &str) -> Option<&str> {
     valid.then(|| &text[..end + 2])
 }
 
+/// The words a statement starts with, after leading comments: `BEGIN`, `START
+/// TRANSACTION`… (letters, digits and `_`; anything else separates words).
+pub fn words(sql: &str) -> impl Iterator<Item = &str> {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.find('\n').map_or("", |i| &r[i..]);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.find("*/").map_or("", |i| &r[i + 2..]);
+        } else {
+            break;
+        }
+    }
+    rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+}
+
 /// The text with comments removed, to tell whether a piece holds any statement.
 fn strip_comments_only(text: &str) -> String {
     text.lines()
@@ -172,6 +190,13 @@ mod tests {
         assert!(got[1].0.ends_with("SELECT $1"));
         assert!(got[2].0.contains("RETURN 1; END"));
         assert_eq!(got[3].0, "SELECT $$;$$");
+    }
+
+    #[test]
+    fn first_words_skip_comments() {
+        let got: Vec<&str> = words("-- why\n/* how */  START\tTRANSACTION ISOLATION").collect();
+        assert_eq!(got, ["START", "TRANSACTION", "ISOLATION"]);
+        assert_eq!(words("  -- only").next(), None);
     }
 
     #[test]

@@ -126,3 +126,21 @@ pub fn discover_json(plan: &std::path::Path, args: &[&str]) -> (serde_json::Valu
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (json, out.status.code().unwrap_or(-1), stderr)
 }
+
+/// A table of a discover JSON report, by its `schema.table` name.
+pub fn table<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in report"))
+}
+
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
