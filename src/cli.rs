@@ -149,6 +149,12 @@ pub struct DiscoverArgs {
     #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number)]
     pub resolution: f64,
 
+    /// Also write the report as one self-contained HTML file (the domain map drawn as a
+    /// graph, each domain's tables with their ownership, the boundaries); it opens in
+    /// any browser without network access.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
     /// Print the domain map as a graph (Graphviz dot or Mermaid) instead of the report.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub graph: Option<GraphFormat>,

@@ -25,6 +25,20 @@ pub enum Ownership {
     Unknown,
 }
 
+impl Ownership {
+    /// The name reports and the JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ownership::Single => "single",
+            Ownership::Common => "common",
+            Ownership::Joint => "joint",
+            Ownership::ReadOnly => "read-only",
+            Ownership::Unused => "unused",
+            Ownership::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResolutionKind {
@@ -417,5 +431,24 @@ fn writers_share_tables(used: &TableUse, usage: &Usage) -> f64 {
         0.0
     } else {
         inter.len() as f64 / union.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ownership;
+
+    #[test]
+    fn names_match_the_json() {
+        for o in [
+            Ownership::Single,
+            Ownership::Common,
+            Ownership::Joint,
+            Ownership::ReadOnly,
+            Ownership::Unused,
+            Ownership::Unknown,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 }

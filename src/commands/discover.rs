@@ -84,6 +84,14 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         conninfo: spec.reference(),
         database: catalog.server.database.clone(),
     };
+    // The report first: when it cannot be written, the plan stays as it was.
+    if let Some(path) = &args.report {
+        std::fs::write(path, crate::ui::html::render(&discovery))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        settings
+            .out
+            .progress(&format!("report written to {}", path.display()));
+    }
     build_plan(source, &catalog, &discovery, existing.as_ref()).save(&settings.plan_path)?;
 
     if settings.out.is_json() {

@@ -112,10 +112,7 @@ pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool
         line("ownership".into());
         let width = d.tables.iter().map(|t| t.name.len()).max().unwrap_or(0);
         for t in d.tables.iter().filter(|t| t.partition_of.is_none()) {
-            let kind = serde_json::to_value(t.owned.ownership)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let kind = t.owned.ownership.as_str();
             line(format!(
                 "  {:<width$}  {:<9}  {}",
                 t.name, kind, t.owned.reason

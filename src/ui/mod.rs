@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod graph;
+pub mod html;
 pub mod inspect;
 
 use std::io::{IsTerminal, Write};
