@@ -49,6 +49,19 @@ pub enum ResolutionKind {
     ServiceConsolidation,
 }
 
+impl ResolutionKind {
+    /// The name reports, the JSON and the plan's decisions use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolutionKind::DedicatedOwner => "dedicated-owner",
+            ResolutionKind::TableSplit => "table-split",
+            ResolutionKind::Delegate => "delegate",
+            ResolutionKind::SharedDataDomain => "shared-data-domain",
+            ResolutionKind::ServiceConsolidation => "service-consolidation",
+        }
+    }
+}
+
 /// One way to resolve shared writes, with what it means here and why it ranks where it
 /// does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -436,7 +449,7 @@ fn writers_share_tables(used: &TableUse, usage: &Usage) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::Ownership;
+    use super::{Ownership, ResolutionKind};
 
     #[test]
     fn names_match_the_json() {
@@ -449,6 +462,15 @@ mod tests {
             Ownership::Unknown,
         ] {
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for k in [
+            ResolutionKind::DedicatedOwner,
+            ResolutionKind::TableSplit,
+            ResolutionKind::Delegate,
+            ResolutionKind::SharedDataDomain,
+            ResolutionKind::ServiceConsolidation,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Catalog, Grant, Identity, ReplicaIdentity, TableKind};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fingerprint {
     /// SHA-256 over all entries: equal digests mean equal fingerprints.

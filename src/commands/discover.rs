@@ -2,6 +2,7 @@
 //! workload, print the report, and write the proposal into the plan file.
 
 use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -65,25 +66,48 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         .map(|p| resolve_pins(p, &catalog, &settings.plan_path))
         .transpose()?
         .unwrap_or_default();
-    let options = Options {
+    let mut options = Options {
         resolution: args.resolution,
         pins,
         ..Options::default()
     };
-    let discovery = analysis::discover(&catalog, workload.as_ref(), &options);
-
-    if let Some(format) = args.graph {
-        print!("{}", crate::ui::graph::render(&discovery, format));
-    }
-
-    let changes = existing
-        .as_ref()
-        .map(|p| changes_since(p, &discovery))
-        .unwrap_or_default();
+    let mut discovery = analysis::discover(&catalog, workload.as_ref(), &options);
     let source = Source {
         conninfo: spec.reference(),
         database: catalog.server.database.clone(),
     };
+
+    // On a terminal without --yes, the user reviews the proposal; the choices become
+    // pins and decisions, and the proposal is made again with them.
+    let interactive = !settings.assume_yes
+        && !settings.out.is_json()
+        && args.graph.is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal();
+    let mut base = existing.clone();
+    if interactive {
+        print!(
+            "{}",
+            crate::ui::discover::render_report(&discovery, workload.is_some())
+        );
+        std::io::stdout().flush()?;
+        let choices = crate::ui::review::walk(&discovery)?;
+        if !choices.is_empty() {
+            let mut draft = build_plan(source.clone(), &catalog, &discovery, existing.as_ref());
+            crate::plan::choices::apply(&mut draft, &choices);
+            options.pins = resolve_pins(&draft, &catalog, &settings.plan_path)?;
+            discovery = analysis::discover(&catalog, workload.as_ref(), &options);
+            base = Some(draft);
+        }
+    }
+
+    if let Some(format) = args.graph {
+        print!("{}", crate::ui::graph::render(&discovery, format));
+    }
+    let changes = existing
+        .as_ref()
+        .map(|p| changes_since(p, &discovery))
+        .unwrap_or_default();
     // The report first: when it cannot be written, the plan stays as it was.
     if let Some(path) = &args.report {
         std::fs::write(path, crate::ui::html::render(&discovery))
@@ -92,7 +116,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             .out
             .progress(&format!("report written to {}", path.display()));
     }
-    build_plan(source, &catalog, &discovery, existing.as_ref()).save(&settings.plan_path)?;
+    build_plan(source, &catalog, &discovery, base.as_ref()).save(&settings.plan_path)?;
 
     if settings.out.is_json() {
         settings.out.json(
@@ -104,6 +128,11 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
                     changes,
                 },
             },
+        );
+    } else if interactive {
+        print!(
+            "{}",
+            crate::ui::discover::render_footer(&settings.plan_path, &changes)
         );
     } else if args.graph.is_none() {
         let report = crate::ui::discover::render(
@@ -309,13 +338,10 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
         let Some(best) = table.owned.resolutions.first() else {
             continue;
         };
-        let subject = format!("ownership of {}", table.name);
+        let subject = crate::plan::choices::ownership_subject(&table.name);
         let decision = kept.remove(&subject).unwrap_or_else(|| Decision {
             subject: subject.clone(),
-            choice: serde_json::to_value(best.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            choice: best.kind.as_str().to_string(),
             reason: best.proposal.clone(),
         });
         out.push(decision);

@@ -5,6 +5,8 @@
 //! Loading is strict (unknown fields are errors, with line and column); saving is
 //! atomic (temp file, fsync, rename), so a crash never leaves half a plan.
 
+pub mod choices;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,30 @@ fn join(items: &std::collections::BTreeSet<String>) -> String {
 }
 
 pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool) -> String {
+    let mut out = render_report(d, had_workload);
+    out.push_str(&render_footer(plan, changes));
+    out
+}
+
+/// Where the plan went, and what changed since its previous proposal.
+pub fn render_footer(plan: &Path, changes: &[String]) -> String {
+    let mut out = String::from("\n");
+    if changes.is_empty() {
+        out.push_str(&format!("plan written to {}\n", plan.display()));
+    } else {
+        out.push_str(&format!(
+            "plan {} updated; since its last proposal:\n",
+            plan.display()
+        ));
+        for c in changes {
+            out.push_str(&format!("  - {c}\n"));
+        }
+    }
+    out
+}
+
+/// The report itself: quality, services, domains, ownership, boundaries, problems.
+pub fn render_report(d: &Discovery, had_workload: bool) -> String {
     let mut out = String::new();
     let mut line = |text: String| {
         out.push_str(&text);
@@ -212,18 +236,6 @@ pub fn render(d: &Discovery, plan: &Path, changes: &[String], had_workload: bool
     }
     for (what, n) in &p.ignored {
         line(format!("  left out on purpose: {what}: {n} statements"));
-    }
-    line(String::new());
-    if changes.is_empty() {
-        line(format!("plan written to {}", plan.display()));
-    } else {
-        line(format!(
-            "plan {} updated; since its last proposal:",
-            plan.display()
-        ));
-        for c in changes {
-            line(format!("  - {c}"));
-        }
     }
     out
 }

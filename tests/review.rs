@@ -1,0 +1,124 @@
+//! The interactive review of `carve discover`, driven through a real pseudo-terminal:
+//! choices land in the plan as pins and decisions. Without a terminal, never a prompt.
+
+mod support;
+
+use std::process::Command;
+
+use rexpect::session::spawn_command;
+use support::*;
+
+const DOWN: &str = "\x1b[B";
+const ENTER: &str = "\r";
+
+/// Types keys, as a person would.
+fn keys(p: &mut rexpect::session::PtySession, keys: &str) {
+    p.send(keys).unwrap();
+    p.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+}
+
+/// Waits for `text`, then a moment more: keys typed before the prompt switches the
+/// terminal to raw mode would be lost, as they would for a person.
+fn expect(p: &mut rexpect::session::PtySession, text: &str) {
+    p.exp_string(text)
+        .unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"));
+    std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn choices_on_a_terminal_become_pins_and_decisions() {
+    let server = server();
+    create_db(&server, "library", example("library").schema).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("carve.plan.toml");
+    let workload = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/library/workload");
+    let source = server.conninfo("library");
+
+    // Without a terminal: the proposal, no prompt.
+    let (json, code, stderr) = discover_json(&plan, &["--source", &source, "--workload", workload]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("Review"), "{stderr}");
+    let second_choice = table(&json, "public.book_catalog")["resolutions"][1]["kind"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first_domain = json["domains"][0]["name"].as_str().unwrap().to_string();
+    std::fs::remove_file(&plan).unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+    cmd.env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env_remove("CARVE_PLAN")
+        .arg("--plan")
+        .arg(&plan)
+        .args(["discover", "--source", &source, "--workload", workload]);
+    let mut p = spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    expect(&mut p, "leave this and all the rest for later");
+    keys(&mut p, DOWN);
+    keys(&mut p, ENTER); // rename
+    expect(&mut p, &format!("New name for {first_domain}"));
+    keys(&mut p, "books");
+    keys(&mut p, ENTER);
+    expect(&mut p, "(2 of 2)");
+    expect(&mut p, "leave this and all the rest for later");
+    keys(&mut p, ENTER); // accept the audit domain
+    expect(&mut p, "public.audit is common");
+    expect(&mut p, "decide later");
+    keys(&mut p, ENTER); // the dedicated owner
+    expect(&mut p, "public.book_catalog is joint");
+    expect(&mut p, "decide later");
+    keys(&mut p, DOWN);
+    keys(&mut p, ENTER); // the second-ranked resolution
+    expect(&mut p, "Record these 4 choices in the plan?");
+    keys(&mut p, "y");
+    expect(&mut p, "plan written to");
+    p.exp_eof().unwrap();
+
+    let written = carve::plan::Plan::load(&plan).unwrap();
+    let books = written
+        .pins
+        .iter()
+        .find(|p| p.domain.as_deref() == Some("books"))
+        .unwrap_or_else(|| panic!("{:#?}", written.pins));
+    assert_eq!(books.tables, ["public.book_catalog", "public.reading_list"]);
+    let decision = written
+        .decisions
+        .iter()
+        .find(|d| d.subject == "ownership of public.book_catalog")
+        .unwrap();
+    assert_eq!(decision.choice, second_choice);
+    assert!(decision.reason.starts_with("chosen in review"));
+    assert!(written.domains.iter().any(|d| d.name == "books"));
+
+    // A re-run without a terminal keeps every choice.
+    let (json, code, stderr) = discover_json(&plan, &["--source", &source, "--workload", workload]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(json["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == "books"));
+    let again = carve::plan::Plan::load(&plan).unwrap();
+    assert_eq!(again.pins, written.pins);
+    assert_eq!(again.decisions, written.decisions);
+}
+
+#[tokio::test]
+async fn yes_on_a_terminal_never_prompts() {
+    let server = server();
+    create_db(&server, "library", example("library").schema).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("carve.plan.toml");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+    cmd.env("NO_COLOR", "1").arg("--plan").arg(&plan).args([
+        "--yes",
+        "discover",
+        "--source",
+        &server.conninfo("library"),
+    ]);
+    let mut p = spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    let out = p.exp_eof().unwrap();
+    assert!(!out.contains("Review"), "{out}");
+    assert!(out.contains("plan written to"), "{out}");
+}
