@@ -7,64 +7,21 @@
 //!   CARVE_BENCH_SCALE=0.1 cargo bench --bench inspect   # quicker look
 //!   CARVE_BENCH_KEEP=1 cargo bench --bench inspect      # leave the server running
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
 
 use carve::pgtemp::TempServer;
-use carve::synthetic::{self, Shape};
-
-struct Measure {
-    wall: Duration,
-    max_rss_kib: i64,
-}
-
-/// Runs a command to completion, its output thrown away, and measures it with wait4.
-fn measure(mut cmd: Command) -> Measure {
-    let start = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child's pid, with valid pointers.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed();
-    assert_eq!(rc, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed with status {status}"
-    );
-    std::mem::forget(child); // already reaped by wait4
-    Measure {
-        wall,
-        max_rss_kib: usage.ru_maxrss,
-    }
-}
-
-fn best_of(runs: usize, make: impl Fn() -> Command) -> Measure {
-    (0..runs)
-        .map(|_| measure(make()))
-        .min_by_key(|m| m.wall)
-        .expect("at least one run")
-}
+use carve::synthetic::Shape;
+use common::{best_of, load_synthetic, pg_dump};
 
 fn main() {
-    // `cargo bench` passes --bench; anything else (e.g. `cargo test --benches`) only
-    // checks that this builds.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::benching() {
         return;
     }
-    let scale: f64 = std::env::var("CARVE_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let scale = common::scale();
     let server = TempServer::start().expect("throw-away server");
     let carve = env!("CARGO_BIN_EXE_carve");
-    let pg_dump = server.bin_dir().join("pg_dump");
 
     println!("carve inspect vs pg_dump --schema-only (best of 3 runs each)\n");
     println!(
@@ -74,19 +31,7 @@ fn main() {
     for (i, factor) in [scale / 4.0, scale].into_iter().enumerate() {
         let shape = Shape::LARGE.scaled(factor);
         let db = format!("bench{i}");
-        server
-            .psql("postgres", &format!("CREATE DATABASE {db}"))
-            .expect("create database");
-        let load = Instant::now();
-        for batch in synthetic::sql(shape) {
-            server.psql(&db, &batch).expect("load synthetic catalog");
-        }
-        server.psql(&db, "ANALYZE").expect("analyze");
-        eprintln!(
-            "  (loaded {} tables in {:.1?})",
-            shape.tables,
-            load.elapsed()
-        );
+        load_synthetic(&server, &db, shape);
 
         let conninfo = server.conninfo(&db);
         let carve_run = best_of(3, || {
@@ -102,16 +47,7 @@ fn main() {
             .arg(&conninfo);
             c
         });
-        let dump_run = best_of(3, || {
-            let mut c = Command::new(&pg_dump);
-            c.arg("--schema-only")
-                .arg("-h")
-                .arg(server.socket_dir())
-                .arg("-p")
-                .arg(server.port().to_string())
-                .args(["-U", "postgres", "-d", &db]);
-            c
-        });
+        let dump_run = best_of(3, || pg_dump(&server, &db));
         println!(
             "{:>7} {:>7} {:>6} | {:>9.2}s {:>9.2}s {:>7.2} | {:>9} MiB {:>8} MiB",
             shape.tables,

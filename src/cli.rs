@@ -83,20 +83,30 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Propose data domains and table ownership, and write them into the plan.
     ///
-    /// Reads the catalog and, given --workload, each service's SQL: who reads and
-    /// writes which table and which columns. Classifies every table's ownership
-    /// (single, common, joint, read-only, unused) with ranked resolutions, clusters the
-    /// tables into domains (Leiden over foreign keys, views, triggers, functions,
-    /// shared statements and shared writers; common tables set aside first), and
-    /// reports what each boundary costs and buys. Statements that do not parse and
-    /// names that match no table are listed, never dropped. Decisions already in the
-    /// plan are kept; a re-run lists what changed since the last proposal.
+    /// Reads the catalog and, given --workload, who ran what: SQL files, server logs,
+    /// pg_stat_statements. Works out who reads and writes which table and which
+    /// columns, classifies every table's ownership (single, common, joint, read-only,
+    /// unused) with ranked resolutions, clusters the tables into domains (Leiden over
+    /// foreign keys, views, triggers, functions, statements and transactions touching
+    /// tables together, and shared writers; common tables set aside first), and reports
+    /// what each boundary costs and buys. Statements that do not parse and names that
+    /// match no table are listed, never dropped. Decisions already in the plan are
+    /// kept; a re-run lists what changed since the last proposal.
     ///
-    /// To overrule the proposal, add pins to the plan file; every run applies them:
+    /// On a terminal (without --yes) you then review the proposal: accept or rename
+    /// each domain, move tables, choose a resolution for each joint or common table.
+    /// Each choice is written into the plan as a pin or a decision. Pins can also be
+    /// written by hand; every run applies them:
     ///
     ///   [[pins]]
     ///   tables = ["public.orders", "public.order_items"]   # stay in one domain
     ///   domain = "sales"                                   # optional: its name
+    ///
+    /// Exits 0 with the proposal written (workload problems listed in the report), or
+    /// 1 with the plan untouched: a --workload path missing, no statement readable,
+    /// pg_stat_statements not enabled, a stderr log without %u or %a, a report that
+    /// cannot be written, an unreachable server.
+    #[command(verbatim_doc_comment)]
     Discover(DiscoverArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///

@@ -115,9 +115,88 @@ pub fn sql(shape: Shape) -> Vec<String> {
     batches
 }
 
+/// A generated workload: `statements` statements from `services` services, as one SQL
+/// text per service (`(service, sql)`). Each cluster of tables belongs to one service
+/// (cluster `c` to service `c % services`); services read, join, insert, update and
+/// delete their own tables, read another service's table now and then, and group
+/// some statements in `BEGIN … COMMIT`.
+pub fn workload(shape: Shape, services: usize, statements: usize) -> Vec<(String, String)> {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let clusters = shape.tables.div_ceil(shape.cluster_size);
+    let services = services.clamp(1, clusters.max(1));
+    let mut texts: Vec<String> = vec![String::new(); services];
+    let table_of = |service: usize, rng: &mut Rng| {
+        // A cluster of this service, then a table in it.
+        let owned = (clusters - service).div_ceil(services).max(1);
+        let cluster = (service + services * rng.below(owned)).min(clusters - 1);
+        let first = cluster * shape.cluster_size;
+        let last = ((cluster + 1) * shape.cluster_size).min(shape.tables);
+        table_name(first + rng.below(last - first), shape.cluster_size)
+    };
+    let mut written = 0;
+    while written < statements {
+        let service = rng.below(services);
+        let text = &mut texts[service];
+        let in_transaction = rng.below(10) == 0;
+        let count = if in_transaction { 3 } else { 1 };
+        if in_transaction {
+            text.push_str("BEGIN;\n");
+        }
+        for _ in 0..count {
+            let t = table_of(service, &mut rng);
+            let sql = match rng.below(20) {
+                0..=6 => format!("SELECT id, name, amount FROM {t} WHERE id = $1;\n"),
+                7..=9 => {
+                    let u = table_of(service, &mut rng);
+                    format!(
+                        "SELECT a.id, b.name FROM {t} a JOIN {u} b ON b.id = a.ref0_id WHERE a.created_at > $1 ORDER BY a.id LIMIT 50;\n"
+                    )
+                }
+                10..=12 => format!(
+                    "INSERT INTO {t} (name, amount) VALUES ($1, $2) RETURNING id;\n"
+                ),
+                13..=15 => format!("UPDATE {t} SET amount = amount + $1 WHERE id = $2;\n"),
+                16 => format!("DELETE FROM {t} WHERE id = $1;\n"),
+                17 => format!(
+                    "WITH recent AS (SELECT id FROM {t} WHERE created_at > now() - interval '1 day') UPDATE {t} SET name = $1 WHERE id IN (SELECT id FROM recent);\n"
+                ),
+                _ => {
+                    // Another service's table, read.
+                    let other = table_of(rng.below(services), &mut rng);
+                    format!("SELECT count(*) FROM {other} WHERE name = $1;\n")
+                }
+            };
+            text.push_str(&sql);
+            written += 1;
+        }
+        if in_transaction {
+            text.push_str("COMMIT;\n");
+        }
+    }
+    texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (format!("service_{i:02}"), t))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workload_has_the_requested_size_and_parses() {
+        let shape = Shape::LARGE.scaled(0.01);
+        let w = workload(shape, 4, 500);
+        assert_eq!(w.len(), 4);
+        let texts: Vec<(&str, &str)> = w.iter().map(|(s, t)| (s.as_str(), t.as_str())).collect();
+        let loaded = crate::workload::Workload::from_texts("synthetic", &texts);
+        assert!((500..503).contains(&loaded.statements.len()));
+        for s in &loaded.statements {
+            crate::analysis::access::analyze(&s.sql).unwrap_or_else(|e| panic!("{}: {e}", s.sql));
+        }
+        assert_eq!(workload(shape, 4, 500), w);
+    }
 
     #[test]
     fn generates_the_requested_shape_deterministically() {

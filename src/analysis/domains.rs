@@ -8,7 +8,9 @@
 //! nearly everyone, are set aside first so they do not glue every domain together;
 //! each becomes a domain of its own, for its dedicated owner service.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 
@@ -61,9 +63,6 @@ pub enum LinkKind {
     Statement(String),
     /// Tables used by different statements of one transaction.
     Transaction(String),
-    SameWriters(String),
-    SameUsers(String),
-    NamePrefix(String),
 }
 
 impl LinkKind {
@@ -88,6 +87,9 @@ pub struct Link {
     pub weight: f64,
     #[serde(flatten)]
     pub kind: LinkKind,
+    /// How many statements or transactions this link stands for (1 for the others);
+    /// `via` names the first.
+    pub count: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,12 +179,11 @@ pub fn propose(
         .iter()
         .filter_map(|o| o.owner.as_deref().map(|owner| (&o.table, owner)))
         .collect();
-    let links = links(catalog, usage, weights, &index, &owner_of);
-    let mut graph = Graph::new(clustered.len());
-    for link in &links {
-        graph.add_edge(index[&link.a], index[&link.b], link.weight);
-    }
+    let started = std::time::Instant::now();
+    let (graph, links) = links(catalog, usage, weights, &index, &owner_of);
+    tracing::debug!(elapsed = ?started.elapsed(), edges = graph.edges().count(), links = links.len(), "graph built");
     let (membership, modularity) = leiden::best_of(&graph, resolution, 8);
+    tracing::debug!(elapsed = ?started.elapsed(), "clustered");
 
     let mut groups: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
     for (i, table) in clustered.iter().enumerate() {
@@ -253,10 +254,8 @@ pub fn propose(
         .filter(|(a, b)| domain_of.get(a) != domain_of.get(b))
         .count();
     let domains_touched = |s: &ResolvedStatement| -> BTreeSet<&str> {
-        s.effect
-            .reads
+        s.tables
             .iter()
-            .chain(s.effect.writes.keys())
             .filter_map(|t| domain_of.get(t).copied())
             .collect()
     };
@@ -467,42 +466,97 @@ fn unique_names(domains: &mut [Domain], forced: &BTreeSet<String>) {
     }
 }
 
-/// Every link between two clustered tables, with its weight and reason.
-fn links(
-    catalog: &Catalog,
-    usage: &Usage,
-    w: &Weights,
-    index: &HashMap<&QualName, usize>,
-    owner_of: &HashMap<&QualName, &str>,
-) -> Vec<Link> {
-    let root_of = |name: &QualName| catalog.partition_root(name);
-    let mut links = Vec::new();
-    let mut add = |a: &QualName, b: &QualName, weight: f64, kind: LinkKind| {
-        if a != b && index.contains_key(a) && index.contains_key(b) && weight > 0.0 {
-            links.push(Link {
-                a: a.clone(),
-                b: b.clone(),
-                weight,
-                kind,
-            });
+/// Collects the weighted graph to cluster, and the links behind it that really couple
+/// tables (for the boundary report). Statement and transaction links are aggregated
+/// per table pair; affinity (shared services, names) only adds weight to the graph.
+struct LinkBuilder<'a> {
+    index: &'a HashMap<&'a QualName, usize>,
+    graph: Graph,
+    links: Vec<Link>,
+    /// Where the aggregated link of a table pair and kind is in `links`.
+    aggregated: HashMap<(usize, usize, bool), usize>,
+}
+
+impl<'a> LinkBuilder<'a> {
+    fn new(index: &'a HashMap<&'a QualName, usize>) -> LinkBuilder<'a> {
+        LinkBuilder {
+            index,
+            graph: Graph::new(index.len()),
+            links: Vec::new(),
+            aggregated: HashMap::default(),
         }
-    };
-    // Pairs of a set, each weighted so a set of n adds `weight` per member.
-    let pairwise = |tables: &BTreeSet<QualName>,
-                    weight: f64,
-                    kind: &LinkKind,
-                    add: &mut dyn FnMut(&QualName, &QualName, f64, LinkKind)| {
-        let v: Vec<&QualName> = tables.iter().filter(|t| index.contains_key(t)).collect();
+    }
+
+    /// Both ends' node numbers, when both are clustered tables and distinct.
+    fn nodes(&self, a: &QualName, b: &QualName) -> Option<(usize, usize)> {
+        let (&ia, &ib) = (self.index.get(a)?, self.index.get(b)?);
+        (ia != ib).then_some((ia, ib))
+    }
+
+    fn link(&mut self, a: &QualName, b: &QualName, weight: f64, kind: &LinkKind) {
+        let Some((ia, ib)) = self.nodes(a, b).filter(|_| weight > 0.0) else {
+            return;
+        };
+        self.graph.add_edge(ia, ib, weight);
+        let class = match kind {
+            LinkKind::Statement(_) => Some(false),
+            LinkKind::Transaction(_) => Some(true),
+            _ => None,
+        };
+        if let Some(class) = class {
+            let key = (ia.min(ib), ia.max(ib), class);
+            if let Some(&at) = self.aggregated.get(&key) {
+                self.links[at].weight += weight;
+                self.links[at].count += 1;
+                return;
+            }
+            self.aggregated.insert(key, self.links.len());
+        }
+        self.links.push(Link {
+            a: a.clone(),
+            b: b.clone(),
+            weight,
+            kind: kind.clone(),
+            count: 1,
+        });
+    }
+
+    /// Pairs of a set, each weighted so a set of n adds `weight` per member. Sets of
+    /// more than a dozen tables (a report reading everything) say little: skipped.
+    fn pairwise<'t>(
+        &mut self,
+        tables: impl IntoIterator<Item = &'t QualName>,
+        weight: f64,
+        kind: &LinkKind,
+    ) {
+        let mut v: Vec<&QualName> = tables
+            .into_iter()
+            .filter(|t| self.index.contains_key(t))
+            .collect();
+        v.sort();
+        v.dedup();
         if v.len() < 2 || v.len() > 12 {
             return;
         }
         let each = weight / (v.len() - 1) as f64;
         for (i, a) in v.iter().enumerate() {
             for b in &v[i + 1..] {
-                add(a, b, each, kind.clone());
+                self.link(a, b, each, kind);
             }
         }
-    };
+    }
+}
+
+/// The graph over the clustered tables, and the coupling links with their reasons.
+fn links(
+    catalog: &Catalog,
+    usage: &Usage,
+    w: &Weights,
+    index: &HashMap<&QualName, usize>,
+    owner_of: &HashMap<&QualName, &str>,
+) -> (Graph, Vec<Link>) {
+    let root_of = |name: &QualName| catalog.partition_root(name);
+    let mut out = LinkBuilder::new(index);
 
     let mut declared: BTreeSet<(QualName, String)> = BTreeSet::new();
     for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
@@ -510,11 +564,11 @@ fn links(
             for c in &con.columns {
                 declared.insert((table.name.clone(), c.clone()));
             }
-            add(
+            out.link(
                 &table.name,
                 &root_of(&fk.references),
                 w.foreign_key,
-                LinkKind::ForeignKey(format!(
+                &LinkKind::ForeignKey(format!(
                     "{}.{}",
                     table.name,
                     crate::sql::display_ident(&con.name)
@@ -558,11 +612,11 @@ fn links(
                 .find(|c| c.name == pk.columns[0])
                 .map(|c| c.type_name.as_str());
             if target.name != table.name && pk_type == Some(column.type_name.as_str()) {
-                add(
+                out.link(
                     &table.name,
                     &target.name,
                     w.implied_foreign_key,
-                    LinkKind::ImpliedForeignKey(format!(
+                    &LinkKind::ImpliedForeignKey(format!(
                         "{}.{}",
                         table.name,
                         crate::sql::display_ident(&column.name)
@@ -571,78 +625,51 @@ fn links(
             }
         }
     }
-    let resolver_tables = |names: &mut dyn Iterator<Item = &QualName>| -> BTreeSet<QualName> {
-        names.map(&root_of).collect()
-    };
     for view in &catalog.views {
-        let tables = resolver_tables(&mut view.depends_on.iter().map(|d| &d.relation));
-        pairwise(
-            &tables,
-            w.view,
-            &LinkKind::View(view.name.to_string()),
-            &mut add,
-        );
+        let tables: Vec<QualName> = view
+            .depends_on
+            .iter()
+            .map(|d| root_of(&d.relation))
+            .collect();
+        out.pairwise(&tables, w.view, &LinkKind::View(view.name.to_string()));
     }
     // Triggers: the table a trigger is on, with the tables its function touches.
     let mut resolver = super::usage::Resolver::new(catalog, super::usage::default_search_path());
     for (relation, trigger) in catalog.triggers() {
         let effect = resolver.function_touches(&trigger.function);
+        let kind = LinkKind::Trigger(format!(
+            "{relation}.{}",
+            crate::sql::display_ident(&trigger.name)
+        ));
         for other in effect.writes.keys().chain(effect.reads.iter()) {
-            add(
-                &root_of(relation),
-                other,
-                w.trigger,
-                LinkKind::Trigger(format!(
-                    "{relation}.{}",
-                    crate::sql::display_ident(&trigger.name)
-                )),
-            );
+            out.link(&root_of(relation), other, w.trigger, &kind);
         }
     }
     for function in &catalog.functions {
         let effect = resolver.function_touches(&function.name);
-        let tables: BTreeSet<QualName> = effect
-            .reads
-            .iter()
-            .chain(effect.writes.keys())
-            .cloned()
-            .collect();
-        pairwise(
-            &tables,
+        out.pairwise(
+            effect.reads.iter().chain(effect.writes.keys()),
             w.function,
             &LinkKind::Function(function.signature()),
-            &mut add,
         );
     }
     for statement in &usage.statements {
-        let tables: BTreeSet<QualName> = statement
-            .effect
-            .reads
-            .iter()
-            .chain(statement.effect.writes.keys())
-            .cloned()
-            .collect();
-        pairwise(
-            &tables,
-            w.statement,
-            &LinkKind::Statement(statement.origin.clone()),
-            &mut add,
-        );
+        if statement.tables.len() > 1 {
+            out.pairwise(
+                &statement.tables,
+                w.statement,
+                &LinkKind::Statement(statement.origin.clone()),
+            );
+        }
     }
     // Co-access inside a transaction: what its statements touch together has to
     // commit together, which a boundary between them turns into a distributed
     // transaction or a saga.
     for transaction in usage.transactions() {
-        let tables: BTreeSet<QualName> = transaction
-            .iter()
-            .flat_map(|s| s.effect.reads.iter().chain(s.effect.writes.keys()))
-            .cloned()
-            .collect();
-        pairwise(
-            &tables,
+        out.pairwise(
+            transaction.iter().flat_map(|s| s.tables.iter()),
             w.transaction,
             &LinkKind::Transaction(format!("transaction at {}", transaction[0].origin)),
-            &mut add,
         );
     }
     // Service affinity: weighted Jaccard similarity of the services writing (or using)
@@ -651,11 +678,11 @@ fn links(
     // Accumulated per service, so only tables sharing a service are compared.
     const GUEST_WRITER: f64 = 0.1;
     for (weight, writers_only) in [(w.same_writers, true), (w.same_users, false)] {
-        let mut services_of: BTreeMap<&QualName, BTreeMap<&str, f64>> = BTreeMap::new();
+        let mut services_of: HashMap<usize, BTreeMap<&str, f64>> = HashMap::default();
         for (table, u) in &usage.tables {
-            if !index.contains_key(table) {
+            let Some(&node) = index.get(table) else {
                 continue;
-            }
+            };
             let mut set: BTreeMap<&str, f64> = BTreeMap::new();
             for s in u.writers.keys() {
                 let guest = u.writers.len() > 1 && owner_of.get(table) != Some(&s.as_str());
@@ -667,70 +694,67 @@ fn links(
                 }
             }
             if !set.is_empty() {
-                services_of.insert(table, set);
+                services_of.insert(node, set);
             }
         }
-        let mut by_service: BTreeMap<&str, Vec<&QualName>> = BTreeMap::new();
-        for (table, services) in &services_of {
+        let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (node, services) in &services_of {
             for s in services.keys() {
-                by_service.entry(s).or_default().push(table);
+                by_service.entry(s).or_default().push(*node);
             }
         }
-        let mut shared: BTreeMap<(&QualName, &QualName), f64> = BTreeMap::new();
-        for (service, tables) in by_service.iter().filter(|(_, t)| t.len() <= 400) {
-            for (i, a) in tables.iter().enumerate() {
-                for b in &tables[i + 1..] {
+        let mut shared: HashMap<(usize, usize), f64> = HashMap::default();
+        for (service, nodes) in by_service.iter_mut().filter(|(_, t)| t.len() <= 400) {
+            nodes.sort_unstable();
+            for (i, a) in nodes.iter().enumerate() {
+                for b in &nodes[i + 1..] {
                     let min = services_of[a][service].min(services_of[b][service]);
-                    *shared.entry((a, b)).or_default() += min;
+                    *shared.entry((*a, *b)).or_default() += min;
                 }
             }
         }
+        let total: HashMap<usize, f64> = services_of
+            .iter()
+            .map(|(n, s)| (*n, s.values().sum()))
+            .collect();
         for ((a, b), min_sum) in shared {
-            let total_a: f64 = services_of[a].values().sum();
-            let total_b: f64 = services_of[b].values().sum();
-            let names: Vec<&str> = services_of[a]
-                .keys()
-                .filter(|s| services_of[b].contains_key(*s))
-                .copied()
-                .collect();
-            let kind = if writers_only {
-                LinkKind::SameWriters(names.join(","))
-            } else {
-                LinkKind::SameUsers(names.join(","))
-            };
-            add(a, b, weight * min_sum / (total_a + total_b - min_sum), kind);
+            let similarity = min_sum / (total[&a] + total[&b] - min_sum);
+            out.graph.add_edge(a, b, weight * similarity);
         }
     }
     // A shared first word in table names (order, order_item) is a weak hint, only used
     // for words that a few tables share.
-    let mut by_token: BTreeMap<(&str, &str), Vec<&QualName>> = BTreeMap::new();
-    for t in index.keys() {
+    let mut by_token: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (t, &node) in index {
         if let Some(token) = t
             .name
             .split('_')
             .next()
             .filter(|w| w.len() >= 3 && *w != t.name)
         {
-            by_token.entry((&t.schema, token)).or_default().push(t);
+            by_token.entry((&t.schema, token)).or_default().push(node);
         }
         by_token
             .entry((&t.schema, t.name.as_str()))
             .or_default()
-            .push(t);
+            .push(node);
     }
-    for ((_, token), mut tables) in by_token {
-        tables.sort();
-        tables.dedup();
-        if tables.len() >= 2 && tables.len() <= 12 {
-            for (i, a) in tables.iter().enumerate() {
-                for b in &tables[i + 1..] {
-                    add(a, b, w.name_prefix, LinkKind::NamePrefix(token.to_string()));
+    for (_, mut nodes) in by_token {
+        nodes.sort_unstable();
+        nodes.dedup();
+        if nodes.len() >= 2 && nodes.len() <= 12 {
+            for (i, a) in nodes.iter().enumerate() {
+                for b in &nodes[i + 1..] {
+                    out.graph.add_edge(*a, *b, w.name_prefix);
                 }
             }
         }
     }
+    let mut links = out.links;
     links.sort_by(|a, b| (&a.a, &a.b, &a.kind).cmp(&(&b.a, &b.b, &b.kind)));
-    links
+    let mut graph = out.graph;
+    graph.finish();
+    (graph, links)
 }
 
 #[cfg(test)]

@@ -4,18 +4,27 @@
 //! (the θ → 0 limit of the paper's randomized choice), so the same input always gives
 //! the same communities.
 //!
-//! Written here because no maintained crate offers a seeded, weighted Leiden; the
-//! graphs carve clusters (one node per table) are small enough that clarity wins over
-//! raw speed.
+//! Written here because no maintained crate offers a seeded, weighted Leiden. Graphs
+//! have a node per table and, with a large workload, millions of edges (a service
+//! using hundreds of tables links every pair), so the inner loops use dense vectors
+//! rather than maps, and a graph is built once and shared by every run.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, VecDeque};
 
-/// A weighted undirected graph; parallel edges add up, self-loops are allowed.
+use rustc_hash::FxHashMap as HashMap;
+
+/// A weighted undirected graph; parallel edges add up, self-loops are allowed. Edges
+/// are collected with `add_edge`, then `finish` builds the sorted edge list and the
+/// adjacency lists the algorithm walks.
 #[derive(Debug, Clone)]
 pub struct Graph {
     adjacency: Vec<Vec<(usize, f64)>>,
     self_loops: Vec<f64>,
-    edges: BTreeMap<(usize, usize), f64>,
+    /// Edges added since the last `finish`, as added; summed per pair in that order.
+    pending: Vec<(usize, usize, f64)>,
+    /// Sorted by pair, after `finish`.
+    edges: Vec<(usize, usize, f64)>,
 }
 
 impl Graph {
@@ -23,7 +32,8 @@ impl Graph {
         Graph {
             adjacency: vec![Vec::new(); nodes],
             self_loops: vec![0.0; nodes],
-            edges: BTreeMap::new(),
+            pending: Vec::new(),
+            edges: Vec::new(),
         }
     }
 
@@ -40,22 +50,51 @@ impl Graph {
         if weight <= 0.0 || !weight.is_finite() {
             return;
         }
-        *self.edges.entry((a.min(b), a.max(b))).or_default() += weight;
+        self.pending.push((a.min(b), a.max(b), weight));
     }
 
-    /// Builds the adjacency lists from the edge map; call after the last `add_edge`.
-    fn finish(&mut self) {
+    /// Builds the sorted edge list and the adjacency lists; call after the last
+    /// `add_edge` (the algorithms otherwise work on a finished copy).
+    pub fn finish(&mut self) {
+        if self.pending.is_empty() && !self.edges.is_empty() {
+            return;
+        }
+        // A stable sort keeps each pair's weights in the order they were added, so the
+        // sums (and everything after) are the same on every run.
+        let mut all = std::mem::take(&mut self.edges);
+        all.append(&mut self.pending);
+        all.sort_by_key(|&(a, b, _)| (a, b));
+        let mut merged: Vec<(usize, usize, f64)> = Vec::with_capacity(all.len());
+        for (a, b, w) in all {
+            match merged.last_mut() {
+                Some(last) if (last.0, last.1) == (a, b) => last.2 += w,
+                _ => merged.push((a, b, w)),
+            }
+        }
+        self.pending = Vec::new();
+        self.edges = merged;
         for list in &mut self.adjacency {
             list.clear();
         }
         self.self_loops.iter_mut().for_each(|w| *w = 0.0);
-        for (&(a, b), &w) in &self.edges {
+        for &(a, b, w) in &self.edges {
             if a == b {
                 self.self_loops[a] += w;
             } else {
                 self.adjacency[a].push((b, w));
                 self.adjacency[b].push((a, w));
             }
+        }
+    }
+
+    /// This graph finished: itself when it is, else a finished copy.
+    fn finished(&self) -> Cow<'_, Graph> {
+        if self.pending.is_empty() {
+            Cow::Borrowed(self)
+        } else {
+            let mut g = self.clone();
+            g.finish();
+            Cow::Owned(g)
         }
     }
 
@@ -67,23 +106,23 @@ impl Graph {
             .collect()
     }
 
+    /// The edges of a finished graph, sorted by pair.
     pub fn edges(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
-        self.edges.iter().map(|(&(a, b), &w)| (a, b, w))
+        self.edges.iter().copied()
     }
 }
 
 /// Modularity of a partition with resolution γ:
 /// Σ_c [ internal_c / m − γ (K_c / 2m)² ].
 pub fn modularity(graph: &Graph, membership: &[usize], resolution: f64) -> f64 {
-    let mut g = graph.clone();
-    g.finish();
+    let g = graph.finished();
     let strengths = g.strengths();
     let two_m: f64 = strengths.iter().sum();
     if two_m == 0.0 {
         return 0.0;
     }
-    let mut internal: HashMap<usize, f64> = HashMap::new();
-    let mut total: HashMap<usize, f64> = HashMap::new();
+    let mut internal: HashMap<usize, f64> = HashMap::default();
+    let mut total: HashMap<usize, f64> = HashMap::default();
     for (a, b, w) in g.edges() {
         if membership[a] == membership[b] {
             *internal.entry(membership[a]).or_default() += w;
@@ -102,11 +141,40 @@ pub fn modularity(graph: &Graph, membership: &[usize], resolution: f64) -> f64 {
 
 /// Runs Leiden with `runs` fixed seeds and keeps the partition of highest modularity
 /// (the first, on ties): still deterministic, and less at the mercy of one node order.
+/// The runs share the machine's cores; which partition wins does not depend on how
+/// many there are.
 pub fn best_of(graph: &Graph, resolution: f64, runs: u64) -> (Vec<usize>, f64) {
+    let graph = graph.finished();
+    let seeds: Vec<u64> = (0..runs.max(1)).map(|s| 42 + s).collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(seeds.len());
+    let mut results: Vec<(u64, Vec<usize>, f64)> = std::thread::scope(|scope| {
+        let graph = &graph;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
+                scope.spawn(move || {
+                    mine.into_iter()
+                        .map(|seed| {
+                            let membership = leiden(graph, resolution, seed);
+                            let q = modularity(graph, &membership, resolution);
+                            (seed, membership, q)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a clustering thread panicked"))
+            .collect()
+    });
+    // In seed order, the first of the best wins, as a sequential loop would pick.
+    results.sort_by_key(|(seed, _, _)| *seed);
     let mut best: Option<(Vec<usize>, f64)> = None;
-    for seed in 0..runs.max(1) {
-        let membership = leiden(graph, resolution, 42 + seed);
-        let q = modularity(graph, &membership, resolution);
+    for (_, membership, q) in results {
         if best.as_ref().is_none_or(|(_, b)| q > *b + 1e-12) {
             best = Some((membership, q));
         }
@@ -141,8 +209,7 @@ impl Rng {
 /// each community's lowest node.
 pub fn leiden(graph: &Graph, resolution: f64, seed: u64) -> Vec<usize> {
     let mut rng = Rng::new(seed);
-    let mut g = graph.clone();
-    g.finish();
+    let mut g = graph.finished();
     let two_m: f64 = g.strengths().iter().sum();
     if g.is_empty() || two_m == 0.0 {
         return (0..g.len()).collect();
@@ -174,7 +241,7 @@ pub fn leiden(graph: &Graph, resolution: f64, seed: u64) -> Vec<usize> {
         for n in node_of.iter_mut() {
             *n = dense[*n];
         }
-        g = aggregated;
+        g = Cow::Owned(aggregated);
         partition = next_partition;
     }
     let membership: Vec<usize> = node_of.iter().map(|&n| partition[n]).collect();
@@ -194,27 +261,40 @@ fn move_nodes_fast(g: &Graph, partition: &mut [usize], gamma: f64, two_m: f64, r
     rng.shuffle(&mut order);
     let mut queue: VecDeque<usize> = order.into();
     let mut queued = vec![true; n];
-    let mut weight_to: HashMap<usize, f64> = HashMap::new();
+    // Weight from the node to each neighbouring community: a dense vector, and the
+    // communities touched, so clearing costs only what was used.
+    let mut weight_to: Vec<f64> = vec![0.0; total.len()];
+    let mut touched: Vec<usize> = Vec::new();
     while let Some(v) = queue.pop_front() {
         queued[v] = false;
         let old = partition[v];
         total[old] -= k[v];
-        weight_to.clear();
-        for &(u, w) in &g.adjacency[v] {
-            *weight_to.entry(partition[u]).or_default() += w;
+        if weight_to.len() < total.len() {
+            weight_to.resize(total.len(), 0.0);
         }
+        for &(u, w) in &g.adjacency[v] {
+            let c = partition[u];
+            if weight_to[c] == 0.0 {
+                touched.push(c);
+            }
+            weight_to[c] += w;
+        }
+        touched.sort_unstable();
+        touched.dedup();
         let gain = |c: usize, w: f64| w - gamma * k[v] * total[c] / two_m;
         let mut best = old;
-        let mut best_gain = gain(old, weight_to.get(&old).copied().unwrap_or(0.0));
-        let mut candidates: Vec<(&usize, &f64)> = weight_to.iter().collect();
-        candidates.sort_by_key(|(c, _)| **c);
-        for (&c, &w) in candidates {
-            let g_c = gain(c, w);
+        let mut best_gain = gain(old, weight_to[old]);
+        for &c in &touched {
+            let g_c = gain(c, weight_to[c]);
             if g_c > best_gain + 1e-12 {
                 best = c;
                 best_gain = g_c;
             }
         }
+        for &c in &touched {
+            weight_to[c] = 0.0;
+        }
+        touched.clear();
         // Alone in a new, empty community gains 0.
         if best_gain < -1e-12 {
             best = total.len();
@@ -242,7 +322,8 @@ fn refine(g: &Graph, partition: &[usize], gamma: f64, two_m: f64, rng: &mut Rng)
     let n = g.len();
     let mut refined: Vec<usize> = (0..n).collect();
     let mut total = k.clone();
-    let mut singleton = vec![true; n];
+    // Members per refined cluster: a node may only move while it is alone.
+    let mut size = vec![1usize; n];
     let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (v, &c) in partition.iter().enumerate() {
         members.entry(c).or_default().push(v);
@@ -250,7 +331,7 @@ fn refine(g: &Graph, partition: &[usize], gamma: f64, two_m: f64, rng: &mut Rng)
     for nodes in members.values() {
         let community_total: f64 = nodes.iter().map(|&v| k[v]).sum();
         // Weight from each refined cluster to the rest of the community.
-        let mut external: HashMap<usize, f64> = HashMap::new();
+        let mut external: HashMap<usize, f64> = HashMap::default();
         for &v in nodes {
             let w: f64 = g.adjacency[v]
                 .iter()
@@ -268,7 +349,7 @@ fn refine(g: &Graph, partition: &[usize], gamma: f64, two_m: f64, rng: &mut Rng)
             .collect();
         rng.shuffle(&mut order);
         for v in order {
-            if !singleton[v] {
+            if size[refined[v]] != 1 {
                 continue;
             }
             let mut weight_to: BTreeMap<usize, f64> = BTreeMap::new();
@@ -297,12 +378,8 @@ fn refine(g: &Graph, partition: &[usize], gamma: f64, two_m: f64, rng: &mut Rng)
                 total[own] -= k[v];
                 let ext_v = external[&v];
                 *external.get_mut(&best).expect("cluster") += ext_v - 2.0 * w_to_best;
-                singleton[v] = false;
-                for &u in nodes {
-                    if refined[u] == best {
-                        singleton[u] = false;
-                    }
-                }
+                size[best] += 1;
+                size[own] -= 1;
             }
         }
     }
@@ -318,7 +395,7 @@ fn count_distinct(values: &[usize]) -> usize {
 
 /// Maps labels to 0..count in order of first appearance.
 fn densify(labels: &[usize]) -> (Vec<usize>, usize) {
-    let mut map: HashMap<usize, usize> = HashMap::new();
+    let mut map: HashMap<usize, usize> = HashMap::default();
     let dense = labels
         .iter()
         .map(|l| {

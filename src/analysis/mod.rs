@@ -148,8 +148,11 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
     let empty = Workload::default();
     let workload_given = workload.is_some();
     let workload = workload.unwrap_or(&empty);
+    let started = std::time::Instant::now();
     let usage = Usage::of(catalog, workload, options.search_path.clone());
+    tracing::debug!(elapsed = ?started.elapsed(), statements = usage.statements.len(), "workload resolved");
     let ownership = ownership::classify(catalog, &usage, workload_given);
+    tracing::debug!(elapsed = ?started.elapsed(), "ownership classified");
     let proposal = domains::propose(
         catalog,
         &usage,
@@ -158,6 +161,7 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         &Weights::default(),
         &options.pins,
     );
+    tracing::debug!(elapsed = ?started.elapsed(), "domains proposed");
     let domain_of = proposal.domain_of();
 
     let by_table: BTreeMap<&QualName, &TableOwnership> =
@@ -266,6 +270,9 @@ fn service_reports(workload: &Workload, usage: &Usage) -> Vec<ServiceReport> {
         .collect()
 }
 
+/// How many statements (or transactions) touch both sides, and the first few of them.
+type Counted = (usize, Vec<String>);
+
 fn boundaries(
     catalog: &Catalog,
     usage: &Usage,
@@ -292,8 +299,7 @@ fn boundaries(
             LinkKind::View(n) => ("view", n),
             LinkKind::Trigger(n) => ("trigger", n),
             LinkKind::Function(n) => ("function", n),
-            LinkKind::Statement(n) => ("statement", n),
-            LinkKind::Transaction(n) => ("transaction", n),
+            // Counted per statement and transaction below, not per table pair.
             _ => continue,
         };
         costs
@@ -329,6 +335,39 @@ fn boundaries(
             }
         }
     }
+    // Statements and transactions touching both sides, with the first few as examples.
+    let mut touching: BTreeMap<(String, String), BTreeMap<&'static str, Counted>> = BTreeMap::new();
+    let mut count_pairs = |tables: &mut dyn Iterator<Item = &QualName>, kind, example: &str| {
+        let domains: BTreeSet<&str> = tables.filter_map(|t| domain_of.get(t).copied()).collect();
+        let domains: Vec<&str> = domains.into_iter().collect();
+        for (i, a) in domains.iter().enumerate() {
+            for b in &domains[i + 1..] {
+                let (n, examples) = touching
+                    .entry((a.to_string(), b.to_string()))
+                    .or_default()
+                    .entry(kind)
+                    .or_default();
+                *n += 1;
+                if examples.len() < 3 {
+                    examples.push(example.to_string());
+                }
+            }
+        }
+    };
+    for s in &usage.statements {
+        count_pairs(&mut s.tables.iter(), "statement", &s.origin);
+    }
+    for t in usage.transactions() {
+        let at = format!("transaction at {}", t[0].origin);
+        count_pairs(
+            &mut t.iter().flat_map(|s| s.tables.iter()),
+            "transaction",
+            &at,
+        );
+    }
+    for key in touching.keys() {
+        costs.entry(key.clone()).or_default();
+    }
     let connects = |writers: &[String]| -> (Vec<String>, u64) {
         let mut roles = BTreeSet::new();
         let mut connections = 0;
@@ -362,20 +401,29 @@ fn boundaries(
     costs
         .into_iter()
         .map(|((a, b), kinds)| {
+            let mut list: Vec<Cost> = kinds
+                .into_iter()
+                .map(|(kind, items)| Cost {
+                    kind: kind.to_string(),
+                    count: items.len(),
+                    examples: items.into_iter().take(3).collect(),
+                })
+                .collect();
+            if let Some(counted) = touching.remove(&(a.clone(), b.clone())) {
+                list.extend(counted.into_iter().map(|(kind, (count, examples))| Cost {
+                    kind: kind.to_string(),
+                    count,
+                    examples,
+                }));
+            }
+            list.sort_by(|x, y| x.kind.cmp(&y.kind));
             let (wa, sa, xa) = side(&a);
             let (wb, sb, xb) = side(&b);
             let shared = wa.iter().filter(|s| wb.contains(s)).cloned().collect();
             let (ra, ca) = connects(&wa);
             let (rb, cb) = connects(&wb);
             Boundary {
-                costs: kinds
-                    .into_iter()
-                    .map(|(kind, items)| Cost {
-                        kind: kind.to_string(),
-                        count: items.len(),
-                        examples: items.into_iter().take(3).collect(),
-                    })
-                    .collect(),
+                costs: list,
                 buys: Buys {
                     writers: [wa, wb],
                     shared_writers: shared,

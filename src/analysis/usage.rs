@@ -161,11 +161,6 @@ impl<'a> Resolver<'a> {
         self.resolve_depth(access, 0)
     }
 
-    /// The tables a statement names itself, not following functions or triggers.
-    pub fn resolve_direct(&mut self, access: &Access) -> Effect {
-        self.resolve_depth(access, MAX_DEPTH)
-    }
-
     /// What calling the function (every overload) of this name reads and writes.
     pub fn function_touches(&mut self, function: &QualName) -> Effect {
         let call = Access {
@@ -352,7 +347,7 @@ fn body_statements(body: &str, plpgsql: bool) -> Vec<Access> {
     out
 }
 
-/// One statement after resolution.
+/// One statement after resolution, kept small: a workload has many.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResolvedStatement {
     pub service: String,
@@ -360,10 +355,8 @@ pub struct ResolvedStatement {
     pub calls: u64,
     /// Statements with the same number ran in one transaction.
     pub transaction: u64,
-    /// Everything it reads and writes, through functions and triggers too.
-    pub effect: Effect,
-    /// The tables the statement names itself (views resolved to their tables).
-    pub direct: BTreeSet<QualName>,
+    /// Every table it reads or writes, through functions and triggers too; sorted.
+    pub tables: Vec<QualName>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -418,12 +411,6 @@ impl Usage {
             };
             for access in accesses {
                 let effect = resolver.resolve(&access);
-                let direct = resolver.resolve_direct(&access);
-                let direct = direct
-                    .reads
-                    .into_iter()
-                    .chain(direct.writes.into_keys())
-                    .collect();
                 for name in &effect.unknown {
                     usage.unknown.push(Problem {
                         origin: format!("{} ({})", statement.origin, statement.service),
@@ -451,13 +438,19 @@ impl Usage {
                     writer.kinds.extend(write.kinds.iter().copied());
                     writer.columns = merge_columns(&writer.columns, &write.columns);
                 }
+                let mut tables: Vec<QualName> = effect
+                    .reads
+                    .into_iter()
+                    .chain(effect.writes.into_keys())
+                    .collect();
+                tables.sort();
+                tables.dedup();
                 usage.statements.push(ResolvedStatement {
                     service: statement.service.clone(),
                     origin: statement.origin.clone(),
                     calls: statement.calls,
                     transaction: statement.transaction,
-                    effect,
-                    direct,
+                    tables,
                 });
             }
         }
