@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod conn;
+pub mod engine;
 pub mod examples;
 pub mod exit;
 pub mod os_user;

@@ -51,6 +51,22 @@ pub fn literal(value: &str) -> Result<String, NulInLiteral> {
     Ok(out)
 }
 
+/// An argument of a psql meta-command (`\connect '…'`): single-quoted, with `'`
+/// doubled and `\` escaped, as psql reads them.
+pub fn psql_argument(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for ch in value.chars() {
+        match ch {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            _ => out.push(ch),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// A string with a NUL byte cannot become a PostgreSQL literal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a string with a NUL byte cannot be sent to PostgreSQL")]
@@ -136,6 +152,13 @@ fn parse_part(text: &str) -> Result<(String, &str), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn psql_arguments_survive_quotes_and_backslashes() {
+        assert_eq!(psql_argument("dbname=shop"), "'dbname=shop'");
+        assert_eq!(psql_argument("it's"), "'it''s'");
+        assert_eq!(psql_argument(r"C:\x"), r"'C:\\x'");
+    }
 
     const HOSTILE: &[&str] = &[
         "plain",
