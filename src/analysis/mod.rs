@@ -142,6 +142,15 @@ impl Problems {
     pub fn count(&self) -> usize {
         self.workload.len() + self.unparsed.len() + self.unknown.len()
     }
+
+    /// Each list with what its problems are, in the order reports show them.
+    pub fn by_kind(&self) -> [(&'static str, &[Problem]); 3] {
+        [
+            ("unreadable", &self.workload),
+            ("does not parse", &self.unparsed),
+            ("unknown name", &self.unknown),
+        ]
+    }
 }
 
 pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Options) -> Discovery {

@@ -42,13 +42,6 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
         out.push('\n');
     };
     let q = &d.quality;
-    let pct = |part: usize, whole: usize| {
-        if whole == 0 {
-            0.0
-        } else {
-            100.0 * part as f64 / whole as f64
-        }
-    };
     line(format!(
         "{} domains for {} tables, from {} ({})",
         d.domains.len(),
@@ -64,16 +57,8 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
         )
     ));
     line(format!(
-        "  {:.0}% of foreign keys ({} of {}), {:.0}% of statements ({} of {}) and {:.0}% of transactions ({} of {}) cross a domain boundary",
-        pct(q.foreign_keys_crossing, q.foreign_keys),
-        q.foreign_keys_crossing,
-        q.foreign_keys,
-        pct(q.statements_crossing, q.statements),
-        q.statements_crossing,
-        q.statements,
-        pct(q.transactions_crossing, q.transactions),
-        q.transactions_crossing,
-        q.transactions
+        "  {} cross a domain boundary",
+        super::crossing_summary(q)
     ));
     if had_workload {
         line(String::new());
@@ -218,11 +203,7 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
             "problems ({}; nothing was dropped silently)",
             p.count()
         ));
-        for (what, list) in [
-            ("unreadable", &p.workload),
-            ("does not parse", &p.unparsed),
-            ("unknown name", &p.unknown),
-        ] {
+        for (what, list) in p.by_kind() {
             for problem in list.iter().take(20) {
                 line(format!("  {what}: {}: {}", problem.origin, problem.message));
             }

@@ -314,29 +314,14 @@ pub fn render(d: &Discovery) -> String {
 
     let mut body = String::new();
     let q = &d.quality;
-    let pct = |a: usize, b: usize| {
-        if b == 0 {
-            "0%".to_string()
-        } else {
-            format!("{:.0}%", 100.0 * a as f64 / b as f64)
-        }
-    };
     let _ = write!(
         body,
-        "<h1>carve discover</h1><p class=\"summary\">{} domains for {} tables; resolution {}, modularity {:.2}. Crossing a boundary: {} of foreign keys ({} of {}), {} of statements ({} of {}), {} of transactions ({} of {}).</p>",
+        "<h1>carve discover</h1><p class=\"summary\">{} domains for {} tables; resolution {}, modularity {:.2}. Crossing a boundary: {}.</p>",
         d.domains.len(),
         d.tables.len(),
         q.resolution,
         q.modularity,
-        pct(q.foreign_keys_crossing, q.foreign_keys),
-        q.foreign_keys_crossing,
-        q.foreign_keys,
-        pct(q.statements_crossing, q.statements),
-        q.statements_crossing,
-        q.statements,
-        pct(q.transactions_crossing, q.transactions),
-        q.transactions_crossing,
-        q.transactions
+        escape(&super::crossing_summary(q))
     );
     body.push_str("<div class=\"legend\">");
     for o in [
@@ -488,11 +473,7 @@ pub fn render(d: &Discovery) -> String {
             "<h2>Problems ({})</h2><ul class=\"problems\">",
             p.count()
         );
-        for (what, list) in [
-            ("unreadable", &p.workload),
-            ("does not parse", &p.unparsed),
-            ("unknown name", &p.unknown),
-        ] {
+        for (what, list) in p.by_kind() {
             for problem in list {
                 let _ = write!(
                     body,

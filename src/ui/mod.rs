@@ -140,6 +140,25 @@ pub fn count(n: i64) -> String {
     }
 }
 
+/// "38% of foreign keys (15 of 39), 9% of statements (7 of 74) and 9% of transactions
+/// (7 of 74)": what crosses a domain boundary, for the text and the HTML report.
+pub fn crossing_summary(q: &crate::analysis::domains::Quality) -> String {
+    let share = |part: usize, whole: usize, what: &str| {
+        let pct = if whole == 0 {
+            0.0
+        } else {
+            100.0 * part as f64 / whole as f64
+        };
+        format!("{pct:.0}% of {what} ({part} of {whole})")
+    };
+    format!(
+        "{}, {} and {}",
+        share(q.foreign_keys_crossing, q.foreign_keys, "foreign keys"),
+        share(q.statements_crossing, q.statements, "statements"),
+        share(q.transactions_crossing, q.transactions, "transactions")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
