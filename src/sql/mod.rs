@@ -34,26 +34,19 @@ pub fn literal(value: &str) -> Result<String, NulInLiteral> {
     if value.contains('\0') {
         return Err(NulInLiteral);
     }
-    let escaped_backslash = value.contains('\\');
-    let mut out = String::with_capacity(value.len() + 3);
-    if escaped_backslash {
-        out.push('E');
-    }
-    out.push('\'');
-    for ch in value.chars() {
-        match ch {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            _ => out.push(ch),
-        }
-    }
-    out.push('\'');
-    Ok(out)
+    // Doubled backslashes only mean one backslash in the E'…' form.
+    let prefix = if value.contains('\\') { "E" } else { "" };
+    Ok(format!("{prefix}{}", single_quoted(value)))
 }
 
 /// An argument of a psql meta-command (`\connect '…'`): single-quoted, with `'`
 /// doubled and `\` escaped, as psql reads them.
 pub fn psql_argument(value: &str) -> String {
+    single_quoted(value)
+}
+
+/// `value` in single quotes, with `'` and `\` doubled.
+fn single_quoted(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
     for ch in value.chars() {
