@@ -66,6 +66,20 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
+    /// The kind's name as the JSON has it (`foreign_key`, `view`, …) and what it goes
+    /// through (a constraint, a view, a trigger, a function, a statement's origin).
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            LinkKind::ForeignKey(via) => ("foreign_key", via),
+            LinkKind::ImpliedForeignKey(via) => ("implied_foreign_key", via),
+            LinkKind::View(via) => ("view", via),
+            LinkKind::Trigger(via) => ("trigger", via),
+            LinkKind::Function(via) => ("function", via),
+            LinkKind::Statement(via) => ("statement", via),
+            LinkKind::Transaction(via) => ("transaction", via),
+        }
+    }
+
     /// Links that really couple tables (as opposed to hints of affinity).
     pub fn is_integrator(&self) -> bool {
         matches!(
@@ -181,7 +195,7 @@ pub fn propose(
         .collect();
     let started = std::time::Instant::now();
     let (graph, links) = links(catalog, usage, weights, &index, &owner_of);
-    tracing::debug!(elapsed = ?started.elapsed(), edges = graph.edges().count(), links = links.len(), "graph built");
+    tracing::debug!(elapsed = ?started.elapsed(), edges = graph.edge_count(), links = links.len(), "graph built");
     let (membership, modularity) = leiden::best_of(&graph, resolution, 8);
     tracing::debug!(elapsed = ?started.elapsed(), "clustered");
 
@@ -760,6 +774,26 @@ fn links(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_kind_parts_match_the_json() {
+        for kind in [
+            LinkKind::ForeignKey("a".into()),
+            LinkKind::ImpliedForeignKey("b".into()),
+            LinkKind::View("c".into()),
+            LinkKind::Trigger("d".into()),
+            LinkKind::Function("e".into()),
+            LinkKind::Statement("f".into()),
+            LinkKind::Transaction("g".into()),
+        ] {
+            let json = serde_json::to_value(&kind).unwrap();
+            let (name, via) = kind.parts();
+            assert_eq!(
+                (json["kind"].as_str(), json["via"].as_str()),
+                (Some(name), Some(via))
+            );
+        }
+    }
 
     #[test]
     fn domain_names_are_schema_friendly() {

@@ -106,6 +106,11 @@ impl Graph {
             .collect()
     }
 
+    /// How many distinct edges a finished graph has.
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
     /// The edges of a finished graph, sorted by pair.
     pub fn edges(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
         self.edges.iter().copied()

@@ -106,10 +106,22 @@ pub struct Boundary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
-    /// foreign_key, view, trigger, function or statement.
+    /// foreign_key, view, trigger, function, statement or transaction.
     pub kind: String,
     pub count: usize,
     pub examples: Vec<String>,
+}
+
+impl Cost {
+    /// "2 foreign keys", "1 view": the count and what is counted, for reports.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.count,
+            self.kind.replace('_', " "),
+            if self.count == 1 { "" } else { "s" }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -303,20 +315,18 @@ fn boundaries(
         } else {
             (b.to_string(), a.to_string())
         };
-        let (kind, what) = match &link.kind {
-            LinkKind::ForeignKey(n) => ("foreign_key", n),
-            LinkKind::View(n) => ("view", n),
-            LinkKind::Trigger(n) => ("trigger", n),
-            LinkKind::Function(n) => ("function", n),
-            // Counted per statement and transaction below, not per table pair.
-            _ => continue,
-        };
+        // Statements and transactions are counted below, per statement rather than
+        // per table pair.
+        if matches!(link.kind, LinkKind::Statement(_) | LinkKind::Transaction(_)) {
+            continue;
+        }
+        let (kind, what) = link.kind.parts();
         costs
             .entry(key)
             .or_default()
             .entry(kind)
             .or_default()
-            .insert(what.clone());
+            .insert(what.to_string());
     }
     // Foreign keys to and from common tables cross a boundary too.
     for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {

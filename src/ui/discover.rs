@@ -142,15 +142,7 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
             let costs: Vec<String> = b
                 .costs
                 .iter()
-                .map(|c| {
-                    format!(
-                        "{} {}{} (e.g. {})",
-                        c.count,
-                        c.kind.replace('_', " "),
-                        if c.count == 1 { "" } else { "s" },
-                        c.examples.join(", ")
-                    )
-                })
+                .map(|c| format!("{} (e.g. {})", c.label(), c.examples.join(", ")))
                 .collect();
             line(format!("  {} | {}", b.domains[0], b.domains[1]));
             line(format!("      costs: {}", costs.join("; ")));

@@ -242,16 +242,8 @@ pub fn render(d: &Discovery) -> String {
     for link in d.links.iter().filter(|l| l.kind.is_integrator()) {
         let (a, b) = (link.a.to_string(), link.b.to_string());
         if domain_of.get(a.as_str()) != domain_of.get(b.as_str()) {
-            let why = serde_json::to_value(&link.kind)
-                .ok()
-                .map(|v| {
-                    format!(
-                        "{} {}",
-                        v["kind"].as_str().unwrap_or(""),
-                        v["via"].as_str().unwrap_or("")
-                    )
-                })
-                .unwrap_or_default();
+            let (kind, via) = link.kind.parts();
+            let why = format!("{kind} {via}");
             crossing.entry((a, b)).or_default().push(why);
         }
     }
@@ -404,9 +396,8 @@ pub fn render(d: &Discovery) -> String {
                 .iter()
                 .map(|c| {
                     format!(
-                        "{} {} <small>(e.g. {})</small>",
-                        c.count,
-                        escape(&c.kind.replace('_', " ")),
+                        "{} <small>(e.g. {})</small>",
+                        escape(&c.label()),
                         escape(&c.examples.join(", "))
                     )
                 })
