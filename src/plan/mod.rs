@@ -185,10 +185,7 @@ impl Plan {
     /// Parses plan text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
         let syntax = |e: toml::de::Error| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
+            let (line, column) = toml_error_position(text, &e);
             PlanError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -254,7 +251,16 @@ impl Plan {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// Where in `text` a TOML error is, as 1-based (line, column); the plan and the
+/// service map report errors as `file:line:column` with it.
+pub(crate) fn toml_error_position(text: &str, error: &toml::de::Error) -> (usize, usize) {
+    error
+        .span()
+        .map(|span| line_column(text, span.start))
+        .unwrap_or((1, 1))
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before

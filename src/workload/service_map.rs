@@ -39,10 +39,7 @@ impl ServiceMap {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read service map {}: {e}", path.display()))?;
         let map: ServiceMap = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| crate::plan::line_column(&text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column) = crate::plan::toml_error_position(&text, &e);
             anyhow::anyhow!("{}:{line}:{column}: {}", path.display(), e.message())
         })?;
         for (key, service) in map.roles.iter().chain(&map.applications) {
