@@ -84,7 +84,8 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         && args.graph.is_none()
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal();
-    let mut base = existing.clone();
+    // The plan with the review's choices, when there were any.
+    let mut reviewed: Option<Plan> = None;
     if interactive {
         print!(
             "{}",
@@ -97,7 +98,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             crate::plan::choices::apply(&mut draft, &choices);
             options.pins = resolve_pins(&draft, &catalog, &settings.plan_path)?;
             discovery = analysis::discover(&catalog, workload.as_ref(), &options);
-            base = Some(draft);
+            reviewed = Some(draft);
         }
     }
 
@@ -116,7 +117,8 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             .out
             .progress(&format!("report written to {}", path.display()));
     }
-    build_plan(source, &catalog, &discovery, base.as_ref()).save(&settings.plan_path)?;
+    let base = reviewed.as_ref().or(existing.as_ref());
+    build_plan(source, &catalog, &discovery, base).save(&settings.plan_path)?;
 
     if settings.out.is_json() {
         settings.out.json(

@@ -64,7 +64,7 @@ pub fn load(path: &Path, format: LogFormat, options: &LogOptions, workload: &mut
         Err(e) => return workload.problem(path, format!("cannot read log: {e}")),
     };
     let mut sink = Sink {
-        path,
+        source: path.display().to_string(),
         options,
         workload,
         records: 0,
@@ -91,7 +91,8 @@ pub fn load(path: &Path, format: LogFormat, options: &LogOptions, workload: &mut
 
 /// Where records go: statements become the workload, everything else is skipped.
 struct Sink<'a> {
-    path: &'a Path,
+    /// The file, as statements' origins and the ignored counts name it.
+    source: String,
     options: &'a LogOptions<'a>,
     workload: &'a mut Workload,
     records: u64,
@@ -106,7 +107,7 @@ impl Sink<'_> {
         let Some(sql) = statement_of(&record.message) else {
             return;
         };
-        let source = self.path.display().to_string();
+        let source = &self.source;
         if record
             .database
             .as_deref()
