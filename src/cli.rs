@@ -81,7 +81,7 @@ pub enum Command {
     /// in one read-only snapshot. When the plan file exists and was made from this
     /// database, also reports whether the catalog has changed since (exit code 5).
     Inspect(InspectArgs),
-    /// Propose data domains and table ownership, and write them into the plan.
+    /// Propose data domains and table ownership, and write them into the plan
     ///
     /// Reads the catalog and, given --workload, who ran what: SQL files, server logs,
     /// pg_stat_statements. Works out who reads and writes which table and which
