@@ -108,11 +108,90 @@ pub enum Command {
     /// cannot be written, an unreachable server.
     #[command(verbatim_doc_comment)]
     Discover(DiscoverArgs),
+    /// Move each domain's tables into a schema of its own, inside the monolith
+    ///
+    /// For each domain of the plan: CREATE SCHEMA, then per table, in one transaction,
+    /// ALTER TABLE … SET SCHEMA (owned sequences, indexes, constraints and triggers
+    /// follow) and a compatibility view of the same name in the old place: WITH
+    /// (security_invoker = true), owned and granted as the table was, automatically
+    /// updatable, so services keep running unchanged (SELECT, INSERT with defaults and
+    /// RETURNING, UPDATE, DELETE, INSERT … ON CONFLICT (columns)). Views over one
+    /// domain move the same way; free-standing sequences go to the domain that uses
+    /// them; functions and materialized views stay unless the plan says move.
+    ///
+    /// Objects that cross domains (foreign keys, views, triggers, functions) keep
+    /// working and are listed; each needs a decision in the plan (keep-until-move,
+    /// replace-before-move, drop-at-move), or --yes records the defaults shown.
+    ///
+    /// Safe to interrupt: each step checks whether it is already done, the plan's
+    /// journal is saved after every step, and running the same command again
+    /// finishes the work. `carve undo assign` reverses it; `carve status` shows it.
+    /// Exits 0 (done), 1 (a step failed, recorded), 3 (--dry-run: work pending),
+    /// 4 (lock held), 5 (stale plan), 6 (decisions missing).
+    #[command(verbatim_doc_comment)]
+    Assign(ApplyArgs),
+    /// Reverse a phase: its recorded steps' undos, last first, checkpointed the same way
+    ///
+    /// Only what the phase did is reversed, exactly as it was planned (the steps are
+    /// kept in the plan). Afterwards the catalog is as before the phase, and carve
+    /// says so if something else changed it meanwhile.
+    Undo(UndoArgs),
+    /// Show what each phase has done: per step done, pending, failed (with the error) or undone
+    ///
+    /// Reads only the plan file.
+    Status,
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
     /// Needs the PostgreSQL server binaries (initdb, postgres) installed locally; nothing
     /// else is touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),
+}
+
+/// Options of every command that changes a database.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The monolith [default: the plan's source]. Passwords come from PGPASSWORD or
+    /// ~/.pgpass.
+    #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
+    pub source: Option<String>,
+
+    /// Print the steps as a psql script (each step guarded by its check) and say how
+    /// many are still to do; change nothing, take no lock, leave the plan untouched.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How long a step that needs a strong lock (ALTER TABLE) waits for it before
+    /// letting other clients go first and trying again.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+
+    /// How many more times such a step tries, pausing 1 s, 2 s, 4 s … (at most 30 s)
+    /// in between, before giving up and naming the session it waited for.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub lock_retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The phase to reverse.
+    #[arg(value_enum)]
+    pub phase: PhaseName,
+
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhaseName {
+    Assign,
+}
+
+impl PhaseName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Assign => "assign",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +321,9 @@ pub fn main() -> ExitCode {
         match &cli.command {
             Command::Inspect(args) => commands::inspect::run(&settings, args).await,
             Command::Discover(args) => commands::discover::run(&settings, args).await,
+            Command::Assign(args) => commands::assign::run(&settings, args).await,
+            Command::Undo(args) => commands::undo::run(&settings, args).await,
+            Command::Status => commands::status::run(&settings),
             Command::Demo(args) => commands::demo::run(&settings, args).await,
         }
     });

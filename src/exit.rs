@@ -9,8 +9,14 @@ pub const SUCCESS: u8 = 0;
 pub const ERROR: u8 = 1;
 /// The command line was not understood (clap's own code).
 pub const USAGE: u8 = 2;
+/// A dry-run found work to do (nothing was changed).
+pub const CHANGES_PENDING: u8 = 3;
+/// Another carve run holds the lock on this database (the message names it).
+pub const LOCK_HELD: u8 = 4;
 /// The plan file was made from a catalog that has changed since.
 pub const STALE_PLAN: u8 = 5;
+/// A decision the phase needs is missing from the plan (the message lists them).
+pub const GATE_NOT_MET: u8 = 6;
 /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
 
@@ -24,5 +30,9 @@ Exit codes:
   0    success
   1    error (the message says what; nothing was left half-done)
   2    the command line was not understood
+  3    changes pending: a --dry-run found steps still to do (nothing was changed)
+  4    lock held: another carve run is changing this database (its pid, application
+       and start time are shown)
   5    stale plan: the database changed since the plan file was made (the change is listed)
+  6    gate not met: the plan lacks a decision the phase needs (each one is listed)
   130  interrupted by Ctrl-C";

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod examples;
 pub mod exit;
 pub mod os_user;
+pub mod phases;
 pub mod pgtemp;
 pub mod plan;
 pub mod sql;

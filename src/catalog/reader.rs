@@ -48,8 +48,12 @@ fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Read
 pub async fn read_catalog(clients: &[Client]) -> Result<Catalog, ReadError> {
     let (first, others) = clients.split_first().expect("at least one connection");
     const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    // With only pg_catalog on the search path, every name in a definition, default or
+    // type comes out schema-qualified, so moving a table to another schema changes
+    // the text in a way carve can map back (see `engine::gate`).
+    const QUALIFY: &str = "SET LOCAL search_path = pg_catalog";
     first
-        .batch_execute(BEGIN)
+        .batch_execute(&format!("{BEGIN}; {QUALIFY}"))
         .await
         .map_err(query_error("begin"))?;
     let result = async {
@@ -60,7 +64,7 @@ pub async fn read_catalog(clients: &[Client]) -> Result<Catalog, ReadError> {
                 .map_err(query_error("export snapshot"))?
                 .get(0);
             let import = format!(
-                "{BEGIN}; SET TRANSACTION SNAPSHOT {}",
+                "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {QUALIFY}",
                 crate::sql::literal(&snapshot).expect("snapshot ids have no NUL")
             );
             for client in others {

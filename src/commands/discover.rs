@@ -37,10 +37,12 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     // connection is made.
     let sources = WorkloadSources::check(args, existing.as_ref())?;
     if let Some(plan) = &existing {
-        if !plan.journal.is_empty() {
+        if let Some(applied) = plan.phases.iter().find(|p| !p.is_undone()) {
             bail!(
-                "{} already records steps of later phases; re-running discover would move tables under them. Undo those phases first, or use --plan for a new file",
-                settings.plan_path.display()
+                "{} records the {} phase as applied (or under way); re-running discover would move tables under it. Run `carve undo {}` first, or use --plan for a new file",
+                settings.plan_path.display(),
+                applied.name,
+                applied.name,
             );
         }
     }

@@ -1,9 +1,13 @@
 //! One module per command: each turns validated settings into work, using the pure core
 //! (catalog, plan) and the thin I/O layers (conn, pgtemp, ui).
 
+pub mod assign;
 pub mod demo;
 pub mod discover;
 pub mod inspect;
+pub mod phase;
+pub mod status;
+pub mod undo;
 
 use anyhow::Context;
 

@@ -6,6 +6,8 @@
 //! `script.rs` renders steps as a psql script (the dry-run); the executor that applies
 //! them with a lock and a checkpointed journal builds on the same data.
 
+pub mod executor;
+pub mod gate;
 pub mod script;
 
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::fingerprint::Fingerprint;
+use crate::engine::Step;
 
 /// The plan format this carve writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -33,8 +34,9 @@ pub struct Plan {
     pub services: Vec<Service>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<Decision>,
+    /// The database-changing phases run so far: their steps and journal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub journal: Vec<JournalEntry>,
+    pub phases: Vec<PhaseRecord>,
     /// Last, because it is long and read by carve rather than by people.
     pub fingerprint: Fingerprint,
 }
@@ -98,11 +100,100 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// A database-changing phase as it was planned and how far it got. The steps are kept
+/// as they were planned, so a resumed run and an undo do exactly what the first run
+/// set out to do, even if the plan's domains are edited in between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseRecord {
+    /// `assign`, `restrict`, …
+    pub name: String,
+    /// Digest of the catalog the steps were planned from.
+    pub before: String,
+    /// Digest of the catalog when the last step was done (the plan's fingerprint is
+    /// then the catalog after the phase); absent while the phase is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Relations and sequences the phase moves, so a half-done phase can still be
+    /// checked against the plan's fingerprint (`engine::gate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renames: Vec<Rename>,
+    /// Schemas the phase creates (and its undo drops).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates_schemas: Vec<String>,
+    pub steps: Vec<Step>,
+    /// The latest status of each step that has run, by step id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalEntry>,
+}
+
+/// An object the phase moves from one name to another (`public.orders` →
+/// `sales.orders`), and whether a compatibility view takes its old place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub compat_view: bool,
+}
+
+impl PhaseRecord {
+    /// The journal's status of a step; `Pending` when it has not run.
+    pub fn status(&self, step_id: &str) -> StepStatus {
+        self.entry(step_id)
+            .map(|e| e.status)
+            .unwrap_or(StepStatus::Pending)
+    }
+
+    pub fn entry(&self, step_id: &str) -> Option<&JournalEntry> {
+        self.journal.iter().find(|e| e.step == step_id)
+    }
+
+    /// Records a step's new status (replacing its previous one).
+    pub fn record(&mut self, step_id: &str, status: StepStatus, error: Option<String>) {
+        let entry = JournalEntry {
+            step: step_id.to_string(),
+            status,
+            at: now_rfc3339(),
+            error,
+        };
+        match self.journal.iter_mut().find(|e| e.step == step_id) {
+            Some(old) => *old = entry,
+            None => self.journal.push(entry),
+        }
+    }
+
+    /// Every step done, and the plan's fingerprint updated to the result.
+    pub fn is_applied(&self) -> bool {
+        self.after.is_some() && self.steps.iter().all(|s| self.status(&s.id) == StepStatus::Done)
+    }
+
+    /// Every step undone (or never run): the phase left nothing behind.
+    pub fn is_undone(&self) -> bool {
+        self.after.is_none()
+            && self
+                .steps
+                .iter()
+                .all(|s| matches!(self.status(&s.id), StepStatus::Undone | StepStatus::Pending))
+            && self.journal.iter().any(|e| e.status == StepStatus::Undone)
+    }
+
+    /// Neither applied nor undone: a run stopped part-way (or failed).
+    pub fn is_in_flight(&self) -> bool {
+        !self.is_applied() && !self.is_undone()
+    }
+}
+
+/// Now, as RFC 3339 in UTC, for the journal.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// One step's progress, written after every step so a re-run resumes where it stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalEntry {
-    pub phase: String,
     pub step: String,
     pub status: StepStatus,
     /// RFC 3339 time of the last status change.
@@ -157,9 +248,22 @@ impl Plan {
             pins: Vec::new(),
             services: Vec::new(),
             decisions: Vec::new(),
-            journal: Vec::new(),
+            phases: Vec::new(),
             fingerprint,
         }
+    }
+
+    pub fn phase(&self, name: &str) -> Option<&PhaseRecord> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+
+    pub fn phase_mut(&mut self, name: &str) -> Option<&mut PhaseRecord> {
+        self.phases.iter_mut().find(|p| p.name == name)
+    }
+
+    /// The decision recorded for a subject, if any.
+    pub fn decision(&self, subject: &str) -> Option<&Decision> {
+        self.decisions.iter().find(|d| d.subject == subject)
     }
 
     /// Loads a plan, or `None` when the file does not exist.
@@ -312,12 +416,33 @@ mod tests {
             choice: "dedicated-owner".into(),
             reason: "written by every service".into(),
         });
-        plan.journal.push(JournalEntry {
-            phase: "assign".into(),
-            step: "create schema orders".into(),
-            status: StepStatus::Done,
-            at: "2026-11-21T10:00:00Z".into(),
-            error: None,
+        plan.phases.push(PhaseRecord {
+            name: "assign".into(),
+            before: "cd".repeat(32),
+            after: None,
+            renames: vec![Rename {
+                from: "public.orders".into(),
+                to: "orders.orders".into(),
+                compat_view: true,
+            }],
+            creates_schemas: vec!["orders".into()],
+            steps: vec![Step {
+                id: "create schema orders".into(),
+                description: "a schema for the orders domain".into(),
+                target: "source".into(),
+                sql: "CREATE SCHEMA \"orders\"".into(),
+                done_check: "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orders')"
+                    .into(),
+                undo: "DROP SCHEMA \"orders\"".into(),
+                transactional: true,
+                strong_lock: false,
+            }],
+            journal: vec![JournalEntry {
+                step: "create schema orders".into(),
+                status: StepStatus::Done,
+                at: "2026-11-21T10:00:00Z".into(),
+                error: None,
+            }],
         });
         plan
     }

@@ -226,15 +226,7 @@ pub fn render(
                 "plan {path}: STALE, the catalog changed in {} place(s) since the plan was made:",
                 changes.len()
             ));
-            for c in changes.iter().take(50) {
-                line(format!("  - {c}"));
-            }
-            if changes.len() > 50 {
-                line(format!(
-                    "  … and {} more (--format json lists all)",
-                    changes.len() - 50
-                ));
-            }
+            out.push_str(&super::change_list(changes, 50));
         }
     }
     out

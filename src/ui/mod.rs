@@ -88,6 +88,21 @@ impl Output {
     }
 }
 
+/// Fingerprint changes as an indented list, at most `limit` of them.
+pub fn change_list(changes: &[crate::catalog::fingerprint::Change], limit: usize) -> String {
+    let mut text = String::new();
+    for c in changes.iter().take(limit) {
+        text.push_str(&format!("  - {c}\n"));
+    }
+    if changes.len() > limit {
+        text.push_str(&format!(
+            "  … and {} more (--format json lists all)\n",
+            changes.len() - limit
+        ));
+    }
+    text
+}
+
 /// Logs go to stderr. `-v` debug, `-vv` trace, `-q` errors only; `CARVE_LOG` (a
 /// tracing filter such as `carve=debug`) overrides all of them.
 pub fn init_logging(verbose: u8, quiet: bool) {

@@ -1,0 +1,153 @@
+//! `carve assign`: move each domain's tables into the domain's schema, with
+//! compatibility views in their old places. Planning is `phases::assign` (pure); this
+//! file gates, asks, records and runs it through the engine.
+
+use crate::cli::{ApplyArgs, Settings};
+use crate::commands::phase::{self, Context};
+use crate::engine::executor::Planned;
+use crate::exit;
+use crate::phases::assign::{self, AssignPlan, PHASE};
+use crate::plan::{Decision, PhaseRecord, StepStatus};
+
+pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let mut ctx = match phase::open(settings, args).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    if ctx.plan.domains.is_empty() {
+        anyhow::bail!(
+            "{} has no domains: run `carve discover` first",
+            settings.plan_path.display()
+        );
+    }
+    if let Some(code) = phase::gate(settings, &ctx, PHASE) {
+        return Ok(code);
+    }
+
+    // A phase under way (or done) keeps the steps it was planned with.
+    let recorded = ctx
+        .plan
+        .phase(PHASE)
+        .filter(|r| !r.is_undone())
+        .map(|r| r.steps.clone());
+    let (steps, fresh) = match recorded {
+        Some(steps) => (steps, None),
+        None => {
+            let planned = match assign::plan(&ctx.plan, &ctx.catalog) {
+                Ok(p) => p,
+                Err(errors) => {
+                    for e in &errors {
+                        out.error(e);
+                    }
+                    anyhow::bail!("assign cannot be planned ({} problem(s) above); nothing was changed", errors.len());
+                }
+            };
+            report_objects(settings, &planned);
+            let missing = planned.missing().len();
+            if missing > 0 && !settings.assume_yes {
+                if args.dry_run {
+                    phase::dry_run(settings, &ctx, PHASE, &planned.steps).await?;
+                }
+                out.error(&format!(
+                    "{missing} object(s) above have no decision in {}: record one per object ([[decisions]] subject = \"…\", choice = \"…\") or run with --yes to accept the defaults shown. Nothing was changed.",
+                    settings.plan_path.display()
+                ));
+                return Ok(exit::GATE_NOT_MET);
+            }
+            (planned.steps.clone(), Some(planned))
+        }
+    };
+
+    if args.dry_run {
+        return phase::dry_run(settings, &ctx, PHASE, &steps).await;
+    }
+    if steps.is_empty() {
+        out.line("assign: nothing to do (every domain's tables are already in its schema)");
+        return Ok(exit::SUCCESS);
+    }
+    let question = format!(
+        "Apply {} assign step(s) to database {}? Each is checkpointed and `carve undo assign` reverses them",
+        steps.len(),
+        ctx.catalog.server.database
+    );
+    if !phase::confirm(settings, &question)? {
+        out.warn("not applied; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    if let Some(planned) = fresh {
+        record_phase(&mut ctx, planned);
+        ctx.plan.save(&settings.plan_path)?;
+    }
+
+    let planned: Vec<Planned> = steps
+        .iter()
+        .map(|s| Planned {
+            journal_id: &s.id,
+            step: s,
+        })
+        .collect();
+    let (ran, skipped) = match phase::apply(
+        settings,
+        &mut ctx,
+        PHASE,
+        &planned,
+        StepStatus::Done,
+        &phase::policy(args),
+    )
+    .await?
+    {
+        Ok(counts) => counts,
+        Err(code) => return Ok(code),
+    };
+    let after = phase::record_result(&mut ctx).await?;
+    let record = ctx.plan.phase_mut(PHASE).expect("recorded before running");
+    record.after = Some(after.digest.clone());
+    ctx.plan.save(&settings.plan_path)?;
+    out.line(&format!(
+        "assign: done ({ran} step(s) applied, {skipped} already in place). Services keep using the old names through compatibility views; `carve undo assign` reverses it."
+    ));
+    Ok(exit::SUCCESS)
+}
+
+/// Writes the phase into the plan before its first step runs: the steps, what they
+/// rename, and the defaults accepted with `--yes`.
+fn record_phase(ctx: &mut Context, planned: AssignPlan) {
+    for object in planned.missing() {
+        ctx.plan.decisions.push(Decision {
+            subject: object.subject.clone(),
+            choice: object.default.clone(),
+            reason: format!("default accepted with --yes: {}", object.why),
+        });
+    }
+    ctx.plan.phases.retain(|p| p.name != PHASE);
+    ctx.plan.phases.push(PhaseRecord {
+        name: PHASE.to_string(),
+        before: ctx.fingerprint.digest.clone(),
+        after: None,
+        renames: planned.renames,
+        creates_schemas: planned.creates_schemas,
+        steps: planned.steps,
+        journal: Vec::new(),
+    });
+}
+
+/// The objects that cross domains or are placed by decision, with the choice taken.
+fn report_objects(settings: &Settings, planned: &AssignPlan) {
+    if planned.objects.is_empty() || settings.out.is_json() {
+        return;
+    }
+    eprintln!("Objects assign places by decision ({}):", planned.objects.len());
+    for o in &planned.objects {
+        let state = match &o.chosen {
+            Some(c) => format!("decided: {c}"),
+            None => format!("NO DECISION (default: {})", o.default),
+        };
+        eprintln!(
+            "  - {}: {state}\n      {}; choices: {}",
+            o.subject,
+            o.why,
+            o.choices.join(", ")
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! What every database-changing command shares: load the plan, connect, take the lock,
+//! pass the fingerprint gate, then dry-run or apply steps through the engine and
+//! record the result. `assign` and `undo` (and later phases) only say which steps.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::catalog::fingerprint::Fingerprint;
+use crate::catalog::reader::read_catalog;
+use crate::catalog::Catalog;
+use crate::cli::{ApplyArgs, Settings};
+use crate::conn::{self, ConnSpec, Environment};
+use crate::engine::executor::{self, LockPolicy, Planned, RunEnd, Session};
+use crate::engine::gate::{self, Gate};
+use crate::engine::{script, Step};
+use crate::exit;
+use crate::plan::{Plan, StepStatus};
+use crate::ui;
+
+/// A plan, a connection to its source, and the catalog as it is now.
+pub struct Context {
+    pub plan: Plan,
+    pub spec: ConnSpec,
+    pub session: Session,
+    pub catalog: Catalog,
+    pub fingerprint: Fingerprint,
+}
+
+/// Loads the plan, connects to its source (or `--source`), takes carve's lock unless
+/// this is a dry-run, and reads the catalog. Returns the exit code instead when the
+/// lock is held.
+pub async fn open(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Result<Context, u8>> {
+    let plan = load_plan(&settings.plan_path)?;
+    let source = args.source.as_deref().unwrap_or(&plan.source.conninfo);
+    let spec = ConnSpec::resolve(source, &Environment::from_process())
+        .context("bad connection string (--source, or the plan's source)")?;
+    let clients = conn::connect_many(&spec, 2).await?;
+    let mut clients = clients.into_iter();
+    let (work, watch) = (clients.next().expect("two"), clients.next().expect("two"));
+    let session = Session::new(work, watch).await?;
+    if !args.dry_run {
+        if let Err(held) = session.lock().await? {
+            settings.out.error(&format!("{held}"));
+            settings.out.warn(
+                "two carve runs must not change one database at once: wait for that run to finish (or end that session), then run this command again",
+            );
+            return Ok(Err(exit::LOCK_HELD));
+        }
+    }
+    let catalog = read_catalog(std::slice::from_ref(&session.watch)).await?;
+    if catalog.server.database != plan.source.database {
+        anyhow::bail!(
+            "{} was made for database {:?}, but this connection is to {:?}",
+            settings.plan_path.display(),
+            plan.source.database,
+            catalog.server.database
+        );
+    }
+    let fingerprint = Fingerprint::of(&catalog);
+    Ok(Ok(Context {
+        plan,
+        spec,
+        session,
+        catalog,
+        fingerprint,
+    }))
+}
+
+pub fn load_plan(path: &Path) -> anyhow::Result<Plan> {
+    match Plan::load_if_exists(path)? {
+        Some(plan) => Ok(plan),
+        None => anyhow::bail!(
+            "no plan file at {}: run `carve discover --source CONN` first (or pass --plan FILE)",
+            path.display()
+        ),
+    }
+}
+
+/// The fingerprint gate (`engine::gate`): prints what changed and returns the
+/// stale-plan code when the catalog is not the one the plan expects.
+pub fn gate(settings: &Settings, ctx: &Context, phase: &str) -> Option<u8> {
+    let record = ctx.plan.phase(phase).filter(|r| r.is_in_flight());
+    let gate = match record {
+        Some(r) => Gate::InFlight(r),
+        None => Gate::Exact,
+    };
+    let changes = gate::check(&ctx.plan.fingerprint, &ctx.fingerprint, &gate);
+    if changes.is_empty() {
+        return None;
+    }
+    settings.out.error(&format!(
+        "{} is stale: the database changed in {} place(s) since carve last looked, so the planned steps may no longer fit. Nothing was changed.",
+        settings.plan_path.display(),
+        changes.len()
+    ));
+    eprint!("{}", ui::change_list(&changes, 50));
+    settings.out.warn(if record.is_some() {
+        "the phase stopped part-way: undo that change by hand and run again, or run `carve undo` for this phase"
+    } else {
+        "run `carve discover` again to make a plan from the database as it is now"
+    });
+    Some(exit::STALE_PLAN)
+}
+
+/// Dry-run: prints the steps as a psql script on stdout and says how many are still to
+/// do. Exits 3 when there is work, 0 when everything is in place. Takes no lock and
+/// writes nothing.
+pub async fn dry_run(
+    settings: &Settings,
+    ctx: &Context,
+    phase: &str,
+    steps: &[Step],
+) -> anyhow::Result<u8> {
+    let targets = BTreeMap::from([("source".to_string(), ctx.spec.reference())]);
+    let text = script::render(phase, steps, &targets).map_err(|e| anyhow::anyhow!(e))?;
+    let done = ctx.session.done(steps).await?;
+    let pending = done.iter().filter(|d| !**d).count();
+    if settings.out.is_json() {
+        #[derive(serde::Serialize)]
+        struct Step<'a> {
+            id: &'a str,
+            description: &'a str,
+            done: bool,
+            sql: &'a str,
+            done_check: &'a str,
+            undo: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            phase: &'a str,
+            pending: usize,
+            steps: Vec<Step<'a>>,
+            script: &'a str,
+        }
+        settings.out.json(
+            "dry-run",
+            &Report {
+                phase,
+                pending,
+                steps: steps
+                    .iter()
+                    .zip(&done)
+                    .map(|(s, d)| Step {
+                        id: &s.id,
+                        description: &s.description,
+                        done: *d,
+                        sql: &s.sql,
+                        done_check: &s.done_check,
+                        undo: &s.undo,
+                    })
+                    .collect(),
+                script: &text,
+            },
+        );
+    } else {
+        print!("{text}");
+        settings.out.progress(&format!(
+            "dry-run of {phase}: {pending} of {} step(s) still to do; nothing was changed. The script above does the same work: psql -X -v ON_ERROR_STOP=1 -f FILE",
+            steps.len()
+        ));
+    }
+    Ok(if pending > 0 {
+        exit::CHANGES_PENDING
+    } else {
+        exit::SUCCESS
+    })
+}
+
+/// Asks before applying, on a terminal and without `--yes`; never prompts otherwise.
+pub fn confirm(settings: &Settings, question: &str) -> anyhow::Result<bool> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if settings.assume_yes || !interactive || settings.out.is_json() {
+        return Ok(true);
+    }
+    Ok(dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()?)
+}
+
+/// Runs the steps through the executor, with Ctrl-C stopping between steps, and
+/// reports how it ended.
+pub async fn apply(
+    settings: &Settings,
+    ctx: &mut Context,
+    phase: &str,
+    steps: &[Planned<'_>],
+    done_as: StepStatus,
+    policy: &LockPolicy,
+) -> anyhow::Result<Result<(usize, usize), u8>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let end = executor::run(
+        &ctx.session,
+        phase,
+        steps,
+        done_as,
+        &mut ctx.plan,
+        &settings.plan_path,
+        policy,
+        &settings.out,
+        &interrupted,
+    )
+    .await;
+    watcher.abort();
+    match end? {
+        RunEnd::Completed { ran, skipped } => Ok(Ok((ran, skipped))),
+        RunEnd::Failed { step, error } => {
+            settings.out.error(&format!("step {step} failed: {error}"));
+            settings.out.warn(&format!(
+                "the steps before it are done and recorded in {}; fix the cause and run the same command again to continue (`carve status` shows where it stopped)",
+                settings.plan_path.display()
+            ));
+            Ok(Err(exit::ERROR))
+        }
+        RunEnd::Interrupted => {
+            settings.out.warn(
+                "interrupted between two steps: what is done is recorded; run the same command again to continue",
+            );
+            Ok(Err(exit::INTERRUPTED))
+        }
+    }
+}
+
+/// Reads the catalog after a phase and makes it the plan's fingerprint.
+pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
+    let catalog = read_catalog(std::slice::from_ref(&ctx.session.watch)).await?;
+    let fingerprint = Fingerprint::of(&catalog);
+    ctx.plan.fingerprint = fingerprint.clone();
+    ctx.catalog = catalog;
+    Ok(fingerprint)
+}
+
+pub fn policy(args: &ApplyArgs) -> LockPolicy {
+    LockPolicy {
+        timeout: args.lock_timeout.into(),
+        retries: args.lock_retries,
+        ..LockPolicy::default()
+    }
+}

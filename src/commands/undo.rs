@@ -1,0 +1,85 @@
+//! `carve undo PHASE`: run a phase's recorded steps backwards, each one's undo, last
+//! first, skipping what is already undone and checkpointing the journal as apply does.
+
+use crate::cli::{Settings, UndoArgs};
+use crate::commands::phase;
+use crate::engine::executor::Planned;
+use crate::engine::undo_steps;
+use crate::exit;
+use crate::plan::StepStatus;
+
+pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let name = args.phase.as_str();
+    let plan = phase::load_plan(&settings.plan_path)?;
+    match plan.phase(name) {
+        None => {
+            out.line(&format!("{name} was never applied: nothing to undo"));
+            return Ok(exit::SUCCESS);
+        }
+        Some(r) if r.is_undone() => {
+            out.line(&format!("{name} is already undone: nothing to do"));
+            return Ok(exit::SUCCESS);
+        }
+        Some(_) => {}
+    }
+    let mut ctx = match phase::open(settings, &args.apply).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    if let Some(code) = phase::gate(settings, &ctx, name) {
+        return Ok(code);
+    }
+    let record = ctx.plan.phase(name).expect("checked above").clone();
+    let reversed = undo_steps(&record.steps);
+    if args.apply.dry_run {
+        return phase::dry_run(settings, &ctx, &format!("undo {name}"), &reversed).await;
+    }
+    let question = format!(
+        "Undo {name}: run {} step(s) backwards on database {}?",
+        reversed.len(),
+        ctx.catalog.server.database
+    );
+    if !phase::confirm(settings, &question)? {
+        out.warn("not undone; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    let planned: Vec<Planned> = record
+        .steps
+        .iter()
+        .rev()
+        .zip(&reversed)
+        .map(|(original, step)| Planned {
+            journal_id: &original.id,
+            step,
+        })
+        .collect();
+    let (ran, skipped) = match phase::apply(
+        settings,
+        &mut ctx,
+        name,
+        &planned,
+        StepStatus::Undone,
+        &phase::policy(&args.apply),
+    )
+    .await?
+    {
+        Ok(counts) => counts,
+        Err(code) => return Ok(code),
+    };
+    let now = phase::record_result(&mut ctx).await?;
+    let record = ctx.plan.phase_mut(name).expect("still there");
+    record.after = None;
+    let same = now.digest == record.before;
+    ctx.plan.save(&settings.plan_path)?;
+    out.line(&format!(
+        "undo {name}: done ({ran} step(s) undone, {skipped} already undone)."
+    ));
+    if !same {
+        out.warn(&format!(
+            "the catalog is not exactly as it was before {name} (fingerprint {} now): something else changed it meanwhile; `carve inspect` shows the catalog",
+            now.short()
+        ));
+    }
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,752 @@
+//! Phase 2, assign: each domain's tables move into a schema of the domain's name,
+//! inside the monolith, and a compatibility view takes each table's old place so that
+//! services keep working unchanged.
+//!
+//! Pure: (plan, catalog) → steps and the objects that need a decision. A table's move
+//! and its view are one step in one transaction, so no client ever sees the name
+//! missing: `ALTER TABLE … SET SCHEMA` (owned sequences, indexes, constraints and
+//! triggers follow), then `CREATE VIEW … WITH (security_invoker = true) AS SELECT *`,
+//! which PostgreSQL makes automatically updatable (INSERT with the table's defaults,
+//! RETURNING, UPDATE, DELETE, ON CONFLICT with a column list), owned by the table's
+//! owner and granted as the table was.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::analysis::usage::{default_search_path, Resolver};
+use crate::catalog::{Catalog, FunctionKind, Grant, QualName, TableKind};
+use crate::engine::Step;
+use crate::plan::{Plan, Rename};
+use crate::sql::{display_ident, ident, literal, parse_qualified, qualified};
+
+pub const PHASE: &str = "assign";
+
+/// Choices for an object that crosses domains. None of them changes anything now:
+/// assign keeps every such object working; the choice tells the move phase what to do.
+pub const CROSSING_CHOICES: &[&str] = &["keep-until-move", "replace-before-move", "drop-at-move"];
+/// Choices for a free-standing object that belongs to one domain.
+pub const PLACEMENT_CHOICES: &[&str] = &["move", "stay"];
+
+/// What assign will do, before anything is done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignPlan {
+    pub steps: Vec<Step>,
+    pub renames: Vec<Rename>,
+    pub creates_schemas: Vec<String>,
+    /// Every object that needs a decision, with the plan's choice if it has one.
+    pub objects: Vec<ObjectDecision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectDecision {
+    /// The plan's decision subject: `foreign key public.orders.orders_customer_fkey`.
+    pub subject: String,
+    pub crossing: bool,
+    /// Why it needs a decision, for people.
+    pub why: String,
+    pub choices: Vec<String>,
+    pub default: String,
+    /// The plan's decision, if recorded.
+    pub chosen: Option<String>,
+}
+
+impl ObjectDecision {
+    pub fn choice(&self) -> &str {
+        self.chosen.as_deref().unwrap_or(&self.default)
+    }
+}
+
+impl AssignPlan {
+    /// Decisions the plan does not have yet.
+    pub fn missing(&self) -> Vec<&ObjectDecision> {
+        self.objects.iter().filter(|o| o.chosen.is_none()).collect()
+    }
+}
+
+/// Plans assign. Errors name every problem found (a table the plan names that does
+/// not exist, two tables that would get the same name, a server too old), and nothing
+/// is planned while there is one.
+pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<AssignPlan, Vec<String>> {
+    let mut errors = Vec::new();
+    if catalog.server.version_num < 150_000 {
+        errors.push(format!(
+            "PostgreSQL {} cannot make the compatibility views assign needs (security_invoker views arrived in 15): upgrade the server first",
+            catalog.server.version
+        ));
+    }
+    let domain_of = domain_map(plan, catalog, &mut errors);
+    let mut planner = Planner {
+        catalog,
+        plan,
+        domain_of: &domain_of,
+        out: AssignPlan {
+            steps: Vec::new(),
+            renames: Vec::new(),
+            creates_schemas: Vec::new(),
+            objects: Vec::new(),
+        },
+        errors,
+        taken: BTreeSet::new(),
+    };
+    planner.schemas();
+    planner.tables();
+    planner.sequences();
+    planner.views();
+    let mut resolver = Resolver::new(catalog, default_search_path());
+    planner.functions(&mut resolver);
+    planner.foreign_keys();
+    planner.triggers(&mut resolver);
+    if planner.errors.is_empty() {
+        Ok(planner.out)
+    } else {
+        Err(planner.errors)
+    }
+}
+
+/// Every table of a domain (partitions follow their root) → the domain's name.
+fn domain_map(
+    plan: &Plan,
+    catalog: &Catalog,
+    errors: &mut Vec<String>,
+) -> BTreeMap<QualName, String> {
+    let mut map = BTreeMap::new();
+    for domain in &plan.domains {
+        if domain.name.is_empty() || domain.name.len() > 63 || domain.name.contains('\0') {
+            errors.push(format!(
+                "domain {:?}: a schema name must be 1 to 63 bytes",
+                domain.name
+            ));
+        }
+        for text in &domain.tables {
+            let name = match parse_qualified(text) {
+                Ok((schema, name)) => QualName::new(&schema, &name),
+                Err(e) => {
+                    errors.push(format!("domain {}: {e}", domain.name));
+                    continue;
+                }
+            };
+            if catalog.table(&name).is_none() {
+                errors.push(format!(
+                    "domain {}: table {name} is not in the database",
+                    domain.name
+                ));
+                continue;
+            }
+            if let Some(other) = map.insert(name.clone(), domain.name.clone()) {
+                if other != domain.name {
+                    errors.push(format!(
+                        "table {name} is in two domains, {other} and {}",
+                        domain.name
+                    ));
+                }
+            }
+        }
+    }
+    for table in &catalog.tables {
+        if table.partition_of.is_some() && !map.contains_key(&table.name) {
+            let root = catalog.partition_root(&table.name);
+            if let Some(domain) = map.get(&root).cloned() {
+                map.insert(table.name.clone(), domain);
+            }
+        }
+    }
+    map
+}
+
+struct Planner<'a> {
+    catalog: &'a Catalog,
+    plan: &'a Plan,
+    domain_of: &'a BTreeMap<QualName, String>,
+    out: AssignPlan,
+    errors: Vec<String>,
+    /// Names in domain schemas that a move will take, to catch two taking one.
+    taken: BTreeSet<QualName>,
+}
+
+fn relation_exists(schema: &str, name: &str, kinds: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ({kinds}))",
+        lit(schema),
+        lit(name)
+    )
+}
+
+fn lit(text: &str) -> String {
+    literal(text).expect("catalog names have no NUL")
+}
+
+/// `PUBLIC` is a keyword, every other grantee a quoted role name.
+fn grantee(name: &str) -> String {
+    if name == "PUBLIC" {
+        "PUBLIC".to_string()
+    } else {
+        ident(name)
+    }
+}
+
+/// GRANT statements giving `on` the grants listed (table-level, then per column).
+fn grant_sql(on: &str, owner: &str, grants: &[Grant], columns: &[(&str, &[Grant])]) -> String {
+    let mut sql = String::new();
+    let mut emit = |grants: &[Grant], column: Option<&str>| {
+        let mut by_grantee: BTreeMap<(&str, bool), Vec<&str>> = BTreeMap::new();
+        for g in grants.iter().filter(|g| g.grantee != owner) {
+            by_grantee
+                .entry((g.grantee.as_str(), g.grantable))
+                .or_default()
+                .push(g.privilege.as_str());
+        }
+        for ((who, grantable), privileges) in by_grantee {
+            let privileges = match column {
+                Some(c) => privileges
+                    .iter()
+                    .map(|p| format!("{p} ({})", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => privileges.join(", "),
+            };
+            sql.push_str(&format!(
+                "GRANT {privileges} ON {on} TO {}{};\n",
+                grantee(who),
+                if grantable { " WITH GRANT OPTION" } else { "" }
+            ));
+        }
+    };
+    emit(grants, None);
+    for (column, grants) in columns {
+        emit(grants, Some(column));
+    }
+    sql
+}
+
+impl Planner<'_> {
+    fn decide(&mut self, subject: String, crossing: bool, why: String, default: &str) -> String {
+        let choices: &[&str] = if crossing {
+            CROSSING_CHOICES
+        } else {
+            PLACEMENT_CHOICES
+        };
+        let chosen = self.plan.decision(&subject).map(|d| d.choice.clone());
+        if let Some(c) = &chosen {
+            if !choices.contains(&c.as_str()) {
+                self.errors.push(format!(
+                    "decision for {subject}: {c:?} is not one of {}",
+                    choices.join(", ")
+                ));
+            }
+        }
+        let choice = chosen.clone().unwrap_or_else(|| default.to_string());
+        self.out.objects.push(ObjectDecision {
+            subject,
+            crossing,
+            why,
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+            default: default.to_string(),
+            chosen,
+        });
+        choice
+    }
+
+    /// The domains a set of tables belongs to; `None` for a table in no domain.
+    fn domains_of<'t>(&self, tables: impl IntoIterator<Item = &'t QualName>) -> BTreeSet<Option<String>> {
+        tables
+            .into_iter()
+            .map(|t| {
+                self.domain_of
+                    .get(&self.catalog.partition_root(t))
+                    .or_else(|| self.domain_of.get(t))
+                    .cloned()
+            })
+            .collect()
+    }
+
+    fn schemas(&mut self) {
+        let mut domains: BTreeMap<&str, Vec<&QualName>> = BTreeMap::new();
+        for (table, domain) in self.domain_of {
+            if &table.schema != domain {
+                domains.entry(domain).or_default().push(table);
+            }
+        }
+        for (domain, tables) in domains {
+            if self.catalog.schemas.iter().any(|s| s.name == domain) {
+                continue;
+            }
+            let tables: Vec<_> = tables
+                .iter()
+                .filter_map(|t| self.catalog.table(t))
+                .collect();
+            // The owner most of its tables have.
+            let mut owners: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in &tables {
+                *owners.entry(t.owner.as_str()).or_default() += 1;
+            }
+            let owner = owners
+                .iter()
+                .max_by_key(|(name, n)| (**n, std::cmp::Reverse(**name)))
+                .map(|(name, _)| name.to_string())
+                .unwrap_or_default();
+            let users: BTreeSet<&str> = tables
+                .iter()
+                .flat_map(|t| {
+                    t.grants
+                        .iter()
+                        .chain(t.columns.iter().flat_map(|c| c.grants.iter()))
+                })
+                .map(|g| g.grantee.as_str())
+                .filter(|g| *g != owner)
+                .collect();
+            let mut sql = format!(
+                "CREATE SCHEMA {} AUTHORIZATION {};\n",
+                ident(domain),
+                ident(&owner)
+            );
+            if !users.is_empty() {
+                let list: Vec<String> = users.iter().map(|u| grantee(u)).collect();
+                sql.push_str(&format!(
+                    "GRANT USAGE ON SCHEMA {} TO {};\n",
+                    ident(domain),
+                    list.join(", ")
+                ));
+            }
+            sql.push_str(&format!(
+                "COMMENT ON SCHEMA {} IS {};\n",
+                ident(domain),
+                lit(&format!("carve: the {domain} domain"))
+            ));
+            self.out.creates_schemas.push(domain.to_string());
+            self.out.steps.push(Step {
+                id: format!("create schema {}", display_ident(domain)),
+                description: format!(
+                    "create schema {} for the {domain} domain (owner {owner})",
+                    display_ident(domain)
+                ),
+                target: "source".into(),
+                sql,
+                done_check: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
+                    lit(domain)
+                ),
+                undo: format!("DROP SCHEMA {}", ident(domain)),
+                transactional: true,
+                strong_lock: false,
+            });
+        }
+    }
+
+    fn claim(&mut self, to: &QualName, what: &str) -> bool {
+        let exists = self.catalog.table(to).is_some()
+            || self.catalog.view(to).is_some()
+            || self.catalog.sequences.iter().any(|s| &s.name == to);
+        if exists || !self.taken.insert(to.clone()) {
+            self.errors.push(format!(
+                "{what} cannot move to {to}: that name is already taken"
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn tables(&mut self) {
+        let moves: Vec<(QualName, String)> = self
+            .domain_of
+            .iter()
+            .filter(|(t, d)| &t.schema != *d)
+            .map(|(t, d)| (t.clone(), d.clone()))
+            .collect();
+        for (from, domain) in moves {
+            let table = self.catalog.table(&from).expect("checked in domain_map");
+            let to = QualName::new(&domain, &from.name);
+            if !self.claim(&to, &format!("table {from}")) {
+                continue;
+            }
+            let alter = if table.kind == TableKind::Foreign {
+                "ALTER FOREIGN TABLE"
+            } else {
+                "ALTER TABLE"
+            };
+            let (f, t) = (
+                qualified(&from.schema, &from.name),
+                qualified(&to.schema, &to.name),
+            );
+            let columns: Vec<(&str, &[Grant])> = table
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.grants.as_slice()))
+                .collect();
+            let sql = format!(
+                "{alter} {f} SET SCHEMA {};\n{}",
+                ident(&domain),
+                compat_view(&f, &t, &table.owner, &table.grants, &columns, &to)
+            );
+            self.out.steps.push(Step {
+                id: format!("move table {from}"),
+                description: format!(
+                    "move table {from} to {to}, with a compatibility view in its place"
+                ),
+                target: "source".into(),
+                sql,
+                done_check: relation_exists(&to.schema, &to.name, "'r', 'p', 'f'"),
+                undo: format!(
+                    "DROP VIEW {f};\n{alter} {t} SET SCHEMA {};",
+                    ident(&from.schema)
+                ),
+                transactional: true,
+                strong_lock: true,
+            });
+            self.out.renames.push(Rename {
+                from: from.to_string(),
+                to: to.to_string(),
+                compat_view: true,
+            });
+            // Owned sequences (serial, identity) follow their table.
+            for seq in &self.catalog.sequences {
+                if seq.owned_by.as_ref().is_some_and(|o| o.table == from) {
+                    self.out.renames.push(Rename {
+                        from: seq.name.to_string(),
+                        to: QualName::new(&domain, &seq.name.name).to_string(),
+                        compat_view: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Free-standing sequences go where the columns that draw from them are, when
+    /// those are in one domain.
+    fn sequences(&mut self) {
+        for seq in &self.catalog.sequences {
+            if seq.owned_by.is_some() || seq.identity {
+                continue;
+            }
+            let needle = format!("'{}'::regclass", seq.name);
+            let users: Vec<&QualName> = self
+                .catalog
+                .tables
+                .iter()
+                .filter(|t| {
+                    t.columns
+                        .iter()
+                        .any(|c| c.default.as_deref().is_some_and(|d| d.contains(&needle)))
+                })
+                .map(|t| &t.name)
+                .collect();
+            let domains = self.domains_of(users.iter().copied());
+            let subject = format!("sequence {}", seq.name);
+            let single = single_domain(&domains);
+            let Some(domain) = single else {
+                if !users.is_empty() {
+                    let why = format!(
+                        "free-standing sequence used by tables of {}",
+                        describe_domains(&domains)
+                    );
+                    self.decide(subject, true, why, "keep-until-move");
+                }
+                continue;
+            };
+            if seq.name.schema == domain {
+                continue;
+            }
+            let why = format!(
+                "free-standing sequence used only by the {domain} domain; moving it breaks nextval({}) called by name",
+                lit(&seq.name.to_string())
+            );
+            if self.decide(subject, false, why, "move") != "move" {
+                continue;
+            }
+            let to = QualName::new(&domain, &seq.name.name);
+            if !self.claim(&to, &format!("sequence {}", seq.name)) {
+                continue;
+            }
+            self.out.steps.push(Step {
+                id: format!("move sequence {}", seq.name),
+                description: format!("move sequence {} to {to}", seq.name),
+                target: "source".into(),
+                sql: format!(
+                    "ALTER SEQUENCE {} SET SCHEMA {};",
+                    qualified(&seq.name.schema, &seq.name.name),
+                    ident(&domain)
+                ),
+                done_check: relation_exists(&to.schema, &to.name, "'S'"),
+                undo: format!(
+                    "ALTER SEQUENCE {} SET SCHEMA {};",
+                    qualified(&to.schema, &to.name),
+                    ident(&seq.name.schema)
+                ),
+                transactional: true,
+                strong_lock: true,
+            });
+            self.out.renames.push(Rename {
+                from: seq.name.to_string(),
+                to: to.to_string(),
+                compat_view: false,
+            });
+        }
+    }
+
+    /// The tables a view reads, through the views it reads.
+    fn view_tables(&self, view: &QualName, seen: &mut BTreeSet<QualName>) -> BTreeSet<QualName> {
+        let mut tables = BTreeSet::new();
+        if !seen.insert(view.clone()) {
+            return tables;
+        }
+        if let Some(v) = self.catalog.view(view) {
+            for dep in &v.depends_on {
+                if self.catalog.table(&dep.relation).is_some() {
+                    tables.insert(dep.relation.clone());
+                } else {
+                    tables.extend(self.view_tables(&dep.relation, seen));
+                }
+            }
+        }
+        tables
+    }
+
+    fn views(&mut self) {
+        for view in &self.catalog.views {
+            let tables = self.view_tables(&view.name, &mut BTreeSet::new());
+            if tables.is_empty() {
+                continue;
+            }
+            let domains = self.domains_of(&tables);
+            let kind = if view.materialized {
+                "materialized view"
+            } else {
+                "view"
+            };
+            let subject = format!("view {}", view.name);
+            let Some(domain) = single_domain(&domains) else {
+                if domains.iter().any(Option::is_some) {
+                    let why = format!(
+                        "{kind} over tables of {}; it keeps working while they share a server",
+                        describe_domains(&domains)
+                    );
+                    self.decide(subject, true, why, "keep-until-move");
+                }
+                continue;
+            };
+            if view.name.schema == domain {
+                continue;
+            }
+            let (why, default) = if view.materialized {
+                (
+                    format!("materialized view over the {domain} domain; moved, REFRESH must name its new place"),
+                    "stay",
+                )
+            } else {
+                (
+                    format!("view over the {domain} domain; moved with a compatibility view in its place"),
+                    "move",
+                )
+            };
+            if self.decide(subject, false, why, default) != "move" {
+                continue;
+            }
+            let to = QualName::new(&domain, &view.name.name);
+            if !self.claim(&to, &format!("{kind} {}", view.name)) {
+                continue;
+            }
+            let alter = if view.materialized {
+                "ALTER MATERIALIZED VIEW"
+            } else {
+                "ALTER VIEW"
+            };
+            let (f, t) = (
+                qualified(&view.name.schema, &view.name.name),
+                qualified(&to.schema, &to.name),
+            );
+            let columns: Vec<(&str, &[Grant])> = view
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.grants.as_slice()))
+                .collect();
+            self.out.steps.push(Step {
+                id: format!("move view {}", view.name),
+                description: format!(
+                    "move {kind} {} to {to}, with a compatibility view in its place",
+                    view.name
+                ),
+                target: "source".into(),
+                sql: format!(
+                    "{alter} {f} SET SCHEMA {};\n{}",
+                    ident(&domain),
+                    compat_view(&f, &t, &view.owner, &view.grants, &columns, &to)
+                ),
+                done_check: relation_exists(&to.schema, &to.name, "'v', 'm'"),
+                undo: format!(
+                    "DROP VIEW {f};\n{alter} {t} SET SCHEMA {};",
+                    ident(&view.name.schema)
+                ),
+                transactional: true,
+                strong_lock: true,
+            });
+            self.out.renames.push(Rename {
+                from: view.name.to_string(),
+                to: to.to_string(),
+                compat_view: true,
+            });
+        }
+    }
+
+    /// Functions stay where they are unless the plan says move: callers name them, and
+    /// no compatibility object can stand in for a function of every signature.
+    fn functions(&mut self, resolver: &mut Resolver) {
+        for function in &self.catalog.functions {
+            let effect = resolver.function_touches(&function.name);
+            let tables: BTreeSet<&QualName> =
+                effect.reads.iter().chain(effect.writes.keys()).collect();
+            if tables.is_empty() {
+                continue;
+            }
+            let domains = self.domains_of(tables.iter().copied());
+            let subject = format!("function {}", function.signature());
+            let Some(domain) = single_domain(&domains) else {
+                if domains.iter().any(Option::is_some) {
+                    let why = format!("reads or writes tables of {}", describe_domains(&domains));
+                    self.decide(subject, true, why, "keep-until-move");
+                }
+                continue;
+            };
+            let movable = matches!(function.kind, FunctionKind::Function | FunctionKind::Procedure);
+            if function.name.schema == domain || !movable {
+                continue;
+            }
+            let why = format!(
+                "touches only the {domain} domain; stays unless moved (callers naming {} would then need the new schema)",
+                function.name
+            );
+            if self.decide(subject, false, why, "stay") != "move" {
+                continue;
+            }
+            let what = if function.kind == FunctionKind::Procedure {
+                "PROCEDURE"
+            } else {
+                "FUNCTION"
+            };
+            let signature = |schema: &str| {
+                format!(
+                    "{}({})",
+                    qualified(schema, &function.name.name),
+                    function.arguments
+                )
+            };
+            self.out.steps.push(Step {
+                id: format!("move function {}", function.signature()),
+                description: format!(
+                    "move {} {} to schema {}",
+                    what.to_lowercase(),
+                    function.signature(),
+                    display_ident(&domain)
+                ),
+                target: "source".into(),
+                sql: format!(
+                    "ALTER {what} {} SET SCHEMA {};",
+                    signature(&function.name.schema),
+                    ident(&domain)
+                ),
+                done_check: format!("to_regprocedure({}) IS NOT NULL", lit(&signature(&domain))),
+                undo: format!(
+                    "ALTER {what} {} SET SCHEMA {};",
+                    signature(&domain),
+                    ident(&function.name.schema)
+                ),
+                transactional: true,
+                strong_lock: false,
+            });
+        }
+    }
+
+    fn foreign_keys(&mut self) {
+        for table in &self.catalog.tables {
+            if table.partition_of.is_some() {
+                continue;
+            }
+            let here = self.domains_of([&table.name]);
+            for (constraint, fk) in table.foreign_keys() {
+                let there = self.domains_of([&fk.references]);
+                if here == there {
+                    continue;
+                }
+                let subject = format!(
+                    "foreign key {}.{}",
+                    table.name,
+                    display_ident(&constraint.name)
+                );
+                let why = format!(
+                    "{} ({}) references {} ({}); kept while both share a server",
+                    table.name,
+                    describe_domains(&here),
+                    fk.references,
+                    describe_domains(&there)
+                );
+                self.decide(subject, true, why, "keep-until-move");
+            }
+        }
+    }
+
+    fn triggers(&mut self, resolver: &mut Resolver) {
+        for table in &self.catalog.tables {
+            let here = self.domains_of([&table.name]);
+            for trigger in &table.triggers {
+                let effect = resolver.function_touches(&trigger.function);
+                let touched: BTreeSet<&QualName> =
+                    effect.reads.iter().chain(effect.writes.keys()).collect();
+                let mut domains = self.domains_of(touched.iter().copied());
+                domains.extend(here.iter().cloned());
+                if domains.len() < 2 {
+                    continue;
+                }
+                let subject = format!(
+                    "trigger {}.{}",
+                    table.name,
+                    display_ident(&trigger.name)
+                );
+                let why = format!(
+                    "on {} ({}), its function {} touches {}",
+                    table.name,
+                    describe_domains(&here),
+                    trigger.function,
+                    describe_domains(&domains)
+                );
+                self.decide(subject, true, why, "keep-until-move");
+            }
+        }
+    }
+}
+
+/// The SQL that creates the compatibility view `old` over `new`, owned and granted as
+/// the object was.
+fn compat_view(
+    old: &str,
+    new: &str,
+    owner: &str,
+    grants: &[Grant],
+    columns: &[(&str, &[Grant])],
+    new_name: &QualName,
+) -> String {
+    format!(
+        "CREATE VIEW {old} WITH (security_invoker = true) AS SELECT * FROM {new};\n\
+         ALTER VIEW {old} OWNER TO {};\n\
+         {}COMMENT ON VIEW {old} IS {};",
+        ident(owner),
+        grant_sql(old, owner, grants, columns),
+        lit(&format!(
+            "carve: compatibility view for {new_name}; `carve undo assign` removes it"
+        ))
+    )
+}
+
+fn single_domain(domains: &BTreeSet<Option<String>>) -> Option<String> {
+    match domains.iter().collect::<Vec<_>>().as_slice() {
+        [Some(d)] => Some(d.clone()),
+        _ => None,
+    }
+}
+
+fn describe_domains(domains: &BTreeSet<Option<String>>) -> String {
+    domains
+        .iter()
+        .map(|d| match d {
+            Some(d) => d.clone(),
+            None => "no domain".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
