@@ -66,7 +66,7 @@ async fn difference_lists_exactly_the_change_made() {
     let dropped = Fingerprint::of(&catalog_of(&server, "library").await);
     assert_eq!(
         lines(&retyped, &dropped),
-        ["constraint removed: public.reading_list.reading_list_book_id_fkey (was definition=FOREIGN KEY (book_id) REFERENCES book_catalog(id) ON DELETE CASCADE)"]
+        ["constraint removed: public.reading_list.reading_list_book_id_fkey (was definition=FOREIGN KEY (book_id) REFERENCES public.book_catalog(id) ON DELETE CASCADE)"]
     );
 
     client

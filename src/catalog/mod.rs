@@ -294,6 +294,8 @@ pub struct Function {
     /// Argument types as `pg_get_function_identity_arguments` shows them; with the
     /// name, this identifies an overload.
     pub arguments: String,
+    /// How many input arguments (`pronargs`).
+    pub arity: i32,
     pub result: Option<String>,
     pub kind: FunctionKind,
     pub language: String,

@@ -442,7 +442,8 @@ fn functions_sql(version_num: i32) -> String {
     format!(
         "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
                 pg_get_function_result(p.oid), p.prokind::text, l.lanname::text, {body},
-                p.provolatile::text, p.prosecdef, pg_get_userbyid(p.proowner)::text, d.description
+                p.provolatile::text, p.prosecdef, pg_get_userbyid(p.proowner)::text, d.description,
+                p.pronargs::int4
          FROM pg_proc p
          JOIN pg_namespace n ON n.oid = p.pronamespace
          JOIN pg_language l ON l.oid = p.prolang
@@ -802,6 +803,7 @@ fn function(r: &Row) -> Function {
             name: r.get(1),
         },
         arguments: r.get(2),
+        arity: r.get(11),
         result: r.get(3),
         kind: match r.get::<_, String>(4).as_str() {
             "p" => FunctionKind::Procedure,

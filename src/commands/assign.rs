@@ -40,7 +40,10 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
                     for e in &errors {
                         out.error(e);
                     }
-                    anyhow::bail!("assign cannot be planned ({} problem(s) above); nothing was changed", errors.len());
+                    anyhow::bail!(
+                        "assign cannot be planned ({} problem(s) above); nothing was changed",
+                        errors.len()
+                    );
                 }
             };
             report_objects(settings, &planned);
@@ -137,7 +140,10 @@ fn report_objects(settings: &Settings, planned: &AssignPlan) {
     if planned.objects.is_empty() || settings.out.is_json() {
         return;
     }
-    eprintln!("Objects assign places by decision ({}):", planned.objects.len());
+    eprintln!(
+        "Objects assign places by decision ({}):",
+        planned.objects.len()
+    );
     for o in &planned.objects {
         let state = match &o.chosen {
             Some(c) => format!("decided: {c}"),

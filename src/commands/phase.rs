@@ -243,7 +243,7 @@ pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
 
 pub fn policy(args: &ApplyArgs) -> LockPolicy {
     LockPolicy {
-        timeout: args.lock_timeout.into(),
+        timeout: args.lock_timeout,
         retries: args.lock_retries,
         ..LockPolicy::default()
     }

@@ -38,7 +38,11 @@ pub fn state(record: &PhaseRecord) -> &'static str {
         "undone"
     } else if failed {
         "failed"
-    } else if record.journal.iter().any(|e| e.status == StepStatus::Undone) {
+    } else if record
+        .journal
+        .iter()
+        .any(|e| e.status == StepStatus::Undone)
+    {
         "undoing"
     } else {
         "in progress"

@@ -119,10 +119,7 @@ pub struct Session {
 
 impl Session {
     pub async fn new(work: Client, watch: Client) -> anyhow::Result<Session> {
-        let work_pid = work
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .get(0);
+        let work_pid = work.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
         Ok(Session {
             work,
             watch,

@@ -205,7 +205,10 @@ mod tests {
                 "column public.orders.id",
                 "type=integer; not_null; default=nextval('public.orders_id_seq'::regclass)",
             ),
-            ("grant SELECT on table public.orders to reader", "grantor=app"),
+            (
+                "grant SELECT on table public.orders to reader",
+                "grantor=app",
+            ),
             (
                 "grant SELECT on column public.orders.id to auditor",
                 "grantor=app",
@@ -233,7 +236,10 @@ mod tests {
                 "column sales.orders.id",
                 "type=integer; not_null; default=nextval('sales.orders_id_seq'::regclass)",
             ),
-            ("grant SELECT on table sales.orders to reader", "grantor=app"),
+            (
+                "grant SELECT on table sales.orders to reader",
+                "grantor=app",
+            ),
             (
                 "grant SELECT on column sales.orders.id to auditor",
                 "grantor=app",
@@ -247,7 +253,10 @@ mod tests {
                 "view public.orders",
                 "materialized=false; owner=app; definition=#bbbb; options=security_invoker=true",
             ),
-            ("grant SELECT on view public.orders to reader", "grantor=app"),
+            (
+                "grant SELECT on view public.orders to reader",
+                "grantor=app",
+            ),
             (
                 "grant SELECT on column public.orders.id to auditor",
                 "grantor=app",
@@ -295,7 +304,10 @@ mod tests {
     fn names_are_replaced_only_where_whole() {
         let forms = vec![(spellings("sales.orders"), "public.orders".to_string())];
         assert_eq!(
-            translate("ON sales.orders USING x; sales.orders_id_seq; xsales.orders", &forms),
+            translate(
+                "ON sales.orders USING x; sales.orders_id_seq; xsales.orders",
+                &forms
+            ),
             "ON public.orders USING x; sales.orders_id_seq; xsales.orders"
         );
         let forms = vec![(spellings("\"Odd\".\"order\""), "public.\"order\"".into())];

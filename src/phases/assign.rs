@@ -5,8 +5,9 @@
 //! Pure: (plan, catalog) → steps and the objects that need a decision. A table's move
 //! and its view are one step in one transaction, so no client ever sees the name
 //! missing: `ALTER TABLE … SET SCHEMA` (owned sequences, indexes, constraints and
-//! triggers follow), then `CREATE VIEW … WITH (security_invoker = true) AS SELECT *`,
-//! which PostgreSQL makes automatically updatable (INSERT with the table's defaults,
+//! triggers follow), then `CREATE VIEW … WITH (security_invoker = true) AS SELECT *`
+//! (see `compat_view` for the one exception), which PostgreSQL makes automatically
+//! updatable (INSERT with the table's defaults,
 //! RETURNING, UPDATE, DELETE, ON CONFLICT with a column list), owned by the table's
 //! owner and granted as the table was.
 
@@ -246,7 +247,10 @@ impl Planner<'_> {
     }
 
     /// The domains a set of tables belongs to; `None` for a table in no domain.
-    fn domains_of<'t>(&self, tables: impl IntoIterator<Item = &'t QualName>) -> BTreeSet<Option<String>> {
+    fn domains_of<'t>(
+        &self,
+        tables: impl IntoIterator<Item = &'t QualName>,
+    ) -> BTreeSet<Option<String>> {
         tables
             .into_iter()
             .map(|t| {
@@ -604,7 +608,10 @@ impl Planner<'_> {
                 }
                 continue;
             };
-            let movable = matches!(function.kind, FunctionKind::Function | FunctionKind::Procedure);
+            let movable = matches!(
+                function.kind,
+                FunctionKind::Function | FunctionKind::Procedure
+            );
             if function.name.schema == domain || !movable {
                 continue;
             }
@@ -641,7 +648,14 @@ impl Planner<'_> {
                     signature(&function.name.schema),
                     ident(&domain)
                 ),
-                done_check: format!("to_regprocedure({}) IS NOT NULL", lit(&signature(&domain))),
+                // Argument lists print differently under other search paths, so the
+                // check counts them instead: same name, same arity, in the domain.
+                done_check: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = {} AND p.proname = {} AND p.pronargs = {})",
+                    lit(&domain),
+                    lit(&function.name.name),
+                    function.arity
+                ),
                 undo: format!(
                     "ALTER {what} {} SET SCHEMA {};",
                     signature(&domain),
@@ -693,11 +707,7 @@ impl Planner<'_> {
                 if domains.len() < 2 {
                     continue;
                 }
-                let subject = format!(
-                    "trigger {}.{}",
-                    table.name,
-                    display_ident(&trigger.name)
-                );
+                let subject = format!("trigger {}.{}", table.name, display_ident(&trigger.name));
                 let why = format!(
                     "on {} ({}), its function {} touches {}",
                     table.name,
@@ -713,6 +723,12 @@ impl Planner<'_> {
 
 /// The SQL that creates the compatibility view `old` over `new`, owned and granted as
 /// the object was.
+///
+/// `security_invoker`, so the caller's own privileges and row-level security apply
+/// beneath the view, except where the object has column-level grants: a
+/// `security_invoker` view selecting every column needs every column's privilege, so
+/// there the view runs as its owner and its own (copied) column grants do the
+/// checking, as the table's did.
 fn compat_view(
     old: &str,
     new: &str,
@@ -721,10 +737,14 @@ fn compat_view(
     columns: &[(&str, &[Grant])],
     new_name: &QualName,
 ) -> String {
+    let column_grants = columns
+        .iter()
+        .any(|(_, g)| g.iter().any(|g| g.grantee != owner));
     format!(
-        "CREATE VIEW {old} WITH (security_invoker = true) AS SELECT * FROM {new};\n\
+        "CREATE VIEW {old} WITH (security_invoker = {}) AS SELECT * FROM {new};\n\
          ALTER VIEW {old} OWNER TO {};\n\
          {}COMMENT ON VIEW {old} IS {};",
+        !column_grants,
         ident(owner),
         grant_sql(old, owner, grants, columns),
         lit(&format!(

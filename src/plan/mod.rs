@@ -166,7 +166,11 @@ impl PhaseRecord {
 
     /// Every step done, and the plan's fingerprint updated to the result.
     pub fn is_applied(&self) -> bool {
-        self.after.is_some() && self.steps.iter().all(|s| self.status(&s.id) == StepStatus::Done)
+        self.after.is_some()
+            && self
+                .steps
+                .iter()
+                .all(|s| self.status(&s.id) == StepStatus::Done)
     }
 
     /// Every step undone (or never run): the phase left nothing behind.
@@ -431,8 +435,7 @@ mod tests {
                 description: "a schema for the orders domain".into(),
                 target: "source".into(),
                 sql: "CREATE SCHEMA \"orders\"".into(),
-                done_check: "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orders')"
-                    .into(),
+                done_check: "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orders')".into(),
                 undo: "DROP SCHEMA \"orders\"".into(),
                 transactional: true,
                 strong_lock: false,
