@@ -37,6 +37,12 @@ fn help_teaches_the_commands_connections_and_exit_codes() {
         "sslmode",
         "Exit codes",
         "stale plan",
+        "assign",
+        "undo",
+        "status",
+        "changes pending",
+        "lock held",
+        "gate not met",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -277,6 +283,10 @@ fn demo_runs_each_example_and_removes_everything() {
         assert_eq!(json["format_version"], 1);
         assert_eq!(json["example"], example);
         assert_eq!(json["kept"], false);
+        assert!(
+            json["assign_steps"].as_u64().unwrap() >= 5,
+            "the demo runs assign: {json:#}"
+        );
         let plan = std::path::PathBuf::from(json["plan"].as_str().unwrap());
         assert!(
             !plan.parent().unwrap().exists(),

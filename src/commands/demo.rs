@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::analysis;
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
-use crate::cli::{DemoArgs, Settings};
+use crate::cli::{ApplyArgs, DemoArgs, Settings};
+use crate::engine::executor::LockPolicy;
 use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
 use crate::conn::{self, ConnSpec, Environment};
@@ -29,6 +30,8 @@ struct JsonReport {
     tables: usize,
     findings: Vec<String>,
     domains: Vec<crate::analysis::DomainReport>,
+    /// Steps carve assign applied.
+    assign_steps: usize,
 }
 
 #[derive(Serialize)]
@@ -114,23 +117,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     build_plan(source_ref, &catalog, &discovery, None).save(&plan_path)?;
     let plan_state = compare_with_plan(&plan_path, &catalog, &fingerprint)?;
 
-    let report = JsonReport {
-        example: example.name.to_string(),
-        kept: keep,
-        monolith: ServerReport {
-            conninfo: source.clone(),
-            psql: server.psql_command(example.name),
-            pid: server.pid(),
-        },
-        plan: plan_path.display().to_string(),
-        fingerprint: fingerprint.digest.clone(),
-        tables: catalog.tables.len(),
-        findings: findings(&catalog),
-        domains: discovery.domains.clone(),
-    };
-    if out.is_json() {
-        out.json("demo", &report);
-    } else {
+    if !out.is_json() {
         out.line("");
         out.line("── carve inspect ──");
         out.line(&render(
@@ -146,6 +133,50 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
             &[],
             true,
         ));
+        out.line("── carve assign --yes ──");
+    }
+    // Phase 2 through the real command, as a user would run it: defaults accepted.
+    out.progress("moving each domain's tables into its own schema (carve assign) …");
+    let phase_settings = Settings {
+        plan_path: plan_path.clone(),
+        assume_yes: true,
+        ..settings.clone()
+    };
+    let apply = ApplyArgs {
+        source: Some(source.clone()),
+        dry_run: false,
+        lock_timeout: LockPolicy::default().timeout,
+        lock_retries: LockPolicy::default().retries,
+    };
+    let assigned = crate::commands::assign::run(&phase_settings, &apply).await?;
+    if assigned != exit::SUCCESS {
+        anyhow::bail!("carve assign failed on the example (exit {assigned})");
+    }
+    let assign_steps = crate::plan::Plan::load(&plan_path)?
+        .phase(crate::phases::assign::PHASE)
+        .map_or(0, |p| p.steps.len());
+
+    let report = JsonReport {
+        example: example.name.to_string(),
+        kept: keep,
+        monolith: ServerReport {
+            conninfo: source.clone(),
+            psql: server.psql_command(example.name),
+            pid: server.pid(),
+        },
+        plan: plan_path.display().to_string(),
+        fingerprint: fingerprint.digest.clone(),
+        tables: catalog.tables.len(),
+        findings: findings(&catalog),
+        domains: discovery.domains.clone(),
+        assign_steps,
+    };
+    if out.is_json() {
+        out.json("demo", &report);
+    } else {
+        out.line(
+            "Every service still uses the old names: they are now compatibility views over the domain schemas.",
+        );
     }
 
     if keep {
@@ -158,6 +189,14 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         out.line(&format!("  {psql}"));
         out.line(&format!(
             "  carve inspect --plan {} --source \"{source}\"",
+            plan_path.display()
+        ));
+        out.line(&format!(
+            "  carve status --plan {}",
+            plan_path.display()
+        ));
+        out.line(&format!(
+            "  carve undo assign --plan {} --source \"{source}\"",
             plan_path.display()
         ));
         out.line("Stop it and remove its files with:");
