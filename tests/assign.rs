@@ -662,6 +662,9 @@ async fn a_long_transaction_makes_assign_wait_politely_then_give_up_clearly() {
     let err = stderr(&second);
     assert!(err.contains("another carve run holds the lock"), "{err}");
     assert!(err.contains("application \"carve\""), "{err}");
+    // A dry-run takes no lock, so it still answers: work pending.
+    let dry = run(&m, &["assign", "--dry-run"]);
+    assert_eq!(code(&dry), 3, "{}", stderr(&dry));
 
     let status = first.wait().unwrap();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();

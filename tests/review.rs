@@ -122,3 +122,56 @@ async fn yes_on_a_terminal_never_prompts() {
     assert!(!out.contains("Review"), "{out}");
     assert!(out.contains("plan written to"), "{out}");
 }
+
+/// `carve assign` on a terminal: asks to record the default decisions, then to apply;
+/// "no" changes nothing, "yes" records and applies.
+#[tokio::test]
+async fn assign_on_a_terminal_asks_before_deciding_and_applying() {
+    let server = server();
+    let shop = example("shop");
+    create_db(&server, "shop", &format!("{}\n{}", shop.schema, shop.seed)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("carve.plan.toml");
+    let source = server.conninfo("shop");
+    let workload = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/workload");
+    let (_, code, stderr) = discover_json(&plan, &["--source", &source, "--workload", workload]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = std::fs::read(&plan).unwrap();
+
+    let assign = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+        cmd.env("NO_COLOR", "1")
+            .env("TERM", "xterm")
+            .env("CARVE_SOURCE", &source)
+            .arg("--plan")
+            .arg(&plan)
+            .arg("assign");
+        spawn_command(cmd, Some(30_000)).expect("spawn in a pty")
+    };
+    let mut p = assign();
+    expect(&mut p, "Record the defaults shown for these");
+    keys(&mut p, "y");
+    expect(&mut p, "assign step(s) to database shop?");
+    keys(&mut p, "n");
+    expect(&mut p, "not applied; nothing was changed");
+    p.exp_eof().unwrap();
+    assert_eq!(
+        std::fs::read(&plan).unwrap(),
+        before,
+        "the plan is untouched"
+    );
+
+    let mut p = assign();
+    expect(&mut p, "Record the defaults shown for these");
+    keys(&mut p, "y");
+    expect(&mut p, "assign step(s) to database shop?");
+    keys(&mut p, "y");
+    expect(&mut p, "assign: done");
+    p.exp_eof().unwrap();
+    let written = carve::plan::Plan::load(&plan).unwrap();
+    assert!(written.phase("assign").unwrap().is_applied());
+    let fk = written
+        .decision("foreign key public.orders.orders_customer_id_fkey")
+        .unwrap();
+    assert!(fk.reason.contains("at the prompt"), "{}", fk.reason);
+}

@@ -369,48 +369,7 @@ mod tests {
     use crate::catalog::*;
 
     fn catalog() -> Catalog {
-        Catalog {
-            server: ServerInfo {
-                version: "15.0".into(),
-                version_num: 150000,
-                database: "db".into(),
-                current_user: "u".into(),
-                wal_level: "logical".into(),
-            },
-            schemas: vec![],
-            tables: vec![Table {
-                name: QualName::new("public", "orders"),
-                kind: TableKind::Ordinary,
-                unlogged: false,
-                owner: "app".into(),
-                partition_of: None,
-                partition_bound: None,
-                partition_key: None,
-                columns: vec![Column {
-                    name: "total".into(),
-                    type_name: "integer".into(),
-                    not_null: true,
-                    default: None,
-                    identity: None,
-                    generated: None,
-                    comment: None,
-                    grants: vec![],
-                }],
-                constraints: vec![],
-                indexes: vec![],
-                triggers: vec![],
-                replica_identity: ReplicaIdentity::Default,
-                size_bytes: 8192,
-                row_estimate: Some(10),
-                comment: None,
-                grants: vec![],
-            }],
-            views: vec![],
-            sequences: vec![],
-            functions: vec![],
-            roles: vec![],
-            extensions: vec![],
-        }
+        testing::catalog(vec![testing::table("public", "orders")])
     }
 
     #[test]

@@ -420,3 +420,69 @@ impl Catalog {
         }
     }
 }
+
+/// Small hand-made catalogs for unit tests of the pure code.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn column(name: &str, type_name: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_name: type_name.into(),
+            not_null: false,
+            default: None,
+            identity: None,
+            generated: None,
+            comment: None,
+            grants: vec![],
+        }
+    }
+
+    /// An ordinary table owned by `app` with one integer column `total`.
+    pub fn table(schema: &str, name: &str) -> Table {
+        Table {
+            name: QualName::new(schema, name),
+            kind: TableKind::Ordinary,
+            unlogged: false,
+            owner: "app".into(),
+            partition_of: None,
+            partition_bound: None,
+            partition_key: None,
+            columns: vec![Column {
+                not_null: true,
+                ..column("total", "integer")
+            }],
+            constraints: vec![],
+            indexes: vec![],
+            triggers: vec![],
+            replica_identity: ReplicaIdentity::Default,
+            size_bytes: 8192,
+            row_estimate: Some(10),
+            comment: None,
+            grants: vec![],
+        }
+    }
+
+    /// A PostgreSQL 15 catalog of database `db` holding `tables`.
+    pub fn catalog(tables: Vec<Table>) -> Catalog {
+        let mut catalog = Catalog {
+            server: ServerInfo {
+                version: "15.0".into(),
+                version_num: 150000,
+                database: "db".into(),
+                current_user: "u".into(),
+                wal_level: "logical".into(),
+            },
+            schemas: vec![],
+            tables,
+            views: vec![],
+            sequences: vec![],
+            functions: vec![],
+            roles: vec![],
+            extensions: vec![],
+        };
+        catalog.normalize();
+        catalog
+    }
+}

@@ -49,14 +49,24 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
             report_objects(settings, &planned);
             let missing = planned.missing().len();
             if missing > 0 && !settings.assume_yes {
-                if args.dry_run {
-                    phase::dry_run(settings, &ctx, PHASE, &planned.steps).await?;
+                let accepted = !args.dry_run
+                    && phase::interactive(settings)
+                    && phase::confirm(
+                        settings,
+                        &format!(
+                            "Record the defaults shown for these {missing} object(s) in the plan?"
+                        ),
+                    )?;
+                if !accepted {
+                    if args.dry_run {
+                        phase::dry_run(settings, &ctx, PHASE, &planned.steps).await?;
+                    }
+                    out.error(&format!(
+                        "{missing} object(s) above have no decision in {}: record one per object ([[decisions]] subject = \"…\", choice = \"…\") or run with --yes to accept the defaults shown. Nothing was changed.",
+                        settings.plan_path.display()
+                    ));
+                    return Ok(exit::GATE_NOT_MET);
                 }
-                out.error(&format!(
-                    "{missing} object(s) above have no decision in {}: record one per object ([[decisions]] subject = \"…\", choice = \"…\") or run with --yes to accept the defaults shown. Nothing was changed.",
-                    settings.plan_path.display()
-                ));
-                return Ok(exit::GATE_NOT_MET);
             }
             (planned.steps.clone(), Some(planned))
         }
@@ -120,7 +130,7 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
         ctx.plan.decisions.push(Decision {
             subject: object.subject.clone(),
             choice: object.default.clone(),
-            reason: format!("default accepted with --yes: {}", object.why),
+            reason: format!("default accepted (--yes or at the prompt): {}", object.why),
         });
     }
     ctx.plan.phases.retain(|p| p.name != PHASE);

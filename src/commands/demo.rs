@@ -9,10 +9,10 @@ use crate::analysis;
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
 use crate::cli::{ApplyArgs, DemoArgs, Settings};
-use crate::engine::executor::LockPolicy;
 use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
 use crate::conn::{self, ConnSpec, Environment};
+use crate::engine::executor::LockPolicy;
 use crate::examples::Example;
 use crate::exit;
 use crate::pgtemp::TempServer;
@@ -191,10 +191,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
             "  carve inspect --plan {} --source \"{source}\"",
             plan_path.display()
         ));
-        out.line(&format!(
-            "  carve status --plan {}",
-            plan_path.display()
-        ));
+        out.line(&format!("  carve status --plan {}", plan_path.display()));
         out.line(&format!(
             "  carve undo assign --plan {} --source \"{source}\"",
             plan_path.display()

@@ -171,10 +171,17 @@ pub async fn dry_run(
     })
 }
 
+/// Whether carve may ask: a terminal on stdin and stderr, no `--yes`, no JSON.
+pub fn interactive(settings: &Settings) -> bool {
+    !settings.assume_yes
+        && !settings.out.is_json()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
 /// Asks before applying, on a terminal and without `--yes`; never prompts otherwise.
 pub fn confirm(settings: &Settings, question: &str) -> anyhow::Result<bool> {
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if settings.assume_yes || !interactive || settings.out.is_json() {
+    if !interactive(settings) {
         return Ok(true);
     }
     Ok(dialoguer::Confirm::new()

@@ -770,3 +770,216 @@ fn describe_domains(domains: &BTreeSet<Option<String>>) -> String {
         .collect::<Vec<_>>()
         .join(" and ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::fingerprint::Fingerprint;
+    use crate::catalog::testing::{catalog, table};
+    use crate::catalog::{Constraint, ConstraintKind, FkAction, ForeignKey};
+    use crate::plan::{Decision, Domain, Source};
+
+    fn grant(grantee: &str, privilege: &str) -> Grant {
+        Grant {
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+            grantor: "app".into(),
+        }
+    }
+
+    fn plan_for(catalog: &Catalog, domains: &[(&str, &[&str])]) -> Plan {
+        let mut plan = Plan::new(
+            Source {
+                conninfo: "dbname=db".into(),
+                database: "db".into(),
+            },
+            Fingerprint::of(catalog),
+        );
+        plan.domains = domains
+            .iter()
+            .map(|(name, tables)| Domain {
+                name: name.to_string(),
+                tables: tables.iter().map(|t| t.to_string()).collect(),
+            })
+            .collect();
+        plan
+    }
+
+    /// orders (sales) → customers (crm) by a foreign key; orders granted to a reader.
+    fn shop() -> Catalog {
+        let mut orders = table("public", "orders");
+        orders.grants = vec![grant("reader", "SELECT"), grant("PUBLIC", "INSERT")];
+        orders.constraints.push(Constraint {
+            name: "orders_customer_fkey".into(),
+            kind: ConstraintKind::ForeignKey,
+            columns: vec!["total".into()],
+            definition: "FOREIGN KEY (total) REFERENCES public.customers(total)".into(),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+            foreign_key: Some(ForeignKey {
+                references: QualName::new("public", "customers"),
+                referenced_columns: vec!["total".into()],
+                on_update: FkAction::NoAction,
+                on_delete: FkAction::NoAction,
+                match_full: false,
+            }),
+        });
+        catalog(vec![orders, table("public", "customers")])
+    }
+
+    #[test]
+    fn schemas_first_then_one_step_per_table_with_its_view() {
+        let c = shop();
+        let planned = plan(
+            &plan_for(
+                &c,
+                &[
+                    ("sales", &["public.orders"]),
+                    ("crm", &["public.customers"]),
+                ],
+            ),
+            &c,
+        )
+        .unwrap();
+        let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema crm",
+                "create schema sales",
+                "move table public.customers",
+                "move table public.orders"
+            ]
+        );
+        let orders = &planned.steps[3];
+        assert!(orders.strong_lock && orders.transactional);
+        assert!(orders.sql.starts_with(
+            "ALTER TABLE \"public\".\"orders\" SET SCHEMA \"sales\";\nCREATE VIEW \"public\".\"orders\" WITH (security_invoker = true) AS SELECT * FROM \"sales\".\"orders\";"
+        ), "{}", orders.sql);
+        assert!(orders
+            .sql
+            .contains("GRANT SELECT ON \"public\".\"orders\" TO \"reader\";"));
+        assert!(orders
+            .sql
+            .contains("GRANT INSERT ON \"public\".\"orders\" TO PUBLIC;"));
+        assert!(orders
+            .done_check
+            .contains("n.nspname = 'sales' AND c.relname = 'orders'"));
+        assert_eq!(
+            orders.undo,
+            "DROP VIEW \"public\".\"orders\";\nALTER TABLE \"sales\".\"orders\" SET SCHEMA \"public\";"
+        );
+        // The schema is usable by everyone the tables were granted to.
+        assert!(planned.steps[1]
+            .sql
+            .contains("GRANT USAGE ON SCHEMA \"sales\" TO PUBLIC, \"reader\";"));
+        assert_eq!(planned.creates_schemas, ["crm", "sales"]);
+        assert_eq!(planned.renames.len(), 2);
+    }
+
+    #[test]
+    fn a_crossing_foreign_key_needs_a_decision_until_the_plan_has_one() {
+        let c = shop();
+        let mut p = plan_for(
+            &c,
+            &[
+                ("sales", &["public.orders"]),
+                ("crm", &["public.customers"]),
+            ],
+        );
+        let planned = plan(&p, &c).unwrap();
+        let missing: Vec<&str> = planned
+            .missing()
+            .iter()
+            .map(|o| o.subject.as_str())
+            .collect();
+        assert_eq!(missing, ["foreign key public.orders.orders_customer_fkey"]);
+        assert!(planned.objects[0]
+            .why
+            .contains("(sales) references public.customers (crm)"));
+
+        p.decisions.push(Decision {
+            subject: "foreign key public.orders.orders_customer_fkey".into(),
+            choice: "replace-before-move".into(),
+            reason: String::new(),
+        });
+        let planned = plan(&p, &c).unwrap();
+        assert!(planned.missing().is_empty());
+        assert_eq!(planned.objects[0].choice(), "replace-before-move");
+
+        p.decisions[0].choice = "whatever".into();
+        let errors = plan(&p, &c).unwrap_err();
+        assert!(
+            errors[0].contains("\"whatever\" is not one of"),
+            "{errors:?}"
+        );
+
+        // In one domain, the same key crosses nothing.
+        let p = plan_for(&c, &[("sales", &["public.orders", "public.customers"])]);
+        assert!(plan(&p, &c).unwrap().objects.is_empty());
+    }
+
+    #[test]
+    fn hostile_names_are_quoted_everywhere() {
+        let mut t = table("we\"ird schema", "select");
+        t.owner = "o\"wner".into();
+        let c = catalog(vec![t]);
+        let domain = "Dö \"x\"; DROP TABLE y; --";
+        let p = plan_for(&c, &[(domain, &["\"we\"\"ird schema\".\"select\""])]);
+        let planned = plan(&p, &c).unwrap();
+        let schema = &planned.steps[0];
+        assert!(
+            schema.sql.starts_with(
+                "CREATE SCHEMA \"Dö \"\"x\"\"; DROP TABLE y; --\" AUTHORIZATION \"o\"\"wner\";"
+            ),
+            "{}",
+            schema.sql
+        );
+        assert_eq!(
+            schema.done_check,
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'Dö \"x\"; DROP TABLE y; --')"
+        );
+        let moved = &planned.steps[1];
+        assert!(moved.sql.starts_with(
+            "ALTER TABLE \"we\"\"ird schema\".\"select\" SET SCHEMA \"Dö \"\"x\"\"; DROP TABLE y; --\";"
+        ), "{}", moved.sql);
+        // The plan's display form: quoted only where the name is not plain.
+        assert_eq!(planned.renames[0].from, "\"we\"\"ird schema\".select");
+    }
+
+    #[test]
+    fn column_grants_make_the_view_check_them_itself() {
+        let mut t = table("public", "accounts");
+        t.columns[0].grants = vec![grant("clerk", "UPDATE")];
+        let c = catalog(vec![t]);
+        let planned = plan(&plan_for(&c, &[("ledger", &["public.accounts"])]), &c).unwrap();
+        let sql = &planned.steps[1].sql;
+        assert!(sql.contains("WITH (security_invoker = false)"), "{sql}");
+        assert!(
+            sql.contains("GRANT UPDATE (\"total\") ON \"public\".\"accounts\" TO \"clerk\";"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn problems_are_all_named_and_nothing_is_planned() {
+        let mut c = catalog(vec![table("public", "a"), table("sales", "a")]);
+        c.server.version_num = 140000;
+        c.server.version = "14.9".into();
+        let p = plan_for(&c, &[("sales", &["public.a", "public.gone"]), ("", &[])]);
+        let errors = plan(&p, &c).unwrap_err();
+        let all = errors.join("\n");
+        assert!(all.contains("PostgreSQL 14.9"), "{all}");
+        assert!(
+            all.contains("table public.gone is not in the database"),
+            "{all}"
+        );
+        assert!(
+            all.contains("cannot move to sales.a: that name is already taken"),
+            "{all}"
+        );
+        assert!(all.contains("1 to 63 bytes"), "{all}");
+    }
+}
