@@ -46,7 +46,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
                     );
                 }
             };
-            report_objects(settings, &planned);
+            report_objects(settings, &planned, args.dry_run);
             let missing = planned.missing().len();
             if missing > 0 && !settings.assume_yes {
                 let accepted = !args.dry_run
@@ -146,8 +146,15 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
 }
 
 /// The objects that cross domains or are placed by decision, with the choice taken.
-fn report_objects(settings: &Settings, planned: &AssignPlan) {
+fn report_objects(settings: &Settings, planned: &AssignPlan, dry_run: bool) {
     if planned.objects.is_empty() || settings.out.is_json() {
+        return;
+    }
+    if planned.missing().is_empty() && !dry_run {
+        settings.out.progress(&format!(
+            "{} object(s) placed by the plan's decisions (--dry-run lists them)",
+            planned.objects.len()
+        ));
         return;
     }
     eprintln!(

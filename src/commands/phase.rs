@@ -160,7 +160,7 @@ pub async fn dry_run(
     } else {
         print!("{text}");
         settings.out.progress(&format!(
-            "dry-run of {phase}: {pending} of {} step(s) still to do; nothing was changed. The script above does the same work: psql -X -v ON_ERROR_STOP=1 -f FILE",
+            "dry-run of {phase}: {pending} of {} step(s) still to do; nothing was changed. The script above does the same work (psql -X -v ON_ERROR_STOP=1 -f FILE), but carve does not track a script run by hand: afterwards this plan reports the database as changed",
             steps.len()
         ));
     }
