@@ -17,13 +17,13 @@ use crate::conn::{self, ConnSpec, Environment};
 /// cores busy, few enough to be polite to a production database.
 pub const CATALOG_CONNECTIONS: usize = 3;
 
-/// Resolves and opens `n` connections to `--source`.
+/// Resolves and opens `n` connections to the source (`--source`, or the plan's).
 pub async fn connect_source(
     source: &str,
     n: usize,
 ) -> anyhow::Result<(ConnSpec, Vec<tokio_postgres::Client>)> {
     let spec = ConnSpec::resolve(source, &Environment::from_process())
-        .context("bad --source connection string")?;
+        .context("bad connection string (--source, or the plan's source for phases that change the database)")?;
     let clients = conn::connect_many(&spec, n).await?;
     Ok((spec, clients))
 }

@@ -8,13 +8,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
 use crate::catalog::Catalog;
 use crate::cli::{ApplyArgs, Settings};
-use crate::conn::{self, ConnSpec, Environment};
+use crate::conn::ConnSpec;
 use crate::engine::executor::{self, LockPolicy, Planned, RunEnd, Session};
 use crate::engine::gate::{self, Gate};
 use crate::engine::{script, Step};
@@ -37,9 +35,7 @@ pub struct Context {
 pub async fn open(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Result<Context, u8>> {
     let plan = load_plan(&settings.plan_path)?;
     let source = args.source.as_deref().unwrap_or(&plan.source.conninfo);
-    let spec = ConnSpec::resolve(source, &Environment::from_process())
-        .context("bad connection string (--source, or the plan's source)")?;
-    let clients = conn::connect_many(&spec, 2).await?;
+    let (spec, clients) = super::connect_source(source, 2).await?;
     let mut clients = clients.into_iter();
     let (work, watch) = (clients.next().expect("two"), clients.next().expect("two"));
     let session = Session::new(work, watch).await?;
