@@ -333,3 +333,59 @@ fn demo_keep_leaves_a_server_to_look_into() {
         .unwrap()
         .starts_with("psql -h "));
 }
+
+#[tokio::test]
+async fn phase_commands_explain_a_missing_plan_an_unreachable_server_and_nothing_to_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("carve.plan.toml");
+    for args in [&["assign"][..], &["undo", "assign"], &["status"]] {
+        let out = carve()
+            .arg("--plan")
+            .arg(&plan)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("run `carve discover"), "{args:?}: {err}");
+    }
+
+    // A plan made, then its server gone: assign says which server it could not reach.
+    let server = server();
+    create_db(&server, "library", example("library").schema).await;
+    carve()
+        .arg("--plan")
+        .arg(&plan)
+        .args(["--yes", "discover", "--source", &server.conninfo("library")])
+        .assert()
+        .success();
+    let text = std::fs::read(&plan).unwrap();
+    let out = carve()
+        .arg("--plan")
+        .arg(&plan)
+        .args(["undo", "assign"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("never applied"));
+    let port = server.port();
+    drop(server);
+    let out = carve()
+        .arg("--plan")
+        .arg(&plan)
+        .args(["--yes", "assign"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("port={port}")), "{err}");
+    assert!(err.contains("is the server running"), "{err}");
+    assert_eq!(std::fs::read(&plan).unwrap(), text, "plan untouched");
+    let out = carve()
+        .arg("--plan")
+        .arg(&plan)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no phase has changed the database yet"));
+}
