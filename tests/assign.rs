@@ -374,6 +374,9 @@ async fn sigkill_at_any_point_then_rerun_ends_in_the_same_state() {
             killed.phase("assign").unwrap().is_in_flight(),
             "SIGKILL at {k} came too late"
         );
+        // The checkpoints since the run began are in the journal file beside the plan.
+        let journal = carve::plan::journal_path(&m.plan);
+        assert!(journal.exists(), "no journal file after SIGKILL at {k}");
         let out = run(&m, &["assign"]);
         assert_eq!(
             code(&out),

@@ -14,11 +14,14 @@ pub struct Measure {
 }
 
 /// Runs a command to completion, its output thrown away, and measures it with wait4.
+/// Stderr goes to a file (a pipe nobody reads would stall a chatty command) and is
+/// shown when the command fails.
 pub fn measure(mut cmd: Command) -> Measure {
+    let mut log = tempfile::tempfile().expect("stderr file");
     let start = Instant::now();
     let child = cmd
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log.try_clone().expect("stderr file"))
         .spawn()
         .expect("spawn");
     let pid = child.id() as libc::pid_t;
@@ -29,10 +32,12 @@ pub fn measure(mut cmd: Command) -> Measure {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert_eq!(rc, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed with status {status}"
-    );
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        use std::io::{Read, Seek};
+        let mut stderr = String::new();
+        let _ = log.rewind().and_then(|_| log.read_to_string(&mut stderr));
+        panic!("{cmd:?} failed with status {status}: {stderr}");
+    }
     std::mem::forget(child); // already reaped by wait4
     Measure {
         wall,

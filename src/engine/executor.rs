@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::Step;
-use crate::plan::{Plan, StepStatus};
+use crate::plan::{JournalFile, Plan, StepStatus};
 use crate::sql::literal;
 use crate::ui::Output;
 
@@ -360,8 +360,9 @@ pub enum RunEnd {
 }
 
 /// Runs `steps` of phase `phase` in order. Each is skipped when its check says done,
-/// otherwise applied; either way the journal records `done_as` for it and the plan is
-/// saved before the next step.
+/// otherwise applied; either way the journal records `done_as` for it, on disk (the
+/// plan's journal file) before the next step. The plan is saved with every entry
+/// folded in when the run ends, however it ends.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     session: &Session,
@@ -370,6 +371,35 @@ pub async fn run(
     done_as: StepStatus,
     plan: &mut Plan,
     plan_path: &Path,
+    policy: &LockPolicy,
+    out: &Output,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<RunEnd> {
+    let mut journal = JournalFile::open(plan_path)?;
+    let end = run_steps(
+        session,
+        phase,
+        steps,
+        done_as,
+        plan,
+        &mut journal,
+        policy,
+        out,
+        interrupted,
+    )
+    .await;
+    plan.save(plan_path)?;
+    end
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_steps(
+    session: &Session,
+    phase: &str,
+    steps: &[Planned<'_>],
+    done_as: StepStatus,
+    plan: &mut Plan,
+    journal: &mut JournalFile,
     policy: &LockPolicy,
     out: &Output,
     interrupted: &AtomicBool,
@@ -410,12 +440,13 @@ pub async fn run(
             .ok_or_else(|| anyhow::anyhow!("the plan has no {phase} phase"))?;
         match outcome {
             Ok(()) => {
-                record.record(planned.journal_id, done_as, None);
-                plan.save(plan_path)?;
+                let entry = record.record(planned.journal_id, done_as, None);
+                journal.append(phase, &entry)?;
             }
             Err(error) => {
-                record.record(planned.journal_id, StepStatus::Failed, Some(error.clone()));
-                plan.save(plan_path)?;
+                let entry =
+                    record.record(planned.journal_id, StepStatus::Failed, Some(error.clone()));
+                journal.append(phase, &entry)?;
                 return Ok(RunEnd::Failed {
                     step: format!("{}/{total} {}", i + 1, step.description),
                     error,

@@ -150,15 +150,25 @@ impl PhaseRecord {
         self.journal.iter().find(|e| e.step == step_id)
     }
 
-    /// Records a step's new status (replacing its previous one).
-    pub fn record(&mut self, step_id: &str, status: StepStatus, error: Option<String>) {
+    /// Records a step's new status (replacing its previous one) and returns the entry.
+    pub fn record(
+        &mut self,
+        step_id: &str,
+        status: StepStatus,
+        error: Option<String>,
+    ) -> JournalEntry {
         let entry = JournalEntry {
             step: step_id.to_string(),
             status,
             at: now_rfc3339(),
             error,
         };
-        match self.journal.iter_mut().find(|e| e.step == step_id) {
+        self.apply(entry.clone());
+        entry
+    }
+
+    fn apply(&mut self, entry: JournalEntry) {
+        match self.journal.iter_mut().find(|e| e.step == entry.step) {
             Some(old) => *old = entry,
             None => self.journal.push(entry),
         }
@@ -186,6 +196,71 @@ impl PhaseRecord {
     /// Neither applied nor undone: a run stopped part-way (or failed).
     pub fn is_in_flight(&self) -> bool {
         !self.is_applied() && !self.is_undone()
+    }
+}
+
+/// The journal file beside a plan: `carve.plan.toml` → `carve.plan.toml.journal`.
+pub fn journal_path(plan: &Path) -> PathBuf {
+    let mut name = plan.file_name().unwrap_or_default().to_os_string();
+    name.push(".journal");
+    plan.with_file_name(name)
+}
+
+/// One line of the journal file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalLine {
+    phase: String,
+    step: String,
+    status: StepStatus,
+    at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The step-by-step checkpoint of a running phase. Rewriting the whole plan after
+/// each step costs time in proportion to the plan, so on a large catalog a run would
+/// take time quadratic in its steps; instead each step's status is appended here as
+/// one line and flushed to disk (fsync) before the next step. [`Plan::load`] applies
+/// the lines, and [`Plan::save`] (at the end of a run, whatever its outcome) folds
+/// them into the plan and removes the file.
+pub struct JournalFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl JournalFile {
+    pub fn open(plan: &Path) -> Result<JournalFile, PlanError> {
+        let path = journal_path(plan);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| PlanError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(JournalFile { file, path })
+    }
+
+    /// Appends one entry and waits until it is on disk.
+    pub fn append(&mut self, phase: &str, entry: &JournalEntry) -> Result<(), PlanError> {
+        let line = JournalLine {
+            phase: phase.to_string(),
+            step: entry.step.clone(),
+            status: entry.status,
+            at: entry.at.clone(),
+            error: entry.error.clone(),
+        };
+        let mut text = serde_json::to_string(&line).expect("a journal line serializes");
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| PlanError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -273,7 +348,11 @@ impl Plan {
     /// Loads a plan, or `None` when the file does not exist.
     pub fn load_if_exists(path: &Path) -> Result<Option<Plan>, PlanError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Plan::parse(&text, path).map(Some),
+            Ok(text) => {
+                let mut plan = Plan::parse(&text, path)?;
+                plan.apply_journal_file(path)?;
+                Ok(Some(plan))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(PlanError::Read {
                 path: path.to_path_buf(),
@@ -282,12 +361,58 @@ impl Plan {
         }
     }
 
+    /// Loads a plan, with the entries of its journal file (written step by step while
+    /// a phase runs, see [`JournalFile`]) applied.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Plan::parse(&text, path)
+        let mut plan = Plan::parse(&text, path)?;
+        plan.apply_journal_file(path)?;
+        Ok(plan)
+    }
+
+    /// Applies the journal file beside the plan, if any: each line is a step's new
+    /// status, in the order they happened. A last line cut short by a crash is left
+    /// out (the step's own check tells whether it took effect); any other bad line is
+    /// an error, as for the plan itself.
+    fn apply_journal_file(&mut self, path: &Path) -> Result<(), PlanError> {
+        let journal = journal_path(path);
+        let text = match std::fs::read_to_string(&journal) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(PlanError::Read {
+                    path: journal,
+                    source,
+                })
+            }
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let entry: JournalLine = match serde_json::from_str(line) {
+                Ok(entry) => entry,
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
+                Err(e) => {
+                    return Err(PlanError::Syntax {
+                        path: journal,
+                        line: i + 1,
+                        column: e.column(),
+                        message: e.to_string(),
+                    })
+                }
+            };
+            if let Some(record) = self.phase_mut(&entry.phase) {
+                record.apply(JournalEntry {
+                    step: entry.step,
+                    status: entry.status,
+                    at: entry.at,
+                    error: entry.error,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Parses plan text; `path` is only used in messages.
@@ -354,7 +479,11 @@ impl Plan {
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(err)?;
-        Ok(())
+        // The plan now holds every journal entry: the journal file is done with.
+        match std::fs::remove_file(journal_path(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -508,6 +637,46 @@ mod tests {
         assert!(err.to_string().contains("no format_version"), "{err}");
         let err = Plan::parse("format_version = \"1\"", Path::new("p")).unwrap_err();
         assert!(err.to_string().contains("positive integer"), "{err}");
+    }
+
+    #[test]
+    fn the_journal_file_is_applied_on_load_and_folded_in_by_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carve.plan.toml");
+        let mut original = plan();
+        original.phases[0].journal.clear();
+        original.save(&path).unwrap();
+        let mut journal = JournalFile::open(&path).unwrap();
+        let mut record = original.phases[0].clone();
+        let done = record.record("create schema orders", StepStatus::Done, None);
+        journal.append("assign", &done).unwrap();
+        let failed = record.record(
+            "create schema orders",
+            StepStatus::Failed,
+            Some("boom".into()),
+        );
+        journal.append("assign", &failed).unwrap();
+        journal.append("no such phase", &done).unwrap();
+        drop(journal);
+        // A crash in the middle of the next line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal_path(&path))
+            .unwrap();
+        f.write_all(b"{\"phase\":\"assign\",\"st").unwrap();
+
+        let loaded = Plan::load(&path).unwrap();
+        let entry = loaded.phases[0].entry("create schema orders").unwrap();
+        assert_eq!(entry.status, StepStatus::Failed);
+        assert_eq!(entry.error.as_deref(), Some("boom"));
+        loaded.save(&path).unwrap();
+        assert!(!journal_path(&path).exists(), "folded into the plan");
+        assert_eq!(Plan::load(&path).unwrap(), loaded);
+
+        // A damaged line that is not the last is an error, with its line.
+        std::fs::write(journal_path(&path), "garbage\n{}\n").unwrap();
+        let err = Plan::load(&path).unwrap_err();
+        assert!(err.to_string().contains(".journal:1:"), "{err}");
     }
 
     #[test]
