@@ -78,11 +78,7 @@ async fn inspect_json_has_format_version_and_the_full_model_with_options_anywher
         .arg(&plan)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let json = stdout_json(&output);
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["command"], "inspect");
@@ -97,7 +93,7 @@ async fn inspect_json_has_format_version_and_the_full_model_with_options_anywher
         .args(["inspect", "--source", &server.conninfo("library")])
         .output()
         .unwrap();
-    assert!(human.status.success());
+    assert_success(&human);
     let text = String::from_utf8(human.stdout).unwrap();
     assert!(text.contains("tables              3"), "{text}");
     assert!(
@@ -274,11 +270,7 @@ fn demo_runs_each_example_and_removes_everything() {
             .args(["demo", "--example", example, "--format", "json"])
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output);
         let json = stdout_json(&output);
         assert_eq!(json["format_version"], 1);
         assert_eq!(json["example"], example);
@@ -307,11 +299,7 @@ fn demo_keep_leaves_a_server_to_look_into() {
         .args(["demo", "--keep", "--format", "json"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let json = stdout_json(&output);
     let pid = json["monolith"]["pid"].as_u64().unwrap() as i32;
     let plan = std::path::PathBuf::from(json["plan"].as_str().unwrap());

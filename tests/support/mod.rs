@@ -73,6 +73,16 @@ pub fn carve() -> assert_cmd::Command {
     cmd
 }
 
+/// Fails the test with the command's stderr unless it exited 0.
+pub fn assert_success(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Adjusted Rand index of two clusterings of the same items (1.0: identical).
 pub fn adjusted_rand_index(
     truth: &[(&str, &str)],
