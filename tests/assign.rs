@@ -133,7 +133,7 @@ async fn outcomes(client: &tokio_postgres::Client, statements: &[String]) -> Vec
         let _ = client.batch_execute("DEALLOCATE ALL").await;
         results.push(match result {
             Ok(()) => "ok".to_string(),
-            Err(e) => format!("{s}: {}", carve::engine::executor::describe_db_error(&e)),
+            Err(e) => format!("{s}: {}", carve::conn::describe_db_error(&e)),
         });
     }
     results

@@ -26,18 +26,22 @@ const USER_RELATION: &str = "c.relpersistence <> 't' \
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("reading the catalog failed ({what}): {source}")]
+    /// Shown with the server's detail and hint (the error is not also chained as a
+    /// source, so messages do not repeat it).
+    #[error(
+        "reading the catalog failed ({what}): {}",
+        crate::conn::describe_db_error(error)
+    )]
     Query {
         what: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     #[error("PostgreSQL {0} is too old: carve needs 12 or newer")]
     TooOld(String),
 }
 
 fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReadError {
-    move |source| ReadError::Query { what, source }
+    move |error| ReadError::Query { what, error }
 }
 
 /// Reads the whole catalog of the database the clients are connected to.

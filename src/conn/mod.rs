@@ -392,6 +392,24 @@ async fn connect_one(spec: &ConnSpec, target: &Target) -> Result<Client, String>
     }
 }
 
+/// A statement's error as people need it: the server's message, SQLSTATE, detail and
+/// hint (which often says what to change), or the client-side error.
+pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => e.to_string(),
+    }
+}
+
 /// A connection error as a person wants to read it: the server's own message where
 /// there is one, the OS error otherwise, and a hint for the common causes.
 fn explain(error: &tokio_postgres::Error, had_password: bool) -> String {

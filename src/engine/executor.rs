@@ -17,6 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::Step;
+use crate::conn::describe_db_error;
 use crate::plan::{JournalFile, Plan, StepStatus};
 use crate::sql::literal;
 use crate::ui::Output;
@@ -322,23 +323,6 @@ fn body(step: &Step, policy: &LockPolicy) -> String {
         String::new()
     };
     format!("BEGIN; {timeout}{sql}; COMMIT")
-}
-
-/// A database error as people need it: the server's message, detail and hint.
-pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            text
-        }
-        None => e.to_string(),
-    }
 }
 
 /// One step to run, and the journal entry that records it (an undo records under the
