@@ -11,7 +11,8 @@ use crate::plan::{Decision, PhaseRecord, StepStatus};
 
 pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
-    let mut ctx = match phase::open(settings, args).await? {
+    let plan = phase::load_plan(&settings.plan_path)?;
+    let mut ctx = match phase::open(settings, args, plan).await? {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };

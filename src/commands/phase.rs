@@ -29,11 +29,13 @@ pub struct Context {
     pub fingerprint: Fingerprint,
 }
 
-/// Loads the plan, connects to its source (or `--source`), takes carve's lock unless
-/// this is a dry-run, and reads the catalog. Returns the exit code instead when the
-/// lock is held.
-pub async fn open(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<Result<Context, u8>> {
-    let plan = load_plan(&settings.plan_path)?;
+/// Connects to the plan's source (or `--source`), takes carve's lock unless this is a
+/// dry-run, and reads the catalog. Returns the exit code instead when the lock is held.
+pub async fn open(
+    settings: &Settings,
+    args: &ApplyArgs,
+    plan: Plan,
+) -> anyhow::Result<Result<Context, u8>> {
     let source = args.source.as_deref().unwrap_or(&plan.source.conninfo);
     let (spec, clients) = super::connect_source(source, 2).await?;
     let mut clients = clients.into_iter();

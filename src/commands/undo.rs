@@ -23,7 +23,7 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         }
         Some(_) => {}
     }
-    let mut ctx = match phase::open(settings, &args.apply).await? {
+    let mut ctx = match phase::open(settings, &args.apply, plan).await? {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
