@@ -468,17 +468,33 @@ const ROLES_SQL: &str = "
     FROM pg_roles r
     WHERE r.rolname !~ '^pg_'";
 
+/// Grants that differ from the object's default privileges (`acldefault`), as
+/// pg_dump prints them: an ACL that was granted and revoked back to its default is
+/// then the same as one never touched (PostgreSQL keeps it explicit, not NULL).
 fn grants_sql() -> String {
     let who = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, \
                a.privilege_type, a.is_grantable, pg_get_userbyid(a.grantor)::text";
+    let not_default = |kind: &str, owner: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM aclexplode(acldefault({kind}, {owner})) d
+                 WHERE d.grantee = a.grantee AND d.grantor = a.grantor
+                   AND d.privilege_type = a.privilege_type AND d.is_grantable = a.is_grantable)"
+        )
+    };
+    let schema_default = not_default("'n'", "n.nspowner");
+    let relation_default = not_default(
+        "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\"",
+        "c.relowner",
+    );
     format!(
         "SELECT 's', n.nspname::text, NULL::text, NULL::text, {who}
          FROM pg_namespace n, aclexplode(n.nspacl) a
-         WHERE {USER_NAMESPACE}
+         WHERE {USER_NAMESPACE} AND {schema_default}
          UNION ALL
          SELECT c.relkind::text, n.nspname::text, c.relname::text, NULL::text, {who}
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
          WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {USER_RELATION} AND {USER_NAMESPACE}
+           AND {relation_default}
          UNION ALL
          SELECT 'c', n.nspname::text, c.relname::text, att.attname::text, {who}
          FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
