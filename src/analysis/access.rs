@@ -68,6 +68,9 @@ impl Columns {
 pub struct Write {
     pub kinds: BTreeSet<WriteKind>,
     pub columns: Columns,
+    /// An INSERT that reads rows of its table back (`RETURNING`, `ON CONFLICT DO
+    /// UPDATE`), which needs `SELECT` as well. UPDATE, DELETE and MERGE always read.
+    pub reads_rows: bool,
 }
 
 /// Everything one statement touches.
@@ -92,6 +95,7 @@ impl Access {
             .or_insert_with(|| Write {
                 kinds: [kind].into(),
                 columns,
+                reads_rows: false,
             });
     }
 
@@ -218,6 +222,16 @@ impl Visitor for Collector {
                         };
                         self.access.write(name.clone(), WriteKind::Insert, columns);
                         self.targets.push(name.clone());
+                        let do_update = matches!(
+                            &insert.on,
+                            Some(sqlparser::ast::OnInsert::OnConflict(c))
+                                if matches!(c.action, sqlparser::ast::OnConflictAction::DoUpdate(_))
+                        );
+                        if insert.returning.is_some() || do_update {
+                            if let Some(w) = self.access.writes.get_mut(&name) {
+                                w.reads_rows = true;
+                            }
+                        }
                         // ON CONFLICT DO UPDATE SET … writes more columns.
                         if let Some(sqlparser::ast::OnInsert::OnConflict(conflict)) = &insert.on {
                             if let sqlparser::ast::OnConflictAction::DoUpdate(update) =

@@ -27,14 +27,19 @@ pub struct Effect {
 pub struct TableWrite {
     pub kinds: BTreeSet<WriteKind>,
     pub columns: Columns,
+    /// See [`access::Write::reads_rows`].
+    pub reads_rows: bool,
 }
 
 impl Effect {
-    fn write(&mut self, table: QualName, kinds: &BTreeSet<WriteKind>, columns: &Columns) {
+    fn write(&mut self, table: QualName, write: &TableWrite) {
         let entry = self.writes.entry(table).or_insert_with(|| TableWrite {
             kinds: BTreeSet::new(),
             columns: Columns::Some(BTreeSet::new()),
+            reads_rows: false,
         });
+        let (kinds, columns) = (&write.kinds, &write.columns);
+        entry.reads_rows |= write.reads_rows;
         entry.kinds.extend(kinds.iter().copied());
         entry.columns = merge_columns(&entry.columns, columns);
     }
@@ -42,7 +47,7 @@ impl Effect {
     fn merge(&mut self, other: &Effect) {
         self.reads.extend(other.reads.iter().cloned());
         for (table, w) in &other.writes {
-            self.write(table.clone(), &w.kinds, &w.columns);
+            self.write(table.clone(), w);
         }
         self.unknown.extend(other.unknown.iter().cloned());
     }
@@ -64,6 +69,16 @@ pub struct Resolver<'a> {
     /// Triggers that fire for writes to a table: its own and its partitions'.
     triggers: HashMap<QualName, Vec<&'a crate::catalog::Trigger>>,
     function_effects: HashMap<String, Effect>,
+    /// Leave out `SECURITY DEFINER` bodies: they run with their owner's privileges,
+    /// so for what a caller needs granted they touch nothing.
+    caller_rights: bool,
+}
+
+/// A relation a name stands for, before views are looked through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    Table(QualName),
+    View(QualName),
 }
 
 /// How deep calls and triggers are followed (functions calling functions…).
@@ -111,7 +126,62 @@ impl<'a> Resolver<'a> {
             views,
             triggers,
             function_effects: HashMap::new(),
+            caller_rights: false,
         }
+    }
+
+    /// A resolver for privileges: `SECURITY DEFINER` functions are not followed.
+    pub fn with_caller_rights(catalog: &'a Catalog, search_path: Vec<String>) -> Resolver<'a> {
+        Resolver {
+            caller_rights: true,
+            ..Resolver::new(catalog, search_path)
+        }
+    }
+
+    /// The table or view a name finds first on the search path (a partition is
+    /// itself here: privileges are checked on the relation named).
+    pub fn relation(&self, name: &RawName) -> Option<Relation> {
+        for schema in self.schemas_for(name) {
+            let q = QualName {
+                schema: schema.to_string(),
+                name: name.name.clone(),
+            };
+            if self.tables.contains_key(&(schema, name.name.as_str())) {
+                return Some(Relation::Table(q));
+            }
+            if self.views.contains_key(&(schema, name.name.as_str())) {
+                return Some(Relation::View(q));
+            }
+        }
+        None
+    }
+
+    /// What runs on a statement's behalf beyond the relations it names: the bodies of
+    /// the functions it calls and of the triggers its writes fire, and theirs in turn.
+    pub fn invoked(&mut self, access: &Access) -> Effect {
+        let named_only = Access {
+            reads: access.reads.clone(),
+            writes: access.writes.clone(),
+            calls: BTreeSet::new(),
+        };
+        let direct = self.resolve_depth(&named_only, MAX_DEPTH);
+        let mut signatures: Vec<String> = access
+            .calls
+            .iter()
+            .flat_map(|call| self.functions_named(call))
+            .collect();
+        signatures.extend(
+            direct
+                .writes
+                .iter()
+                .flat_map(|(table, w)| self.triggers_fired(table, w)),
+        );
+        let mut effect = Effect::default();
+        for signature in signatures {
+            let body = self.function_effect(&signature, 0);
+            effect.merge(&body);
+        }
+        effect
     }
 
     /// The schemas to look a name up in, in order.
@@ -191,7 +261,14 @@ impl<'a> Resolver<'a> {
                 // automatically updatable view); with several, carve cannot tell.
                 Some(tables) if tables.len() == 1 => {
                     let table = tables.into_iter().next().expect("one");
-                    effect.write(table, &write.kinds, &write.columns);
+                    effect.write(
+                        table,
+                        &TableWrite {
+                            kinds: write.kinds.clone(),
+                            columns: write.columns.clone(),
+                            reads_rows: write.reads_rows,
+                        },
+                    );
                 }
                 Some(_) | None => {
                     if !Self::is_system(name) {
@@ -226,6 +303,7 @@ impl<'a> Resolver<'a> {
             .functions
             .iter()
             .filter(|f| f.kind != FunctionKind::Aggregate)
+            .filter(|f| !(self.caller_rights && f.security_definer))
             .filter(|f| f.name.name == call.name && schemas.contains(&f.name.schema.as_str()))
             .map(|f| f.signature())
             .collect()
@@ -267,6 +345,7 @@ impl<'a> Resolver<'a> {
                     .functions
                     .iter()
                     .filter(move |f| f.name == tr.function)
+                    .filter(|f| !(self.caller_rights && f.security_definer))
                     .map(|f| f.signature())
             })
             .collect()
