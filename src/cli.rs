@@ -130,6 +130,49 @@ pub enum Command {
     /// 4 (lock held), 5 (stale plan), 6 (decisions missing).
     #[command(verbatim_doc_comment)]
     Assign(ApplyArgs),
+    /// Give each service a login role that reaches its own domain only, proven first
+    ///
+    /// Reads the workload again (the sources discover recorded, or --workload) and
+    /// works out what each service does: per table SELECT, INSERT, UPDATE, DELETE,
+    /// USAGE on the sequences behind its inserts, and what its functions and triggers
+    /// touch. Then, for each domain, a group role (NOLOGIN, `domain_<name>` unless the
+    /// plan's [[domains]] role says otherwise) is granted what the domain's services
+    /// do in it, on the domain's tables and on their compatibility views; each service
+    /// gets a login role in that group: the role it already uses alone, or a new one
+    /// named after it ([[services]] login_role, domain and connection_limit in the plan
+    /// choose otherwise). New roles get a generated password written only to
+    /// --password-file; without it they have none until you set one.
+    ///
+    /// Taken away: PUBLIC's privileges on the domains' tables, views, sequences and
+    /// schemas, CREATE on schema public, and a kept role's privileges and memberships
+    /// outside its domain. Every such privilege is recorded, so undo gives it back.
+    ///
+    /// A statement that reaches another domain's table needs a decision in the plan,
+    /// one per service, table and kind of access:
+    ///
+    ///   [[decisions]]
+    ///   subject = "read public.book_catalog by ReadingList"
+    ///   choice = "api"            # or cache, replicate, shared-domain, temporary-grant
+    ///   [[decisions]]
+    ///   subject = "write public.audit by ReadingList"
+    ///   choice = "delegate:audit-service"    # or temporary-grant:audit-service
+    ///   reason = "…"                         # required for a temporary grant
+    ///
+    /// api, cache and delegate take the access away (those statements must stop);
+    /// replicate (until the move phase), shared-domain and temporary grants keep it,
+    /// granted to that service's role alone. While one is missing, restrict lists the
+    /// undecided statements and exits 6.
+    ///
+    /// Then the proof: in a transaction that is always rolled back, every step runs
+    /// and every statement of every service is prepared and explained as its role
+    /// (SET ROLE), with what only runs later (triggers, function bodies, sequences)
+    /// checked by has_*_privilege. restrict applies only when nothing fails that the
+    /// plan does not ask for (else exit 6, each statement and error listed).
+    ///
+    /// Exits 0, 1, 3 (--dry-run: work pending), 4, 5, 6, as assign. `carve undo
+    /// restrict` gives back exactly the roles and privileges there were.
+    #[command(verbatim_doc_comment)]
+    Restrict(RestrictArgs),
     /// Reverse a phase: its recorded steps' undos, last first, checkpointed the same way
     ///
     /// Only what the phase did is reversed, exactly as it was planned (the steps are
@@ -172,6 +215,22 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RestrictArgs {
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    /// Where the generated passwords of the login roles restrict creates go, one
+    /// `host:port:database:role:password` line each (the ~/.pgpass format, so it can
+    /// serve as PGPASSFILE), in a file created with mode 0600. A password is written
+    /// nowhere else, and reaches the server only as a SCRAM verifier.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct UndoArgs {
     /// The phase to reverse.
     #[arg(value_enum)]
@@ -184,12 +243,14 @@ pub struct UndoArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PhaseName {
     Assign,
+    Restrict,
 }
 
 impl PhaseName {
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseName::Assign => "assign",
+            PhaseName::Restrict => "restrict",
         }
     }
 }
@@ -207,6 +268,27 @@ pub struct DiscoverArgs {
     #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
     pub source: String,
 
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    /// Clustering resolution: higher gives more and smaller domains.
+    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number)]
+    pub resolution: f64,
+
+    /// Also write the report as one self-contained HTML file (the domain map drawn as a
+    /// graph, each domain's tables with their ownership, the boundaries); it opens in
+    /// any browser without network access.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Print the domain map as a graph (Graphviz dot or Mermaid) instead of the report.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub graph: Option<GraphFormat>,
+}
+
+/// Where to read who ran what (discover; restrict reads it again).
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
     /// Who ran what. Repeat for several sources, in any mix:
     ///
     /// - a .sql file (its name is the service), or a directory with a .sql file or a
@@ -233,20 +315,6 @@ pub struct DiscoverArgs {
     /// server's current setting].
     #[arg(long, value_name = "PREFIX")]
     pub log_line_prefix: Option<String>,
-
-    /// Clustering resolution: higher gives more and smaller domains.
-    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number)]
-    pub resolution: f64,
-
-    /// Also write the report as one self-contained HTML file (the domain map drawn as a
-    /// graph, each domain's tables with their ownership, the boundaries); it opens in
-    /// any browser without network access.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-
-    /// Print the domain map as a graph (Graphviz dot or Mermaid) instead of the report.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub graph: Option<GraphFormat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -322,6 +390,7 @@ pub fn main() -> ExitCode {
             Command::Inspect(args) => commands::inspect::run(&settings, args).await,
             Command::Discover(args) => commands::discover::run(&settings, args).await,
             Command::Assign(args) => commands::assign::run(&settings, args).await,
+            Command::Restrict(args) => commands::restrict::run(&settings, args).await,
             Command::Undo(args) => commands::undo::run(&settings, args).await,
             Command::Status => commands::status::run(&settings),
             Command::Demo(args) => commands::demo::run(&settings, args).await,

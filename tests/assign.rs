@@ -15,70 +15,6 @@ use carve::pgtemp::TempServer;
 use carve::plan::Plan;
 use support::*;
 
-/// A monolith database with its plan made by discover.
-struct Monolith {
-    db: String,
-    conninfo: String,
-    plan: PathBuf,
-    workload: PathBuf,
-}
-
-async fn monolith(
-    server: &TempServer,
-    dir: &Path,
-    db: &str,
-    sql: &str,
-    workload: PathBuf,
-) -> Monolith {
-    create_db(server, db, sql).await;
-    let m = Monolith {
-        db: db.to_string(),
-        conninfo: server.conninfo(db),
-        plan: dir.join(format!("{db}.plan.toml")),
-        workload,
-    };
-    let out = run(
-        &m,
-        &["discover", "--workload", m.workload.to_str().unwrap()],
-    );
-    assert_eq!(code(&out), 0, "discover: {}", stderr(&out));
-    m
-}
-
-async fn example_monolith(server: &TempServer, dir: &Path, name: &str, db: &str) -> Monolith {
-    let example = example(name);
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name)
-        .join("workload");
-    let sql = format!("{}\n{}", example.schema, example.seed);
-    monolith(server, dir, db, &sql, workload).await
-}
-
-/// Runs carve with the monolith's plan and source, `--yes` unless asked otherwise.
-fn run(m: &Monolith, args: &[&str]) -> std::process::Output {
-    carve()
-        .arg("--plan")
-        .arg(&m.plan)
-        .arg("--yes")
-        .args(args)
-        .env("CARVE_SOURCE", &m.conninfo)
-        .output()
-        .unwrap()
-}
-
-fn code(out: &std::process::Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Every statement of the workload files, without transaction control.
 fn statements(workload: &Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(workload)
@@ -104,36 +40,14 @@ fn statements(workload: &Path) -> Vec<String> {
     all
 }
 
-/// Whether each statement still plans: PREPARE (names, columns, view rewriting) then
-/// EXPLAIN EXECUTE with NULL parameters (permissions, planning). "ok" or the error.
+/// Whether each statement still plans as the connection's role (`engine::proof`):
+/// "ok" or the error.
 async fn outcomes(client: &tokio_postgres::Client, statements: &[String]) -> Vec<String> {
     let mut results = Vec::new();
     for s in statements {
-        let result = async {
-            client
-                .batch_execute(&format!("PREPARE carve_probe AS {s}"))
-                .await?;
-            let n: i32 = client
-                .query_one(
-                    "SELECT coalesce(array_length(parameter_types, 1), 0) FROM pg_prepared_statements WHERE name = 'carve_probe'",
-                    &[],
-                )
-                .await?
-                .get(0);
-            let args = if n > 0 {
-                format!("({})", vec!["NULL"; n as usize].join(", "))
-            } else {
-                String::new()
-            };
-            client
-                .batch_execute(&format!("EXPLAIN EXECUTE carve_probe{args}"))
-                .await
-        }
-        .await;
-        let _ = client.batch_execute("DEALLOCATE ALL").await;
-        results.push(match result {
-            Ok(()) => "ok".to_string(),
-            Err(e) => format!("{s}: {}", carve::conn::describe_db_error(&e)),
+        results.push(match carve::engine::proof::probe(client, s, &[]).await {
+            None => "ok".to_string(),
+            Some(e) => format!("{s}: {e}"),
         });
     }
     results
@@ -159,22 +73,6 @@ async fn data(client: &tokio_postgres::Client, plan: &Plan) -> Vec<(String, i64,
         }
     }
     rows
-}
-
-/// `pg_dump --schema-only`, without the random `\restrict` key newer pg_dumps print.
-fn schema_dump(server: &TempServer, db: &str) -> String {
-    let out = Command::new(server.bin_dir().join("pg_dump"))
-        .arg("--schema-only")
-        .arg("-d")
-        .arg(server.conninfo(db))
-        .output()
-        .expect("pg_dump runs");
-    assert!(out.status.success(), "pg_dump: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The whole before / assign / undo round trip on one monolith.
@@ -541,10 +439,12 @@ async fn hostile_identifiers_go_through_assign_and_undo_intact() {
                 .filter(|t| t.starts_with("\"Odd"))
                 .cloned()
                 .collect(),
+            ..Default::default()
         },
         carve::plan::Domain {
             name: "x".repeat(63),
             tables: vec!["public.\"with space\"".into()],
+            ..Default::default()
         },
     ];
     plan.save(&m.plan).unwrap();

@@ -141,6 +141,7 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
         after: None,
         renames: planned.renames,
         creates_schemas: planned.creates_schemas,
+        privileges: false,
         steps: planned.steps,
         journal: Vec::new(),
     });

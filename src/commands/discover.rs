@@ -14,8 +14,7 @@ use crate::catalog::Catalog;
 use crate::cli::{DiscoverArgs, Settings};
 use crate::exit;
 use crate::plan::{Decision, Domain, Plan, Service, Source};
-use crate::workload::log::LogOptions;
-use crate::workload::{stats, ServiceMap, Workload};
+use crate::workload::sources::Sources;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -35,7 +34,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     let existing = Plan::load_if_exists(&settings.plan_path)?;
     // Check the workload's sources first: a missing path stops everything before any
     // connection is made.
-    let sources = WorkloadSources::check(args, existing.as_ref())?;
+    let sources = Sources::check(&args.workload, existing.as_ref())?;
     if let Some(plan) = &existing {
         if let Some(applied) = plan.phases.iter().find(|p| !p.is_undone()) {
             bail!(
@@ -120,7 +119,9 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             .progress(&format!("report written to {}", path.display()));
     }
     let base = reviewed.as_ref().or(existing.as_ref());
-    build_plan(source, &catalog, &discovery, base).save(&settings.plan_path)?;
+    let mut plan = build_plan(source, &catalog, &discovery, base);
+    plan.workload = (!sources.is_empty()).then(|| sources.record());
+    plan.save(&settings.plan_path)?;
 
     if settings.out.is_json() {
         settings.out.json(
@@ -162,9 +163,14 @@ pub fn build_plan(
     plan.domains = discovery
         .domains
         .iter()
-        .map(|d| Domain {
-            name: d.name.clone(),
-            tables: d.tables.clone(),
+        .map(|d| {
+            let before = existing.and_then(|p| p.domains.iter().find(|o| o.name == d.name));
+            Domain {
+                name: d.name.clone(),
+                tables: d.tables.clone(),
+                role: before.and_then(|b| b.role.clone()),
+                column_privileges: before.is_some_and(|b| b.column_privileges),
+            }
         })
         .collect();
     // Roles and applications seen in this workload, plus those the plan already had.
@@ -183,6 +189,10 @@ pub fn build_plan(
                 name: s.name.clone(),
                 roles: merged(&s.seen.roles, before.map(|b| &b.roles)),
                 applications: merged(&s.seen.applications, before.map(|b| &b.applications)),
+                // What the user set for later phases stays.
+                login_role: before.and_then(|b| b.login_role.clone()),
+                domain: before.and_then(|b| b.domain.clone()),
+                connection_limit: before.and_then(|b| b.connection_limit),
             }
         })
         .collect();
@@ -234,96 +244,6 @@ fn resolve_pins(
         });
     }
     Ok(pins)
-}
-
-/// The `--workload` sources, checked before any connection is made.
-struct WorkloadSources {
-    paths: Vec<std::path::PathBuf>,
-    stat_statements: bool,
-    services: ServiceMap,
-    line_prefix: Option<String>,
-}
-
-impl WorkloadSources {
-    fn check(args: &DiscoverArgs, plan: Option<&Plan>) -> anyhow::Result<WorkloadSources> {
-        let mut paths = Vec::new();
-        let mut stat_statements = false;
-        for path in &args.workload {
-            if path.as_os_str() == stats::PG_STAT_STATEMENTS {
-                stat_statements = true;
-            } else if !path.exists() {
-                bail!("--workload {}: no such file or directory", path.display());
-            } else {
-                paths.push(path.clone());
-            }
-        }
-        let from_plan = ServiceMap::from_plan(plan.map(|p| p.services.as_slice()).unwrap_or(&[]));
-        let services = match &args.service_map {
-            Some(path) => ServiceMap::load(path)?.or(from_plan),
-            None => from_plan,
-        };
-        Ok(WorkloadSources {
-            paths,
-            stat_statements,
-            services,
-            line_prefix: args.log_line_prefix.clone(),
-        })
-    }
-
-    /// Reads every source; `None` without any. A workload without a single statement
-    /// is an error that lists why, and nothing is written.
-    async fn load(
-        &self,
-        client: &tokio_postgres::Client,
-        database: &str,
-    ) -> anyhow::Result<Option<Workload>> {
-        if self.paths.is_empty() && !self.stat_statements {
-            return Ok(None);
-        }
-        let mut workload = Workload::default();
-        if self.stat_statements {
-            workload.extend(stats::load_stat_statements(client, &self.services).await?);
-        }
-        let line_prefix = match &self.line_prefix {
-            Some(p) => p.clone(),
-            None => client
-                .query_one("SELECT current_setting('log_line_prefix')", &[])
-                .await?
-                .get(0),
-        };
-        let logs = LogOptions {
-            database,
-            line_prefix: &line_prefix,
-            services: &self.services,
-        };
-        for path in &self.paths {
-            workload.extend(Workload::from_path(path, &logs));
-        }
-        stats::count_connections(client, &self.services, &mut workload).await?;
-        if workload.statements.is_empty() {
-            let why: Vec<String> = workload
-                .problems
-                .iter()
-                .map(|p| format!("{}: {}", p.origin, p.message))
-                .chain(
-                    workload
-                        .ignored
-                        .iter()
-                        .map(|(what, n)| format!("{what}: {n} statements left out")),
-                )
-                .collect();
-            return Err(anyhow::anyhow!(
-                "the workload holds no statements{}",
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(":\n  {}", why.join("\n  "))
-                }
-            ))
-            .context("reading --workload");
-        }
-        Ok(Some(workload))
-    }
 }
 
 /// Ownership resolutions become decisions. A decision already in the plan for the same

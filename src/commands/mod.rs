@@ -6,6 +6,7 @@ pub mod demo;
 pub mod discover;
 pub mod inspect;
 pub mod phase;
+pub mod restrict;
 pub mod status;
 pub mod undo;
 

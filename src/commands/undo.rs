@@ -23,6 +23,17 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         }
         Some(_) => {}
     }
+    // Phases build on each other: a later one still in place is undone first.
+    let later = crate::phases::ORDER
+        .iter()
+        .skip_while(|p| **p != name)
+        .skip(1)
+        .find(|p| plan.phase(p).is_some_and(|r| !r.is_undone()));
+    if let Some(later) = later {
+        anyhow::bail!(
+            "{later} builds on {name} and is still in place: run `carve undo {later}` first"
+        );
+    }
     let mut ctx = match phase::open(settings, &args.apply, plan).await? {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),

@@ -6,6 +6,7 @@
 //! `Display`, a `Debug`, an error or the plan file.
 
 mod conninfo;
+pub mod password;
 pub mod pgpass;
 pub mod tls;
 
@@ -38,6 +39,10 @@ impl Target {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

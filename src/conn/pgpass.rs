@@ -24,6 +24,18 @@ pub fn lookup(contents: &str, host: &str, port: u16, dbname: &str, user: &str) -
         .map(|fields| fields[4].clone())
 }
 
+/// One line of the file for an exact entry, `:` and `\` escaped.
+pub fn line(host: &str, port: u16, dbname: &str, user: &str, password: &str) -> String {
+    let escape = |field: &str| field.replace('\\', "\\\\").replace(':', "\\:");
+    format!(
+        "{}:{port}:{}:{}:{}\n",
+        escape(host),
+        escape(dbname),
+        escape(user),
+        escape(password)
+    )
+}
+
 /// Splits a line into its five fields, or `None` when it has fewer (libpq skips those).
 fn split_fields(line: &str) -> Option<[String; 5]> {
     let mut fields: Vec<String> = vec![String::new()];
@@ -54,6 +66,16 @@ localhost:5433:*:*:local-any
 too:few:fields
 *:*:*:alice:fallback
 ";
+
+    #[test]
+    fn written_lines_read_back_with_odd_characters() {
+        let text = line("db:1", 5432, "my\\db", "a:b\\c", "p:w\\d");
+        assert_eq!(text, "db\\:1:5432:my\\\\db:a\\:b\\\\c:p\\:w\\\\d\n");
+        assert_eq!(
+            lookup(&text, "db:1", 5432, "my\\db", "a:b\\c").as_deref(),
+            Some("p:w\\d")
+        );
+    }
 
     #[test]
     fn first_matching_line_wins() {

@@ -8,6 +8,7 @@
 
 pub mod executor;
 pub mod gate;
+pub mod proof;
 pub mod script;
 
 use serde::{Deserialize, Serialize};

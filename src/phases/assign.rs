@@ -13,11 +13,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::{grantee, lit, relation_exists};
 use crate::analysis::usage::{default_search_path, Resolver};
 use crate::catalog::{Catalog, FunctionKind, Grant, QualName, TableKind};
 use crate::engine::Step;
 use crate::plan::{Plan, Rename};
-use crate::sql::{display_ident, ident, literal, parse_qualified, qualified};
+use crate::sql::{display_ident, ident, parse_qualified, qualified};
 
 pub const PHASE: &str = "assign";
 
@@ -161,27 +162,6 @@ struct Planner<'a> {
     errors: Vec<String>,
     /// Names in domain schemas that a move will take, to catch two taking one.
     taken: BTreeSet<QualName>,
-}
-
-fn relation_exists(schema: &str, name: &str, kinds: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ({kinds}))",
-        lit(schema),
-        lit(name)
-    )
-}
-
-fn lit(text: &str) -> String {
-    literal(text).expect("catalog names have no NUL")
-}
-
-/// `PUBLIC` is a keyword, every other grantee a quoted role name.
-fn grantee(name: &str) -> String {
-    if name == "PUBLIC" {
-        "PUBLIC".to_string()
-    } else {
-        ident(name)
-    }
 }
 
 /// GRANT statements giving `on` the grants listed (table-level, then per column).
@@ -801,6 +781,7 @@ mod tests {
             .map(|(name, tables)| Domain {
                 name: name.to_string(),
                 tables: tables.iter().map(|t| t.to_string()).collect(),
+                ..Domain::default()
             })
             .collect();
         plan

@@ -37,6 +37,9 @@ pub struct Plan {
     /// The database-changing phases run so far: their steps and journal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseRecord>,
+    /// Where discover read the workload, so later phases (restrict) read it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadSources>,
     /// Last, because it is long and read by carve rather than by people.
     pub fingerprint: Fingerprint,
 }
@@ -52,12 +55,29 @@ pub struct Source {
 }
 
 /// A data domain: a named group of tables that will share a schema, then a server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     pub name: String,
     /// `schema.table` names, quoted where needed.
     pub tables: Vec<String>,
+    /// The group role that carries the domain's privileges (restrict) [default:
+    /// `domain_<name>`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Grant INSERT and UPDATE on the columns the workload writes rather than on whole
+    /// tables (restrict).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub column_privileges: bool,
+}
+
+/// The workload sources discover read: paths (absolute) and `pg_stat_statements`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSources {
+    pub sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_line_prefix: Option<String>,
 }
 
 /// A user's pin, respected by every re-run of discover: the tables stay in one domain
@@ -78,7 +98,7 @@ pub struct Pin {
 }
 
 /// A service that uses the monolith, and the database roles it connects as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub name: String,
@@ -88,6 +108,16 @@ pub struct Service {
     /// `application_name`s it connects with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applications: Vec<String>,
+    /// The login role restrict gives it [default: the one role it already uses alone,
+    /// else a new role named after the service].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_role: Option<String>,
+    /// Its home domain [default: the domain whose tables it writes most].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `CONNECTION LIMIT` of its login role (restrict) [default: left as it is].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i32>,
 }
 
 /// A choice made for one subject (a table, a boundary, a cross-domain object), with why.
@@ -121,6 +151,10 @@ pub struct PhaseRecord {
     /// Schemas the phase creates (and its undo drops).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub creates_schemas: Vec<String>,
+    /// The phase changes roles and privileges: while it is under way, the gate sets
+    /// grants and roles aside.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileges: bool,
     pub steps: Vec<Step>,
     /// The latest status of each step that has run, by step id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -328,6 +362,7 @@ impl Plan {
             services: Vec::new(),
             decisions: Vec::new(),
             phases: Vec::new(),
+            workload: None,
             fingerprint,
         }
     }
@@ -534,6 +569,8 @@ mod tests {
         plan.domains.push(Domain {
             name: "orders".into(),
             tables: vec!["public.orders".into(), "\"Odd \"\"name\"\"\".t".into()],
+            role: Some("orders group".into()),
+            column_privileges: true,
         });
         plan.pins.push(Pin {
             tables: vec!["public.orders".into(), "public.order_items".into()],
@@ -543,6 +580,13 @@ mod tests {
             name: "checkout".into(),
             roles: vec!["checkout_rw".into()],
             applications: vec!["checkout-api".into()],
+            login_role: Some("checkout".into()),
+            domain: Some("orders".into()),
+            connection_limit: Some(20),
+        });
+        plan.workload = Some(WorkloadSources {
+            sources: vec!["/srv/logs".into(), "pg_stat_statements".into()],
+            log_line_prefix: Some("%m [%p] %u@%d ".into()),
         });
         plan.decisions.push(Decision {
             subject: "public.audit".into(),
@@ -559,6 +603,7 @@ mod tests {
                 compat_view: true,
             }],
             creates_schemas: vec!["orders".into()],
+            privileges: false,
             steps: vec![Step {
                 id: "create schema orders".into(),
                 description: "a schema for the orders domain".into(),

@@ -5,6 +5,7 @@ pub mod discover;
 pub mod graph;
 pub mod html;
 pub mod inspect;
+pub mod restrict;
 pub mod review;
 
 use std::io::{IsTerminal, Write};

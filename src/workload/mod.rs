@@ -5,6 +5,7 @@
 
 pub mod log;
 pub mod service_map;
+pub mod sources;
 pub mod split;
 pub mod stats;
 

@@ -176,6 +176,7 @@ mod tests {
             name: "old".into(),
             roles: vec!["orders_rw".into(), "x".into()],
             applications: vec![],
+            ..Default::default()
         }]);
         let m = map().or(plan);
         assert_eq!(

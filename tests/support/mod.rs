@@ -5,6 +5,8 @@ use carve::catalog::reader::read_catalog;
 use carve::catalog::Catalog;
 use carve::conn::{self, ConnSpec, Environment};
 use carve::pgtemp::TempServer;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A fresh server; the test fails (never skips) when PostgreSQL is not installed.
 pub fn server() -> TempServer {
@@ -153,4 +155,84 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
+}
+
+/// A monolith database with its plan made by discover.
+pub struct Monolith {
+    pub db: String,
+    pub conninfo: String,
+    pub plan: PathBuf,
+    pub workload: PathBuf,
+}
+
+pub async fn monolith(
+    server: &TempServer,
+    dir: &Path,
+    db: &str,
+    sql: &str,
+    workload: PathBuf,
+) -> Monolith {
+    create_db(server, db, sql).await;
+    let m = Monolith {
+        db: db.to_string(),
+        conninfo: server.conninfo(db),
+        plan: dir.join(format!("{db}.plan.toml")),
+        workload,
+    };
+    let out = run(
+        &m,
+        &["discover", "--workload", m.workload.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "discover: {}", stderr(&out));
+    m
+}
+
+pub async fn example_monolith(server: &TempServer, dir: &Path, name: &str, db: &str) -> Monolith {
+    let example = example(name);
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .join("workload");
+    let sql = format!("{}\n{}", example.schema, example.seed);
+    monolith(server, dir, db, &sql, workload).await
+}
+
+/// Runs carve with the monolith's plan and source, `--yes` unless asked otherwise.
+pub fn run(m: &Monolith, args: &[&str]) -> std::process::Output {
+    carve()
+        .arg("--plan")
+        .arg(&m.plan)
+        .arg("--yes")
+        .args(args)
+        .env("CARVE_SOURCE", &m.conninfo)
+        .output()
+        .unwrap()
+}
+
+pub fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pg_dump --schema-only`, without the random `\restrict` key newer pg_dumps print.
+pub fn schema_dump(server: &TempServer, db: &str) -> String {
+    let out = Command::new(server.bin_dir().join("pg_dump"))
+        .arg("--schema-only")
+        .arg("-d")
+        .arg(server.conninfo(db))
+        .output()
+        .expect("pg_dump runs");
+    assert!(out.status.success(), "pg_dump: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,0 +1,438 @@
+//! `carve restrict`: each service's credentials reach its own domain only. Planning is
+//! `phases::restrict` (pure); this file reads the workload, gates, proves the plan in a
+//! rolled-back transaction (`engine::proof`), asks, records and runs it through the
+//! engine, and gives new login roles their passwords.
+
+use serde::Serialize;
+
+use crate::cli::{RestrictArgs, Settings};
+use crate::commands::phase::{self, Context};
+use crate::conn::password::{self, PasswordFile};
+use crate::engine::executor::Planned;
+use crate::engine::proof::{self, ProbeResult};
+use crate::engine::Step;
+use crate::exit;
+use crate::phases::restrict::{self, RestrictPlan, PHASE};
+use crate::plan::{PhaseRecord, StepStatus};
+use crate::sql::{ident, literal};
+use crate::workload::sources::Sources;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    /// `decisions-missing`, `proof-failed`, `dry-run`, `applied`.
+    status: &'a str,
+    #[serde(flatten)]
+    plan: Option<&'a RestrictPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof: Option<&'a [ProbeResult]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<StepReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<Applied>,
+}
+
+#[derive(Serialize)]
+struct StepReport<'a> {
+    id: &'a str,
+    description: &'a str,
+    sql: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Applied {
+    ran: usize,
+    skipped: usize,
+    /// New login roles whose password is in the password file.
+    passwords_written: Vec<String>,
+    /// New login roles left without a password.
+    without_password: Vec<String>,
+}
+
+pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let plan = phase::load_plan(&settings.plan_path)?;
+    if !plan
+        .phase(crate::phases::assign::PHASE)
+        .is_some_and(|r| r.is_applied())
+    {
+        anyhow::bail!(
+            "restrict grants on the domain schemas assign makes: run `carve assign` first (carve status shows the phases)"
+        );
+    }
+    // Everything that can be checked without a server is checked first.
+    let password_file = args
+        .password_file
+        .as_deref()
+        .map(PasswordFile::check)
+        .transpose()?;
+    let recorded = plan
+        .phase(PHASE)
+        .filter(|r| !r.is_undone())
+        .map(|r| r.steps.clone());
+    let sources = match &recorded {
+        Some(_) => None,
+        None => {
+            let sources = Sources::check_or_recorded(&args.workload, &plan)?;
+            if sources.is_empty() {
+                anyhow::bail!(
+                    "restrict grants what the workload shows each service doing, and {} records no workload: pass --workload (as for discover)",
+                    settings.plan_path.display()
+                );
+            }
+            Some(sources)
+        }
+    };
+    let mut ctx = match phase::open(settings, &args.apply, plan).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    if let Some(code) = phase::gate(settings, &ctx, PHASE) {
+        return Ok(code);
+    }
+
+    let (steps, fresh) = match (recorded, sources) {
+        (Some(steps), _) => (steps, None),
+        (None, Some(sources)) => {
+            let database = ctx.catalog.server.database.clone();
+            let workload = sources
+                .load(&ctx.session.watch, &database)
+                .await?
+                .expect("sources are not empty");
+            let planned = match restrict::plan(&ctx.plan, &ctx.catalog, &workload) {
+                Ok(p) => p,
+                Err(errors) => {
+                    for e in &errors {
+                        out.error(e);
+                    }
+                    anyhow::bail!(
+                        "restrict cannot be planned ({} problem(s) above); nothing was changed",
+                        errors.len()
+                    );
+                }
+            };
+            if !out.is_json() {
+                out.line(&crate::ui::restrict::render(&planned));
+            }
+            let missing = planned.missing().len();
+            if missing > 0 {
+                report_json(
+                    settings,
+                    "decisions-missing",
+                    Some(&planned),
+                    None,
+                    &[],
+                    None,
+                    None,
+                );
+                let subjects: Vec<&str> = planned
+                    .missing()
+                    .iter()
+                    .map(|c| c.subject.as_str())
+                    .collect();
+                out.error(&format!(
+                    "{missing} cross-domain access(es) have no decision in {} (their statements are listed with the crossings); nothing was changed:\n  {}\nRecord one per subject ([[decisions]] subject = \"…\", choice = \"…\", reason = \"…\"); `carve restrict --help` explains the choices.",
+                    settings.plan_path.display(),
+                    subjects.join("\n  ")
+                ));
+                return Ok(exit::GATE_NOT_MET);
+            }
+            let to_prove = pending(&ctx, &planned.steps).await?;
+            out.progress(&format!(
+                "proving: {} step(s) and {} statement(s) as their roles, in a transaction that is rolled back …",
+                to_prove.len(),
+                planned.probes.len()
+            ));
+            let results = proof::prove(
+                &ctx.session.work,
+                &to_prove,
+                &planned.probes,
+                args.apply.lock_timeout,
+            )
+            .await?;
+            if !out.is_json() {
+                out.line(&crate::ui::restrict::render_proof(&results));
+            }
+            let unexpected = results.iter().filter(|r| r.is_unexpected()).count();
+            if unexpected > 0 {
+                report_json(
+                    settings,
+                    "proof-failed",
+                    Some(&planned),
+                    Some(&results),
+                    &[],
+                    None,
+                    None,
+                );
+                out.error(&format!(
+                    "the proof found {unexpected} statement(s) that would fail after restrict and that no decision in the plan asks for (listed above); nothing was changed"
+                ));
+                return Ok(exit::GATE_NOT_MET);
+            }
+            if args.apply.dry_run {
+                return dry_run(settings, &ctx, &planned, &results).await;
+            }
+            (planned.steps.clone(), Some((planned, results)))
+        }
+        (None, None) => unreachable!("sources are read when nothing is recorded"),
+    };
+
+    if args.apply.dry_run {
+        return phase::dry_run(settings, &ctx, PHASE, &steps).await;
+    }
+    let question = format!(
+        "Apply {} restrict step(s) to database {}? Each is checkpointed and `carve undo restrict` reverses them",
+        steps.len(),
+        ctx.catalog.server.database
+    );
+    if !phase::confirm(settings, &question)? {
+        out.warn("not applied; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    if fresh.is_some() {
+        record_phase(&mut ctx, &steps);
+        ctx.plan.save(&settings.plan_path)?;
+    }
+    let planned: Vec<Planned> = steps
+        .iter()
+        .map(|s| Planned {
+            journal_id: &s.id,
+            step: s,
+        })
+        .collect();
+    let (ran, skipped) = match phase::apply(
+        settings,
+        &mut ctx,
+        PHASE,
+        &planned,
+        StepStatus::Done,
+        &phase::policy(&args.apply),
+    )
+    .await?
+    {
+        Ok(counts) => counts,
+        Err(code) => return Ok(code),
+    };
+    let (written, without) = passwords(&ctx, &steps, password_file.as_ref()).await?;
+    let after = phase::record_result(&mut ctx).await?;
+    let record = ctx.plan.phase_mut(PHASE).expect("recorded before running");
+    record.after = Some(after.digest.clone());
+    ctx.plan.save(&settings.plan_path)?;
+
+    let applied = Applied {
+        ran,
+        skipped,
+        passwords_written: written,
+        without_password: without,
+    };
+    let (plan_ref, results) = match &fresh {
+        Some((p, r)) => (Some(p), Some(r.as_slice())),
+        None => (None, None),
+    };
+    report_json(
+        settings,
+        "applied",
+        plan_ref,
+        results,
+        &[],
+        None,
+        Some(&applied),
+    );
+    out.line(&format!(
+        "restrict: done ({ran} step(s) applied, {skipped} already in place). `carve undo restrict` gives back the roles and privileges there were."
+    ));
+    if let Some(file) = &password_file {
+        if !applied.passwords_written.is_empty() {
+            out.line(&format!(
+                "passwords of {} new login role(s) are in {} (mode 0600, ~/.pgpass format); hand each to its service and remove the file",
+                applied.passwords_written.len(),
+                file.path().display()
+            ));
+        }
+    }
+    if !applied.without_password.is_empty() {
+        out.warn(&format!(
+            "new login role(s) without a password: {}; set one (psql: \\password ROLE), or run the same command again with --password-file FILE",
+            applied.without_password.join(", ")
+        ));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The steps whose check says they are not done yet: the proof runs those.
+async fn pending<'s>(ctx: &Context, steps: &'s [Step]) -> anyhow::Result<Vec<&'s Step>> {
+    let done = ctx.session.done(steps).await?;
+    Ok(steps
+        .iter()
+        .zip(done)
+        .filter(|(_, d)| !d)
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// Dry-run after the proof: the script (people) or one JSON document (scripts).
+async fn dry_run(
+    settings: &Settings,
+    ctx: &Context,
+    planned: &RestrictPlan,
+    results: &[ProbeResult],
+) -> anyhow::Result<u8> {
+    if !settings.out.is_json() {
+        return phase::dry_run(settings, ctx, PHASE, &planned.steps).await;
+    }
+    let done = ctx.session.done(&planned.steps).await?;
+    let pending = done.iter().filter(|d| !**d).count();
+    let steps: Vec<StepReport> = planned
+        .steps
+        .iter()
+        .zip(&done)
+        .map(|(s, d)| StepReport {
+            id: &s.id,
+            description: &s.description,
+            sql: &s.sql,
+            done: Some(*d),
+        })
+        .collect();
+    report_json(
+        settings,
+        "dry-run",
+        Some(planned),
+        Some(results),
+        &steps,
+        Some(pending),
+        None,
+    );
+    Ok(if pending > 0 {
+        exit::CHANGES_PENDING
+    } else {
+        exit::SUCCESS
+    })
+}
+
+fn report_json(
+    settings: &Settings,
+    status: &str,
+    plan: Option<&RestrictPlan>,
+    proof: Option<&[ProbeResult]>,
+    steps: &[StepReport],
+    pending: Option<usize>,
+    applied: Option<&Applied>,
+) {
+    if !settings.out.is_json() {
+        return;
+    }
+    let steps = steps
+        .iter()
+        .map(|s| StepReport {
+            id: s.id,
+            description: s.description,
+            sql: s.sql,
+            done: s.done,
+        })
+        .collect();
+    settings.out.json(
+        "restrict",
+        &Report {
+            status,
+            plan,
+            proof,
+            steps,
+            pending,
+            applied: applied.map(|a| Applied {
+                ran: a.ran,
+                skipped: a.skipped,
+                passwords_written: a.passwords_written.clone(),
+                without_password: a.without_password.clone(),
+            }),
+        },
+    );
+}
+
+/// Writes the phase into the plan before its first step runs.
+fn record_phase(ctx: &mut Context, steps: &[Step]) {
+    ctx.plan.phases.retain(|p| p.name != PHASE);
+    ctx.plan.phases.push(PhaseRecord {
+        name: PHASE.to_string(),
+        before: ctx.fingerprint.digest.clone(),
+        after: None,
+        renames: Vec::new(),
+        creates_schemas: Vec::new(),
+        privileges: true,
+        steps: steps.to_vec(),
+        journal: Vec::new(),
+    });
+}
+
+/// Gives each login role the phase created a password from the password file, or a
+/// new one written there first (so a crash between the two is finished by a re-run).
+/// Returns (roles with a password in the file, roles left without one).
+async fn passwords(
+    ctx: &Context,
+    steps: &[Step],
+    file: Option<&PasswordFile>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let roles: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| s.id.strip_prefix(restrict::CREATE_LOGIN_STEP))
+        .collect();
+    let Some(file) = file else {
+        return without_password(ctx, &roles).await;
+    };
+    let target = ctx.spec.targets.first().expect("a connection has a target");
+    let host = if target.is_unix_socket() {
+        "localhost"
+    } else {
+        target.host.as_str()
+    };
+    let database = &ctx.catalog.server.database;
+    let mut written = Vec::new();
+    for role in roles {
+        let secret = match file.lookup(host, target.port, database, role) {
+            Some(existing) => existing,
+            None => {
+                let fresh = password::generate()?;
+                file.append(host, target.port, database, role, &fresh)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.path().display()))?;
+                fresh
+            }
+        };
+        let verifier = literal(&password::verifier(&secret)).expect("a verifier has no NUL");
+        ctx.session
+            .work
+            .batch_execute(&format!("ALTER ROLE {} PASSWORD {verifier}", ident(role)))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "setting the password of role {role}: {}",
+                    crate::conn::describe_db_error(&e)
+                )
+            })?;
+        written.push(role.to_string());
+    }
+    Ok((written, Vec::new()))
+}
+
+/// The created login roles that have no password (read as superuser from pg_authid).
+async fn without_password(
+    ctx: &Context,
+    roles: &[&str],
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut without = Vec::new();
+    for role in roles {
+        let row = ctx
+            .session
+            .watch
+            .query_opt(
+                "SELECT rolpassword IS NULL FROM pg_catalog.pg_authid WHERE rolname = $1",
+                &[role],
+            )
+            .await?;
+        if row.is_some_and(|r| r.get::<_, bool>(0)) {
+            without.push(role.to_string());
+        }
+    }
+    Ok((Vec::new(), without))
+}

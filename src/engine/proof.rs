@@ -1,0 +1,216 @@
+//! The proof before apply: a phase's steps run inside a transaction that is always
+//! rolled back, then each statement of the workload is probed as the role that will
+//! run it. What would fail is known before anything changes.
+//!
+//! A probe is what PostgreSQL itself checks without running the statement: PREPARE
+//! (names, columns, view rewriting) and EXPLAIN EXECUTE with NULL parameters (table
+//! and column privileges, function EXECUTE, planning), plus boolean checks for what
+//! is only checked at run time (a trigger's or function body's tables, the sequence
+//! behind a column default). `SET ROLE` applies the role's privileges and memberships
+//! exactly as a login would; role settings (`ALTER ROLE … SET`) do not apply, and
+//! restrict sets none.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::Step;
+use crate::conn::describe_db_error;
+use crate::phases::restrict::{Probe, RuntimeCheck};
+use crate::sql::ident;
+
+/// How one statement fared.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    pub service: String,
+    pub role: String,
+    pub origin: String,
+    pub sql: String,
+    /// What would fail as the role, or nothing when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// It fails already as carve's own (superuser) connection: not a privilege
+    /// matter, and not restrict's doing.
+    pub fails_already: bool,
+    /// The decisions that deny part of it: a failure the plan expects.
+    pub accepted_by: Vec<String>,
+    /// The run-time checks the probe made (to probe again the same way).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime: Vec<RuntimeCheck>,
+}
+
+impl ProbeResult {
+    /// A failure the plan has not accepted: restrict must not apply.
+    pub fn is_unexpected(&self) -> bool {
+        self.error.is_some() && !self.fails_already && self.accepted_by.is_empty()
+    }
+
+    /// A failure the plan's decisions ask for.
+    pub fn is_expected(&self) -> bool {
+        self.error.is_some() && !self.fails_already && !self.accepted_by.is_empty()
+    }
+}
+
+/// Probes one statement as the connection's current role: `None` when it would run,
+/// else every reason it would not. Outside a transaction (inside one, the proof wraps
+/// each part in a savepoint). Leaves no prepared statement behind.
+pub async fn probe(client: &Client, sql: &str, runtime: &[RuntimeCheck]) -> Option<String> {
+    let explained = explain(client, sql)
+        .await
+        .err()
+        .map(|e| describe_db_error(&e));
+    let _ = client.batch_execute("DEALLOCATE carve_probe").await;
+    combine(explained, runtime_problems(client, runtime).await)
+}
+
+fn combine(explained: Option<String>, runtime: Vec<String>) -> Option<String> {
+    let problems: Vec<String> = explained.into_iter().chain(runtime).collect();
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// The run-time checks that say no (or cannot be evaluated).
+async fn runtime_problems(client: &Client, runtime: &[RuntimeCheck]) -> Vec<String> {
+    if runtime.is_empty() {
+        return Vec::new();
+    }
+    let checks = runtime
+        .iter()
+        .map(|c| c.check.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = match client.simple_query(&format!("SELECT {checks}")).await {
+        Ok(rows) => rows,
+        Err(e) => return vec![describe_db_error(&e)],
+    };
+    let mut problems = Vec::new();
+    for message in rows {
+        if let SimpleQueryMessage::Row(row) = message {
+            for (i, check) in runtime.iter().enumerate() {
+                if row.get(i) != Some("t") {
+                    problems.push(format!("no {}", check.what));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// PREPARE, then EXPLAIN EXECUTE with a NULL for each parameter.
+async fn explain(client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!("PREPARE carve_probe AS {sql}"))
+        .await?;
+    let result = async {
+        let mut n = 0usize;
+        for message in client
+            .simple_query(
+                "SELECT coalesce(array_length(parameter_types, 1), 0) FROM pg_catalog.pg_prepared_statements WHERE name = 'carve_probe'",
+            )
+            .await?
+        {
+            if let SimpleQueryMessage::Row(row) = message {
+                n = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+        let args = if n > 0 {
+            format!("({})", vec!["NULL"; n].join(", "))
+        } else {
+            String::new()
+        };
+        client
+            .batch_execute(&format!("EXPLAIN EXECUTE carve_probe{args}"))
+            .await
+    }
+    .await;
+    result
+}
+
+/// Probes inside the proof's transaction: each part in a savepoint, so a failure
+/// leaves the transaction usable; the prepared statement is dropped whatever happened.
+async fn probe_in_transaction(
+    client: &Client,
+    sql: &str,
+    runtime: &[RuntimeCheck],
+) -> anyhow::Result<Option<String>> {
+    client.batch_execute("SAVEPOINT carve_probe").await?;
+    let explained = explain(client, sql)
+        .await
+        .err()
+        .map(|e| describe_db_error(&e));
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT carve_probe")
+        .await?;
+    // Prepared statements outlive a rollback.
+    let _ = client.batch_execute("DEALLOCATE carve_probe").await;
+    let runtime = runtime_problems(client, runtime).await;
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT carve_probe; RELEASE SAVEPOINT carve_probe")
+        .await?;
+    Ok(combine(explained, runtime))
+}
+
+/// Runs `steps` and then every probe in one transaction, and rolls it back.
+/// A step that fails stops the proof with its error: the plan would fail there too.
+pub async fn prove(
+    client: &Client,
+    steps: &[&Step],
+    probes: &[Probe],
+    lock_timeout: Duration,
+) -> anyhow::Result<Vec<ProbeResult>> {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'",
+            lock_timeout.as_millis()
+        ))
+        .await?;
+    let result = prove_inside(client, steps, probes).await;
+    // Always rolled back: nothing the proof did remains.
+    let rolled_back = client.batch_execute("ROLLBACK").await;
+    let results = result?;
+    rolled_back?;
+    Ok(results)
+}
+
+async fn prove_inside(
+    client: &Client,
+    steps: &[&Step],
+    probes: &[Probe],
+) -> anyhow::Result<Vec<ProbeResult>> {
+    // As carve's own connection first: what fails already is not restrict's doing.
+    let mut baseline = std::collections::HashMap::new();
+    for p in probes {
+        if !baseline.contains_key(p.sql.as_str()) {
+            let outcome = probe_in_transaction(client, &p.sql, &[]).await?;
+            baseline.insert(p.sql.as_str(), outcome.is_some());
+        }
+    }
+    for step in steps {
+        client.batch_execute(&step.sql).await.map_err(|e| {
+            anyhow::anyhow!(
+                "step {} fails in the proof: {}",
+                step.id,
+                describe_db_error(&e)
+            )
+        })?;
+    }
+    let mut results = Vec::with_capacity(probes.len());
+    for p in probes {
+        client
+            .batch_execute(&format!("SET LOCAL ROLE {}", ident(&p.role)))
+            .await?;
+        let error = probe_in_transaction(client, &p.sql, &p.runtime).await?;
+        client.batch_execute("RESET ROLE").await?;
+        results.push(ProbeResult {
+            service: p.service.clone(),
+            role: p.role.clone(),
+            origin: p.origin.clone(),
+            sql: p.sql.clone(),
+            error,
+            fails_already: baseline.get(p.sql.as_str()).copied().unwrap_or(false),
+            accepted_by: p.accepted_by.clone(),
+            runtime: p.runtime.clone(),
+        });
+    }
+    Ok(results)
+}

@@ -1,0 +1,285 @@
+//! Phase 3, restrict, on real servers: each service's workload runs as its own login
+//! role (connected over TCP with the generated password), statements the plan's
+//! decisions take away fail with a permission error, the proof predicts exactly what
+//! fails, and undo gives back the roles and privileges byte for byte.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use carve::catalog::fingerprint::Fingerprint;
+use carve::engine::proof::probe;
+use carve::pgtemp::TempServer;
+use carve::phases::restrict::RuntimeCheck;
+use carve::plan::{Decision, Plan};
+use serde_json::Value;
+use support::*;
+
+/// Roles, their attributes and memberships, as `pg_dumpall --roles-only` would tell.
+async fn roles(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT r.rolname || ' ' || r.rolsuper || r.rolinherit || r.rolcreaterole || r.rolcreatedb || r.rolcanlogin || r.rolreplication || r.rolbypassrls || ' limit=' || r.rolconnlimit || ' password=' || (a.rolpassword IS NOT NULL) || ' in=' || coalesce((SELECT string_agg(g.rolname || '/' || m.admin_option, ',' ORDER BY g.rolname) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '')
+             FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid WHERE r.rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// `carve restrict` with JSON output, parsed.
+fn restrict_json(m: &Monolith, extra: &[&str]) -> (Value, i32, String) {
+    let mut args = vec!["--format", "json", "restrict"];
+    args.extend_from_slice(extra);
+    let out = run(m, &args);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (json, code(&out), stderr(&out))
+}
+
+/// Decides every crossing: alternately one that keeps the access (a temporary grant)
+/// and one that takes it away (api, delegate), so both kinds are exercised.
+fn decide_all(m: &Monolith, crossings: &[Value]) -> usize {
+    let mut plan = Plan::load(&m.plan).unwrap();
+    let mut denied = 0;
+    for (i, c) in crossings.iter().enumerate() {
+        let subject = c["subject"].as_str().unwrap().to_string();
+        let write = c["write"].as_bool().unwrap();
+        let owner = format!("{}-service", c["table_domain"].as_str().unwrap_or("x"));
+        let grant = i % 2 == 0;
+        if !grant {
+            denied += 1;
+        }
+        let choice = match (write, grant) {
+            (true, true) => format!("temporary-grant:{owner}"),
+            (true, false) => format!("delegate:{owner}"),
+            (false, true) => "temporary-grant".into(),
+            (false, false) => "api".into(),
+        };
+        plan.decisions.push(Decision {
+            subject,
+            choice,
+            reason: "until the owner's API exists".into(),
+        });
+    }
+    plan.save(&m.plan).unwrap();
+    denied
+}
+
+/// The password the file holds for a role.
+fn password_of(file: &Path, server: &TempServer, db: &str, role: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    carve::conn::pgpass::lookup(&text, "localhost", server.port(), db, role)
+        .unwrap_or_else(|| panic!("no password for {role} in the file"))
+}
+
+/// Every probe of the proof, probed again as the real role after apply: returns the
+/// (service, statement) pairs that fail.
+async fn real_failures(
+    server: &TempServer,
+    m: &Monolith,
+    proof: &[Value],
+    password_file: &Path,
+) -> BTreeSet<(String, String)> {
+    let mut clients = std::collections::BTreeMap::new();
+    let mut failing = BTreeSet::new();
+    for p in proof {
+        let role = p["role"].as_str().unwrap().to_string();
+        if !clients.contains_key(&role) {
+            let password = password_of(password_file, server, &m.db, &role);
+            let conninfo = format!(
+                "{} password={}",
+                server.tcp_conninfo(&role, &m.db),
+                carve::conn::quote_value(&password)
+            );
+            let c = client(&conninfo).await;
+            let me: String = c
+                .query_one("SELECT current_user", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(me, role);
+            clients.insert(role.clone(), c);
+        }
+        let runtime: Vec<RuntimeCheck> =
+            serde_json::from_value(p.get("runtime").cloned().unwrap_or(Value::Array(vec![])))
+                .unwrap();
+        let sql = p["sql"].as_str().unwrap();
+        if let Some(error) = probe(&clients[&role], sql, &runtime).await {
+            let accepted = !p["accepted_by"].as_array().unwrap().is_empty();
+            if accepted {
+                assert!(
+                    error.contains("42501") || error.contains("no "),
+                    "a statement the plan takes away fails for another reason: {sql}: {error}"
+                );
+            }
+            failing.insert((p["service"].as_str().unwrap().to_string(), sql.to_string()));
+        }
+    }
+    failing
+}
+
+/// assign, then restrict with every crossing decided, checked as each role; then undo.
+async fn restrict_round_trip(server: &TempServer, m: &Monolith) {
+    let out = run(m, &["assign"]);
+    assert_eq!(code(&out), 0, "assign: {}", stderr(&out));
+    let admin = client(&m.conninfo).await;
+    let dump_before = schema_dump(server, &m.db);
+    let roles_before = roles(&admin).await;
+    let fingerprint_before = Fingerprint::of(&catalog_of(server, &m.db).await);
+
+    // Undecided crossings stop restrict, naming each subject and statement.
+    let (json, status, err) = restrict_json(m, &["--dry-run"]);
+    let crossings = json["crossings"].as_array().cloned().unwrap_or_default();
+    if crossings.is_empty() {
+        assert_eq!(status, 3, "nothing to decide, work pending: {err}");
+        assert_eq!(json["status"], "dry-run");
+    } else {
+        assert_eq!(status, 6, "{err}");
+        assert_eq!(json["status"], "decisions-missing");
+        for c in &crossings {
+            assert!(err.contains(c["subject"].as_str().unwrap()), "{err}");
+            assert!(!c["statements"].as_array().unwrap().is_empty());
+        }
+        assert_eq!(schema_dump(server, &m.db), dump_before, "nothing changed");
+    }
+    let denied = decide_all(m, &crossings);
+
+    let dir = m.plan.parent().unwrap();
+    let password_file = dir.join(format!("{}.passwords", m.db));
+    let out = run(
+        m,
+        &[
+            "--format",
+            "json",
+            "restrict",
+            "--password-file",
+            password_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "restrict: {}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "applied");
+    let proof = json["proof"].as_array().unwrap().clone();
+    assert!(!proof.is_empty());
+    let predicted: BTreeSet<(String, String)> = proof
+        .iter()
+        .filter(|p| p.get("error").is_some() && p["fails_already"] == false)
+        .map(|p| {
+            (
+                p["service"].as_str().unwrap().to_string(),
+                p["sql"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Nothing fails that the plan did not ask for; what it takes away does fail.
+    for p in &proof {
+        let accepted = !p["accepted_by"].as_array().unwrap().is_empty();
+        assert_eq!(
+            p.get("error").is_some(),
+            accepted,
+            "only what a decision takes away fails: {p:#}"
+        );
+    }
+    if denied > 0 {
+        assert!(
+            !predicted.is_empty(),
+            "{denied} access(es) taken away, none fails"
+        );
+    }
+
+    // The password file: mode 0600, a line per new role, the passwords nowhere else.
+    let mode = std::fs::metadata(&password_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let new_roles = json["applied"]["passwords_written"].as_array().unwrap();
+    assert!(!new_roles.is_empty());
+    let plan_text = std::fs::read_to_string(&m.plan).unwrap();
+    let log = std::fs::read_to_string(server.log_path()).unwrap_or_default();
+    for role in new_roles {
+        let password = password_of(&password_file, server, &m.db, role.as_str().unwrap());
+        for (what, text) in [
+            ("plan", plan_text.as_str()),
+            ("stdout", &String::from_utf8_lossy(&out.stdout)),
+            ("stderr", &stderr(&out)),
+            ("server log", &log),
+        ] {
+            assert!(!text.contains(&password), "a password is in the {what}");
+        }
+    }
+
+    // As each real role, logged in over TCP with its password: exactly what the proof
+    // predicted fails.
+    let real = real_failures(server, m, &proof, &password_file).await;
+    assert_eq!(real, predicted, "the proof predicts exactly what fails");
+
+    // A second run finds every step in place.
+    let out = run(m, &["restrict"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("0 step(s) applied"),
+        "{}",
+        stdout(&out)
+    );
+
+    // undo assign is refused while restrict is in place.
+    let out = run(m, &["undo", "assign"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("undo restrict"), "{}", stderr(&out));
+
+    let out = run(m, &["undo", "restrict"]);
+    assert_eq!(code(&out), 0, "undo: {}", stderr(&out));
+    let fingerprint_after = Fingerprint::of(&catalog_of(server, &m.db).await);
+    assert_eq!(fingerprint_before.diff(&fingerprint_after), vec![]);
+    assert!(
+        !stderr(&out).contains("not exactly as it was"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        schema_dump(server, &m.db),
+        dump_before,
+        "pg_dump after undo"
+    );
+    assert_eq!(roles(&admin).await, roles_before, "roles after undo");
+}
+
+#[tokio::test]
+async fn library_services_get_their_own_roles_and_the_proof_is_exact() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&server, dir.path(), "library", "library").await;
+    restrict_round_trip(&server, &m).await;
+}
+
+#[tokio::test]
+async fn shop_services_get_their_own_roles_and_the_proof_is_exact() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&server, dir.path(), "shop", "shop").await;
+    restrict_round_trip(&server, &m).await;
+}
+
+#[tokio::test]
+async fn benchbase_services_get_their_own_roles_and_the_proof_is_exact() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let data = benchbase();
+    let schema = std::fs::read_to_string(data.join("schema.sql")).unwrap();
+    let m = monolith(
+        &server,
+        dir.path(),
+        "benchbase",
+        &schema,
+        data.join("workload"),
+    )
+    .await;
+    restrict_round_trip(&server, &m).await;
+}
