@@ -389,6 +389,8 @@ impl Catalog {
     }
 
     /// Puts every list in name order, so that equal databases give equal models.
+    /// Grants keep PostgreSQL's ACL order: it is what pg_dump prints, and what an
+    /// undo that gives privileges back must restore.
     pub fn normalize(&mut self) {
         self.schemas.sort_by(|a, b| a.name.cmp(&b.name));
         self.tables.sort_by(|a, b| a.name.cmp(&b.name));
@@ -398,25 +400,14 @@ impl Catalog {
             .sort_by(|a, b| (&a.name, &a.arguments).cmp(&(&b.name, &b.arguments)));
         self.roles.sort_by(|a, b| a.name.cmp(&b.name));
         self.extensions.sort_by(|a, b| a.name.cmp(&b.name));
-        for schema in &mut self.schemas {
-            schema.grants.sort();
-        }
         for table in &mut self.tables {
             table.constraints.sort_by(|a, b| a.name.cmp(&b.name));
             table.indexes.sort_by(|a, b| a.name.cmp(&b.name));
             table.triggers.sort_by(|a, b| a.name.cmp(&b.name));
-            table.grants.sort();
-            for column in &mut table.columns {
-                column.grants.sort();
-            }
         }
         for view in &mut self.views {
             view.depends_on.sort_by(|a, b| a.relation.cmp(&b.relation));
             view.triggers.sort_by(|a, b| a.name.cmp(&b.name));
-            view.grants.sort();
-        }
-        for sequence in &mut self.sequences {
-            sequence.grants.sort();
         }
     }
 }

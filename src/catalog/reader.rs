@@ -468,8 +468,8 @@ const ROLES_SQL: &str = "
     FROM pg_roles r
     WHERE r.rolname !~ '^pg_'";
 
-/// Grants that differ from the object's default privileges (`acldefault`), as
-/// pg_dump prints them: an ACL that was granted and revoked back to its default is
+/// Grants that differ from the object's default privileges (`acldefault`), in ACL
+/// order, as pg_dump prints them: an ACL that was granted and revoked back to its default is
 /// then the same as one never touched (PostgreSQL keeps it explicit, not NULL).
 fn grants_sql() -> String {
     let who = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, \
@@ -487,20 +487,23 @@ fn grants_sql() -> String {
         "c.relowner",
     );
     format!(
-        "SELECT 's', n.nspname::text, NULL::text, NULL::text, {who}
-         FROM pg_namespace n, aclexplode(n.nspacl) a
+        "SELECT 's', n.nspname::text, NULL::text, NULL::text, {who}, a.ord
+         FROM pg_namespace n, aclexplode(n.nspacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, ord)
          WHERE {USER_NAMESPACE} AND {schema_default}
          UNION ALL
-         SELECT c.relkind::text, n.nspname::text, c.relname::text, NULL::text, {who}
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+         SELECT c.relkind::text, n.nspname::text, c.relname::text, NULL::text, {who}, a.ord
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+              aclexplode(c.relacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, ord)
          WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {USER_RELATION} AND {USER_NAMESPACE}
            AND {relation_default}
          UNION ALL
-         SELECT 'c', n.nspname::text, c.relname::text, att.attname::text, {who}
+         SELECT 'c', n.nspname::text, c.relname::text, att.attname::text, {who}, a.ord
          FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(att.attacl) a
+              JOIN pg_namespace n ON n.oid = c.relnamespace,
+              aclexplode(att.attacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type, is_grantable, ord)
          WHERE att.attacl IS NOT NULL AND att.attnum > 0 AND NOT att.attisdropped
-           AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}"
+           AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
+         ORDER BY 1, 2, 3, 4, 9"
     )
 }
 
