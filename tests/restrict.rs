@@ -283,3 +283,161 @@ async fn benchbase_services_get_their_own_roles_and_the_proof_is_exact() {
     .await;
     restrict_round_trip(&server, &m).await;
 }
+
+/// Connection string over the Unix socket as `role` (trusted locally).
+fn socket_conninfo(server: &TempServer, role: &str, db: &str) -> String {
+    server.conninfo(db).replace(
+        "user=postgres",
+        &format!("user={}", carve::conn::quote_value(role)),
+    )
+}
+
+#[tokio::test]
+async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = "reading \"list\" rw";
+    // 63 bytes of unicode, quotes and spaces: PostgreSQL's longest name.
+    let long = format!("Bøøk \"Inv\" {}", "é".repeat(25));
+    assert_eq!(long.len(), 63);
+    let group = "Dömain \"rl\" group";
+    let example = example("library");
+    let setup = format!(
+        "{}\n{}\n
+         CREATE ROLE {k} LOGIN;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {k};
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {k};
+         GRANT CREATE ON SCHEMA public TO {k};
+         CREATE ROLE reporting NOLOGIN;
+         GRANT SELECT ON audit TO reporting;
+         GRANT reporting TO {k};
+         CREATE ROLE app LOGIN;
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO app;
+         GRANT SELECT ON book_catalog TO PUBLIC;
+         CREATE ROLE nobody LOGIN;",
+        example.schema,
+        example.seed,
+        k = carve::sql::ident(kept)
+    );
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/library/workload");
+    let m = monolith(&server, dir.path(), "library", &setup, workload).await;
+    let out = run(&m, &["assign"]);
+    assert_eq!(code(&out), 0, "assign: {}", stderr(&out));
+
+    let mut plan = Plan::load(&m.plan).unwrap();
+    for s in &mut plan.services {
+        match s.name.as_str() {
+            "ReadingList" => {
+                s.roles = vec![kept.into()];
+                s.connection_limit = Some(5);
+            }
+            "BookInventory" => {
+                s.roles = vec!["app".into()];
+                s.login_role = Some(long.clone());
+            }
+            _ => s.roles = vec!["app".into()],
+        }
+    }
+    plan.domains
+        .iter_mut()
+        .find(|d| d.name == "reading_list")
+        .unwrap()
+        .role = Some(group.into());
+    for (service, choice) in [
+        ("ReadingList", "temporary-grant:audit-service"),
+        ("BookCatalog", "delegate:audit-service"),
+        ("BookInventory", "temporary-grant:audit-service"),
+    ] {
+        plan.decisions.push(Decision {
+            subject: format!("write public.audit by {service}"),
+            choice: choice.into(),
+            reason: "until the audit service exists".into(),
+        });
+    }
+    plan.save(&m.plan).unwrap();
+
+    let admin = client(&m.conninfo).await;
+    let dump_before = schema_dump(&server, &m.db);
+    let roles_before = roles(&admin).await;
+    let passwords = dir.path().join("passwords");
+    let out = run(
+        &m,
+        &["restrict", "--password-file", passwords.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "restrict: {}", stderr(&out));
+    let report = stdout(&out);
+    assert!(report.contains("(kept)"), "{report}");
+    assert!(
+        report.contains("role app (used by BookCatalog, BookInventory) keeps its privileges"),
+        "{report}"
+    );
+    for taken in [
+        "membership of \"reading \"\"list\"\" rw\" in reporting",
+        "SELECT on view public.book_catalog from PUBLIC",
+        "SELECT on table reading_list.book_catalog from PUBLIC",
+        "CREATE on schema public from \"reading \"\"list\"\" rw\"",
+        "DELETE on table audit.audit from \"reading \"\"list\"\" rw\"",
+    ] {
+        assert!(report.contains(taken), "{taken} not taken away:\n{report}");
+    }
+
+    // The kept role: its own domain, its decided write, nothing else.
+    let reading = client(&socket_conninfo(&server, kept, &m.db)).await;
+    for ok in [
+        "SELECT count(*) FROM reading_list",
+        "SELECT count(*) FROM book_catalog",
+        "INSERT INTO audit (service, action, entity, entity_id) VALUES ('ReadingList', 'x', 'y', 1)",
+    ] {
+        reading.batch_execute(ok).await.unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+    }
+    for denied in [
+        "SELECT count(*) FROM audit",
+        "DELETE FROM audit",
+        "CREATE TABLE public.sneaky (id int)",
+        "SET ROLE reporting",
+    ] {
+        let e = reading.batch_execute(denied).await.err();
+        assert!(e.is_some(), "{denied} still allowed");
+    }
+    let limit: i32 = admin
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1",
+            &[&kept],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(limit, 5);
+    // PUBLIC lost its grant on a domain's table.
+    let nobody = client(&socket_conninfo(&server, "nobody", &m.db)).await;
+    assert!(nobody
+        .batch_execute("SELECT 1 FROM book_catalog")
+        .await
+        .is_err());
+    // The 63-byte role logs in over TCP with its generated password.
+    let password = password_of(&passwords, &server, &m.db, &long);
+    let inventory = client(&format!(
+        "{} password={}",
+        server.tcp_conninfo(&long, &m.db),
+        carve::conn::quote_value(&password)
+    ))
+    .await;
+    inventory
+        .batch_execute("UPDATE book_catalog SET copies_available = copies_available WHERE id = 1")
+        .await
+        .unwrap();
+
+    let out = run(&m, &["undo", "restrict"]);
+    assert_eq!(code(&out), 0, "undo: {}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("not exactly as it was"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        schema_dump(&server, &m.db),
+        dump_before,
+        "pg_dump after undo"
+    );
+    assert_eq!(roles(&admin).await, roles_before, "roles after undo");
+}

@@ -234,7 +234,7 @@ pub fn plan(
     Ok(RestrictPlan {
         services: service_plans,
         crossings: p.crossings.into_values().collect(),
-        revokes: p.revokes.iter().map(Revoke::describe).collect(),
+        revokes: p.revokes.iter().flat_map(Revoke::describe).collect(),
         notes: p.notes,
         steps,
         probes,
@@ -260,25 +260,31 @@ struct ServiceRoles {
     connection_limit: Option<i32>,
 }
 
-/// A privilege held now that restrict takes away.
+/// Privileges held now that restrict takes away.
 #[derive(Debug, Clone)]
 enum Revoke {
-    Privilege {
-        kind: &'static str,
-        on: String,
-        on_sql: String,
-        check_object: CheckObject,
-        privilege: String,
-        column: Option<String>,
-        grantee: String,
-        grantor: String,
-        grantable: bool,
-        owner: String,
-    },
+    /// Entries of one ACL (an object's, or one column's).
+    Acl(AclRevoke),
     Membership {
         role: String,
         member: String,
     },
+}
+
+/// One ACL with the entries to take away. The whole ACL is kept, in PostgreSQL's
+/// order, because a grant given back goes to the end of the list: the undo gives
+/// back every entry from the first one taken, in order, so the ACL reads exactly as
+/// before (pg_dump prints it in that order).
+#[derive(Debug, Clone)]
+struct AclRevoke {
+    kind: &'static str,
+    on: String,
+    on_sql: String,
+    object: CheckObject,
+    column: Option<String>,
+    owner: String,
+    /// Every entry, in ACL order, and whether it is taken away.
+    entries: Vec<(Grant, bool)>,
 }
 
 /// Where a privilege's ACL lives, for checks.
@@ -289,22 +295,29 @@ enum CheckObject {
 }
 
 impl Revoke {
-    fn describe(&self) -> String {
+    fn describe(&self) -> Vec<String> {
         match self {
-            Revoke::Privilege {
-                kind,
-                on,
-                privilege,
-                column,
-                grantee,
-                ..
-            } => match column {
-                Some(c) => format!("{privilege} ({c}) on {kind} {on} from {grantee}"),
-                None => format!("{privilege} on {kind} {on} from {grantee}"),
-            },
-            Revoke::Membership { role, member } => {
-                format!("membership of {member} in {role}")
-            }
+            Revoke::Acl(acl) => acl
+                .entries
+                .iter()
+                .filter(|(_, goes)| *goes)
+                .map(|(g, _)| {
+                    let from = display_grantee(&g.grantee);
+                    let (privilege, kind, on) = (&g.privilege, acl.kind, &acl.on);
+                    match &acl.column {
+                        Some(c) => format!(
+                            "{privilege} ({}) on {kind} {on} from {from}",
+                            display_ident(c)
+                        ),
+                        None => format!("{privilege} on {kind} {on} from {from}"),
+                    }
+                })
+                .collect(),
+            Revoke::Membership { role, member } => vec![format!(
+                "membership of {} in {}",
+                display_ident(member),
+                display_ident(role)
+            )],
         }
     }
 }
@@ -1058,22 +1071,25 @@ impl<'a> Planner<'a> {
                         .map(|c| (c.name.as_str(), c.grants.as_slice())),
                 );
             }
-            let all = grants.iter().map(|g| (None, g)).chain(
-                columns
+            let acls = std::iter::once((None, grants))
+                .chain(columns.iter().map(|(c, gs)| (Some(*c), *gs)));
+            for (column, acl) in acls {
+                let entries: Vec<(Grant, bool)> = acl
                     .iter()
-                    .flat_map(|(c, gs)| gs.iter().map(move |g| (Some(*c), g))),
-            );
-            for (column, g) in all {
-                let goes = if g.grantee == "PUBLIC" {
-                    in_domains
-                } else if let Some(s) = kept.get(g.grantee.as_str()) {
-                    !self.inside(&data, &s.domain)
-                        && !self.will_grant(&g.grantee, kind, name, &g.privilege)
-                } else {
-                    false
-                };
-                if goes {
-                    revokes.push(Revoke::Privilege {
+                    .map(|g| {
+                        let goes = if g.grantee == "PUBLIC" {
+                            in_domains
+                        } else if let Some(s) = kept.get(g.grantee.as_str()) {
+                            !self.inside(&data, &s.domain)
+                                && !self.will_grant(&g.grantee, kind, name, &g.privilege)
+                        } else {
+                            false
+                        };
+                        (g.clone(), goes)
+                    })
+                    .collect();
+                if entries.iter().any(|(_, goes)| *goes) {
+                    revokes.push(Revoke::Acl(AclRevoke {
                         kind: kind.name(),
                         on: name.to_string(),
                         on_sql: format!(
@@ -1081,43 +1097,48 @@ impl<'a> Planner<'a> {
                             kind.keyword(),
                             qualified(&name.schema, &name.name)
                         ),
-                        check_object: CheckObject::Relation(name.clone()),
-                        privilege: g.privilege.clone(),
+                        object: CheckObject::Relation(name.clone()),
                         column: column.map(str::to_string),
-                        grantee: g.grantee.clone(),
-                        grantor: g.grantor.clone(),
-                        grantable: g.grantable,
                         owner: owner.to_string(),
-                    });
+                        entries,
+                    }));
                 }
             }
         }
         let domains: BTreeSet<&str> = self.plan.domains.iter().map(|d| d.name.as_str()).collect();
         for schema in &self.catalog.schemas {
-            for g in &schema.grants {
-                let goes = if g.grantee == "PUBLIC" {
-                    (schema.name == "public" && g.privilege == "CREATE")
-                        || domains.contains(schema.name.as_str())
-                } else if let Some(s) = kept.get(g.grantee.as_str()) {
-                    (schema.name == "public" && g.privilege == "CREATE")
-                        || (domains.contains(schema.name.as_str()) && schema.name != s.domain)
-                } else {
-                    false
-                };
-                if goes {
-                    revokes.push(Revoke::Privilege {
-                        kind: "schema",
-                        on: display_ident(&schema.name).to_string(),
-                        on_sql: format!("SCHEMA {}", ident(&schema.name)),
-                        check_object: CheckObject::Schema(schema.name.clone()),
-                        privilege: g.privilege.clone(),
-                        column: None,
-                        grantee: g.grantee.clone(),
-                        grantor: g.grantor.clone(),
-                        grantable: g.grantable,
-                        owner: schema.owner.clone(),
-                    });
-                }
+            let entries: Vec<(Grant, bool)> = schema
+                .grants
+                .iter()
+                .map(|g| {
+                    let goes = if g.grantee == "PUBLIC" {
+                        (schema.name == "public" && g.privilege == "CREATE")
+                            || domains.contains(schema.name.as_str())
+                    } else if let Some(s) = kept.get(g.grantee.as_str()) {
+                        let granted_inside = self
+                            .grants
+                            .keys()
+                            .any(|(to, _, r)| *to == s.role && r.schema == schema.name);
+                        (schema.name == "public" && g.privilege == "CREATE")
+                            || (domains.contains(schema.name.as_str())
+                                && schema.name != s.domain
+                                && !granted_inside)
+                    } else {
+                        false
+                    };
+                    (g.clone(), goes)
+                })
+                .collect();
+            if entries.iter().any(|(_, goes)| *goes) {
+                revokes.push(Revoke::Acl(AclRevoke {
+                    kind: "schema",
+                    on: display_ident(&schema.name).to_string(),
+                    on_sql: format!("SCHEMA {}", ident(&schema.name)),
+                    object: CheckObject::Schema(schema.name.clone()),
+                    column: None,
+                    owner: schema.owner.clone(),
+                    entries,
+                }));
             }
         }
         // Memberships that carry privileges outside the kept role's domain.
@@ -1547,6 +1568,15 @@ fn in_order(set: &BTreeSet<&'static str>) -> Vec<&'static str> {
     ORDER.into_iter().filter(|p| set.contains(p)).collect()
 }
 
+/// A grantee for people: `PUBLIC`, or a role name quoted where needed.
+fn display_grantee(name: &str) -> String {
+    if name == "PUBLIC" {
+        name.to_string()
+    } else {
+        display_ident(name).to_string()
+    }
+}
+
 fn role_exists(role: &str) -> String {
     format!(
         "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {})",
@@ -1625,73 +1655,11 @@ fn acl_has(
     )
 }
 
-/// A revoke, run as the privilege's grantor when that is not the owner (a
-/// superuser's REVOKE acts as the owner), and undone by the same grant.
+/// A revoke step. Each privilege is revoked (and given back) as its grantor when
+/// that is not the owner: a superuser's REVOKE acts as the owner.
 fn revoke_step(revoke: &Revoke) -> Step {
     match revoke {
-        Revoke::Privilege {
-            kind,
-            on,
-            on_sql,
-            check_object,
-            privilege,
-            column,
-            grantee: to,
-            grantor,
-            grantable,
-            owner,
-        } => {
-            let what = match column {
-                Some(c) => format!("{privilege} ({})", ident(c)),
-                None => privilege.clone(),
-            };
-            let (set_role, reset) = if grantor != owner {
-                (
-                    format!("SET LOCAL ROLE {}; ", ident(grantor)),
-                    " RESET ROLE;",
-                )
-            } else {
-                (String::new(), "")
-            };
-            let cols = column.as_ref().map(|c| vec![c.as_str()]);
-            let held = acl_has(
-                check_object,
-                cols.as_deref(),
-                to,
-                &[privilege],
-                Some(grantor),
-            );
-            Step {
-                id: format!(
-                    "revoke {privilege}{} on {kind} {on} from {to}",
-                    column
-                        .as_ref()
-                        .map(|c| format!(" ({c})"))
-                        .unwrap_or_default()
-                ),
-                description: format!(
-                    "take {privilege} on {kind} {on} away from {}",
-                    if to == "PUBLIC" {
-                        "PUBLIC".to_string()
-                    } else {
-                        display_ident(to).to_string()
-                    }
-                ),
-                target: "source".into(),
-                sql: format!(
-                    "{set_role}REVOKE {what} ON {on_sql} FROM {};{reset}",
-                    grantee(to)
-                ),
-                done_check: format!("NOT {held}"),
-                undo: format!(
-                    "{set_role}GRANT {what} ON {on_sql} TO {}{};{reset}",
-                    grantee(to),
-                    if *grantable { " WITH GRANT OPTION" } else { "" }
-                ),
-                transactional: true,
-                strong_lock: false,
-            }
-        }
+        Revoke::Acl(acl) => acl_revoke_step(acl),
         Revoke::Membership { role, member } => Step {
             id: format!("revoke {role} from {member}"),
             description: format!(
@@ -1706,6 +1674,102 @@ fn revoke_step(revoke: &Revoke) -> Step {
             transactional: true,
             strong_lock: false,
         },
+    }
+}
+
+fn acl_revoke_step(acl: &AclRevoke) -> Step {
+    let what = |g: &Grant| match &acl.column {
+        Some(c) => format!("{} ({})", g.privilege, ident(c)),
+        None => g.privilege.clone(),
+    };
+    // As the grantor, when the grantor is not the owner.
+    let as_grantor = |g: &Grant, statement: String| {
+        if g.grantor == acl.owner {
+            format!("{statement};\n")
+        } else {
+            format!(
+                "SET LOCAL ROLE {}; {statement}; RESET ROLE;\n",
+                ident(&g.grantor)
+            )
+        }
+    };
+    let revoke = |g: &Grant| {
+        as_grantor(
+            g,
+            format!(
+                "REVOKE {} ON {} FROM {}",
+                what(g),
+                acl.on_sql,
+                grantee(&g.grantee)
+            ),
+        )
+    };
+    let grant = |g: &Grant| {
+        as_grantor(
+            g,
+            format!(
+                "GRANT {} ON {} TO {}{}",
+                what(g),
+                acl.on_sql,
+                grantee(&g.grantee),
+                if g.grantable {
+                    " WITH GRANT OPTION"
+                } else {
+                    ""
+                }
+            ),
+        )
+    };
+    let cols = acl.column.as_ref().map(|c| vec![c.as_str()]);
+    let held = |g: &Grant| {
+        acl_has(
+            &acl.object,
+            cols.as_deref(),
+            &g.grantee,
+            &[g.privilege.as_str()],
+            Some(&g.grantor),
+        )
+    };
+    let gone: Vec<&Grant> = acl
+        .entries
+        .iter()
+        .filter(|(_, goes)| *goes)
+        .map(|(g, _)| g)
+        .collect();
+    let sql: String = gone.iter().map(|g| revoke(g)).collect();
+    let done_check = gone
+        .iter()
+        .map(|g| format!("NOT {}", held(g)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    // From the first entry taken away to the end: take back what stayed, then give
+    // everything back in the original order.
+    let first = acl.entries.iter().position(|(_, goes)| *goes).unwrap_or(0);
+    let suffix = &acl.entries[first..];
+    let mut undo: String = suffix
+        .iter()
+        .filter(|(_, goes)| !goes)
+        .map(|(g, _)| revoke(g))
+        .collect();
+    undo.extend(suffix.iter().map(|(g, _)| grant(g)));
+    let on = match &acl.column {
+        Some(c) => format!("{} {}.{}", acl.kind, acl.on, display_ident(c)),
+        None => format!("{} {}", acl.kind, acl.on),
+    };
+    let from: BTreeSet<String> = gone.iter().map(|g| display_grantee(&g.grantee)).collect();
+    Step {
+        id: format!("revoke on {on}"),
+        description: format!(
+            "take {} privilege(s) on {on} away from {}",
+            gone.len(),
+            from.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        target: "source".into(),
+        sql,
+        done_check,
+        undo,
+        transactional: true,
+        strong_lock: false,
     }
 }
 
