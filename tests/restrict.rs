@@ -441,3 +441,117 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
     );
     assert_eq!(roles(&admin).await, roles_before, "roles after undo");
 }
+
+/// Decisions that keep every library service working.
+fn library_decisions(m: &Monolith) {
+    let mut plan = Plan::load(&m.plan).unwrap();
+    for service in ["ReadingList", "BookCatalog", "BookInventory"] {
+        plan.decisions.push(Decision {
+            subject: format!("write public.audit by {service}"),
+            choice: "temporary-grant:audit-service".into(),
+            reason: "until the audit service exists".into(),
+        });
+    }
+    plan.save(&m.plan).unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&server, dir.path(), "library", "library").await;
+    let admin = client(&m.conninfo).await;
+    let roles_before = roles(&admin).await;
+
+    let out = run(&m, &["restrict"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("run `carve assign` first"),
+        "{}",
+        stderr(&out)
+    );
+
+    assert_eq!(code(&run(&m, &["assign"])), 0);
+    library_decisions(&m);
+    let plan_before = std::fs::read(&m.plan).unwrap();
+
+    // A password file others can read is refused before anything happens.
+    let open = dir.path().join("open-passwords");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&m, &["restrict", "--password-file", open.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+
+    // An unknown choice is named with the allowed ones.
+    let mut plan = Plan::load(&m.plan).unwrap();
+    plan.decisions.last_mut().unwrap().choice = "ask nicely".into();
+    plan.save(&m.plan).unwrap();
+    let out = run(&m, &["restrict"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out)
+            .contains("\"ask nicely\" is not one of delegate:<service>, temporary-grant:<service>"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A plan without a recorded workload, and none given.
+    let mut plan = Plan::load(&m.plan).unwrap();
+    plan.workload = None;
+    plan.save(&m.plan).unwrap();
+    let out = run(&m, &["restrict"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("pass --workload"), "{}", stderr(&out));
+
+    std::fs::write(&m.plan, &plan_before).unwrap();
+    assert_eq!(roles(&admin).await, roles_before, "no role was made");
+    assert_eq!(std::fs::read(&m.plan).unwrap(), plan_before);
+}
+
+#[tokio::test]
+async fn the_proof_stops_restrict_when_a_statement_would_fail_unexpectedly() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    // The library's workload, and one statement only a superuser may run.
+    let workload = dir.path().join("workload");
+    std::fs::create_dir(&workload).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/library/workload");
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_stem().unwrap() == "ReadingList" {
+            text.push_str("\nSELECT count(*) FROM pg_catalog.pg_authid;\n");
+        }
+        std::fs::write(workload.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let example = example("library");
+    let sql = format!("{}\n{}", example.schema, example.seed);
+    let m = monolith(&server, dir.path(), "library", &sql, workload).await;
+    assert_eq!(code(&run(&m, &["assign"])), 0);
+    library_decisions(&m);
+    let admin = client(&m.conninfo).await;
+    let roles_before = roles(&admin).await;
+    let dump_before = schema_dump(&server, &m.db);
+
+    let (json, status, err) = restrict_json(&m, &[]);
+    assert_eq!(status, 6, "{err}");
+    assert_eq!(json["status"], "proof-failed");
+    assert!(err.contains("1 statement(s) that would fail"), "{err}");
+    let failing: Vec<&Value> = json["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.get("error").is_some())
+        .collect();
+    assert_eq!(failing.len(), 1, "{failing:#?}");
+    assert!(failing[0]["sql"].as_str().unwrap().contains("pg_authid"));
+    assert!(failing[0]["error"].as_str().unwrap().contains("42501"));
+    assert_eq!(
+        roles(&admin).await,
+        roles_before,
+        "the proof was rolled back"
+    );
+    assert_eq!(schema_dump(&server, &m.db), dump_before);
+    assert!(Plan::load(&m.plan).unwrap().phase("restrict").is_none());
+}
