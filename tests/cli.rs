@@ -279,6 +279,10 @@ fn demo_runs_each_example_and_removes_everything() {
             json["assign_steps"].as_u64().unwrap() >= 5,
             "the demo runs assign: {json:#}"
         );
+        assert!(
+            json["restrict_steps"].as_u64().unwrap() >= 5,
+            "the demo runs restrict: {json:#}"
+        );
         let plan = std::path::PathBuf::from(json["plan"].as_str().unwrap());
         assert!(
             !plan.parent().unwrap().exists(),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::analysis;
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
-use crate::cli::{ApplyArgs, DemoArgs, Settings};
+use crate::cli::{ApplyArgs, DemoArgs, RestrictArgs, Settings, WorkloadArgs};
 use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
 use crate::conn::{self, ConnSpec, Environment};
@@ -32,6 +32,10 @@ struct JsonReport {
     domains: Vec<crate::analysis::DomainReport>,
     /// Steps carve assign applied.
     assign_steps: usize,
+    /// Steps carve restrict applied.
+    restrict_steps: usize,
+    /// The new login roles' passwords (mode 0600).
+    password_file: String,
 }
 
 #[derive(Serialize)]
@@ -109,12 +113,24 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         &format!("examples/{}/workload", example.name),
         example.workloads,
     );
+    // The workload also goes to files, as a user's would be, so restrict reads it
+    // again from the sources the plan records.
+    let workload_dir = server.root().join("workload");
+    std::fs::create_dir_all(&workload_dir)?;
+    for (service, sql) in example.workloads {
+        std::fs::write(workload_dir.join(format!("{service}.sql")), sql)?;
+    }
     let discovery = analysis::discover(&catalog, Some(&workload), &analysis::Options::default());
     let source_ref = Source {
         conninfo: spec.reference(),
         database: catalog.server.database.clone(),
     };
-    build_plan(source_ref, &catalog, &discovery, None).save(&plan_path)?;
+    let mut plan = build_plan(source_ref, &catalog, &discovery, None);
+    plan.workload = Some(crate::plan::WorkloadSources {
+        sources: vec![workload_dir.display().to_string()],
+        log_line_prefix: None,
+    });
+    plan.save(&plan_path)?;
     let plan_state = compare_with_plan(&plan_path, &catalog, &fingerprint)?;
 
     if !out.is_json() {
@@ -140,20 +156,47 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     let phase_settings = Settings {
         plan_path: plan_path.clone(),
         assume_yes: true,
+        out: settings.out.nested(),
         ..settings.clone()
     };
-    let apply = ApplyArgs {
+    let apply = || ApplyArgs {
         source: Some(source.clone()),
         dry_run: false,
         lock_timeout: LockPolicy::default().timeout,
         lock_retries: LockPolicy::default().retries,
     };
-    let assigned = crate::commands::assign::run(&phase_settings, &apply).await?;
+    let assigned = crate::commands::assign::run(&phase_settings, &apply()).await?;
     if assigned != exit::SUCCESS {
         anyhow::bail!("carve assign failed on the example (exit {assigned})");
     }
     let assign_steps = crate::plan::Plan::load(&plan_path)?
         .phase(crate::phases::assign::PHASE)
+        .map_or(0, |p| p.steps.len());
+
+    // Phase 3: the demo decides each cross-domain access as a team starting out
+    // would (reads replicated, writes granted until the owner takes them over), then
+    // runs the real command, which proves the plan before applying it.
+    if !out.is_json() {
+        out.line("── carve restrict --yes (cross-domain accesses decided by the demo) ──");
+    }
+    out.progress("giving each service a login role of its own (carve restrict) …");
+    decide_crossings(&client, &plan_path, &workload).await?;
+    let passwords = server.root().join("passwords");
+    let restrict_args = RestrictArgs {
+        apply: apply(),
+        workload: WorkloadArgs {
+            workload: Vec::new(),
+            service_map: None,
+            log_line_prefix: None,
+        },
+        password_file: Some(passwords.clone()),
+    };
+    let restricted = crate::commands::restrict::run(&phase_settings, &restrict_args).await?;
+    if restricted != exit::SUCCESS {
+        anyhow::bail!("carve restrict failed on the example (exit {restricted})");
+    }
+    let restrict_steps = crate::plan::Plan::load(&plan_path)?
+        .phase(crate::phases::restrict::PHASE)
         .map_or(0, |p| p.steps.len());
 
     let report = JsonReport {
@@ -170,12 +213,14 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         findings: findings(&catalog),
         domains: discovery.domains.clone(),
         assign_steps,
+        restrict_steps,
+        password_file: passwords.display().to_string(),
     };
     if out.is_json() {
         out.json("demo", &report);
     } else {
         out.line(
-            "Every service still uses the old names: they are now compatibility views over the domain schemas.",
+            "Every service still uses the old names (now compatibility views over the domain schemas), each with a login role that reaches its own domain and what the plan's decisions grant.",
         );
     }
 
@@ -183,6 +228,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         let pid = server.pid();
         let data = server.data_dir();
         let psql = server.psql_command(example.name);
+        let port = server.port();
         server.keep();
         out.line("");
         out.line("The server keeps running. Look inside with:");
@@ -193,7 +239,13 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         ));
         out.line(&format!("  carve status --plan {}", plan_path.display()));
         out.line(&format!(
-            "  carve undo assign --plan {} --source \"{source}\"",
+            "  PGPASSFILE={} psql -h localhost -p {} -U ROLE {}",
+            passwords.display(),
+            port,
+            example.name
+        ));
+        out.line(&format!(
+            "  carve undo restrict --plan {} --source \"{source}\"",
             plan_path.display()
         ));
         out.line("Stop it and remove its files with:");
@@ -211,6 +263,37 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         );
     }
     Ok(exit::SUCCESS)
+}
+
+/// Records a decision for every cross-domain access restrict would find: reads are
+/// replicated (granted until the move phase), writes granted until the owner of the
+/// table's domain takes them over.
+async fn decide_crossings(
+    client: &tokio_postgres::Client,
+    plan_path: &std::path::Path,
+    workload: &Workload,
+) -> anyhow::Result<()> {
+    let mut plan = crate::plan::Plan::load(plan_path)?;
+    let catalog = read_catalog(std::slice::from_ref(client)).await?;
+    let planned = crate::phases::restrict::plan(&plan, &catalog, workload)
+        .map_err(|e| anyhow::anyhow!("restrict cannot be planned: {}", e.join("; ")))?;
+    for crossing in planned.missing() {
+        let owner = format!(
+            "{}-service",
+            crossing.table_domain.as_deref().unwrap_or("owner")
+        );
+        plan.decisions.push(crate::plan::Decision {
+            subject: crossing.subject.clone(),
+            choice: if crossing.write {
+                format!("temporary-grant:{owner}")
+            } else {
+                "replicate".into()
+            },
+            reason: "the demo keeps every service working until the owners take over".into(),
+        });
+    }
+    plan.save(plan_path)?;
+    Ok(())
 }
 
 async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {

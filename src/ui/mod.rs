@@ -22,6 +22,9 @@ pub struct Output {
     pub format: Format,
     pub quiet: bool,
     pub color: bool,
+    /// Writes nothing to stdout: a command run inside another (the demo) whose
+    /// stdout is the outer command's JSON document.
+    pub muted: bool,
 }
 
 impl Output {
@@ -35,6 +38,16 @@ impl Output {
             format,
             quiet,
             color,
+            muted: false,
+        }
+    }
+
+    /// The output for a command run inside this one: in JSON mode, its stdout is
+    /// muted (only the outer document is printed); for people, it prints as usual.
+    pub fn nested(&self) -> Output {
+        Output {
+            muted: self.is_json(),
+            ..self.clone()
         }
     }
 
@@ -44,7 +57,7 @@ impl Output {
 
     /// A line of the human report on stdout (not printed in JSON mode).
     pub fn line(&self, text: &str) {
-        if !self.is_json() {
+        if !self.is_json() && !self.muted {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
         }
@@ -70,6 +83,9 @@ impl Output {
     /// Prints one JSON document: `{"format_version": N, "command": …, …fields}`,
     /// serialized straight to stdout (no intermediate copy of a large catalog).
     pub fn json<T: Serialize>(&self, command: &str, body: &T) {
+        if self.muted {
+            return;
+        }
         #[derive(Serialize)]
         struct Document<'a, T> {
             format_version: u32,
