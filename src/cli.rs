@@ -169,6 +169,11 @@ pub enum Command {
     /// checked by has_*_privilege. restrict applies only when nothing fails that the
     /// plan does not ask for (else exit 6, each statement and error listed).
     ///
+    /// --dry-run runs the proof too (its transaction is rolled back, so nothing
+    /// changes) and then prints the steps as a psql script. restrict needs a
+    /// superuser connection: it creates roles, changes grants of roles it does not
+    /// own, and proves with SET ROLE.
+    ///
     /// Exits 0, 1, 3 (--dry-run: work pending), 4, 5, 6, as assign. `carve undo
     /// restrict` gives back exactly the roles and privileges there were.
     #[command(verbatim_doc_comment)]
@@ -302,6 +307,8 @@ pub struct WorkloadArgs {
     ///
     /// Logs and pg_stat_statements know roles and application names; those become
     /// services through --service-map (without it, the role name is the service).
+    /// Discover records the sources in the plan; restrict reads them again unless
+    /// --workload is given.
     #[arg(long, value_name = "PATH", verbatim_doc_comment)]
     pub workload: Vec<PathBuf>,
 

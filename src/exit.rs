@@ -34,5 +34,6 @@ Exit codes:
   4    lock held: another carve run is changing this database (its pid, application
        and start time are shown)
   5    stale plan: the database changed since the plan file was made (the change is listed)
-  6    gate not met: the plan lacks a decision the phase needs (each one is listed)
+  6    gate not met: the plan lacks a decision the phase needs (each one is listed),
+       or restrict's proof found statements that would fail unaccepted (listed)
   130  interrupted by Ctrl-C";

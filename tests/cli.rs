@@ -40,6 +40,8 @@ fn help_teaches_the_commands_connections_and_exit_codes() {
         "assign",
         "undo",
         "status",
+        "restrict",
+        "proof",
         "changes pending",
         "lock held",
         "gate not met",
@@ -330,7 +332,12 @@ fn demo_keep_leaves_a_server_to_look_into() {
 async fn phase_commands_explain_a_missing_plan_an_unreachable_server_and_nothing_to_undo() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("carve.plan.toml");
-    for args in [&["assign"][..], &["undo", "assign"], &["status"]] {
+    for args in [
+        &["assign"][..],
+        &["restrict"],
+        &["undo", "restrict"],
+        &["status"],
+    ] {
         let out = carve()
             .arg("--plan")
             .arg(&plan)

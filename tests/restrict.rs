@@ -338,11 +338,13 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
             _ => s.roles = vec!["app".into()],
         }
     }
-    plan.domains
+    let domain = plan
+        .domains
         .iter_mut()
         .find(|d| d.name == "reading_list")
-        .unwrap()
-        .role = Some(group.into());
+        .unwrap();
+    domain.role = Some(group.into());
+    domain.column_privileges = true;
     for (service, choice) in [
         ("ReadingList", "temporary-grant:audit-service"),
         ("BookCatalog", "delegate:audit-service"),
@@ -426,6 +428,12 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
         .batch_execute("UPDATE book_catalog SET copies_available = copies_available WHERE id = 1")
         .await
         .unwrap();
+    // Column privileges: no service of the domain writes isbn.
+    let e = inventory
+        .batch_execute("UPDATE book_catalog SET isbn = isbn WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("permission denied"), "{e:?}");
 
     let out = run(&m, &["undo", "restrict"]);
     assert_eq!(code(&out), 0, "undo: {}", stderr(&out));

@@ -2070,6 +2070,33 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_that_asks_for_column_privileges_gets_them_for_writes() {
+        let mut p = plan_with(&[]);
+        p.domains[0].column_privileges = true;
+        let sql = "UPDATE orders SET total = $1 WHERE id = $2;";
+        let planned = plan(&p, &assigned(), &workload(sql)).unwrap();
+        let update = step(
+            &planned,
+            "grant UPDATE (total) on sales.orders to domain_sales",
+        );
+        assert_eq!(
+            update.sql,
+            "GRANT UPDATE (\"total\") ON TABLE \"sales\".\"orders\" TO \"domain_sales\";"
+        );
+        assert!(
+            update.done_check.contains("o.attname IN ('total')"),
+            "{}",
+            update.done_check
+        );
+        step(
+            &planned,
+            "grant UPDATE (total) on public.orders to domain_sales",
+        );
+        // Reads stay whole-table: carve does not track the columns a statement reads.
+        step(&planned, "grant SELECT on sales.orders to domain_sales");
+    }
+
+    #[test]
     fn choices_are_checked_and_writes_name_their_delegate() {
         assert!(!interpret(true, "delegate:people-api", "").unwrap().0);
         assert!(
