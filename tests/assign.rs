@@ -219,34 +219,6 @@ async fn benchbase_round_trip_keeps_every_statement() {
     round_trip(&server, &m).await;
 }
 
-/// Runs carve with `args`, waits for its `k`-th progress line on stderr, then kills it
-/// with SIGKILL.
-fn kill_after(m: &Monolith, args: &[&str], k: usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carve"))
-        .arg("--plan")
-        .arg(&m.plan)
-        .arg("--yes")
-        .args(args)
-        .env("CARVE_SOURCE", &m.conninfo)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = 0;
-    for line in lines {
-        if line.unwrap().starts_with('[') {
-            seen += 1;
-            if seen == k {
-                break;
-            }
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
-
 #[tokio::test]
 async fn sigkill_at_any_point_then_rerun_ends_in_the_same_state() {
     let server = server();

@@ -563,3 +563,44 @@ async fn the_proof_stops_restrict_when_a_statement_would_fail_unexpectedly() {
     assert_eq!(schema_dump(&server, &m.db), dump_before);
     assert!(Plan::load(&m.plan).unwrap().phase("restrict").is_none());
 }
+
+#[tokio::test]
+async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&server, dir.path(), "library", "library").await;
+    assert_eq!(code(&run(&m, &["assign"])), 0);
+    library_decisions(&m);
+    let admin = client(&m.conninfo).await;
+    let dump_before = schema_dump(&server, &m.db);
+    let roles_before = roles(&admin).await;
+    let passwords = dir.path().join("passwords");
+    let file = passwords.to_str().unwrap();
+
+    // Killed after the 5th step: a role exists, others do not, no password yet.
+    kill_after(&m, &["restrict", "--password-file", file], 5);
+    let plan = Plan::load(&m.plan).unwrap();
+    assert!(plan.phase("restrict").unwrap().is_in_flight());
+    let out = run(&m, &["restrict", "--password-file", file]);
+    assert_eq!(code(&out), 0, "re-run: {}", stderr(&out));
+    for role in ["BookCatalog", "BookInventory", "ReadingList"] {
+        let password = password_of(&passwords, &server, &m.db, role);
+        let conninfo = format!(
+            "{} password={}",
+            server.tcp_conninfo(role, &m.db),
+            carve::conn::quote_value(&password)
+        );
+        client(&conninfo)
+            .await
+            .batch_execute("SELECT count(*) FROM reading_list")
+            .await
+            .unwrap();
+    }
+
+    // Killed part-way through the undo: the same command finishes it.
+    kill_after(&m, &["undo", "restrict"], 10);
+    let out = run(&m, &["undo", "restrict"]);
+    assert_eq!(code(&out), 0, "undo re-run: {}", stderr(&out));
+    assert_eq!(schema_dump(&server, &m.db), dump_before);
+    assert_eq!(roles(&admin).await, roles_before);
+}

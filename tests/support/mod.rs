@@ -5,8 +5,9 @@ use carve::catalog::reader::read_catalog;
 use carve::catalog::Catalog;
 use carve::conn::{self, ConnSpec, Environment};
 use carve::pgtemp::TempServer;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// A fresh server; the test fails (never skips) when PostgreSQL is not installed.
 pub fn server() -> TempServer {
@@ -235,4 +236,32 @@ pub fn schema_dump(server: &TempServer, db: &str) -> String {
         .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Runs carve with `args`, waits for its `k`-th progress line on stderr, then kills it
+/// with SIGKILL.
+pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carve"))
+        .arg("--plan")
+        .arg(&m.plan)
+        .arg("--yes")
+        .args(args)
+        .env("CARVE_SOURCE", &m.conninfo)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = 0;
+    for line in lines {
+        if line.unwrap().starts_with('[') {
+            seen += 1;
+            if seen == k {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
 }
