@@ -417,6 +417,16 @@ impl Catalog {
 pub(crate) mod testing {
     use super::*;
 
+    /// `privilege` granted to `grantee` by `app`, the owner of [`table`]'s tables.
+    pub fn grant(grantee: &str, privilege: &str) -> Grant {
+        Grant {
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+            grantor: "app".into(),
+        }
+    }
+
     pub fn column(name: &str, type_name: &str) -> Column {
         Column {
             name: name.into(),

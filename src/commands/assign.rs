@@ -4,10 +4,9 @@
 
 use crate::cli::{ApplyArgs, Settings};
 use crate::commands::phase::{self, Context};
-use crate::engine::executor::Planned;
 use crate::exit;
 use crate::phases::assign::{self, AssignPlan, PHASE};
-use crate::plan::{Decision, PhaseRecord, StepStatus};
+use crate::plan::{Decision, PhaseRecord};
 
 pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -94,30 +93,10 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
         ctx.plan.save(&settings.plan_path)?;
     }
 
-    let planned: Vec<Planned> = steps
-        .iter()
-        .map(|s| Planned {
-            journal_id: &s.id,
-            step: s,
-        })
-        .collect();
-    let (ran, skipped) = match phase::apply(
-        settings,
-        &mut ctx,
-        PHASE,
-        &planned,
-        StepStatus::Done,
-        &phase::policy(args),
-    )
-    .await?
-    {
+    let (ran, skipped) = match phase::apply_phase(settings, &mut ctx, PHASE, &steps, args).await? {
         Ok(counts) => counts,
         Err(code) => return Ok(code),
     };
-    let after = phase::record_result(&mut ctx).await?;
-    let record = ctx.plan.phase_mut(PHASE).expect("recorded before running");
-    record.after = Some(after.digest.clone());
-    ctx.plan.save(&settings.plan_path)?;
     out.line(&format!(
         "assign: done ({ran} step(s) applied, {skipped} already in place). Services keep using the old names through compatibility views; `carve undo assign` reverses it."
     ));

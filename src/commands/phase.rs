@@ -237,6 +237,43 @@ pub async fn apply(
     }
 }
 
+/// Applies a phase's recorded steps in order, then records the catalog they leave
+/// as the plan's fingerprint and the phase's `after`, and saves the plan. Returns
+/// (steps run, steps already done), or the exit code of a run that did not finish.
+pub async fn apply_phase(
+    settings: &Settings,
+    ctx: &mut Context,
+    phase: &str,
+    steps: &[Step],
+    args: &ApplyArgs,
+) -> anyhow::Result<Result<(usize, usize), u8>> {
+    let planned: Vec<Planned> = steps
+        .iter()
+        .map(|s| Planned {
+            journal_id: &s.id,
+            step: s,
+        })
+        .collect();
+    let counts = match apply(
+        settings,
+        ctx,
+        phase,
+        &planned,
+        StepStatus::Done,
+        &policy(args),
+    )
+    .await?
+    {
+        Ok(counts) => counts,
+        Err(code) => return Ok(Err(code)),
+    };
+    let after = record_result(ctx).await?;
+    let record = ctx.plan.phase_mut(phase).expect("recorded before running");
+    record.after = Some(after.digest);
+    ctx.plan.save(&settings.plan_path)?;
+    Ok(Ok(counts))
+}
+
 /// Reads the catalog after a phase and makes it the plan's fingerprint.
 pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
     let catalog = read_catalog(std::slice::from_ref(&ctx.session.watch)).await?;

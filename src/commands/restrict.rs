@@ -8,12 +8,11 @@ use serde::Serialize;
 use crate::cli::{RestrictArgs, Settings};
 use crate::commands::phase::{self, Context};
 use crate::conn::password::{self, PasswordFile};
-use crate::engine::executor::Planned;
 use crate::engine::proof::{self, ProbeResult};
 use crate::engine::Step;
 use crate::exit;
 use crate::phases::restrict::{self, RestrictPlan, PHASE};
-use crate::plan::{PhaseRecord, StepStatus};
+use crate::plan::PhaseRecord;
 use crate::sql::{ident, literal};
 use crate::workload::sources::Sources;
 
@@ -196,31 +195,14 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         record_phase(&mut ctx, &steps);
         ctx.plan.save(&settings.plan_path)?;
     }
-    let planned: Vec<Planned> = steps
-        .iter()
-        .map(|s| Planned {
-            journal_id: &s.id,
-            step: s,
-        })
-        .collect();
-    let (ran, skipped) = match phase::apply(
-        settings,
-        &mut ctx,
-        PHASE,
-        &planned,
-        StepStatus::Done,
-        &phase::policy(&args.apply),
-    )
-    .await?
-    {
-        Ok(counts) => counts,
-        Err(code) => return Ok(code),
-    };
+    let (ran, skipped) =
+        match phase::apply_phase(settings, &mut ctx, PHASE, &steps, &args.apply).await? {
+            Ok(counts) => counts,
+            Err(code) => return Ok(code),
+        };
+    // Passwords are not part of the fingerprint: setting them after it is recorded
+    // changes nothing the plan checks.
     let (written, without) = passwords(&ctx, &steps, password_file.as_ref()).await?;
-    let after = phase::record_result(&mut ctx).await?;
-    let record = ctx.plan.phase_mut(PHASE).expect("recorded before running");
-    record.after = Some(after.digest.clone());
-    ctx.plan.save(&settings.plan_path)?;
 
     let applied = Applied {
         ran,

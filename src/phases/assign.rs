@@ -754,38 +754,10 @@ fn describe_domains(domains: &BTreeSet<Option<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::fingerprint::Fingerprint;
-    use crate::catalog::testing::{catalog, table};
+    use crate::catalog::testing::{catalog, grant, table};
     use crate::catalog::{Constraint, ConstraintKind, FkAction, ForeignKey};
-    use crate::plan::{Decision, Domain, Source};
-
-    fn grant(grantee: &str, privilege: &str) -> Grant {
-        Grant {
-            grantee: grantee.into(),
-            privilege: privilege.into(),
-            grantable: false,
-            grantor: "app".into(),
-        }
-    }
-
-    fn plan_for(catalog: &Catalog, domains: &[(&str, &[&str])]) -> Plan {
-        let mut plan = Plan::new(
-            Source {
-                conninfo: "dbname=db".into(),
-                database: "db".into(),
-            },
-            Fingerprint::of(catalog),
-        );
-        plan.domains = domains
-            .iter()
-            .map(|(name, tables)| Domain {
-                name: name.to_string(),
-                tables: tables.iter().map(|t| t.to_string()).collect(),
-                ..Domain::default()
-            })
-            .collect();
-        plan
-    }
+    use crate::plan::testing::plan_for;
+    use crate::plan::Decision;
 
     /// orders (sales) → customers (crm) by a foreign key; orders granted to a reader.
     fn shop() -> Catalog {

@@ -1806,19 +1806,10 @@ fn privilege_check(need: &Need) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::fingerprint::Fingerprint;
-    use crate::catalog::testing::{catalog, column, table};
+    use crate::catalog::testing::{catalog, column, grant, table};
     use crate::catalog::{Column, ColumnRef, Role, Schema, Sequence, View, ViewDependency};
-    use crate::plan::{Decision, Domain, Source};
-
-    fn grant(grantee: &str, privilege: &str) -> Grant {
-        Grant {
-            grantee: grantee.into(),
-            privilege: privilege.into(),
-            grantable: false,
-            grantor: "app".into(),
-        }
-    }
+    use crate::plan::testing::plan_for;
+    use crate::plan::Decision;
 
     fn role(name: &str, superuser: bool) -> Role {
         Role {
@@ -1896,25 +1887,13 @@ mod tests {
     }
 
     fn plan_with(decisions: &[(&str, &str, &str)]) -> Plan {
-        let mut plan = Plan::new(
-            Source {
-                conninfo: String::new(),
-                database: "db".into(),
-            },
-            Fingerprint::default(),
+        let mut plan = plan_for(
+            &assigned(),
+            &[
+                ("sales", &["sales.orders"]),
+                ("people", &["people.customers"]),
+            ],
         );
-        plan.domains = vec![
-            Domain {
-                name: "sales".into(),
-                tables: vec!["sales.orders".into()],
-                ..Domain::default()
-            },
-            Domain {
-                name: "people".into(),
-                tables: vec!["people.customers".into()],
-                ..Domain::default()
-            },
-        ];
         plan.decisions = decisions
             .iter()
             .map(|(subject, choice, reason)| Decision {

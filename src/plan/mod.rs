@@ -544,6 +544,33 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Plans for unit tests of the phases.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    /// A plan made from `catalog` with these domains (`name`, its tables).
+    pub fn plan_for(catalog: &Catalog, domains: &[(&str, &[&str])]) -> Plan {
+        let mut plan = Plan::new(
+            Source {
+                conninfo: "dbname=db".into(),
+                database: "db".into(),
+            },
+            Fingerprint::of(catalog),
+        );
+        plan.domains = domains
+            .iter()
+            .map(|(name, tables)| Domain {
+                name: name.to_string(),
+                tables: tables.iter().map(|t| t.to_string()).collect(),
+                ..Domain::default()
+            })
+            .collect();
+        plan
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
