@@ -24,12 +24,33 @@ struct Report<'a> {
     plan: Option<&'a RestrictPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     proof: Option<&'a [ProbeResult]>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    steps: Vec<StepReport<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    steps: &'a [StepReport<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    applied: Option<Applied>,
+    applied: Option<&'a Applied>,
+}
+
+impl<'a> Report<'a> {
+    fn new(status: &'a str) -> Report<'a> {
+        Report {
+            status,
+            plan: None,
+            proof: None,
+            steps: &[],
+            pending: None,
+            applied: None,
+        }
+    }
+
+    /// Prints the report as the command's JSON document (nothing for people: they
+    /// have the text report).
+    fn print(&self, settings: &Settings) {
+        if settings.out.is_json() {
+            settings.out.json("restrict", self);
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -118,15 +139,11 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
             }
             let missing = planned.missing().len();
             if missing > 0 {
-                report_json(
-                    settings,
-                    "decisions-missing",
-                    Some(&planned),
-                    None,
-                    &[],
-                    None,
-                    None,
-                );
+                Report {
+                    plan: Some(&planned),
+                    ..Report::new("decisions-missing")
+                }
+                .print(settings);
                 let subjects: Vec<&str> = planned
                     .missing()
                     .iter()
@@ -157,15 +174,12 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
             }
             let unexpected = results.iter().filter(|r| r.is_unexpected()).count();
             if unexpected > 0 {
-                report_json(
-                    settings,
-                    "proof-failed",
-                    Some(&planned),
-                    Some(&results),
-                    &[],
-                    None,
-                    None,
-                );
+                Report {
+                    plan: Some(&planned),
+                    proof: Some(&results),
+                    ..Report::new("proof-failed")
+                }
+                .print(settings);
                 out.error(&format!(
                     "the proof found {unexpected} statement(s) that would fail after restrict and that no decision in the plan asks for (listed above); nothing was changed"
                 ));
@@ -214,15 +228,13 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         Some((p, r)) => (Some(p), Some(r.as_slice())),
         None => (None, None),
     };
-    report_json(
-        settings,
-        "applied",
-        plan_ref,
-        results,
-        &[],
-        None,
-        Some(&applied),
-    );
+    Report {
+        plan: plan_ref,
+        proof: results,
+        applied: Some(&applied),
+        ..Report::new("applied")
+    }
+    .print(settings);
     out.line(&format!(
         "restrict: done ({ran} step(s) applied, {skipped} already in place). `carve undo restrict` gives back the roles and privileges there were."
     ));
@@ -278,59 +290,19 @@ async fn dry_run(
             done: Some(*d),
         })
         .collect();
-    report_json(
-        settings,
-        "dry-run",
-        Some(planned),
-        Some(results),
-        &steps,
-        Some(pending),
-        None,
-    );
+    Report {
+        plan: Some(planned),
+        proof: Some(results),
+        steps: &steps,
+        pending: Some(pending),
+        ..Report::new("dry-run")
+    }
+    .print(settings);
     Ok(if pending > 0 {
         exit::CHANGES_PENDING
     } else {
         exit::SUCCESS
     })
-}
-
-fn report_json(
-    settings: &Settings,
-    status: &str,
-    plan: Option<&RestrictPlan>,
-    proof: Option<&[ProbeResult]>,
-    steps: &[StepReport],
-    pending: Option<usize>,
-    applied: Option<&Applied>,
-) {
-    if !settings.out.is_json() {
-        return;
-    }
-    let steps = steps
-        .iter()
-        .map(|s| StepReport {
-            id: s.id,
-            description: s.description,
-            sql: s.sql,
-            done: s.done,
-        })
-        .collect();
-    settings.out.json(
-        "restrict",
-        &Report {
-            status,
-            plan,
-            proof,
-            steps,
-            pending,
-            applied: applied.map(|a| Applied {
-                ran: a.ran,
-                skipped: a.skipped,
-                passwords_written: a.passwords_written.clone(),
-                without_password: a.without_password.clone(),
-            }),
-        },
-    );
 }
 
 /// Writes the phase into the plan before its first step runs.
