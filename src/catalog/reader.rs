@@ -94,6 +94,7 @@ pub async fn read_catalog(clients: &[Client]) -> Result<Catalog, ReadError> {
 #[derive(Debug, Clone, Copy)]
 enum Query {
     Relations,
+    ViewDefinitions,
     Indexes,
     Columns,
     Constraints,
@@ -107,8 +108,9 @@ enum Query {
     Extensions,
 }
 
-const QUERIES: [Query; 12] = [
+const QUERIES: [Query; 13] = [
     Query::Relations,
+    Query::ViewDefinitions,
     Query::Indexes,
     Query::Columns,
     Query::Constraints,
@@ -126,6 +128,7 @@ const QUERIES: [Query; 12] = [
 /// they belong to a relation), so no result set is held longer than its rows stream.
 enum Output {
     Relations(Vec<(u32, Relation)>),
+    ViewDefinitions(Vec<(u32, String)>),
     Indexes(Vec<(u32, Index)>),
     Columns(Vec<(u32, Column)>),
     Constraints(Vec<(u32, Constraint)>),
@@ -158,6 +161,7 @@ impl Query {
             Query::Relations => {
                 Output::Relations(stream(client, "relations", &relations_sql(), relation).await?)
             }
+            Query::ViewDefinitions => Output::ViewDefinitions(view_definitions(client).await?),
             Query::Indexes => {
                 Output::Indexes(stream(client, "indexes", &indexes_sql(), index).await?)
             }
@@ -239,6 +243,50 @@ async fn stream<T>(
     Ok(out)
 }
 
+/// How many view definitions one savepoint reads (see [`view_definitions`]).
+const VIEWS_PER_SAVEPOINT: usize = 100;
+
+/// Every view's definition, in batches. `pg_get_viewdef` locks the view and every
+/// relation it reads until the transaction ends, so 10,000 views would hold some
+/// 20,000 locks and exhaust the server's shared lock table (64 × connections by
+/// default). Each batch runs in a savepoint that is rolled back once its rows are
+/// read: the locks go, the snapshot stays. A batch holds about 200 locks.
+async fn view_definitions(client: &Client) -> Result<Vec<(u32, String)>, ReadError> {
+    let mut out: Vec<(u32, String)> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |(oid, _)| *oid);
+        let sql = format!(
+            "SELECT c.oid, pg_get_viewdef(c.oid)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
+               AND c.oid > {after}::oid
+             ORDER BY c.oid LIMIT {VIEWS_PER_SAVEPOINT}"
+        );
+        client
+            .batch_execute("SAVEPOINT carve_view_definitions")
+            .await
+            .map_err(query_error("view definitions"))?;
+        let batch = stream(client, "view definitions", &sql, |r| {
+            (
+                r.get::<_, u32>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .await?;
+        client
+            .batch_execute(
+                "ROLLBACK TO SAVEPOINT carve_view_definitions; RELEASE SAVEPOINT carve_view_definitions",
+            )
+            .await
+            .map_err(query_error("view definitions"))?;
+        let done = batch.len() < VIEWS_PER_SAVEPOINT;
+        out.extend(batch);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
 async fn read_in_snapshot(clients: &[Client]) -> Result<Catalog, ReadError> {
     let server = read_server(&clients[0]).await?;
     if server.version_num < 120000 {
@@ -307,7 +355,7 @@ fn relations_sql() -> String {
                               WHERE x.indrelid = c.oid), 0)::int8)
                   * current_setting('block_size')::int8,
                 c.reltuples::int8,
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+                NULL::text, -- view definitions: Query::ViewDefinitions
                 coalesce(c.reloptions, '{{}}')::text[],
                 d.description
          FROM pg_class c
@@ -548,6 +596,13 @@ fn assemble(server: ServerInfo, outputs: impl Iterator<Item = Output>) -> Catalo
                             slots.insert(oid, Slot::View(catalog.views.len()));
                             catalog.views.push(v);
                         }
+                    }
+                }
+            }
+            Output::ViewDefinitions(rows) => {
+                for (oid, definition) in rows {
+                    if let Some(Slot::View(i)) = slots.get(&oid) {
+                        catalog.views[*i].definition = definition;
                     }
                 }
             }
