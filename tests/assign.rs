@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use carve::catalog::fingerprint::Fingerprint;
@@ -490,23 +490,10 @@ async fn a_long_transaction_makes_assign_wait_politely_then_give_up_clearly() {
         .unwrap()
         .get(0);
 
-    let mut first = Command::new(env!("CARGO_BIN_EXE_carve"))
-        .arg("--plan")
-        .arg(&m.plan)
-        .args([
-            "--yes",
-            "assign",
-            "--lock-timeout",
-            "300ms",
-            "--lock-retries",
-            "2",
-        ])
-        .env("CARVE_SOURCE", &m.conninfo)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = spawn(
+        &m,
+        &["assign", "--lock-timeout", "300ms", "--lock-retries", "2"],
+    );
     let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {

@@ -238,10 +238,10 @@ pub fn schema_dump(server: &TempServer, db: &str) -> String {
         .join("\n")
 }
 
-/// Runs carve with `args`, waits for its `k`-th progress line on stderr, then kills it
-/// with SIGKILL.
-pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carve"))
+/// Starts carve with the monolith's plan and source, `--yes`, and `args`, its stderr
+/// piped so a test can follow its progress lines.
+pub fn spawn(m: &Monolith, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_carve"))
         .arg("--plan")
         .arg(&m.plan)
         .arg("--yes")
@@ -251,7 +251,13 @@ pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs carve with `args`, waits for its `k`-th progress line on stderr, then kills it
+/// with SIGKILL.
+pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
+    let mut child = spawn(m, args);
     let lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = 0;
     for line in lines {
