@@ -32,6 +32,7 @@ fn steps(broken: bool) -> Vec<Step> {
             undo: format!("DROP SCHEMA {}", ident(SCHEMA)),
             transactional: true,
             strong_lock: false,
+            secret: None,
         },
         Step {
             id: format!("create-table {TABLE}"),
@@ -49,6 +50,7 @@ fn steps(broken: bool) -> Vec<Step> {
             undo: format!("DROP TABLE {}", qualified(SCHEMA, TABLE)),
             transactional: true,
             strong_lock: true,
+            secret: None,
         },
         Step {
             id: "create-schema elsewhere".into(),
@@ -59,6 +61,7 @@ fn steps(broken: bool) -> Vec<Step> {
             undo: format!("DROP SCHEMA {}", ident(SCHEMA)),
             transactional: false,
             strong_lock: false,
+            secret: None,
         },
     ]
 }

@@ -7,7 +7,7 @@
 //! the same fingerprint. Comparing two fingerprints names every object added, removed
 //! or changed, and which part of it changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,18 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// The fingerprint of `catalog`, with the roles that own or are granted on its
+    /// objects (see [`Fingerprint::with_roles`]).
     pub fn of(catalog: &Catalog) -> Fingerprint {
+        Fingerprint::with_roles(catalog, &BTreeSet::new())
+    }
+
+    /// The fingerprint of `catalog`. Of the cluster's roles, only those that matter
+    /// to its objects count: owners, grantees and grantors, the roles in `named` (the
+    /// plan's services and groups), and the members of any of them. A role created
+    /// for something else must not make every plan stale.
+    pub fn with_roles(catalog: &Catalog, named: &BTreeSet<String>) -> Fingerprint {
+        let relevant = relevant_roles(catalog, named);
         let mut objects = BTreeMap::new();
         let mut put = |key: String, parts: Vec<String>| {
             objects.insert(key, parts.join("; "));
@@ -185,7 +196,11 @@ impl Fingerprint {
             }
             put(format!("function {}", function.signature()), parts);
         }
-        for role in &catalog.roles {
+        for role in catalog
+            .roles
+            .iter()
+            .filter(|r| relevant.contains(r.name.as_str()))
+        {
             let flags = [
                 (role.login, "login"),
                 (role.superuser, "superuser"),
@@ -219,17 +234,22 @@ impl Fingerprint {
             );
         }
 
-        let mut hasher = Sha256::new();
-        for (key, value) in &objects {
-            hasher.update(key.as_bytes());
-            hasher.update([0]);
-            hasher.update(value.as_bytes());
-            hasher.update([b'\n']);
-        }
+        Fingerprint::from_objects(objects)
+    }
+
+    /// A fingerprint of these object lines, with their digest.
+    pub fn from_objects(objects: BTreeMap<String, String>) -> Fingerprint {
         Fingerprint {
-            digest: hex(&hasher.finalize()),
+            digest: digest_of(&objects),
             objects,
         }
+    }
+
+    /// Whether the stored digest is the digest of the stored objects: a plan file cut
+    /// short or edited by hand in its fingerprint does not add up, and must not be
+    /// trusted to tell a stale plan from a current one.
+    pub fn adds_up(&self) -> bool {
+        digest_of(&self.objects) == self.digest
     }
 
     /// The first 12 hex digits, enough for people to tell fingerprints apart.
@@ -262,6 +282,55 @@ impl Fingerprint {
             }
         }
         changes
+    }
+}
+
+/// Owners, grantees and grantors of the catalog's objects, the `named` roles, and
+/// every role that is a member (directly or not) of one of those.
+fn relevant_roles<'c>(catalog: &'c Catalog, named: &'c BTreeSet<String>) -> BTreeSet<&'c str> {
+    let mut relevant: BTreeSet<&str> = named.iter().map(String::as_str).collect();
+    let add_grants = |grants: &'c [Grant], relevant: &mut BTreeSet<&'c str>| {
+        for g in grants {
+            relevant.insert(g.grantee.as_str());
+            relevant.insert(g.grantor.as_str());
+        }
+    };
+    for schema in &catalog.schemas {
+        relevant.insert(&schema.owner);
+        add_grants(&schema.grants, &mut relevant);
+    }
+    for table in &catalog.tables {
+        relevant.insert(&table.owner);
+        add_grants(&table.grants, &mut relevant);
+        for column in &table.columns {
+            add_grants(&column.grants, &mut relevant);
+        }
+    }
+    for view in &catalog.views {
+        relevant.insert(&view.owner);
+        add_grants(&view.grants, &mut relevant);
+        for column in &view.columns {
+            add_grants(&column.grants, &mut relevant);
+        }
+    }
+    for seq in &catalog.sequences {
+        relevant.insert(&seq.owner);
+        add_grants(&seq.grants, &mut relevant);
+    }
+    for function in &catalog.functions {
+        relevant.insert(&function.owner);
+    }
+    // Members inherit (or can SET ROLE to) what their groups may do.
+    loop {
+        let before = relevant.len();
+        for role in &catalog.roles {
+            if role.member_of.iter().any(|g| relevant.contains(g.as_str())) {
+                relevant.insert(&role.name);
+            }
+        }
+        if relevant.len() == before {
+            return relevant;
+        }
     }
 }
 
@@ -355,6 +424,18 @@ fn changed_parts(old: &str, new: &str) -> Vec<PartChange> {
         .collect()
 }
 
+/// SHA-256 over every `key NUL value LF`, in key order.
+fn digest_of(objects: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in objects {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([b'\n']);
+    }
+    hex(&hasher.finalize())
+}
+
 fn short_digest(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))[..12].to_string()
 }
@@ -396,6 +477,43 @@ mod tests {
             );
         }
         assert!(c.table(&QualName::new("public", "d")).is_none());
+    }
+
+    #[test]
+    fn only_roles_that_matter_to_the_objects_count() {
+        let role = |name: &str, member_of: &[&str]| Role {
+            name: name.into(),
+            login: true,
+            superuser: false,
+            create_db: false,
+            create_role: false,
+            replication: false,
+            bypass_rls: false,
+            inherit: true,
+            connection_limit: -1,
+            valid_until: None,
+            member_of: member_of.iter().map(|m| m.to_string()).collect(),
+        };
+        let mut a = catalog();
+        a.tables[0].grants = vec![Grant {
+            grantee: "readers".into(),
+            privilege: "SELECT".into(),
+            grantor: "app".into(),
+            grantable: false,
+        }];
+        a.roles = vec![role("app", &[]), role("readers", &[])];
+        let mut b = a.clone();
+        b.roles.push(role("unrelated", &[]));
+        assert_eq!(Fingerprint::of(&a), Fingerprint::of(&b), "a new role elsewhere");
+
+        let mut c = a.clone();
+        c.roles.push(role("alice", &["readers"]));
+        let changes = Fingerprint::of(&a).diff(&Fingerprint::of(&c));
+        assert_eq!(changes.len(), 1, "a new member of a grantee: {changes:?}");
+
+        let named = BTreeSet::from(["unrelated".to_string()]);
+        let changes = Fingerprint::with_roles(&a, &named).diff(&Fingerprint::with_roles(&b, &named));
+        assert_eq!(changes.len(), 1, "a role the plan names: {changes:?}");
     }
 
     #[test]

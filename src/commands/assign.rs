@@ -21,6 +21,9 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
             settings.plan_path.display()
         );
     }
+    if let Some(code) = phase::preflight(settings, &ctx, PHASE, args.dry_run) {
+        return Ok(code);
+    }
     if let Some(code) = phase::gate(settings, &ctx, PHASE) {
         return Ok(code);
     }

@@ -131,7 +131,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         log_line_prefix: None,
     });
     plan.save(&plan_path)?;
-    let plan_state = compare_with_plan(&plan_path, &catalog, &fingerprint)?;
+    let plan_state = compare_with_plan(&plan_path, &catalog)?;
 
     if !out.is_json() {
         out.line("");

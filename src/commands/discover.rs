@@ -73,6 +73,9 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         ..Options::default()
     };
     let mut discovery = analysis::discover(&catalog, workload.as_ref(), &options);
+    if let Some(workload) = &workload {
+        check_problems(settings, workload, &discovery)?;
+    }
     let source = Source {
         conninfo: spec.reference(),
         database: catalog.server.database.clone(),
@@ -151,6 +154,44 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     Ok(exit::SUCCESS)
 }
 
+/// Workload problems go to stderr as well as into the report. When not one statement
+/// parses, there is no workload to propose from: an error, and the plan stays as it was.
+fn check_problems(
+    settings: &Settings,
+    workload: &crate::workload::Workload,
+    discovery: &Discovery,
+) -> anyhow::Result<()> {
+    let problems = &discovery.problems;
+    let lines: Vec<String> = problems
+        .by_kind()
+        .iter()
+        .flat_map(|(kind, list)| {
+            list.iter()
+                .map(move |p| format!("{}: {kind}: {}", p.origin, p.message))
+        })
+        .collect();
+    if !workload.statements.is_empty() && problems.unparsed.len() == workload.statements.len() {
+        bail!(
+            "not one of the {} statement(s) read from the workload parses, so there is nothing to propose from; nothing was written:\n  {}",
+            workload.statements.len(),
+            lines.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+        );
+    }
+    if !lines.is_empty() {
+        const SHOWN: usize = 20;
+        let more = lines.len().saturating_sub(SHOWN);
+        let mut text = lines.into_iter().take(SHOWN).collect::<Vec<_>>().join("\n  ");
+        if more > 0 {
+            text.push_str(&format!("\n  … and {more} more (the report lists them all)"));
+        }
+        settings.out.warn(&format!(
+            "{} workload problem(s); the proposal leaves these out:\n  {text}",
+            problems.count()
+        ));
+    }
+    Ok(())
+}
+
 /// The plan for a discovery: domains, services and ownership decisions, with the
 /// catalog's fingerprint. Decisions of an existing plan are carried over.
 pub fn build_plan(
@@ -198,6 +239,7 @@ pub fn build_plan(
         .collect();
     plan.decisions = decisions(discovery, existing);
     plan.pins = existing.map(|p| p.pins.clone()).unwrap_or_default();
+    plan.fingerprint = plan.fingerprint_of(catalog);
     plan
 }
 

@@ -26,7 +26,7 @@ pub async fn run(settings: &Settings, args: &InspectArgs) -> anyhow::Result<u8> 
     let catalog = read_catalog(&clients).await?;
     drop(clients);
     let fingerprint = Fingerprint::of(&catalog);
-    let plan = compare_with_plan(&settings.plan_path, &catalog, &fingerprint)?;
+    let plan = compare_with_plan(&settings.plan_path, &catalog)?;
     let source = spec.reference();
     if settings.out.is_json() {
         settings.out.json(
@@ -50,11 +50,7 @@ pub async fn run(settings: &Settings, args: &InspectArgs) -> anyhow::Result<u8> 
 
 /// Loads the plan file, if any, and compares its fingerprint with the catalog's. A plan
 /// that cannot be read is an error: carve never guesses around a damaged plan.
-pub fn compare_with_plan(
-    path: &Path,
-    catalog: &Catalog,
-    fingerprint: &Fingerprint,
-) -> anyhow::Result<PlanState> {
+pub fn compare_with_plan(path: &Path, catalog: &Catalog) -> anyhow::Result<PlanState> {
     let shown = path.display().to_string();
     let Some(plan) = Plan::load_if_exists(path)? else {
         return Ok(PlanState::Missing { path: shown });
@@ -65,11 +61,13 @@ pub fn compare_with_plan(
             database: plan.source.database,
         });
     }
+    // The plan counts the roles it names, too.
+    let fingerprint = plan.fingerprint_of(catalog);
     if plan.fingerprint.digest == fingerprint.digest {
         return Ok(PlanState::Current { path: shown });
     }
     Ok(PlanState::Stale {
         path: shown,
-        changes: plan.fingerprint.diff(fingerprint),
+        changes: plan.fingerprint.diff(&fingerprint),
     })
 }

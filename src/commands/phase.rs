@@ -59,7 +59,7 @@ pub async fn open(
             catalog.server.database
         );
     }
-    let fingerprint = Fingerprint::of(&catalog);
+    let fingerprint = plan.fingerprint_of(&catalog);
     Ok(Ok(Context {
         plan,
         spec,
@@ -77,6 +77,21 @@ pub fn load_plan(path: &Path) -> anyhow::Result<Plan> {
             path.display()
         ),
     }
+}
+
+/// Whether the connection may run `phase` (`phases::privileges_missing`): an error
+/// naming what is missing, before anything is recorded. A dry-run that only reads
+/// (assign's, an undo's) goes on with a warning, since it changes nothing.
+pub fn preflight(settings: &Settings, ctx: &Context, phase: &str, reads_only: bool) -> Option<u8> {
+    let missing = crate::phases::privileges_missing(&ctx.catalog, phase)?;
+    if reads_only {
+        settings
+            .out
+            .warn(&format!("{missing} (this dry-run only reads, so it goes on)"));
+        return None;
+    }
+    settings.out.error(&format!("{missing}."));
+    Some(exit::ERROR)
 }
 
 /// The fingerprint gate (`engine::gate`): prints what changed and returns the
@@ -277,7 +292,7 @@ pub async fn apply_phase(
 /// Reads the catalog after a phase and makes it the plan's fingerprint.
 pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
     let catalog = read_catalog(std::slice::from_ref(&ctx.session.watch)).await?;
-    let fingerprint = Fingerprint::of(&catalog);
+    let fingerprint = ctx.plan.fingerprint_of(&catalog);
     ctx.plan.fingerprint = fingerprint.clone();
     ctx.catalog = catalog;
     Ok(fingerprint)

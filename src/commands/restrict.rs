@@ -7,13 +7,12 @@ use serde::Serialize;
 
 use crate::cli::{RestrictArgs, Settings};
 use crate::commands::phase::{self, Context};
-use crate::conn::password::{self, PasswordFile};
+use crate::conn::password::PasswordFile;
 use crate::engine::proof::{self, ProbeResult};
 use crate::engine::Step;
 use crate::exit;
 use crate::phases::restrict::{self, RestrictPlan, PHASE};
 use crate::plan::PhaseRecord;
-use crate::sql::{ident, literal};
 use crate::workload::sources::Sources;
 
 #[derive(Serialize)]
@@ -110,11 +109,19 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
+    // Even restrict's dry-run changes roles, inside the proof's rolled-back transaction.
+    if let Some(code) = phase::preflight(settings, &ctx, PHASE, false) {
+        return Ok(code);
+    }
     if let Some(code) = phase::gate(settings, &ctx, PHASE) {
         return Ok(code);
     }
+    let passwords_to = password_file
+        .as_ref()
+        .map(|file| password_target(&ctx, file))
+        .transpose()?;
 
-    let (steps, fresh) = match (recorded, sources) {
+    let (mut steps, fresh) = match (recorded, sources) {
         (Some(steps), _) => (steps, None),
         (None, Some(sources)) => {
             let database = ctx.catalog.server.database.clone();
@@ -122,7 +129,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
                 .load(&ctx.session.watch, &database)
                 .await?
                 .expect("sources are not empty");
-            let planned = match restrict::plan(&ctx.plan, &ctx.catalog, &workload) {
+            let mut planned = match restrict::plan(&ctx.plan, &ctx.catalog, &workload) {
                 Ok(p) => p,
                 Err(errors) => {
                     for e in &errors {
@@ -134,6 +141,10 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
                     );
                 }
             };
+            if let Some(target) = &passwords_to {
+                let set = restrict::password_steps(&planned.steps, target);
+                planned.steps.extend(set);
+            }
             if !out.is_json() {
                 out.line(&crate::ui::restrict::render(&planned));
             }
@@ -193,6 +204,12 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         (None, None) => unreachable!("sources are read when nothing is recorded"),
     };
 
+    // A phase recorded without passwords gets them now, as steps of its own.
+    let added = match (&fresh, &passwords_to) {
+        (None, Some(target)) => restrict::password_steps(&steps, target),
+        _ => Vec::new(),
+    };
+    steps.extend(added.iter().cloned());
     if args.apply.dry_run {
         return phase::dry_run(settings, &ctx, PHASE, &steps).await;
     }
@@ -208,16 +225,25 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
     if fresh.is_some() {
         record_phase(&mut ctx, &steps);
         ctx.plan.save(&settings.plan_path)?;
+    } else if !added.is_empty() {
+        let record = ctx.plan.phase_mut(PHASE).expect("recorded");
+        record.steps.extend(added);
+        ctx.plan.save(&settings.plan_path)?;
     }
     let (ran, skipped) =
         match phase::apply_phase(settings, &mut ctx, PHASE, &steps, &args.apply).await? {
             Ok(counts) => counts,
             Err(code) => return Ok(code),
         };
-    // Passwords are not part of the fingerprint: setting them after it is recorded
-    // changes nothing the plan checks.
-    let (written, without) = passwords(&ctx, &steps, password_file.as_ref()).await?;
-
+    let without: Vec<String> = restrict::roles_without_password_step(&steps)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let written: Vec<String> = restrict::created_login_roles(&steps)
+        .into_iter()
+        .filter(|r| !without.iter().any(|w| w == r))
+        .map(String::from)
+        .collect();
     let applied = Applied {
         ran,
         skipped,
@@ -238,14 +264,21 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
     out.line(&format!(
         "restrict: done ({ran} step(s) applied, {skipped} already in place). `carve undo restrict` gives back the roles and privileges there were."
     ));
-    if let Some(file) = &password_file {
-        if !applied.passwords_written.is_empty() {
-            out.line(&format!(
-                "passwords of {} new login role(s) are in {} (mode 0600, ~/.pgpass format); hand each to its service and remove the file",
-                applied.passwords_written.len(),
-                file.path().display()
-            ));
-        }
+    let files: std::collections::BTreeSet<String> = steps
+        .iter()
+        .filter_map(|s| match &s.secret {
+            Some(crate::engine::SecretInput::PasswordVerifier { file, .. }) => {
+                Some(file.display().to_string())
+            }
+            None => None,
+        })
+        .collect();
+    if !applied.passwords_written.is_empty() {
+        out.line(&format!(
+            "passwords of {} new login role(s) are in {} (mode 0600, ~/.pgpass format); hand each to its service and remove the file",
+            applied.passwords_written.len(),
+            files.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
     if !applied.without_password.is_empty() {
         out.warn(&format!(
@@ -320,73 +353,20 @@ fn record_phase(ctx: &mut Context, steps: &[Step]) {
     });
 }
 
-/// Gives each login role the phase created a password from the password file, or a
-/// new one written there first (so a crash between the two is finished by a re-run).
-/// Returns (roles with a password in the file, roles left without one).
-async fn passwords(
-    ctx: &Context,
-    steps: &[Step],
-    file: Option<&PasswordFile>,
-) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let roles: Vec<&str> = steps
-        .iter()
-        .filter_map(|s| s.id.strip_prefix(restrict::CREATE_LOGIN_STEP))
-        .collect();
-    let Some(file) = file else {
-        return without_password(ctx, &roles).await;
-    };
+/// Where new login roles' passwords go: the file (an absolute path, since a resumed
+/// run may start elsewhere) and the pgpass line's host, port and database, as the
+/// services will connect to this source.
+fn password_target(ctx: &Context, file: &PasswordFile) -> anyhow::Result<restrict::PasswordTarget> {
     let target = ctx.spec.targets.first().expect("a connection has a target");
     let host = if target.is_unix_socket() {
-        "localhost"
+        "localhost".to_string()
     } else {
-        target.host.as_str()
+        target.host.clone()
     };
-    let database = &ctx.catalog.server.database;
-    let mut written = Vec::new();
-    for role in roles {
-        let secret = match file.lookup(host, target.port, database, role) {
-            Some(existing) => existing,
-            None => {
-                let fresh = password::generate()?;
-                file.append(host, target.port, database, role, &fresh)
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.path().display()))?;
-                fresh
-            }
-        };
-        let verifier = literal(&password::verifier(&secret)).expect("a verifier has no NUL");
-        ctx.session
-            .work
-            .batch_execute(&format!("ALTER ROLE {} PASSWORD {verifier}", ident(role)))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "setting the password of role {role}: {}",
-                    crate::conn::describe_db_error(&e)
-                )
-            })?;
-        written.push(role.to_string());
-    }
-    Ok((written, Vec::new()))
-}
-
-/// The created login roles that have no password (read as superuser from pg_authid).
-async fn without_password(
-    ctx: &Context,
-    roles: &[&str],
-) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let mut without = Vec::new();
-    for role in roles {
-        let row = ctx
-            .session
-            .watch
-            .query_opt(
-                "SELECT rolpassword IS NULL FROM pg_catalog.pg_authid WHERE rolname = $1",
-                &[role],
-            )
-            .await?;
-        if row.is_some_and(|r| r.get::<_, bool>(0)) {
-            without.push(role.to_string());
-        }
-    }
-    Ok((Vec::new(), without))
+    Ok(restrict::PasswordTarget {
+        file: std::path::absolute(file.path())?,
+        host,
+        port: target.port,
+        database: ctx.catalog.server.database.clone(),
+    })
 }

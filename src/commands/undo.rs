@@ -38,6 +38,9 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
+    if let Some(code) = phase::preflight(settings, &ctx, name, args.apply.dry_run) {
+        return Ok(code);
+    }
     if let Some(code) = phase::gate(settings, &ctx, name) {
         return Ok(code);
     }

@@ -56,6 +56,9 @@ impl PasswordFile {
                         path.display()
                     );
                 }
+                if let Err(e) = std::fs::OpenOptions::new().append(true).open(path) {
+                    anyhow::bail!("--password-file {} cannot be written: {e}", path.display());
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let dir = match path.parent() {
@@ -65,6 +68,18 @@ impl PasswordFile {
                 if !dir.is_dir() {
                     anyhow::bail!(
                         "--password-file {}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    );
+                }
+                // Permission bits do not tell (root ignores them; some file systems
+                // refuse anyway): try it.
+                if let Err(e) = tempfile::Builder::new()
+                    .prefix(".carve-check-")
+                    .tempfile_in(dir)
+                {
+                    anyhow::bail!(
+                        "--password-file {}: cannot create files in directory {}: {e}",
                         path.display(),
                         dir.display()
                     );

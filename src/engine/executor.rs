@@ -413,7 +413,10 @@ async fn run_steps(
         } else {
             out.progress(&format!("[{}/{total}] {}", i + 1, step.description));
             tracing::debug!("step {:?}: {}", step.id, step.sql);
-            let result = session.apply(step, policy).await;
+            let result = match super::secret::resolve(step) {
+                Ok(resolved) => session.apply(&resolved, policy).await,
+                Err(e) => Err(e),
+            };
             if result.is_ok() {
                 ran += 1;
             }
@@ -455,6 +458,7 @@ mod tests {
             undo: String::new(),
             transactional,
             strong_lock: strong,
+            secret: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod gate;
 pub mod proof;
 pub mod script;
+pub mod secret;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,45 @@ pub struct Step {
     /// Takes a lock other clients would queue behind: run with a short
     /// `lock_timeout`, retried with backoff.
     pub strong_lock: bool,
+    /// A secret the change needs, fetched when the step runs and never stored: `sql`
+    /// names it as the psql variable `:'carve_secret'`, and the executor puts the
+    /// secret's SQL literal there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretInput>,
 }
+
+/// Where a step's secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SecretInput {
+    /// The SCRAM verifier of `role`'s password in the password file (the line for
+    /// host, port, database and role), a new password being generated and appended
+    /// there first when the file has none. The password itself never reaches the
+    /// server, the plan or the output.
+    PasswordVerifier {
+        file: std::path::PathBuf,
+        host: String,
+        port: u16,
+        database: String,
+        role: String,
+    },
+}
+
+impl SecretInput {
+    /// What the secret is, for people (never its value).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretInput::PasswordVerifier { file, role, .. } => format!(
+                "the password of role {} from {}",
+                crate::sql::display_ident(role),
+                file.display()
+            ),
+        }
+    }
+}
+
+/// The psql variable a step's SQL names its secret by.
+pub const SECRET_VARIABLE: &str = ":'carve_secret'";
 
 impl Step {
     /// The step that undoes this one: its undo as the change, done when this step's
@@ -50,6 +89,8 @@ impl Step {
             undo: self.sql.clone(),
             transactional: self.transactional,
             strong_lock: self.strong_lock,
+            // An undo takes back what the secret set; it needs none itself.
+            secret: None,
         }
     }
 }
@@ -73,6 +114,7 @@ mod tests {
             undo: format!("DROP SCHEMA {id}"),
             transactional: true,
             strong_lock: false,
+            secret: None,
         }
     }
 

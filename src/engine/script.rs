@@ -61,7 +61,19 @@ pub fn render(
             step.done_check
         );
         let sql = step.sql.trim().trim_end_matches(';');
-        if step.transactional {
+        if let Some(secret) = &step.secret {
+            // A script must not hold a secret, and psql cannot make one.
+            let _ = writeln!(
+                out,
+                "\\echo {}",
+                psql_argument(&format!(
+                    "step {}/{} not run by this script: {}; `carve` does it when it applies the plan, or set it by hand (psql: \\password)",
+                    i + 1,
+                    steps.len(),
+                    secret.describe()
+                ))
+            );
+        } else if step.transactional {
             out.push_str("BEGIN;\n");
             if step.strong_lock {
                 let timeout = literal(SCRIPT_LOCK_TIMEOUT).expect("no NUL");
@@ -100,6 +112,7 @@ mod tests {
             undo: format!("DROP SCHEMA {id}"),
             transactional: true,
             strong_lock: true,
+            secret: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub const CROSSING_CHOICES: &[&str] = &["keep-until-move", "replace-before-move"
 /// Choices for a free-standing object that belongs to one domain.
 pub const PLACEMENT_CHOICES: &[&str] = &["move", "stay"];
 
+/// The choice that lets assign use a domain schema it did not create, as it is.
+pub const EXISTING_SCHEMA_CHOICE: &str = "use-existing";
+
 /// What assign will do, before anything is done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssignPlan {
@@ -111,13 +114,8 @@ fn domain_map(
     errors: &mut Vec<String>,
 ) -> BTreeMap<QualName, String> {
     let mut map = BTreeMap::new();
+    errors.extend(plan.domain_problems());
     for domain in &plan.domains {
-        if domain.name.is_empty() || domain.name.len() > 63 || domain.name.contains('\0') {
-            errors.push(format!(
-                "domain {:?}: a schema name must be 1 to 63 bytes",
-                domain.name
-            ));
-        }
         for text in &domain.tables {
             let name = match parse_qualified(text) {
                 Ok((schema, name)) => QualName::new(&schema, &name),
@@ -250,9 +248,6 @@ impl Planner<'_> {
             }
         }
         for (domain, tables) in domains {
-            if self.catalog.schemas.iter().any(|s| s.name == domain) {
-                continue;
-            }
             let tables: Vec<_> = tables
                 .iter()
                 .filter_map(|t| self.catalog.table(t))
@@ -267,6 +262,10 @@ impl Planner<'_> {
                 .max_by_key(|(name, n)| (**n, std::cmp::Reverse(**name)))
                 .map(|(name, _)| name.to_string())
                 .unwrap_or_default();
+            if let Some(existing) = self.catalog.schemas.iter().find(|s| s.name == domain) {
+                self.existing_schema(existing, &owner);
+                continue;
+            }
             let users: BTreeSet<&str> = tables
                 .iter()
                 .flat_map(|t| {
@@ -311,8 +310,76 @@ impl Planner<'_> {
                 undo: format!("DROP SCHEMA {}", ident(domain)),
                 transactional: true,
                 strong_lock: false,
+                secret: None,
             });
         }
+    }
+
+    /// A domain schema that is already there. Tables moved into it would belong to
+    /// whoever owns the schema (its owner can drop them) and sit beside whatever it
+    /// holds, so it is used as it is only when its owner is the one carve would give
+    /// it and it holds nothing but the domain's own objects, or when the plan says
+    /// `use-existing` for it.
+    fn existing_schema(&mut self, schema: &crate::catalog::Schema, owner: &str) {
+        let subject = format!("schema {}", display_ident(&schema.name));
+        if let Some(decision) = self.plan.decision(&subject) {
+            if decision.choice != EXISTING_SCHEMA_CHOICE {
+                self.errors.push(format!(
+                    "decision for {subject}: {:?} is not {EXISTING_SCHEMA_CHOICE:?}, the one choice for a schema carve did not create",
+                    decision.choice
+                ));
+            }
+            return;
+        }
+        let domain = schema.name.as_str();
+        let mine = |t: &QualName| self.domain_of.get(t).is_some_and(|d| d == domain);
+        let mut foreign: Vec<String> = Vec::new();
+        let here = |n: &QualName| n.schema == domain;
+        for t in self.catalog.tables.iter().filter(|t| here(&t.name)) {
+            if !mine(&t.name) {
+                foreign.push(format!("table {}", t.name));
+            }
+        }
+        for v in self.catalog.views.iter().filter(|v| here(&v.name)) {
+            let tables = self.view_tables(&v.name, &mut BTreeSet::new());
+            if tables.is_empty() || !tables.iter().all(|t| mine(t)) {
+                foreign.push(format!("view {}", v.name));
+            }
+        }
+        for seq in self.catalog.sequences.iter().filter(|s| here(&s.name)) {
+            if !seq.owned_by.as_ref().is_some_and(|o| mine(&o.table)) {
+                foreign.push(format!("sequence {}", seq.name));
+            }
+        }
+        for f in self.catalog.functions.iter().filter(|f| here(&f.name)) {
+            foreign.push(format!("function {}", f.signature()));
+        }
+        if schema.owner == owner && foreign.is_empty() {
+            return;
+        }
+        let mut why = Vec::new();
+        if schema.owner != owner {
+            why.push(format!(
+                "it belongs to {} (the domain's tables belong to {}), who could then drop them",
+                display_ident(&schema.owner),
+                display_ident(owner)
+            ));
+        }
+        if !foreign.is_empty() {
+            const SHOWN: usize = 10;
+            let more = foreign.len().saturating_sub(SHOWN);
+            let mut list = foreign.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
+            if more > 0 {
+                list.push_str(&format!(" and {more} more"));
+            }
+            why.push(format!("it holds objects outside the domain: {list}"));
+        }
+        self.errors.push(format!(
+            "schema {} already exists and carve did not create it: {}. Give the domain another name, or, to move the tables there as it is, record [[decisions]] subject = {:?}, choice = {EXISTING_SCHEMA_CHOICE:?}, reason = \"…\"",
+            display_ident(domain),
+            why.join("; "),
+            subject
+        ));
     }
 
     fn claim(&mut self, to: &QualName, what: &str) -> bool {
@@ -374,6 +441,7 @@ impl Planner<'_> {
                 ),
                 transactional: true,
                 strong_lock: true,
+                secret: None,
             });
             self.out.renames.push(Rename {
                 from: from.to_string(),
@@ -456,6 +524,7 @@ impl Planner<'_> {
                 ),
                 transactional: true,
                 strong_lock: true,
+                secret: None,
             });
             self.out.renames.push(Rename {
                 from: seq.name.to_string(),
@@ -560,6 +629,7 @@ impl Planner<'_> {
                 ),
                 transactional: true,
                 strong_lock: true,
+                secret: None,
             });
             self.out.renames.push(Rename {
                 from: view.name.to_string(),
@@ -643,6 +713,7 @@ impl Planner<'_> {
                 ),
                 transactional: true,
                 strong_lock: false,
+                secret: None,
             });
         }
     }
@@ -914,6 +985,66 @@ mod tests {
             sql.contains("GRANT UPDATE (\"total\") ON \"public\".\"accounts\" TO \"clerk\";"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn system_schemas_and_twice_named_domains_are_refused() {
+        let c = shop();
+        let p = plan_for(
+            &c,
+            &[
+                ("pg_catalog", &["public.orders"]),
+                ("information_schema", &[]),
+                ("crm", &["public.customers"]),
+                ("crm", &[]),
+            ],
+        );
+        let all = plan(&p, &c).unwrap_err().join("\n");
+        assert!(all.contains("#1: pg_catalog is reserved"), "{all}");
+        assert!(all.contains("#2: information_schema is reserved"), "{all}");
+        assert!(all.contains("#3 and #4 are both named crm"), "{all}");
+    }
+
+    #[test]
+    fn a_schema_carve_did_not_make_is_used_only_when_it_fits_or_is_decided() {
+        let mut c = shop();
+        c.schemas.push(crate::catalog::Schema {
+            name: "sales".into(),
+            owner: "mallory".into(),
+            comment: None,
+            grants: Vec::new(),
+        });
+        let mut theirs = table("sales", "ledger");
+        theirs.owner = "mallory".into();
+        c.tables.push(theirs);
+        c.normalize();
+        let mut p = plan_for(&c, &[("sales", &["public.orders"])]);
+        let all = plan(&p, &c).unwrap_err().join("\n");
+        assert!(all.contains("schema sales already exists"), "{all}");
+        assert!(all.contains("it belongs to mallory"), "{all}");
+        assert!(all.contains("table sales.ledger"), "{all}");
+        assert!(all.contains("choice = \"use-existing\""), "{all}");
+
+        // Empty and owned as carve would own it: used as it is.
+        c.tables.retain(|t| t.name.schema != "sales");
+        c.schemas.iter_mut().find(|s| s.name == "sales").unwrap().owner = "app".into();
+        c.normalize();
+        let planned = plan(&p, &c).unwrap();
+        assert_eq!(planned.steps[0].id, "move table public.orders");
+        assert!(planned.creates_schemas.is_empty(), "undo must not drop it");
+
+        // Someone else's, with a decision: used, never created or dropped.
+        c.schemas.iter_mut().find(|s| s.name == "sales").unwrap().owner = "mallory".into();
+        assert!(plan(&p, &c).is_err());
+        p.decisions.push(Decision {
+            subject: "schema sales".into(),
+            choice: "use-existing".into(),
+            reason: "made by the DBA team".into(),
+        });
+        assert!(plan(&p, &c).unwrap().creates_schemas.is_empty());
+        p.decisions[0].choice = "take-it".into();
+        let all = plan(&p, &c).unwrap_err().join("\n");
+        assert!(all.contains("\"take-it\" is not \"use-existing\""), "{all}");
     }
 
     #[test]

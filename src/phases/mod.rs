@@ -7,7 +7,35 @@ pub mod restrict;
 /// The phases in the order they build on each other.
 pub const ORDER: &[&str] = &[assign::PHASE, restrict::PHASE];
 
-use crate::sql::{ident, literal};
+use crate::catalog::Catalog;
+use crate::sql::{display_ident, ident, literal};
+
+/// What the connecting role lacks to run `phase` (or its undo), checked before the
+/// phase is recorded or any step runs; `None` when it has what the phase needs.
+///
+/// Every phase needs a superuser today: assign moves tables owned by other roles and
+/// makes their compatibility views owned by those roles, with the grants their
+/// grantors gave; restrict creates roles, changes other roles' grants and proves
+/// with `SET ROLE`. The message says what a managed service's admin role lacks.
+pub fn privileges_missing(catalog: &Catalog, phase: &str) -> Option<String> {
+    let me = &catalog.server.current_user;
+    if catalog.roles.iter().any(|r| &r.name == me && r.superuser) {
+        return None;
+    }
+    let why = match phase {
+        assign::PHASE => {
+            "assign moves tables owned by other roles (ALTER TABLE … SET SCHEMA needs their owner's rights), makes each compatibility view owned by its table's owner and gives back the table's grants as their grantors gave them"
+        }
+        restrict::PHASE => {
+            "restrict creates roles, takes and gives privileges of roles it does not own, reads pg_authid, and proves every statement with SET ROLE as each service's role"
+        }
+        _ => "it changes objects and privileges of roles it does not own",
+    };
+    Some(format!(
+        "carve {phase} needs a superuser connection, and role {} is not a superuser: {why}. Connect as a superuser (for example user=postgres in --source). A managed service's admin role (Amazon RDS rds_superuser, Cloud SQL cloudsqlsuperuser, Azure azure_pg_admin) is not a superuser: it cannot own other roles' tables without being granted each role, nor read pg_authid, so carve cannot run there yet. Nothing was changed",
+        display_ident(me)
+    ))
+}
 
 /// True when a relation of one of `kinds` (`'r', 'p'`) exists: a step's check.
 fn relation_exists(schema: &str, name: &str, kinds: &str) -> String {

@@ -35,6 +35,76 @@ pub const PHASE: &str = "restrict";
 /// The id prefix of the steps that create login roles (they get passwords after).
 pub const CREATE_LOGIN_STEP: &str = "create login role ";
 
+/// The id prefix of the steps that give those roles their passwords.
+pub const SET_PASSWORD_STEP: &str = "set password ";
+
+/// Where the passwords of new login roles go: the password file, and the host, port
+/// and database of their `~/.pgpass` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordTarget {
+    pub file: std::path::PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+/// The login roles `steps` create.
+pub fn created_login_roles(steps: &[Step]) -> Vec<&str> {
+    steps
+        .iter()
+        .filter_map(|s| s.id.strip_prefix(CREATE_LOGIN_STEP))
+        .collect()
+}
+
+/// The login roles `steps` create that no step gives a password.
+pub fn roles_without_password_step(steps: &[Step]) -> Vec<&str> {
+    created_login_roles(steps)
+        .into_iter()
+        .filter(|role| {
+            !steps
+                .iter()
+                .any(|s| s.id.strip_prefix(SET_PASSWORD_STEP) == Some(role))
+        })
+        .collect()
+}
+
+/// One step per login role `steps` create without a password step yet: the role's
+/// password, from the password file (or generated and written there first), set
+/// as its SCRAM verifier when the step runs. The plan holds only where it comes from.
+pub fn password_steps(steps: &[Step], target: &PasswordTarget) -> Vec<Step> {
+    roles_without_password_step(steps)
+        .into_iter()
+        .map(|role| Step {
+            id: format!("{SET_PASSWORD_STEP}{role}"),
+            description: format!(
+                "password of login role {} (kept in {})",
+                display_ident(role),
+                target.file.display()
+            ),
+            target: "source".into(),
+            sql: format!(
+                "ALTER ROLE {} PASSWORD {};",
+                ident(role),
+                crate::engine::SECRET_VARIABLE
+            ),
+            done_check: format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {} AND rolpassword IS NOT NULL)",
+                lit(role)
+            ),
+            undo: format!("ALTER ROLE {} PASSWORD NULL;", ident(role)),
+            transactional: true,
+            strong_lock: false,
+            secret: Some(crate::engine::SecretInput::PasswordVerifier {
+                file: target.file.clone(),
+                host: target.host.clone(),
+                port: target.port,
+                database: target.database.clone(),
+                role: role.to_string(),
+            }),
+        })
+        .collect()
+}
+
 /// Access patterns for reading another domain's table (Ford et al., *Software
 /// Architecture: The Hard Parts*, ch. 10) and a temporary grant with its reason.
 pub const READ_CHOICES: &[&str] = &[
@@ -1237,6 +1307,7 @@ impl<'a> Planner<'a> {
                 undo: format!("DROP ROLE {};", ident(group)),
                 transactional: true,
                 strong_lock: false,
+                secret: None,
             });
         }
         for s in services {
@@ -1258,6 +1329,7 @@ impl<'a> Planner<'a> {
                     undo: format!("DROP ROLE {};", ident(&s.role)),
                     transactional: true,
                     strong_lock: false,
+                    secret: None,
                 });
             } else if let Some(limit) = s.connection_limit {
                 let before = self
@@ -1282,6 +1354,7 @@ impl<'a> Planner<'a> {
                         undo: format!("ALTER ROLE {} CONNECTION LIMIT {before};", ident(&s.role)),
                         transactional: true,
                         strong_lock: false,
+                        secret: None,
                     });
                 }
             }
@@ -1298,6 +1371,7 @@ impl<'a> Planner<'a> {
                 undo: format!("REVOKE {} FROM {};", ident(&s.group), ident(&s.role)),
                 transactional: true,
                 strong_lock: false,
+                secret: None,
             });
         }
         for (to, schema) in &self.schema_usage {
@@ -1324,6 +1398,7 @@ impl<'a> Planner<'a> {
                 ),
                 transactional: true,
                 strong_lock: false,
+                secret: None,
             });
         }
         for ((to, kind, relation), acc) in &self.grants {
@@ -1354,6 +1429,7 @@ impl<'a> Planner<'a> {
                     undo: format!("REVOKE {list} ON {on} FROM {};", ident(to)),
                     transactional: true,
                     strong_lock: false,
+                    secret: None,
                 });
             }
             for (privilege, columns) in &acc.columns {
@@ -1375,6 +1451,7 @@ impl<'a> Planner<'a> {
                     undo: format!("REVOKE {privilege} ({list}) ON {on} FROM {};", ident(to)),
                     transactional: true,
                     strong_lock: false,
+                    secret: None,
                 });
             }
         }
@@ -1673,6 +1750,7 @@ fn revoke_step(revoke: &Revoke) -> Step {
             undo: format!("GRANT {} TO {};", ident(role), ident(member)),
             transactional: true,
             strong_lock: false,
+            secret: None,
         },
     }
 }
@@ -1770,6 +1848,7 @@ fn acl_revoke_step(acl: &AclRevoke) -> Step {
         undo,
         transactional: true,
         strong_lock: false,
+        secret: None,
     }
 }
 

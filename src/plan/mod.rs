@@ -375,6 +375,49 @@ impl Plan {
         self.phases.iter_mut().find(|p| p.name == name)
     }
 
+    /// What is wrong with the plan's domains as schema names: each name PostgreSQL
+    /// reserves or cannot take, and each name given to two `[[domains]]` (which would
+    /// silently merge them into one schema). Empty when they can all become schemas.
+    pub fn domain_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut first: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (i, domain) in self.domains.iter().enumerate() {
+            if let Some(problem) = crate::sql::schema_name_problem(&domain.name) {
+                problems.push(format!("[[domains]] #{}: {problem}", i + 1));
+            }
+            if let Some(&earlier) = first.get(domain.name.as_str()) {
+                problems.push(format!(
+                    "[[domains]] #{} and #{} are both named {}: each domain becomes its own schema, so give them different names (or merge their tables into one entry)",
+                    earlier + 1,
+                    i + 1,
+                    crate::sql::display_ident(&domain.name)
+                ));
+            } else {
+                first.insert(&domain.name, i);
+            }
+        }
+        problems
+    }
+
+    /// The roles the plan names (its services' roles and login roles, its domains'
+    /// group roles): they count in the fingerprint even before they own or are
+    /// granted anything.
+    pub fn named_roles(&self) -> std::collections::BTreeSet<String> {
+        let services = self.services.iter().flat_map(|s| {
+            s.roles
+                .iter()
+                .cloned()
+                .chain(s.login_role.iter().cloned())
+        });
+        let groups = self.domains.iter().filter_map(|d| d.role.clone());
+        services.chain(groups).collect()
+    }
+
+    /// The catalog's fingerprint as this plan sees it (with the roles it names).
+    pub fn fingerprint_of(&self, catalog: &crate::catalog::Catalog) -> Fingerprint {
+        Fingerprint::with_roles(catalog, &self.named_roles())
+    }
+
     /// The decision recorded for a subject, if any.
     pub fn decision(&self, subject: &str) -> Option<&Decision> {
         self.decisions.iter().find(|d| d.subject == subject)
@@ -485,7 +528,17 @@ impl Plan {
                 })
             }
         }
-        toml::from_str(text).map_err(syntax)
+        let plan: Plan = toml::from_str(text).map_err(syntax)?;
+        if !plan.fingerprint.adds_up() {
+            return Err(PlanError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the [fingerprint] section does not add up: its digest is not the digest of the {} object(s) it lists, so the file was cut short or edited there. carve cannot tell from it whether the database changed; run `carve discover` again to make a new plan (or restore the file from a copy)",
+                    plan.fingerprint.objects.len()
+                ),
+            });
+        }
+        Ok(plan)
     }
 
     pub fn to_toml(&self) -> String {
@@ -588,10 +641,7 @@ mod tests {
                 conninfo: "host=/tmp port=5432 dbname='my db'".into(),
                 database: "my db".into(),
             },
-            Fingerprint {
-                digest: "ab".repeat(32),
-                objects,
-            },
+            Fingerprint::from_objects(objects),
         );
         plan.domains.push(Domain {
             name: "orders".into(),
@@ -640,6 +690,7 @@ mod tests {
                 undo: "DROP SCHEMA \"orders\"".into(),
                 transactional: true,
                 strong_lock: false,
+                secret: None,
             }],
             journal: vec![JournalEntry {
                 step: "create schema orders".into(),
@@ -749,6 +800,19 @@ mod tests {
         std::fs::write(journal_path(&path), "garbage\n{}\n").unwrap();
         let err = Plan::load(&path).unwrap_err();
         assert!(err.to_string().contains(".journal:1:"), "{err}");
+    }
+
+    #[test]
+    fn a_fingerprint_that_does_not_add_up_is_refused() {
+        let text = plan().to_toml();
+        // Cut at a line end inside [fingerprint.objects]: still valid TOML.
+        let cut = text.trim_end().rsplit_once('\n').unwrap().0;
+        assert!(toml::from_str::<toml::Table>(cut).is_ok());
+        let err = Plan::parse(cut, Path::new("p")).unwrap_err();
+        assert!(err.to_string().contains("does not add up"), "{err}");
+        let edited = text.replace("kind=table", "kind=view");
+        let err = Plan::parse(&edited, Path::new("p")).unwrap_err();
+        assert!(err.to_string().contains("does not add up"), "{err}");
     }
 
     #[test]

@@ -60,6 +60,36 @@ fn single_quoted(value: &str) -> String {
     out
 }
 
+/// Why `name` cannot be the name of a schema carve creates or moves tables into, or
+/// `None` when it can. PostgreSQL itself refuses to create `pg_*` schemas, but an
+/// existing one (`pg_catalog`, `pg_toast`) would silently take tables out of every
+/// dump; `information_schema` is the standard's, rebuilt on upgrade.
+pub fn schema_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 63 {
+        return Some(format!(
+            "{} is {} bytes long: a schema name must be 1 to 63 bytes",
+            display_ident(name),
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return Some("a schema name cannot contain a NUL byte".into());
+    }
+    if name.starts_with("pg_") {
+        return Some(format!(
+            "{} is reserved: schema names starting with pg_ belong to PostgreSQL (pg_catalog, pg_toast, …), and tables moved there leave pg_dump's output",
+            display_ident(name)
+        ));
+    }
+    if name == "information_schema" {
+        return Some(
+            "information_schema is reserved: it belongs to PostgreSQL and is recreated by upgrades"
+                .into(),
+        );
+    }
+    None
+}
+
 /// A string with a NUL byte cannot become a PostgreSQL literal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a string with a NUL byte cannot be sent to PostgreSQL")]
@@ -145,6 +175,18 @@ fn parse_part(text: &str) -> Result<(String, &str), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_and_overlong_schema_names_are_refused() {
+        for bad in ["pg_catalog", "pg_toast", "pg_anything", "information_schema", ""] {
+            assert!(schema_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(schema_name_problem(&"x".repeat(64)).is_some());
+        assert!(schema_name_problem("a\0b").is_some());
+        for good in ["sales", "PG_upper", "select", "Dömain \"one\"", &"x".repeat(63)] {
+            assert_eq!(schema_name_problem(good), None, "{good:?}");
+        }
+    }
 
     #[test]
     fn psql_arguments_survive_quotes_and_backslashes() {

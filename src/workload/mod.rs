@@ -261,9 +261,16 @@ impl Workload {
             Err(e) => return self.problem(path, format!("cannot read: {e}")),
         };
         let session = path.display().to_string();
-        for piece in split::split(&text) {
+        let (pieces, unterminated) = split::split_checked(&text);
+        for piece in pieces {
             let origin = format!("{session}:{}", piece.line);
             self.add(&session, service, piece.text, origin, 1);
+        }
+        if let Some(u) = unterminated {
+            self.problems.push(Problem {
+                origin: format!("{session}:{}", u.statement_line),
+                message: u.to_string(),
+            });
         }
     }
 

@@ -70,14 +70,26 @@ impl Sources {
             services: &self.services,
         };
         for path in &self.paths {
-            workload.extend(Workload::from_path(path, &logs));
+            let read = Workload::from_path(path, &logs);
+            // A source that gave nothing is a mistake to stop at, not a proposal made
+            // without a workload (its problems say why).
+            if read.statements.is_empty() && read.ignored.is_empty() {
+                let mut why = problem_lines(&read.problems);
+                if why.is_empty() {
+                    why.push("it holds no statements".into());
+                }
+                bail!(
+                    "no statement could be read from --workload {}; nothing was written:\n  {}",
+                    path.display(),
+                    why.join("\n  ")
+                );
+            }
+            workload.extend(read);
         }
         stats::count_connections(client, &self.services, &mut workload).await?;
         if workload.statements.is_empty() {
-            let why: Vec<String> = workload
-                .problems
-                .iter()
-                .map(|p| format!("{}: {}", p.origin, p.message))
+            let why: Vec<String> = problem_lines(&workload.problems)
+                .into_iter()
                 .chain(
                     workload
                         .ignored
@@ -148,4 +160,12 @@ impl Sources {
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty() && !self.stat_statements
     }
+}
+
+/// `origin: message`, one per problem.
+fn problem_lines(problems: &[super::Problem]) -> Vec<String> {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.origin, p.message))
+        .collect()
 }

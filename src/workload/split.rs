@@ -9,8 +9,47 @@ pub struct Piece {
     pub line: usize,
 }
 
+/// Where a quote, dollar body or comment opened and never closed: everything after it
+/// would otherwise run together into one statement that cannot be right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unterminated {
+    /// `'…' string`, `$body$ quote`, `/* comment`, …
+    pub what: String,
+    /// The 1-based line it opens on.
+    pub line: usize,
+    /// The 1-based line of the statement it is in (left out).
+    pub statement_line: usize,
+}
+
+impl std::fmt::Display for Unterminated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unterminated {} opened on line {}: the statement starting on line {} and everything after it were left out",
+            self.what, self.line, self.statement_line
+        )
+    }
+}
+
+/// The statements of `sql`, as [`split`] finds them, except that a statement holding
+/// an unterminated quote, dollar body or comment is left out and reported.
+pub fn split_checked(sql: &str) -> (Vec<Piece>, Option<Unterminated>) {
+    let (mut pieces, unterminated) = scan(sql);
+    if let Some(u) = &unterminated {
+        pieces.retain(|p| p.line < u.statement_line);
+    }
+    (pieces, unterminated)
+}
+
+/// Splits `sql` into statements; an unterminated quote runs to the end of the text
+/// (the lenient form, for function bodies the server has already accepted).
 pub fn split(sql: &str) -> Vec<Piece> {
+    scan(sql).0
+}
+
+fn scan(sql: &str) -> (Vec<Piece>, Option<Unterminated>) {
     let bytes = sql.as_bytes();
+    let mut unterminated = None;
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut line = 1;
@@ -41,6 +80,7 @@ pub fn split(sql: &str) -> Vec<Piece> {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let opened = line;
                 let mut depth = 0;
                 while i < bytes.len() {
                     if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
@@ -59,22 +99,40 @@ pub fn split(sql: &str) -> Vec<Piece> {
                         i += 1;
                     }
                 }
+                if depth > 0 {
+                    unterminated.get_or_insert(("/* comment".to_string(), opened));
+                }
             }
             b'\'' => {
                 // E'…' strings take backslash escapes.
                 let backslashes = i > 0
                     && matches!(bytes[i - 1], b'E' | b'e')
                     && (i < 2 || !bytes[i - 2].is_ascii_alphanumeric());
-                i = skip_quoted(bytes, i, backslashes, &mut line);
+                let opened = line;
+                let closed;
+                (i, closed) = skip_quoted(bytes, i, backslashes, &mut line);
+                if !closed {
+                    unterminated.get_or_insert(("'…' string".to_string(), opened));
+                }
             }
-            b'"' => i = skip_quoted(bytes, i, false, &mut line),
+            b'"' => {
+                let opened = line;
+                let closed;
+                (i, closed) = skip_quoted(bytes, i, false, &mut line);
+                if !closed {
+                    unterminated.get_or_insert(("\"…\" identifier".to_string(), opened));
+                }
+            }
             b'$' => match dollar_tag(&sql[i..]) {
                 Some(tag) => {
                     let body_start = i + tag.len();
-                    let end = sql[body_start..]
-                        .find(tag)
-                        .map(|at| body_start + at + tag.len())
-                        .unwrap_or(sql.len());
+                    let end = match sql[body_start..].find(tag) {
+                        Some(at) => body_start + at + tag.len(),
+                        None => {
+                            unterminated.get_or_insert((format!("{tag} quote"), line));
+                            sql.len()
+                        }
+                    };
                     line += sql[i..end].matches('\n').count();
                     i = end;
                 }
@@ -90,20 +148,32 @@ pub fn split(sql: &str) -> Vec<Piece> {
         }
     }
     push(start, sql.len(), start_line, &mut pieces);
-    pieces
+    // The statement an unterminated quote is in: the last one that starts before it.
+    let unterminated = unterminated.map(|(what, line)| Unterminated {
+        what,
+        line,
+        statement_line: pieces
+            .iter()
+            .map(|p| p.line)
+            .filter(|l| *l <= line)
+            .last()
+            .unwrap_or(line),
+    });
+    (pieces, unterminated)
 }
 
 /// Skips a quoted string or identifier starting at `start` (on its opening quote):
 /// a doubled quote stands for itself, and with `backslashes` a `\` escapes the next
-/// byte. Returns the index after the closing quote (or the end), counting newlines.
-fn skip_quoted(bytes: &[u8], start: usize, backslashes: bool, line: &mut usize) -> usize {
+/// byte. Returns the index after the closing quote (or the end), counting newlines,
+/// and whether the quote was closed.
+fn skip_quoted(bytes: &[u8], start: usize, backslashes: bool, line: &mut usize) -> (usize, bool) {
     let quote = bytes[start];
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
             b'\\' if backslashes => i += 2,
             b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
-            b if b == quote => return i + 1,
+            b if b == quote => return (i + 1, true),
             b'\n' => {
                 *line += 1;
                 i += 1;
@@ -111,7 +181,7 @@ fn skip_quoted(bytes: &[u8], start: usize, backslashes: bool, line: &mut usize) 
             _ => i += 1,
         }
     }
-    i
+    (i.min(bytes.len()), false)
 }
 
 /// `$tag$` at the start of `text`, if it opens a dollar-quoted string (a `$1`
@@ -197,6 +267,29 @@ mod tests {
         let got: Vec<&str> = words("-- why\n/* how */  START\tTRANSACTION ISOLATION").collect();
         assert_eq!(got, ["START", "TRANSACTION", "ISOLATION"]);
         assert_eq!(words("  -- only").next(), None);
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_reported_and_its_statement_left_out() {
+        let sql = "SELECT 1;\nSELECT 2;\nCREATE FUNCTION f() AS $body$\nBEGIN; RETURN 1;\n";
+        let (pieces, u) = split_checked(sql);
+        let texts: Vec<&str> = pieces.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["SELECT 1", "SELECT 2"]);
+        let u = u.expect("reported");
+        assert_eq!((u.what.as_str(), u.line, u.statement_line), ("$body$ quote", 3, 3));
+        assert!(u.to_string().contains("line 3"), "{u}");
+        for (sql, what) in [
+            ("SELECT 'abc", "'…' string"),
+            ("SELECT \"abc", "\"…\" identifier"),
+            ("SELECT 1 /* a /* b */", "/* comment"),
+        ] {
+            let (pieces, u) = split_checked(sql);
+            assert!(pieces.is_empty(), "{sql}");
+            assert_eq!(u.unwrap().what, what, "{sql}");
+        }
+        // The lenient form keeps the tail, as before.
+        assert_eq!(split("SELECT 'abc").len(), 1);
+        assert_eq!(split_checked("SELECT 'a;b'; SELECT $$x$$").1, None);
     }
 
     #[test]
