@@ -24,7 +24,10 @@ Connections (--source CONN) are libpq connection strings, as a URL
 (\"host=db1 port=5432 dbname=shop user=carve\"). What a string leaves out comes from
 PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE (~/.pgpass), PGSSLMODE,
 PGSSLROOTCERT, PGAPPNAME and PGCONNECT_TIMEOUT, as with psql. Passwords are never
-written to the plan, the logs or the output.";
+written to the plan, the logs or the output.
+
+With --format json, every failure prints one JSON document on stdout with an
+\"error\" object (code, exit_status, message, objects), for runbooks.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,10 +105,11 @@ pub enum Command {
     ///   tables = ["public.orders", "public.order_items"]   # stay in one domain
     ///   domain = "sales"                                   # optional: its name
     ///
-    /// Exits 0 with the proposal written (workload problems listed in the report), or
-    /// 1 with the plan untouched: a --workload path missing, no statement readable,
-    /// pg_stat_statements not enabled, a stderr log without %u or %a, a report that
-    /// cannot be written, an unreachable server.
+    /// Exits 0 with the proposal written (workload problems listed in the report and
+    /// on stderr), or 1 with the plan untouched: a --workload path missing, a source
+    /// that gives no statement, no statement that parses, pg_stat_statements not
+    /// enabled, a stderr log without %u or %a, a report that cannot be written, an
+    /// unreachable server.
     #[command(verbatim_doc_comment)]
     Discover(DiscoverArgs),
     /// Move each domain's tables into a schema of its own, inside the monolith
@@ -122,6 +126,19 @@ pub enum Command {
     /// Objects that cross domains (foreign keys, views, triggers, functions) keep
     /// working and are listed; each needs a decision in the plan (keep-until-move,
     /// replace-before-move, drop-at-move), or --yes records the defaults shown.
+    ///
+    /// Domain names become schema names: pg_* and information_schema are refused, as
+    /// are two domains of one name. A schema of the domain's name that already
+    /// exists is used only when the domain's tables' owner owns it and it holds
+    /// nothing else; otherwise its owner and objects are named, and only this
+    /// decision lets assign use it as it is:
+    ///
+    ///   [[decisions]]
+    ///   subject = "schema sales"
+    ///   choice = "use-existing"
+    ///   reason = "…"
+    ///
+    /// Needs a superuser connection (checked before anything is recorded).
     ///
     /// Safe to interrupt: each step checks whether it is already done, the plan's
     /// journal is saved after every step, and running the same command again
@@ -215,7 +232,12 @@ pub struct ApplyArgs {
 
     /// How many more times such a step tries, pausing 1 s, 2 s, 4 s … (at most 30 s)
     /// in between, before giving up and naming the session it waited for.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     pub lock_retries: u32,
 }
 
@@ -230,7 +252,10 @@ pub struct RestrictArgs {
     /// Where the generated passwords of the login roles restrict creates go, one
     /// `host:port:database:role:password` line each (the ~/.pgpass format, so it can
     /// serve as PGPASSFILE), in a file created with mode 0600. A password is written
-    /// nowhere else, and reaches the server only as a SCRAM verifier.
+    /// nowhere else, and reaches the server only as a SCRAM verifier. The file must
+    /// be writable (checked before anything runs); each password is set by a step of
+    /// its own, resumed and undone like the others. Given again after roles were
+    /// made without it, it adds those steps.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 }
@@ -277,7 +302,7 @@ pub struct DiscoverArgs {
     pub workload: WorkloadArgs,
 
     /// Clustering resolution: higher gives more and smaller domains.
-    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number)]
+    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number, allow_negative_numbers = true)]
     pub resolution: f64,
 
     /// Also write the report as one self-contained HTML file (the domain map drawn as a
@@ -376,8 +401,43 @@ impl Settings {
     }
 }
 
+impl Command {
+    /// The command's name, as JSON documents give it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Inspect(_) => "inspect",
+            Command::Discover(_) => "discover",
+            Command::Assign(_) => "assign",
+            Command::Restrict(_) => "restrict",
+            Command::Undo(_) => "undo",
+            Command::Status => "status",
+            Command::Demo(_) => "demo",
+        }
+    }
+}
+
+/// Whether the raw arguments ask for JSON, for a command line clap refused.
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.contains(&"--format=json") || args.windows(2).any(|w| w == ["--format", "json"])
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // A runbook that asked for JSON gets JSON, even for a command line carve
+        // did not understand (--help and --version are not failures).
+        Err(e) if e.use_stderr() && wants_json(&args) => {
+            let out = ui::Output::new(Format::Json, false);
+            let text = e.render().to_string();
+            let message = text.lines().next().unwrap_or_default();
+            out.error(message.trim_start_matches("error: "));
+            out.finish("carve", exit::USAGE);
+            return exit::code(exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     ui::init_logging(cli.verbose, cli.quiet);
     let settings = Settings::from_cli(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -403,11 +463,13 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(&settings, args).await,
         }
     });
-    match result {
-        Ok(code) => exit::code(code),
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
             settings.out.error(&format!("{e:#}"));
-            exit::code(exit::ERROR)
+            exit::ERROR
         }
-    }
+    };
+    settings.out.finish(cli.command.name(), code);
+    exit::code(code)
 }

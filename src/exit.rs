@@ -20,6 +20,25 @@ pub const GATE_NOT_MET: u8 = 6;
 /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
 
+/// The name of an exit code, as the JSON error object gives it.
+pub fn name(value: u8) -> &'static str {
+    match value {
+        SUCCESS => "success",
+        USAGE => "usage",
+        CHANGES_PENDING => "changes-pending",
+        LOCK_HELD => "lock-held",
+        STALE_PLAN => "stale-plan",
+        GATE_NOT_MET => "gate-not-met",
+        INTERRUPTED => "interrupted",
+        _ => "error",
+    }
+}
+
+/// Whether a run that exits with `value` failed (a dry-run's pending work did not).
+pub fn is_failure(value: u8) -> bool {
+    !matches!(value, SUCCESS | CHANGES_PENDING)
+}
+
 pub fn code(value: u8) -> ExitCode {
     ExitCode::from(value)
 }

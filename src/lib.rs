@@ -18,5 +18,6 @@ pub mod phases;
 pub mod plan;
 pub mod sql;
 pub mod synthetic;
+pub mod text;
 pub mod ui;
 pub mod workload;

@@ -42,7 +42,7 @@ pub enum TempServerError {
     BinariesNotFound,
     #[error("{step} failed: {detail}")]
     Failed { step: String, detail: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

@@ -495,15 +495,7 @@ async fn a_long_transaction_makes_assign_wait_politely_then_give_up_clearly() {
         &["assign", "--lock-timeout", "300ms", "--lock-retries", "2"],
     );
     let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let waiting = line.contains("move table");
-        seen.push(line);
-        if waiting {
-            break;
-        }
-    }
+    let seen = lines_until(&mut lines, "move table");
 
     // While it waits: other clients still get through (each attempt holds them back
     // at most 300 ms), and a second carve is turned away naming the first.
@@ -523,7 +515,10 @@ async fn a_long_transaction_makes_assign_wait_politely_then_give_up_clearly() {
     assert_eq!(code(&second), 4, "{}", stderr(&second));
     let err = stderr(&second);
     assert!(err.contains("another carve run holds the lock"), "{err}");
-    assert!(err.contains("application \"carve\""), "{err}");
+    // carve's own process id and machine, and the server backend it holds the lock in.
+    assert!(err.contains("\"carve (pid "), "{err}");
+    assert!(err.contains(&format!("pid {} on ", first.id())), "{err}");
+    assert!(err.contains("server backend pid "), "{err}");
     // A dry-run takes no lock, so it still answers: work pending.
     let dry = run(&m, &["assign", "--dry-run"]);
     assert_eq!(code(&dry), 3, "{}", stderr(&dry));

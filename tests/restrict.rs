@@ -17,21 +17,6 @@ use carve::plan::{Decision, Plan};
 use serde_json::Value;
 use support::*;
 
-/// Roles, their attributes and memberships, as `pg_dumpall --roles-only` would tell.
-async fn roles(client: &tokio_postgres::Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT r.rolname || ' ' || r.rolsuper || r.rolinherit || r.rolcreaterole || r.rolcreatedb || r.rolcanlogin || r.rolreplication || r.rolbypassrls || ' limit=' || r.rolconnlimit || ' password=' || (a.rolpassword IS NOT NULL) || ' in=' || coalesce((SELECT string_agg(g.rolname || '/' || m.admin_option, ',' ORDER BY g.rolname) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '')
-             FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid WHERE r.rolname !~ '^pg_' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// `carve restrict` with JSON output, parsed.
 fn restrict_json(m: &Monolith, extra: &[&str]) -> (Value, i32, String) {
     let mut args = vec!["--format", "json", "restrict"];
@@ -129,7 +114,7 @@ async fn restrict_round_trip(server: &TempServer, m: &Monolith) {
     assert_eq!(code(&out), 0, "assign: {}", stderr(&out));
     let admin = client(&m.conninfo).await;
     let dump_before = schema_dump(server, &m.db);
-    let roles_before = roles(&admin).await;
+    let roles_before = role_listing(&admin).await;
     let fingerprint_before = Fingerprint::of(&catalog_of(server, &m.db).await);
 
     // Undecided crossings stop restrict, naming each subject and statement.
@@ -248,7 +233,7 @@ async fn restrict_round_trip(server: &TempServer, m: &Monolith) {
         dump_before,
         "pg_dump after undo"
     );
-    assert_eq!(roles(&admin).await, roles_before, "roles after undo");
+    assert_eq!(role_listing(&admin).await, roles_before, "roles after undo");
 }
 
 #[tokio::test]
@@ -360,7 +345,7 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
 
     let admin = client(&m.conninfo).await;
     let dump_before = schema_dump(&server, &m.db);
-    let roles_before = roles(&admin).await;
+    let roles_before = role_listing(&admin).await;
     let passwords = dir.path().join("passwords");
     let out = run(
         &m,
@@ -447,7 +432,7 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
         dump_before,
         "pg_dump after undo"
     );
-    assert_eq!(roles(&admin).await, roles_before, "roles after undo");
+    assert_eq!(role_listing(&admin).await, roles_before, "roles after undo");
 }
 
 /// Decisions that keep every library service working.
@@ -469,7 +454,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let m = example_monolith(&server, dir.path(), "library", "library").await;
     let admin = client(&m.conninfo).await;
-    let roles_before = roles(&admin).await;
+    let roles_before = role_listing(&admin).await;
 
     let out = run(&m, &["restrict"]);
     assert_eq!(code(&out), 1);
@@ -513,7 +498,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert!(stderr(&out).contains("pass --workload"), "{}", stderr(&out));
 
     std::fs::write(&m.plan, &plan_before).unwrap();
-    assert_eq!(roles(&admin).await, roles_before, "no role was made");
+    assert_eq!(role_listing(&admin).await, roles_before, "no role was made");
     assert_eq!(std::fs::read(&m.plan).unwrap(), plan_before);
 }
 
@@ -539,7 +524,7 @@ async fn the_proof_stops_restrict_when_a_statement_would_fail_unexpectedly() {
     assert_eq!(code(&run(&m, &["assign"])), 0);
     library_decisions(&m);
     let admin = client(&m.conninfo).await;
-    let roles_before = roles(&admin).await;
+    let roles_before = role_listing(&admin).await;
     let dump_before = schema_dump(&server, &m.db);
 
     let (json, status, err) = restrict_json(&m, &[]);
@@ -556,7 +541,7 @@ async fn the_proof_stops_restrict_when_a_statement_would_fail_unexpectedly() {
     assert!(failing[0]["sql"].as_str().unwrap().contains("pg_authid"));
     assert!(failing[0]["error"].as_str().unwrap().contains("42501"));
     assert_eq!(
-        roles(&admin).await,
+        role_listing(&admin).await,
         roles_before,
         "the proof was rolled back"
     );
@@ -573,7 +558,7 @@ async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
     library_decisions(&m);
     let admin = client(&m.conninfo).await;
     let dump_before = schema_dump(&server, &m.db);
-    let roles_before = roles(&admin).await;
+    let roles_before = role_listing(&admin).await;
     let passwords = dir.path().join("passwords");
     let file = passwords.to_str().unwrap();
 
@@ -602,5 +587,5 @@ async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
     let out = run(&m, &["undo", "restrict"]);
     assert_eq!(code(&out), 0, "undo re-run: {}", stderr(&out));
     assert_eq!(schema_dump(&server, &m.db), dump_before);
-    assert_eq!(roles(&admin).await, roles_before);
+    assert_eq!(role_listing(&admin).await, roles_before);
 }

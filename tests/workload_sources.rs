@@ -331,12 +331,13 @@ async fn a_missing_extension_or_a_useless_log_is_a_clear_error_and_writes_nothin
     );
     assert!(!plan.exists());
 
-    // A broken log beside a good SQL file: the proposal is made, the problem listed.
+    // A broken log beside a good SQL file: a source that gave nothing is an error
+    // naming it, and nothing is written.
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{\"message\": \"statement: SELECT 1\"\n").unwrap();
     let sql = dir.path().join("ReadingList.sql");
     std::fs::write(&sql, "SELECT * FROM reading_list;").unwrap();
-    let (json, code, stderr) = discover_json(
+    let (_, code, stderr) = discover_json(
         &plan,
         &[
             "--source",
@@ -347,14 +348,34 @@ async fn a_missing_extension_or_a_useless_log_is_a_clear_error_and_writes_nothin
             sql.to_str().unwrap(),
         ],
     );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("no statement could be read from --workload")
+            && stderr.contains("broken.json: line 1: not a jsonlog record"),
+        "{stderr}"
+    );
+    assert!(!plan.exists());
+
+    // A source with a good statement and a bad tail: the proposal is made, the
+    // problem listed in the report and on stderr.
+    std::fs::write(
+        &sql,
+        "SELECT * FROM reading_list;\nSELECT 'never closed FROM audit;\n",
+    )
+    .unwrap();
+    let (json, code, stderr) = discover_json(
+        &plan,
+        &["--source", &source, "--workload", sql.to_str().unwrap()],
+    );
     assert_eq!(code, 0, "{stderr}");
     let problem = &json["problems"]["workload"][0];
     assert!(
         problem["message"]
             .as_str()
             .unwrap()
-            .contains("line 1: not a jsonlog record"),
+            .contains("unterminated '…' string opened on line 2"),
         "{problem}"
     );
+    assert!(stderr.contains("unterminated '…' string"), "{stderr}");
     assert!(plan.exists());
 }

@@ -482,17 +482,8 @@ mod tests {
     #[test]
     fn only_roles_that_matter_to_the_objects_count() {
         let role = |name: &str, member_of: &[&str]| Role {
-            name: name.into(),
-            login: true,
-            superuser: false,
-            create_db: false,
-            create_role: false,
-            replication: false,
-            bypass_rls: false,
-            inherit: true,
-            connection_limit: -1,
-            valid_until: None,
             member_of: member_of.iter().map(|m| m.to_string()).collect(),
+            ..testing::role(name, false)
         };
         let mut a = catalog();
         a.tables[0].grants = vec![Grant {
@@ -504,7 +495,11 @@ mod tests {
         a.roles = vec![role("app", &[]), role("readers", &[])];
         let mut b = a.clone();
         b.roles.push(role("unrelated", &[]));
-        assert_eq!(Fingerprint::of(&a), Fingerprint::of(&b), "a new role elsewhere");
+        assert_eq!(
+            Fingerprint::of(&a),
+            Fingerprint::of(&b),
+            "a new role elsewhere"
+        );
 
         let mut c = a.clone();
         c.roles.push(role("alice", &["readers"]));
@@ -512,7 +507,8 @@ mod tests {
         assert_eq!(changes.len(), 1, "a new member of a grantee: {changes:?}");
 
         let named = BTreeSet::from(["unrelated".to_string()]);
-        let changes = Fingerprint::with_roles(&a, &named).diff(&Fingerprint::with_roles(&b, &named));
+        let changes =
+            Fingerprint::with_roles(&a, &named).diff(&Fingerprint::with_roles(&b, &named));
         assert_eq!(changes.len(), 1, "a role the plan names: {changes:?}");
     }
 

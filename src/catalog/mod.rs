@@ -417,6 +417,23 @@ impl Catalog {
 pub(crate) mod testing {
     use super::*;
 
+    /// A login role with no attributes but `superuser` (as asked) and no memberships.
+    pub fn role(name: &str, superuser: bool) -> Role {
+        Role {
+            name: name.into(),
+            login: true,
+            superuser,
+            create_db: false,
+            create_role: false,
+            replication: false,
+            bypass_rls: false,
+            inherit: true,
+            connection_limit: -1,
+            valid_until: None,
+            member_of: vec![],
+        }
+    }
+
     /// `privilege` granted to `grantee` by `app`, the owner of [`table`]'s tables.
     pub fn grant(grantee: &str, privilege: &str) -> Grant {
         Grant {

@@ -65,9 +65,10 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
                         phase::dry_run(settings, &ctx, PHASE, &planned.steps).await?;
                     }
                     out.error(&format!(
-                        "{missing} object(s) above have no decision in {}: record one per object ([[decisions]] subject = \"…\", choice = \"…\") or run with --yes to accept the defaults shown. Nothing was changed.",
+                        "{missing} object(s) have no decision in {} (each is listed with its choices and default): record one per object ([[decisions]] subject = \"…\", choice = \"…\") or run with --yes to accept the defaults shown. Nothing was changed.",
                         settings.plan_path.display()
                     ));
+                    out.name_objects(planned.missing().iter().map(|o| o.subject.clone()));
                     return Ok(exit::GATE_NOT_MET);
                 }
             }

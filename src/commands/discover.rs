@@ -170,22 +170,18 @@ fn check_problems(
                 .map(move |p| format!("{}: {kind}: {}", p.origin, p.message))
         })
         .collect();
+    let listed = crate::text::at_most(lines, 20, "\n  ", |n| {
+        format!("\n  … and {n} more (the report lists them all)")
+    });
     if !workload.statements.is_empty() && problems.unparsed.len() == workload.statements.len() {
         bail!(
-            "not one of the {} statement(s) read from the workload parses, so there is nothing to propose from; nothing was written:\n  {}",
+            "not one of the {} statement(s) read from the workload parses, so there is nothing to propose from; nothing was written:\n  {listed}",
             workload.statements.len(),
-            lines.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
         );
     }
-    if !lines.is_empty() {
-        const SHOWN: usize = 20;
-        let more = lines.len().saturating_sub(SHOWN);
-        let mut text = lines.into_iter().take(SHOWN).collect::<Vec<_>>().join("\n  ");
-        if more > 0 {
-            text.push_str(&format!("\n  … and {more} more (the report lists them all)"));
-        }
+    if !listed.is_empty() {
         settings.out.warn(&format!(
-            "{} workload problem(s); the proposal leaves these out:\n  {text}",
+            "{} workload problem(s); the proposal leaves these out:\n  {listed}",
             problems.count()
         ));
     }

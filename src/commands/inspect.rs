@@ -28,6 +28,17 @@ pub async fn run(settings: &Settings, args: &InspectArgs) -> anyhow::Result<u8> 
     let fingerprint = Fingerprint::of(&catalog);
     let plan = compare_with_plan(&settings.plan_path, &catalog)?;
     let source = spec.reference();
+    if let PlanState::Stale { changes, .. } = &plan {
+        settings.out.error(&format!(
+            "{} is stale: the database changed in {} place(s) since the plan was made (listed)",
+            settings.plan_path.display(),
+            changes.len()
+        ));
+        settings
+            .out
+            .name_objects(changes.iter().map(ToString::to_string));
+        settings.out.failing(exit::STALE_PLAN);
+    }
     if settings.out.is_json() {
         settings.out.json(
             "inspect",

@@ -85,9 +85,9 @@ pub fn load_plan(path: &Path) -> anyhow::Result<Plan> {
 pub fn preflight(settings: &Settings, ctx: &Context, phase: &str, reads_only: bool) -> Option<u8> {
     let missing = crate::phases::privileges_missing(&ctx.catalog, phase)?;
     if reads_only {
-        settings
-            .out
-            .warn(&format!("{missing} (this dry-run only reads, so it goes on)"));
+        settings.out.warn(&format!(
+            "{missing} (this dry-run only reads, so it goes on)"
+        ));
         return None;
     }
     settings.out.error(&format!("{missing}."));
@@ -112,6 +112,9 @@ pub fn gate(settings: &Settings, ctx: &Context, phase: &str) -> Option<u8> {
         changes.len()
     ));
     eprint!("{}", ui::change_list(&changes, 50));
+    settings
+        .out
+        .name_objects(changes.iter().map(ToString::to_string));
     settings.out.warn(if record.is_some() {
         "the phase stopped part-way: undo that change by hand and run again, or run `carve undo` for this phase"
     } else {
@@ -237,6 +240,7 @@ pub async fn apply(
         RunEnd::Completed { ran, skipped } => Ok(Ok((ran, skipped))),
         RunEnd::Failed { step, error } => {
             settings.out.error(&format!("step {step} failed: {error}"));
+            settings.out.name_objects([step]);
             settings.out.warn(&format!(
                 "the steps before it are done and recorded in {}; fix the cause and run the same command again to continue (`carve status` shows where it stopped)",
                 settings.plan_path.display()
@@ -245,7 +249,7 @@ pub async fn apply(
         }
         RunEnd::Interrupted => {
             settings.out.warn(
-                "interrupted between two steps: what is done is recorded; run the same command again to continue",
+                "interrupted: a step under way was cancelled and rolled back, and what was done before it is recorded; run the same command again to continue",
             );
             Ok(Err(exit::INTERRUPTED))
         }

@@ -150,11 +150,6 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
             }
             let missing = planned.missing().len();
             if missing > 0 {
-                Report {
-                    plan: Some(&planned),
-                    ..Report::new("decisions-missing")
-                }
-                .print(settings);
                 let subjects: Vec<&str> = planned
                     .missing()
                     .iter()
@@ -165,6 +160,13 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
                     settings.plan_path.display(),
                     subjects.join("\n  ")
                 ));
+                out.name_objects(subjects.iter().map(|s| s.to_string()));
+                out.failing(exit::GATE_NOT_MET);
+                Report {
+                    plan: Some(&planned),
+                    ..Report::new("decisions-missing")
+                }
+                .print(settings);
                 return Ok(exit::GATE_NOT_MET);
             }
             let to_prove = pending(&ctx, &planned.steps).await?;
@@ -185,15 +187,22 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
             }
             let unexpected = results.iter().filter(|r| r.is_unexpected()).count();
             if unexpected > 0 {
+                out.error(&format!(
+                    "the proof found {unexpected} statement(s) that would fail after restrict and that no decision in the plan asks for (each listed with its error); nothing was changed"
+                ));
+                out.name_objects(
+                    results
+                        .iter()
+                        .filter(|r| r.is_unexpected())
+                        .map(|r| format!("{} ({}): {}", r.origin, r.service, r.sql)),
+                );
+                out.failing(exit::GATE_NOT_MET);
                 Report {
                     plan: Some(&planned),
                     proof: Some(&results),
                     ..Report::new("proof-failed")
                 }
                 .print(settings);
-                out.error(&format!(
-                    "the proof found {unexpected} statement(s) that would fail after restrict and that no decision in the plan asks for (listed above); nothing was changed"
-                ));
                 return Ok(exit::GATE_NOT_MET);
             }
             if args.apply.dry_run {
@@ -266,12 +275,8 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
     ));
     let files: std::collections::BTreeSet<String> = steps
         .iter()
-        .filter_map(|s| match &s.secret {
-            Some(crate::engine::SecretInput::PasswordVerifier { file, .. }) => {
-                Some(file.display().to_string())
-            }
-            None => None,
-        })
+        .filter_map(|s| s.secret.as_ref())
+        .map(|secret| secret.file().display().to_string())
         .collect();
     if !applied.passwords_written.is_empty() {
         out.line(&format!(

@@ -63,6 +63,10 @@ pub struct Environment {
     pub os_user: Option<String>,
     /// libpq's compiled-in socket directory, when it exists on this machine.
     pub default_socket_dir: Option<PathBuf>,
+    /// This carve process, `pid 4242 on db-admin-1`: part of the default
+    /// `application_name`, so a run that finds the lock taken can say which carve
+    /// (and on which machine) holds it.
+    pub process: Option<String>,
 }
 
 impl Environment {
@@ -78,11 +82,13 @@ impl Environment {
             .iter()
             .map(PathBuf::from)
             .find(|dir| dir.is_dir() && has_any_socket(dir));
+        let process = Some(format!("pid {} on {}", std::process::id(), host_name()));
         Environment {
             vars,
             home,
             os_user,
             default_socket_dir,
+            process,
         }
     }
 
@@ -227,8 +233,8 @@ impl ConnSpec {
                 .filter(|p| p.is_file())
                 .map(tls::RootSource::File),
         };
-        let application_name =
-            setting("application_name", "PGAPPNAME").unwrap_or_else(|| "carve".to_string());
+        let application_name = setting("application_name", "PGAPPNAME")
+            .unwrap_or_else(|| carve_application_name(env.process.as_deref()));
         let connect_timeout = match setting("connect_timeout", "PGCONNECT_TIMEOUT") {
             Some(t) => {
                 let secs: u64 = t
@@ -444,9 +450,45 @@ fn explain(error: &tokio_postgres::Error, had_password: bool) -> String {
     text
 }
 
+/// `carve (pid 4242 on db-admin-1)`, cut to the 63 bytes PostgreSQL keeps.
+fn carve_application_name(process: Option<&str>) -> String {
+    let mut name = match process {
+        Some(p) => format!("{} ({p})", crate::workload::service_map::CARVE_APPLICATION),
+        None => crate::workload::service_map::CARVE_APPLICATION.to_string(),
+    };
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+/// This machine's name (`gethostname`), or `unknown host`.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown host".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_application_name_says_which_carve() {
+        assert_eq!(carve_application_name(None), "carve");
+        assert_eq!(
+            carve_application_name(Some("pid 42 on db1")),
+            "carve (pid 42 on db1)"
+        );
+        let long = carve_application_name(Some(&format!("pid 42 on {}", "h".repeat(80))));
+        assert_eq!(long.len(), 63);
+        assert!(!host_name().is_empty());
+    }
 
     fn env(vars: &[(&str, &str)]) -> Environment {
         Environment {
@@ -457,6 +499,7 @@ mod tests {
             home: Some(PathBuf::from("/nonexistent-home")),
             os_user: Some("osuser".into()),
             default_socket_dir: None,
+            process: None,
         }
     }
 

@@ -69,8 +69,8 @@ impl fmt::Display for LockHeld {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "another carve run holds the lock on this database: pid {}, application {:?}, user {}, from {}, connected since {}",
-            self.pid, self.application, self.user, self.client, self.since
+            "another carve run holds the lock on this database: {:?} (its application_name: carve's process id and machine), server backend pid {}, user {}, from {}, connected since {}",
+            self.application, self.pid, self.user, self.client, self.since
         )
     }
 }
@@ -193,8 +193,15 @@ impl Session {
         result.map(|()| done)
     }
 
-    /// Runs one step (already known not to be done), retrying lock timeouts.
-    async fn apply(&self, step: &Step, policy: &LockPolicy) -> Result<(), String> {
+    /// Runs one step (already known not to be done), retrying lock timeouts. Ctrl-C
+    /// (`interrupted`) cancels a waiting statement and ends a pause at once.
+    async fn apply(
+        &self,
+        step: &Step,
+        policy: &LockPolicy,
+        out: &Output,
+        interrupted: &AtomicBool,
+    ) -> Result<(), StepError> {
         let body = body(step, policy);
         let mut seen_blockers: Vec<Blocker> = Vec::new();
         let attempts = if step.strong_lock {
@@ -203,7 +210,7 @@ impl Session {
             1
         };
         for attempt in 0..attempts {
-            let (result, blockers) = self.execute_watching(&body, policy).await;
+            let (result, blockers) = self.execute_watching(&body, policy, out, interrupted).await;
             if !blockers.is_empty() {
                 seen_blockers = blockers;
             }
@@ -211,18 +218,22 @@ impl Session {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let _ = self.work.batch_execute("ROLLBACK").await;
+                    if interrupted.load(Ordering::SeqCst) {
+                        return Err(StepError::Interrupted);
+                    }
                     let timed_out = e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
                     if timed_out && attempt + 1 < attempts {
                         let pause = policy.pause(attempt);
-                        tracing::info!(
-                            "step {:?}: lock not granted within {:?} (attempt {}/{}); waiting {:?}",
-                            step.id,
-                            policy.timeout,
+                        out.progress(&format!(
+                            "  lock not granted within {} (attempt {}/{attempts}): other clients go first; trying again in {} (Ctrl-C stops carve cleanly)",
+                            humantime::format_duration(policy.timeout),
                             attempt + 1,
-                            attempts,
-                            pause
-                        );
-                        tokio::time::sleep(pause).await;
+                            humantime::format_duration(pause)
+                        ));
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = until_interrupted(interrupted) => return Err(StepError::Interrupted),
+                        }
                         continue;
                     }
                     if timed_out {
@@ -235,12 +246,12 @@ impl Session {
                                 .collect::<Vec<_>>()
                                 .join("; ")
                         };
-                        return Err(format!(
+                        return Err(StepError::Failed(format!(
                             "gave up after {attempts} attempts, each waiting at most {} for its lock: it waits behind {who}. Nothing of this step was applied, and no other client was kept waiting longer than one attempt. Run the same command again once that transaction has ended",
                             humantime::format_duration(policy.timeout)
-                        ));
+                        )));
                     }
-                    return Err(describe_db_error(&e));
+                    return Err(StepError::Failed(describe_db_error(&e)));
                 }
             }
         }
@@ -248,21 +259,40 @@ impl Session {
     }
 
     /// Runs `body` on `work`; if it is still running halfway through the lock timeout,
-    /// asks `watch` which sessions it waits for.
+    /// asks `watch` which sessions it waits for and says so. On Ctrl-C the statement
+    /// is cancelled (its transaction then rolls back) rather than left to finish.
     async fn execute_watching(
         &self,
         body: &str,
         policy: &LockPolicy,
+        out: &Output,
+        interrupted: &AtomicBool,
     ) -> (Result<(), tokio_postgres::Error>, Vec<Blocker>) {
         let run = self.work.batch_execute(body);
         tokio::pin!(run);
+        let mut blockers = Vec::new();
         tokio::select! {
-            result = &mut run => (result, Vec::new()),
-            _ = tokio::time::sleep(policy.timeout / 2) => {
-                let blockers = self.blockers().await.unwrap_or_default();
-                (run.await, blockers)
+            result = &mut run => return (result, blockers),
+            _ = tokio::time::sleep(policy.timeout / 2) => {}
+            _ = until_interrupted(interrupted) => {}
+        }
+        if !interrupted.load(Ordering::SeqCst) {
+            blockers = self.blockers().await.unwrap_or_default();
+            if !blockers.is_empty() {
+                let who: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+                out.progress(&format!("  waiting for a lock behind {}", who.join("; ")));
+            }
+            tokio::select! {
+                result = &mut run => return (result, blockers),
+                _ = until_interrupted(interrupted) => {}
             }
         }
+        // Ctrl-C while the statement runs: cancel it from the other connection.
+        let _ = self
+            .watch
+            .execute("SELECT pg_catalog.pg_cancel_backend($1)", &[&self.work_pid])
+            .await;
+        (run.await, blockers)
     }
 
     async fn blockers(&self) -> Result<Vec<Blocker>, tokio_postgres::Error> {
@@ -289,6 +319,21 @@ impl Session {
                 query: r.get(5),
             })
             .collect())
+    }
+}
+
+/// Why a step did not complete.
+enum StepError {
+    /// It failed; the message says why (recorded in the journal).
+    Failed(String),
+    /// Ctrl-C: its transaction was cancelled and rolled back; nothing is recorded.
+    Interrupted,
+}
+
+/// Resolves once Ctrl-C has been pressed.
+async fn until_interrupted(interrupted: &AtomicBool) {
+    while !interrupted.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -414,8 +459,13 @@ async fn run_steps(
             out.progress(&format!("[{}/{total}] {}", i + 1, step.description));
             tracing::debug!("step {:?}: {}", step.id, step.sql);
             let result = match super::secret::resolve(step) {
-                Ok(resolved) => session.apply(&resolved, policy).await,
-                Err(e) => Err(e),
+                Ok(resolved) => session.apply(&resolved, policy, out, interrupted).await,
+                Err(e) => Err(StepError::Failed(e)),
+            };
+            let result = match result {
+                Err(StepError::Interrupted) => return Ok(RunEnd::Interrupted),
+                Err(StepError::Failed(e)) => Err(e),
+                Ok(()) => Ok(()),
             };
             if result.is_ok() {
                 ran += 1;

@@ -61,6 +61,13 @@ pub enum SecretInput {
 }
 
 impl SecretInput {
+    /// The file the secret is kept in.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            SecretInput::PasswordVerifier { file, .. } => file,
+        }
+    }
+
     /// What the secret is, for people (never its value).
     pub fn describe(&self) -> String {
         match self {

@@ -73,7 +73,9 @@ mod tests {
         let path = dir.path().join("passwords");
         let first = resolve(&step(&path)).unwrap();
         assert!(
-            first.sql.starts_with("ALTER ROLE \"app\" PASSWORD 'SCRAM-SHA-256$4096:"),
+            first
+                .sql
+                .starts_with("ALTER ROLE \"app\" PASSWORD 'SCRAM-SHA-256$4096:"),
             "{}",
             first.sql
         );
@@ -81,7 +83,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let password = text.trim_end().rsplit(':').next().unwrap();
         assert_eq!(password.len(), 32);
-        assert!(!first.sql.contains(password), "the password never reaches SQL");
+        assert!(
+            !first.sql.contains(password),
+            "the password never reaches SQL"
+        );
         // A re-run uses the same password (the verifier's salt differs).
         resolve(&step(&path)).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);

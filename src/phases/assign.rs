@@ -342,7 +342,7 @@ impl Planner<'_> {
         }
         for v in self.catalog.views.iter().filter(|v| here(&v.name)) {
             let tables = self.view_tables(&v.name, &mut BTreeSet::new());
-            if tables.is_empty() || !tables.iter().all(|t| mine(t)) {
+            if tables.is_empty() || !tables.iter().all(&mine) {
                 foreign.push(format!("view {}", v.name));
             }
         }
@@ -366,12 +366,7 @@ impl Planner<'_> {
             ));
         }
         if !foreign.is_empty() {
-            const SHOWN: usize = 10;
-            let more = foreign.len().saturating_sub(SHOWN);
-            let mut list = foreign.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
-            if more > 0 {
-                list.push_str(&format!(" and {more} more"));
-            }
+            let list = crate::text::at_most(foreign, 10, ", ", |n| format!(" and {n} more"));
             why.push(format!("it holds objects outside the domain: {list}"));
         }
         self.errors.push(format!(
@@ -1027,14 +1022,22 @@ mod tests {
 
         // Empty and owned as carve would own it: used as it is.
         c.tables.retain(|t| t.name.schema != "sales");
-        c.schemas.iter_mut().find(|s| s.name == "sales").unwrap().owner = "app".into();
+        c.schemas
+            .iter_mut()
+            .find(|s| s.name == "sales")
+            .unwrap()
+            .owner = "app".into();
         c.normalize();
         let planned = plan(&p, &c).unwrap();
         assert_eq!(planned.steps[0].id, "move table public.orders");
         assert!(planned.creates_schemas.is_empty(), "undo must not drop it");
 
         // Someone else's, with a decision: used, never created or dropped.
-        c.schemas.iter_mut().find(|s| s.name == "sales").unwrap().owner = "mallory".into();
+        c.schemas
+            .iter_mut()
+            .find(|s| s.name == "sales")
+            .unwrap()
+            .owner = "mallory".into();
         assert!(plan(&p, &c).is_err());
         p.decisions.push(Decision {
             subject: "schema sales".into(),

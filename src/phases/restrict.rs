@@ -1885,26 +1885,10 @@ fn privilege_check(need: &Need) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::testing::{catalog, column, grant, table};
-    use crate::catalog::{Column, ColumnRef, Role, Schema, Sequence, View, ViewDependency};
+    use crate::catalog::testing::{catalog, column, grant, role, table};
+    use crate::catalog::{Column, ColumnRef, Schema, Sequence, View, ViewDependency};
     use crate::plan::testing::plan_for;
     use crate::plan::Decision;
-
-    fn role(name: &str, superuser: bool) -> Role {
-        Role {
-            name: name.into(),
-            login: true,
-            superuser,
-            create_db: false,
-            create_role: false,
-            replication: false,
-            bypass_rls: false,
-            inherit: true,
-            connection_limit: -1,
-            valid_until: None,
-            member_of: vec![],
-        }
-    }
 
     /// After assign: `sales.orders` (serial id, a compatibility view `public.orders`)
     /// and `people.customers`, one domain each.

@@ -272,7 +272,7 @@ impl JournalFile {
             .open(&path)
             .map_err(|source| PlanError::Write {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         Ok(JournalFile { file, path })
     }
@@ -293,7 +293,7 @@ impl JournalFile {
             .and_then(|()| self.file.sync_data())
             .map_err(|source| PlanError::Write {
                 path: self.path.clone(),
-                source,
+                cause: source,
             })
     }
 }
@@ -326,10 +326,12 @@ pub enum StepStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("cannot read plan file {path}: {source}")]
+    // `cause`, not `source`: the message already says it, and a source would make
+    // `{:#}` say it twice ("Is a directory (os error 21): Is a directory …").
+    #[error("cannot read plan file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {message}")]
     Syntax {
@@ -344,10 +346,10 @@ pub enum PlanError {
         "{path} was written by a newer carve (plan format_version {found}; this carve reads up to {FORMAT_VERSION}): upgrade carve"
     )]
     TooNew { path: PathBuf, found: i64 },
-    #[error("cannot write plan file {path}: {source}")]
+    #[error("cannot write plan file {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -403,12 +405,10 @@ impl Plan {
     /// group roles): they count in the fingerprint even before they own or are
     /// granted anything.
     pub fn named_roles(&self) -> std::collections::BTreeSet<String> {
-        let services = self.services.iter().flat_map(|s| {
-            s.roles
-                .iter()
-                .cloned()
-                .chain(s.login_role.iter().cloned())
-        });
+        let services = self
+            .services
+            .iter()
+            .flat_map(|s| s.roles.iter().cloned().chain(s.login_role.iter().cloned()));
         let groups = self.domains.iter().filter_map(|d| d.role.clone());
         services.chain(groups).collect()
     }
@@ -434,7 +434,7 @@ impl Plan {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(PlanError::Read {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             }),
         }
     }
@@ -444,7 +444,7 @@ impl Plan {
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let mut plan = Plan::parse(&text, path)?;
         plan.apply_journal_file(path)?;
@@ -463,7 +463,7 @@ impl Plan {
             Err(source) => {
                 return Err(PlanError::Read {
                     path: journal,
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -550,7 +550,7 @@ impl Plan {
     pub fn save(&self, path: &Path) -> Result<(), PlanError> {
         let err = |source| PlanError::Write {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

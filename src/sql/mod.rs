@@ -178,12 +178,24 @@ mod tests {
 
     #[test]
     fn system_and_overlong_schema_names_are_refused() {
-        for bad in ["pg_catalog", "pg_toast", "pg_anything", "information_schema", ""] {
+        for bad in [
+            "pg_catalog",
+            "pg_toast",
+            "pg_anything",
+            "information_schema",
+            "",
+        ] {
             assert!(schema_name_problem(bad).is_some(), "{bad:?}");
         }
         assert!(schema_name_problem(&"x".repeat(64)).is_some());
         assert!(schema_name_problem("a\0b").is_some());
-        for good in ["sales", "PG_upper", "select", "Dömain \"one\"", &"x".repeat(63)] {
+        for good in [
+            "sales",
+            "PG_upper",
+            "select",
+            "Dömain \"one\"",
+            &"x".repeat(63),
+        ] {
             assert_eq!(schema_name_problem(good), None, "{good:?}");
         }
     }

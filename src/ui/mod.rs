@@ -25,6 +25,33 @@ pub struct Output {
     /// Writes nothing to stdout: a command run inside another (the demo) whose
     /// stdout is the outer command's JSON document.
     pub muted: bool,
+    /// What the run has said went wrong, for the JSON error object (shared with
+    /// nested outputs: it is one run).
+    failure: std::sync::Arc<std::sync::Mutex<Failure>>,
+}
+
+/// The errors said so far, the objects they name, and whether a JSON document went
+/// out already.
+#[derive(Debug, Default)]
+struct Failure {
+    messages: Vec<String>,
+    objects: Vec<String>,
+    /// Set by [`Output::failing`]: the run ends with this exit code, so the command's
+    /// own JSON document carries the error object.
+    exit: Option<u8>,
+    document_printed: bool,
+}
+
+/// The error object of a failed run in `--format json`: what runbooks branch on
+/// instead of parsing stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorObject {
+    /// `error`, `usage`, `lock-held`, `stale-plan`, `gate-not-met`, `interrupted`.
+    pub code: &'static str,
+    pub exit_status: u8,
+    pub message: String,
+    /// What the failure names: undecided subjects, changed objects, a failed step …
+    pub objects: Vec<String>,
 }
 
 impl Output {
@@ -39,7 +66,52 @@ impl Output {
             quiet,
             color,
             muted: false,
+            failure: Default::default(),
         }
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Failure> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what a failure names (listed in the JSON error object).
+    pub fn name_objects<I: IntoIterator<Item = String>>(&self, objects: I) {
+        self.failure().objects.extend(objects);
+    }
+
+    /// Says the run will end with `exit` before the command prints its own JSON
+    /// document, so that document carries the error object.
+    pub fn failing(&self, exit: u8) {
+        self.failure().exit = Some(exit);
+    }
+
+    fn error_object(failure: &Failure, exit: u8) -> ErrorObject {
+        ErrorObject {
+            code: crate::exit::name(exit),
+            exit_status: exit,
+            message: failure.messages.join("\n"),
+            objects: failure.objects.clone(),
+        }
+    }
+
+    /// At the end of a run: in JSON mode, a run that failed without printing a
+    /// document prints one holding only the error object, so every failure gives
+    /// runbooks one versioned JSON document on stdout.
+    pub fn finish(&self, command: &str, exit: u8) {
+        if !self.is_json() || self.muted || !crate::exit::is_failure(exit) {
+            return;
+        }
+        let failure = self.failure();
+        if failure.document_printed {
+            return;
+        }
+        let error = Output::error_object(&failure, exit);
+        drop(failure);
+        #[derive(Serialize)]
+        struct Only {
+            error: ErrorObject,
+        }
+        self.json(command, &Only { error });
     }
 
     /// The output for a command run inside this one: in JSON mode, its stdout is
@@ -78,6 +150,7 @@ impl Output {
 
     pub fn error(&self, text: &str) {
         eprintln!("{} {text}", console::style("error:").red().bold());
+        self.failure().messages.push(text.to_string());
     }
 
     /// Prints one JSON document: `{"format_version": N, "command": …, …fields}`,
@@ -92,11 +165,21 @@ impl Output {
             command: &'a str,
             #[serde(flatten)]
             body: &'a T,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<ErrorObject>,
         }
+        let error = {
+            let mut failure = self.failure();
+            failure.document_printed = true;
+            failure
+                .exit
+                .map(|exit| Output::error_object(&failure, exit))
+        };
         let doc = Document {
             format_version: JSON_FORMAT_VERSION,
             command,
             body,
+            error,
         };
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let _ = serde_json::to_writer_pretty(&mut out, &doc);

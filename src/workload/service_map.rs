@@ -20,7 +20,16 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// carve's own `application_name`: its catalog queries are no service's workload.
+/// carve connects as `carve (pid N on HOST)` (see `conn`).
 pub const CARVE_APPLICATION: &str = "carve";
+
+/// Whether an `application_name` is one of carve's own connections.
+pub fn is_carve(application: &str) -> bool {
+    application == CARVE_APPLICATION
+        || application
+            .strip_prefix(CARVE_APPLICATION)
+            .is_some_and(|rest| rest.starts_with(" (pid "))
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +95,7 @@ impl ServiceMap {
     pub fn service_for(&self, role: Option<&str>, application: Option<&str>) -> Option<String> {
         let role = role.filter(|r| !r.is_empty());
         let app = application.filter(|a| !a.is_empty());
-        if app == Some(CARVE_APPLICATION)
+        if app.is_some_and(is_carve)
             || role.is_some_and(|r| self.ignore.contains(r))
             || app.is_some_and(|a| self.ignore.contains(a))
         {
@@ -154,6 +163,11 @@ mod tests {
             m.service_for(Some("orders_rw"), Some(CARVE_APPLICATION)),
             None
         );
+        assert_eq!(
+            m.service_for(Some("orders_rw"), Some("carve (pid 42 on db1)")),
+            None
+        );
+        assert!(!is_carve("carver"));
     }
 
     #[test]

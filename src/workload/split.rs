@@ -155,8 +155,7 @@ fn scan(sql: &str) -> (Vec<Piece>, Option<Unterminated>) {
         statement_line: pieces
             .iter()
             .map(|p| p.line)
-            .filter(|l| *l <= line)
-            .last()
+            .rfind(|l| *l <= line)
             .unwrap_or(line),
     });
     (pieces, unterminated)
@@ -276,7 +275,10 @@ mod tests {
         let texts: Vec<&str> = pieces.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(texts, ["SELECT 1", "SELECT 2"]);
         let u = u.expect("reported");
-        assert_eq!((u.what.as_str(), u.line, u.statement_line), ("$body$ quote", 3, 3));
+        assert_eq!(
+            (u.what.as_str(), u.line, u.statement_line),
+            ("$body$ quote", 3, 3)
+        );
         assert!(u.to_string().contains("line 3"), "{u}");
         for (sql, what) in [
             ("SELECT 'abc", "'…' string"),

@@ -271,3 +271,37 @@ pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
+
+/// Every role with its attributes, password presence and memberships: what a
+/// refused command must leave exactly as it was.
+pub async fn role_listing(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT r.rolname || ' ' || r.rolsuper || r.rolinherit || r.rolcreaterole || r.rolcreatedb || r.rolcanlogin || r.rolreplication || r.rolbypassrls || ' limit=' || r.rolconnlimit || ' password=' || (a.rolpassword IS NOT NULL) || ' in=' || coalesce((SELECT string_agg(g.rolname || '/' || m.admin_option, ',' ORDER BY g.rolname) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '')
+             FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid WHERE r.rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Reads `lines` (a child's stderr) up to and including the first that contains
+/// `needle`, and returns them.
+pub fn lines_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    needle: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let found = line.contains(needle);
+        seen.push(line);
+        if found {
+            break;
+        }
+    }
+    seen
+}
