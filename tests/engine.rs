@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use carve::engine::{script, undo_steps, Step};
+use carve::engine::{script, undo_steps, Action, SqlAction, Step, Target};
 use carve::pgtemp::TempServer;
 use carve::sql::{ident, literal, qualified};
 use support::*;
@@ -26,50 +26,59 @@ fn steps(broken: bool) -> Vec<Step> {
         Step {
             id: format!("create-schema {SCHEMA}"),
             description: "a schema for the domain".into(),
-            target: "source".into(),
-            sql: format!("CREATE SCHEMA {}", ident(SCHEMA)),
-            done_check: schema_exists(SCHEMA),
-            undo: format!("DROP SCHEMA {}", ident(SCHEMA)),
-            transactional: true,
-            strong_lock: false,
-            secret: None,
+            target: Target::Source,
+            action: Action::Sql(SqlAction {
+                sql: format!("CREATE SCHEMA {}", ident(SCHEMA)),
+                done_check: schema_exists(SCHEMA),
+                undo: format!("DROP SCHEMA {}", ident(SCHEMA)),
+                transactional: true,
+                strong_lock: false,
+                secret: None,
+            }),
         },
         Step {
             id: format!("create-table {TABLE}"),
             description: "a table in it".into(),
-            target: "source".into(),
-            sql: if broken {
-                "CREATE TABLE nowhere.x (id int)".into()
-            } else {
-                format!("CREATE TABLE {} (id int)", qualified(SCHEMA, TABLE))
-            },
-            done_check: format!(
-                "to_regclass({}) IS NOT NULL",
-                literal(&qualified(SCHEMA, TABLE)).unwrap()
-            ),
-            undo: format!("DROP TABLE {}", qualified(SCHEMA, TABLE)),
-            transactional: true,
-            strong_lock: true,
-            secret: None,
+            target: Target::Source,
+            action: Action::Sql(SqlAction {
+                sql: if broken {
+                    "CREATE TABLE nowhere.x (id int)".into()
+                } else {
+                    format!("CREATE TABLE {} (id int)", qualified(SCHEMA, TABLE))
+                },
+                done_check: format!(
+                    "to_regclass({}) IS NOT NULL",
+                    literal(&qualified(SCHEMA, TABLE)).unwrap()
+                ),
+                undo: format!("DROP TABLE {}", qualified(SCHEMA, TABLE)),
+                transactional: true,
+                strong_lock: true,
+                secret: None,
+            }),
         },
         Step {
             id: "create-schema elsewhere".into(),
             description: "the same schema on the domain's database".into(),
-            target: "domain".into(),
-            sql: format!("CREATE SCHEMA {}", ident(SCHEMA)),
-            done_check: schema_exists(SCHEMA),
-            undo: format!("DROP SCHEMA {}", ident(SCHEMA)),
-            transactional: false,
-            strong_lock: false,
-            secret: None,
+            target: Target::Domain("the domain".into()),
+            action: Action::Sql(SqlAction {
+                sql: format!("CREATE SCHEMA {}", ident(SCHEMA)),
+                done_check: schema_exists(SCHEMA),
+                undo: format!("DROP SCHEMA {}", ident(SCHEMA)),
+                transactional: false,
+                strong_lock: false,
+                secret: None,
+            }),
         },
     ]
 }
 
-fn targets(server: &TempServer) -> BTreeMap<String, String> {
+fn targets(server: &TempServer) -> BTreeMap<Target, String> {
     [
-        ("source".to_string(), server.conninfo("shop")),
-        ("domain".to_string(), server.conninfo("the 'domain' db")),
+        (Target::Source, server.conninfo("shop")),
+        (
+            Target::Domain("the domain".into()),
+            server.conninfo("the 'domain' db"),
+        ),
     ]
     .into()
 }
@@ -113,7 +122,10 @@ async fn the_dry_run_script_is_idempotent_resumable_and_undoable() {
     create_db(&server, "shop", "SELECT 1").await;
     create_db(&server, "the 'domain' db", "SELECT 1").await;
     let targets = targets(&server);
-    let done = |db: &str, i: usize| exists(&server, db, &steps(false)[i].done_check);
+    let done = |db: &str, i: usize| {
+        let step = &steps(false)[i];
+        exists(&server, db, &step.sql_action().unwrap().done_check)
+    };
 
     // A step that fails stops the script; what ran before it stays done.
     let broken = script::render("assign", &steps(true), &targets).unwrap();

@@ -6,7 +6,7 @@ use crate::cli::{ApplyArgs, Settings};
 use crate::commands::phase::{self, Context};
 use crate::exit;
 use crate::phases::assign::{self, AssignPlan, PHASE};
-use crate::plan::{Decision, PhaseRecord};
+use crate::plan::{Decision, GateHints, PhaseRecord, PhaseState};
 
 pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -97,10 +97,11 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
         ctx.plan.save(&settings.plan_path)?;
     }
 
-    let (ran, skipped) = match phase::apply_phase(settings, &mut ctx, PHASE, &steps, args).await? {
-        Ok(counts) => counts,
-        Err(code) => return Ok(code),
-    };
+    let (ran, skipped) =
+        match phase::apply_phase(settings, &mut ctx, &PHASE.into(), &steps, args).await? {
+            Ok(counts) => counts,
+            Err(code) => return Ok(code),
+        };
     out.line(&format!(
         "assign: done ({ran} step(s) applied, {skipped} already in place). Services keep using the old names through compatibility views; `carve undo assign` reverses it."
     ));
@@ -120,11 +121,15 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
     ctx.plan.phases.retain(|p| p.name != PHASE);
     ctx.plan.phases.push(PhaseRecord {
         name: PHASE.to_string(),
+        domain: None,
+        state: PhaseState::Planned,
         before: ctx.fingerprint.digest.clone(),
         after: None,
-        renames: planned.renames,
-        creates_schemas: planned.creates_schemas,
-        privileges: false,
+        gate: GateHints {
+            renames: planned.renames,
+            creates_schemas: planned.creates_schemas,
+            privileges: false,
+        },
         steps: planned.steps,
         journal: Vec::new(),
     });

@@ -207,6 +207,7 @@ pub fn build_plan(
                 tables: d.tables.clone(),
                 role: before.and_then(|b| b.role.clone()),
                 column_privileges: before.is_some_and(|b| b.column_privileges),
+                server: before.and_then(|b| b.server.clone()),
             }
         })
         .collect();

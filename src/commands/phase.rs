@@ -12,21 +12,35 @@ use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
 use crate::catalog::Catalog;
 use crate::cli::{ApplyArgs, Settings};
-use crate::conn::ConnSpec;
-use crate::engine::executor::{self, LockPolicy, Planned, RunEnd, Session};
+use crate::conn::{ConnSpec, Environment};
+use crate::engine::endpoint::{Console, Endpoint, Endpoints, Session};
+use crate::engine::executor::{self, LockPolicy, Planned, RunContext, RunEnd};
 use crate::engine::gate::{self, Gate};
-use crate::engine::{script, Step};
+use crate::engine::{script, Step, Target};
 use crate::exit;
-use crate::plan::{Plan, StepStatus};
+use crate::plan::{PhaseEvent, PhaseId, Plan, StepStatus};
 use crate::ui;
 
-/// A plan, a connection to its source, and the catalog as it is now.
+/// A plan, the endpoints its steps run on (the source first), and the source's
+/// catalog as it is now.
 pub struct Context {
     pub plan: Plan,
+    /// The source's connection, resolved (for messages and the password file).
     pub spec: ConnSpec,
-    pub session: Session,
+    /// Every endpoint opened: the source, and the other targets the steps name
+    /// (`connect_targets`).
+    pub endpoints: Endpoints,
+    /// How each endpoint was reached, without passwords (for the dry-run script).
+    pub references: BTreeMap<Target, String>,
     pub catalog: Catalog,
     pub fingerprint: Fingerprint,
+}
+
+impl Context {
+    /// The source's endpoint: the monolith.
+    pub fn source(&self) -> &Session {
+        self.endpoints.source()
+    }
 }
 
 /// Connects to the plan's source (or `--source`), takes carve's lock unless this is a
@@ -60,13 +74,61 @@ pub async fn open(
         );
     }
     let fingerprint = plan.fingerprint_of(&catalog);
+    let references = BTreeMap::from([(Target::Source, spec.reference())]);
     Ok(Ok(Context {
         plan,
         spec,
-        session,
+        endpoints: Endpoints::source_only(session),
+        references,
         catalog,
         fingerprint,
     }))
+}
+
+/// Opens every endpoint `steps` name that is not open yet: a domain's server (two
+/// connections, carve's lock unless this is a dry-run) or a PgBouncer console, each
+/// resolved through the plan as libpq would (no secret in the plan). Returns the
+/// exit code instead when another run holds the lock on one of them.
+pub async fn connect_targets(
+    settings: &Settings,
+    ctx: &mut Context,
+    steps: &[Step],
+    dry_run: bool,
+) -> anyhow::Result<Option<u8>> {
+    let targets: std::collections::BTreeSet<&Target> = steps.iter().map(|s| &s.target).collect();
+    for target in targets {
+        if ctx.references.contains_key(target) {
+            continue;
+        }
+        let Some(conninfo) = ctx.plan.conninfo(target) else {
+            anyhow::bail!(
+                "a step runs on {target}, and {} does not say where that is",
+                settings.plan_path.display()
+            );
+        };
+        let spec = ConnSpec::resolve(conninfo, &Environment::from_process())
+            .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
+        let endpoint = match target {
+            Target::Console(_) => {
+                Endpoint::Console(Console::new(crate::conn::connect(&spec).await?))
+            }
+            _ => {
+                let mut clients = crate::conn::connect_many(&spec, 2).await?.into_iter();
+                let (work, watch) = (clients.next().expect("two"), clients.next().expect("two"));
+                let session = Session::new(work, watch).await?;
+                if !dry_run {
+                    if let Err(held) = session.lock().await? {
+                        settings.out.error(&format!("{target}: {held}"));
+                        return Ok(Some(exit::LOCK_HELD));
+                    }
+                }
+                Endpoint::Postgres(session)
+            }
+        };
+        ctx.references.insert(target.clone(), spec.reference());
+        ctx.endpoints.insert(target.clone(), endpoint);
+    }
+    Ok(None)
 }
 
 pub fn load_plan(path: &Path) -> anyhow::Result<Plan> {
@@ -99,7 +161,7 @@ pub fn preflight(settings: &Settings, ctx: &Context, phase: &str, reads_only: bo
 pub fn gate(settings: &Settings, ctx: &Context, phase: &str) -> Option<u8> {
     let record = ctx.plan.phase(phase).filter(|r| r.is_in_flight());
     let gate = match record {
-        Some(r) => Gate::InFlight(r),
+        Some(r) => Gate::InFlight(&r.gate),
         None => Gate::Exact,
     };
     let changes = gate::check(&ctx.plan.fingerprint, &ctx.fingerprint, &gate);
@@ -132,19 +194,17 @@ pub async fn dry_run(
     phase: &str,
     steps: &[Step],
 ) -> anyhow::Result<u8> {
-    let targets = BTreeMap::from([("source".to_string(), ctx.spec.reference())]);
-    let text = script::render(phase, steps, &targets).map_err(|e| anyhow::anyhow!(e))?;
-    let done = ctx.session.done(steps).await?;
+    let text = script::render(phase, steps, &ctx.references).map_err(|e| anyhow::anyhow!(e))?;
+    let done = ctx.endpoints.done(steps).await?;
     let pending = done.iter().filter(|d| !**d).count();
     if settings.out.is_json() {
         #[derive(serde::Serialize)]
         struct Step<'a> {
             id: &'a str,
             description: &'a str,
+            target: String,
             done: bool,
-            sql: &'a str,
-            done_check: &'a str,
-            undo: &'a str,
+            action: &'a crate::engine::Action,
         }
         #[derive(serde::Serialize)]
         struct Report<'a> {
@@ -164,10 +224,9 @@ pub async fn dry_run(
                     .map(|(s, d)| Step {
                         id: &s.id,
                         description: &s.description,
+                        target: s.target.to_string(),
                         done: *d,
-                        sql: &s.sql,
-                        done_check: &s.done_check,
-                        undo: &s.undo,
+                        action: &s.action,
                     })
                     .collect(),
                 script: &text,
@@ -206,16 +265,26 @@ pub fn confirm(settings: &Settings, question: &str) -> anyhow::Result<bool> {
         .interact()?)
 }
 
-/// Runs the steps through the executor, with Ctrl-C stopping between steps, and
-/// reports how it ended.
+/// Runs the steps through the executor (its events shown by `ui`), with Ctrl-C
+/// stopping the run at once, and reports how it ended. The phase moves to running
+/// (or undoing) first, and to failed when a step fails; the caller completes it.
 pub async fn apply(
     settings: &Settings,
     ctx: &mut Context,
-    phase: &str,
+    phase: &PhaseId,
     steps: &[Planned<'_>],
     done_as: StepStatus,
     policy: &LockPolicy,
 ) -> anyhow::Result<Result<(usize, usize), u8>> {
+    let start = match done_as {
+        StepStatus::Undone => PhaseEvent::StartUndo,
+        _ => PhaseEvent::Start,
+    };
+    ctx.plan
+        .phase_mut(phase)
+        .ok_or_else(|| anyhow::anyhow!("the plan has no {phase} phase"))?
+        .transition(start)?;
+    ctx.plan.save(&settings.plan_path)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let watcher = tokio::spawn(async move {
@@ -223,19 +292,27 @@ pub async fn apply(
             flag.store(true, Ordering::SeqCst);
         }
     });
+    let events = ui::events::sink(&settings.out);
     let end = executor::run(
-        &ctx.session,
+        RunContext {
+            endpoints: &ctx.endpoints,
+            plan: &mut ctx.plan,
+            plan_path: &settings.plan_path,
+            policy,
+            events: events.as_ref(),
+            interrupted: &interrupted,
+        },
         phase,
         steps,
         done_as,
-        &mut ctx.plan,
-        &settings.plan_path,
-        policy,
-        &settings.out,
-        &interrupted,
     )
     .await;
     watcher.abort();
+    if let Ok(RunEnd::Failed { .. }) = &end {
+        let record = ctx.plan.phase_mut(phase).expect("it ran");
+        record.transition(PhaseEvent::Fail)?;
+        ctx.plan.save(&settings.plan_path)?;
+    }
     match end? {
         RunEnd::Completed { ran, skipped } => Ok(Ok((ran, skipped))),
         RunEnd::Failed { step, error } => {
@@ -262,7 +339,7 @@ pub async fn apply(
 pub async fn apply_phase(
     settings: &Settings,
     ctx: &mut Context,
-    phase: &str,
+    phase: &PhaseId,
     steps: &[Step],
     args: &ApplyArgs,
 ) -> anyhow::Result<Result<(usize, usize), u8>> {
@@ -289,13 +366,14 @@ pub async fn apply_phase(
     let after = record_result(ctx).await?;
     let record = ctx.plan.phase_mut(phase).expect("recorded before running");
     record.after = Some(after.digest);
+    record.transition(PhaseEvent::Complete)?;
     ctx.plan.save(&settings.plan_path)?;
     Ok(Ok(counts))
 }
 
 /// Reads the catalog after a phase and makes it the plan's fingerprint.
 pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
-    let catalog = read_catalog(std::slice::from_ref(&ctx.session.watch)).await?;
+    let catalog = read_catalog(std::slice::from_ref(&ctx.source().watch)).await?;
     let fingerprint = ctx.plan.fingerprint_of(&catalog);
     ctx.plan.fingerprint = fingerprint.clone();
     ctx.catalog = catalog;

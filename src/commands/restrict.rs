@@ -12,7 +12,7 @@ use crate::engine::proof::{self, ProbeResult};
 use crate::engine::Step;
 use crate::exit;
 use crate::phases::restrict::{self, RestrictPlan, PHASE};
-use crate::plan::PhaseRecord;
+use crate::plan::{GateHints, PhaseRecord, PhaseState};
 use crate::workload::sources::Sources;
 
 #[derive(Serialize)]
@@ -56,7 +56,7 @@ impl<'a> Report<'a> {
 struct StepReport<'a> {
     id: &'a str,
     description: &'a str,
-    sql: &'a str,
+    action: &'a crate::engine::Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     done: Option<bool>,
 }
@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         (None, Some(sources)) => {
             let database = ctx.catalog.server.database.clone();
             let workload = sources
-                .load(&ctx.session.watch, &database)
+                .load(&ctx.source().watch, &database)
                 .await?
                 .expect("sources are not empty");
             let mut planned = match restrict::plan(&ctx.plan, &ctx.catalog, &workload) {
@@ -176,7 +176,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
                 planned.probes.len()
             ));
             let results = proof::prove(
-                &ctx.session.work,
+                &ctx.source().work,
                 &to_prove,
                 &planned.probes,
                 args.apply.lock_timeout,
@@ -240,7 +240,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         ctx.plan.save(&settings.plan_path)?;
     }
     let (ran, skipped) =
-        match phase::apply_phase(settings, &mut ctx, PHASE, &steps, &args.apply).await? {
+        match phase::apply_phase(settings, &mut ctx, &PHASE.into(), &steps, &args.apply).await? {
             Ok(counts) => counts,
             Err(code) => return Ok(code),
         };
@@ -275,7 +275,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
     ));
     let files: std::collections::BTreeSet<String> = steps
         .iter()
-        .filter_map(|s| s.secret.as_ref())
+        .filter_map(|s| s.sql_action().and_then(|a| a.secret.as_ref()))
         .map(|secret| secret.file().display().to_string())
         .collect();
     if !applied.passwords_written.is_empty() {
@@ -296,7 +296,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
 
 /// The steps whose check says they are not done yet: the proof runs those.
 async fn pending<'s>(ctx: &Context, steps: &'s [Step]) -> anyhow::Result<Vec<&'s Step>> {
-    let done = ctx.session.done(steps).await?;
+    let done = ctx.endpoints.done(steps).await?;
     Ok(steps
         .iter()
         .zip(done)
@@ -315,7 +315,7 @@ async fn dry_run(
     if !settings.out.is_json() {
         return phase::dry_run(settings, ctx, PHASE, &planned.steps).await;
     }
-    let done = ctx.session.done(&planned.steps).await?;
+    let done = ctx.endpoints.done(&planned.steps).await?;
     let pending = done.iter().filter(|d| !**d).count();
     let steps: Vec<StepReport> = planned
         .steps
@@ -324,7 +324,7 @@ async fn dry_run(
         .map(|(s, d)| StepReport {
             id: &s.id,
             description: &s.description,
-            sql: &s.sql,
+            action: &s.action,
             done: Some(*d),
         })
         .collect();
@@ -348,11 +348,14 @@ fn record_phase(ctx: &mut Context, steps: &[Step]) {
     ctx.plan.phases.retain(|p| p.name != PHASE);
     ctx.plan.phases.push(PhaseRecord {
         name: PHASE.to_string(),
+        domain: None,
+        state: PhaseState::Planned,
         before: ctx.fingerprint.digest.clone(),
         after: None,
-        renames: Vec::new(),
-        creates_schemas: Vec::new(),
-        privileges: true,
+        gate: GateHints {
+            privileges: true,
+            ..GateHints::default()
+        },
         steps: steps.to_vec(),
         journal: Vec::new(),
     });

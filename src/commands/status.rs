@@ -6,12 +6,14 @@ use serde::Serialize;
 use crate::cli::Settings;
 use crate::commands::phase::load_plan;
 use crate::exit;
-use crate::plan::{PhaseRecord, StepStatus};
+use crate::plan::{PhaseState, StepStatus};
 
 #[derive(Serialize)]
 struct PhaseReport<'a> {
     name: &'a str,
-    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+    state: PhaseState,
     steps: Vec<StepReport<'a>>,
 }
 
@@ -26,29 +28,6 @@ struct StepReport<'a> {
     error: Option<&'a str>,
 }
 
-/// One word for where a phase stands.
-pub fn state(record: &PhaseRecord) -> &'static str {
-    let failed = record
-        .journal
-        .iter()
-        .any(|e| e.status == StepStatus::Failed);
-    if record.is_applied() {
-        "applied"
-    } else if record.is_undone() {
-        "undone"
-    } else if failed {
-        "failed"
-    } else if record
-        .journal
-        .iter()
-        .any(|e| e.status == StepStatus::Undone)
-    {
-        "undoing"
-    } else {
-        "in progress"
-    }
-}
-
 pub fn run(settings: &Settings) -> anyhow::Result<u8> {
     let plan = load_plan(&settings.plan_path)?;
     let phases: Vec<PhaseReport> = plan
@@ -56,7 +35,8 @@ pub fn run(settings: &Settings) -> anyhow::Result<u8> {
         .iter()
         .map(|r| PhaseReport {
             name: &r.name,
-            state: state(r),
+            domain: r.domain.as_deref(),
+            state: r.state,
             steps: r
                 .steps
                 .iter()
@@ -101,10 +81,13 @@ pub fn run(settings: &Settings) -> anyhow::Result<u8> {
     }
     for p in &phases {
         let count = |status| p.steps.iter().filter(|s| s.status == status).count();
+        let name = match p.domain {
+            Some(d) => format!("{} {}", p.name, crate::sql::display_ident(d)),
+            None => p.name.to_string(),
+        };
         out.line(&format!(
-            "{}: {} ({} step(s): {} done, {} pending, {} failed, {} undone)",
-            p.name,
-            p.state,
+            "{name}: {} ({} step(s): {} done, {} pending, {} failed, {} undone)",
+            p.state.word(),
             p.steps.len(),
             count(StepStatus::Done),
             count(StepStatus::Pending),

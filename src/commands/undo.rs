@@ -24,11 +24,11 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         Some(_) => {}
     }
     // Phases build on each other: a later one still in place is undone first.
-    let later = crate::phases::ORDER
+    let later = crate::plan::phase_names::ORDER
         .iter()
         .skip_while(|p| **p != name)
         .skip(1)
-        .find(|p| plan.phase(p).is_some_and(|r| !r.is_undone()));
+        .find(|p| plan.phase(**p).is_some_and(|r| !r.is_undone()));
     if let Some(later) = later {
         anyhow::bail!(
             "{later} builds on {name} and is still in place: run `carve undo {later}` first"
@@ -71,7 +71,7 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
     let (ran, skipped) = match phase::apply(
         settings,
         &mut ctx,
-        name,
+        &name.into(),
         &planned,
         StepStatus::Undone,
         &phase::policy(&args.apply),
@@ -84,6 +84,7 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
     let now = phase::record_result(&mut ctx).await?;
     let record = ctx.plan.phase_mut(name).expect("still there");
     record.after = None;
+    record.transition(crate::plan::PhaseEvent::CompleteUndo)?;
     let same = now.digest == record.before;
     ctx.plan.save(&settings.plan_path)?;
     out.line(&format!(

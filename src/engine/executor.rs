@@ -1,31 +1,27 @@
 //! Applying steps: the I/O half of the engine.
 //!
-//! One run holds carve's advisory lock on the source database for its whole length, so
-//! two runs never interleave; a second run learns who holds it. Each step runs only
-//! when its check says it is not done yet, inside its own transaction, and the plan's
-//! journal is saved (atomically) after every step, so a run killed at any moment is
-//! finished by running the same command again. Steps that take a strong lock wait for
-//! it at most `lock_timeout` and are retried with backoff: a long transaction in
-//! production makes carve wait, never every other client queued behind carve.
+//! One run holds carve's advisory lock on each PostgreSQL endpoint it changes for its
+//! whole length, so two runs never interleave; a second run learns who holds it.
+//! Each step runs only when its check says it is not done yet; a SQL step in its own
+//! transaction, a wait polled until its condition holds, a console command on its
+//! console. The journal file gets the step's status (fsynced) before the next step,
+//! so a run killed at any moment is finished by running the same command again.
+//! Steps that take a strong lock wait for it at most `lock_timeout` and are retried
+//! with backoff: a long transaction in production makes carve wait, never every other
+//! client queued behind carve. What happens is told as `Event`s; nothing is printed.
 
-use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
 
-use super::Step;
+use super::endpoint::{Blocker, Endpoints, Session};
+use super::events::{Event, Events};
+use super::{Action, ConsoleAction, OnTimeout, SqlAction, Step, WaitAction};
 use crate::conn::describe_db_error;
-use crate::plan::{JournalFile, Plan, StepStatus};
+use crate::plan::{JournalFile, PhaseId, Plan, StepStatus};
 use crate::sql::literal;
-use crate::ui::Output;
-
-/// The advisory lock every carve run takes on the source database: the two-key form,
-/// so `pg_locks` shows it as classid 'carv' (0x63617276), objid 1.
-const LOCK_CLASS: i32 = 0x6361_7276;
-const LOCK_OBJECT: i32 = 1;
 
 /// How strong-lock steps wait.
 #[derive(Debug, Clone, Copy)]
@@ -55,273 +51,6 @@ impl LockPolicy {
     }
 }
 
-/// Another session holds carve's lock on this database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHeld {
-    pub pid: i32,
-    pub application: String,
-    pub user: String,
-    pub client: String,
-    pub since: String,
-}
-
-impl fmt::Display for LockHeld {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "another carve run holds the lock on this database: {:?} (its application_name: carve's process id and machine), server backend pid {}, user {}, from {}, connected since {}",
-            self.application, self.pid, self.user, self.client, self.since
-        )
-    }
-}
-
-/// A session whose lock a step waited for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocker {
-    pub pid: i32,
-    pub application: String,
-    pub user: String,
-    pub state: String,
-    pub transaction_since: String,
-    pub query: String,
-}
-
-impl fmt::Display for Blocker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pid {} (application {:?}, user {}, {}, transaction open since {}, last query: {})",
-            self.pid,
-            self.application,
-            self.user,
-            self.state,
-            self.transaction_since,
-            one_line(&self.query)
-        )
-    }
-}
-
-fn one_line(text: &str) -> String {
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 120 {
-        format!("{}…", line.chars().take(120).collect::<String>())
-    } else {
-        line
-    }
-}
-
-/// The two connections of a run: `work` holds the lock and runs the steps; `watch`
-/// looks at what a waiting step waits for.
-pub struct Session {
-    pub work: Client,
-    pub watch: Client,
-    work_pid: i32,
-}
-
-impl Session {
-    pub async fn new(work: Client, watch: Client) -> anyhow::Result<Session> {
-        let work_pid = work.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-        Ok(Session {
-            work,
-            watch,
-            work_pid,
-        })
-    }
-
-    /// Takes carve's advisory lock for the rest of the session, or says who has it.
-    pub async fn lock(&self) -> anyhow::Result<Result<(), LockHeld>> {
-        let got: bool = self
-            .work
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&LOCK_CLASS, &LOCK_OBJECT],
-            )
-            .await?
-            .get(0);
-        if got {
-            return Ok(Ok(()));
-        }
-        let row = self
-            .watch
-            .query_opt(
-                "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
-                        coalesce(host(a.client_addr), 'a local socket'),
-                        to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                 WHERE l.locktype = 'advisory' AND l.granted
-                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                   AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 2",
-                &[&i64::from(LOCK_CLASS), &i64::from(LOCK_OBJECT)],
-            )
-            .await?;
-        Ok(Err(match row {
-            Some(row) => LockHeld {
-                pid: row.get(0),
-                application: row.get(1),
-                user: row.get(2),
-                client: row.get(3),
-                since: row.get(4),
-            },
-            // Released between the two queries: say so rather than invent a holder.
-            None => LockHeld {
-                pid: 0,
-                application: "(released just now; run again)".into(),
-                user: String::new(),
-                client: String::new(),
-                since: String::new(),
-            },
-        }))
-    }
-
-    /// Whether each step's check says it is done, in one read-only transaction.
-    pub async fn done(&self, steps: &[Step]) -> anyhow::Result<Vec<bool>> {
-        self.watch
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        let mut done = Vec::with_capacity(steps.len());
-        let mut result = Ok(());
-        for step in steps {
-            match is_done(&self.watch, step).await {
-                Ok(d) => done.push(d),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        self.watch.batch_execute("ROLLBACK").await?;
-        result.map(|()| done)
-    }
-
-    /// Runs one step (already known not to be done), retrying lock timeouts. Ctrl-C
-    /// (`interrupted`) cancels a waiting statement and ends a pause at once.
-    async fn apply(
-        &self,
-        step: &Step,
-        policy: &LockPolicy,
-        out: &Output,
-        interrupted: &AtomicBool,
-    ) -> Result<(), StepError> {
-        let body = body(step, policy);
-        let mut seen_blockers: Vec<Blocker> = Vec::new();
-        let attempts = if step.strong_lock {
-            policy.retries + 1
-        } else {
-            1
-        };
-        for attempt in 0..attempts {
-            let (result, blockers) = self.execute_watching(&body, policy, out, interrupted).await;
-            if !blockers.is_empty() {
-                seen_blockers = blockers;
-            }
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let _ = self.work.batch_execute("ROLLBACK").await;
-                    if interrupted.load(Ordering::SeqCst) {
-                        return Err(StepError::Interrupted);
-                    }
-                    let timed_out = e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
-                    if timed_out && attempt + 1 < attempts {
-                        let pause = policy.pause(attempt);
-                        out.progress(&format!(
-                            "  lock not granted within {} (attempt {}/{attempts}): other clients go first; trying again in {} (Ctrl-C stops carve cleanly)",
-                            humantime::format_duration(policy.timeout),
-                            attempt + 1,
-                            humantime::format_duration(pause)
-                        ));
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = until_interrupted(interrupted) => return Err(StepError::Interrupted),
-                        }
-                        continue;
-                    }
-                    if timed_out {
-                        let who = if seen_blockers.is_empty() {
-                            "a session that had finished before carve could look".to_string()
-                        } else {
-                            seen_blockers
-                                .iter()
-                                .map(|b| b.to_string())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        };
-                        return Err(StepError::Failed(format!(
-                            "gave up after {attempts} attempts, each waiting at most {} for its lock: it waits behind {who}. Nothing of this step was applied, and no other client was kept waiting longer than one attempt. Run the same command again once that transaction has ended",
-                            humantime::format_duration(policy.timeout)
-                        )));
-                    }
-                    return Err(StepError::Failed(describe_db_error(&e)));
-                }
-            }
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    /// Runs `body` on `work`; if it is still running halfway through the lock timeout,
-    /// asks `watch` which sessions it waits for and says so. On Ctrl-C the statement
-    /// is cancelled (its transaction then rolls back) rather than left to finish.
-    async fn execute_watching(
-        &self,
-        body: &str,
-        policy: &LockPolicy,
-        out: &Output,
-        interrupted: &AtomicBool,
-    ) -> (Result<(), tokio_postgres::Error>, Vec<Blocker>) {
-        let run = self.work.batch_execute(body);
-        tokio::pin!(run);
-        let mut blockers = Vec::new();
-        tokio::select! {
-            result = &mut run => return (result, blockers),
-            _ = tokio::time::sleep(policy.timeout / 2) => {}
-            _ = until_interrupted(interrupted) => {}
-        }
-        if !interrupted.load(Ordering::SeqCst) {
-            blockers = self.blockers().await.unwrap_or_default();
-            if !blockers.is_empty() {
-                let who: Vec<String> = blockers.iter().map(ToString::to_string).collect();
-                out.progress(&format!("  waiting for a lock behind {}", who.join("; ")));
-            }
-            tokio::select! {
-                result = &mut run => return (result, blockers),
-                _ = until_interrupted(interrupted) => {}
-            }
-        }
-        // Ctrl-C while the statement runs: cancel it from the other connection.
-        let _ = self
-            .watch
-            .execute("SELECT pg_catalog.pg_cancel_backend($1)", &[&self.work_pid])
-            .await;
-        (run.await, blockers)
-    }
-
-    async fn blockers(&self) -> Result<Vec<Blocker>, tokio_postgres::Error> {
-        let rows = self
-            .watch
-            .query(
-                "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
-                        coalesce(a.state, ''),
-                        coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '(no transaction)'),
-                        coalesce(a.query, '')
-                 FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1))
-                 ORDER BY a.pid",
-                &[&self.work_pid],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Blocker {
-                pid: r.get(0),
-                application: r.get(1),
-                user: r.get(2),
-                state: r.get(3),
-                transaction_since: r.get(4),
-                query: r.get(5),
-            })
-            .collect())
-    }
-}
-
 /// Why a step did not complete.
 enum StepError {
     /// It failed; the message says why (recorded in the journal).
@@ -337,28 +66,208 @@ async fn until_interrupted(interrupted: &AtomicBool) {
     }
 }
 
-async fn is_done(client: &Client, step: &Step) -> anyhow::Result<bool> {
-    let row = client
-        .query_one(&format!("SELECT ({})::boolean", step.done_check), &[])
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "checking whether step {:?} is done: {}",
-                step.id,
-                describe_db_error(&e)
-            )
-        })?;
-    Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
+/// What every step of one run shares.
+struct Run<'a> {
+    endpoints: &'a Endpoints,
+    policy: &'a LockPolicy,
+    events: &'a dyn Events,
+    interrupted: &'a AtomicBool,
+}
+
+impl Run<'_> {
+    async fn apply(&self, step: &Step) -> Result<(), StepError> {
+        let failed = |e: anyhow::Error| StepError::Failed(format!("{e:#}"));
+        match &step.action {
+            Action::Sql(action) => {
+                let session = self.endpoints.session(&step.target).map_err(failed)?;
+                let action = super::secret::resolve(action).map_err(StepError::Failed)?;
+                self.sql(session, step, &action).await
+            }
+            Action::Wait(action) => {
+                let session = self.endpoints.session(&step.target).map_err(failed)?;
+                self.wait(session, step, action).await
+            }
+            Action::Console(action) => self.console(step, action).await,
+        }
+    }
+
+    /// A SQL step (already known not to be done), retrying lock timeouts. Ctrl-C
+    /// cancels a waiting statement and ends a pause at once.
+    async fn sql(
+        &self,
+        session: &Session,
+        step: &Step,
+        action: &SqlAction,
+    ) -> Result<(), StepError> {
+        let body = body(action, self.policy);
+        let mut seen_blockers: Vec<Blocker> = Vec::new();
+        let attempts = if action.strong_lock {
+            self.policy.retries + 1
+        } else {
+            1
+        };
+        for attempt in 0..attempts {
+            let (result, blockers) = self.execute_watching(session, step, &body).await;
+            if !blockers.is_empty() {
+                seen_blockers = blockers;
+            }
+            let Err(e) = result else {
+                return Ok(());
+            };
+            let _ = session.work.batch_execute("ROLLBACK").await;
+            if self.interrupted.load(Ordering::SeqCst) {
+                return Err(StepError::Interrupted);
+            }
+            let timed_out = e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
+            if timed_out && attempt + 1 < attempts {
+                let pause = self.policy.pause(attempt);
+                self.events.emit(Event::LockRetry {
+                    step: step.id.clone(),
+                    attempt: attempt + 1,
+                    attempts,
+                    timeout: self.policy.timeout,
+                    pause,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = until_interrupted(self.interrupted) => return Err(StepError::Interrupted),
+                }
+                continue;
+            }
+            if timed_out {
+                let who = if seen_blockers.is_empty() {
+                    "a session that had finished before carve could look".to_string()
+                } else {
+                    seen_blockers
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                return Err(StepError::Failed(format!(
+                    "gave up after {attempts} attempts, each waiting at most {} for its lock: it waits behind {who}. Nothing of this step was applied, and no other client was kept waiting longer than one attempt. Run the same command again once that transaction has ended",
+                    humantime::format_duration(self.policy.timeout)
+                )));
+            }
+            return Err(StepError::Failed(describe_db_error(&e)));
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Runs `body` on `work`; if it is still running halfway through the lock timeout,
+    /// asks `watch` which sessions it waits for and says so. On Ctrl-C the statement
+    /// is cancelled (its transaction then rolls back) rather than left to finish.
+    async fn execute_watching(
+        &self,
+        session: &Session,
+        step: &Step,
+        body: &str,
+    ) -> (Result<(), tokio_postgres::Error>, Vec<Blocker>) {
+        let run = session.work.batch_execute(body);
+        tokio::pin!(run);
+        let mut blockers = Vec::new();
+        tokio::select! {
+            result = &mut run => return (result, blockers),
+            _ = tokio::time::sleep(self.policy.timeout / 2) => {}
+            _ = until_interrupted(self.interrupted) => {}
+        }
+        if !self.interrupted.load(Ordering::SeqCst) {
+            blockers = session.blockers().await.unwrap_or_default();
+            if !blockers.is_empty() {
+                self.events.emit(Event::LockWait {
+                    step: step.id.clone(),
+                    blockers: blockers.iter().map(ToString::to_string).collect(),
+                });
+            }
+            tokio::select! {
+                result = &mut run => return (result, blockers),
+                _ = until_interrupted(self.interrupted) => {}
+            }
+        }
+        // Ctrl-C while the statement runs: cancel it from the other connection.
+        session.cancel_work().await;
+        (run.await, blockers)
+    }
+
+    /// Polls a wait's condition until it holds, its progress told as events.
+    async fn wait(
+        &self,
+        session: &Session,
+        step: &Step,
+        action: &WaitAction,
+    ) -> Result<(), StepError> {
+        let started = Instant::now();
+        loop {
+            let ready = session
+                .holds(&step.id, &action.until)
+                .await
+                .map_err(|e| StepError::Failed(format!("{e:#}")))?;
+            if ready {
+                return Ok(());
+            }
+            let (done, total) = match &action.progress {
+                Some(query) => session
+                    .progress(query)
+                    .await
+                    .map_err(|e| StepError::Failed(format!("{e:#}")))?,
+                None => (None, None),
+            };
+            self.events.emit(Event::WaitProgress {
+                step: step.id.clone(),
+                done,
+                total,
+                unit: action.unit.clone(),
+                elapsed: started.elapsed(),
+            });
+            if started.elapsed() >= action.timeout {
+                return match action.on_timeout {
+                    OnTimeout::Continue => Ok(()),
+                    OnTimeout::Fail => Err(StepError::Failed(format!(
+                        "still not the case after {}: {}. Nothing was changed by this step; run the same command again to wait again",
+                        humantime::format_duration(action.timeout),
+                        action.until
+                    ))),
+                };
+            }
+            let left = action.timeout.saturating_sub(started.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(action.every.min(left)) => {}
+                _ = until_interrupted(self.interrupted) => return Err(StepError::Interrupted),
+            }
+        }
+    }
+
+    /// A console command, then its check: a command the console accepted whose
+    /// effect does not show is a failure, not a success.
+    async fn console(&self, step: &Step, action: &ConsoleAction) -> Result<(), StepError> {
+        let console = self
+            .endpoints
+            .console(&step.target)
+            .map_err(|e| StepError::Failed(format!("{e:#}")))?;
+        console
+            .run(&action.command)
+            .await
+            .map_err(|e| StepError::Failed(format!("{}: {e}", action.command)))?;
+        match console.holds(&action.check).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StepError::Failed(format!(
+                "{} was accepted, but {} does not hold",
+                action.command,
+                action.check.describe()
+            ))),
+            Err(e) => Err(StepError::Failed(e)),
+        }
+    }
 }
 
 /// The SQL sent for a step: in its own transaction, with the lock timeout for strong
 /// locks.
-fn body(step: &Step, policy: &LockPolicy) -> String {
-    let sql = step.sql.trim().trim_end_matches(';');
-    if !step.transactional {
+fn body(action: &SqlAction, policy: &LockPolicy) -> String {
+    let sql = action.sql.trim().trim_end_matches(';');
+    if !action.transactional {
         return sql.to_string();
     }
-    let timeout = if step.strong_lock {
+    let timeout = if action.strong_lock {
         let ms = format!("{}ms", policy.timeout.as_millis().max(1));
         format!(
             "SET LOCAL lock_timeout = {}; ",
@@ -384,93 +293,82 @@ pub enum RunEnd {
     Completed { ran: usize, skipped: usize },
     /// A step failed; the journal says which and why. Earlier steps stay done.
     Failed { step: String, error: String },
-    /// Ctrl-C between two steps.
+    /// Ctrl-C: between two steps, or during one (then cancelled and rolled back).
     Interrupted,
+}
+
+/// Everything a run needs besides its steps.
+pub struct RunContext<'a> {
+    pub endpoints: &'a Endpoints,
+    pub plan: &'a mut Plan,
+    pub plan_path: &'a Path,
+    pub policy: &'a LockPolicy,
+    pub events: &'a dyn Events,
+    pub interrupted: &'a AtomicBool,
 }
 
 /// Runs `steps` of phase `phase` in order. Each is skipped when its check says done,
 /// otherwise applied; either way the journal records `done_as` for it, on disk (the
 /// plan's journal file) before the next step. The plan is saved with every entry
 /// folded in when the run ends, however it ends.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    session: &Session,
-    phase: &str,
+    cx: RunContext<'_>,
+    phase: &PhaseId,
     steps: &[Planned<'_>],
     done_as: StepStatus,
-    plan: &mut Plan,
-    plan_path: &Path,
-    policy: &LockPolicy,
-    out: &Output,
-    interrupted: &AtomicBool,
 ) -> anyhow::Result<RunEnd> {
-    let mut journal = JournalFile::open(plan_path)?;
-    let end = run_steps(
-        session,
-        phase,
-        steps,
-        done_as,
-        plan,
-        &mut journal,
-        policy,
-        out,
-        interrupted,
-    )
-    .await;
-    plan.save(plan_path)?;
+    let mut journal = JournalFile::open(cx.plan_path)?;
+    let run = Run {
+        endpoints: cx.endpoints,
+        policy: cx.policy,
+        events: cx.events,
+        interrupted: cx.interrupted,
+    };
+    let end = run_steps(&run, phase, steps, done_as, cx.plan, &mut journal).await;
+    cx.plan.save(cx.plan_path)?;
     end
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_steps(
-    session: &Session,
-    phase: &str,
+    run: &Run<'_>,
+    phase: &PhaseId,
     steps: &[Planned<'_>],
     done_as: StepStatus,
     plan: &mut Plan,
     journal: &mut JournalFile,
-    policy: &LockPolicy,
-    out: &Output,
-    interrupted: &AtomicBool,
 ) -> anyhow::Result<RunEnd> {
     let total = steps.len();
     let (mut ran, mut skipped) = (0, 0);
     for (i, planned) in steps.iter().enumerate() {
-        if interrupted.load(Ordering::SeqCst) {
+        if run.interrupted.load(Ordering::SeqCst) {
             return Ok(RunEnd::Interrupted);
         }
         let step = planned.step;
-        if step.target != "source" {
-            anyhow::bail!(
-                "step {:?} runs on {:?}, which this carve cannot connect to yet",
-                step.id,
-                step.target
-            );
-        }
-        let outcome = if is_done(&session.work, step).await? {
+        let outcome = if run.endpoints.is_done(step).await? {
             skipped += 1;
-            out.progress(&format!(
-                "[{}/{total}] already done: {}",
-                i + 1,
-                step.description
-            ));
+            run.events.emit(Event::skipped(i + 1, total, step));
             Ok(())
         } else {
-            out.progress(&format!("[{}/{total}] {}", i + 1, step.description));
-            tracing::debug!("step {:?}: {}", step.id, step.sql);
-            let result = match super::secret::resolve(step) {
-                Ok(resolved) => session.apply(&resolved, policy, out, interrupted).await,
-                Err(e) => Err(StepError::Failed(e)),
-            };
-            let result = match result {
-                Err(StepError::Interrupted) => return Ok(RunEnd::Interrupted),
+            run.events.emit(Event::started(i + 1, total, step));
+            tracing::debug!("step {:?}: {:?}", step.id, step.action);
+            match run.apply(step).await {
+                Ok(()) => {
+                    ran += 1;
+                    run.events.emit(Event::StepDone {
+                        index: i + 1,
+                        total,
+                        step: step.id.clone(),
+                    });
+                    Ok(())
+                }
+                Err(StepError::Interrupted) => {
+                    run.events.emit(Event::Interrupted {
+                        step: step.id.clone(),
+                    });
+                    return Ok(RunEnd::Interrupted);
+                }
                 Err(StepError::Failed(e)) => Err(e),
-                Ok(()) => Ok(()),
-            };
-            if result.is_ok() {
-                ran += 1;
             }
-            result
         };
         let record = plan
             .phase_mut(phase)
@@ -484,6 +382,12 @@ async fn run_steps(
                 let entry =
                     record.record(planned.journal_id, StepStatus::Failed, Some(error.clone()));
                 journal.append(phase, &entry)?;
+                run.events.emit(Event::StepFailed {
+                    index: i + 1,
+                    total,
+                    step: step.id.clone(),
+                    error: error.clone(),
+                });
                 return Ok(RunEnd::Failed {
                     step: format!("{}/{total} {}", i + 1, step.description),
                     error,
@@ -498,11 +402,8 @@ async fn run_steps(
 mod tests {
     use super::*;
 
-    fn step(strong: bool, transactional: bool) -> Step {
-        Step {
-            id: "x".into(),
-            description: "x".into(),
-            target: "source".into(),
+    fn action(strong: bool, transactional: bool) -> SqlAction {
+        SqlAction {
             sql: "ALTER TABLE t SET SCHEMA s;".into(),
             done_check: "true".into(),
             undo: String::new(),
@@ -519,15 +420,15 @@ mod tests {
             ..LockPolicy::default()
         };
         assert_eq!(
-            body(&step(true, true), &policy),
+            body(&action(true, true), &policy),
             "BEGIN; SET LOCAL lock_timeout = '250ms'; ALTER TABLE t SET SCHEMA s; COMMIT"
         );
         assert_eq!(
-            body(&step(false, true), &policy),
+            body(&action(false, true), &policy),
             "BEGIN; ALTER TABLE t SET SCHEMA s; COMMIT"
         );
         assert_eq!(
-            body(&step(false, false), &policy),
+            body(&action(false, false), &policy),
             "ALTER TABLE t SET SCHEMA s"
         );
     }

@@ -14,15 +14,16 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::fingerprint::{Change, Fingerprint};
-use crate::plan::{PhaseRecord, Rename};
+use crate::plan::{GateHints, Rename};
 use crate::sql::{display_ident, ident, parse_qualified};
 
 /// What the catalog must match before a phase's steps run.
 pub enum Gate<'a> {
     /// Nothing under way: equal fingerprints.
     Exact,
-    /// `phase` stopped part-way: equal once the phase's own changes are set aside.
-    InFlight(&'a PhaseRecord),
+    /// A phase stopped part-way: equal once its own changes (these hints) are set
+    /// aside.
+    InFlight(&'a GateHints),
 }
 
 /// The changes that make `current` differ from the plan's `expected` fingerprint, or
@@ -33,14 +34,14 @@ pub fn check(expected: &Fingerprint, current: &Fingerprint, gate: &Gate) -> Vec<
     }
     match gate {
         Gate::Exact => expected.diff(current),
-        Gate::InFlight(phase) => {
+        Gate::InFlight(hints) => {
             let normal = |fp: &Fingerprint| Fingerprint {
                 digest: String::new(),
                 objects: normalize(
                     &fp.objects,
-                    &phase.renames,
-                    &phase.creates_schemas,
-                    phase.privileges,
+                    &hints.renames,
+                    &hints.creates_schemas,
+                    hints.privileges,
                 ),
             };
             normal(expected).diff(&normal(current))
@@ -184,11 +185,8 @@ mod tests {
         }
     }
 
-    fn phase() -> PhaseRecord {
-        PhaseRecord {
-            name: "assign".into(),
-            before: String::new(),
-            after: None,
+    fn phase() -> GateHints {
+        GateHints {
             renames: vec![
                 Rename {
                     from: "public.orders".into(),
@@ -203,8 +201,6 @@ mod tests {
             ],
             creates_schemas: vec!["sales".into()],
             privileges: false,
-            steps: Vec::new(),
-            journal: Vec::new(),
         }
     }
 
@@ -313,12 +309,9 @@ mod tests {
 
     #[test]
     fn a_half_done_privilege_phase_sets_grants_and_roles_aside_only() {
-        let phase = PhaseRecord {
-            name: "restrict".into(),
-            renames: Vec::new(),
-            creates_schemas: Vec::new(),
+        let phase = GateHints {
             privileges: true,
-            ..phase()
+            ..GateHints::default()
         };
         let mut current = before();
         current.objects.insert(

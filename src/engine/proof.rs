@@ -15,10 +15,30 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::Step;
+use super::{Action, Step};
 use crate::conn::describe_db_error;
-use crate::phases::restrict::{Probe, RuntimeCheck};
 use crate::sql::ident;
+
+/// One statement the proof runs as a service's role.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub service: String,
+    pub role: String,
+    pub origin: String,
+    pub sql: String,
+    /// Privileges checked only when the statement runs, each with a boolean SQL check.
+    pub runtime: Vec<RuntimeCheck>,
+    /// The decisions that deny part of this statement: a failure is then expected.
+    pub accepted_by: Vec<String>,
+}
+
+/// A privilege checked only when a statement runs (a trigger's or function body's
+/// tables, the sequence behind a column default), as a boolean SQL expression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RuntimeCheck {
+    pub what: String,
+    pub check: String,
+}
 
 /// How one statement fared.
 #[derive(Debug, Clone, Serialize)]
@@ -185,9 +205,14 @@ async fn prove_inside(
             baseline.insert(p.sql.as_str(), outcome.is_some());
         }
     }
-    // A step with a secret (a password) changes nothing a statement is checked on.
-    for step in steps.iter().filter(|s| s.secret.is_none()) {
-        client.batch_execute(&step.sql).await.map_err(|e| {
+    // Only SQL changes what a statement is checked on; a step with a secret (a
+    // password) does not either.
+    let changes = steps.iter().filter_map(|s| match &s.action {
+        Action::Sql(a) if a.secret.is_none() => Some((s, a)),
+        _ => None,
+    });
+    for (step, action) in changes {
+        client.batch_execute(&action.sql).await.map_err(|e| {
             anyhow::anyhow!(
                 "step {} fails in the proof: {}",
                 step.id,

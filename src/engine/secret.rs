@@ -1,17 +1,17 @@
 //! Secrets a step needs when it runs (a login role's password): fetched at that
 //! moment and put into the step's SQL, never into the plan, the journal or a log.
 
-use super::{SecretInput, Step, SECRET_VARIABLE};
+use super::{SecretInput, SqlAction, SECRET_VARIABLE};
 use crate::conn::password::{self, PasswordFile};
 use crate::sql::literal;
 
-/// `step` with its secret in place of `:'carve_secret'`. For a password, the file's
+/// `action` with its secret in place of `:'carve_secret'`. For a password, the file's
 /// line for the role is used, or a new password is appended to the file (and synced)
 /// before it is sent, so a crash between the two is finished by a re-run with the
 /// same password.
-pub fn resolve(step: &Step) -> Result<Step, String> {
-    let Some(input) = &step.secret else {
-        return Ok(step.clone());
+pub fn resolve(action: &SqlAction) -> Result<SqlAction, String> {
+    let Some(input) = &action.secret else {
+        return Ok(action.clone());
     };
     let value = match input {
         SecretInput::PasswordVerifier {
@@ -36,10 +36,10 @@ pub fn resolve(step: &Step) -> Result<Step, String> {
         }
     };
     let quoted = literal(&value).map_err(|e| e.to_string())?;
-    Ok(Step {
-        sql: step.sql.replace(SECRET_VARIABLE, &quoted),
+    Ok(SqlAction {
+        sql: action.sql.replace(SECRET_VARIABLE, &quoted),
         secret: None,
-        ..step.clone()
+        ..action.clone()
     })
 }
 
@@ -47,11 +47,8 @@ pub fn resolve(step: &Step) -> Result<Step, String> {
 mod tests {
     use super::*;
 
-    fn step(file: &std::path::Path) -> Step {
-        Step {
-            id: "set password app".into(),
-            description: "password".into(),
-            target: "source".into(),
+    fn step(file: &std::path::Path) -> SqlAction {
+        SqlAction {
             sql: format!("ALTER ROLE \"app\" PASSWORD {SECRET_VARIABLE};"),
             done_check: "true".into(),
             undo: "ALTER ROLE \"app\" PASSWORD NULL;".into(),

@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{grantee, lit, relation_exists};
 use crate::analysis::usage::{default_search_path, Resolver};
 use crate::catalog::{Catalog, FunctionKind, Grant, QualName, TableKind};
-use crate::engine::Step;
+use crate::engine::{Action, SqlAction, Step, Target};
 use crate::plan::{Plan, Rename};
 use crate::sql::{display_ident, ident, parse_qualified, qualified};
 
-pub const PHASE: &str = "assign";
+pub const PHASE: &str = crate::plan::phase_names::ASSIGN;
 
 /// Choices for an object that crosses domains. None of them changes anything now:
 /// assign keeps every such object working; the choice tells the move phase what to do.
@@ -301,16 +301,18 @@ impl Planner<'_> {
                     "create schema {} for the {domain} domain (owner {owner})",
                     display_ident(domain)
                 ),
-                target: "source".into(),
-                sql,
-                done_check: format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
-                    lit(domain)
-                ),
-                undo: format!("DROP SCHEMA {}", ident(domain)),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql,
+                    done_check: format!(
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
+                        lit(domain)
+                    ),
+                    undo: format!("DROP SCHEMA {}", ident(domain)),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
             });
         }
     }
@@ -427,16 +429,18 @@ impl Planner<'_> {
                 description: format!(
                     "move table {from} to {to}, with a compatibility view in its place"
                 ),
-                target: "source".into(),
-                sql,
-                done_check: relation_exists(&to.schema, &to.name, "'r', 'p', 'f'"),
-                undo: format!(
-                    "DROP VIEW {f};\n{alter} {t} SET SCHEMA {};",
-                    ident(&from.schema)
-                ),
-                transactional: true,
-                strong_lock: true,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql,
+                    done_check: relation_exists(&to.schema, &to.name, "'r', 'p', 'f'"),
+                    undo: format!(
+                        "DROP VIEW {f};\n{alter} {t} SET SCHEMA {};",
+                        ident(&from.schema)
+                    ),
+                    transactional: true,
+                    strong_lock: true,
+                    secret: None,
+                }),
             });
             self.out.renames.push(Rename {
                 from: from.to_string(),
@@ -505,21 +509,23 @@ impl Planner<'_> {
             self.out.steps.push(Step {
                 id: format!("move sequence {}", seq.name),
                 description: format!("move sequence {} to {to}", seq.name),
-                target: "source".into(),
-                sql: format!(
-                    "ALTER SEQUENCE {} SET SCHEMA {};",
-                    qualified(&seq.name.schema, &seq.name.name),
-                    ident(&domain)
-                ),
-                done_check: relation_exists(&to.schema, &to.name, "'S'"),
-                undo: format!(
-                    "ALTER SEQUENCE {} SET SCHEMA {};",
-                    qualified(&to.schema, &to.name),
-                    ident(&seq.name.schema)
-                ),
-                transactional: true,
-                strong_lock: true,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!(
+                        "ALTER SEQUENCE {} SET SCHEMA {};",
+                        qualified(&seq.name.schema, &seq.name.name),
+                        ident(&domain)
+                    ),
+                    done_check: relation_exists(&to.schema, &to.name, "'S'"),
+                    undo: format!(
+                        "ALTER SEQUENCE {} SET SCHEMA {};",
+                        qualified(&to.schema, &to.name),
+                        ident(&seq.name.schema)
+                    ),
+                    transactional: true,
+                    strong_lock: true,
+                    secret: None,
+                }),
             });
             self.out.renames.push(Rename {
                 from: seq.name.to_string(),
@@ -611,20 +617,22 @@ impl Planner<'_> {
                     "move {kind} {} to {to}, with a compatibility view in its place",
                     view.name
                 ),
-                target: "source".into(),
-                sql: format!(
-                    "{alter} {f} SET SCHEMA {};\n{}",
-                    ident(&domain),
-                    compat_view(&f, &t, &view.owner, &view.grants, &columns, &to)
-                ),
-                done_check: relation_exists(&to.schema, &to.name, "'v', 'm'"),
-                undo: format!(
-                    "DROP VIEW {f};\n{alter} {t} SET SCHEMA {};",
-                    ident(&view.name.schema)
-                ),
-                transactional: true,
-                strong_lock: true,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!(
+                        "{alter} {f} SET SCHEMA {};\n{}",
+                        ident(&domain),
+                        compat_view(&f, &t, &view.owner, &view.grants, &columns, &to)
+                    ),
+                    done_check: relation_exists(&to.schema, &to.name, "'v', 'm'"),
+                    undo: format!(
+                        "DROP VIEW {f};\n{alter} {t} SET SCHEMA {};",
+                        ident(&view.name.schema)
+                    ),
+                    transactional: true,
+                    strong_lock: true,
+                    secret: None,
+                }),
             });
             self.out.renames.push(Rename {
                 from: view.name.to_string(),
@@ -680,15 +688,16 @@ impl Planner<'_> {
                 )
             };
             self.out.steps.push(Step {
-                id: format!("move function {}", function.signature()),
-                description: format!(
+id: format!("move function {}", function.signature()),
+description: format!(
                     "move {} {} to schema {}",
                     what.to_lowercase(),
                     function.signature(),
                     display_ident(&domain)
                 ),
-                target: "source".into(),
-                sql: format!(
+target: Target::Source,
+action: Action::Sql(SqlAction {
+sql: format!(
                     "ALTER {what} {} SET SCHEMA {};",
                     signature(&function.name.schema),
                     ident(&domain)
@@ -701,15 +710,16 @@ impl Planner<'_> {
                     lit(&function.name.name),
                     function.arity
                 ),
-                undo: format!(
+undo: format!(
                     "ALTER {what} {} SET SCHEMA {};",
                     signature(&domain),
                     ident(&function.name.schema)
                 ),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
-            });
+transactional: true,
+strong_lock: false,
+secret: None,
+}),
+});
         }
     }
 
@@ -872,7 +882,7 @@ mod tests {
                 "move table public.orders"
             ]
         );
-        let orders = &planned.steps[3];
+        let orders = planned.steps[3].sql_action().unwrap();
         assert!(orders.strong_lock && orders.transactional);
         assert!(orders.sql.starts_with(
             "ALTER TABLE \"public\".\"orders\" SET SCHEMA \"sales\";\nCREATE VIEW \"public\".\"orders\" WITH (security_invoker = true) AS SELECT * FROM \"sales\".\"orders\";"
@@ -892,6 +902,8 @@ mod tests {
         );
         // The schema is usable by everyone the tables were granted to.
         assert!(planned.steps[1]
+            .sql_action()
+            .unwrap()
             .sql
             .contains("GRANT USAGE ON SCHEMA \"sales\" TO PUBLIC, \"reader\";"));
         assert_eq!(planned.creates_schemas, ["crm", "sales"]);
@@ -948,7 +960,7 @@ mod tests {
         let domain = "Dö \"x\"; DROP TABLE y; --";
         let p = plan_for(&c, &[(domain, &["\"we\"\"ird schema\".\"select\""])]);
         let planned = plan(&p, &c).unwrap();
-        let schema = &planned.steps[0];
+        let schema = planned.steps[0].sql_action().unwrap();
         assert!(
             schema.sql.starts_with(
                 "CREATE SCHEMA \"Dö \"\"x\"\"; DROP TABLE y; --\" AUTHORIZATION \"o\"\"wner\";"
@@ -960,7 +972,7 @@ mod tests {
             schema.done_check,
             "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'Dö \"x\"; DROP TABLE y; --')"
         );
-        let moved = &planned.steps[1];
+        let moved = planned.steps[1].sql_action().unwrap();
         assert!(moved.sql.starts_with(
             "ALTER TABLE \"we\"\"ird schema\".\"select\" SET SCHEMA \"Dö \"\"x\"\"; DROP TABLE y; --\";"
         ), "{}", moved.sql);
@@ -974,7 +986,7 @@ mod tests {
         t.columns[0].grants = vec![grant("clerk", "UPDATE")];
         let c = catalog(vec![t]);
         let planned = plan(&plan_for(&c, &[("ledger", &["public.accounts"])]), &c).unwrap();
-        let sql = &planned.steps[1].sql;
+        let sql = &planned.steps[1].sql_action().unwrap().sql;
         assert!(sql.contains("WITH (security_invoker = false)"), "{sql}");
         assert!(
             sql.contains("GRANT UPDATE (\"total\") ON \"public\".\"accounts\" TO \"clerk\";"),

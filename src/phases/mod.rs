@@ -4,9 +4,6 @@
 pub mod assign;
 pub mod restrict;
 
-/// The phases in the order they build on each other.
-pub const ORDER: &[&str] = &[assign::PHASE, restrict::PHASE];
-
 use crate::catalog::Catalog;
 use crate::sql::{display_ident, ident, literal};
 

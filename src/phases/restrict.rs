@@ -25,12 +25,12 @@ use super::{grantee, lit};
 use crate::analysis::access::{self, Access, Columns, WriteKind};
 use crate::analysis::usage::{default_search_path, Relation, Resolver};
 use crate::catalog::{Catalog, Grant, QualName};
-use crate::engine::Step;
+use crate::engine::{Action, SqlAction, Step, Target};
 use crate::plan::Plan;
 use crate::sql::{display_ident, ident, parse_qualified, qualified};
 use crate::workload::Workload;
 
-pub const PHASE: &str = "restrict";
+pub const PHASE: &str = crate::plan::phase_names::RESTRICT;
 
 /// The id prefix of the steps that create login roles (they get passwords after).
 pub const CREATE_LOGIN_STEP: &str = "create login role ";
@@ -75,33 +75,35 @@ pub fn password_steps(steps: &[Step], target: &PasswordTarget) -> Vec<Step> {
     roles_without_password_step(steps)
         .into_iter()
         .map(|role| Step {
-            id: format!("{SET_PASSWORD_STEP}{role}"),
-            description: format!(
+id: format!("{SET_PASSWORD_STEP}{role}"),
+description: format!(
                 "password of login role {} (kept in {})",
                 display_ident(role),
                 target.file.display()
             ),
-            target: "source".into(),
-            sql: format!(
+target: Target::Source,
+action: Action::Sql(SqlAction {
+sql: format!(
                 "ALTER ROLE {} PASSWORD {};",
                 ident(role),
                 crate::engine::SECRET_VARIABLE
             ),
-            done_check: format!(
+done_check: format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {} AND rolpassword IS NOT NULL)",
                 lit(role)
             ),
-            undo: format!("ALTER ROLE {} PASSWORD NULL;", ident(role)),
-            transactional: true,
-            strong_lock: false,
-            secret: Some(crate::engine::SecretInput::PasswordVerifier {
+undo: format!("ALTER ROLE {} PASSWORD NULL;", ident(role)),
+transactional: true,
+strong_lock: false,
+secret: Some(crate::engine::SecretInput::PasswordVerifier {
                 file: target.file.clone(),
                 host: target.host.clone(),
                 port: target.port,
                 database: target.database.clone(),
                 role: role.to_string(),
             }),
-        })
+}),
+})
         .collect()
 }
 
@@ -240,24 +242,8 @@ pub struct StatementRef {
     pub sql: String,
 }
 
-/// One statement the proof runs as a service's role.
-#[derive(Debug, Clone, Serialize)]
-pub struct Probe {
-    pub service: String,
-    pub role: String,
-    pub origin: String,
-    pub sql: String,
-    /// Privileges checked only when the statement runs, each with a boolean SQL check.
-    pub runtime: Vec<RuntimeCheck>,
-    /// The decisions that deny part of this statement: a failure is then expected.
-    pub accepted_by: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RuntimeCheck {
-    pub what: String,
-    pub check: String,
-}
+// The proof's own types live beside it in the engine (move and cut-over prove too).
+pub use crate::engine::proof::{Probe, RuntimeCheck};
 
 /// One privilege a statement needs on one relation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,7 +414,8 @@ impl<'a> Planner<'a> {
         let renames: BTreeMap<&str, &str> = plan
             .phase(super::assign::PHASE)
             .map(|r| {
-                r.renames
+                r.gate
+                    .renames
                     .iter()
                     .map(|r| (r.from.as_str(), r.to.as_str()))
                     .collect()
@@ -1301,13 +1288,15 @@ impl<'a> Planner<'a> {
                     "group role {} carries the {domain} domain's privileges",
                     display_ident(group)
                 ),
-                target: "source".into(),
-                sql: format!("CREATE ROLE {} NOLOGIN;", ident(group)),
-                done_check: role_exists(group),
-                undo: format!("DROP ROLE {};", ident(group)),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!("CREATE ROLE {} NOLOGIN;", ident(group)),
+                    done_check: role_exists(group),
+                    undo: format!("DROP ROLE {};", ident(group)),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
             });
         }
         for s in services {
@@ -1323,13 +1312,15 @@ impl<'a> Planner<'a> {
                         display_ident(&s.role),
                         s.name
                     ),
-                    target: "source".into(),
-                    sql: format!("CREATE ROLE {} LOGIN{limit};", ident(&s.role)),
-                    done_check: role_exists(&s.role),
-                    undo: format!("DROP ROLE {};", ident(&s.role)),
-                    transactional: true,
-                    strong_lock: false,
-                    secret: None,
+                    target: Target::Source,
+                    action: Action::Sql(SqlAction {
+                        sql: format!("CREATE ROLE {} LOGIN{limit};", ident(&s.role)),
+                        done_check: role_exists(&s.role),
+                        undo: format!("DROP ROLE {};", ident(&s.role)),
+                        transactional: true,
+                        strong_lock: false,
+                        secret: None,
+                    }),
                 });
             } else if let Some(limit) = s.connection_limit {
                 let before = self
@@ -1340,22 +1331,24 @@ impl<'a> Planner<'a> {
                     .map_or(-1, |r| r.connection_limit);
                 if before != limit {
                     steps.push(Step {
-                        id: format!("connection limit {}", s.role),
-                        description: format!(
+id: format!("connection limit {}", s.role),
+description: format!(
                             "at most {limit} connections for {} (was {before})",
                             display_ident(&s.role)
                         ),
-                        target: "source".into(),
-                        sql: format!("ALTER ROLE {} CONNECTION LIMIT {limit};", ident(&s.role)),
-                        done_check: format!(
+target: Target::Source,
+action: Action::Sql(SqlAction {
+sql: format!("ALTER ROLE {} CONNECTION LIMIT {limit};", ident(&s.role)),
+done_check: format!(
                             "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {} AND rolconnlimit = {limit})",
                             lit(&s.role)
                         ),
-                        undo: format!("ALTER ROLE {} CONNECTION LIMIT {before};", ident(&s.role)),
-                        transactional: true,
-                        strong_lock: false,
-                        secret: None,
-                    });
+undo: format!("ALTER ROLE {} CONNECTION LIMIT {before};", ident(&s.role)),
+transactional: true,
+strong_lock: false,
+secret: None,
+}),
+});
                 }
             }
             steps.push(Step {
@@ -1365,13 +1358,15 @@ impl<'a> Planner<'a> {
                     display_ident(&s.role),
                     display_ident(&s.group)
                 ),
-                target: "source".into(),
-                sql: format!("GRANT {} TO {};", ident(&s.group), ident(&s.role)),
-                done_check: is_member(&s.group, &s.role),
-                undo: format!("REVOKE {} FROM {};", ident(&s.group), ident(&s.role)),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!("GRANT {} TO {};", ident(&s.group), ident(&s.role)),
+                    done_check: is_member(&s.group, &s.role),
+                    undo: format!("REVOKE {} FROM {};", ident(&s.group), ident(&s.role)),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
             });
         }
         for (to, schema) in &self.schema_usage {
@@ -1382,23 +1377,25 @@ impl<'a> Planner<'a> {
                     display_ident(schema),
                     display_ident(to)
                 ),
-                target: "source".into(),
-                sql: format!("GRANT USAGE ON SCHEMA {} TO {};", ident(schema), ident(to)),
-                done_check: acl_has(
-                    &CheckObject::Schema(schema.clone()),
-                    None,
-                    to,
-                    &["USAGE"],
-                    None,
-                ),
-                undo: format!(
-                    "REVOKE USAGE ON SCHEMA {} FROM {};",
-                    ident(schema),
-                    ident(to)
-                ),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!("GRANT USAGE ON SCHEMA {} TO {};", ident(schema), ident(to)),
+                    done_check: acl_has(
+                        &CheckObject::Schema(schema.clone()),
+                        None,
+                        to,
+                        &["USAGE"],
+                        None,
+                    ),
+                    undo: format!(
+                        "REVOKE USAGE ON SCHEMA {} FROM {};",
+                        ident(schema),
+                        ident(to)
+                    ),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
             });
         }
         for ((to, kind, relation), acc) in &self.grants {
@@ -1423,13 +1420,15 @@ impl<'a> Planner<'a> {
                         kind.name(),
                         display_ident(to)
                     ),
-                    target: "source".into(),
-                    sql: format!("GRANT {list} ON {on} TO {};", ident(to)),
-                    done_check: acl_has(&object, None, to, &privileges, None),
-                    undo: format!("REVOKE {list} ON {on} FROM {};", ident(to)),
-                    transactional: true,
-                    strong_lock: false,
-                    secret: None,
+                    target: Target::Source,
+                    action: Action::Sql(SqlAction {
+                        sql: format!("GRANT {list} ON {on} TO {};", ident(to)),
+                        done_check: acl_has(&object, None, to, &privileges, None),
+                        undo: format!("REVOKE {list} ON {on} FROM {};", ident(to)),
+                        transactional: true,
+                        strong_lock: false,
+                        secret: None,
+                    }),
                 });
             }
             for (privilege, columns) in &acc.columns {
@@ -1445,13 +1444,15 @@ impl<'a> Planner<'a> {
                         cols.len(),
                         display_ident(to)
                     ),
-                    target: "source".into(),
-                    sql: format!("GRANT {privilege} ({list}) ON {on} TO {};", ident(to)),
-                    done_check: acl_has(&object, Some(&cols), to, &[privilege], None),
-                    undo: format!("REVOKE {privilege} ({list}) ON {on} FROM {};", ident(to)),
-                    transactional: true,
-                    strong_lock: false,
-                    secret: None,
+                    target: Target::Source,
+                    action: Action::Sql(SqlAction {
+                        sql: format!("GRANT {privilege} ({list}) ON {on} TO {};", ident(to)),
+                        done_check: acl_has(&object, Some(&cols), to, &[privilege], None),
+                        undo: format!("REVOKE {privilege} ({list}) ON {on} FROM {};", ident(to)),
+                        transactional: true,
+                        strong_lock: false,
+                        secret: None,
+                    }),
                 });
             }
         }
@@ -1744,13 +1745,15 @@ fn revoke_step(revoke: &Revoke) -> Step {
                 display_ident(member),
                 display_ident(role)
             ),
-            target: "source".into(),
-            sql: format!("REVOKE {} FROM {};", ident(role), ident(member)),
-            done_check: format!("NOT {}", is_member(role, member)),
-            undo: format!("GRANT {} TO {};", ident(role), ident(member)),
-            transactional: true,
-            strong_lock: false,
-            secret: None,
+            target: Target::Source,
+            action: Action::Sql(SqlAction {
+                sql: format!("REVOKE {} FROM {};", ident(role), ident(member)),
+                done_check: format!("NOT {}", is_member(role, member)),
+                undo: format!("GRANT {} TO {};", ident(role), ident(member)),
+                transactional: true,
+                strong_lock: false,
+                secret: None,
+            }),
         },
     }
 }
@@ -1842,13 +1845,15 @@ fn acl_revoke_step(acl: &AclRevoke) -> Step {
             gone.len(),
             from.into_iter().collect::<Vec<_>>().join(", ")
         ),
-        target: "source".into(),
-        sql,
-        done_check,
-        undo,
-        transactional: true,
-        strong_lock: false,
-        secret: None,
+        target: Target::Source,
+        action: Action::Sql(SqlAction {
+            sql,
+            done_check,
+            undo,
+            transactional: true,
+            strong_lock: false,
+            secret: None,
+        }),
     }
 }
 
@@ -1972,12 +1977,14 @@ mod tests {
         Workload::from_texts("w", &[("sales", sql)])
     }
 
-    fn step<'a>(planned: &'a RestrictPlan, id: &str) -> &'a Step {
+    /// The SQL of the step with this id.
+    fn step<'a>(planned: &'a RestrictPlan, id: &str) -> &'a SqlAction {
         planned
             .steps
             .iter()
             .find(|s| s.id == id)
-            .unwrap_or_else(|| panic!("no step {id}: {:#?}", planned.steps))
+            .and_then(Step::sql_action)
+            .unwrap_or_else(|| panic!("no SQL step {id}: {:#?}", planned.steps))
     }
 
     #[test]
@@ -2101,7 +2108,11 @@ mod tests {
         )
         .unwrap();
         // To the service's own role, not the domain's group.
-        let g = step(&granted, "grant SELECT on people.customers to sales");
+        let g = granted
+            .steps
+            .iter()
+            .find(|s| s.id == "grant SELECT on people.customers to sales")
+            .unwrap();
         assert!(
             g.description.contains("report until Q3"),
             "{}",

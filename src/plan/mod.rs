@@ -6,6 +6,7 @@
 //! atomic (temp file, fsync, rename), so a crash never leaves half a plan.
 
 pub mod choices;
+mod migrate;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,18 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::fingerprint::Fingerprint;
 use crate::engine::Step;
 
-/// The plan format this carve writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The plan format this carve writes and the newest it reads. Version 1 (steps as
+/// flat SQL, phase state implied by the journal) is upgraded on load.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The database-changing phases, by name, in the order they build on each other:
+/// the one place their names and order live (`phases/` plans them, `status` and
+/// `undo` walk them).
+pub mod phase_names {
+    pub const ASSIGN: &str = "assign";
+    pub const RESTRICT: &str = "restrict";
+    pub const ORDER: &[&str] = &[ASSIGN, RESTRICT];
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +45,9 @@ pub struct Plan {
     pub services: Vec<Service>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<Decision>,
+    /// PgBouncer admin consoles the phases use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consoles: Vec<ConsoleRef>,
     /// The database-changing phases run so far: their steps and journal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseRecord>,
@@ -69,6 +83,19 @@ pub struct Domain {
     /// tables (restrict).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub column_privileges: bool,
+    /// The domain's own server (a libpq connection string without password), where
+    /// its steps with target `domain:NAME` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// A PgBouncer admin console steps can run on (target `console:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleRef {
+    pub name: String,
+    /// libpq connection string of the console (`dbname=pgbouncer`), no password.
+    pub conninfo: String,
 }
 
 /// The workload sources discover read: paths (absolute) and `pg_stat_statements`.
@@ -130,35 +157,165 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// A database-changing phase as it was planned and how far it got. The steps are kept
+/// A database-changing phase as it was planned and how far it got, for the whole
+/// monolith or for one domain (move and cut-over run per domain). The steps are kept
 /// as they were planned, so a resumed run and an undo do exactly what the first run
 /// set out to do, even if the plan's domains are edited in between.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseRecord {
-    /// `assign`, `restrict`, …
+    /// `assign`, `restrict`, … (see [`phase_names`]).
     pub name: String,
+    /// The domain it is for; none for a phase of the whole monolith.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Where it stands.
+    pub state: PhaseState,
     /// Digest of the catalog the steps were planned from.
     pub before: String,
     /// Digest of the catalog when the last step was done (the plan's fingerprint is
     /// then the catalog after the phase); absent while the phase is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
-    /// Relations and sequences the phase moves, so a half-done phase can still be
-    /// checked against the plan's fingerprint (`engine::gate`).
+    /// What the fingerprint gate must set aside while the phase is under way.
+    #[serde(default, skip_serializing_if = "GateHints::is_empty")]
+    pub gate: GateHints,
+    pub steps: Vec<Step>,
+    /// The latest status of each step that has run, by step id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalEntry>,
+}
+
+/// Which phase record: a phase's name and, for a per-domain phase, its domain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PhaseId {
+    pub name: String,
+    pub domain: Option<String>,
+}
+
+impl PhaseId {
+    pub fn new(name: &str, domain: Option<&str>) -> PhaseId {
+        PhaseId {
+            name: name.to_string(),
+            domain: domain.map(str::to_string),
+        }
+    }
+}
+
+impl From<&str> for PhaseId {
+    fn from(name: &str) -> PhaseId {
+        PhaseId::new(name, None)
+    }
+}
+
+impl From<&PhaseId> for PhaseId {
+    fn from(id: &PhaseId) -> PhaseId {
+        id.clone()
+    }
+}
+
+impl std::fmt::Display for PhaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.domain {
+            Some(d) => write!(f, "{} (domain {})", self.name, crate::sql::display_ident(d)),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Where a phase stands (reshape's `State`): saved in the plan at every change, so a
+/// run that dies is resumed from what the plan says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseState {
+    /// Recorded with its steps; none has run.
+    Planned,
+    /// Applying (or killed while applying): running the command again goes on.
+    Running,
+    /// Every step done and the catalog after it recorded.
+    Applied,
+    /// A step failed; the journal says which and why.
+    Failed,
+    /// Undoing (or killed while undoing): `carve undo` again goes on.
+    Undoing,
+    /// Every step undone: the phase left nothing behind.
+    Undone,
+}
+
+/// What moves a phase from one state to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseEvent {
+    /// A run applying the steps starts.
+    Start,
+    /// That run finished every step.
+    Complete,
+    /// A step failed (applying or undoing).
+    Fail,
+    /// A run undoing the steps starts.
+    StartUndo,
+    /// That run undid every step.
+    CompleteUndo,
+}
+
+impl PhaseState {
+    /// The state after `event`, or why the event cannot happen now.
+    pub fn after(self, event: PhaseEvent) -> Result<PhaseState, String> {
+        use PhaseEvent as E;
+        use PhaseState as S;
+        match (self, event) {
+            (S::Undone, E::Start) => Err("it was undone: plan it again".into()),
+            (_, E::Start) => Ok(S::Running),
+            (S::Running, E::Complete) => Ok(S::Applied),
+            (S::Running | S::Undoing, E::Fail) => Ok(S::Failed),
+            (S::Undone, E::StartUndo) => Err("it is undone already".into()),
+            (_, E::StartUndo) => Ok(S::Undoing),
+            (S::Undoing, E::CompleteUndo) => Ok(S::Undone),
+            (state, event) => Err(format!("{event:?} cannot happen while it is {state:?}")),
+        }
+    }
+
+    /// Part-way: some steps may be done and others not.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            PhaseState::Running | PhaseState::Failed | PhaseState::Undoing
+        )
+    }
+
+    /// One word for people.
+    pub fn word(self) -> &'static str {
+        match self {
+            PhaseState::Planned => "planned",
+            PhaseState::Running => "in progress",
+            PhaseState::Applied => "applied",
+            PhaseState::Failed => "failed",
+            PhaseState::Undoing => "undoing",
+            PhaseState::Undone => "undone",
+        }
+    }
+}
+
+/// What the fingerprint gate (`engine::gate`) sets aside while a phase is part-way:
+/// one value, whatever the phase, so a new phase adds hints here rather than fields
+/// on the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateHints {
+    /// Relations and sequences the phase moves (their old and new names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renames: Vec<Rename>,
     /// Schemas the phase creates (and its undo drops).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub creates_schemas: Vec<String>,
-    /// The phase changes roles and privileges: while it is under way, the gate sets
-    /// grants and roles aside.
+    /// The phase changes roles and privileges: grants and roles are set aside.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub privileges: bool,
-    pub steps: Vec<Step>,
-    /// The latest status of each step that has run, by step id.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub journal: Vec<JournalEntry>,
+}
+
+impl GateHints {
+    pub fn is_empty(&self) -> bool {
+        self == &GateHints::default()
+    }
 }
 
 /// An object the phase moves from one name to another (`public.orders` →
@@ -208,28 +365,56 @@ impl PhaseRecord {
         }
     }
 
+    /// Which record this is.
+    pub fn id(&self) -> PhaseId {
+        PhaseId::new(&self.name, self.domain.as_deref())
+    }
+
+    /// Moves the phase to its next state, or says why it cannot.
+    pub fn transition(&mut self, event: PhaseEvent) -> anyhow::Result<()> {
+        self.state = self
+            .state
+            .after(event)
+            .map_err(|why| anyhow::anyhow!("phase {}: {why}", self.id()))?;
+        Ok(())
+    }
+
     /// Every step done, and the plan's fingerprint updated to the result.
     pub fn is_applied(&self) -> bool {
-        self.after.is_some()
-            && self
-                .steps
-                .iter()
-                .all(|s| self.status(&s.id) == StepStatus::Done)
+        self.state == PhaseState::Applied
     }
 
     /// Every step undone (or never run): the phase left nothing behind.
     pub fn is_undone(&self) -> bool {
-        self.after.is_none()
-            && self
-                .steps
-                .iter()
-                .all(|s| matches!(self.status(&s.id), StepStatus::Undone | StepStatus::Pending))
-            && self.journal.iter().any(|e| e.status == StepStatus::Undone)
+        self.state == PhaseState::Undone
     }
 
-    /// Neither applied nor undone: a run stopped part-way (or failed).
+    /// Part-way: a run stopped (or failed) with some steps done.
     pub fn is_in_flight(&self) -> bool {
-        !self.is_applied() && !self.is_undone()
+        self.state.is_in_flight()
+    }
+
+    /// The state a version-1 plan implied by its journal (before states were
+    /// recorded).
+    fn implied_state(&self) -> PhaseState {
+        let statuses: Vec<StepStatus> = self.steps.iter().map(|s| self.status(&s.id)).collect();
+        let any = |status| self.journal.iter().any(|e| e.status == status);
+        if self.after.is_some() && statuses.iter().all(|s| *s == StepStatus::Done) {
+            PhaseState::Applied
+        } else if self.after.is_none()
+            && statuses
+                .iter()
+                .all(|s| matches!(s, StepStatus::Undone | StepStatus::Pending))
+            && any(StepStatus::Undone)
+        {
+            PhaseState::Undone
+        } else if any(StepStatus::Failed) {
+            PhaseState::Failed
+        } else if any(StepStatus::Undone) {
+            PhaseState::Undoing
+        } else {
+            PhaseState::Running
+        }
     }
 }
 
@@ -245,6 +430,8 @@ pub fn journal_path(plan: &Path) -> PathBuf {
 #[serde(deny_unknown_fields)]
 struct JournalLine {
     phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
     step: String,
     status: StepStatus,
     at: String,
@@ -278,9 +465,10 @@ impl JournalFile {
     }
 
     /// Appends one entry and waits until it is on disk.
-    pub fn append(&mut self, phase: &str, entry: &JournalEntry) -> Result<(), PlanError> {
+    pub fn append(&mut self, phase: &PhaseId, entry: &JournalEntry) -> Result<(), PlanError> {
         let line = JournalLine {
-            phase: phase.to_string(),
+            phase: phase.name.clone(),
+            domain: phase.domain.clone(),
             step: entry.step.clone(),
             status: entry.status,
             at: entry.at.clone(),
@@ -363,18 +551,45 @@ impl Plan {
             pins: Vec::new(),
             services: Vec::new(),
             decisions: Vec::new(),
+            consoles: Vec::new(),
             phases: Vec::new(),
             workload: None,
             fingerprint,
         }
     }
 
-    pub fn phase(&self, name: &str) -> Option<&PhaseRecord> {
-        self.phases.iter().find(|p| p.name == name)
+    /// Where a step target is: the source's, a domain server's or a console's
+    /// connection string (without password), or `None` when the plan does not say.
+    pub fn conninfo(&self, target: &crate::engine::Target) -> Option<&str> {
+        use crate::engine::Target;
+        match target {
+            Target::Source => Some(&self.source.conninfo),
+            Target::Domain(name) => self
+                .domains
+                .iter()
+                .find(|d| &d.name == name)
+                .and_then(|d| d.server.as_deref()),
+            Target::Console(name) => self
+                .consoles
+                .iter()
+                .find(|c| &c.name == name)
+                .map(|c| c.conninfo.as_str()),
+        }
     }
 
-    pub fn phase_mut(&mut self, name: &str) -> Option<&mut PhaseRecord> {
-        self.phases.iter_mut().find(|p| p.name == name)
+    /// The record of a phase (`"assign"`, or a [`PhaseId`] with its domain).
+    pub fn phase(&self, id: impl Into<PhaseId>) -> Option<&PhaseRecord> {
+        let id = id.into();
+        self.phases
+            .iter()
+            .find(|p| p.name == id.name && p.domain == id.domain)
+    }
+
+    pub fn phase_mut(&mut self, id: impl Into<PhaseId>) -> Option<&mut PhaseRecord> {
+        let id = id.into();
+        self.phases
+            .iter_mut()
+            .find(|p| p.name == id.name && p.domain == id.domain)
     }
 
     /// What is wrong with the plan's domains as schema names: each name PostgreSQL
@@ -481,7 +696,11 @@ impl Plan {
                     })
                 }
             };
-            if let Some(record) = self.phase_mut(&entry.phase) {
+            let id = PhaseId {
+                name: entry.phase,
+                domain: entry.domain,
+            };
+            if let Some(record) = self.phase_mut(&id) {
                 record.apply(JournalEntry {
                     step: entry.step,
                     status: entry.status,
@@ -528,7 +747,15 @@ impl Plan {
                 })
             }
         }
-        let plan: Plan = toml::from_str(text).map_err(syntax)?;
+        let plan: Plan = if table.get("format_version") == Some(&toml::Value::Integer(1)) {
+            let old: migrate::V1 = toml::from_str(text).map_err(syntax)?;
+            old.upgrade().map_err(|why| PlanError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("upgrading this version 1 plan: {why}"),
+            })?
+        } else {
+            toml::from_str(text).map_err(syntax)?
+        };
         if !plan.fingerprint.adds_up() {
             return Err(PlanError::Invalid {
                 path: path.to_path_buf(),
@@ -627,6 +854,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Action, SqlAction, Target};
     use std::collections::BTreeMap;
 
     fn plan() -> Plan {
@@ -648,6 +876,11 @@ mod tests {
             tables: vec!["public.orders".into(), "\"Odd \"\"name\"\"\".t".into()],
             role: Some("orders group".into()),
             column_privileges: true,
+            server: Some("host=db2 dbname=orders".into()),
+        });
+        plan.consoles.push(ConsoleRef {
+            name: "edge".into(),
+            conninfo: "host=pgb port=6432 dbname=pgbouncer".into(),
         });
         plan.pins.push(Pin {
             tables: vec!["public.orders".into(), "public.order_items".into()],
@@ -672,25 +905,32 @@ mod tests {
         });
         plan.phases.push(PhaseRecord {
             name: "assign".into(),
+            domain: None,
+            state: PhaseState::Running,
             before: "cd".repeat(32),
             after: None,
-            renames: vec![Rename {
-                from: "public.orders".into(),
-                to: "orders.orders".into(),
-                compat_view: true,
-            }],
-            creates_schemas: vec!["orders".into()],
-            privileges: false,
+            gate: GateHints {
+                renames: vec![Rename {
+                    from: "public.orders".into(),
+                    to: "orders.orders".into(),
+                    compat_view: true,
+                }],
+                creates_schemas: vec!["orders".into()],
+                privileges: false,
+            },
             steps: vec![Step {
                 id: "create schema orders".into(),
                 description: "a schema for the orders domain".into(),
-                target: "source".into(),
-                sql: "CREATE SCHEMA \"orders\"".into(),
-                done_check: "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orders')".into(),
-                undo: "DROP SCHEMA \"orders\"".into(),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: "CREATE SCHEMA \"orders\"".into(),
+                    done_check: "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orders')"
+                        .into(),
+                    undo: "DROP SCHEMA \"orders\"".into(),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
             }],
             journal: vec![JournalEntry {
                 step: "create schema orders".into(),
@@ -752,9 +992,9 @@ mod tests {
     fn newer_and_missing_versions_are_refused_clearly() {
         let text = plan()
             .to_toml()
-            .replace("format_version = 1", "format_version = 2");
+            .replace("format_version = 2", "format_version = 3");
         let err = Plan::parse(&text, Path::new("p")).unwrap_err();
-        assert!(matches!(err, PlanError::TooNew { found: 2, .. }), "{err}");
+        assert!(matches!(err, PlanError::TooNew { found: 3, .. }), "{err}");
         assert!(err.to_string().contains("upgrade carve"));
         let err = Plan::parse("x = 1", Path::new("p")).unwrap_err();
         assert!(err.to_string().contains("no format_version"), "{err}");
@@ -772,14 +1012,14 @@ mod tests {
         let mut journal = JournalFile::open(&path).unwrap();
         let mut record = original.phases[0].clone();
         let done = record.record("create schema orders", StepStatus::Done, None);
-        journal.append("assign", &done).unwrap();
+        journal.append(&"assign".into(), &done).unwrap();
         let failed = record.record(
             "create schema orders",
             StepStatus::Failed,
             Some("boom".into()),
         );
-        journal.append("assign", &failed).unwrap();
-        journal.append("no such phase", &done).unwrap();
+        journal.append(&"assign".into(), &failed).unwrap();
+        journal.append(&"no such phase".into(), &done).unwrap();
         drop(journal);
         // A crash in the middle of the next line.
         let mut f = std::fs::OpenOptions::new()
@@ -813,6 +1053,153 @@ mod tests {
         let edited = text.replace("kind=table", "kind=view");
         let err = Plan::parse(&edited, Path::new("p")).unwrap_err();
         assert!(err.to_string().contains("does not add up"), "{err}");
+    }
+
+    /// A plan as carve wrote it before steps had kinds and phases had states.
+    const V1: &str = r#"format_version = 1
+written_by = "carve 0.1.0"
+
+[source]
+conninfo = "dbname=shop"
+database = "shop"
+
+[[domains]]
+name = "sales"
+tables = ["public.orders"]
+
+[[phases]]
+name = "assign"
+before = "aa"
+after = "bb"
+creates_schemas = ["sales"]
+
+[[phases.renames]]
+from = "public.orders"
+to = "sales.orders"
+compat_view = true
+
+[[phases.steps]]
+id = "create schema sales"
+description = "a schema"
+target = "source"
+sql = "CREATE SCHEMA sales"
+done_check = "true"
+undo = "DROP SCHEMA sales"
+transactional = true
+strong_lock = false
+
+[[phases.journal]]
+step = "create schema sales"
+status = "done"
+at = "2026-11-21T10:00:00Z"
+
+[[phases]]
+name = "restrict"
+before = "bb"
+privileges = true
+
+[[phases.steps]]
+id = "create role x"
+description = "a role"
+target = "source"
+sql = "CREATE ROLE x"
+done_check = "true"
+undo = "DROP ROLE x"
+transactional = true
+strong_lock = false
+
+[[phases.journal]]
+step = "create role x"
+status = "undone"
+at = "2026-11-21T10:00:00Z"
+
+[fingerprint]
+digest = "DIGEST"
+
+[fingerprint.objects]
+"table public.orders" = "kind=table"
+"#;
+
+    #[test]
+    fn a_version_1_plan_is_upgraded_with_the_states_it_implied() {
+        let digest = Fingerprint::from_objects(BTreeMap::from([(
+            "table public.orders".to_string(),
+            "kind=table".to_string(),
+        )]))
+        .digest;
+        let text = V1.replace("DIGEST", &digest);
+        let plan = Plan::parse(&text, Path::new("p")).unwrap();
+        assert_eq!(plan.format_version, FORMAT_VERSION);
+        let assign = plan.phase("assign").unwrap();
+        assert_eq!(assign.state, PhaseState::Applied);
+        assert_eq!(assign.gate.creates_schemas, ["sales"]);
+        assert_eq!(assign.gate.renames[0].to, "sales.orders");
+        let step = assign.steps[0].sql_action().unwrap();
+        assert_eq!(step.undo, "DROP SCHEMA sales");
+        let restrict = plan.phase("restrict").unwrap();
+        assert_eq!(restrict.state, PhaseState::Undone);
+        assert!(restrict.gate.privileges);
+        // Saved, it is a version 2 plan that reads back the same.
+        assert_eq!(Plan::parse(&plan.to_toml(), Path::new("p")).unwrap(), plan);
+        assert!(plan.to_toml().starts_with("format_version = 2"));
+        // An error in a version 1 plan still says where.
+        let err = Plan::parse(
+            &text.replace("[source]", "[source]\nport = 1"),
+            Path::new("p"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("p:5:1: unknown field `port`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn phase_states_move_only_as_a_run_can() {
+        use PhaseEvent::*;
+        use PhaseState::*;
+        let walk = |from: PhaseState, events: &[PhaseEvent]| {
+            events
+                .iter()
+                .try_fold(from, |state, event| state.after(*event))
+        };
+        assert_eq!(walk(Planned, &[Start, Complete]), Ok(Applied));
+        assert_eq!(walk(Planned, &[Start, Fail, Start, Complete]), Ok(Applied));
+        assert_eq!(walk(Applied, &[StartUndo, CompleteUndo]), Ok(Undone));
+        assert_eq!(walk(Running, &[StartUndo, Fail, StartUndo]), Ok(Undoing));
+        // A killed run is resumed in the state it died in.
+        assert_eq!(walk(Running, &[Start]), Ok(Running));
+        assert_eq!(walk(Undoing, &[StartUndo, CompleteUndo]), Ok(Undone));
+        assert!(walk(Undone, &[Start]).is_err());
+        assert!(walk(Undone, &[StartUndo]).is_err());
+        assert!(walk(Planned, &[Complete]).is_err());
+        assert!(walk(Applied, &[CompleteUndo]).is_err());
+        assert!(walk(Applied, &[Fail]).is_err());
+        for state in [Planned, Applied, Undone] {
+            assert!(!state.is_in_flight(), "{state:?}");
+        }
+        for state in [Running, Failed, Undoing] {
+            assert!(state.is_in_flight(), "{state:?}");
+        }
+    }
+
+    #[test]
+    fn targets_resolve_through_the_plan() {
+        use crate::engine::Target;
+        let p = plan();
+        assert_eq!(
+            p.conninfo(&Target::Source),
+            Some(p.source.conninfo.as_str())
+        );
+        assert_eq!(
+            p.conninfo(&Target::Domain("orders".into())),
+            Some("host=db2 dbname=orders")
+        );
+        assert_eq!(
+            p.conninfo(&Target::Console("edge".into())),
+            Some("host=pgb port=6432 dbname=pgbouncer")
+        );
+        assert_eq!(p.conninfo(&Target::Domain("nowhere".into())), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! stderr. Colour only on a terminal and never with `NO_COLOR`.
 
 pub mod discover;
+pub mod events;
 pub mod graph;
 pub mod html;
 pub mod inspect;

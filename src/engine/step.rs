@@ -1,0 +1,435 @@
+//! A step: one change (or one wait) on one endpoint, as plain data in the plan file.
+//!
+//! `Step { id, description, target, action }`. The target says where it runs (the
+//! source, a domain's server, a PgBouncer admin console); the action says what it
+//! does, how to tell whether it is done, and how to take it back:
+//!
+//! - `Sql`: SQL with a boolean check and an undo, in a transaction or not, with a
+//!   short lock timeout when it takes a strong lock (today's steps);
+//! - `Wait`: a check polled until it is true (a copy finishing, lag falling), with a
+//!   progress query a bar can show, a timeout and what to do then;
+//! - `Console`: an admin command of PgBouncer's console, which speaks only the simple
+//!   query protocol: no transactions, and its check is a `SHOW` and a predicate on one
+//!   row of it.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One change to one endpoint, and everything needed to redo, skip or undo it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Stable and unique within a phase (`create schema sales`), for the journal.
+    pub id: String,
+    /// One line for people: what this step does and why.
+    pub description: String,
+    /// Where it runs.
+    pub target: Target,
+    pub action: Action,
+}
+
+/// Where a step runs, resolved through the plan into a connection (no secret in the
+/// plan): `source`, `domain:NAME` (that domain's own server), `console:NAME` (a
+/// PgBouncer admin console the plan names).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Target {
+    Source,
+    Domain(String),
+    Console(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Source => f.write_str("source"),
+            Target::Domain(name) => write!(f, "domain:{name}"),
+            Target::Console(name) => write!(f, "console:{name}"),
+        }
+    }
+}
+
+impl From<Target> for String {
+    fn from(target: Target) -> String {
+        target.to_string()
+    }
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Target, String> {
+        if text == "source" {
+            return Ok(Target::Source);
+        }
+        match text.split_once(':') {
+            Some(("domain", name)) if !name.is_empty() => Ok(Target::Domain(name.into())),
+            Some(("console", name)) if !name.is_empty() => Ok(Target::Console(name.into())),
+            _ => Err(format!(
+                "unknown step target {text:?}: expected \"source\", \"domain:NAME\" or \"console:NAME\""
+            )),
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    Sql(SqlAction),
+    Wait(WaitAction),
+    Console(ConsoleAction),
+}
+
+/// SQL on a PostgreSQL endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlAction {
+    /// The change.
+    pub sql: String,
+    /// A boolean SQL expression, true when the change is already in place.
+    pub done_check: String,
+    /// What reverses the change (run when the check says it is in place).
+    pub undo: String,
+    /// Runs inside `BEGIN … COMMIT` (false for what cannot, like `CREATE INDEX
+    /// CONCURRENTLY`).
+    pub transactional: bool,
+    /// Takes a lock other clients would queue behind: run with a short
+    /// `lock_timeout`, retried with backoff.
+    pub strong_lock: bool,
+    /// A secret the change needs, fetched when the step runs and never stored: `sql`
+    /// names it as the psql variable `:'carve_secret'`, and the executor puts the
+    /// secret's SQL literal there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretInput>,
+}
+
+/// A condition on a PostgreSQL endpoint, polled until it holds. A wait changes
+/// nothing, so its undo is nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitAction {
+    /// A boolean SQL expression; the wait is over (the step done) when it is true.
+    pub until: String,
+    /// A query returning one row `(done, total)` (two bigints) for a progress bar:
+    /// rows copied of rows to copy, bytes behind of bytes allowed …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// What the figures count (`tables`, `bytes`), for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    /// How long between two looks.
+    #[serde(with = "humantime_serde_compat")]
+    pub every: Duration,
+    /// How long at most.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    pub on_timeout: OnTimeout,
+}
+
+/// What a wait that ran out of time does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTimeout {
+    /// The step fails (recorded): the run stops, and running the command again
+    /// waits again.
+    Fail,
+    /// The step is recorded done and the run goes on (a wait that only paces).
+    Continue,
+}
+
+/// An admin command on a PgBouncer console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleAction {
+    /// `PAUSE app`, `RESUME app`, `RELOAD` …
+    pub command: String,
+    /// Done when this holds.
+    pub check: RowCheck,
+    /// The command that reverses it, and when that is done.
+    pub undo: String,
+    pub undo_check: RowCheck,
+}
+
+/// A check on a console: `show` (`SHOW DATABASES`) has a row whose `key_column`
+/// is `key`, and its `column` is `equals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowCheck {
+    pub show: String,
+    pub key_column: String,
+    pub key: String,
+    pub column: String,
+    pub equals: String,
+}
+
+impl RowCheck {
+    /// Whether `rows` (column name → value, as the console sent them) satisfy it.
+    pub fn holds<'r>(&self, rows: impl IntoIterator<Item = &'r [(String, String)]>) -> bool {
+        let value = |row: &'r [(String, String)], column: &str| {
+            row.iter()
+                .find(|(name, _)| name == column)
+                .map(|(_, v)| v.as_str())
+        };
+        rows.into_iter().any(|row| {
+            value(row, &self.key_column) == Some(self.key.as_str())
+                && value(row, &self.column) == Some(self.equals.as_str())
+        })
+    }
+
+    /// For people and the dry-run script.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} shows {} = {} for {} = {}",
+            self.show, self.column, self.equals, self.key_column, self.key
+        )
+    }
+}
+
+/// Where a step's secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SecretInput {
+    /// The SCRAM verifier of `role`'s password in the password file (the line for
+    /// host, port, database and role), a new password being generated and appended
+    /// there first when the file has none. The password itself never reaches the
+    /// server, the plan or the output.
+    PasswordVerifier {
+        file: std::path::PathBuf,
+        host: String,
+        port: u16,
+        database: String,
+        role: String,
+    },
+}
+
+impl SecretInput {
+    /// The file the secret is kept in.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            SecretInput::PasswordVerifier { file, .. } => file,
+        }
+    }
+
+    /// What the secret is, for people (never its value).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretInput::PasswordVerifier { file, role, .. } => format!(
+                "the password of role {} from {}",
+                crate::sql::display_ident(role),
+                file.display()
+            ),
+        }
+    }
+}
+
+/// The psql variable a step's SQL names its secret by.
+pub const SECRET_VARIABLE: &str = ":'carve_secret'";
+
+impl Step {
+    /// A SQL step on `target`.
+    pub fn sql(id: String, description: String, target: Target, action: SqlAction) -> Step {
+        Step {
+            id,
+            description,
+            target,
+            action: Action::Sql(action),
+        }
+    }
+
+    /// The SQL action, if this is a SQL step.
+    pub fn sql_action(&self) -> Option<&SqlAction> {
+        match &self.action {
+            Action::Sql(sql) => Some(sql),
+            _ => None,
+        }
+    }
+
+    /// The step that undoes this one: its undo as the change, done when this step's
+    /// check says the change is gone. A wait undoes nothing: its reverse is done at
+    /// once.
+    pub fn reversed(&self) -> Step {
+        let action = match &self.action {
+            Action::Sql(a) => Action::Sql(SqlAction {
+                sql: a.undo.clone(),
+                done_check: format!("NOT ({})", a.done_check),
+                undo: a.sql.clone(),
+                transactional: a.transactional,
+                strong_lock: a.strong_lock,
+                // An undo takes back what the secret set; it needs none itself.
+                secret: None,
+            }),
+            Action::Wait(w) => Action::Wait(WaitAction {
+                until: "true".into(),
+                progress: None,
+                ..w.clone()
+            }),
+            Action::Console(c) => Action::Console(ConsoleAction {
+                command: c.undo.clone(),
+                check: c.undo_check.clone(),
+                undo: c.command.clone(),
+                undo_check: c.check.clone(),
+            }),
+        };
+        Step {
+            id: format!("undo {}", self.id),
+            description: format!("undo: {}", self.description),
+            target: self.target.clone(),
+            action,
+        }
+    }
+}
+
+/// The undo of a list of steps: each step reversed, last first.
+pub fn undo_steps(steps: &[Step]) -> Vec<Step> {
+    steps.iter().rev().map(Step::reversed).collect()
+}
+
+/// Durations in the plan as people write them (`500ms`, `2m 30s`).
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn step(id: &str) -> Step {
+        Step::sql(
+            id.into(),
+            format!("do {id}"),
+            Target::Source,
+            SqlAction {
+                sql: format!("CREATE SCHEMA {id}"),
+                done_check: format!("EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{id}')"),
+                undo: format!("DROP SCHEMA {id}"),
+                transactional: true,
+                strong_lock: false,
+                secret: None,
+            },
+        )
+    }
+
+    fn pause() -> Step {
+        let check = |paused: &str| RowCheck {
+            show: "SHOW DATABASES".into(),
+            key_column: "name".into(),
+            key: "app".into(),
+            column: "paused".into(),
+            equals: paused.into(),
+        };
+        Step {
+            id: "pause app".into(),
+            description: "clients of app queue".into(),
+            target: Target::Console("bouncer".into()),
+            action: Action::Console(ConsoleAction {
+                command: "PAUSE app".into(),
+                check: check("1"),
+                undo: "RESUME app".into(),
+                undo_check: check("0"),
+            }),
+        }
+    }
+
+    #[test]
+    fn undo_runs_backwards_and_checks_the_opposite() {
+        let undo = undo_steps(&[step("a"), step("b")]);
+        assert_eq!(undo[0].id, "undo b");
+        let b = undo[0].sql_action().unwrap();
+        assert_eq!(b.sql, "DROP SCHEMA b");
+        assert_eq!(
+            b.done_check,
+            "NOT (EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'b'))"
+        );
+        assert_eq!(undo[1].sql_action().unwrap().undo, "CREATE SCHEMA a");
+
+        let resume = pause().reversed();
+        let Action::Console(c) = &resume.action else {
+            panic!("{resume:?}")
+        };
+        assert_eq!(
+            (c.command.as_str(), c.check.equals.as_str()),
+            ("RESUME app", "0")
+        );
+        assert_eq!(resume.reversed().action, pause().action);
+    }
+
+    #[test]
+    fn targets_read_and_write_as_plain_words() {
+        for (text, target) in [
+            ("source", Target::Source),
+            ("domain:sales", Target::Domain("sales".into())),
+            ("console:edge 1", Target::Console("edge 1".into())),
+        ] {
+            assert_eq!(Target::try_from(text.to_string()).unwrap(), target);
+            assert_eq!(String::from(target), text);
+        }
+        for bad in ["", "domain:", "server:x", "Source"] {
+            assert!(Target::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_action_round_trips_through_toml() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Steps {
+            steps: Vec<Step>,
+        }
+        let wait = Step {
+            id: "copy".into(),
+            description: "the initial copy".into(),
+            target: Target::Domain("sales".into()),
+            action: Action::Wait(WaitAction {
+                until: "NOT EXISTS (SELECT 1 FROM pg_subscription_rel WHERE srsubstate <> 'r')"
+                    .into(),
+                progress: Some("SELECT 1::bigint, 2::bigint".into()),
+                unit: "tables".into(),
+                every: Duration::from_millis(500),
+                timeout: Duration::from_secs(3600),
+                on_timeout: OnTimeout::Fail,
+            }),
+        };
+        let all = Steps {
+            steps: vec![step("a"), wait, pause()],
+        };
+        let text = toml::to_string(&all).unwrap();
+        assert!(text.contains("kind = \"wait\""), "{text}");
+        assert!(text.contains("every = \"500ms\""), "{text}");
+        assert!(text.contains("target = \"console:bouncer\""), "{text}");
+        assert_eq!(toml::from_str::<Steps>(&text).unwrap(), all);
+    }
+
+    #[test]
+    fn a_row_check_looks_at_the_row_of_its_key() {
+        let check = RowCheck {
+            show: "SHOW DATABASES".into(),
+            key_column: "name".into(),
+            key: "app".into(),
+            column: "paused".into(),
+            equals: "1".into(),
+        };
+        let row = |name: &str, paused: &str| {
+            vec![
+                ("name".to_string(), name.to_string()),
+                ("paused".to_string(), paused.to_string()),
+            ]
+        };
+        let rows = [row("other", "1"), row("app", "0")];
+        assert!(!check.holds(rows.iter().map(Vec::as_slice)));
+        let rows = [row("other", "0"), row("app", "1")];
+        assert!(check.holds(rows.iter().map(Vec::as_slice)));
+    }
+}
