@@ -154,3 +154,193 @@ async fn the_dry_run_script_is_idempotent_resumable_and_undoable() {
     }
     assert!(!done("shop", 0) && !done("shop", 1) && !done("the 'domain' db", 2));
 }
+
+/// A plan with one phase of `steps`, saved in `dir`.
+fn plan_with(dir: &std::path::Path, steps: Vec<Step>) -> (carve::plan::Plan, std::path::PathBuf) {
+    use carve::plan::{GateHints, PhaseRecord, PhaseState, Plan, Source};
+    let mut plan = Plan::new(
+        Source {
+            conninfo: "dbname=shop".into(),
+            database: "shop".into(),
+        },
+        Default::default(),
+    );
+    plan.phases.push(PhaseRecord {
+        name: "drill".into(),
+        domain: Some("sales".into()),
+        state: PhaseState::Running,
+        before: String::new(),
+        after: None,
+        gate: GateHints::default(),
+        steps,
+        journal: Vec::new(),
+    });
+    let path = dir.join("carve.plan.toml");
+    plan.save(&path).unwrap();
+    (plan, path)
+}
+
+/// Runs `steps` through the executor on `endpoints`, recording its events.
+async fn run_steps(
+    endpoints: &carve::engine::endpoint::Endpoints,
+    plan: &mut carve::plan::Plan,
+    path: &std::path::Path,
+    steps: &[Step],
+    done_as: carve::plan::StepStatus,
+) -> (carve::engine::executor::RunEnd, Vec<carve::engine::events::Event>) {
+    use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
+    let events = carve::engine::events::Recorded::default();
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    let planned: Vec<Planned> = steps
+        .iter()
+        .map(|s| Planned {
+            journal_id: &s.id,
+            step: s,
+        })
+        .collect();
+    let end = run(
+        RunContext {
+            endpoints,
+            plan,
+            plan_path: path,
+            policy: &LockPolicy::default(),
+            events: &events,
+            interrupted: &interrupted,
+        },
+        &carve::plan::PhaseId::new("drill", Some("sales")),
+        &planned,
+        done_as,
+    )
+    .await
+    .unwrap();
+    (end, events.0.into_inner().unwrap())
+}
+
+/// A wait step polled on a real server while rows arrive, and console steps on a
+/// real PgBouncer's admin console (PAUSE, then RESUME as its undo), through the
+/// executor; a wait that runs out of time fails the run and says why.
+#[tokio::test]
+async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
+    use carve::engine::endpoint::{Console, Endpoint, Endpoints, Session};
+    use carve::engine::events::Event;
+    use carve::engine::executor::RunEnd;
+    use carve::engine::{ConsoleAction, OnTimeout, RowCheck, WaitAction};
+    use carve::plan::StepStatus;
+    use std::time::Duration;
+
+    let server = server();
+    create_db(&server, "shop", "CREATE TABLE arrivals (id int)").await;
+    let bouncer = carve::pgtemp::TempBouncer::start(&server, &[("app", "shop")])
+        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+    let source = Session::new(
+        client(&server.conninfo("shop")).await,
+        client(&server.conninfo("shop")).await,
+    )
+    .await
+    .unwrap();
+    let mut endpoints = Endpoints::source_only(source);
+    let console = Target::Console("edge".into());
+    endpoints.insert(
+        console.clone(),
+        Endpoint::Console(Console::new(client(&bouncer.console_conninfo()).await)),
+    );
+
+    let paused = |equals: &str| RowCheck {
+        show: "SHOW DATABASES".into(),
+        key_column: "name".into(),
+        key: "app".into(),
+        column: "paused".into(),
+        equals: equals.into(),
+    };
+    let wait = |until: &str, timeout: Duration| Step {
+        id: format!("wait {until}"),
+        description: "rows arrive".into(),
+        target: Target::Source,
+        action: Action::Wait(WaitAction {
+            until: until.into(),
+            progress: Some("SELECT count(*), 3::bigint FROM arrivals".into()),
+            unit: "rows".into(),
+            every: Duration::from_millis(50),
+            timeout,
+            on_timeout: OnTimeout::Fail,
+        }),
+    };
+    let steps = vec![
+        wait(
+            "(SELECT count(*) FROM arrivals) >= 3",
+            Duration::from_secs(20),
+        ),
+        Step {
+            id: "pause app".into(),
+            description: "clients of app queue".into(),
+            target: console.clone(),
+            action: Action::Console(ConsoleAction {
+                command: "PAUSE app".into(),
+                check: paused("1"),
+                undo: "RESUME app".into(),
+                undo_check: paused("0"),
+            }),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plan, path) = plan_with(dir.path(), steps.clone());
+
+    // Rows arrive one by one while the wait polls.
+    let writer = client(&server.conninfo("shop")).await;
+    let arriving = tokio::spawn(async move {
+        for i in 0..3 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            writer
+                .execute("INSERT INTO arrivals VALUES ($1)", &[&i])
+                .await
+                .unwrap();
+        }
+    });
+    let (end, events) = run_steps(&endpoints, &mut plan, &path, &steps, StepStatus::Done).await;
+    arriving.await.unwrap();
+    assert_eq!(end, RunEnd::Completed { ran: 2, skipped: 0 }, "{events:#?}");
+    let seen: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WaitProgress {
+                done: Some(d),
+                total: Some(3),
+                ..
+            } => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert!(seen.len() >= 3 && seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen.contains(&0) && seen.iter().any(|d| *d > 0), "{seen:?}");
+    let admin = Console::new(client(&bouncer.console_conninfo()).await);
+    assert!(admin.holds(&paused("1")).await.unwrap(), "PgBouncer paused app");
+    let record = plan.phase(&carve::plan::PhaseId::new("drill", Some("sales"))).unwrap();
+    assert!(record.steps.iter().all(|s| record.status(&s.id) == StepStatus::Done));
+
+    // Again: both checks say done, nothing is sent.
+    let (end, _) = run_steps(&endpoints, &mut plan, &path, &steps, StepStatus::Done).await;
+    assert_eq!(end, RunEnd::Completed { ran: 0, skipped: 2 });
+
+    // The undo resumes the database; a wait's undo is nothing.
+    let undo = undo_steps(&steps);
+    let (end, _) = run_steps(&endpoints, &mut plan, &path, &undo, StepStatus::Undone).await;
+    assert_eq!(end, RunEnd::Completed { ran: 1, skipped: 1 });
+    assert!(admin.holds(&paused("0")).await.unwrap(), "PgBouncer resumed app");
+    // Clients get through PgBouncer again.
+    let through = client(&bouncer.conninfo("app")).await;
+    let n: i64 = through
+        .query_one("SELECT count(*) FROM arrivals", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+
+    // A wait that does not come true in time fails the run, naming the condition.
+    let never = vec![wait("false", Duration::from_millis(300))];
+    let (end, events) = run_steps(&endpoints, &mut plan, &path, &never, StepStatus::Done).await;
+    let RunEnd::Failed { error, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert!(error.contains("still not the case after 300ms: false"), "{error}");
+    assert!(matches!(events.last(), Some(Event::StepFailed { .. })), "{events:?}");
+}

@@ -5,6 +5,10 @@
 //! dropped. PostgreSQL refuses to run as root, so when carve runs as uid 0 the server
 //! runs as the `postgres` user (created if missing) and its directory is handed to it.
 
+pub mod bouncer;
+
+pub use bouncer::TempBouncer;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -46,7 +50,7 @@ pub enum TempServerError {
     Io(#[from] std::io::Error),
 }
 
-fn failed(step: &str, detail: impl Into<String>) -> TempServerError {
+pub(crate) fn failed(step: &str, detail: impl Into<String>) -> TempServerError {
     TempServerError::Failed {
         step: step.to_string(),
         detail: detail.into(),
@@ -334,7 +338,7 @@ impl Drop for TempServer {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -413,7 +417,7 @@ fn find_bin_dir_in(
 
 /// The user to run the server as: none when carve itself is not root; otherwise the
 /// `postgres` user, created when it does not exist.
-fn server_user() -> Result<Option<OsUser>, TempServerError> {
+pub(crate) fn server_user() -> Result<Option<OsUser>, TempServerError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
