@@ -75,6 +75,15 @@ pub enum Format {
     Json,
 }
 
+impl From<Format> for ui::Format {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Human => ui::Format::Human,
+            Format::Json => ui::Format::Json,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read a database's catalog and summarize it (JSON: the full model).
@@ -355,6 +364,26 @@ pub enum GraphFormat {
     Mermaid,
 }
 
+impl From<GraphFormat> for ui::graph::GraphKind {
+    fn from(format: GraphFormat) -> Self {
+        match format {
+            GraphFormat::Dot => ui::graph::GraphKind::Dot,
+            GraphFormat::Mermaid => ui::graph::GraphKind::Mermaid,
+        }
+    }
+}
+
+impl WorkloadArgs {
+    /// The options as plain data for `workload::sources`.
+    pub fn options(&self) -> crate::workload::sources::WorkloadOptions {
+        crate::workload::sources::WorkloadOptions {
+            workload: self.workload.clone(),
+            service_map: self.service_map.clone(),
+            log_line_prefix: self.log_line_prefix.clone(),
+        }
+    }
+}
+
 fn positive_number(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
@@ -381,6 +410,15 @@ pub enum ExampleName {
     Shop,
 }
 
+impl ExampleName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExampleName::Library => "library",
+            ExampleName::Shop => "shop",
+        }
+    }
+}
+
 /// Everything a command needs to know about how it was invoked, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -396,7 +434,7 @@ impl Settings {
             plan_path: cli.plan.clone(),
             format: cli.format,
             assume_yes: cli.yes,
-            out: ui::Output::new(cli.format, cli.quiet),
+            out: ui::Output::new(cli.format.into(), cli.quiet),
         }
     }
 }
@@ -429,7 +467,7 @@ pub fn main() -> ExitCode {
         // A runbook that asked for JSON gets JSON, even for a command line carve
         // did not understand (--help and --version are not failures).
         Err(e) if e.use_stderr() && wants_json(&args) => {
-            let out = ui::Output::new(Format::Json, false);
+            let out = ui::Output::new(ui::Format::Json, false);
             let text = e.render().to_string();
             let message = text.lines().next().unwrap_or_default();
             out.error(message.trim_start_matches("error: "));

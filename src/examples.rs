@@ -1,8 +1,6 @@
 //! The example monoliths, compiled into the binary so `carve demo` works anywhere.
 //! The files themselves live in `examples/<name>/`.
 
-use crate::cli::ExampleName;
-
 pub struct Example {
     pub name: &'static str,
     pub schema: &'static str,
@@ -53,11 +51,9 @@ static SHOP: Example = Example {
 };
 
 impl Example {
-    pub fn get(name: ExampleName) -> &'static Example {
-        match name {
-            ExampleName::Library => &LIBRARY,
-            ExampleName::Shop => &SHOP,
-        }
+    /// The example of this name (`library`, `shop`).
+    pub fn named(name: &str) -> Option<&'static Example> {
+        Example::all().into_iter().find(|e| e.name == name)
     }
 
     pub fn all() -> [&'static Example; 2] {

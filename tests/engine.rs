@@ -187,7 +187,10 @@ async fn run_steps(
     path: &std::path::Path,
     steps: &[Step],
     done_as: carve::plan::StepStatus,
-) -> (carve::engine::executor::RunEnd, Vec<carve::engine::events::Event>) {
+) -> (
+    carve::engine::executor::RunEnd,
+    Vec<carve::engine::events::Event>,
+) {
     use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
     let events = carve::engine::events::Recorded::default();
     let interrupted = std::sync::atomic::AtomicBool::new(false);
@@ -310,12 +313,23 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
             _ => None,
         })
         .collect();
-    assert!(seen.len() >= 3 && seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(
+        seen.len() >= 3 && seen.windows(2).all(|w| w[0] <= w[1]),
+        "{seen:?}"
+    );
     assert!(seen.contains(&0) && seen.iter().any(|d| *d > 0), "{seen:?}");
     let admin = Console::new(client(&bouncer.console_conninfo()).await);
-    assert!(admin.holds(&paused("1")).await.unwrap(), "PgBouncer paused app");
-    let record = plan.phase(&carve::plan::PhaseId::new("drill", Some("sales"))).unwrap();
-    assert!(record.steps.iter().all(|s| record.status(&s.id) == StepStatus::Done));
+    assert!(
+        admin.holds(&paused("1")).await.unwrap(),
+        "PgBouncer paused app"
+    );
+    let record = plan
+        .phase(&carve::plan::PhaseId::new("drill", Some("sales")))
+        .unwrap();
+    assert!(record
+        .steps
+        .iter()
+        .all(|s| record.status(&s.id) == StepStatus::Done));
 
     // Again: both checks say done, nothing is sent.
     let (end, _) = run_steps(&endpoints, &mut plan, &path, &steps, StepStatus::Done).await;
@@ -325,7 +339,10 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
     let undo = undo_steps(&steps);
     let (end, _) = run_steps(&endpoints, &mut plan, &path, &undo, StepStatus::Undone).await;
     assert_eq!(end, RunEnd::Completed { ran: 1, skipped: 1 });
-    assert!(admin.holds(&paused("0")).await.unwrap(), "PgBouncer resumed app");
+    assert!(
+        admin.holds(&paused("0")).await.unwrap(),
+        "PgBouncer resumed app"
+    );
     // Clients get through PgBouncer again.
     let through = client(&bouncer.conninfo("app")).await;
     let n: i64 = through
@@ -341,6 +358,12 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
     let RunEnd::Failed { error, .. } = end else {
         panic!("{end:?}")
     };
-    assert!(error.contains("still not the case after 300ms: false"), "{error}");
-    assert!(matches!(events.last(), Some(Event::StepFailed { .. })), "{events:?}");
+    assert!(
+        error.contains("still not the case after 300ms: false"),
+        "{error}"
+    );
+    assert!(
+        matches!(events.last(), Some(Event::StepFailed { .. })),
+        "{events:?}"
+    );
 }

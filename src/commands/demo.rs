@@ -46,7 +46,7 @@ struct ServerReport {
 }
 
 pub async fn run(settings: &Settings, args: &DemoArgs) -> anyhow::Result<u8> {
-    let example = Example::get(args.example);
+    let example = Example::named(args.example.as_str()).expect("every ExampleName is an example");
     tokio::select! {
         result = demo(settings, example, args.keep) => result,
         _ = tokio::signal::ctrl_c() => {

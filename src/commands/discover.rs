@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     let existing = Plan::load_if_exists(&settings.plan_path)?;
     // Check the workload's sources first: a missing path stops everything before any
     // connection is made.
-    let sources = Sources::check(&args.workload, existing.as_ref())?;
+    let sources = Sources::check(&args.workload.options(), existing.as_ref())?;
     if let Some(plan) = &existing {
         if let Some(applied) = plan.phases.iter().find(|p| !p.is_undone()) {
             bail!(
@@ -107,7 +107,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     }
 
     if let Some(format) = args.graph {
-        print!("{}", crate::ui::graph::render(&discovery, format));
+        print!("{}", crate::ui::graph::render(&discovery, format.into()));
     }
     let changes = existing
         .as_ref()

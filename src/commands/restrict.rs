@@ -95,7 +95,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
     let sources = match &recorded {
         Some(_) => None,
         None => {
-            let sources = Sources::check_or_recorded(&args.workload, &plan)?;
+            let sources = Sources::check_or_recorded(&args.workload.options(), &plan)?;
             if sources.is_empty() {
                 anyhow::bail!(
                     "restrict grants what the workload shows each service doing, and {} records no workload: pass --workload (as for discover)",

@@ -3,11 +3,16 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::Discovery;
-use crate::cli::GraphFormat;
+/// Which graph language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphKind {
+    Dot,
+    Mermaid,
+}
 
 /// One node per table inside one cluster per domain; edges for every integrator link
 /// (foreign keys, views, triggers, functions, shared statements), crossing edges red.
-pub fn render(discovery: &Discovery, format: GraphFormat) -> String {
+pub fn render(discovery: &Discovery, format: GraphKind) -> String {
     let domain_of: BTreeMap<String, &str> = discovery
         .domains
         .iter()
@@ -31,7 +36,7 @@ pub fn render(discovery: &Discovery, format: GraphFormat) -> String {
         .collect();
     let mut out = String::new();
     match format {
-        GraphFormat::Dot => {
+        GraphKind::Dot => {
             out.push_str("graph domains {\n  graph [rankdir=LR, fontname=\"sans-serif\"];\n  node [shape=box, fontname=\"sans-serif\"];\n");
             for (i, d) in discovery.domains.iter().enumerate() {
                 out.push_str(&format!(
@@ -55,7 +60,7 @@ pub fn render(discovery: &Discovery, format: GraphFormat) -> String {
             }
             out.push_str("}\n");
         }
-        GraphFormat::Mermaid => {
+        GraphKind::Mermaid => {
             out.push_str("flowchart LR\n");
             for (i, d) in discovery.domains.iter().enumerate() {
                 out.push_str(&format!("  subgraph d{i}[{}]\n", mermaid_string(&d.name)));

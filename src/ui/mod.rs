@@ -13,7 +13,12 @@ use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
-use crate::cli::Format;
+/// Text for people, or JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
 
 /// The version of every JSON document carve prints; bumped on incompatible changes.
 pub const JSON_FORMAT_VERSION: u32 = 1;

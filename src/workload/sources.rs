@@ -6,8 +6,16 @@ use anyhow::{bail, Context};
 
 use super::log::LogOptions;
 use super::{stats, ServiceMap, Workload};
-use crate::cli::WorkloadArgs;
 use crate::plan::{self, Plan};
+
+/// Where the command line says to read the workload (`--workload`, `--service-map`,
+/// `--log-line-prefix`), as plain data: the CLI's types stay in `cli`.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadOptions {
+    pub workload: Vec<std::path::PathBuf>,
+    pub service_map: Option<std::path::PathBuf>,
+    pub log_line_prefix: Option<String>,
+}
 
 /// The workload sources, checked before any connection is made.
 pub struct Sources {
@@ -18,7 +26,7 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn check(args: &WorkloadArgs, plan: Option<&Plan>) -> anyhow::Result<Sources> {
+    pub fn check(args: &WorkloadOptions, plan: Option<&Plan>) -> anyhow::Result<Sources> {
         let mut paths = Vec::new();
         let mut stat_statements = false;
         for path in &args.workload {
@@ -133,14 +141,14 @@ impl Sources {
     }
 
     /// The sources `args` names, or else those the plan recorded.
-    pub fn check_or_recorded(args: &WorkloadArgs, plan: &Plan) -> anyhow::Result<Sources> {
+    pub fn check_or_recorded(args: &WorkloadOptions, plan: &Plan) -> anyhow::Result<Sources> {
         if !args.workload.is_empty() {
             return Sources::check(args, Some(plan));
         }
         let Some(recorded) = &plan.workload else {
             return Sources::check(args, Some(plan));
         };
-        let args = WorkloadArgs {
+        let args = WorkloadOptions {
             workload: recorded
                 .sources
                 .iter()
