@@ -324,7 +324,7 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
         "PgBouncer paused app"
     );
     let record = plan
-        .phase(&carve::plan::PhaseId::new("drill", Some("sales")))
+        .phase(carve::plan::PhaseId::new("drill", Some("sales")))
         .unwrap();
     assert!(record
         .steps
