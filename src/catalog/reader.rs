@@ -305,6 +305,17 @@ async fn read_in_snapshot(clients: &[Client]) -> Result<Catalog, ReadError> {
                     return Ok::<_, ReadError>(outputs);
                 };
                 outputs.push(query.run(client, version_num).await?);
+                if std::env::var_os("CARVE_LOCK_PROBE").is_some() {
+                    let n: i64 = client
+                        .query_one(
+                            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()",
+                            &[],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    eprintln!("LOCKPROBE {query:?}: {n}");
+                }
             }
         }
     });

@@ -1,0 +1,165 @@
+//! Statements that reach another domain's table: each a decision the plan must hold,
+//! and what the chosen access pattern means for the grants.
+
+use super::*;
+
+impl Planner<'_> {
+    /// Sorts each statement's needs into the domain's own grants and crossings.
+    pub(super) fn crossings_and_grants(
+        &mut self,
+        services: &[ServiceRoles],
+        statements: &[Statement],
+    ) {
+        for s in statements {
+            let Some(service) = services.iter().find(|x| x.name == s.service) else {
+                continue;
+            };
+            for need in &s.needs {
+                let foreign: Vec<&QualName> = need
+                    .data
+                    .iter()
+                    .filter(|t| self.domain(t) != Some(service.domain.as_str()))
+                    .collect();
+                if foreign.is_empty() {
+                    self.add_grant(&service.group, need, None);
+                    continue;
+                }
+                let write = need.privilege != "SELECT";
+                let mut granted = true;
+                let mut because = Vec::new();
+                for table in foreign {
+                    let crossing = self.crossing(service, table, write);
+                    let at = StatementRef {
+                        origin: s.origin.clone(),
+                        sql: s.sql.clone(),
+                    };
+                    if !crossing.statements.contains(&at) {
+                        crossing.statements.push(at);
+                    }
+                    match &crossing.decision {
+                        Some(d) if d.granted => {
+                            because.push(format!("{}: {}", crossing.subject, d.meaning))
+                        }
+                        _ => granted = false,
+                    }
+                }
+                if granted {
+                    self.add_grant(&service.role, need, Some(because.join("; ")));
+                }
+            }
+        }
+    }
+
+    /// The crossing of `service` to `table`, made (with the plan's decision) on first use.
+    pub(super) fn crossing(
+        &mut self,
+        service: &ServiceRoles,
+        table: &QualName,
+        write: bool,
+    ) -> &mut Crossing {
+        let name = self.original_name(table).to_string();
+        let subject = format!(
+            "{} {name} by {}",
+            if write { "write" } else { "read" },
+            service.name
+        );
+        if !self.crossings.contains_key(&subject) {
+            let decision = self.plan.decision(&subject).and_then(|d| {
+                match interpret(write, &d.choice, &d.reason) {
+                    Ok((granted, meaning)) => Some(CrossingDecision {
+                        choice: d.choice.clone(),
+                        granted,
+                        meaning,
+                    }),
+                    Err(e) => {
+                        self.errors.push(format!("decision for {subject}: {e}"));
+                        None
+                    }
+                }
+            });
+            if let (Some(d), true) = (&decision, write) {
+                self.check_delegate(&subject, &d.choice, table);
+            }
+            let choices = if write { WRITE_CHOICES } else { READ_CHOICES };
+            self.crossings.insert(
+                subject.clone(),
+                Crossing {
+                    subject: subject.clone(),
+                    service: service.name.clone(),
+                    table: name,
+                    table_domain: self.domain(table).map(str::to_string),
+                    write,
+                    statements: Vec::new(),
+                    choices: choices.iter().map(|c| c.to_string()).collect(),
+                    decision,
+                },
+            );
+        }
+        self.crossings.get_mut(&subject).expect("inserted above")
+    }
+
+    /// A write delegated to a service of the plan must go to one whose home domain
+    /// holds the table.
+    pub(super) fn check_delegate(&mut self, subject: &str, choice: &str, table: &QualName) {
+        let Some((_, to)) = choice.split_once(':') else {
+            return;
+        };
+        let Some(config) = self.plan.services.iter().find(|s| s.name == to) else {
+            return;
+        };
+        let domain = self.domain(table).map(str::to_string);
+        if let (Some(theirs), Some(table_domain)) = (&config.domain, &domain) {
+            if theirs != table_domain {
+                self.errors.push(format!(
+                    "decision for {subject}: {to}'s domain is {theirs}, but the table is in {table_domain}"
+                ));
+            }
+        }
+    }
+}
+
+/// What a cross-domain choice means: (granted, meaning), or why it is not valid.
+pub(super) fn interpret(write: bool, choice: &str, reason: &str) -> Result<(bool, String), String> {
+    let need_reason = |what: &str| {
+        if reason.trim().is_empty() {
+            Err(format!("{what} needs a reason (reason = \"…\")"))
+        } else {
+            Ok(())
+        }
+    };
+    if write {
+        let (kind, to) = choice.split_once(':').unwrap_or((choice, ""));
+        if to.trim().is_empty() || !matches!(kind, "delegate" | "temporary-grant") {
+            return Err(format!(
+                "{choice:?} is not one of {} (a write to another domain's table is delegated to the service that owns it)",
+                WRITE_CHOICES.join(", ")
+            ));
+        }
+        return if kind == "delegate" {
+            Ok((false, format!("the service asks {to} to make this write")))
+        } else {
+            need_reason("a temporary grant")?;
+            Ok((true, format!("until it delegates to {to}: {reason}")))
+        };
+    }
+    match choice {
+        "api" => Ok((false, "the service calls the owner's API instead".into())),
+        "cache" => Ok((
+            false,
+            "the service reads a cache the owner keeps up to date".into(),
+        )),
+        "replicate" => Ok((
+            true,
+            "granted until the move phase replicates the data to the reader".into(),
+        )),
+        "shared-domain" => Ok((true, "a shared data domain its readers may read".into())),
+        "temporary-grant" => {
+            need_reason("a temporary grant")?;
+            Ok((true, format!("temporary grant: {reason}")))
+        }
+        other => Err(format!(
+            "{other:?} is not one of {}",
+            READ_CHOICES.join(", ")
+        )),
+    }
+}

@@ -1,0 +1,252 @@
+//! The grants restrict makes (to a domain's group, or to one service's role for a
+//! choice that keeps an access), and the steps that make the roles and grants.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn add_grant(&mut self, to: &str, need: &Need, because: Option<String>) {
+        let acc = self
+            .grants
+            .entry((to.to_string(), need.kind, need.relation.clone()))
+            .or_default();
+        match &need.columns {
+            None => {
+                acc.privileges.insert(need.privilege);
+            }
+            Some(cols) => acc
+                .columns
+                .entry(need.privilege)
+                .or_default()
+                .extend(cols.iter().cloned()),
+        }
+        if let Some(b) = because {
+            match &mut acc.because {
+                Some(old) if !old.contains(&b) => {
+                    old.push_str("; ");
+                    old.push_str(&b);
+                }
+                Some(_) => {}
+                None => acc.because = Some(b),
+            }
+        }
+        let schema = &need.relation.schema;
+        let usable = self
+            .catalog
+            .schemas
+            .iter()
+            .find(|s| &s.name == schema)
+            .is_some_and(|s| {
+                // PUBLIC's privileges on a domain's schema are revoked below.
+                let public_counts = !self.plan.domains.iter().any(|d| d.name == s.name);
+                s.owner == to
+                    || s.grants.iter().any(|g| {
+                        g.privilege == "USAGE"
+                            && (g.grantee == to || (g.grantee == "PUBLIC" && public_counts))
+                    })
+            });
+        if !usable {
+            self.schema_usage.insert((to.to_string(), schema.clone()));
+        }
+    }
+
+    pub(super) fn will_grant(
+        &self,
+        to: &str,
+        kind: RelKind,
+        relation: &QualName,
+        privilege: &str,
+    ) -> bool {
+        self.grants
+            .get(&(to.to_string(), kind, relation.clone()))
+            .is_some_and(|acc| {
+                acc.privileges.contains(privilege) || acc.columns.contains_key(privilege)
+            })
+    }
+
+    pub(super) fn steps(&self, services: &[ServiceRoles]) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let groups: BTreeMap<&str, &str> = services
+            .iter()
+            .map(|s| (s.group.as_str(), s.domain.as_str()))
+            .collect();
+        for (group, domain) in &groups {
+            steps.push(Step {
+                id: format!("create group role {group}"),
+                description: format!(
+                    "group role {} carries the {domain} domain's privileges",
+                    display_ident(group)
+                ),
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!("CREATE ROLE {} NOLOGIN;", ident(group)),
+                    done_check: role_exists(group),
+                    undo: format!("DROP ROLE {};", ident(group)),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
+            });
+        }
+        for s in services {
+            if s.new_role {
+                let limit = s
+                    .connection_limit
+                    .map(|n| format!(" CONNECTION LIMIT {n}"))
+                    .unwrap_or_default();
+                steps.push(Step {
+                    id: format!("{CREATE_LOGIN_STEP}{}", s.role),
+                    description: format!(
+                        "login role {} for service {}",
+                        display_ident(&s.role),
+                        s.name
+                    ),
+                    target: Target::Source,
+                    action: Action::Sql(SqlAction {
+                        sql: format!("CREATE ROLE {} LOGIN{limit};", ident(&s.role)),
+                        done_check: role_exists(&s.role),
+                        undo: format!("DROP ROLE {};", ident(&s.role)),
+                        transactional: true,
+                        strong_lock: false,
+                        secret: None,
+                    }),
+                });
+            } else if let Some(limit) = s.connection_limit {
+                let before = self
+                    .catalog
+                    .roles
+                    .iter()
+                    .find(|r| r.name == s.role)
+                    .map_or(-1, |r| r.connection_limit);
+                if before != limit {
+                    steps.push(Step {
+id: format!("connection limit {}", s.role),
+description: format!(
+                            "at most {limit} connections for {} (was {before})",
+                            display_ident(&s.role)
+                        ),
+target: Target::Source,
+action: Action::Sql(SqlAction {
+sql: format!("ALTER ROLE {} CONNECTION LIMIT {limit};", ident(&s.role)),
+done_check: format!(
+                            "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {} AND rolconnlimit = {limit})",
+                            lit(&s.role)
+                        ),
+undo: format!("ALTER ROLE {} CONNECTION LIMIT {before};", ident(&s.role)),
+transactional: true,
+strong_lock: false,
+secret: None,
+}),
+});
+                }
+            }
+            steps.push(Step {
+                id: format!("grant {} to {}", s.group, s.role),
+                description: format!(
+                    "{} becomes a member of {}",
+                    display_ident(&s.role),
+                    display_ident(&s.group)
+                ),
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!("GRANT {} TO {};", ident(&s.group), ident(&s.role)),
+                    done_check: is_member(&s.group, &s.role),
+                    undo: format!("REVOKE {} FROM {};", ident(&s.group), ident(&s.role)),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
+            });
+        }
+        for (to, schema) in &self.schema_usage {
+            steps.push(Step {
+                id: format!("grant usage on schema {schema} to {to}"),
+                description: format!(
+                    "USAGE on schema {} for {}",
+                    display_ident(schema),
+                    display_ident(to)
+                ),
+                target: Target::Source,
+                action: Action::Sql(SqlAction {
+                    sql: format!("GRANT USAGE ON SCHEMA {} TO {};", ident(schema), ident(to)),
+                    done_check: acl_has(
+                        &CheckObject::Schema(schema.clone()),
+                        None,
+                        to,
+                        &["USAGE"],
+                        None,
+                    ),
+                    undo: format!(
+                        "REVOKE USAGE ON SCHEMA {} FROM {};",
+                        ident(schema),
+                        ident(to)
+                    ),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: None,
+                }),
+            });
+        }
+        for ((to, kind, relation), acc) in &self.grants {
+            let on = format!(
+                "{} {}",
+                kind.keyword(),
+                qualified(&relation.schema, &relation.name)
+            );
+            let object = CheckObject::Relation(relation.clone());
+            let because = acc
+                .because
+                .as_ref()
+                .map(|b| format!(" ({b})"))
+                .unwrap_or_default();
+            if !acc.privileges.is_empty() {
+                let privileges = in_order(&acc.privileges);
+                let list = privileges.join(", ");
+                steps.push(Step {
+                    id: format!("grant {} on {relation} to {to}", list),
+                    description: format!(
+                        "{list} on {} {relation} for {}{because}",
+                        kind.name(),
+                        display_ident(to)
+                    ),
+                    target: Target::Source,
+                    action: Action::Sql(SqlAction {
+                        sql: format!("GRANT {list} ON {on} TO {};", ident(to)),
+                        done_check: acl_has(&object, None, to, &privileges, None),
+                        undo: format!("REVOKE {list} ON {on} FROM {};", ident(to)),
+                        transactional: true,
+                        strong_lock: false,
+                        secret: None,
+                    }),
+                });
+            }
+            for (privilege, columns) in &acc.columns {
+                let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+                let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+                steps.push(Step {
+                    id: format!(
+                        "grant {privilege} ({}) on {relation} to {to}",
+                        cols.join(", ")
+                    ),
+                    description: format!(
+                        "{privilege} on {} column(s) of {relation} for {}{because}",
+                        cols.len(),
+                        display_ident(to)
+                    ),
+                    target: Target::Source,
+                    action: Action::Sql(SqlAction {
+                        sql: format!("GRANT {privilege} ({list}) ON {on} TO {};", ident(to)),
+                        done_check: acl_has(&object, Some(&cols), to, &[privilege], None),
+                        undo: format!("REVOKE {privilege} ({list}) ON {on} FROM {};", ident(to)),
+                        transactional: true,
+                        strong_lock: false,
+                        secret: None,
+                    }),
+                });
+            }
+        }
+        for revoke in &self.revokes {
+            steps.push(revoke_step(revoke));
+        }
+        steps
+    }
+}

@@ -1,0 +1,303 @@
+//! The services' login roles (kept or new) and their home domains, and the checks
+//! that refuse a role restrict cannot make safe.
+
+use super::*;
+
+impl Planner<'_> {
+    /// Each service's home domain and roles.
+    pub(super) fn services(
+        &mut self,
+        workload: &Workload,
+        statements: &[Statement],
+    ) -> Vec<ServiceRoles> {
+        let names: BTreeSet<&str> = statements.iter().map(|s| s.service.as_str()).collect();
+        // Which services use each existing role, to tell a role of one's own from a
+        // shared one.
+        let mut users_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for service in &self.plan.services {
+            for role in &service.roles {
+                users_of.entry(role).or_default().insert(&service.name);
+            }
+        }
+        for (service, seen) in &workload.seen {
+            for role in &seen.roles {
+                users_of.entry(role).or_default().insert(service);
+            }
+        }
+        let mut out: Vec<ServiceRoles> = Vec::new();
+        for name in names {
+            let config = self.plan.services.iter().find(|s| s.name == name);
+            let (domain, domain_from) = match config.and_then(|c| c.domain.clone()) {
+                Some(d) => {
+                    if !self.plan.domains.iter().any(|x| x.name == d) {
+                        self.errors.push(format!(
+                            "service {name}: domain {d:?} is not one of the plan's domains"
+                        ));
+                    }
+                    (d, "plan")
+                }
+                None => match self.home_domain(name, statements) {
+                    Some(d) => (d, "workload"),
+                    None => {
+                        self.errors.push(format!(
+                            "service {name} touches no table of any domain: name its home domain in the plan ([[services]] name = {name:?}, domain = \"…\")"
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let group = self
+                .plan
+                .domains
+                .iter()
+                .find(|d| d.name == domain)
+                .and_then(|d| d.role.clone())
+                .unwrap_or_else(|| format!("domain_{domain}"));
+            let seen_roles: Vec<&str> = config
+                .map(|c| c.roles.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            let (role, new_role) = match config.and_then(|c| c.login_role.clone()) {
+                Some(r) => {
+                    let exists = self.catalog.roles.iter().any(|x| x.name == r);
+                    (r, !exists)
+                }
+                None => {
+                    let own = match seen_roles.as_slice() {
+                        [only] => {
+                            let alone = users_of.get(only).is_some_and(|u| u.len() == 1);
+                            let usable = self
+                                .catalog
+                                .roles
+                                .iter()
+                                .any(|r| r.name == *only && r.login && !r.superuser);
+                            (alone && usable).then(|| only.to_string())
+                        }
+                        _ => None,
+                    };
+                    match own {
+                        Some(r) => (r, false),
+                        None => {
+                            if self.catalog.roles.iter().any(|r| r.name == name) {
+                                self.errors.push(format!(
+                                    "service {name}: a role named {name} already exists but is not this service's own; name the service's login role in the plan ([[services]] login_role = \"…\")"
+                                ));
+                            }
+                            (name.to_string(), true)
+                        }
+                    }
+                }
+            };
+            for shared in seen_roles.iter().filter(|r| **r != role) {
+                let users: Vec<&str> = users_of
+                    .get(shared)
+                    .map(|u| u.iter().copied().collect())
+                    .unwrap_or_default();
+                let note = format!(
+                    "role {} (used by {}) keeps its privileges: once every service connects as its own role, take its LOGIN away (ALTER ROLE {} NOLOGIN)",
+                    display_ident(shared),
+                    users.join(", "),
+                    ident(shared)
+                );
+                if !self.notes.contains(&note) {
+                    self.notes.push(note);
+                }
+            }
+            out.push(ServiceRoles {
+                name: name.to_string(),
+                domain,
+                domain_from,
+                role,
+                new_role,
+                group,
+                connection_limit: config.and_then(|c| c.connection_limit),
+            });
+        }
+        self.check_roles(&out);
+        out
+    }
+
+    /// The domain whose tables a service writes most; reads break ties and decide
+    /// for a service that only reads.
+    pub(super) fn home_domain(&self, service: &str, statements: &[Statement]) -> Option<String> {
+        let mut score: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for s in statements.iter().filter(|s| s.service == service) {
+            for need in s.needs.iter().filter(|n| n.runtime.is_none()) {
+                for table in &need.data {
+                    if let Some(d) = self.domain(table) {
+                        let e = score.entry(d).or_default();
+                        if need.privilege == "SELECT" {
+                            e.1 += 1;
+                        } else {
+                            e.0 += 1;
+                        }
+                    }
+                }
+            }
+        }
+        score
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(d, _)| d.to_string())
+    }
+
+    pub(super) fn check_roles(&mut self, services: &[ServiceRoles]) {
+        let mut by_role: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for s in services {
+            by_role.entry(&s.role).or_default().push(&s.name);
+            for name in [&s.role, &s.group] {
+                if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
+                    self.errors.push(format!(
+                        "service {}: role name {name:?} must be 1 to {MAX_NAME} bytes (PostgreSQL cuts longer names); set [[services]] login_role or [[domains]] role",
+                        s.name
+                    ));
+                }
+            }
+            if self.catalog.roles.iter().any(|r| r.name == s.group) {
+                self.errors.push(format!(
+                    "domain {}: role {} already exists, and restrict creates the domain's group role; name another in the plan ([[domains]] role = \"…\")",
+                    s.domain,
+                    display_ident(&s.group)
+                ));
+            }
+            if services.iter().any(|o| o.role == s.group) {
+                self.errors.push(format!(
+                    "role {} would be both a service's login role and domain {}'s group role",
+                    display_ident(&s.group),
+                    s.domain
+                ));
+            }
+            if !s.new_role {
+                self.check_kept_role(s);
+            }
+        }
+        for (role, users) in by_role.into_iter().filter(|(_, u)| u.len() > 1) {
+            self.errors.push(format!(
+                "services {} would share login role {}: each service needs its own",
+                users.join(", "),
+                display_ident(role)
+            ));
+        }
+    }
+
+    /// A role the service keeps must be one that can be restricted.
+    pub(super) fn check_kept_role(&mut self, s: &ServiceRoles) {
+        let Some(role) = self.catalog.roles.iter().find(|r| r.name == s.role) else {
+            return;
+        };
+        if role.superuser {
+            self.errors.push(format!(
+                "service {}: role {} is a superuser, which no grant can restrict; name a new login role in the plan ([[services]] login_role = \"…\")",
+                s.name,
+                display_ident(&role.name)
+            ));
+        }
+        let owned: Vec<String> = self
+            .relations()
+            .filter(|(_, _, owner, _)| *owner == role.name)
+            .filter(|(name, kind, _, _)| !self.inside(&self.data_of(name, *kind), &s.domain))
+            .map(|(name, kind, _, _)| format!("{} {name}", kind.name()))
+            .collect();
+        if !owned.is_empty() {
+            self.errors.push(format!(
+                "service {}: role {} owns {} outside domain {} ({}), and an owner keeps every privilege; give them another owner, or name a new login role in the plan ([[services]] login_role = \"…\")",
+                s.name,
+                display_ident(&role.name),
+                owned.len(),
+                s.domain,
+                owned.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+
+    /// Whether membership in `role` gives privileges outside `domain`: the
+    /// predefined roles that read or write everything, a superuser, a role holding
+    /// or owning such a relation, or a role that is a member of one.
+    pub(super) fn reaches_outside(
+        &self,
+        role: &str,
+        domain: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        if !seen.insert(role.to_string()) {
+            return false;
+        }
+        if matches!(role, "pg_read_all_data" | "pg_write_all_data") {
+            return true;
+        }
+        let Some(r) = self.catalog.roles.iter().find(|r| r.name == role) else {
+            return false;
+        };
+        if r.superuser {
+            return true;
+        }
+        let holds = self.relations().any(|(name, kind, owner, grants)| {
+            (owner == role || grants.iter().any(|g| g.grantee == role))
+                && !self.inside(&self.data_of(name, kind), domain)
+        });
+        holds
+            || r.member_of
+                .iter()
+                .any(|p| self.reaches_outside(p, domain, seen))
+    }
+
+    pub(super) fn service_plans(&self, services: &[ServiceRoles]) -> Vec<ServicePlan> {
+        services
+            .iter()
+            .map(|s| ServicePlan {
+                service: s.name.clone(),
+                domain: s.domain.clone(),
+                domain_from: s.domain_from,
+                role: s.role.clone(),
+                new_role: s.new_role,
+                group: s.group.clone(),
+                connection_limit: s.connection_limit,
+                grants: self
+                    .grants
+                    .iter()
+                    .filter(|((to, _, _), _)| *to == s.group || *to == s.role)
+                    .map(|((to, kind, relation), acc)| GrantPlan {
+                        on: relation.to_string(),
+                        kind: *kind,
+                        privileges: in_order(&acc.privileges)
+                            .into_iter()
+                            .map(str::to_string)
+                            .collect(),
+                        columns: acc
+                            .columns
+                            .iter()
+                            .map(|(p, c)| (p.to_string(), c.iter().cloned().collect()))
+                            .collect(),
+                        to: to.clone(),
+                        because: acc.because.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+pub(super) fn role_exists(role: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {})",
+        lit(role)
+    )
+}
+
+pub(super) fn role_oid(role: &str) -> String {
+    if role == "PUBLIC" {
+        "0".to_string()
+    } else {
+        format!(
+            "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = {})",
+            lit(role)
+        )
+    }
+}
+
+pub(super) fn is_member(role: &str, member: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members WHERE roleid = {} AND member = {})",
+        role_oid(role),
+        role_oid(member)
+    )
+}

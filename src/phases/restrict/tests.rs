@@ -1,0 +1,317 @@
+//! Unit tests of restrict's planning, without a database.
+
+use super::crossings::interpret;
+use super::*;
+use crate::catalog::testing::{catalog, column, grant, role, table};
+use crate::catalog::{Column, ColumnRef, Schema, Sequence, View, ViewDependency};
+use crate::plan::testing::plan_for;
+use crate::plan::Decision;
+
+/// After assign: `sales.orders` (serial id, a compatibility view `public.orders`)
+/// and `people.customers`, one domain each.
+fn assigned() -> Catalog {
+    let mut orders = table("sales", "orders");
+    orders.columns.push(Column {
+        default: Some("nextval('sales.orders_id_seq'::regclass)".into()),
+        ..column("id", "integer")
+    });
+    orders.grants = vec![grant("PUBLIC", "SELECT"), grant("reader", "SELECT")];
+    let mut c = catalog(vec![orders, table("people", "customers")]);
+    c.views.push(View {
+        name: QualName::new("public", "orders"),
+        materialized: false,
+        owner: "app".into(),
+        definition: "SELECT * FROM sales.orders".into(),
+        columns: vec![column("total", "integer"), column("id", "integer")],
+        options: vec!["security_invoker=true".into()],
+        depends_on: vec![ViewDependency {
+            relation: QualName::new("sales", "orders"),
+            columns: vec!["total".into(), "id".into()],
+        }],
+        triggers: vec![],
+        comment: None,
+        grants: vec![],
+    });
+    c.sequences.push(Sequence {
+        name: QualName::new("sales", "orders_id_seq"),
+        data_type: "integer".into(),
+        start: 1,
+        increment: 1,
+        min: 1,
+        max: i64::MAX,
+        cycle: false,
+        owner: "app".into(),
+        owned_by: Some(ColumnRef {
+            table: QualName::new("sales", "orders"),
+            column: "id".into(),
+        }),
+        identity: false,
+        comment: None,
+        grants: vec![],
+    });
+    for name in ["sales", "people", "public"] {
+        c.schemas.push(Schema {
+            name: name.into(),
+            owner: "app".into(),
+            comment: None,
+            grants: if name == "public" {
+                vec![grant("PUBLIC", "USAGE")]
+            } else {
+                vec![]
+            },
+        });
+    }
+    c.roles = vec![role("u", true), role("reader", false)];
+    c.normalize();
+    c
+}
+
+fn plan_with(decisions: &[(&str, &str, &str)]) -> Plan {
+    let mut plan = plan_for(
+        &assigned(),
+        &[
+            ("sales", &["sales.orders"]),
+            ("people", &["people.customers"]),
+        ],
+    );
+    plan.decisions = decisions
+        .iter()
+        .map(|(subject, choice, reason)| Decision {
+            subject: subject.to_string(),
+            choice: choice.to_string(),
+            reason: reason.to_string(),
+        })
+        .collect();
+    plan
+}
+
+fn workload(sql: &str) -> Workload {
+    Workload::from_texts("w", &[("sales", sql)])
+}
+
+/// The SQL of the step with this id.
+fn step<'a>(planned: &'a RestrictPlan, id: &str) -> &'a SqlAction {
+    planned
+        .steps
+        .iter()
+        .find(|s| s.id == id)
+        .and_then(Step::sql_action)
+        .unwrap_or_else(|| panic!("no SQL step {id}: {:#?}", planned.steps))
+}
+
+#[test]
+fn the_group_gets_what_the_workload_does_through_views_and_defaults() {
+    let sql = "INSERT INTO orders (total) VALUES ($1) RETURNING id; SELECT total FROM orders;";
+    let planned = plan(&plan_with(&[]), &assigned(), &workload(sql)).unwrap();
+    assert!(planned.crossings.is_empty());
+    let s = &planned.services[0];
+    assert_eq!(
+        (
+            s.domain.as_str(),
+            s.role.as_str(),
+            s.new_role,
+            s.group.as_str()
+        ),
+        ("sales", "sales", true, "domain_sales")
+    );
+    let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids[..4],
+        [
+            "create group role domain_sales",
+            "create login role sales",
+            "grant domain_sales to sales",
+            "grant usage on schema sales to domain_sales",
+        ]
+    );
+    // RETURNING reads rows back; the invoker view needs its table granted too.
+    let view = step(
+        &planned,
+        "grant SELECT, INSERT on public.orders to domain_sales",
+    );
+    assert_eq!(
+        view.sql,
+        "GRANT SELECT, INSERT ON TABLE \"public\".\"orders\" TO \"domain_sales\";"
+    );
+    assert_eq!(
+        view.undo,
+        "REVOKE SELECT, INSERT ON TABLE \"public\".\"orders\" FROM \"domain_sales\";"
+    );
+    step(
+        &planned,
+        "grant SELECT, INSERT on sales.orders to domain_sales",
+    );
+    let seq = step(
+        &planned,
+        "grant USAGE on sales.orders_id_seq to domain_sales",
+    );
+    assert!(
+        seq.sql.starts_with("GRANT USAGE ON SEQUENCE"),
+        "{}",
+        seq.sql
+    );
+    // The sequence is only checked at run time: the proof checks it explicitly.
+    let insert = &planned.probes[0];
+    assert_eq!(insert.runtime.len(), 1, "{:#?}", insert.runtime);
+    assert!(insert.runtime[0].check.contains("has_sequence_privilege"));
+    assert!(insert.accepted_by.is_empty());
+}
+
+#[test]
+fn public_grants_on_a_domain_go_and_undo_restores_the_acl_order() {
+    let planned = plan(
+        &plan_with(&[]),
+        &assigned(),
+        &workload("SELECT total FROM orders;"),
+    )
+    .unwrap();
+    let revoke = step(&planned, "revoke on table sales.orders");
+    assert_eq!(
+        revoke.sql,
+        "REVOKE SELECT ON TABLE \"sales\".\"orders\" FROM PUBLIC;\n"
+    );
+    // PUBLIC's entry came first: reader's is taken back and both are given back
+    // in their order.
+    assert_eq!(
+        revoke.undo,
+        "REVOKE SELECT ON TABLE \"sales\".\"orders\" FROM \"reader\";\n\
+         GRANT SELECT ON TABLE \"sales\".\"orders\" TO PUBLIC;\n\
+         GRANT SELECT ON TABLE \"sales\".\"orders\" TO \"reader\";\n"
+    );
+    assert!(revoke.done_check.starts_with("NOT (SELECT count("));
+    assert_eq!(
+        planned.revokes,
+        ["SELECT on table sales.orders from PUBLIC"]
+    );
+}
+
+#[test]
+fn a_crossing_needs_a_decision_and_the_choice_decides_the_grant() {
+    let sql = "SELECT o.total FROM orders o JOIN people.customers c ON c.total = o.total;";
+    let subject = "read people.customers by sales";
+    let planned = plan(&plan_with(&[]), &assigned(), &workload(sql)).unwrap();
+    let missing = planned.missing();
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].subject, subject);
+    assert_eq!(missing[0].statements[0].origin, "w/sales.sql:1");
+
+    let api = plan(
+        &plan_with(&[(subject, "api", "")]),
+        &assigned(),
+        &workload(sql),
+    )
+    .unwrap();
+    assert!(api.missing().is_empty());
+    assert!(!api.steps.iter().any(|s| s.id.contains("people.customers")));
+    assert_eq!(api.probes[0].accepted_by, [subject]);
+
+    let err = plan(
+        &plan_with(&[(subject, "temporary-grant", "")]),
+        &assigned(),
+        &workload(sql),
+    )
+    .unwrap_err();
+    assert!(err[0].contains("needs a reason"), "{err:?}");
+
+    let granted = plan(
+        &plan_with(&[(subject, "temporary-grant", "report until Q3")]),
+        &assigned(),
+        &workload(sql),
+    )
+    .unwrap();
+    // To the service's own role, not the domain's group.
+    let g = granted
+        .steps
+        .iter()
+        .find(|s| s.id == "grant SELECT on people.customers to sales")
+        .unwrap();
+    assert!(
+        g.description.contains("report until Q3"),
+        "{}",
+        g.description
+    );
+    step(&granted, "grant usage on schema people to sales");
+    assert!(granted.probes[0].accepted_by.is_empty());
+}
+
+#[test]
+fn a_domain_that_asks_for_column_privileges_gets_them_for_writes() {
+    let mut p = plan_with(&[]);
+    p.domains[0].column_privileges = true;
+    let sql = "UPDATE orders SET total = $1 WHERE id = $2;";
+    let planned = plan(&p, &assigned(), &workload(sql)).unwrap();
+    let update = step(
+        &planned,
+        "grant UPDATE (total) on sales.orders to domain_sales",
+    );
+    assert_eq!(
+        update.sql,
+        "GRANT UPDATE (\"total\") ON TABLE \"sales\".\"orders\" TO \"domain_sales\";"
+    );
+    assert!(
+        update.done_check.contains("o.attname IN ('total')"),
+        "{}",
+        update.done_check
+    );
+    step(
+        &planned,
+        "grant UPDATE (total) on public.orders to domain_sales",
+    );
+    // Reads stay whole-table: carve does not track the columns a statement reads.
+    step(&planned, "grant SELECT on sales.orders to domain_sales");
+}
+
+#[test]
+fn choices_are_checked_and_writes_name_their_delegate() {
+    assert!(!interpret(true, "delegate:people-api", "").unwrap().0);
+    assert!(
+        interpret(true, "temporary-grant:people-api", "until v2")
+            .unwrap()
+            .0
+    );
+    assert!(interpret(true, "delegate", "").is_err());
+    assert!(interpret(true, "api", "").is_err());
+    assert!(interpret(true, "temporary-grant:x", " ").is_err());
+    assert!(interpret(false, "replicate", "").unwrap().0);
+    assert!(!interpret(false, "cache", "").unwrap().0);
+    let err = interpret(false, "magic", "").unwrap_err();
+    assert!(err.contains("api, cache, replicate"), "{err}");
+}
+
+#[test]
+fn roles_that_cannot_be_restricted_are_refused_all_at_once() {
+    let mut c = assigned();
+    c.server.current_user = "reader".into();
+    c.roles.push(role("domain_sales", false));
+    let mut p = plan_with(&[]);
+    p.services.push(crate::plan::Service {
+        name: "sales".into(),
+        login_role: Some("x".repeat(64)),
+        ..Default::default()
+    });
+    let errors = plan(&p, &c, &workload("SELECT total FROM orders;")).unwrap_err();
+    let all = errors.join("\n");
+    for expected in [
+        "needs a superuser",
+        "must be 1 to 63 bytes",
+        "already exists",
+    ] {
+        assert!(all.contains(expected), "{expected}: {all}");
+    }
+
+    // A superuser service role, and one owning another domain's table.
+    let mut c = assigned();
+    c.roles.push(role("sales_rw", true));
+    c.tables[0].owner = "sales_rw".into();
+    let mut p = plan_with(&[]);
+    p.services.push(crate::plan::Service {
+        name: "sales".into(),
+        roles: vec!["sales_rw".into()],
+        login_role: Some("sales_rw".into()),
+        ..Default::default()
+    });
+    let sql = "SELECT total FROM orders;";
+    let all = plan(&p, &c, &workload(sql)).unwrap_err().join("\n");
+    assert!(all.contains("is a superuser"), "{all}");
+    assert!(all.contains("owns 1 outside domain sales"), "{all}");
+}
