@@ -1,0 +1,147 @@
+//! What each phase does to the example monoliths, step by step (id, target, SQL,
+//! check, undo), pinned as snapshots: a reader sees a phase's work without running
+//! it, and a change to any step shows up in review as a diff of
+//! `tests/snapshots/*.snap` (`cargo insta review` accepts it).
+//!
+//! The steps are planned by the pure phase functions from a real catalog: the
+//! example is loaded into a throw-away server, discovered with its own workload,
+//! assigned (its steps run, as carve would), then restricted, every crossing decided
+//! as the demo decides it.
+
+mod support;
+
+use carve::analysis::{self, Options};
+use carve::engine::{Action, Step};
+use carve::phases::{assign, restrict};
+use carve::plan::{Decision, GateHints, PhaseRecord, PhaseState, Plan, Source};
+use carve::workload::Workload;
+use support::*;
+
+/// Steps as text: one section per step.
+fn render(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        out.push_str(&format!(
+            "## {}/{} {}\ntarget: {}\n{}\n",
+            i + 1,
+            steps.len(),
+            step.id,
+            step.target,
+            step.description
+        ));
+        match &step.action {
+            Action::Sql(a) => {
+                out.push_str(&format!(
+                    "sql{}{}:\n{}\ncheck: {}\nundo:\n{}\n",
+                    if a.transactional {
+                        ""
+                    } else {
+                        " (no transaction)"
+                    },
+                    if a.strong_lock { " (strong lock)" } else { "" },
+                    a.sql.trim_end(),
+                    a.done_check,
+                    a.undo.trim_end()
+                ));
+                if let Some(secret) = &a.secret {
+                    out.push_str(&format!("secret: {}\n", secret.describe()));
+                }
+            }
+            other => out.push_str(&format!("{other:?}\n")),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// (assign's steps, restrict's steps) for an example.
+async fn phases_of(name: &str) -> (String, String) {
+    let server = server();
+    let example = example(name);
+    let client = create_db(
+        &server,
+        name,
+        &format!("{}\n{}", example.schema, example.seed),
+    )
+    .await;
+    let catalog = catalog_of(&server, name).await;
+    let workload = Workload::from_texts(&format!("examples/{name}/workload"), example.workloads);
+    let discovery = analysis::discover(&catalog, Some(&workload), &Options::default());
+    let mut plan: Plan = carve::commands::discover::build_plan(
+        Source {
+            conninfo: format!("dbname={name}"),
+            database: name.to_string(),
+        },
+        &catalog,
+        &discovery,
+        None,
+    );
+
+    // assign, with the defaults shown for every object that needs a decision.
+    let planned = assign::plan(&plan, &catalog).expect("assign plans");
+    for object in planned.missing() {
+        plan.decisions.push(Decision {
+            subject: object.subject.clone(),
+            choice: object.default.clone(),
+            reason: "the default".into(),
+        });
+    }
+    let planned = assign::plan(&plan, &catalog).expect("assign plans");
+    let assign_text = render(&planned.steps);
+    for step in &planned.steps {
+        let sql = &step.sql_action().expect("assign's steps are SQL").sql;
+        client
+            .batch_execute(&format!("BEGIN; {sql}; COMMIT"))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", step.id));
+    }
+    plan.phases.push(PhaseRecord {
+        name: assign::PHASE.into(),
+        domain: None,
+        state: PhaseState::Applied,
+        before: String::new(),
+        after: None,
+        gate: GateHints {
+            renames: planned.renames,
+            creates_schemas: planned.creates_schemas,
+            privileges: false,
+        },
+        steps: planned.steps,
+        journal: Vec::new(),
+    });
+
+    // restrict, each crossing decided as the demo decides it.
+    let catalog = catalog_of(&server, name).await;
+    let planned = restrict::plan(&plan, &catalog, &workload).expect("restrict plans");
+    for crossing in planned.missing() {
+        let owner = format!(
+            "{}-service",
+            crossing.table_domain.as_deref().unwrap_or("owner")
+        );
+        plan.decisions.push(Decision {
+            subject: crossing.subject.clone(),
+            choice: if crossing.write {
+                format!("temporary-grant:{owner}")
+            } else {
+                "replicate".into()
+            },
+            reason: "as the demo decides".into(),
+        });
+    }
+    let planned = restrict::plan(&plan, &catalog, &workload).expect("restrict plans");
+    (assign_text, render(&planned.steps))
+}
+
+#[tokio::test]
+async fn library_steps() {
+    let (assign, restrict) = phases_of("library").await;
+    insta::assert_snapshot!("library_assign", assign);
+    insta::assert_snapshot!("library_restrict", restrict);
+}
+
+#[tokio::test]
+async fn shop_steps() {
+    let (assign, restrict) = phases_of("shop").await;
+    insta::assert_snapshot!("shop_assign", assign);
+    insta::assert_snapshot!("shop_restrict", restrict);
+}
