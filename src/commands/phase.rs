@@ -158,7 +158,7 @@ pub fn preflight(settings: &Settings, ctx: &Context, phase: &str, reads_only: bo
 
 /// The fingerprint gate (`engine::gate`): prints what changed and returns the
 /// stale-plan code when the catalog is not the one the plan expects.
-pub fn gate(settings: &Settings, ctx: &Context, phase: &str) -> Option<u8> {
+pub fn gate(settings: &Settings, ctx: &Context, phase: impl Into<PhaseId>) -> Option<u8> {
     let record = ctx.plan.phase(phase).filter(|r| r.is_in_flight());
     let gate = match record {
         Some(r) => Gate::InFlight(&r.gate),
