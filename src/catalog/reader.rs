@@ -251,16 +251,23 @@ const VIEWS_PER_SAVEPOINT: usize = 100;
 /// 20,000 locks and exhaust the server's shared lock table (64 × connections by
 /// default). Each batch runs in a savepoint that is rolled back once its rows are
 /// read: the locks go, the snapshot stays. A batch holds about 200 locks.
+///
+/// The batch's views are chosen in a subquery with the LIMIT, and `pg_get_viewdef`
+/// is called only outside it: in one flat query the planner may (and at 10,000
+/// tables after assign did) compute every remaining view's definition below a Sort
+/// and throw all but 100 away, taking every one of their locks.
 async fn view_definitions(client: &Client) -> Result<Vec<(u32, String)>, ReadError> {
     let mut out: Vec<(u32, String)> = Vec::new();
     loop {
         let after = out.last().map_or(0, |(oid, _)| *oid);
         let sql = format!(
-            "SELECT c.oid, pg_get_viewdef(c.oid)
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
-               AND c.oid > {after}::oid
-             ORDER BY c.oid LIMIT {VIEWS_PER_SAVEPOINT}"
+            "SELECT b.oid, pg_get_viewdef(b.oid)
+             FROM (SELECT c.oid
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind IN ('v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
+                     AND c.oid > {after}::oid
+                   ORDER BY c.oid LIMIT {VIEWS_PER_SAVEPOINT}) b
+             ORDER BY b.oid"
         );
         client
             .batch_execute("SAVEPOINT carve_view_definitions")
