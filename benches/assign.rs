@@ -81,7 +81,9 @@ fn main() {
             .arg("-d")
             .arg(server.conninfo(&twin));
         let reference: Measure = measure(psql);
-        let run = measure(carve(&plan, &server.conninfo(&db), &["assign"]));
+        let mut assign = carve(&plan, &server.conninfo(&db), &["assign"]);
+        assign.env("CARVE_LOG", "carve::timing=info");
+        let run = measure(assign);
         let size = std::fs::metadata(&plan).map(|m| m.len()).unwrap_or(0);
         println!(
             "{:>7} {:>7} | {:>8.2}s {:>8.2}s {:>7.2} | {:>9.0} | {:>5} MiB {:>6.1} MiB",
@@ -94,6 +96,13 @@ fn main() {
             run.max_rss_kib / 1024,
             size as f64 / (1024.0 * 1024.0),
         );
+        // Where carve's time went (its `carve::timing` log lines).
+        let stages: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter_map(|l| l.split_once("carve::timing: ").map(|(_, t)| t))
+            .collect();
+        println!("        carve's time: {}", stages.join(", "));
     }
     println!("\nratio     = carve assign time / psql time for the same steps");
     println!("plan size = the plan file after assign (fingerprint, steps, journal)");

@@ -415,7 +415,10 @@ async fn more_views_than_the_lock_table_holds_are_read() {
         "enable_nestloop",
     ] {
         server
-            .psql("postgres", &format!("ALTER DATABASE many SET {setting} = off"))
+            .psql(
+                "postgres",
+                &format!("ALTER DATABASE many SET {setting} = off"),
+            )
             .unwrap();
     }
     let catalog = catalog_of(&server, "many").await;

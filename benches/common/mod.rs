@@ -11,6 +11,8 @@ use carve::synthetic::{self, Shape};
 pub struct Measure {
     pub wall: Duration,
     pub max_rss_kib: i64,
+    /// What the command said on stderr.
+    pub stderr: String,
 }
 
 /// Runs a command to completion, its output thrown away, and measures it with wait4.
@@ -32,16 +34,20 @@ pub fn measure(mut cmd: Command) -> Measure {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert_eq!(rc, pid, "wait4 failed");
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    let stderr = {
         use std::io::{Read, Seek};
-        let mut stderr = String::new();
-        let _ = log.rewind().and_then(|_| log.read_to_string(&mut stderr));
+        let mut text = String::new();
+        let _ = log.rewind().and_then(|_| log.read_to_string(&mut text));
+        text
+    };
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         panic!("{cmd:?} failed with status {status}: {stderr}");
     }
     std::mem::forget(child); // already reaped by wait4
     Measure {
         wall,
         max_rss_kib: usage.ru_maxrss,
+        stderr,
     }
 }
 

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
+use std::borrow::Borrow;
+
 use tokio_postgres::{Client, Row};
 
 use super::*;
@@ -49,7 +51,8 @@ fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Read
 /// With more than one client, the queries are shared out among them, each running in
 /// a snapshot exported by the first (as `pg_dump --jobs` does), so the parts still
 /// agree with each other while the server works on several at once.
-pub async fn read_catalog(clients: &[Client]) -> Result<Catalog, ReadError> {
+pub async fn read_catalog<C: Borrow<Client> + Sync>(clients: &[C]) -> Result<Catalog, ReadError> {
+    let clients: Vec<&Client> = clients.iter().map(Borrow::borrow).collect();
     let (first, others) = clients.split_first().expect("at least one connection");
     const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     // With only pg_catalog on the search path, every name in a definition, default or
@@ -78,12 +81,12 @@ pub async fn read_catalog(clients: &[Client]) -> Result<Catalog, ReadError> {
                     .map_err(query_error("import snapshot"))?;
             }
         }
-        read_in_snapshot(clients).await
+        read_in_snapshot(&clients).await
     }
     .await;
     // Read-only: ending the transactions either way is safe, and keeps the connections
     // usable.
-    for client in clients {
+    for client in &clients {
         let _ = client.batch_execute("ROLLBACK").await;
     }
     result
@@ -294,8 +297,8 @@ async fn view_definitions(client: &Client) -> Result<Vec<(u32, String)>, ReadErr
     }
 }
 
-async fn read_in_snapshot(clients: &[Client]) -> Result<Catalog, ReadError> {
-    let server = read_server(&clients[0]).await?;
+async fn read_in_snapshot(clients: &[&Client]) -> Result<Catalog, ReadError> {
+    let server = read_server(clients[0]).await?;
     if server.version_num < 120000 {
         return Err(ReadError::TooOld(server.version));
     }

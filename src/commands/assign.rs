@@ -10,7 +10,9 @@ use crate::plan::{Decision, GateHints, PhaseRecord, PhaseState};
 
 pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
+    let started = std::time::Instant::now();
     let plan = phase::load_plan(&settings.plan_path)?;
+    phase::timing("load plan", started);
     let mut ctx = match phase::open(settings, args, plan).await? {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
@@ -37,7 +39,10 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     let (steps, fresh) = match recorded {
         Some(steps) => (steps, None),
         None => {
-            let planned = match assign::plan(&ctx.plan, &ctx.catalog) {
+            let started = std::time::Instant::now();
+            let planned = assign::plan(&ctx.plan, &ctx.catalog);
+            phase::timing("plan steps", started);
+            let planned = match planned {
                 Ok(p) => p,
                 Err(errors) => {
                     for e in &errors {
@@ -92,9 +97,10 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
         out.warn("not applied; nothing was changed");
         return Ok(exit::ERROR);
     }
+    // Recorded here, saved (with its state moved to running) just before the first
+    // step runs.
     if let Some(planned) = fresh {
         record_phase(&mut ctx, planned);
-        ctx.plan.save(&settings.plan_path)?;
     }
 
     let (ran, skipped) =

@@ -43,6 +43,12 @@ impl Context {
     }
 }
 
+/// Logs how long a stage took (`CARVE_LOG=carve::timing=info` shows them; the
+/// benchmarks print them).
+pub fn timing(stage: &str, since: std::time::Instant) {
+    tracing::info!(target: "carve::timing", "{stage} {:.2}s", since.elapsed().as_secs_f64());
+}
+
 /// Connects to the plan's source (or `--source`), takes carve's lock unless this is a
 /// dry-run, and reads the catalog. Returns the exit code instead when the lock is held.
 pub async fn open(
@@ -64,7 +70,9 @@ pub async fn open(
             return Ok(Err(exit::LOCK_HELD));
         }
     }
-    let catalog = read_catalog(std::slice::from_ref(&session.watch)).await?;
+    let started = std::time::Instant::now();
+    let catalog = read_catalog(&session.both()).await?;
+    timing("read catalog", started);
     if catalog.server.database != plan.source.database {
         anyhow::bail!(
             "{} was made for database {:?}, but this connection is to {:?}",
@@ -284,7 +292,9 @@ pub async fn apply(
         .phase_mut(phase)
         .ok_or_else(|| anyhow::anyhow!("the plan has no {phase} phase"))?
         .transition(start)?;
+    let started = std::time::Instant::now();
     ctx.plan.save(&settings.plan_path)?;
+    timing("save plan", started);
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let watcher = tokio::spawn(async move {
@@ -293,6 +303,7 @@ pub async fn apply(
         }
     });
     let events = ui::events::sink(&settings.out);
+    let started = std::time::Instant::now();
     let end = executor::run(
         RunContext {
             endpoints: &ctx.endpoints,
@@ -308,10 +319,17 @@ pub async fn apply(
     )
     .await;
     watcher.abort();
-    if let Ok(RunEnd::Failed { .. }) = &end {
-        let record = ctx.plan.phase_mut(phase).expect("it ran");
-        record.transition(PhaseEvent::Fail)?;
-        ctx.plan.save(&settings.plan_path)?;
+    timing(&format!("run {} step(s)", steps.len()), started);
+    // The journal file has every step's status; the plan is saved once the run's end
+    // is recorded (a completed run: by the caller, with the catalog after it).
+    match &end {
+        Ok(RunEnd::Completed { .. }) => {}
+        Ok(RunEnd::Failed { .. }) => {
+            let record = ctx.plan.phase_mut(phase).expect("it ran");
+            record.transition(PhaseEvent::Fail)?;
+            ctx.plan.save(&settings.plan_path)?;
+        }
+        Ok(RunEnd::Interrupted) | Err(_) => ctx.plan.save(&settings.plan_path)?,
     }
     match end? {
         RunEnd::Completed { ran, skipped } => Ok(Ok((ran, skipped))),
@@ -367,13 +385,17 @@ pub async fn apply_phase(
     let record = ctx.plan.phase_mut(phase).expect("recorded before running");
     record.after = Some(after.digest);
     record.transition(PhaseEvent::Complete)?;
+    let started = std::time::Instant::now();
     ctx.plan.save(&settings.plan_path)?;
+    timing("save plan", started);
     Ok(Ok(counts))
 }
 
 /// Reads the catalog after a phase and makes it the plan's fingerprint.
 pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
-    let catalog = read_catalog(std::slice::from_ref(&ctx.source().watch)).await?;
+    let started = std::time::Instant::now();
+    let catalog = read_catalog(&ctx.source().both()).await?;
+    timing("read catalog after", started);
     let fingerprint = ctx.plan.fingerprint_of(&catalog);
     ctx.plan.fingerprint = fingerprint.clone();
     ctx.catalog = catalog;

@@ -231,13 +231,13 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         out.warn("not applied; nothing was changed");
         return Ok(exit::ERROR);
     }
+    // Recorded here, saved (with its state moved to running) just before the first
+    // step runs.
     if fresh.is_some() {
         record_phase(&mut ctx, &steps);
-        ctx.plan.save(&settings.plan_path)?;
     } else if !added.is_empty() {
         let record = ctx.plan.phase_mut(PHASE).expect("recorded");
         record.steps.extend(added);
-        ctx.plan.save(&settings.plan_path)?;
     }
     let (ran, skipped) =
         match phase::apply_phase(settings, &mut ctx, &PHASE.into(), &steps, &args.apply).await? {

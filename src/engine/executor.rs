@@ -308,9 +308,10 @@ pub struct RunContext<'a> {
 }
 
 /// Runs `steps` of phase `phase` in order. Each is skipped when its check says done,
-/// otherwise applied; either way the journal records `done_as` for it, on disk (the
-/// plan's journal file) before the next step. The plan is saved with every entry
-/// folded in when the run ends, however it ends.
+/// otherwise applied; either way the journal records `done_as` for it in the plan's
+/// journal file before the next step (flushed to disk when the run ends). The caller
+/// saves the plan, folding the journal in, once it has recorded how the run ended;
+/// until then the journal file holds every entry, and `Plan::load` applies it.
 pub async fn run(
     cx: RunContext<'_>,
     phase: &PhaseId,
@@ -325,7 +326,7 @@ pub async fn run(
         interrupted: cx.interrupted,
     };
     let end = run_steps(&run, phase, steps, done_as, cx.plan, &mut journal).await;
-    cx.plan.save(cx.plan_path)?;
+    journal.sync()?;
     end
 }
 
