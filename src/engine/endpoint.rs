@@ -141,11 +141,12 @@ impl Session {
         }))
     }
 
-    /// A boolean SQL expression, evaluated on `watch`.
+    /// A boolean SQL expression, evaluated on `watch` in one round trip (the simple
+    /// query protocol: a prepared statement would take two, once per step).
     pub async fn holds(&self, step: &str, expression: &str) -> anyhow::Result<bool> {
-        let row = self
+        let messages = self
             .watch
-            .query_one(&format!("SELECT ({expression})::boolean"), &[])
+            .simple_query(&format!("SELECT ({expression})::boolean"))
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -153,7 +154,10 @@ impl Session {
                     describe_db_error(&e)
                 )
             })?;
-        Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
+        Ok(messages.iter().any(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0) == Some("t"),
+            _ => false,
+        }))
     }
 
     /// The figures of a wait's progress query: one row of two bigints.

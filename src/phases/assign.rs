@@ -91,7 +91,18 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<AssignPlan, Vec<String>> {
         },
         errors,
         taken: BTreeSet::new(),
+        sequence_names: catalog.sequences.iter().map(|s| &s.name).collect(),
+        owned_sequences: BTreeMap::new(),
     };
+    for seq in &catalog.sequences {
+        if let Some(owner) = &seq.owned_by {
+            planner
+                .owned_sequences
+                .entry(&owner.table)
+                .or_default()
+                .push(&seq.name);
+        }
+    }
     planner.schemas();
     planner.tables();
     planner.sequences();
@@ -160,6 +171,10 @@ struct Planner<'a> {
     errors: Vec<String>,
     /// Names in domain schemas that a move will take, to catch two taking one.
     taken: BTreeSet<QualName>,
+    /// Every sequence's name, and the sequences each table owns (serial, identity):
+    /// looked up once per table, so a 10,000-table catalog is not scanned 10,000 times.
+    sequence_names: BTreeSet<&'a QualName>,
+    owned_sequences: BTreeMap<&'a QualName, Vec<&'a QualName>>,
 }
 
 /// GRANT statements giving `on` the grants listed (table-level, then per column).
@@ -382,7 +397,7 @@ impl Planner<'_> {
     fn claim(&mut self, to: &QualName, what: &str) -> bool {
         let exists = self.catalog.table(to).is_some()
             || self.catalog.view(to).is_some()
-            || self.catalog.sequences.iter().any(|s| &s.name == to);
+            || self.sequence_names.contains(to);
         if exists || !self.taken.insert(to.clone()) {
             self.errors.push(format!(
                 "{what} cannot move to {to}: that name is already taken"
@@ -448,14 +463,12 @@ impl Planner<'_> {
                 compat_view: true,
             });
             // Owned sequences (serial, identity) follow their table.
-            for seq in &self.catalog.sequences {
-                if seq.owned_by.as_ref().is_some_and(|o| o.table == from) {
-                    self.out.renames.push(Rename {
-                        from: seq.name.to_string(),
-                        to: QualName::new(&domain, &seq.name.name).to_string(),
-                        compat_view: false,
-                    });
-                }
+            for seq in self.owned_sequences.get(&from).into_iter().flatten() {
+                self.out.renames.push(Rename {
+                    from: seq.to_string(),
+                    to: QualName::new(&domain, &seq.name).to_string(),
+                    compat_view: false,
+                });
             }
         }
     }
