@@ -261,46 +261,49 @@ const VIEWS_PER_SAVEPOINT: usize = 100;
 /// default). Each batch runs in a savepoint that is rolled back once its rows are
 /// read: the locks go, the snapshot stays. A batch holds about 200 locks.
 ///
-/// The batch's views are chosen in a subquery with the LIMIT, and `pg_get_viewdef`
-/// is called only outside it: in one flat query the planner may (and at 10,000
-/// tables after assign did) compute every remaining view's definition below a Sort
-/// and throw all but 100 away, taking every one of their locks.
+/// A batch is a list of view oids read beforehand, so `pg_get_viewdef` runs for
+/// those views and no others whatever the plan: in one query with `ORDER BY oid
+/// LIMIT 100`, the planner may (and at 10,000 tables after assign did) compute every
+/// remaining view's definition below a Sort and keep 100, taking every one of their
+/// locks.
 async fn view_definitions(client: &Client, half: u8) -> Result<Vec<(u32, String)>, ReadError> {
-    let mut out: Vec<(u32, String)> = Vec::new();
-    loop {
-        let after = out.last().map_or(0, |(oid, _)| *oid);
-        let sql = format!(
-            "SELECT b.oid, pg_get_viewdef(b.oid)
-             FROM (SELECT c.oid
-                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE c.relkind IN ('v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
-                     AND c.oid > {after}::oid AND c.oid::int8 % 2 = {half}
-                   ORDER BY c.oid LIMIT {VIEWS_PER_SAVEPOINT}) b
-             ORDER BY b.oid"
-        );
+    // The views once (the filters scan pg_class and pg_depend), then their
+    // definitions by oid, a batch at a time.
+    let list = format!(
+        "SELECT c.oid
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('v', 'm') AND {USER_RELATION} AND {USER_NAMESPACE}
+           AND c.oid::int8 % 2 = {half}
+         ORDER BY c.oid"
+    );
+    let oids: Vec<u32> = stream(client, "view definitions", &list, |r| r.get(0)).await?;
+    let mut out: Vec<(u32, String)> = Vec::with_capacity(oids.len());
+    for batch in oids.chunks(VIEWS_PER_SAVEPOINT) {
         client
             .batch_execute("SAVEPOINT carve_view_definitions")
             .await
             .map_err(query_error("view definitions"))?;
-        let batch = stream(client, "view definitions", &sql, |r| {
-            (
-                r.get::<_, u32>(0),
-                r.get::<_, Option<String>>(1).unwrap_or_default(),
+        let rows = client
+            .query(
+                "SELECT v.oid, pg_get_viewdef(v.oid) FROM unnest($1::oid[]) AS v(oid)",
+                &[&batch],
             )
-        })
-        .await?;
+            .await
+            .map_err(query_error("view definitions"))?;
         client
             .batch_execute(
                 "ROLLBACK TO SAVEPOINT carve_view_definitions; RELEASE SAVEPOINT carve_view_definitions",
             )
             .await
             .map_err(query_error("view definitions"))?;
-        let done = batch.len() < VIEWS_PER_SAVEPOINT;
-        out.extend(batch);
-        if done {
-            return Ok(out);
-        }
+        out.extend(rows.iter().map(|r| {
+            (
+                r.get::<_, u32>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        }));
     }
+    Ok(out)
 }
 
 async fn read_in_snapshot(clients: &[&Client]) -> Result<Catalog, ReadError> {
