@@ -244,10 +244,11 @@ async fn stream<T>(
     while let Some(row) = rows.try_next().await.map_err(query_error(what))? {
         out.push(map(&row));
     }
-    tracing::debug!(
-        "catalog query {what}: {} rows in {:.1?}",
-        out.len(),
-        start.elapsed()
+    tracing::info!(
+        target: "carve::timing",
+        "{what} query {:.2}s ({} rows)",
+        start.elapsed().as_secs_f64(),
+        out.len()
     );
     Ok(out)
 }
@@ -276,7 +277,8 @@ async fn view_definitions(client: &Client, half: u8) -> Result<Vec<(u32, String)
            AND c.oid::int8 % 2 = {half}
          ORDER BY c.oid"
     );
-    let oids: Vec<u32> = stream(client, "view definitions", &list, |r| r.get(0)).await?;
+    let oids: Vec<u32> = stream(client, "view list", &list, |r| r.get(0)).await?;
+    let started = std::time::Instant::now();
     let mut out: Vec<(u32, String)> = Vec::with_capacity(oids.len());
     for batch in oids.chunks(VIEWS_PER_SAVEPOINT) {
         client
@@ -303,6 +305,12 @@ async fn view_definitions(client: &Client, half: u8) -> Result<Vec<(u32, String)
             )
         }));
     }
+    tracing::info!(
+        target: "carve::timing",
+        "view definitions {:.2}s ({} views)",
+        started.elapsed().as_secs_f64(),
+        out.len()
+    );
     Ok(out)
 }
 

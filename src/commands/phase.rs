@@ -32,6 +32,9 @@ pub struct Context {
     pub endpoints: Endpoints,
     /// How each endpoint was reached, without passwords (for the dry-run script).
     pub references: BTreeMap<Target, String>,
+    /// A third connection to the source, so the catalog is read by three side by
+    /// side (as `inspect` does) before and after the steps.
+    pub reader: tokio_postgres::Client,
     pub catalog: Catalog,
     pub fingerprint: Fingerprint,
 }
@@ -57,9 +60,13 @@ pub async fn open(
     plan: Plan,
 ) -> anyhow::Result<Result<Context, u8>> {
     let source = args.source.as_deref().unwrap_or(&plan.source.conninfo);
-    let (spec, clients) = super::connect_source(source, 2).await?;
+    let (spec, clients) = super::connect_source(source, 3).await?;
     let mut clients = clients.into_iter();
-    let (work, watch) = (clients.next().expect("two"), clients.next().expect("two"));
+    let (work, watch) = (
+        clients.next().expect("three"),
+        clients.next().expect("three"),
+    );
+    let reader = clients.next().expect("three");
     let session = Session::new(work, watch).await?;
     if !args.dry_run {
         if let Err(held) = session.lock().await? {
@@ -71,7 +78,7 @@ pub async fn open(
         }
     }
     let started = std::time::Instant::now();
-    let catalog = read_catalog(&session.both()).await?;
+    let catalog = read_catalog(&[&session.work, &session.watch, &reader]).await?;
     timing("read catalog", started);
     if catalog.server.database != plan.source.database {
         anyhow::bail!(
@@ -88,6 +95,7 @@ pub async fn open(
         spec,
         endpoints: Endpoints::source_only(session),
         references,
+        reader,
         catalog,
         fingerprint,
     }))
@@ -394,7 +402,8 @@ pub async fn apply_phase(
 /// Reads the catalog after a phase and makes it the plan's fingerprint.
 pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
     let started = std::time::Instant::now();
-    let catalog = read_catalog(&ctx.source().both()).await?;
+    let source = ctx.source();
+    let catalog = read_catalog(&[&source.work, &source.watch, &ctx.reader]).await?;
     timing("read catalog after", started);
     let fingerprint = ctx.plan.fingerprint_of(&catalog);
     ctx.plan.fingerprint = fingerprint.clone();

@@ -90,12 +90,6 @@ impl Session {
         })
     }
 
-    /// Both connections, to read the catalog side by side in one snapshot (the lock
-    /// `work` holds is a session lock: a read-only transaction leaves it alone).
-    pub fn both(&self) -> [&Client; 2] {
-        [&self.work, &self.watch]
-    }
-
     /// Takes carve's advisory lock for the rest of the session, or says who has it.
     pub async fn lock(&self) -> anyhow::Result<Result<(), LockHeld>> {
         let got: bool = self
