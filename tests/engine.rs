@@ -157,7 +157,7 @@ async fn the_dry_run_script_is_idempotent_resumable_and_undoable() {
 
 /// A plan with one phase of `steps`, saved in `dir`.
 fn plan_with(dir: &std::path::Path, steps: Vec<Step>) -> (carve::plan::Plan, std::path::PathBuf) {
-    use carve::plan::{GateHints, PhaseRecord, PhaseState, Plan, Source};
+    use carve::plan::{GateHints, PhaseId, PhaseRecord, PhaseState, Plan, Source};
     let mut plan = Plan::new(
         Source {
             conninfo: "dbname=shop".into(),
@@ -165,16 +165,14 @@ fn plan_with(dir: &std::path::Path, steps: Vec<Step>) -> (carve::plan::Plan, std
         },
         Default::default(),
     );
-    plan.phases.push(PhaseRecord {
-        name: "drill".into(),
-        domain: Some("sales".into()),
-        state: PhaseState::Running,
-        before: String::new(),
-        after: None,
-        gate: GateHints::default(),
+    let mut record = PhaseRecord::planned(
+        PhaseId::new("drill", Some("sales")),
+        String::new(),
+        GateHints::default(),
         steps,
-        journal: Vec::new(),
-    });
+    );
+    record.state = PhaseState::Running;
+    plan.phases.push(record);
     let path = dir.join("carve.plan.toml");
     plan.save(&path).unwrap();
     (plan, path)
@@ -194,13 +192,7 @@ async fn run_steps(
     use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
     let events = carve::engine::events::Recorded::default();
     let interrupted = std::sync::atomic::AtomicBool::new(false);
-    let planned: Vec<Planned> = steps
-        .iter()
-        .map(|s| Planned {
-            journal_id: &s.id,
-            step: s,
-        })
-        .collect();
+    let planned = Planned::each(steps);
     let end = run(
         RunContext {
             endpoints,

@@ -95,20 +95,18 @@ async fn phases_of(name: &str) -> (String, String) {
             .await
             .unwrap_or_else(|e| panic!("{}: {e:?}", step.id));
     }
-    plan.phases.push(PhaseRecord {
-        name: assign::PHASE.into(),
-        domain: None,
-        state: PhaseState::Applied,
-        before: String::new(),
-        after: None,
-        gate: GateHints {
+    let mut record = PhaseRecord::planned(
+        assign::PHASE.into(),
+        String::new(),
+        GateHints {
             renames: planned.renames,
             creates_schemas: planned.creates_schemas,
             privileges: false,
         },
-        steps: planned.steps,
-        journal: Vec::new(),
-    });
+        planned.steps,
+    );
+    record.state = PhaseState::Applied;
+    plan.phases.push(record);
 
     // restrict, each crossing decided as the demo decides it.
     let catalog = catalog_of(&server, name).await;

@@ -6,7 +6,7 @@ use crate::cli::{ApplyArgs, Settings};
 use crate::commands::phase::{self, Context};
 use crate::exit;
 use crate::phases::assign::{self, AssignPlan, PHASE};
-use crate::plan::{Decision, GateHints, PhaseRecord, PhaseState};
+use crate::plan::{Decision, GateHints, PhaseRecord};
 
 pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -125,20 +125,16 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
         });
     }
     ctx.plan.phases.retain(|p| p.name != PHASE);
-    ctx.plan.phases.push(PhaseRecord {
-        name: PHASE.to_string(),
-        domain: None,
-        state: PhaseState::Planned,
-        before: ctx.fingerprint.digest.clone(),
-        after: None,
-        gate: GateHints {
+    ctx.plan.phases.push(PhaseRecord::planned(
+        PHASE.into(),
+        ctx.fingerprint.digest.clone(),
+        GateHints {
             renames: planned.renames,
             creates_schemas: planned.creates_schemas,
             privileges: false,
         },
-        steps: planned.steps,
-        journal: Vec::new(),
-    });
+        planned.steps,
+    ));
 }
 
 /// The objects that cross domains or are placed by decision, with the choice taken.

@@ -369,13 +369,7 @@ pub async fn apply_phase(
     steps: &[Step],
     args: &ApplyArgs,
 ) -> anyhow::Result<Result<(usize, usize), u8>> {
-    let planned: Vec<Planned> = steps
-        .iter()
-        .map(|s| Planned {
-            journal_id: &s.id,
-            step: s,
-        })
-        .collect();
+    let planned = Planned::each(steps);
     let counts = match apply(
         settings,
         ctx,

@@ -12,7 +12,7 @@ use crate::engine::proof::{self, ProbeResult};
 use crate::engine::Step;
 use crate::exit;
 use crate::phases::restrict::{self, RestrictPlan, PHASE};
-use crate::plan::{GateHints, PhaseRecord, PhaseState};
+use crate::plan::{GateHints, PhaseRecord};
 use crate::workload::sources::Sources;
 
 #[derive(Serialize)]
@@ -346,19 +346,15 @@ async fn dry_run(
 /// Writes the phase into the plan before its first step runs.
 fn record_phase(ctx: &mut Context, steps: &[Step]) {
     ctx.plan.phases.retain(|p| p.name != PHASE);
-    ctx.plan.phases.push(PhaseRecord {
-        name: PHASE.to_string(),
-        domain: None,
-        state: PhaseState::Planned,
-        before: ctx.fingerprint.digest.clone(),
-        after: None,
-        gate: GateHints {
+    ctx.plan.phases.push(PhaseRecord::planned(
+        PHASE.into(),
+        ctx.fingerprint.digest.clone(),
+        GateHints {
             privileges: true,
             ..GateHints::default()
         },
-        steps: steps.to_vec(),
-        journal: Vec::new(),
-    });
+        steps.to_vec(),
+    ));
 }
 
 /// Where new login roles' passwords go: the file (an absolute path, since a resumed

@@ -286,6 +286,19 @@ pub struct Planned<'a> {
     pub step: &'a Step,
 }
 
+impl<'a> Planned<'a> {
+    /// Each step, recorded under its own id.
+    pub fn each(steps: &'a [Step]) -> Vec<Planned<'a>> {
+        steps
+            .iter()
+            .map(|step| Planned {
+                journal_id: &step.id,
+                step,
+            })
+            .collect()
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RunEnd {

@@ -330,6 +330,21 @@ pub struct Rename {
 }
 
 impl PhaseRecord {
+    /// A phase as planned, before any step runs: its steps, the digest of the catalog
+    /// they were planned from, and what the gate must set aside while it is under way.
+    pub fn planned(id: PhaseId, before: String, gate: GateHints, steps: Vec<Step>) -> PhaseRecord {
+        PhaseRecord {
+            name: id.name,
+            domain: id.domain,
+            state: PhaseState::Planned,
+            before,
+            after: None,
+            gate,
+            steps,
+            journal: Vec::new(),
+        }
+    }
+
     /// The journal's status of a step; `Pending` when it has not run.
     pub fn status(&self, step_id: &str) -> StepStatus {
         self.entry(step_id)
