@@ -44,6 +44,11 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
         .unwrap()
         .to_string();
     let first_domain = json["domains"][0]["name"].as_str().unwrap().to_string();
+    // The next best name is offered with why.
+    let alternative = json["domains"][0]["alternatives"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::fs::remove_file(&plan).unwrap();
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
@@ -57,6 +62,11 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
     expect(&mut p, "leave this and all the rest for later");
     keys(&mut p, DOWN);
     keys(&mut p, ENTER); // rename
+    expect(&mut p, &format!("New name for {first_domain}"));
+    expect(&mut p, &format!("{alternative} ("));
+    expect(&mut p, "another name");
+    keys(&mut p, DOWN);
+    keys(&mut p, ENTER); // another name, typed
     expect(&mut p, &format!("New name for {first_domain}"));
     keys(&mut p, "books");
     keys(&mut p, ENTER);

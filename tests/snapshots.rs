@@ -143,3 +143,53 @@ async fn shop_steps() {
     insta::assert_snapshot!("shop_assign", assign);
     insta::assert_snapshot!("shop_restrict", restrict);
 }
+
+/// The domains discover proposes, with the names it gives them and why.
+fn names_of(discovery: &carve::analysis::Discovery) -> String {
+    let mut out = String::new();
+    for d in &discovery.domains {
+        out.push_str(&format!(
+            "{} ({} tables): {}\n",
+            d.name,
+            d.tables.len(),
+            d.named_after
+        ));
+        for alt in &d.alternatives {
+            out.push_str(&format!("  or {}: {}\n", alt.name, alt.why));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn domain_names() {
+    let server = server();
+    let mut all = String::new();
+    for name in ["library", "shop"] {
+        let example = example(name);
+        create_db(
+            &server,
+            name,
+            &format!("{}\n{}", example.schema, example.seed),
+        )
+        .await;
+        let catalog = catalog_of(&server, name).await;
+        let workload =
+            Workload::from_texts(&format!("examples/{name}/workload"), example.workloads);
+        let discovery = analysis::discover(&catalog, Some(&workload), &Options::default());
+        all.push_str(&format!("## {name}\n{}\n", names_of(&discovery)));
+    }
+    let data = benchbase();
+    let schema = std::fs::read_to_string(data.join("schema.sql")).unwrap();
+    create_db(&server, "benchbase", &schema).await;
+    let catalog = catalog_of(&server, "benchbase").await;
+    let logs = carve::workload::log::LogOptions {
+        database: "benchbase",
+        line_prefix: "%u ",
+        services: &carve::workload::ServiceMap::default(),
+    };
+    let workload = Workload::from_path(&data.join("workload"), &logs);
+    let discovery = analysis::discover(&catalog, Some(&workload), &Options::default());
+    all.push_str(&format!("## benchbase\n{}", names_of(&discovery)));
+    insta::assert_snapshot!("domain_names", all);
+}

@@ -113,6 +113,8 @@ pub struct Domain {
     pub tables: Vec<QualName>,
     /// Why it has this name.
     pub named_after: String,
+    /// The next best names, with why (the review offers them).
+    pub alternatives: Vec<super::naming::NameChoice>,
     /// Services that write its tables.
     pub writers: Vec<String>,
     /// Share of the writes to its tables made by its main writer.
@@ -210,13 +212,25 @@ pub fn propose(
         .chain(common.iter().map(|t| (vec![*t], true)))
         .collect();
     let forced_names = apply_pins(&mut groups, pins);
-    let owners: HashMap<&QualName, &TableOwnership> =
-        ownership.iter().map(|o| (&o.table, o)).collect();
+    // Each table's coupling to the rest of its group, for naming.
+    let group_of: HashMap<&QualName, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (tables, _))| tables.iter().map(move |t| (*t, i)))
+        .collect();
+    let mut coupling: HashMap<&QualName, f64> = HashMap::default();
+    for link in &links {
+        let group = group_of.get(&link.a);
+        if group.is_some() && group == group_of.get(&link.b) {
+            *coupling.entry(&link.a).or_default() += link.weight;
+            *coupling.entry(&link.b).or_default() += link.weight;
+        }
+    }
     let mut domains: Vec<Domain> = groups
         .into_iter()
         .enumerate()
         .map(|(i, (tables, is_common))| {
-            let mut d = make_domain(tables, &owners, usage, is_common);
+            let mut d = make_domain(tables, usage, catalog, &coupling, is_common);
             if let Some(name) = forced_names.get(&i) {
                 d.name = name.clone();
                 d.named_after = "a pin in the plan".to_string();
@@ -306,28 +320,17 @@ pub fn propose(
 
 fn make_domain(
     tables: Vec<&QualName>,
-    owners: &HashMap<&QualName, &TableOwnership>,
     usage: &Usage,
+    catalog: &Catalog,
+    coupling: &HashMap<&QualName, f64>,
     common: bool,
 ) -> Domain {
     // Writes per service to this domain's tables.
     let mut writes: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut reads: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut single_owned: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &tables {
         if let Some(u) = usage.tables.get(*t) {
             for (s, w) in &u.writers {
                 *writes.entry(s).or_default() += w.statements;
-            }
-            for (s, n) in &u.readers {
-                *reads.entry(s).or_default() += n;
-            }
-        }
-        if let Some(o) = owners.get(t) {
-            if o.ownership == Ownership::Single {
-                if let Some(owner) = &o.owner {
-                    *single_owned.entry(owner).or_default() += 1;
-                }
             }
         }
     }
@@ -336,64 +339,50 @@ fn make_domain(
         .iter()
         .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)));
     let writer_purity = top_writer.map(|(_, n)| *n as f64 / total as f64);
-    let (name, named_after) = if common {
+    let (name, named_after, alternatives) = if common {
         (
-            tables[0].name.clone(),
+            super::naming::schema_name(&tables[0].name),
             format!("the common table {}", tables[0]),
+            Vec::new(),
         )
-    } else if let Some((service, n)) = single_owned
-        .iter()
-        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
-    {
-        (
-            service.to_string(),
-            format!("{service}, the single writer of {n} of its tables"),
-        )
-    } else if let Some((service, _)) = top_writer {
-        (service.to_string(), format!("{service}, its main writer"))
-    } else if let Some((service, _)) = reads
-        .iter()
-        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
-    {
-        (service.to_string(), format!("{service}, its main reader"))
     } else {
-        let token = common_token(&tables).unwrap_or_else(|| tables[0].name.clone());
-        (token.clone(), format!("its table names ({token}…)"))
+        let mut written: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in &tables {
+            for s in usage
+                .tables
+                .get(*t)
+                .into_iter()
+                .flat_map(|u| u.writers.keys())
+            {
+                *written.entry(s.as_str()).or_default() += 1;
+            }
+        }
+        let facts = super::naming::Facts {
+            tables: tables
+                .iter()
+                .map(|t| (*t, catalog.table(t).map_or(0, |t| t.size_bytes)))
+                .collect(),
+            coupling: tables
+                .iter()
+                .filter_map(|t| coupling.get(t).map(|w| (*t, *w)))
+                .collect(),
+            writes: written,
+        };
+        let mut names = super::naming::candidates(&facts).into_iter();
+        let best = names.next().expect("candidates are never empty");
+        (best.name, best.why, names.collect())
     };
     let mut sorted: Vec<QualName> = tables.into_iter().cloned().collect();
     sorted.sort();
     Domain {
-        name: sanitize(&name),
+        name,
         tables: sorted,
         named_after,
+        alternatives,
         writers: writes.keys().map(|s| s.to_string()).collect(),
         writer_purity,
         common,
         pinned: false,
-    }
-}
-
-/// The most frequent first word of the table names (`order` for order, order_item…).
-fn common_token(tables: &[&QualName]) -> Option<String> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in tables {
-        if let Some(token) = t.name.split('_').next().filter(|w| w.len() >= 3) {
-            *counts.entry(token).or_default() += 1;
-        }
-    }
-    counts
-        .into_iter()
-        .max_by_key(|(t, n)| (*n, std::cmp::Reverse(*t)))
-        .map(|(t, _)| t.to_string())
-}
-
-/// Domain names become schema names: lower case letters, digits and underscores.
-fn sanitize(name: &str) -> String {
-    let out = super::snake_case(name);
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("d_{out}")
-    } else {
-        out
     }
 }
 
@@ -470,6 +459,18 @@ fn unique_names(domains: &mut [Domain], forced: &BTreeSet<String>) {
     for i in order {
         if domains[i].pinned {
             continue;
+        }
+        // Taken: the next best name that is free, else a number.
+        if seen.contains_key(&domains[i].name) {
+            let free = domains[i]
+                .alternatives
+                .iter()
+                .position(|a| !seen.contains_key(&a.name));
+            if let Some(k) = free {
+                let alternative = domains[i].alternatives.remove(k);
+                domains[i].name = alternative.name;
+                domains[i].named_after = alternative.why;
+            }
         }
         let base = domains[i].name.clone();
         let n = seen.entry(base.clone()).or_default();
@@ -797,9 +798,10 @@ mod tests {
 
     #[test]
     fn domain_names_are_schema_friendly() {
-        assert_eq!(sanitize("BookInventory"), "book_inventory");
-        assert_eq!(sanitize("order-service"), "order_service");
-        assert_eq!(sanitize("2fa"), "d_2fa");
-        assert_eq!(sanitize("Ünï"), "n");
+        use crate::analysis::naming::schema_name;
+        assert_eq!(schema_name("BookInventory"), "book_inventory");
+        assert_eq!(schema_name("order-service"), "order_service");
+        assert_eq!(schema_name("2fa"), "d_2fa");
+        assert_eq!(schema_name("Ünï"), "n");
     }
 }

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod domains;
 pub mod leiden;
+pub mod naming;
 pub mod ownership;
 pub mod usage;
 
@@ -75,6 +76,9 @@ pub struct DomainReport {
     /// `schema.table`, quoted where needed.
     pub tables: Vec<String>,
     pub named_after: String,
+    /// The next best names, with why: the review offers them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<naming::NameChoice>,
     pub writers: Vec<String>,
     pub writer_purity: Option<f64>,
     pub common: bool,
@@ -216,6 +220,7 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
             name: d.name.clone(),
             tables: d.tables.iter().map(ToString::to_string).collect(),
             named_after: d.named_after.clone(),
+            alternatives: d.alternatives.iter().take(2).cloned().collect(),
             writers: d.writers.clone(),
             writer_purity: d.writer_purity,
             common: d.common,

@@ -105,7 +105,7 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
             .map(|p| format!(", writer purity {:.0}%", p * 100.0))
             .unwrap_or_default();
         line(format!(
-            "  {}{}  ({} table{}; named after {}{})",
+            "  {}{}  ({} table{}; its name: {}{})",
             domain.name,
             if domain.common { " [common]" } else { "" },
             domain.tables.len(),

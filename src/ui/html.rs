@@ -338,7 +338,7 @@ pub fn render(d: &Discovery) -> String {
     for (i, dom) in d.domains.iter().enumerate() {
         let _ = write!(
             body,
-            r#"<section class="domain-card" id="domain-{i}" data-domain="{i}"><h3>{}{}</h3><p>{} tables; named after {}{}; writers: {}</p><table><tr><th>table</th><th>ownership</th><th>writers</th><th>readers</th><th>why</th></tr>"#,
+            r#"<section class="domain-card" id="domain-{i}" data-domain="{i}"><h3>{}{}</h3><p>{} tables; its name: {}{}; writers: {}</p><table><tr><th>table</th><th>ownership</th><th>writers</th><th>readers</th><th>why</th></tr>"#,
             escape(&dom.name),
             if dom.common {
                 " <small>(common)</small>"

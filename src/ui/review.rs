@@ -74,12 +74,40 @@ pub fn walk(d: &Discovery) -> anyhow::Result<Vec<Choice>> {
                     .filter(|(j, _)| *j != i)
                     .map(|(_, n)| n.clone())
                     .collect();
-                let to: String = Input::with_theme(&theme)
-                    .with_prompt(format!("New name for {}", names[i]))
-                    .default(names[i].clone())
-                    .validate_with(|name: &String| valid_name(name, &taken))
-                    .interact_text()?;
-                let to = to.trim().to_string();
+                // The next best names first, with why; or one typed.
+                let offered: Vec<&crate::analysis::naming::NameChoice> = d.domains[i]
+                    .alternatives
+                    .iter()
+                    .filter(|a| !taken.contains(&a.name))
+                    .collect();
+                let mut items: Vec<String> = offered
+                    .iter()
+                    .map(|a| format!("{} ({})", a.name, a.why))
+                    .collect();
+                items.push("another name…".into());
+                let picked = if offered.is_empty() {
+                    Some(items.len() - 1)
+                } else {
+                    Select::with_theme(&theme)
+                        .with_prompt(format!("New name for {}", names[i]))
+                        .items(&items)
+                        .default(0)
+                        .interact_opt()?
+                };
+                let Some(picked) = picked else {
+                    continue;
+                };
+                let to = match offered.get(picked) {
+                    Some(a) => a.name.clone(),
+                    None => {
+                        let typed: String = Input::with_theme(&theme)
+                            .with_prompt(format!("New name for {}", names[i]))
+                            .default(names[i].clone())
+                            .validate_with(|name: &String| valid_name(name, &taken))
+                            .interact_text()?;
+                        typed.trim().to_string()
+                    }
+                };
                 choices.push(Choice::Rename {
                     from: names[i].clone(),
                     to: to.clone(),
@@ -182,11 +210,12 @@ pub fn walk(d: &Discovery) -> anyhow::Result<Vec<Choice>> {
     Ok(if record { choices } else { Vec::new() })
 }
 
-/// A domain name becomes a schema name: 1 to 63 bytes, unique.
+/// A domain name becomes a schema name: one carve may use (1 to 63 bytes, no `pg_*`,
+/// not `information_schema`), and unique.
 fn valid_name(name: &str, taken: &BTreeSet<String>) -> Result<(), String> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 63 {
-        return Err("a domain name needs 1 to 63 bytes".into());
+    if let Some(problem) = crate::sql::schema_name_problem(name) {
+        return Err(problem);
     }
     if taken.contains(name) {
         return Err(format!("another domain is already called {name}"));
