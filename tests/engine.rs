@@ -240,13 +240,7 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
         Endpoint::Console(Console::new(client(&bouncer.console_conninfo()).await)),
     );
 
-    let paused = |equals: &str| RowCheck {
-        show: "SHOW DATABASES".into(),
-        key_column: "name".into(),
-        key: "app".into(),
-        column: "paused".into(),
-        equals: equals.into(),
-    };
+    let paused = |equals: &str| RowCheck::pgbouncer_database("app", "paused", equals);
     let wait = |until: &str, timeout: Duration| Step {
         id: format!("wait {until}"),
         description: "rows arrive".into(),

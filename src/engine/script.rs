@@ -204,13 +204,7 @@ mod tests {
                 on_timeout: OnTimeout::Fail,
             }),
         };
-        let paused = |equals: &str| RowCheck {
-            show: "SHOW DATABASES".into(),
-            key_column: "name".into(),
-            key: "app".into(),
-            column: "paused".into(),
-            equals: equals.into(),
-        };
+        let paused = |equals: &str| RowCheck::pgbouncer_database("app", "paused", equals);
         let pause = Step {
             id: "pause app".into(),
             description: "clients queue".into(),

@@ -166,6 +166,18 @@ pub struct RowCheck {
 }
 
 impl RowCheck {
+    /// PgBouncer's `SHOW DATABASES` row of database entry `name` has `column` =
+    /// `equals` (`paused` = `1`, `host` = the new server …).
+    pub fn pgbouncer_database(name: &str, column: &str, equals: &str) -> RowCheck {
+        RowCheck {
+            show: "SHOW DATABASES".into(),
+            key_column: "name".into(),
+            key: name.into(),
+            column: column.into(),
+            equals: equals.into(),
+        }
+    }
+
     /// Whether `rows` (column name → value, as the console sent them) satisfy it.
     pub fn holds<'r>(&self, rows: impl IntoIterator<Item = &'r [(String, String)]>) -> bool {
         let value = |row: &'r [(String, String)], column: &str| {
@@ -324,13 +336,7 @@ mod tests {
     }
 
     fn pause() -> Step {
-        let check = |paused: &str| RowCheck {
-            show: "SHOW DATABASES".into(),
-            key_column: "name".into(),
-            key: "app".into(),
-            column: "paused".into(),
-            equals: paused.into(),
-        };
+        let check = |paused: &str| RowCheck::pgbouncer_database("app", "paused", paused);
         Step {
             id: "pause app".into(),
             description: "clients of app queue".into(),
