@@ -212,7 +212,9 @@ pub enum Command {
     Undo(UndoArgs),
     /// Show what each phase has done: per step done, pending, failed (with the error) or undone
     ///
-    /// Reads only the plan file.
+    /// Each phase (or, for a phase run per domain, each domain's) is shown with its
+    /// state: planned, running (also after a killed run: the same command goes on),
+    /// applied, failed, undoing or undone. Reads only the plan file.
     Status,
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
