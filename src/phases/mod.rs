@@ -2,6 +2,7 @@
 //! engine's steps. The commands of the same name run them.
 
 pub mod assign;
+pub mod move_domain;
 pub mod restrict;
 
 use crate::catalog::Catalog;

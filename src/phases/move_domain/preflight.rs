@@ -1,0 +1,687 @@
+//! Phase 4's preflight: every reason a domain cannot move to its own server yet,
+//! found at once and before anything changes (DESIGN.md, "Preflight refuses").
+//!
+//! Pure: the plan, the source's catalog after assign, and plain facts about the two
+//! servers (settings, slots in use, large objects, the oldest transaction, which of
+//! the target's tables hold rows), which the command reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::catalog::{Catalog, QualName, ReplicaIdentity, TableKind};
+use crate::plan::{phase_names, Plan};
+use crate::sql::display_ident;
+
+/// What the preflight needs to know about a server (the command reads it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFacts {
+    pub version: String,
+    pub version_num: i32,
+    pub wal_level: String,
+    pub max_replication_slots: i32,
+    pub replication_slots_used: i32,
+    pub max_wal_senders: i32,
+    pub wal_senders_used: i32,
+    pub max_logical_replication_workers: i32,
+    pub max_worker_processes: i32,
+    /// Megabytes; -1 for unlimited.
+    pub max_slot_wal_keep_size: i64,
+    /// Large objects in the database (`pg_largeobject_metadata`).
+    pub large_objects: i64,
+    /// The oldest open transaction's age in seconds, with its backend pid.
+    pub oldest_transaction: Option<(f64, i32)>,
+}
+
+/// The target's side: its server, and which of the domain's tables already hold rows
+/// there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetFacts {
+    pub server: ServerFacts,
+    pub non_empty_tables: Vec<QualName>,
+}
+
+/// What the user accepted explicitly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acceptances {
+    /// `max_slot_wal_keep_size = -1`: an orphaned slot may fill the source's disk.
+    pub unlimited_slot_wal: bool,
+    /// A transaction older than this stalls the slot's creation.
+    pub long_transaction_secs: f64,
+}
+
+impl Default for Acceptances {
+    fn default() -> Self {
+        Acceptances {
+            unlimited_slot_wal: false,
+            long_transaction_secs: 60.0,
+        }
+    }
+}
+
+/// How many table-synchronization workers a subscription runs at once (PostgreSQL's
+/// default `max_sync_workers_per_subscription`): each takes a slot and a WAL sender on
+/// the source and a worker on the target while the initial copy runs.
+const SYNC_WORKERS: i32 = 2;
+
+/// The choice that lets a table with `REPLICA IDENTITY FULL` move (every replicated
+/// UPDATE or DELETE then scans the table on the target).
+pub const REPLICA_IDENTITY_FULL_CHOICE: &str = "accept-full";
+
+/// One reason the move must not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The table, setting or decision it is about.
+    pub what: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.why)
+    }
+}
+
+/// Every reason `domain` cannot move from `source` to `target` now; empty when it can.
+pub fn check(
+    plan: &Plan,
+    catalog: &Catalog,
+    domain: &str,
+    source: &ServerFacts,
+    target: &TargetFacts,
+    accepted: &Acceptances,
+) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    let mut refuse = |what: String, why: String| out.push(Refusal { what, why });
+
+    if !plan.domains.iter().any(|d| d.name == domain) {
+        refuse(
+            format!("domain {}", display_ident(domain)),
+            "the plan has no such domain".into(),
+        );
+        return out;
+    }
+    if !plan
+        .phase(phase_names::ASSIGN)
+        .is_some_and(|r| r.is_applied())
+    {
+        refuse(
+            "assign".into(),
+            "the domain's tables must be in their schema first: run `carve assign`".into(),
+        );
+    }
+
+    // Servers.
+    for (side, facts) in [("source", source), ("target", &target.server)] {
+        if facts.version_num < 150_000 {
+            refuse(
+                format!("{side} server"),
+                format!(
+                    "PostgreSQL {} is too old: carve moves with publications FOR TABLES IN SCHEMA, which arrived in 15",
+                    facts.version
+                ),
+            );
+        }
+    }
+    if source.wal_level != "logical" {
+        refuse(
+            "wal_level on the source".into(),
+            format!(
+                "is {}, and logical replication needs logical (ALTER SYSTEM SET wal_level = logical, then restart)",
+                source.wal_level
+            ),
+        );
+    }
+    let need = 1 + SYNC_WORKERS;
+    let free_slots = source.max_replication_slots - source.replication_slots_used;
+    if free_slots < need {
+        refuse(
+            "max_replication_slots on the source".into(),
+            format!(
+                "{} of {} are free; the move needs {need} (its slot and {SYNC_WORKERS} for the initial copy)",
+                free_slots.max(0),
+                source.max_replication_slots
+            ),
+        );
+    }
+    let free_senders = source.max_wal_senders - source.wal_senders_used;
+    if free_senders < need {
+        refuse(
+            "max_wal_senders on the source".into(),
+            format!(
+                "{} of {} are free; the move needs {need}",
+                free_senders.max(0),
+                source.max_wal_senders
+            ),
+        );
+    }
+    let workers = &target.server;
+    if workers.max_logical_replication_workers < need {
+        refuse(
+            "max_logical_replication_workers on the target".into(),
+            format!(
+                "is {}; the move needs {need} (the apply worker and {SYNC_WORKERS} copying)",
+                workers.max_logical_replication_workers
+            ),
+        );
+    }
+    if workers.max_worker_processes < need + 1 {
+        refuse(
+            "max_worker_processes on the target".into(),
+            format!(
+                "is {}; the move needs at least {} (its replication workers and the launcher)",
+                workers.max_worker_processes,
+                need + 1
+            ),
+        );
+    }
+    if source.max_slot_wal_keep_size < 0 && !accepted.unlimited_slot_wal {
+        refuse(
+            "max_slot_wal_keep_size on the source".into(),
+            "is unlimited (-1): a slot left behind would keep WAL until the disk is full; set a limit, or accept it explicitly".into(),
+        );
+    }
+    if source.large_objects > 0 {
+        refuse(
+            "large objects".into(),
+            format!(
+                "the source holds {} large object(s); logical replication does not copy them",
+                source.large_objects
+            ),
+        );
+    }
+    if let Some((secs, pid)) = source.oldest_transaction {
+        if secs > accepted.long_transaction_secs {
+            refuse(
+                "a long transaction on the source".into(),
+                format!(
+                    "backend pid {pid} has had a transaction open for {secs:.0} s; creating the replication slot waits for it to end"
+                ),
+            );
+        }
+    }
+
+    // The domain's relations, where assign put them.
+    let tables: Vec<_> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.name.schema == domain)
+        .collect();
+    if tables.is_empty() {
+        refuse(
+            format!("schema {}", display_ident(domain)),
+            "holds no table: nothing to move (is assign applied?)".into(),
+        );
+    }
+    for table in &tables {
+        let what = format!("table {}", table.name);
+        if table.kind == TableKind::Foreign {
+            refuse(
+                what.clone(),
+                "is a foreign table: logical replication cannot publish it".into(),
+            );
+            continue;
+        }
+        if table.unlogged {
+            refuse(
+                what.clone(),
+                "is unlogged: its changes never reach the WAL, so replication cannot see them"
+                    .into(),
+            );
+        }
+        if table.partition_of.is_some() {
+            continue; // partitions are published through their root
+        }
+        match &table.replica_identity {
+            ReplicaIdentity::Default if table.primary_key().is_none() => refuse(
+                what.clone(),
+                "has no primary key and replica identity DEFAULT: once published, its UPDATEs and DELETEs fail on the source; add a primary key or a unique replica identity index".into(),
+            ),
+            ReplicaIdentity::Nothing => refuse(
+                what.clone(),
+                "has replica identity NOTHING: once published, its UPDATEs and DELETEs fail on the source".into(),
+            ),
+            ReplicaIdentity::Full => {
+                let subject = format!("replica identity {}", table.name);
+                let accepted = plan
+                    .decision(&subject)
+                    .is_some_and(|d| d.choice == REPLICA_IDENTITY_FULL_CHOICE);
+                if !accepted {
+                    refuse(
+                        what.clone(),
+                        format!(
+                            "has replica identity FULL: every replicated UPDATE and DELETE scans the table on the target; add a primary key, or record [[decisions]] subject = {subject:?}, choice = {REPLICA_IDENTITY_FULL_CHOICE:?}"
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    for view in catalog
+        .views
+        .iter()
+        .filter(|v| v.name.schema == domain && v.materialized)
+    {
+        refuse(
+            format!("materialized view {}", view.name),
+            "logical replication does not copy materialized views: move it with a decision, or drop it".into(),
+        );
+    }
+    let here: BTreeSet<&QualName> = tables.iter().map(|t| &t.name).collect();
+    for name in &target.non_empty_tables {
+        refuse(
+            format!("table {name} on the target"),
+            "already holds rows: the initial copy would fail on duplicate keys".into(),
+        );
+    }
+
+    crossing_decisions(plan, catalog, &here, &mut refuse);
+    out
+}
+
+/// Decisions that held while every domain shared one server and cannot across two:
+/// objects assign kept working across domains (`keep-until-move`), and accesses
+/// restrict granted across domains (temporary grants, a shared domain).
+fn crossing_decisions(
+    plan: &Plan,
+    catalog: &Catalog,
+    here: &BTreeSet<&QualName>,
+    refuse: &mut impl FnMut(String, String),
+) {
+    // Names the plan's decisions use (before assign) → where the tables are now.
+    let renamed: BTreeMap<&str, &str> = plan
+        .phase(phase_names::ASSIGN)
+        .map(|r| {
+            r.gate
+                .renames
+                .iter()
+                .map(|n| (n.from.as_str(), n.to.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let in_domain = |name: &str| -> bool {
+        let now = renamed.get(name).copied().unwrap_or(name);
+        here.iter().any(|t| t.to_string() == now)
+    };
+    for decision in &plan.decisions {
+        let kept = decision.choice == "keep-until-move";
+        if kept {
+            if let Some(rest) = decision.subject.strip_prefix("foreign key ") {
+                // `schema.table.constraint`: the table is everything before the last dot.
+                let Some((table, _)) = rest.rsplit_once('.') else {
+                    continue;
+                };
+                let references_here = catalog.tables.iter().any(|t| {
+                    t.foreign_keys().any(|(c, fk)| {
+                        rest.ends_with(&format!(".{}", display_ident(&c.name)))
+                            && (here.contains(&fk.references) || here.contains(&t.name))
+                    })
+                });
+                if in_domain(table) || references_here {
+                    refuse(
+                        decision.subject.clone(),
+                        "crosses into this domain and was kept until the move: decide replace-before-move (and replace it) or drop-at-move".into(),
+                    );
+                }
+            } else if let Some(view) = decision.subject.strip_prefix("view ") {
+                let reads_here = catalog.views.iter().any(|v| {
+                    v.name.to_string() == renamed.get(view).copied().unwrap_or(view)
+                        && v.depends_on.iter().any(|d| {
+                            here.contains(&d.relation)
+                                || renamed
+                                    .get(d.relation.to_string().as_str())
+                                    .is_some_and(|now| in_domain(now))
+                        })
+                });
+                if reads_here {
+                    refuse(
+                        decision.subject.clone(),
+                        "reads this domain's tables across domains and was kept until the move: a view cannot read another server's tables".into(),
+                    );
+                }
+            } else if let Some(trigger) = decision.subject.strip_prefix("trigger ") {
+                if trigger
+                    .rsplit_once('.')
+                    .is_some_and(|(table, _)| in_domain(table))
+                {
+                    refuse(
+                        decision.subject.clone(),
+                        "touches other domains from this domain's table and was kept until the move".into(),
+                    );
+                }
+            }
+        }
+        // restrict: a read or write of this domain's table by another domain's service.
+        let access = decision
+            .subject
+            .strip_prefix("read ")
+            .or_else(|| decision.subject.strip_prefix("write "));
+        if let Some((table, _service)) = access.and_then(|a| a.rsplit_once(" by ")) {
+            let holds_only_on_one_server = decision.choice == "temporary-grant"
+                || decision.choice == "shared-domain"
+                || decision.choice.starts_with("temporary-grant:");
+            if in_domain(table) && holds_only_on_one_server {
+                refuse(
+                    decision.subject.clone(),
+                    format!(
+                        "is decided {:?}, which only holds while both domains share a server: decide replicate or api for a read, delegate:<service> for a write",
+                        decision.choice
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{catalog, table};
+    use crate::plan::testing::plan_for;
+    use crate::plan::{Decision, GateHints, PhaseRecord, PhaseState, Rename};
+
+    fn server() -> ServerFacts {
+        ServerFacts {
+            version: "15.18".into(),
+            version_num: 150018,
+            wal_level: "logical".into(),
+            max_replication_slots: 10,
+            replication_slots_used: 0,
+            max_wal_senders: 10,
+            wal_senders_used: 1,
+            max_logical_replication_workers: 4,
+            max_worker_processes: 8,
+            max_slot_wal_keep_size: 10_240,
+            large_objects: 0,
+            oldest_transaction: None,
+        }
+    }
+
+    fn target() -> TargetFacts {
+        TargetFacts {
+            server: server(),
+            non_empty_tables: Vec::new(),
+        }
+    }
+
+    /// A table with a primary key on its first column.
+    fn keyed(schema: &str, name: &str) -> crate::catalog::Table {
+        let mut t = table(schema, name);
+        let column = t.columns[0].name.clone();
+        t.constraints.push(crate::catalog::Constraint {
+            name: format!("{name}_pkey"),
+            kind: crate::catalog::ConstraintKind::PrimaryKey,
+            columns: vec![column.clone()],
+            definition: format!("PRIMARY KEY ({column})"),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+            foreign_key: None,
+        });
+        t
+    }
+
+    /// `sales.orders` (moved from public) beside `people.customers`, assign applied.
+    fn assigned() -> (Plan, Catalog) {
+        let c = catalog(vec![keyed("sales", "orders"), keyed("people", "customers")]);
+        let mut p = plan_for(
+            &c,
+            &[
+                ("sales", &["public.orders"]),
+                ("people", &["public.customers"]),
+            ],
+        );
+        let mut record = PhaseRecord::planned(
+            phase_names::ASSIGN.into(),
+            String::new(),
+            GateHints {
+                renames: vec![Rename {
+                    from: "public.orders".into(),
+                    to: "sales.orders".into(),
+                    compat_view: true,
+                }],
+                ..GateHints::default()
+            },
+            Vec::new(),
+        );
+        record.state = PhaseState::Applied;
+        p.phases.push(record);
+        (p, c)
+    }
+
+    fn whats(refusals: &[Refusal]) -> Vec<String> {
+        refusals.iter().map(|r| r.what.clone()).collect()
+    }
+
+    #[test]
+    fn a_ready_domain_passes() {
+        let (p, c) = assigned();
+        let found = check(
+            &p,
+            &c,
+            "sales",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn every_server_problem_is_named_at_once() {
+        let (p, c) = assigned();
+        let mut source = server();
+        source.wal_level = "replica".into();
+        source.replication_slots_used = 9;
+        source.wal_senders_used = 9;
+        source.max_slot_wal_keep_size = -1;
+        source.large_objects = 2;
+        source.oldest_transaction = Some((600.0, 4242));
+        let mut t = target();
+        t.server.version_num = 140011;
+        t.server.version = "14.11".into();
+        t.server.max_logical_replication_workers = 1;
+        t.server.max_worker_processes = 2;
+        t.non_empty_tables = vec![QualName::new("sales", "orders")];
+        let found = check(&p, &c, "sales", &source, &t, &Acceptances::default());
+        let all = found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "target server: PostgreSQL 14.11 is too old",
+            "wal_level on the source: is replica",
+            "max_replication_slots on the source: 1 of 10 are free; the move needs 3",
+            "max_wal_senders on the source: 1 of 10 are free",
+            "max_logical_replication_workers on the target: is 1",
+            "max_worker_processes on the target: is 2",
+            "max_slot_wal_keep_size on the source: is unlimited",
+            "large objects: the source holds 2",
+            "backend pid 4242 has had a transaction open for 600 s",
+            "table sales.orders on the target: already holds rows",
+        ] {
+            assert!(all.contains(needle), "{needle:?} not in\n{all}");
+        }
+        // Accepted explicitly, the unlimited slot WAL is no refusal.
+        let accepted = Acceptances {
+            unlimited_slot_wal: true,
+            ..Acceptances::default()
+        };
+        let found = check(&p, &c, "sales", &source, &t, &accepted);
+        assert!(!whats(&found)
+            .iter()
+            .any(|w| w.contains("max_slot_wal_keep_size")));
+    }
+
+    #[test]
+    fn tables_that_cannot_be_replicated_are_refused() {
+        let (p, mut c) = assigned();
+        let mut no_key = table("sales", "events");
+        no_key.constraints.clear();
+        let mut nothing = keyed("sales", "audit");
+        nothing.replica_identity = ReplicaIdentity::Nothing;
+        let mut full = keyed("sales", "ledger");
+        full.replica_identity = ReplicaIdentity::Full;
+        let mut unlogged = keyed("sales", "scratch");
+        unlogged.unlogged = true;
+        c.tables.extend([no_key, nothing, full, unlogged]);
+        c.normalize();
+        let found = check(
+            &p,
+            &c,
+            "sales",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        let all = found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            all.contains("table sales.events: has no primary key"),
+            "{all}"
+        );
+        assert!(
+            all.contains("table sales.audit: has replica identity NOTHING"),
+            "{all}"
+        );
+        assert!(
+            all.contains("table sales.ledger: has replica identity FULL"),
+            "{all}"
+        );
+        assert!(all.contains("table sales.scratch: is unlogged"), "{all}");
+
+        // FULL, accepted by a decision.
+        let mut p = p;
+        p.decisions.push(Decision {
+            subject: "replica identity sales.ledger".into(),
+            choice: REPLICA_IDENTITY_FULL_CHOICE.into(),
+            reason: "append-only".into(),
+        });
+        let found = check(
+            &p,
+            &c,
+            "sales",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        assert!(!whats(&found).contains(&"table sales.ledger".to_string()));
+    }
+
+    #[test]
+    fn decisions_that_only_hold_on_one_server_are_refused() {
+        let (mut p, c) = assigned();
+        for (subject, choice) in [
+            ("read public.orders by crm", "temporary-grant"),
+            (
+                "write public.orders by crm",
+                "temporary-grant:sales-service",
+            ),
+            ("read public.orders by billing", "replicate"),
+            ("read public.customers by sales", "temporary-grant"),
+        ] {
+            p.decisions.push(Decision {
+                subject: subject.into(),
+                choice: choice.into(),
+                reason: "until the move".into(),
+            });
+        }
+        let found = check(
+            &p,
+            &c,
+            "sales",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        let subjects = whats(&found);
+        assert_eq!(
+            subjects,
+            ["read public.orders by crm", "write public.orders by crm"],
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_foreign_key_kept_until_the_move_stops_both_of_its_domains() {
+        let (mut p, mut c) = assigned();
+        let orders = c
+            .tables
+            .iter_mut()
+            .find(|t| t.name == QualName::new("sales", "orders"))
+            .unwrap();
+        orders.constraints.push(crate::catalog::Constraint {
+            name: "orders_customer_fkey".into(),
+            kind: crate::catalog::ConstraintKind::ForeignKey,
+            columns: vec!["total".into()],
+            definition: "FOREIGN KEY (total) REFERENCES people.customers(total)".into(),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+            foreign_key: Some(crate::catalog::ForeignKey {
+                references: QualName::new("people", "customers"),
+                referenced_columns: vec!["total".into()],
+                on_update: crate::catalog::FkAction::NoAction,
+                on_delete: crate::catalog::FkAction::NoAction,
+                match_full: false,
+            }),
+        });
+        p.decisions.push(Decision {
+            subject: "foreign key public.orders.orders_customer_fkey".into(),
+            choice: "keep-until-move".into(),
+            reason: String::new(),
+        });
+        for domain in ["sales", "people"] {
+            let found = check(
+                &p,
+                &c,
+                domain,
+                &server(),
+                &target(),
+                &Acceptances::default(),
+            );
+            assert_eq!(
+                whats(&found),
+                ["foreign key public.orders.orders_customer_fkey"],
+                "{domain}"
+            );
+        }
+        p.decisions[0].choice = "drop-at-move".into();
+        let found = check(
+            &p,
+            &c,
+            "people",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn an_unknown_domain_or_assign_not_applied_is_refused() {
+        let (mut p, c) = assigned();
+        let found = check(
+            &p,
+            &c,
+            "nowhere",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        assert_eq!(whats(&found), ["domain nowhere"]);
+        p.phases.clear();
+        let found = check(
+            &p,
+            &c,
+            "sales",
+            &server(),
+            &target(),
+            &Acceptances::default(),
+        );
+        assert_eq!(whats(&found), ["assign"]);
+    }
+}
