@@ -2,6 +2,7 @@
 //! serializable, with no connection in it; [`reader`] fills it from a live server in
 //! a fixed number of queries, and [`fingerprint`] reduces it to what a plan depends on.
 
+pub mod facts;
 pub mod fingerprint;
 pub mod reader;
 

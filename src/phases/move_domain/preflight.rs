@@ -11,25 +11,7 @@ use crate::catalog::{Catalog, QualName, ReplicaIdentity, TableKind};
 use crate::plan::{phase_names, Plan};
 use crate::sql::display_ident;
 
-/// What the preflight needs to know about a server (the command reads it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerFacts {
-    pub version: String,
-    pub version_num: i32,
-    pub wal_level: String,
-    pub max_replication_slots: i32,
-    pub replication_slots_used: i32,
-    pub max_wal_senders: i32,
-    pub wal_senders_used: i32,
-    pub max_logical_replication_workers: i32,
-    pub max_worker_processes: i32,
-    /// Megabytes; -1 for unlimited.
-    pub max_slot_wal_keep_size: i64,
-    /// Large objects in the database (`pg_largeobject_metadata`).
-    pub large_objects: i64,
-    /// The oldest open transaction's age in seconds, with its backend pid.
-    pub oldest_transaction: Option<(f64, i32)>,
-}
+pub use crate::catalog::facts::ServerFacts;
 
 /// The target's side: its server, and which of the domain's tables already hold rows
 /// there.
