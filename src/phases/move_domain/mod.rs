@@ -4,3 +4,4 @@
 //! (see the open issue for move).
 
 pub mod preflight;
+pub mod schema;

@@ -1,0 +1,332 @@
+//! The domain's schema on its new server, generated from the catalog model (never by
+//! shelling out to pg_dump), as steps on `domain:NAME`: the schema, its sequences,
+//! its tables with their columns (types, defaults, identity, generated expressions),
+//! primary keys, unique, check and exclusion constraints and replica identity. What
+//! would slow the initial copy is `deferred`, built once the copy is done: secondary
+//! indexes, and foreign keys inside the domain (added `NOT VALID`, then validated).
+//!
+//! Not generated yet: types, functions, triggers, views, roles and grants.
+
+use super::super::{lit, relation_exists};
+use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table};
+use crate::engine::{Action, SqlAction, Step, Target};
+use crate::sql::{display_ident, ident, qualified};
+
+/// The steps that make the domain's schema on its server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSchema {
+    /// Before the copy: schema, sequences, tables and their keys.
+    pub steps: Vec<Step>,
+    /// After the copy: secondary indexes, foreign keys (NOT VALID, then VALIDATE).
+    pub deferred: Vec<Step>,
+}
+
+fn step(domain: &str, id: String, description: String, action: SqlAction) -> Step {
+    Step {
+        id,
+        description,
+        target: Target::Domain(domain.to_string()),
+        action: Action::Sql(action),
+    }
+}
+
+fn sql(sql: String, done_check: String, undo: String) -> SqlAction {
+    SqlAction {
+        sql,
+        done_check,
+        undo,
+        transactional: true,
+        strong_lock: false,
+        secret: None,
+    }
+}
+
+/// The target schema of `domain`, whose relations assign put in the schema of that
+/// name.
+pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
+    let mut steps = Vec::new();
+    let mut deferred = Vec::new();
+    let schema = ident(domain);
+    steps.push(step(
+        domain,
+        format!("create schema {}", display_ident(domain)),
+        format!("schema {} on the domain's server", display_ident(domain)),
+        sql(
+            format!("CREATE SCHEMA {schema};"),
+            format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
+                lit(domain)
+            ),
+            format!("DROP SCHEMA {schema};"),
+        ),
+    ));
+    let here = |schema: &str| schema == domain;
+    // Sequences an identity column makes itself.
+    for seq in catalog
+        .sequences
+        .iter()
+        .filter(|s| here(&s.name.schema) && !s.identity)
+    {
+        steps.push(step(
+            domain,
+            format!("create sequence {}", seq.name),
+            format!("sequence {}", seq.name),
+            sql(
+                create_sequence(seq),
+                relation_exists(&seq.name.schema, &seq.name.name, "'S'"),
+                format!(
+                    "DROP SEQUENCE {};",
+                    qualified(&seq.name.schema, &seq.name.name)
+                ),
+            ),
+        ));
+    }
+    // Parents before their partitions.
+    let mut tables: Vec<&Table> = catalog
+        .tables
+        .iter()
+        .filter(|t| here(&t.name.schema))
+        .collect();
+    tables.sort_by_key(|t| t.partition_of.is_some());
+    for table in tables {
+        let name = qualified(&table.name.schema, &table.name.name);
+        let mut text = create_table(table);
+        for c in table.constraints.iter().filter(|c| {
+            !c.inherited
+                && matches!(
+                    c.kind,
+                    ConstraintKind::PrimaryKey
+                        | ConstraintKind::Unique
+                        | ConstraintKind::Check
+                        | ConstraintKind::Exclusion
+                )
+        }) {
+            text.push_str(&format!(
+                "ALTER TABLE {name} ADD CONSTRAINT {} {};\n",
+                ident(&c.name),
+                c.definition
+            ));
+        }
+        for seq in catalog.sequences.iter().filter(|s| !s.identity) {
+            if let Some(owner) = seq.owned_by.as_ref().filter(|o| o.table == table.name) {
+                text.push_str(&format!(
+                    "ALTER SEQUENCE {} OWNED BY {name}.{};\n",
+                    qualified(&seq.name.schema, &seq.name.name),
+                    ident(&owner.column)
+                ));
+            }
+        }
+        match &table.replica_identity {
+            ReplicaIdentity::Full => {
+                text.push_str(&format!("ALTER TABLE {name} REPLICA IDENTITY FULL;\n"))
+            }
+            ReplicaIdentity::Nothing => {
+                text.push_str(&format!("ALTER TABLE {name} REPLICA IDENTITY NOTHING;\n"))
+            }
+            ReplicaIdentity::Index(index) => text.push_str(&format!(
+                "ALTER TABLE {name} REPLICA IDENTITY USING INDEX {};\n",
+                ident(index)
+            )),
+            ReplicaIdentity::Default => {}
+        }
+        steps.push(step(
+            domain,
+            format!("create table {}", table.name),
+            format!("table {} with its keys", table.name),
+            sql(
+                text,
+                relation_exists(&table.name.schema, &table.name.name, "'r', 'p'"),
+                format!("DROP TABLE {name};"),
+            ),
+        ));
+        for index in table
+            .indexes
+            .iter()
+            .filter(|i| i.constraint.is_none() && !i.primary)
+        {
+            deferred.push(step(
+                domain,
+                format!(
+                    "create index {}.{}",
+                    display_ident(domain),
+                    display_ident(&index.name)
+                ),
+                format!(
+                    "index {} on {} (after the copy)",
+                    display_ident(&index.name),
+                    table.name
+                ),
+                sql(
+                    format!("{};", index.definition),
+                    relation_exists(domain, &index.name, "'i', 'I'"),
+                    format!("DROP INDEX {};", qualified(domain, &index.name)),
+                ),
+            ));
+        }
+    }
+    // Foreign keys between the domain's own tables; one across domains cannot hold on
+    // two servers (the preflight refuses to move while one is kept).
+    for table in catalog.tables.iter().filter(|t| here(&t.name.schema)) {
+        let name = qualified(&table.name.schema, &table.name.name);
+        for (c, fk) in table.foreign_keys().filter(|(c, _)| !c.inherited) {
+            if !here(&fk.references.schema) {
+                continue;
+            }
+            let exists = format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {}::regclass AND conname = {}",
+                lit(&name),
+                lit(&c.name)
+            );
+            let constraint = ident(&c.name);
+            deferred.push(step(
+                domain,
+                format!("add foreign key {}.{}", table.name, display_ident(&c.name)),
+                format!(
+                    "foreign key {} on {}, not yet validated",
+                    display_ident(&c.name),
+                    table.name
+                ),
+                sql(
+                    format!(
+                        "ALTER TABLE {name} ADD CONSTRAINT {constraint} {} NOT VALID;",
+                        c.definition
+                    ),
+                    format!("{exists})"),
+                    format!("ALTER TABLE {name} DROP CONSTRAINT {constraint};"),
+                ),
+            ));
+            deferred.push(step(
+                domain,
+                format!(
+                    "validate foreign key {}.{}",
+                    table.name,
+                    display_ident(&c.name)
+                ),
+                format!(
+                    "foreign key {} on {} checked against the copied rows",
+                    display_ident(&c.name),
+                    table.name
+                ),
+                sql(
+                    format!("ALTER TABLE {name} VALIDATE CONSTRAINT {constraint};"),
+                    format!("{exists} AND convalidated)"),
+                    // A constraint cannot be made unvalidated again; its undo is the
+                    // previous step's.
+                    "SELECT 1;".into(),
+                ),
+            ));
+        }
+    }
+    TargetSchema { steps, deferred }
+}
+
+fn create_sequence(seq: &Sequence) -> String {
+    format!(
+        "CREATE SEQUENCE {} AS {} INCREMENT BY {} MINVALUE {} MAXVALUE {} START WITH {}{};",
+        qualified(&seq.name.schema, &seq.name.name),
+        seq.data_type,
+        seq.increment,
+        seq.min,
+        seq.max,
+        seq.start,
+        if seq.cycle { " CYCLE" } else { "" }
+    )
+}
+
+fn create_table(table: &Table) -> String {
+    let name = qualified(&table.name.schema, &table.name.name);
+    if let (Some(parent), Some(bound)) = (&table.partition_of, &table.partition_bound) {
+        return format!(
+            "CREATE TABLE {name} PARTITION OF {} {bound};\n",
+            qualified(&parent.schema, &parent.name)
+        );
+    }
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let mut col = format!("{} {}", ident(&c.name), c.type_name);
+            if let Some(expr) = &c.generated {
+                col.push_str(&format!(" GENERATED ALWAYS AS ({expr}) STORED"));
+            } else if let Some(identity) = c.identity {
+                col.push_str(match identity {
+                    Identity::Always => " GENERATED ALWAYS AS IDENTITY",
+                    Identity::ByDefault => " GENERATED BY DEFAULT AS IDENTITY",
+                });
+            } else if let Some(default) = &c.default {
+                col.push_str(&format!(" DEFAULT {default}"));
+            }
+            if c.not_null {
+                col.push_str(" NOT NULL");
+            }
+            col
+        })
+        .collect();
+    let partitioned = table
+        .partition_key
+        .as_ref()
+        .map(|key| format!(" PARTITION BY {key}"))
+        .unwrap_or_default();
+    format!(
+        "CREATE TABLE {name} (\n    {}\n){partitioned};\n",
+        columns.join(",\n    ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{catalog, table};
+
+    #[test]
+    fn tables_come_with_keys_and_indexes_and_foreign_keys_wait() {
+        let mut t = table("Sälës \"x\"", "order");
+        t.columns[0].identity = Some(Identity::Always);
+        t.columns[0].not_null = true;
+        t.constraints.push(crate::catalog::Constraint {
+            name: "order_pkey".into(),
+            kind: ConstraintKind::PrimaryKey,
+            columns: vec![t.columns[0].name.clone()],
+            definition: format!("PRIMARY KEY ({})", t.columns[0].name),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+            foreign_key: None,
+        });
+        t.indexes.push(crate::catalog::Index {
+            name: "order_total_idx".into(),
+            definition:
+                "CREATE INDEX order_total_idx ON \"Sälës \"\"x\"\"\".\"order\" USING btree (total)"
+                    .into(),
+            unique: false,
+            primary: false,
+            columns: vec!["total".into()],
+            constraint: None,
+        });
+        let c = catalog(vec![t]);
+        let schema = target_schema(&c, "Sälës \"x\"");
+        let ids: Vec<&str> = schema.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema \"Sälës \"\"x\"\"\"",
+                "create table \"Sälës \"\"x\"\"\".order"
+            ]
+        );
+        let table_sql = &schema.steps[1].sql_action().unwrap().sql;
+        assert!(table_sql.starts_with("CREATE TABLE \"Sälës \"\"x\"\"\".\"order\" (\n    \"total\" integer GENERATED ALWAYS AS IDENTITY NOT NULL"), "{table_sql}");
+        assert!(
+            table_sql.contains("ADD CONSTRAINT \"order_pkey\" PRIMARY KEY (total);"),
+            "{table_sql}"
+        );
+        assert!(schema
+            .steps
+            .iter()
+            .all(|s| s.target == Target::Domain("Sälës \"x\"".into())));
+        let deferred: Vec<&str> = schema.deferred.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            deferred,
+            ["create index \"Sälës \"\"x\"\"\".order_total_idx"]
+        );
+    }
+}
