@@ -164,19 +164,26 @@ fn schema_shape(server: &carve::pgtemp::TempServer, db: &str, schema: &str) -> S
     statements.join(";\n")
 }
 
-#[tokio::test]
-async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
-    use carve::engine::endpoint::{Endpoint, Endpoints, Session};
-    use carve::engine::executor::{run, LockPolicy, Planned, RunContext, RunEnd};
-    use carve::engine::Target;
-    use carve::phases::move_domain::schema::target_schema;
-    use carve::plan::{GateHints, PhaseId, PhaseRecord, StepStatus};
+/// The library after assign, a second server for its reading-list domain, and the
+/// endpoints of both.
+struct Moving {
+    source: carve::pgtemp::TempServer,
+    target: carve::pgtemp::TempServer,
+    dir: tempfile::TempDir,
+    m: Monolith,
+    plan: Plan,
+    domain: String,
+    catalog: carve::catalog::Catalog,
+    endpoints: carve::engine::endpoint::Endpoints,
+}
 
+async fn library_moving() -> Moving {
+    use carve::engine::endpoint::{Endpoint, Endpoints, Session};
     let source = server();
     let dir = tempfile::tempdir().unwrap();
     let m = example_monolith(&source, dir.path(), "library", "library").await;
     assert_success(&run_carve(&m, &["assign"]));
-    let mut plan = Plan::load(&m.plan).unwrap();
+    let plan = Plan::load(&m.plan).unwrap();
     let domain = plan
         .domains
         .iter()
@@ -185,14 +192,6 @@ async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
         .name
         .clone();
     let catalog = catalog_of(&source, &m.db).await;
-    let generated = target_schema(&catalog, &domain);
-    let steps: Vec<carve::engine::Step> = generated
-        .steps
-        .iter()
-        .chain(&generated.deferred)
-        .cloned()
-        .collect();
-
     let target = server();
     create_db(&target, "library", "SELECT 1").await;
     let session = |conninfo: String| async move {
@@ -202,39 +201,258 @@ async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
     };
     let mut endpoints = Endpoints::source_only(session(m.conninfo.clone()).await);
     endpoints.insert(
-        Target::Domain(domain.clone()),
+        carve::engine::Target::Domain(domain.clone()),
         Endpoint::Postgres(session(target.conninfo("library")).await),
     );
-    let id = PhaseId::new("move", Some(&domain));
-    plan.phases.push(PhaseRecord::planned(
-        id.clone(),
-        String::new(),
-        GateHints::default(),
-        steps.clone(),
-    ));
-    let events = carve::engine::events::Recorded::default();
-    let interrupted = std::sync::atomic::AtomicBool::new(false);
-    let end = run(
-        RunContext {
-            endpoints: &endpoints,
-            plan: &mut plan,
-            plan_path: &m.plan,
-            policy: &LockPolicy::default(),
-            events: &events,
-            interrupted: &interrupted,
-        },
-        &id,
-        &Planned::each(&steps),
-        StepStatus::Done,
-    )
-    .await
-    .unwrap();
+    Moving {
+        source,
+        target,
+        dir,
+        m,
+        plan,
+        domain,
+        catalog,
+        endpoints,
+    }
+}
+
+impl Moving {
+    /// Records `steps` as the domain's move phase and runs them.
+    async fn run(
+        &mut self,
+        steps: &[carve::engine::Step],
+        done_as: carve::plan::StepStatus,
+    ) -> carve::engine::executor::RunEnd {
+        let id = carve::plan::PhaseId::new("move", Some(&self.domain));
+        if self.plan.phase(&id).is_none() {
+            self.plan.phases.push(carve::plan::PhaseRecord::planned(
+                id.clone(),
+                String::new(),
+                Default::default(),
+                steps.to_vec(),
+            ));
+        }
+        run_steps(
+            &self.endpoints,
+            &mut self.plan,
+            &self.m.plan,
+            &id,
+            steps,
+            done_as,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
+    use carve::engine::executor::RunEnd;
+    use carve::phases::move_domain::schema::target_schema;
+
+    let mut moving = library_moving().await;
+    let generated = target_schema(&moving.catalog, &moving.domain);
+    let steps: Vec<carve::engine::Step> = generated
+        .steps
+        .iter()
+        .chain(&generated.deferred)
+        .cloned()
+        .collect();
+    let end = moving.run(&steps, carve::plan::StepStatus::Done).await;
     assert!(
         matches!(end, RunEnd::Completed { skipped: 0, .. }),
         "{end:?}"
     );
     assert_eq!(
-        schema_shape(&target, "library", &domain),
-        schema_shape(&source, &m.db, &domain)
+        schema_shape(&moving.target, "library", &moving.domain),
+        schema_shape(&moving.source, &moving.m.db, &moving.domain)
     );
+}
+
+/// Row count and an ordered hash of a table.
+async fn rows(client: &tokio_postgres::Client, table: &str) -> (i64, String) {
+    let row = client
+        .query_one(
+            &format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e:?}"));
+    (row.get(0), row.get(1))
+}
+
+/// The library's reading-list domain copied to a second server by the generated
+/// steps on PostgreSQL's logical replication, through the executor: equal rows, a
+/// new row followed within seconds, and the undo leaving no slot, publication,
+/// subscription or role behind. No password reaches the plan.
+#[tokio::test]
+async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cleanly() {
+    use carve::engine::executor::RunEnd;
+    use carve::engine::undo_steps;
+    use carve::phases::move_domain::replication::{replication_steps, Link, Names};
+    use carve::phases::move_domain::schema::target_schema;
+    use carve::plan::StepStatus;
+
+    let mut moving = library_moving().await;
+    let passwords = moving.dir.path().join("passwords");
+    let link = Link {
+        conninfo: format!(
+            "host=127.0.0.1 port={} dbname=library",
+            moving.source.port()
+        ),
+        password_file: passwords.clone(),
+        host: "127.0.0.1".into(),
+        port: moving.source.port(),
+        database: "library".into(),
+    };
+    let domain = moving.domain.clone();
+    let schema = target_schema(&moving.catalog, &domain);
+    let steps: Vec<carve::engine::Step> = schema
+        .steps
+        .iter()
+        .cloned()
+        .chain(replication_steps(
+            &domain,
+            &link,
+            std::time::Duration::from_secs(60),
+        ))
+        .chain(schema.deferred.iter().cloned())
+        .collect();
+    let end = moving.run(&steps, StepStatus::Done).await;
+    assert!(matches!(end, RunEnd::Completed { .. }), "{end:?}");
+
+    let source_client = client(&moving.m.conninfo).await;
+    let target_client = client(&moving.target.conninfo("library")).await;
+    for table in ["reading_list", "book_catalog"] {
+        let name = format!("{}.{table}", carve::sql::ident(&domain));
+        assert_eq!(
+            rows(&target_client, &name).await,
+            rows(&source_client, &name).await,
+            "{table}"
+        );
+        assert!(rows(&source_client, &name).await.0 > 0, "{table} has rows");
+    }
+    // A change made through the compatibility view reaches the new server.
+    source_client
+        .batch_execute("UPDATE book_catalog SET title = 'Followed' WHERE id = 1")
+        .await
+        .unwrap();
+    let mut followed = false;
+    for _ in 0..100 {
+        let n: i64 = target_client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.book_catalog WHERE id = 1 AND title = 'Followed'",
+                    carve::sql::ident(&domain)
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 1 {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(followed, "the update did not reach the domain's server");
+    // The password is in the file (0600) and nowhere in the plan.
+    let secret = std::fs::read_to_string(&passwords).unwrap();
+    let password = secret.trim_end().rsplit(':').next().unwrap().to_string();
+    assert_eq!(password.len(), 32);
+    moving.plan.save(&moving.m.plan).unwrap();
+    assert!(!std::fs::read_to_string(&moving.m.plan)
+        .unwrap()
+        .contains(&password));
+
+    // Undo: everything on both servers is gone.
+    let end = moving.run(&undo_steps(&steps), StepStatus::Undone).await;
+    assert!(matches!(end, RunEnd::Completed { .. }), "{end:?}");
+    let names = Names::of(&domain);
+    let lit = |s: &str| carve::sql::literal(s).unwrap();
+    assert_eq!(
+        count(
+            &source_client,
+            format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = {}",
+                lit(&names.slot)
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &source_client,
+            format!(
+                "SELECT count(*) FROM pg_publication WHERE pubname = {}",
+                lit(&names.publication)
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &source_client,
+            format!(
+                "SELECT count(*) FROM pg_roles WHERE rolname = {}",
+                lit(&names.role)
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &target_client,
+            "SELECT count(*) FROM pg_subscription".into()
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &target_client,
+            format!(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
+                lit(&domain)
+            )
+        )
+        .await,
+        0
+    );
+}
+
+/// Runs `steps` through the executor as phase `id`.
+async fn run_steps(
+    endpoints: &carve::engine::endpoint::Endpoints,
+    plan: &mut Plan,
+    path: &std::path::Path,
+    id: &carve::plan::PhaseId,
+    steps: &[carve::engine::Step],
+    done_as: carve::plan::StepStatus,
+) -> carve::engine::executor::RunEnd {
+    use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
+    let events = carve::engine::events::Recorded::default();
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    run(
+        RunContext {
+            endpoints,
+            plan,
+            plan_path: path,
+            policy: &LockPolicy::default(),
+            events: &events,
+            interrupted: &interrupted,
+        },
+        id,
+        &Planned::each(steps),
+        done_as,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+async fn count(client: &tokio_postgres::Client, sql: String) -> i64 {
+    client.query_one(&sql, &[]).await.unwrap().get(0)
 }

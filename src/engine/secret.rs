@@ -5,6 +5,25 @@ use super::{SecretInput, SqlAction, SECRET_VARIABLE};
 use crate::conn::password::{self, PasswordFile};
 use crate::sql::literal;
 
+/// `role`'s password in the password file, or a new one appended there (and synced)
+/// first.
+fn password_of(
+    file: &std::path::Path,
+    host: &str,
+    port: u16,
+    database: &str,
+    role: &str,
+) -> Result<crate::conn::Secret, String> {
+    let file = PasswordFile::check(file).map_err(|e| format!("{e:#}"))?;
+    if let Some(existing) = file.lookup(host, port, database, role) {
+        return Ok(existing);
+    }
+    let fresh = password::generate().map_err(|e| format!("cannot generate a password: {e}"))?;
+    file.append(host, port, database, role, &fresh)
+        .map_err(|e| format!("cannot write {}: {e}", file.path().display()))?;
+    Ok(fresh)
+}
+
 /// `action` with its secret in place of `:'carve_secret'`. For a password, the file's
 /// line for the role is used, or a new password is appended to the file (and synced)
 /// before it is sent, so a crash between the two is finished by a re-run with the
@@ -20,19 +39,20 @@ pub fn resolve(action: &SqlAction) -> Result<SqlAction, String> {
             port,
             database,
             role,
+        } => password::verifier(&password_of(file, host, *port, database, role)?),
+        SecretInput::ConninfoWithPassword {
+            file,
+            host,
+            port,
+            database,
+            role,
+            conninfo,
         } => {
-            let file = PasswordFile::check(file).map_err(|e| format!("{e:#}"))?;
-            let secret = match file.lookup(host, *port, database, role) {
-                Some(existing) => existing,
-                None => {
-                    let fresh = password::generate()
-                        .map_err(|e| format!("cannot generate a password: {e}"))?;
-                    file.append(host, *port, database, role, &fresh)
-                        .map_err(|e| format!("cannot write {}: {e}", file.path().display()))?;
-                    fresh
-                }
-            };
-            password::verifier(&secret)
+            let secret = password_of(file, host, *port, database, role)?;
+            format!(
+                "{conninfo} password={}",
+                crate::conn::quote_value(secret.expose())
+            )
         }
     };
     let quoted = literal(&value).map_err(|e| e.to_string())?;

@@ -215,13 +215,26 @@ pub enum SecretInput {
         database: String,
         role: String,
     },
+    /// A connection string (`conninfo`, without password) completed with `role`'s
+    /// password from the password file (generated and appended when missing): what a
+    /// subscription needs to reach its publisher. PostgreSQL keeps it in
+    /// `pg_subscription`; carve keeps it nowhere but the file.
+    ConninfoWithPassword {
+        file: std::path::PathBuf,
+        host: String,
+        port: u16,
+        database: String,
+        role: String,
+        conninfo: String,
+    },
 }
 
 impl SecretInput {
     /// The file the secret is kept in.
     pub fn file(&self) -> &std::path::Path {
         match self {
-            SecretInput::PasswordVerifier { file, .. } => file,
+            SecretInput::PasswordVerifier { file, .. }
+            | SecretInput::ConninfoWithPassword { file, .. } => file,
         }
     }
 
@@ -230,6 +243,11 @@ impl SecretInput {
         match self {
             SecretInput::PasswordVerifier { file, role, .. } => format!(
                 "the password of role {} from {}",
+                crate::sql::display_ident(role),
+                file.display()
+            ),
+            SecretInput::ConninfoWithPassword { file, role, .. } => format!(
+                "a connection as role {} with its password from {}",
                 crate::sql::display_ident(role),
                 file.display()
             ),

@@ -4,4 +4,5 @@
 //! (see the open issue for move).
 
 pub mod preflight;
+pub mod replication;
 pub mod schema;

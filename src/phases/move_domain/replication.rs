@@ -1,0 +1,253 @@
+//! The copy and catch-up on PostgreSQL's own logical replication, as steps: on the
+//! source a replication role (its password only in the password file) allowed to
+//! read the domain's schema, and a publication `FOR TABLES IN SCHEMA`; on the target
+//! a subscription (`copy_data`, `streaming`, `disable_on_error`, a slot of carve's
+//! name), then a wait until every table is copied and ready. Undone last step
+//! first: the subscription dropped (with its slot on the source), the publication,
+//! the grants, the role.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::super::lit;
+use crate::engine::{Action, OnTimeout, SecretInput, SqlAction, Step, Target, WaitAction};
+use crate::sql::{display_ident, ident};
+
+/// How the target reaches the source, and where the replication role's password is
+/// kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// A libpq connection string from the target to the source, without user or
+    /// password (`host=db1 port=5432 dbname=shop`).
+    pub conninfo: String,
+    pub password_file: PathBuf,
+    /// The password file line's host, port and database.
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+/// The names carve gives a domain's replication objects: ASCII, lower case, unique
+/// per domain (a digest of the domain's name), at most 63 bytes. Slot names allow
+/// nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub role: String,
+    pub publication: String,
+    pub subscription: String,
+    pub slot: String,
+}
+
+impl Names {
+    pub fn of(domain: &str) -> Names {
+        let digest: String = Sha256::digest(domain.as_bytes())[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut base = crate::analysis::snake_case(domain);
+        base.truncate(40);
+        let base = format!("carve_{}_{digest}", base.trim_end_matches('_'));
+        Names {
+            role: format!("{base}_repl"),
+            publication: base.clone(),
+            subscription: base.clone(),
+            slot: base,
+        }
+    }
+}
+
+fn sql_step(target: Target, id: String, description: String, action: SqlAction) -> Step {
+    Step {
+        id,
+        description,
+        target,
+        action: Action::Sql(action),
+    }
+}
+
+/// The steps that copy `domain`'s schema from the source to its server and keep it
+/// in step, ending when every table is copied.
+pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> Vec<Step> {
+    let names = Names::of(domain);
+    let on_target = Target::Domain(domain.to_string());
+    let role = ident(&names.role);
+    let schema = ident(domain);
+    let publication = ident(&names.publication);
+    let subscription = ident(&names.subscription);
+    let role_exists = format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {})",
+        lit(&names.role)
+    );
+    let subscription_id = format!(
+        "(SELECT oid FROM pg_catalog.pg_subscription WHERE subname = {})",
+        lit(&names.subscription)
+    );
+    vec![
+        sql_step(
+            Target::Source,
+            format!("create replication role {}", names.role),
+            format!(
+                "role {} that the {} server's subscription logs in as (its password only in {})",
+                names.role,
+                display_ident(domain),
+                link.password_file.display()
+            ),
+            SqlAction {
+                sql: format!(
+                    "CREATE ROLE {role} LOGIN REPLICATION PASSWORD {};",
+                    crate::engine::SECRET_VARIABLE
+                ),
+                done_check: role_exists.clone(),
+                undo: format!("DROP ROLE {role};"),
+                transactional: true,
+                strong_lock: false,
+                secret: Some(SecretInput::PasswordVerifier {
+                    file: link.password_file.clone(),
+                    host: link.host.clone(),
+                    port: link.port,
+                    database: link.database.clone(),
+                    role: names.role.clone(),
+                }),
+            },
+        ),
+        sql_step(
+            Target::Source,
+            format!("grant read on {} to {}", display_ident(domain), names.role),
+            format!("{} may read the domain's tables to copy them", names.role),
+            SqlAction {
+                sql: format!(
+                    "GRANT USAGE ON SCHEMA {schema} TO {role};\nGRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};"
+                ),
+                done_check: format!(
+                    "{role_exists} AND has_schema_privilege({}, {}, 'USAGE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = {} AND NOT has_table_privilege({}, format('%I.%I', schemaname, tablename), 'SELECT'))",
+                    lit(&names.role),
+                    lit(domain),
+                    lit(domain),
+                    lit(&names.role)
+                ),
+                undo: format!(
+                    "REVOKE SELECT ON ALL TABLES IN SCHEMA {schema} FROM {role};\nREVOKE USAGE ON SCHEMA {schema} FROM {role};"
+                ),
+                transactional: true,
+                strong_lock: false,
+                secret: None,
+            },
+        ),
+        sql_step(
+            Target::Source,
+            format!("create publication {}", names.publication),
+            format!("publication of every table in schema {}", display_ident(domain)),
+            SqlAction {
+                sql: format!("CREATE PUBLICATION {publication} FOR TABLES IN SCHEMA {schema};"),
+                done_check: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = {})",
+                    lit(&names.publication)
+                ),
+                undo: format!("DROP PUBLICATION {publication};"),
+                transactional: true,
+                strong_lock: false,
+                secret: None,
+            },
+        ),
+        sql_step(
+            on_target.clone(),
+            format!("create subscription {}", names.subscription),
+            format!(
+                "subscription on the {} server: copies the tables, then follows every change",
+                display_ident(domain)
+            ),
+            SqlAction {
+                sql: format!(
+                    "CREATE SUBSCRIPTION {subscription} CONNECTION {} PUBLICATION {publication} WITH (copy_data = true, streaming = on, disable_on_error = true, slot_name = {});",
+                    crate::engine::SECRET_VARIABLE,
+                    lit(&names.slot)
+                ),
+                done_check: format!("{subscription_id} IS NOT NULL"),
+                // Dropping it drops its slot on the source too.
+                undo: format!("DROP SUBSCRIPTION {subscription};"),
+                // CREATE SUBSCRIPTION makes a slot: not inside a transaction block.
+                transactional: false,
+                strong_lock: false,
+                secret: Some(SecretInput::ConninfoWithPassword {
+                    file: link.password_file.clone(),
+                    host: link.host.clone(),
+                    port: link.port,
+                    database: link.database.clone(),
+                    role: names.role.clone(),
+                    conninfo: format!(
+                        "{} user={}",
+                        link.conninfo,
+                        crate::conn::quote_value(&names.role)
+                    ),
+                }),
+            },
+        ),
+        Step {
+            id: format!("wait for the copy of {}", display_ident(domain)),
+            description: format!("the initial copy of {}'s tables", display_ident(domain)),
+            target: on_target,
+            action: Action::Wait(WaitAction {
+                until: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id}) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id} AND srsubstate <> 'r')"
+                ),
+                progress: Some(format!(
+                    "SELECT count(*) FILTER (WHERE srsubstate = 'r'), count(*) FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id}"
+                )),
+                unit: "tables".into(),
+                every: Duration::from_millis(500),
+                timeout: copy_timeout,
+                on_timeout: OnTimeout::Fail,
+            }),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_names_are_ascii_unique_and_short() {
+        let a = Names::of("Dömain \"one\"; DROP");
+        let b = Names::of("Dömain \"one\"; DROP!");
+        assert_ne!(a.slot, b.slot);
+        for name in [
+            &a.role,
+            &a.publication,
+            &a.slot,
+            &Names::of(&"x".repeat(63)).role,
+        ] {
+            assert!(name.len() <= 63, "{name}");
+            assert!(
+                name.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_secret_reaches_the_steps() {
+        let link = Link {
+            conninfo: "host=127.0.0.1 port=5432 dbname=shop".into(),
+            password_file: "/tmp/passwords".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            database: "shop".into(),
+        };
+        let steps = replication_steps("sales", &link, Duration::from_secs(60));
+        let text = format!("{steps:?}");
+        assert!(!text.contains("password="), "{text}");
+        let sub = steps[3].sql_action().unwrap();
+        assert!(
+            sub.sql.contains("CONNECTION :'carve_secret'"),
+            "{}",
+            sub.sql
+        );
+        assert!(!sub.transactional);
+        assert!(matches!(steps[4].action, Action::Wait(_)));
+        assert_eq!(steps[3].target, Target::Domain("sales".into()));
+    }
+}
