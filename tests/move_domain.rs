@@ -288,7 +288,7 @@ async fn rows(client: &tokio_postgres::Client, table: &str) -> (i64, String) {
 async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cleanly() {
     use carve::engine::executor::RunEnd;
     use carve::engine::undo_steps;
-    use carve::phases::move_domain::replication::{replication_steps, Link, Names};
+    use carve::phases::move_domain::replication::{ready_steps, replication_steps, Link, Names};
     use carve::phases::move_domain::schema::target_schema;
     use carve::plan::StepStatus;
 
@@ -316,6 +316,7 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
             std::time::Duration::from_secs(60),
         ))
         .chain(schema.deferred.iter().cloned())
+        .chain(ready_steps(&domain, 1 << 20, std::time::Duration::from_secs(60)))
         .collect();
     let end = moving.run(&steps, StepStatus::Done).await;
     assert!(matches!(end, RunEnd::Completed { .. }), "{end:?}");

@@ -67,6 +67,53 @@ fn sql_step(target: Target, id: String, description: String, action: SqlAction) 
     }
 }
 
+/// The wait that ends a move in *ready*: the subscription's slot on the source has
+/// confirmed all but `max_lag` bytes of the source's WAL (its `confirmed_flush_lsn`,
+/// not an estimate), then the target's planner statistics are fresh. Run after the
+/// deferred indexes and keys.
+pub fn ready_steps(domain: &str, max_lag: u64, timeout: Duration) -> Vec<Step> {
+    let names = Names::of(domain);
+    let lag = format!(
+        "(SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_catalog.pg_replication_slots WHERE slot_name = {})",
+        lit(&names.slot)
+    );
+    vec![
+        Step {
+            id: format!("wait for {} to catch up", display_ident(domain)),
+            description: format!(
+                "the {} server has applied all but {max_lag} bytes of the source's changes",
+                display_ident(domain)
+            ),
+            target: Target::Source,
+            action: Action::Wait(WaitAction {
+                until: format!("coalesce({lag} <= {max_lag}, false)"),
+                progress: Some(format!("SELECT {lag}::bigint, {max_lag}::bigint")),
+                unit: "bytes behind (allowed)".into(),
+                every: Duration::from_millis(200),
+                timeout,
+                on_timeout: OnTimeout::Fail,
+            }),
+        },
+        sql_step(
+            Target::Domain(domain.to_string()),
+            format!("analyze {}", display_ident(domain)),
+            format!("planner statistics for the copied tables of {}", display_ident(domain)),
+            SqlAction {
+                // ANALYZE leaves nothing to undo and is never wrong to repeat.
+                sql: format!(
+                    "DO $carve$ DECLARE t record; BEGIN FOR t IN SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname = {} LOOP EXECUTE format('ANALYZE %I.%I', t.schemaname, t.tablename); END LOOP; END $carve$;",
+                    lit(domain)
+                ),
+                done_check: "false".into(),
+                undo: "SELECT 1;".into(),
+                transactional: true,
+                strong_lock: false,
+                secret: None,
+            },
+        ),
+    ]
+}
+
 /// The steps that copy `domain`'s schema from the source to its server and keep it
 /// in step, ending when every table is copied.
 pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> Vec<Step> {
