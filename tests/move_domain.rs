@@ -250,7 +250,27 @@ async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
     use carve::phases::move_domain::schema::target_schema;
 
     let mut moving = library_moving().await;
+    // A view over the domain, reading another view of it: made after it, in order.
+    client(&moving.m.conninfo)
+        .await
+        .batch_execute(&format!(
+            "CREATE VIEW {d}.unread AS SELECT * FROM {d}.reading_list WHERE status = 'want-to-read';
+             CREATE VIEW {d}.\"Unread \"\"books\"\"\" WITH (security_invoker = true) AS
+                 SELECT b.title FROM {d}.unread u JOIN {d}.book_catalog b ON b.id = u.book_id;",
+            d = carve::sql::ident(&moving.domain)
+        ))
+        .await
+        .unwrap();
+    moving.catalog = catalog_of(&moving.source, &moving.m.db).await;
     let generated = target_schema(&moving.catalog, &moving.domain);
+    assert_eq!(
+        generated
+            .steps
+            .iter()
+            .filter(|s| s.id.starts_with("create view"))
+            .count(),
+        2
+    );
     let steps: Vec<carve::engine::Step> = generated
         .steps
         .iter()
@@ -316,7 +336,11 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
             std::time::Duration::from_secs(60),
         ))
         .chain(schema.deferred.iter().cloned())
-        .chain(ready_steps(&domain, 1 << 20, std::time::Duration::from_secs(60)))
+        .chain(ready_steps(
+            &domain,
+            1 << 20,
+            std::time::Duration::from_secs(60),
+        ))
         .collect();
     let end = moving.run(&steps, StepStatus::Done).await;
     assert!(matches!(end, RunEnd::Completed { .. }), "{end:?}");

@@ -5,10 +5,11 @@
 //! would slow the initial copy is `deferred`, built once the copy is done: secondary
 //! indexes, and foreign keys inside the domain (added `NOT VALID`, then validated).
 //!
-//! Not generated yet: types, functions, triggers, views, roles and grants.
+//! Also the domain's views, in dependency order. Not generated yet: types,
+//! functions, triggers, roles and grants.
 
 use super::super::{lit, relation_exists};
-use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table};
+use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table, View};
 use crate::engine::{Action, SqlAction, Step, Target};
 use crate::sql::{display_ident, ident, qualified};
 
@@ -164,6 +165,27 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             ));
         }
     }
+    // Views of the domain (assign moved those over its tables only), each after the
+    // views it reads.
+    for view in views_in_order(catalog, domain) {
+        let name = qualified(&view.name.schema, &view.name.name);
+        let options = if view.options.is_empty() {
+            String::new()
+        } else {
+            format!(" WITH ({})", view.options.join(", "))
+        };
+        let definition = view.definition.trim().trim_end_matches(';');
+        steps.push(step(
+            domain,
+            format!("create view {}", view.name),
+            format!("view {}", view.name),
+            sql(
+                format!("CREATE VIEW {name}{options} AS\n{definition};\n"),
+                relation_exists(&view.name.schema, &view.name.name, "'v'"),
+                format!("DROP VIEW {name};"),
+            ),
+        ));
+    }
     // Foreign keys between the domain's own tables; one across domains cannot hold on
     // two servers (the preflight refuses to move while one is kept).
     for table in catalog.tables.iter().filter(|t| here(&t.name.schema)) {
@@ -218,6 +240,35 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
         }
     }
     TargetSchema { steps, deferred }
+}
+
+/// The domain's (plain) views, each after the views of the domain it reads.
+fn views_in_order<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c View> {
+    let mut left: Vec<&View> = catalog
+        .views
+        .iter()
+        .filter(|v| v.name.schema == domain && !v.materialized)
+        .collect();
+    let mut out: Vec<&View> = Vec::new();
+    while !left.is_empty() {
+        let ready = |v: &View, out: &[&View], left: &[&View]| {
+            v.depends_on.iter().all(|d| {
+                d.relation == v.name
+                    || out.iter().any(|o| o.name == d.relation)
+                    || !left.iter().any(|l| l.name == d.relation)
+            })
+        };
+        let (now, later): (Vec<&View>, Vec<&View>) =
+            left.iter().partition(|v| ready(v, &out, &left));
+        if now.is_empty() {
+            // A cycle cannot happen among views; keep the rest in name order.
+            out.extend(later);
+            break;
+        }
+        out.extend(now);
+        left = later;
+    }
+    out
 }
 
 fn create_sequence(seq: &Sequence) -> String {
@@ -277,6 +328,44 @@ fn create_table(table: &Table) -> String {
 mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, table};
+    use crate::catalog::QualName;
+
+    #[test]
+    fn views_follow_the_views_they_read() {
+        let view = |name: &str, reads: &str| View {
+            name: QualName::new("sales", name),
+            materialized: false,
+            owner: "app".into(),
+            definition: format!(" SELECT * FROM sales.{reads};"),
+            columns: Vec::new(),
+            options: vec!["security_invoker=true".into()],
+            depends_on: vec![crate::catalog::ViewDependency {
+                relation: QualName::new("sales", reads),
+                columns: Vec::new(),
+            }],
+            triggers: Vec::new(),
+            comment: None,
+            grants: Vec::new(),
+        };
+        let mut c = catalog(vec![table("sales", "orders")]);
+        c.views = vec![view("a_totals", "b_open"), view("b_open", "orders")];
+        c.normalize();
+        let schema = target_schema(&c, "sales");
+        let ids: Vec<&str> = schema.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema sales",
+                "create table sales.orders",
+                "create view sales.b_open",
+                "create view sales.a_totals"
+            ]
+        );
+        assert_eq!(
+            schema.steps[3].sql_action().unwrap().sql,
+            "CREATE VIEW \"sales\".\"a_totals\" WITH (security_invoker=true) AS\nSELECT * FROM sales.b_open;\n"
+        );
+    }
 
     #[test]
     fn tables_come_with_keys_and_indexes_and_foreign_keys_wait() {
