@@ -165,6 +165,21 @@ pub struct RowCheck {
     pub equals: String,
 }
 
+impl SqlAction {
+    /// A change run in its own transaction, taking no strong lock and needing no
+    /// secret: most steps.
+    pub fn transactional(sql: String, done_check: String, undo: String) -> SqlAction {
+        SqlAction {
+            sql,
+            done_check,
+            undo,
+            transactional: true,
+            strong_lock: false,
+            secret: None,
+        }
+    }
+}
+
 impl RowCheck {
     /// PgBouncer's `SHOW DATABASES` row of database entry `name` has `column` =
     /// `equals` (`paused` = `1`, `host` = the new server …).

@@ -701,38 +701,36 @@ impl Planner<'_> {
                 )
             };
             self.out.steps.push(Step {
-id: format!("move function {}", function.signature()),
-description: format!(
+                id: format!("move function {}", function.signature()),
+                description: format!(
                     "move {} {} to schema {}",
                     what.to_lowercase(),
                     function.signature(),
                     display_ident(&domain)
                 ),
-target: Target::Source,
-action: Action::Sql(SqlAction {
-sql: format!(
-                    "ALTER {what} {} SET SCHEMA {};",
-                    signature(&function.name.schema),
-                    ident(&domain)
-                ),
-                // Argument lists print differently under other search paths, so the
-                // check counts them instead: same name, same arity, in the domain.
-                done_check: format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = {} AND p.proname = {} AND p.pronargs = {})",
-                    lit(&domain),
-                    lit(&function.name.name),
-                    function.arity
-                ),
-undo: format!(
-                    "ALTER {what} {} SET SCHEMA {};",
-                    signature(&domain),
-                    ident(&function.name.schema)
-                ),
-transactional: true,
-strong_lock: false,
-secret: None,
-}),
-});
+                target: Target::Source,
+                action: Action::Sql(SqlAction::transactional(
+                    format!(
+                        "ALTER {what} {} SET SCHEMA {};",
+                        signature(&function.name.schema),
+                        ident(&domain)
+                    ),
+                    // Argument lists print differently under other search paths, so
+                    // the check counts them instead: same name, same arity, in the
+                    // domain.
+                    format!(
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = {} AND p.proname = {} AND p.pronargs = {})",
+                        lit(&domain),
+                        lit(&function.name.name),
+                        function.arity
+                    ),
+                    format!(
+                        "ALTER {what} {} SET SCHEMA {};",
+                        signature(&domain),
+                        ident(&function.name.schema)
+                    ),
+                )),
+            });
         }
     }
 

@@ -44,6 +44,14 @@ fn relation_exists(schema: &str, name: &str, kinds: &str) -> String {
     )
 }
 
+/// True when a role of that name exists: a step's check.
+fn role_exists(role: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {})",
+        lit(role)
+    )
+}
+
 /// A name from the catalog as a SQL literal (catalog names never hold NUL).
 fn lit(text: &str) -> String {
     literal(text).expect("catalog names have no NUL")

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::super::lit;
+use super::super::{lit, role_exists};
 use crate::engine::{Action, OnTimeout, SecretInput, SqlAction, Step, Target, WaitAction};
 use crate::sql::{display_ident, ident};
 
@@ -123,10 +123,7 @@ pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> V
     let schema = ident(domain);
     let publication = ident(&names.publication);
     let subscription = ident(&names.subscription);
-    let role_exists = format!(
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {})",
-        lit(&names.role)
-    );
+    let role_exists = role_exists(&names.role);
     let subscription_id = format!(
         "(SELECT oid FROM pg_catalog.pg_subscription WHERE subname = {})",
         lit(&names.subscription)
@@ -163,40 +160,26 @@ pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> V
             Target::Source,
             format!("grant read on {} to {}", display_ident(domain), names.role),
             format!("{} may read the domain's tables to copy them", names.role),
-            SqlAction {
-                sql: format!(
+            SqlAction::transactional(format!(
                     "GRANT USAGE ON SCHEMA {schema} TO {role};\nGRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};"
-                ),
-                done_check: format!(
+                ), format!(
                     "{role_exists} AND has_schema_privilege({}, {}, 'USAGE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = {} AND NOT has_table_privilege({}, format('%I.%I', schemaname, tablename), 'SELECT'))",
                     lit(&names.role),
                     lit(domain),
                     lit(domain),
                     lit(&names.role)
-                ),
-                undo: format!(
+                ), format!(
                     "REVOKE SELECT ON ALL TABLES IN SCHEMA {schema} FROM {role};\nREVOKE USAGE ON SCHEMA {schema} FROM {role};"
-                ),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
-            },
+                )),
         ),
         sql_step(
             Target::Source,
             format!("create publication {}", names.publication),
             format!("publication of every table in schema {}", display_ident(domain)),
-            SqlAction {
-                sql: format!("CREATE PUBLICATION {publication} FOR TABLES IN SCHEMA {schema};"),
-                done_check: format!(
+            SqlAction::transactional(format!("CREATE PUBLICATION {publication} FOR TABLES IN SCHEMA {schema};"), format!(
                     "EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = {})",
                     lit(&names.publication)
-                ),
-                undo: format!("DROP PUBLICATION {publication};"),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
-            },
+                ), format!("DROP PUBLICATION {publication};")),
         ),
         sql_step(
             on_target.clone(),

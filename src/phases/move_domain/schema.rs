@@ -31,17 +31,6 @@ fn step(domain: &str, id: String, description: String, action: SqlAction) -> Ste
     }
 }
 
-fn sql(sql: String, done_check: String, undo: String) -> SqlAction {
-    SqlAction {
-        sql,
-        done_check,
-        undo,
-        transactional: true,
-        strong_lock: false,
-        secret: None,
-    }
-}
-
 /// The target schema of `domain`, whose relations assign put in the schema of that
 /// name.
 pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
@@ -52,7 +41,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
         domain,
         format!("create schema {}", display_ident(domain)),
         format!("schema {} on the domain's server", display_ident(domain)),
-        sql(
+        SqlAction::transactional(
             format!("CREATE SCHEMA {schema};"),
             format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
@@ -72,7 +61,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             domain,
             format!("create sequence {}", seq.name),
             format!("sequence {}", seq.name),
-            sql(
+            SqlAction::transactional(
                 create_sequence(seq),
                 relation_exists(&seq.name.schema, &seq.name.name, "'S'"),
                 format!(
@@ -134,7 +123,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             domain,
             format!("create table {}", table.name),
             format!("table {} with its keys", table.name),
-            sql(
+            SqlAction::transactional(
                 text,
                 relation_exists(&table.name.schema, &table.name.name, "'r', 'p'"),
                 format!("DROP TABLE {name};"),
@@ -157,7 +146,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                     display_ident(&index.name),
                     table.name
                 ),
-                sql(
+                SqlAction::transactional(
                     format!("{};", index.definition),
                     relation_exists(domain, &index.name, "'i', 'I'"),
                     format!("DROP INDEX {};", qualified(domain, &index.name)),
@@ -179,7 +168,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             domain,
             format!("create view {}", view.name),
             format!("view {}", view.name),
-            sql(
+            SqlAction::transactional(
                 format!("CREATE VIEW {name}{options} AS\n{definition};\n"),
                 relation_exists(&view.name.schema, &view.name.name, "'v'"),
                 format!("DROP VIEW {name};"),
@@ -208,7 +197,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                     display_ident(&c.name),
                     table.name
                 ),
-                sql(
+                SqlAction::transactional(
                     format!(
                         "ALTER TABLE {name} ADD CONSTRAINT {constraint} {} NOT VALID;",
                         c.definition
@@ -229,7 +218,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                     display_ident(&c.name),
                     table.name
                 ),
-                sql(
+                SqlAction::transactional(
                     format!("ALTER TABLE {name} VALIDATE CONSTRAINT {constraint};"),
                     format!("{exists} AND convalidated)"),
                     // A constraint cannot be made unvalidated again; its undo is the

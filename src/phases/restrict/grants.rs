@@ -77,14 +77,11 @@ impl Planner<'_> {
                     display_ident(group)
                 ),
                 target: Target::Source,
-                action: Action::Sql(SqlAction {
-                    sql: format!("CREATE ROLE {} NOLOGIN;", ident(group)),
-                    done_check: role_exists(group),
-                    undo: format!("DROP ROLE {};", ident(group)),
-                    transactional: true,
-                    strong_lock: false,
-                    secret: None,
-                }),
+                action: Action::Sql(SqlAction::transactional(
+                    format!("CREATE ROLE {} NOLOGIN;", ident(group)),
+                    role_exists(group),
+                    format!("DROP ROLE {};", ident(group)),
+                )),
             });
         }
         for s in services {
@@ -101,14 +98,11 @@ impl Planner<'_> {
                         s.name
                     ),
                     target: Target::Source,
-                    action: Action::Sql(SqlAction {
-                        sql: format!("CREATE ROLE {} LOGIN{limit};", ident(&s.role)),
-                        done_check: role_exists(&s.role),
-                        undo: format!("DROP ROLE {};", ident(&s.role)),
-                        transactional: true,
-                        strong_lock: false,
-                        secret: None,
-                    }),
+                    action: Action::Sql(SqlAction::transactional(
+                        format!("CREATE ROLE {} LOGIN{limit};", ident(&s.role)),
+                        role_exists(&s.role),
+                        format!("DROP ROLE {};", ident(&s.role)),
+                    )),
                 });
             } else if let Some(limit) = s.connection_limit {
                 let before = self
@@ -119,24 +113,21 @@ impl Planner<'_> {
                     .map_or(-1, |r| r.connection_limit);
                 if before != limit {
                     steps.push(Step {
-id: format!("connection limit {}", s.role),
-description: format!(
+                        id: format!("connection limit {}", s.role),
+                        description: format!(
                             "at most {limit} connections for {} (was {before})",
                             display_ident(&s.role)
                         ),
-target: Target::Source,
-action: Action::Sql(SqlAction {
-sql: format!("ALTER ROLE {} CONNECTION LIMIT {limit};", ident(&s.role)),
-done_check: format!(
-                            "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {} AND rolconnlimit = {limit})",
-                            lit(&s.role)
-                        ),
-undo: format!("ALTER ROLE {} CONNECTION LIMIT {before};", ident(&s.role)),
-transactional: true,
-strong_lock: false,
-secret: None,
-}),
-});
+                        target: Target::Source,
+                        action: Action::Sql(SqlAction::transactional(
+                            format!("ALTER ROLE {} CONNECTION LIMIT {limit};", ident(&s.role)),
+                            format!(
+                                "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {} AND rolconnlimit = {limit})",
+                                lit(&s.role)
+                            ),
+                            format!("ALTER ROLE {} CONNECTION LIMIT {before};", ident(&s.role)),
+                        )),
+                    });
                 }
             }
             steps.push(Step {
@@ -147,14 +138,11 @@ secret: None,
                     display_ident(&s.group)
                 ),
                 target: Target::Source,
-                action: Action::Sql(SqlAction {
-                    sql: format!("GRANT {} TO {};", ident(&s.group), ident(&s.role)),
-                    done_check: is_member(&s.group, &s.role),
-                    undo: format!("REVOKE {} FROM {};", ident(&s.group), ident(&s.role)),
-                    transactional: true,
-                    strong_lock: false,
-                    secret: None,
-                }),
+                action: Action::Sql(SqlAction::transactional(
+                    format!("GRANT {} TO {};", ident(&s.group), ident(&s.role)),
+                    is_member(&s.group, &s.role),
+                    format!("REVOKE {} FROM {};", ident(&s.group), ident(&s.role)),
+                )),
             });
         }
         for (to, schema) in &self.schema_usage {
@@ -166,24 +154,21 @@ secret: None,
                     display_ident(to)
                 ),
                 target: Target::Source,
-                action: Action::Sql(SqlAction {
-                    sql: format!("GRANT USAGE ON SCHEMA {} TO {};", ident(schema), ident(to)),
-                    done_check: acl_has(
+                action: Action::Sql(SqlAction::transactional(
+                    format!("GRANT USAGE ON SCHEMA {} TO {};", ident(schema), ident(to)),
+                    acl_has(
                         &CheckObject::Schema(schema.clone()),
                         None,
                         to,
                         &["USAGE"],
                         None,
                     ),
-                    undo: format!(
+                    format!(
                         "REVOKE USAGE ON SCHEMA {} FROM {};",
                         ident(schema),
                         ident(to)
                     ),
-                    transactional: true,
-                    strong_lock: false,
-                    secret: None,
-                }),
+                )),
             });
         }
         for ((to, kind, relation), acc) in &self.grants {
@@ -209,14 +194,11 @@ secret: None,
                         display_ident(to)
                     ),
                     target: Target::Source,
-                    action: Action::Sql(SqlAction {
-                        sql: format!("GRANT {list} ON {on} TO {};", ident(to)),
-                        done_check: acl_has(&object, None, to, &privileges, None),
-                        undo: format!("REVOKE {list} ON {on} FROM {};", ident(to)),
-                        transactional: true,
-                        strong_lock: false,
-                        secret: None,
-                    }),
+                    action: Action::Sql(SqlAction::transactional(
+                        format!("GRANT {list} ON {on} TO {};", ident(to)),
+                        acl_has(&object, None, to, &privileges, None),
+                        format!("REVOKE {list} ON {on} FROM {};", ident(to)),
+                    )),
                 });
             }
             for (privilege, columns) in &acc.columns {
@@ -233,14 +215,11 @@ secret: None,
                         display_ident(to)
                     ),
                     target: Target::Source,
-                    action: Action::Sql(SqlAction {
-                        sql: format!("GRANT {privilege} ({list}) ON {on} TO {};", ident(to)),
-                        done_check: acl_has(&object, Some(&cols), to, &[privilege], None),
-                        undo: format!("REVOKE {privilege} ({list}) ON {on} FROM {};", ident(to)),
-                        transactional: true,
-                        strong_lock: false,
-                        secret: None,
-                    }),
+                    action: Action::Sql(SqlAction::transactional(
+                        format!("GRANT {privilege} ({list}) ON {on} TO {};", ident(to)),
+                        acl_has(&object, Some(&cols), to, &[privilege], None),
+                        format!("REVOKE {privilege} ({list}) ON {on} FROM {};", ident(to)),
+                    )),
                 });
             }
         }

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::{grantee, lit};
+use super::{grantee, lit, role_exists};
 use crate::analysis::access::{self, Access, Columns, WriteKind};
 use crate::analysis::usage::{default_search_path, Relation, Resolver};
 use crate::catalog::{Catalog, Grant, QualName};

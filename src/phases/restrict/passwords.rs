@@ -46,34 +46,34 @@ pub fn password_steps(steps: &[Step], target: &PasswordTarget) -> Vec<Step> {
     roles_without_password_step(steps)
         .into_iter()
         .map(|role| Step {
-id: format!("{SET_PASSWORD_STEP}{role}"),
-description: format!(
+            id: format!("{SET_PASSWORD_STEP}{role}"),
+            description: format!(
                 "password of login role {} (kept in {})",
                 display_ident(role),
                 target.file.display()
             ),
-target: Target::Source,
-action: Action::Sql(SqlAction {
-sql: format!(
-                "ALTER ROLE {} PASSWORD {};",
-                ident(role),
-                crate::engine::SECRET_VARIABLE
-            ),
-done_check: format!(
-                "EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {} AND rolpassword IS NOT NULL)",
-                lit(role)
-            ),
-undo: format!("ALTER ROLE {} PASSWORD NULL;", ident(role)),
-transactional: true,
-strong_lock: false,
-secret: Some(crate::engine::SecretInput::PasswordVerifier {
-                file: target.file.clone(),
-                host: target.host.clone(),
-                port: target.port,
-                database: target.database.clone(),
-                role: role.to_string(),
+            target: Target::Source,
+            action: Action::Sql(SqlAction {
+                sql: format!(
+                    "ALTER ROLE {} PASSWORD {};",
+                    ident(role),
+                    crate::engine::SECRET_VARIABLE
+                ),
+                done_check: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {} AND rolpassword IS NOT NULL)",
+                    lit(role)
+                ),
+                undo: format!("ALTER ROLE {} PASSWORD NULL;", ident(role)),
+                transactional: true,
+                strong_lock: false,
+                secret: Some(crate::engine::SecretInput::PasswordVerifier {
+                    file: target.file.clone(),
+                    host: target.host.clone(),
+                    port: target.port,
+                    database: target.database.clone(),
+                    role: role.to_string(),
+                }),
             }),
-}),
-})
+        })
         .collect()
 }

@@ -274,14 +274,11 @@ pub(super) fn revoke_step(revoke: &Revoke) -> Step {
                 display_ident(role)
             ),
             target: Target::Source,
-            action: Action::Sql(SqlAction {
-                sql: format!("REVOKE {} FROM {};", ident(role), ident(member)),
-                done_check: format!("NOT {}", is_member(role, member)),
-                undo: format!("GRANT {} TO {};", ident(role), ident(member)),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
-            }),
+            action: Action::Sql(SqlAction::transactional(
+                format!("REVOKE {} FROM {};", ident(role), ident(member)),
+                format!("NOT {}", is_member(role, member)),
+                format!("GRANT {} TO {};", ident(role), ident(member)),
+            )),
         },
     }
 }
@@ -374,14 +371,7 @@ pub(super) fn acl_revoke_step(acl: &AclRevoke) -> Step {
             from.into_iter().collect::<Vec<_>>().join(", ")
         ),
         target: Target::Source,
-        action: Action::Sql(SqlAction {
-            sql,
-            done_check,
-            undo,
-            transactional: true,
-            strong_lock: false,
-            secret: None,
-        }),
+        action: Action::Sql(SqlAction::transactional(sql, done_check, undo)),
     }
 }
 

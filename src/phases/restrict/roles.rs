@@ -276,13 +276,6 @@ impl Planner<'_> {
     }
 }
 
-pub(super) fn role_exists(role: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {})",
-        lit(role)
-    )
-}
-
 pub(super) fn role_oid(role: &str) -> String {
     if role == "PUBLIC" {
         "0".to_string()
