@@ -155,9 +155,14 @@ async fn the_dry_run_script_is_idempotent_resumable_and_undoable() {
     assert!(!done("shop", 0) && !done("shop", 1) && !done("the 'domain' db", 2));
 }
 
+/// The phase these tests record their steps under.
+fn drill() -> carve::plan::PhaseId {
+    carve::plan::PhaseId::new("drill", Some("sales"))
+}
+
 /// A plan with one phase of `steps`, saved in `dir`.
 fn plan_with(dir: &std::path::Path, steps: Vec<Step>) -> (carve::plan::Plan, std::path::PathBuf) {
-    use carve::plan::{GateHints, PhaseId, PhaseRecord, PhaseState, Plan, Source};
+    use carve::plan::{GateHints, PhaseRecord, PhaseState, Plan, Source};
     let mut plan = Plan::new(
         Source {
             conninfo: "dbname=shop".into(),
@@ -165,50 +170,12 @@ fn plan_with(dir: &std::path::Path, steps: Vec<Step>) -> (carve::plan::Plan, std
         },
         Default::default(),
     );
-    let mut record = PhaseRecord::planned(
-        PhaseId::new("drill", Some("sales")),
-        String::new(),
-        GateHints::default(),
-        steps,
-    );
+    let mut record = PhaseRecord::planned(drill(), String::new(), GateHints::default(), steps);
     record.state = PhaseState::Running;
     plan.phases.push(record);
     let path = dir.join("carve.plan.toml");
     plan.save(&path).unwrap();
     (plan, path)
-}
-
-/// Runs `steps` through the executor on `endpoints`, recording its events.
-async fn run_steps(
-    endpoints: &carve::engine::endpoint::Endpoints,
-    plan: &mut carve::plan::Plan,
-    path: &std::path::Path,
-    steps: &[Step],
-    done_as: carve::plan::StepStatus,
-) -> (
-    carve::engine::executor::RunEnd,
-    Vec<carve::engine::events::Event>,
-) {
-    use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
-    let events = carve::engine::events::Recorded::default();
-    let interrupted = std::sync::atomic::AtomicBool::new(false);
-    let planned = Planned::each(steps);
-    let end = run(
-        RunContext {
-            endpoints,
-            plan,
-            plan_path: path,
-            policy: &LockPolicy::default(),
-            events: &events,
-            interrupted: &interrupted,
-        },
-        &carve::plan::PhaseId::new("drill", Some("sales")),
-        &planned,
-        done_as,
-    )
-    .await
-    .unwrap();
-    (end, events.0.into_inner().unwrap())
 }
 
 /// A wait step polled on a real server while rows arrive, and console steps on a
@@ -285,7 +252,15 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
                 .unwrap();
         }
     });
-    let (end, events) = run_steps(&endpoints, &mut plan, &path, &steps, StepStatus::Done).await;
+    let (end, events) = run_steps(
+        &endpoints,
+        &mut plan,
+        &path,
+        &drill(),
+        &steps,
+        StepStatus::Done,
+    )
+    .await;
     arriving.await.unwrap();
     assert_eq!(end, RunEnd::Completed { ran: 2, skipped: 0 }, "{events:#?}");
     let seen: Vec<i64> = events
@@ -309,21 +284,35 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
         admin.holds(&paused("1")).await.unwrap(),
         "PgBouncer paused app"
     );
-    let record = plan
-        .phase(carve::plan::PhaseId::new("drill", Some("sales")))
-        .unwrap();
+    let record = plan.phase(drill()).unwrap();
     assert!(record
         .steps
         .iter()
         .all(|s| record.status(&s.id) == StepStatus::Done));
 
     // Again: both checks say done, nothing is sent.
-    let (end, _) = run_steps(&endpoints, &mut plan, &path, &steps, StepStatus::Done).await;
+    let (end, _) = run_steps(
+        &endpoints,
+        &mut plan,
+        &path,
+        &drill(),
+        &steps,
+        StepStatus::Done,
+    )
+    .await;
     assert_eq!(end, RunEnd::Completed { ran: 0, skipped: 2 });
 
     // The undo resumes the database; a wait's undo is nothing.
     let undo = undo_steps(&steps);
-    let (end, _) = run_steps(&endpoints, &mut plan, &path, &undo, StepStatus::Undone).await;
+    let (end, _) = run_steps(
+        &endpoints,
+        &mut plan,
+        &path,
+        &drill(),
+        &undo,
+        StepStatus::Undone,
+    )
+    .await;
     assert_eq!(end, RunEnd::Completed { ran: 1, skipped: 1 });
     assert!(
         admin.holds(&paused("0")).await.unwrap(),
@@ -340,7 +329,15 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
 
     // A wait that does not come true in time fails the run, naming the condition.
     let never = vec![wait("false", Duration::from_millis(300))];
-    let (end, events) = run_steps(&endpoints, &mut plan, &path, &never, StepStatus::Done).await;
+    let (end, events) = run_steps(
+        &endpoints,
+        &mut plan,
+        &path,
+        &drill(),
+        &never,
+        StepStatus::Done,
+    )
+    .await;
     let RunEnd::Failed { error, .. } = end else {
         panic!("{end:?}")
     };

@@ -17,26 +17,15 @@ fn run_carve(m: &Monolith, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn the_preflight_weighs_what_the_servers_really_are() {
-    let source = server();
-    let dir = tempfile::tempdir().unwrap();
-    let m = example_monolith(&source, dir.path(), "library", "library").await;
-    assert_success(&run_carve(&m, &["assign"]));
-    let plan = Plan::load(&m.plan).unwrap();
-    let domain = plan
-        .domains
-        .iter()
-        .find(|d| d.tables.iter().any(|t| t == "public.reading_list"))
-        .unwrap()
-        .name
-        .clone();
-    let catalog = catalog_of(&source, &m.db).await;
+    let moving = library_moving().await;
+    let (plan, catalog, domain) = (&moving.plan, &moving.catalog, moving.domain.clone());
+    let m = &moving.m;
     let source_client = client(&m.conninfo).await;
     let source_facts = ServerFacts::read(&source_client).await.unwrap();
     assert_eq!(source_facts.wal_level, "logical");
     assert!(source_facts.version_num >= 150_000);
 
-    let target = server();
-    let target_client = create_db(&target, "library", "SELECT 1").await;
+    let target_client = client(&moving.target.conninfo("library")).await;
     let target_facts = |tables| TargetFacts {
         server: source_facts.clone(),
         non_empty_tables: tables,
@@ -44,8 +33,8 @@ async fn the_preflight_weighs_what_the_servers_really_are() {
     let facts = target_facts(non_empty_tables(&target_client, &domain).await.unwrap());
     // PostgreSQL's default keeps WAL for a slot without limit: refused unless accepted.
     let found = check(
-        &plan,
-        &catalog,
+        plan,
+        catalog,
         &domain,
         &source_facts,
         &facts,
@@ -61,7 +50,7 @@ async fn the_preflight_weighs_what_the_servers_really_are() {
         unlimited_slot_wal: true,
         ..Acceptances::default()
     };
-    assert!(check(&plan, &catalog, &domain, &source_facts, &facts, &accepted).is_empty());
+    assert!(check(plan, catalog, &domain, &source_facts, &facts, &accepted).is_empty());
 
     // A table of the domain that already holds rows on the target.
     target_client
@@ -72,7 +61,7 @@ async fn the_preflight_weighs_what_the_servers_really_are() {
         .await
         .unwrap();
     let facts = target_facts(non_empty_tables(&target_client, &domain).await.unwrap());
-    let found = check(&plan, &catalog, &domain, &source_facts, &facts, &accepted);
+    let found = check(plan, catalog, &domain, &source_facts, &facts, &accepted);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(found[0].why.contains("already holds rows"), "{found:#?}");
 
@@ -91,8 +80,8 @@ async fn the_preflight_weighs_what_the_servers_really_are() {
         ..accepted.clone()
     };
     let found = check(
-        &plan,
-        &catalog,
+        plan,
+        catalog,
         &domain,
         &waited,
         &target_facts(Vec::new()),
@@ -113,8 +102,8 @@ async fn the_preflight_weighs_what_the_servers_really_are() {
         .await
         .unwrap();
     let found = check(
-        &plan,
-        &catalog,
+        plan,
+        catalog,
         &domain,
         &facts,
         &target_facts(Vec::new()),
@@ -241,6 +230,7 @@ impl Moving {
             done_as,
         )
         .await
+        .0
     }
 }
 
@@ -447,35 +437,6 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
         .await,
         0
     );
-}
-
-/// Runs `steps` through the executor as phase `id`.
-async fn run_steps(
-    endpoints: &carve::engine::endpoint::Endpoints,
-    plan: &mut Plan,
-    path: &std::path::Path,
-    id: &carve::plan::PhaseId,
-    steps: &[carve::engine::Step],
-    done_as: carve::plan::StepStatus,
-) -> carve::engine::executor::RunEnd {
-    use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
-    let events = carve::engine::events::Recorded::default();
-    let interrupted = std::sync::atomic::AtomicBool::new(false);
-    run(
-        RunContext {
-            endpoints,
-            plan,
-            plan_path: path,
-            policy: &LockPolicy::default(),
-            events: &events,
-            interrupted: &interrupted,
-        },
-        id,
-        &Planned::each(steps),
-        done_as,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 async fn count(client: &tokio_postgres::Client, sql: String) -> i64 {

@@ -305,3 +305,37 @@ pub fn lines_until(
     }
     seen
 }
+
+/// Runs `steps` through the executor as phase `id` (its record already in `plan`),
+/// with a recording event sink; returns how the run ended and what it told.
+pub async fn run_steps(
+    endpoints: &carve::engine::endpoint::Endpoints,
+    plan: &mut carve::plan::Plan,
+    path: &Path,
+    id: &carve::plan::PhaseId,
+    steps: &[carve::engine::Step],
+    done_as: carve::plan::StepStatus,
+) -> (
+    carve::engine::executor::RunEnd,
+    Vec<carve::engine::events::Event>,
+) {
+    use carve::engine::executor::{run, LockPolicy, Planned, RunContext};
+    let events = carve::engine::events::Recorded::default();
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    let end = run(
+        RunContext {
+            endpoints,
+            plan,
+            plan_path: path,
+            policy: &LockPolicy::default(),
+            events: &events,
+            interrupted: &interrupted,
+        },
+        id,
+        &Planned::each(steps),
+        done_as,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    (end, events.0.into_inner().unwrap())
+}

@@ -430,6 +430,11 @@ mod tests {
         (p, c)
     }
 
+    /// The check with both servers as they should be and nothing accepted.
+    fn check_ready_servers(p: &Plan, c: &Catalog, domain: &str) -> Vec<Refusal> {
+        check(p, c, domain, &server(), &target(), &Acceptances::default())
+    }
+
     fn whats(refusals: &[Refusal]) -> Vec<String> {
         refusals.iter().map(|r| r.what.clone()).collect()
     }
@@ -437,14 +442,7 @@ mod tests {
     #[test]
     fn a_ready_domain_passes() {
         let (p, c) = assigned();
-        let found = check(
-            &p,
-            &c,
-            "sales",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "sales");
         assert!(found.is_empty(), "{found:#?}");
     }
 
@@ -508,14 +506,7 @@ mod tests {
         unlogged.unlogged = true;
         c.tables.extend([no_key, nothing, full, unlogged]);
         c.normalize();
-        let found = check(
-            &p,
-            &c,
-            "sales",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "sales");
         let all = found
             .iter()
             .map(ToString::to_string)
@@ -542,14 +533,7 @@ mod tests {
             choice: REPLICA_IDENTITY_FULL_CHOICE.into(),
             reason: "append-only".into(),
         });
-        let found = check(
-            &p,
-            &c,
-            "sales",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "sales");
         assert!(!whats(&found).contains(&"table sales.ledger".to_string()));
     }
 
@@ -571,14 +555,7 @@ mod tests {
                 reason: "until the move".into(),
             });
         }
-        let found = check(
-            &p,
-            &c,
-            "sales",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "sales");
         let subjects = whats(&found);
         assert_eq!(
             subjects,
@@ -617,14 +594,7 @@ mod tests {
             reason: String::new(),
         });
         for domain in ["sales", "people"] {
-            let found = check(
-                &p,
-                &c,
-                domain,
-                &server(),
-                &target(),
-                &Acceptances::default(),
-            );
+            let found = check_ready_servers(&p, &c, domain);
             assert_eq!(
                 whats(&found),
                 ["foreign key public.orders.orders_customer_fkey"],
@@ -632,38 +602,17 @@ mod tests {
             );
         }
         p.decisions[0].choice = "drop-at-move".into();
-        let found = check(
-            &p,
-            &c,
-            "people",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "people");
         assert!(found.is_empty(), "{found:#?}");
     }
 
     #[test]
     fn an_unknown_domain_or_assign_not_applied_is_refused() {
         let (mut p, c) = assigned();
-        let found = check(
-            &p,
-            &c,
-            "nowhere",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "nowhere");
         assert_eq!(whats(&found), ["domain nowhere"]);
         p.phases.clear();
-        let found = check(
-            &p,
-            &c,
-            "sales",
-            &server(),
-            &target(),
-            &Acceptances::default(),
-        );
+        let found = check_ready_servers(&p, &c, "sales");
         assert_eq!(whats(&found), ["assign"]);
     }
 }
