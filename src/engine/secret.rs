@@ -1,6 +1,8 @@
 //! Secrets a step needs when it runs (a login role's password): fetched at that
 //! moment and put into the step's SQL, never into the plan, the journal or a log.
 
+use std::borrow::Cow;
+
 use super::{SecretInput, SqlAction, SECRET_VARIABLE};
 use crate::conn::password::{self, PasswordFile};
 use crate::sql::literal;
@@ -28,9 +30,9 @@ fn password_of(
 /// line for the role is used, or a new password is appended to the file (and synced)
 /// before it is sent, so a crash between the two is finished by a re-run with the
 /// same password.
-pub fn resolve(action: &SqlAction) -> Result<SqlAction, String> {
+pub fn resolve(action: &SqlAction) -> Result<Cow<'_, SqlAction>, String> {
     let Some(input) = &action.secret else {
-        return Ok(action.clone());
+        return Ok(Cow::Borrowed(action));
     };
     let value = match input {
         SecretInput::PasswordVerifier {
@@ -56,11 +58,11 @@ pub fn resolve(action: &SqlAction) -> Result<SqlAction, String> {
         }
     };
     let quoted = literal(&value).map_err(|e| e.to_string())?;
-    Ok(SqlAction {
+    Ok(Cow::Owned(SqlAction {
         sql: action.sql.replace(SECRET_VARIABLE, &quoted),
         secret: None,
         ..action.clone()
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -88,7 +90,7 @@ mod tests {
     fn a_password_is_written_once_and_sent_as_its_verifier() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("passwords");
-        let first = resolve(&step(&path)).unwrap();
+        let first = resolve(&step(&path)).unwrap().into_owned();
         assert!(
             first
                 .sql
