@@ -306,6 +306,12 @@ pub struct Function {
     pub security_definer: bool,
     pub owner: String,
     pub comment: Option<String>,
+    /// The whole `CREATE OR REPLACE FUNCTION` (`pg_get_functiondef`) of a function or
+    /// procedure, with its settings, strictness and cost: what a move recreates on
+    /// the domain's server. None for aggregates and window functions. Not part of
+    /// the fingerprint (`body` stands for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
 }
 
 impl Function {

@@ -533,7 +533,8 @@ fn functions_sql(version_num: i32) -> String {
         "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
                 pg_get_function_result(p.oid), p.prokind::text, l.lanname::text, {body},
                 p.provolatile::text, p.prosecdef, pg_get_userbyid(p.proowner)::text, d.description,
-                p.pronargs::int4
+                p.pronargs::int4,
+                CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END
          FROM pg_proc p
          JOIN pg_namespace n ON n.oid = p.pronamespace
          JOIN pg_language l ON l.oid = p.prolang
@@ -938,6 +939,7 @@ fn function(r: &Row) -> Function {
         security_definer: r.get(8),
         owner: r.get(9),
         comment: r.get(10),
+        definition: r.get(12),
     }
 }
 

@@ -275,8 +275,8 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
     ));
     let files: std::collections::BTreeSet<String> = steps
         .iter()
-        .filter_map(|s| s.sql_action().and_then(|a| a.secret.as_ref()))
-        .map(|secret| secret.file().display().to_string())
+        .filter_map(|s| s.sql_action().and_then(|a| a.secret.as_ref()?.file()))
+        .map(|file| file.display().to_string())
         .collect();
     if !applied.passwords_written.is_empty() {
         out.line(&format!(

@@ -80,7 +80,10 @@ impl Run<'_> {
         match &step.action {
             Action::Sql(action) => {
                 let session = self.endpoints.session(&step.target).map_err(failed)?;
-                let action = super::secret::resolve(action).map_err(StepError::Failed)?;
+                let source = &self.endpoints.source().watch;
+                let action = super::secret::resolve(action, source)
+                    .await
+                    .map_err(StepError::Failed)?;
                 self.sql(session, step, &action).await
             }
             Action::Wait(action) => {

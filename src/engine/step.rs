@@ -242,14 +242,20 @@ pub enum SecretInput {
         role: String,
         conninfo: String,
     },
+    /// `role`'s password as the source server keeps it (`pg_authid.rolpassword`: its
+    /// SCRAM verifier), read from the source when the step runs, or NULL when it has
+    /// none: how a role made on a domain's server logs in with the same password
+    /// without carve ever knowing it.
+    VerifierOnSource { role: String },
 }
 
 impl SecretInput {
-    /// The file the secret is kept in.
-    pub fn file(&self) -> &std::path::Path {
+    /// The file the secret is kept in (none for one read from the source).
+    pub fn file(&self) -> Option<&std::path::Path> {
         match self {
             SecretInput::PasswordVerifier { file, .. }
-            | SecretInput::ConninfoWithPassword { file, .. } => file,
+            | SecretInput::ConninfoWithPassword { file, .. } => Some(file),
+            SecretInput::VerifierOnSource { .. } => None,
         }
     }
 
@@ -265,6 +271,10 @@ impl SecretInput {
                 "a connection as role {} with its password from {}",
                 crate::sql::display_ident(role),
                 file.display()
+            ),
+            SecretInput::VerifierOnSource { role } => format!(
+                "the password of role {} as the source keeps it (pg_authid)",
+                crate::sql::display_ident(role)
             ),
         }
     }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{grantee, lit, relation_exists};
+use super::{grant_sql, grantee, lit, relation_exists};
 use crate::analysis::usage::{default_search_path, Resolver};
 use crate::catalog::{Catalog, FunctionKind, Grant, QualName, TableKind};
 use crate::engine::{Action, SqlAction, Step, Target};
@@ -175,40 +175,6 @@ struct Planner<'a> {
     /// looked up once per table, so a 10,000-table catalog is not scanned 10,000 times.
     sequence_names: BTreeSet<&'a QualName>,
     owned_sequences: BTreeMap<&'a QualName, Vec<&'a QualName>>,
-}
-
-/// GRANT statements giving `on` the grants listed (table-level, then per column).
-fn grant_sql(on: &str, owner: &str, grants: &[Grant], columns: &[(&str, &[Grant])]) -> String {
-    let mut sql = String::new();
-    let mut emit = |grants: &[Grant], column: Option<&str>| {
-        let mut by_grantee: BTreeMap<(&str, bool), Vec<&str>> = BTreeMap::new();
-        for g in grants.iter().filter(|g| g.grantee != owner) {
-            by_grantee
-                .entry((g.grantee.as_str(), g.grantable))
-                .or_default()
-                .push(g.privilege.as_str());
-        }
-        for ((who, grantable), privileges) in by_grantee {
-            let privileges = match column {
-                Some(c) => privileges
-                    .iter()
-                    .map(|p| format!("{p} ({})", ident(c)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                None => privileges.join(", "),
-            };
-            sql.push_str(&format!(
-                "GRANT {privileges} ON {on} TO {}{};\n",
-                grantee(who),
-                if grantable { " WITH GRANT OPTION" } else { "" }
-            ));
-        }
-    };
-    emit(grants, None);
-    for (column, grants) in columns {
-        emit(grants, Some(column));
-    }
-    sql
 }
 
 impl Planner<'_> {

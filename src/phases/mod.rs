@@ -5,7 +5,9 @@ pub mod assign;
 pub mod move_domain;
 pub mod restrict;
 
-use crate::catalog::Catalog;
+use std::collections::BTreeMap;
+
+use crate::catalog::{Catalog, Grant};
 use crate::sql::{display_ident, ident, literal};
 
 /// What the connecting role lacks to run `phase` (or its undo), checked before the
@@ -64,4 +66,38 @@ fn grantee(name: &str) -> String {
     } else {
         ident(name)
     }
+}
+
+/// GRANT statements giving `on` the grants listed (table-level, then per column).
+pub(crate) fn grant_sql(on: &str, owner: &str, grants: &[Grant], columns: &[(&str, &[Grant])]) -> String {
+    let mut sql = String::new();
+    let mut emit = |grants: &[Grant], column: Option<&str>| {
+        let mut by_grantee: BTreeMap<(&str, bool), Vec<&str>> = BTreeMap::new();
+        for g in grants.iter().filter(|g| g.grantee != owner) {
+            by_grantee
+                .entry((g.grantee.as_str(), g.grantable))
+                .or_default()
+                .push(g.privilege.as_str());
+        }
+        for ((who, grantable), privileges) in by_grantee {
+            let privileges = match column {
+                Some(c) => privileges
+                    .iter()
+                    .map(|p| format!("{p} ({})", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => privileges.join(", "),
+            };
+            sql.push_str(&format!(
+                "GRANT {privileges} ON {on} TO {}{};\n",
+                grantee(who),
+                if grantable { " WITH GRANT OPTION" } else { "" }
+            ));
+        }
+    };
+    emit(grants, None);
+    for (column, grants) in columns {
+        emit(grants, Some(column));
+    }
+    sql
 }

@@ -39,6 +39,19 @@ pub fn literal(value: &str) -> Result<String, NulInLiteral> {
     Ok(format!("{prefix}{}", single_quoted(value)))
 }
 
+/// `body` dollar-quoted (`$carve$…$carve$`, for a `DO` block), with a tag that does
+/// not occur in it: a name inside the body cannot end the quote early.
+pub fn dollar_quoted(body: &str) -> String {
+    let mut tag = "$carve$".to_string();
+    let mut n = 0;
+    // The quote ends at the tag's first occurrence after the opening one.
+    while format!("{body}{tag}").find(&tag) != Some(body.len()) {
+        n += 1;
+        tag = format!("$carve{n}$");
+    }
+    format!("{tag}{body}{tag}")
+}
+
 /// An argument of a psql meta-command (`\connect '…'`): single-quoted, with `'`
 /// doubled and `\` escaped, as psql reads them.
 pub fn psql_argument(value: &str) -> String {
@@ -175,6 +188,22 @@ fn parse_part(text: &str) -> Result<(String, &str), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollar_quotes_are_never_ended_by_the_body() {
+        assert_eq!(dollar_quoted("BEGIN END"), "$carve$BEGIN END$carve$");
+        for body in ["a $carve$ b", "ends with $carve", "$carve1$ and $carve$"] {
+            let quoted = dollar_quoted(body);
+            let tag_end = quoted[1..].find('$').unwrap() + 2;
+            let tag = &quoted[..tag_end];
+            assert!(quoted.ends_with(tag), "{quoted}");
+            assert_eq!(
+                quoted[tag_end..].find(tag),
+                Some(quoted.len() - tag_end - tag.len()),
+                "{quoted}"
+            );
+        }
+    }
 
     #[test]
     fn system_and_overlong_schema_names_are_refused() {

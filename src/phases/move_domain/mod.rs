@@ -1,8 +1,64 @@
 //! Phase 4, move: a domain's schema to its own server on PostgreSQL's logical
-//! replication. So far only its preflight is here (pure, tested without a
-//! database); the command, the target's schema, the copy and the cancel come next
-//! (see the open issue for move).
+//! replication, while its services keep writing to the monolith. Pure: the
+//! preflight weighs facts the command reads, and `steps` lays out, in order, what
+//! runs on the source (`source`) and on the domain's server (`domain:NAME`):
+//!
+//! 1. the roles that own and use the domain, with their source passwords (`objects`);
+//! 2. the schema, the functions it needs, sequences, tables with their keys and
+//!    replica identity, views, triggers (`schema`);
+//! 3. owners, grants and the services' `search_path` (`objects`);
+//! 4. a replication role, a publication and a subscription that copies the tables
+//!    and then follows every change, and a wait for the copy (`replication`);
+//! 5. what was deferred to make the copy fast: secondary indexes, foreign keys
+//!    (`NOT VALID`, then validated) (`schema`);
+//! 6. a wait until the target is within `max_lag` bytes of the source, and ANALYZE:
+//!    the move is *ready* for cut-over.
+//!
+//! Undone last step first, which leaves neither server with anything of the move.
 
+pub mod objects;
 pub mod preflight;
 pub mod replication;
 pub mod schema;
+
+use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::engine::Step;
+
+/// The phase's name in the plan (one record per domain).
+pub const PHASE: &str = "move";
+
+/// How a move runs, besides the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveOptions {
+    /// How the domain's server reaches the source, and where the replication
+    /// role's password is kept.
+    pub link: replication::Link,
+    /// Bytes of the source's WAL the target may still have to apply at *ready*.
+    pub max_lag: u64,
+    /// How long the initial copy may take.
+    pub copy_timeout: Duration,
+    /// How long catching up to `max_lag` may take once the copy is done.
+    pub catch_up_timeout: Duration,
+}
+
+/// Every step of `domain`'s move, in the order they run (see the module doc).
+pub fn steps(catalog: &Catalog, domain: &str, options: &MoveOptions) -> Vec<Step> {
+    let target = schema::target_schema(catalog, domain);
+    let mut steps = objects::role_steps(catalog, domain);
+    steps.extend(target.steps);
+    steps.extend(objects::privilege_steps(catalog, domain));
+    steps.extend(replication::replication_steps(
+        domain,
+        &options.link,
+        options.copy_timeout,
+    ));
+    steps.extend(target.deferred);
+    steps.extend(replication::ready_steps(
+        domain,
+        options.max_lag,
+        options.catch_up_timeout,
+    ));
+    steps
+}

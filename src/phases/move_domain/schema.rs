@@ -5,8 +5,9 @@
 //! would slow the initial copy is `deferred`, built once the copy is done: secondary
 //! indexes, and foreign keys inside the domain (added `NOT VALID`, then validated).
 //!
-//! Also the domain's views, in dependency order. Not generated yet: types,
-//! functions, triggers, roles and grants.
+//! Also the functions it needs (`objects`), its views in dependency order, and its
+//! triggers. Roles, owners and grants are `objects`' steps. Not generated yet: types
+//! (enums, domains, composites).
 
 use super::super::{lit, relation_exists};
 use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table, View};
@@ -50,6 +51,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             format!("DROP SCHEMA {schema};"),
         ),
     ));
+    steps.extend(super::objects::function_steps(catalog, domain));
     let here = |schema: &str| schema == domain;
     // Sequences an identity column makes itself.
     for seq in catalog
@@ -175,6 +177,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             ),
         ));
     }
+    steps.extend(super::objects::trigger_steps(catalog, domain));
     // Foreign keys between the domain's own tables; one across domains cannot hold on
     // two servers (the preflight refuses to move while one is kept).
     for table in catalog.tables.iter().filter(|t| here(&t.name.schema)) {
