@@ -204,6 +204,41 @@ pub enum Command {
     /// restrict` gives back exactly the roles and privileges there were.
     #[command(verbatim_doc_comment)]
     Restrict(RestrictArgs),
+    /// Copy a domain to its own server and keep it in step, while services keep writing
+    ///
+    /// The domain's schema (made by assign) goes to the server --target names, on
+    /// PostgreSQL's own logical replication. First a preflight, which refuses with
+    /// every reason at once and changes nothing: PostgreSQL older than 15 on either
+    /// side, wal_level not logical, too few replication slots, WAL senders or workers,
+    /// max_slot_wal_keep_size = -1 (unless --accept-unlimited-slot-wal), a table
+    /// without a usable replica identity (FULL only with a decision
+    /// `subject = "replica identity S.T", choice = "accept-full"`), unlogged or
+    /// foreign tables, large objects, materialized views, rows already in the
+    /// target's tables, a long transaction on the source, assign not applied, and
+    /// cross-domain objects or accesses whose decision cannot hold on two servers
+    /// (keep-until-move, temporary-grant, shared-domain).
+    ///
+    /// Then, on the domain's server: the roles that own and use its tables (same
+    /// password: the source's SCRAM verifier is copied when the step runs, never
+    /// stored), the schema, the functions it needs, sequences, tables with keys and
+    /// replica identity, views, triggers, owners and grants, and the services'
+    /// search_path (the domain's schema first, so their unchanged SQL finds the
+    /// tables). On the source: a replication role (password generated into
+    /// --password-file, nowhere else) and a publication FOR TABLES IN SCHEMA; on the
+    /// target a subscription (copy_data, streaming, disable_on_error) that copies the
+    /// tables and then follows every change. Secondary indexes and foreign keys are
+    /// built after the copy (foreign keys NOT VALID, then VALIDATE), then ANALYZE.
+    ///
+    /// The move ends *ready*: every table copied, the target within --max-lag bytes
+    /// of the source. Services still use the monolith; cut-over switches them.
+    /// Every step is checkpointed in the plan: a move killed at any point is finished
+    /// by running the same command. `carve undo move --domain D` cancels it and
+    /// leaves no slot, publication, subscription, role or object behind.
+    ///
+    /// Needs superuser connections to both servers. Exits 0 (ready), 1, 3
+    /// (--dry-run: work pending), 4, 5, 6 (the preflight refused: each reason listed).
+    #[command(verbatim_doc_comment)]
+    Move(MoveArgs),
     /// Reverse a phase: its recorded steps' undos, last first, checkpointed the same way
     ///
     /// Only what the phase did is reversed, exactly as it was planned (the steps are
@@ -272,10 +307,60 @@ pub struct RestrictArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The domain to move (its name in the plan).
+    #[arg(long, value_name = "NAME")]
+    pub domain: String,
+
+    /// The domain's new server, as a libpq connection string to the database that
+    /// receives it (created beforehand, empty of the domain's tables), as a superuser.
+    /// Recorded in the plan as the domain's server (no password); a later run may
+    /// leave it out.
+    #[arg(long, value_name = "CONN")]
+    pub target: Option<String>,
+
+    /// How the target server reaches the source, when not the way carve does (another
+    /// host name inside the network, TLS options): a libpq connection string without
+    /// user or password [default: the source's host, port, dbname and sslmode].
+    #[arg(long, value_name = "CONN")]
+    pub subscription_conninfo: Option<String>,
+
+    /// Where the replication role's generated password goes (created with mode 0600,
+    /// ~/.pgpass format); PostgreSQL keeps it in the subscription, carve nowhere else
+    /// [default: the plan file's name with .passwords].
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// How far behind the source (bytes of WAL) the target may be at *ready*.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_lag: u64,
+
+    /// How long the initial copy may take.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub copy_timeout: std::time::Duration,
+
+    /// How long catching up to --max-lag may take after the copy.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub catch_up_timeout: std::time::Duration,
+
+    /// Move even though max_slot_wal_keep_size is -1 on the source: a replication
+    /// slot left behind would then keep WAL until the disk is full.
+    #[arg(long)]
+    pub accept_unlimited_slot_wal: bool,
+
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct UndoArgs {
     /// The phase to reverse.
     #[arg(value_enum)]
     pub phase: PhaseName,
+
+    /// The domain whose move to reverse (move is undone per domain).
+    #[arg(long, value_name = "NAME", required_if_eq("phase", "move"))]
+    pub domain: Option<String>,
 
     #[command(flatten)]
     pub apply: ApplyArgs,
@@ -285,6 +370,7 @@ pub struct UndoArgs {
 pub enum PhaseName {
     Assign,
     Restrict,
+    Move,
 }
 
 impl PhaseName {
@@ -292,6 +378,7 @@ impl PhaseName {
         match self {
             PhaseName::Assign => "assign",
             PhaseName::Restrict => "restrict",
+            PhaseName::Move => "move",
         }
     }
 }
@@ -449,6 +536,7 @@ impl Command {
             Command::Discover(_) => "discover",
             Command::Assign(_) => "assign",
             Command::Restrict(_) => "restrict",
+            Command::Move(_) => "move",
             Command::Undo(_) => "undo",
             Command::Status => "status",
             Command::Demo(_) => "demo",
@@ -498,6 +586,7 @@ pub fn main() -> ExitCode {
             Command::Discover(args) => commands::discover::run(&settings, args).await,
             Command::Assign(args) => commands::assign::run(&settings, args).await,
             Command::Restrict(args) => commands::restrict::run(&settings, args).await,
+            Command::Move(args) => commands::move_domain::run(&settings, args).await,
             Command::Undo(args) => commands::undo::run(&settings, args).await,
             Command::Status => commands::status::run(&settings),
             Command::Demo(args) => commands::demo::run(&settings, args).await,

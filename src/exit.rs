@@ -54,5 +54,6 @@ Exit codes:
        and start time are shown)
   5    stale plan: the database changed since the plan file was made (the change is listed)
   6    gate not met: the plan lacks a decision the phase needs (each one is listed),
-       or restrict's proof found statements that would fail unaccepted (listed)
+       restrict's proof found statements that would fail unaccepted (listed), or
+       move's preflight refused (every reason listed)
   130  interrupted by Ctrl-C";

@@ -5,6 +5,7 @@ pub mod assign;
 pub mod demo;
 pub mod discover;
 pub mod inspect;
+pub mod move_domain;
 pub mod phase;
 pub mod restrict;
 pub mod status;

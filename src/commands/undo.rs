@@ -6,19 +6,24 @@ use crate::commands::phase;
 use crate::engine::executor::Planned;
 use crate::engine::undo_steps;
 use crate::exit;
-use crate::plan::StepStatus;
+use crate::plan::{PhaseId, StepStatus};
 
 pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
     let name = args.phase.as_str();
+    if args.domain.is_some() != (name == crate::plan::phase_names::MOVE) {
+        anyhow::bail!("--domain names the domain whose move to undo; assign and restrict are undone for every domain at once");
+    }
+    // A phase run per domain (move) is undone per domain.
+    let id = PhaseId::new(name, args.domain.as_deref());
     let plan = phase::load_plan(&settings.plan_path)?;
-    match plan.phase(name) {
+    match plan.phase(&id) {
         None => {
-            out.line(&format!("{name} was never applied: nothing to undo"));
+            out.line(&format!("{id} was never applied: nothing to undo"));
             return Ok(exit::SUCCESS);
         }
         Some(r) if r.is_undone() => {
-            out.line(&format!("{name} is already undone: nothing to do"));
+            out.line(&format!("{id} is already undone: nothing to do"));
             return Ok(exit::SUCCESS);
         }
         Some(_) => {}
@@ -28,11 +33,18 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         .iter()
         .skip_while(|p| **p != name)
         .skip(1)
-        .find(|p| plan.phase(**p).is_some_and(|r| !r.is_undone()));
+        .find_map(|p| {
+            plan.phases
+                .iter()
+                .find(|r| r.name == *p && !r.is_undone())
+        });
     if let Some(later) = later {
-        anyhow::bail!(
-            "{later} builds on {name} and is still in place: run `carve undo {later}` first"
-        );
+        let id = PhaseId::new(&later.name, later.domain.as_deref());
+        let command = match &later.domain {
+            Some(d) => format!("carve undo {} --domain {}", later.name, crate::sql::psql_argument(d)),
+            None => format!("carve undo {}", later.name),
+        };
+        anyhow::bail!("{id} builds on {name} and is still in place: run `{command}` first");
     }
     let mut ctx = match phase::open(settings, &args.apply, plan).await? {
         Ok(ctx) => ctx,
@@ -41,16 +53,21 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
     if let Some(code) = phase::preflight(settings, &ctx, name, args.apply.dry_run) {
         return Ok(code);
     }
-    if let Some(code) = phase::gate(settings, &ctx, name) {
+    if let Some(code) = phase::gate(settings, &ctx, &id) {
         return Ok(code);
     }
-    let record = ctx.plan.phase(name).expect("checked above").clone();
+    let record = ctx.plan.phase(&id).expect("checked above").clone();
     let reversed = undo_steps(&record.steps);
+    if let Some(code) =
+        phase::connect_targets(settings, &mut ctx, &reversed, args.apply.dry_run).await?
+    {
+        return Ok(code);
+    }
     if args.apply.dry_run {
-        return phase::dry_run(settings, &ctx, &format!("undo {name}"), &reversed).await;
+        return phase::dry_run(settings, &ctx, &format!("undo {id}"), &reversed).await;
     }
     let question = format!(
-        "Undo {name}: run {} step(s) backwards on database {}?",
+        "Undo {id}: run {} step(s) backwards on database {}?",
         reversed.len(),
         ctx.catalog.server.database
     );
@@ -71,7 +88,7 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
     let (ran, skipped) = match phase::apply(
         settings,
         &mut ctx,
-        &name.into(),
+        &id,
         &planned,
         StepStatus::Undone,
         &phase::policy(&args.apply),
@@ -82,17 +99,17 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let now = phase::record_result(&mut ctx).await?;
-    let record = ctx.plan.phase_mut(name).expect("still there");
+    let record = ctx.plan.phase_mut(&id).expect("still there");
     record.after = None;
     record.transition(crate::plan::PhaseEvent::CompleteUndo)?;
     let same = now.digest == record.before;
     ctx.plan.save(&settings.plan_path)?;
     out.line(&format!(
-        "undo {name}: done ({ran} step(s) undone, {skipped} already undone)."
+        "undo {id}: done ({ran} step(s) undone, {skipped} already undone)."
     ));
     if !same {
         out.warn(&format!(
-            "the catalog is not exactly as it was before {name} (fingerprint {} now): something else changed it meanwhile; `carve inspect` shows the catalog",
+            "the catalog is not exactly as it was before {id} (fingerprint {} now): something else changed it meanwhile; `carve inspect` shows the catalog",
             now.short()
         ));
     }

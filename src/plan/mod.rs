@@ -26,7 +26,8 @@ pub const FORMAT_VERSION: u32 = 2;
 pub mod phase_names {
     pub const ASSIGN: &str = "assign";
     pub const RESTRICT: &str = "restrict";
-    pub const ORDER: &[&str] = &[ASSIGN, RESTRICT];
+    pub const MOVE: &str = "move";
+    pub const ORDER: &[&str] = &[ASSIGN, RESTRICT, MOVE];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,7 +27,7 @@ use crate::catalog::Catalog;
 use crate::engine::Step;
 
 /// The phase's name in the plan (one record per domain).
-pub const PHASE: &str = "move";
+pub const PHASE: &str = crate::plan::phase_names::MOVE;
 
 /// How a move runs, besides the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]

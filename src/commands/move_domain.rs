@@ -1,0 +1,260 @@
+//! `carve move --domain D --target CONN`: copy a domain's schema to its own server
+//! and keep it in step. Planning and the preflight are `phases::move_domain` (pure);
+//! this file records the domain's server, reads the facts the preflight weighs,
+//! asks, records the phase (one record per domain) and runs it through the engine.
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::facts::{non_empty_tables, ServerFacts};
+use crate::cli::{MoveArgs, Settings};
+use crate::commands::phase::{self, Context};
+use crate::conn::password::PasswordFile;
+use crate::conn::{ConnInfo, ConnSpec, Environment};
+use crate::engine::{Step, Target};
+use crate::exit;
+use crate::phases::move_domain::preflight::{self, Acceptances, TargetFacts};
+use crate::phases::move_domain::replication::Link;
+use crate::phases::move_domain::{self, MoveOptions, PHASE};
+use crate::plan::{GateHints, PhaseId, PhaseRecord, Plan};
+
+pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let mut plan = phase::load_plan(&settings.plan_path)?;
+    let domain = args.domain.clone();
+    let id = PhaseId::new(PHASE, Some(&domain));
+    let Some(position) = plan.domains.iter().position(|d| d.name == domain) else {
+        let names: Vec<&str> = plan.domains.iter().map(|d| d.name.as_str()).collect();
+        anyhow::bail!(
+            "{} has no domain {:?}; its domains are: {}",
+            settings.plan_path.display(),
+            domain,
+            names.join(", ")
+        );
+    };
+    if !plan
+        .phase(crate::phases::assign::PHASE)
+        .is_some_and(|r| r.is_applied())
+    {
+        anyhow::bail!(
+            "move copies the domain schema assign makes: run `carve assign` first (carve status shows the phases)"
+        );
+    }
+    let recorded = plan
+        .phase(&id)
+        .filter(|r| !r.is_undone())
+        .map(|r| r.steps.clone());
+    // The domain's server: --target, or the one the plan records. A move under way
+    // keeps its server (its steps and subscription are there).
+    let recorded_server = plan.domains[position].server.clone();
+    let server = match (&args.target, &recorded_server) {
+        (Some(given), Some(kept)) if recorded.is_some() && !same_server(given, kept) => {
+            anyhow::bail!(
+                "the move of {domain} is under way to {kept}; finish it there, or cancel it (`carve undo move --domain {domain}`) before moving to another server"
+            )
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(kept)) => kept.clone(),
+        (None, None) => anyhow::bail!(
+            "where does {domain} go? Pass --target CONN (a libpq connection string to the new server's database, as a superuser)"
+        ),
+    };
+    let target_spec = ConnSpec::resolve(&server, &Environment::from_process())
+        .map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    plan.domains[position].server = Some(target_spec.reference());
+    let password_file = match &args.password_file {
+        Some(path) => path.clone(),
+        None => default_password_file(&settings.plan_path),
+    };
+    PasswordFile::check(&password_file)?;
+
+    let mut ctx = match phase::open(settings, &args.apply, plan).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    if let Some(code) = phase::preflight(settings, &ctx, PHASE, args.apply.dry_run) {
+        return Ok(code);
+    }
+    if let Some(code) = phase::gate(settings, &ctx, &id) {
+        return Ok(code);
+    }
+    let steps = match recorded {
+        Some(steps) => steps,
+        None => {
+            let link = link(&ctx, args.subscription_conninfo.as_deref(), &password_file)?;
+            let options = MoveOptions {
+                link,
+                max_lag: args.max_lag,
+                copy_timeout: args.copy_timeout,
+                catch_up_timeout: args.catch_up_timeout,
+            };
+            move_domain::steps(&ctx.catalog, &domain, &options)
+        }
+    };
+    let on_target = Target::Domain(domain.clone());
+    if let Some(code) = phase::connect_targets(settings, &mut ctx, &steps, args.apply.dry_run).await? {
+        return Ok(code);
+    }
+    // The preflight weighs a move not yet started: once its steps run, the target's
+    // tables fill and the source has the move's slot, by design.
+    let started = ctx.plan.phase(&id).is_some_and(|r| !r.is_undone());
+    if !started {
+        let accepted = Acceptances {
+            unlimited_slot_wal: args.accept_unlimited_slot_wal,
+            ..Acceptances::default()
+        };
+        let refusals = refusals(&ctx, &domain, &on_target, &accepted).await?;
+        if !refusals.is_empty() {
+            for r in &refusals {
+                out.error(&r.to_string());
+            }
+            out.name_objects(refusals.iter().map(|r| r.what.clone()));
+            out.warn(&format!(
+                "the move of {domain} cannot start: {} reason(s) above. Nothing was changed on either server, nor in the plan",
+                refusals.len()
+            ));
+            out.failing(exit::GATE_NOT_MET);
+            return Ok(exit::GATE_NOT_MET);
+        }
+    }
+    if args.apply.dry_run {
+        return phase::dry_run(settings, &ctx, &id.to_string(), &steps).await;
+    }
+    let question = format!(
+        "Move {domain} to {}: {} step(s) on both servers, the services keep using the monolith? Each is checkpointed and `carve undo move --domain {domain}` cancels it",
+        ctx.references[&on_target],
+        steps.len()
+    );
+    if !phase::confirm(settings, &question)? {
+        out.warn("not started; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    if !started {
+        record_phase(&mut ctx.plan, &id, ctx.fingerprint.digest.clone(), &steps);
+    }
+    let (ran, skipped) =
+        match phase::apply_phase(settings, &mut ctx, &id, &steps, &args.apply).await? {
+            Ok(counts) => counts,
+            Err(code) => {
+                if code == exit::ERROR {
+                    out.warn(&format!(
+                        "if the subscription stopped on an apply error, the target's log and `carve status --domain {domain}` say which table; fix the cause, then `ALTER SUBSCRIPTION … ENABLE` on the target and run the same command again"
+                    ));
+                }
+                return Ok(code);
+            }
+        };
+    out.line(&format!(
+        "move of {domain}: ready ({ran} step(s) run, {skipped} already in place). Its server follows every change the services make on the monolith; they still use the monolith until cut-over. `carve undo move --domain {domain}` cancels it."
+    ));
+    Ok(exit::SUCCESS)
+}
+
+/// Whether two connection strings name the same server and database (as the plan
+/// records them: without passwords).
+fn same_server(given: &str, kept: &str) -> bool {
+    let reference = |text: &str| ConnInfo::parse(text).map(|c| c.redacted()).ok();
+    reference(given).is_some() && reference(given) == reference(kept)
+}
+
+/// `carve.plan.toml` → `carve.plan.passwords`, beside it.
+fn default_password_file(plan: &Path) -> PathBuf {
+    plan.with_extension("passwords")
+}
+
+/// How the target reaches the source: `--subscription-conninfo`, or the source's own
+/// host, port, database and sslmode (a Unix socket directory only serves a target on
+/// the same machine).
+fn link(ctx: &Context, given: Option<&str>, password_file: &Path) -> anyhow::Result<Link> {
+    let source = ctx.spec.targets.first().expect("a connection has a target");
+    let conninfo = match given {
+        Some(text) => {
+            let parsed = ConnInfo::parse(text)
+                .map_err(|e| anyhow::anyhow!("--subscription-conninfo: {e}"))?;
+            for key in ["user", "password"] {
+                if parsed.get(key).is_some() {
+                    anyhow::bail!(
+                        "--subscription-conninfo must not name a {key}: the subscription logs in as the replication role carve creates"
+                    );
+                }
+            }
+            text.to_string()
+        }
+        None => {
+            let mut text = format!(
+                "host={} port={} dbname={}",
+                crate::conn::quote_value(&source.host),
+                source.port,
+                crate::conn::quote_value(&ctx.catalog.server.database)
+            );
+            if let Some(mode) = ctx.spec.given.get("sslmode") {
+                text.push_str(&format!(" sslmode={}", crate::conn::quote_value(mode)));
+            }
+            text
+        }
+    };
+    let parsed = ConnInfo::parse(&conninfo)?;
+    let host = parsed.get("host").unwrap_or(&source.host).to_string();
+    let port = match parsed.get("port") {
+        Some(p) => p
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--subscription-conninfo: port {p:?} is not a number"))?,
+        None => source.port,
+    };
+    Ok(Link {
+        conninfo,
+        password_file: std::path::absolute(password_file)?,
+        // The ~/.pgpass line the password is kept under.
+        host: if host.starts_with('/') {
+            "localhost".into()
+        } else {
+            host
+        },
+        port,
+        database: parsed
+            .get("dbname")
+            .unwrap_or(&ctx.catalog.server.database)
+            .to_string(),
+    })
+}
+
+/// Reads both servers' facts and weighs them.
+async fn refusals(
+    ctx: &Context,
+    domain: &str,
+    on_target: &Target,
+    accepted: &Acceptances,
+) -> anyhow::Result<Vec<preflight::Refusal>> {
+    let source = ServerFacts::read(&ctx.reader).await?;
+    let target = ctx.endpoints.session(on_target)?;
+    let target = TargetFacts {
+        server: ServerFacts::read(&target.watch)
+            .await
+            .map_err(|e| anyhow::anyhow!("{on_target}: {e:#}"))?,
+        non_empty_tables: non_empty_tables(&target.watch, domain).await?,
+    };
+    Ok(preflight::check(
+        &ctx.plan,
+        &ctx.catalog,
+        domain,
+        &source,
+        &target,
+        accepted,
+    ))
+}
+
+/// Writes the phase into the plan before its first step runs (with the domain's
+/// server, set before connecting).
+fn record_phase(plan: &mut Plan, id: &PhaseId, before: String, steps: &[Step]) {
+    plan.phases
+        .retain(|p| !(p.name == id.name && p.domain == id.domain));
+    plan.phases.push(PhaseRecord::planned(
+        id.clone(),
+        before,
+        GateHints {
+            // The replication role and its grants on the source.
+            privileges: true,
+            ..GateHints::default()
+        },
+        steps.to_vec(),
+    ));
+}
