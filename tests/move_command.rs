@@ -176,3 +176,203 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
     assert_eq!(role_listing(&source_client).await, roles_before);
     assert_eq!(schema_dump(&source, "library"), before);
 }
+
+/// What the load generator was told succeeded: each order it placed (by id) with its
+/// last acknowledged status, or None once deleted.
+type Ledger = std::collections::BTreeMap<i64, Option<String>>;
+
+/// Writes to `public.orders` (the compatibility view over the orders domain) from
+/// `workers` connections until `stop`: inserts, status updates and deletes of its
+/// own rows, each its own transaction, recording every acknowledged write.
+async fn order_load(
+    conninfo: String,
+    workers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Ledger, u64) {
+    use std::sync::atomic::Ordering;
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let conninfo = conninfo.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client(&conninfo).await;
+            let mut ledger = Ledger::new();
+            let mut mine: Vec<i64> = Vec::new();
+            let mut transactions = 0u64;
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                match i % 5 {
+                    // Place an order for an existing customer.
+                    0..=2 => {
+                        let id: i64 = c
+                            .query_one(
+                                "INSERT INTO orders (customer_id, total) SELECT min(id) + $1, 9.99 FROM customers RETURNING id",
+                                &[&((worker as i64) % 3)],
+                            )
+                            .await
+                            .unwrap()
+                            .get(0);
+                        ledger.insert(id, Some("placed".into()));
+                        mine.push(id);
+                    }
+                    // Pay the oldest of them (the status trigger writes its history).
+                    3 if !mine.is_empty() => {
+                        let id = mine[(i as usize / 5) % mine.len()];
+                        c.execute("UPDATE orders SET status = 'paid' WHERE id = $1", &[&id])
+                            .await
+                            .unwrap();
+                        ledger.insert(id, Some("paid".into()));
+                    }
+                    // Cancel one outright.
+                    _ if !mine.is_empty() => {
+                        let id = mine.swap_remove(0);
+                        c.execute("DELETE FROM orders WHERE id = $1", &[&id])
+                            .await
+                            .unwrap();
+                        ledger.insert(id, None);
+                    }
+                    _ => continue,
+                }
+                transactions += 1;
+            }
+            (ledger, transactions)
+        }));
+    }
+    let mut all = Ledger::new();
+    let mut total = 0;
+    for task in tasks {
+        let (ledger, n) = task.await.unwrap();
+        all.extend(ledger);
+        total += n;
+    }
+    (all, total)
+}
+
+/// Waits until the subscription's slot has confirmed everything the source wrote up
+/// to now.
+async fn caught_up(source: &tokio_postgres::Client) {
+    let lsn: String = source
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for _ in 0..300 {
+        let done: bool = source
+            .query_one(
+                "SELECT coalesce(bool_and(confirmed_flush_lsn >= $1::text::pg_lsn), false) FROM pg_replication_slots WHERE slot_name LIKE 'carve%'",
+                &[&lsn],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the target did not catch up with {lsn}");
+}
+
+/// The shop with every cross-domain object decided drop-at-move (what a move needs
+/// of them), after assign.
+async fn shop_assigned(source: &TempServer, dir: &std::path::Path) -> Monolith {
+    let m = example_monolith(source, dir, "shop", "shop").await;
+    assert_success(&run(&m, &["assign"]));
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for d in plan.decisions.iter_mut() {
+        if d.choice == "keep-until-move" {
+            d.choice = "drop-at-move".into();
+        }
+    }
+    plan.save(&m.plan).unwrap();
+    m
+}
+
+/// The domain of the plan that holds `table` (`public.orders`).
+fn domain_of(m: &Monolith, table: &str) -> String {
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.domains
+        .iter()
+        .find(|d| d.tables.iter().any(|t| t == table))
+        .unwrap_or_else(|| panic!("no domain holds {table}"))
+        .name
+        .clone()
+}
+
+#[tokio::test]
+async fn the_orders_domain_moves_under_a_write_load_and_nothing_acknowledged_is_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = shop_assigned(&source, dir.path()).await;
+    let domain = domain_of(&m, "public.orders");
+    let (_target, target_conninfo) = target_server("shop").await;
+
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(order_load(m.conninfo.clone(), 4, stop.clone()));
+    let started = std::time::Instant::now();
+    let mv = {
+        let (plan, conninfo, target) = (m.plan.clone(), m.conninfo.clone(), target_conninfo.clone());
+        let domain = domain.clone();
+        tokio::task::spawn_blocking(move || {
+            carve()
+                .args(["--plan", plan.to_str().unwrap(), "--yes", "move", "--domain"])
+                .arg(&domain)
+                .args(["--target", &target, "--accept-unlimited-slot-wal"])
+                .env("CARVE_SOURCE", conninfo)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = mv.await.unwrap();
+    let moved_in = started.elapsed();
+    // Writes go on a little after ready, as they would in production.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (ledger, transactions) = load.await.unwrap();
+    assert_success(&out);
+    let rate = transactions as f64 / (moved_in.as_secs_f64() + 0.5);
+    assert!(rate >= 100.0, "only {rate:.0} transactions/s");
+    eprintln!(
+        "move of {domain} under load: {transactions} transactions ({rate:.0}/s) in {:.1}s",
+        moved_in.as_secs_f64()
+    );
+
+    let source_client = client(&m.conninfo).await;
+    let target_client = client(&target_conninfo).await;
+    caught_up(&source_client).await;
+    let tables: Vec<String> = source_client
+        .query(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
+            &[&domain],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(tables.len() >= 5, "{tables:?}");
+    for table in &tables {
+        assert_eq!(
+            rows(&target_client, table).await,
+            rows(&source_client, table).await,
+            "{table}"
+        );
+    }
+    // Every acknowledged write is on the new server as it was acknowledged.
+    let orders = format!("{}.orders", carve::sql::ident(&domain));
+    for (id, status) in &ledger {
+        let found: Option<String> = target_client
+            .query_opt(&format!("SELECT status FROM {orders} WHERE id = $1"), &[id])
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        assert_eq!(&found, status, "order {id}");
+    }
+    assert!(ledger.values().any(Option::is_none), "some deletes ran");
+    assert!(
+        ledger.values().any(|s| s.as_deref() == Some("paid")),
+        "some updates ran"
+    );
+}
