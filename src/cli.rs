@@ -343,6 +343,11 @@ pub struct MoveArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub catch_up_timeout: std::time::Duration,
 
+    /// The preflight refuses while a transaction on the source is older than this:
+    /// creating the replication slot waits for every open transaction to end.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub max_transaction_age: std::time::Duration,
+
     /// Move even though max_slot_wal_keep_size is -1 on the source: a replication
     /// slot left behind would then keep WAL until the disk is full.
     #[arg(long)]

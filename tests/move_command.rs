@@ -376,3 +376,216 @@ async fn the_orders_domain_moves_under_a_write_load_and_nothing_acknowledged_is_
         "some updates ran"
     );
 }
+
+/// Everything a refused move must leave as it was: the plan file, both servers'
+/// schemas and roles, and the source's slots and publications.
+struct Untouched {
+    plan: Vec<u8>,
+    source_schema: String,
+    target_schema: String,
+    source_roles: Vec<String>,
+    target_roles: Vec<String>,
+}
+
+impl Untouched {
+    async fn of(m: &Monolith, source: &TempServer, target: &TempServer, db: &str) -> Untouched {
+        Untouched {
+            plan: std::fs::read(&m.plan).unwrap(),
+            source_schema: schema_dump(source, &m.db),
+            target_schema: schema_dump(target, db),
+            source_roles: role_listing(&client(&m.conninfo).await).await,
+            target_roles: role_listing(&client(&target.conninfo(db)).await).await,
+        }
+    }
+
+    async fn assert_same(&self, m: &Monolith, source: &TempServer, target: &TempServer, db: &str) {
+        let now = Untouched::of(m, source, target, db).await;
+        assert!(now.plan == self.plan, "the plan changed");
+        assert_eq!(now.source_schema, self.source_schema);
+        assert_eq!(now.target_schema, self.target_schema);
+        assert_eq!(now.source_roles, self.source_roles);
+        assert_eq!(now.target_roles, self.target_roles);
+        let source_client = client(&m.conninfo).await;
+        assert_eq!(
+            count(&source_client, "SELECT count(*) FROM pg_replication_slots").await,
+            0
+        );
+        assert_eq!(
+            count(&source_client, "SELECT count(*) FROM pg_publication").await,
+            0
+        );
+    }
+}
+
+/// One move that fails every check of the preflight the servers here can show at
+/// once: each reason is named (exit 6), and nothing changes anywhere.
+#[tokio::test]
+async fn the_preflight_refuses_with_every_reason_at_once_and_changes_nothing() {
+    use carve::pgtemp::ServerOptions;
+    let source = TempServer::start_with(
+        &ServerOptions::default()
+            .setting("wal_level", "replica")
+            .setting("max_replication_slots", "2")
+            .setting("max_wal_senders", "2"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let example = example("library");
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/library/workload");
+    let m = monolith(
+        &source,
+        dir.path(),
+        "library",
+        &format!(
+            "{}\n{}\nCREATE TABLE no_key (note text);
+             CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);
+             CREATE TABLE full_identity (id int PRIMARY KEY, x text);
+             ALTER TABLE full_identity REPLICA IDENTITY FULL;",
+            example.schema, example.seed
+        ),
+        workload,
+    )
+    .await;
+    // The three odd tables go with the reading list; one access is granted across.
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let extra = ["public.no_key", "public.scratch", "public.full_identity"];
+    for d in plan.domains.iter_mut() {
+        d.tables.retain(|t| !extra.contains(&t.as_str()));
+    }
+    let home = plan
+        .domains
+        .iter_mut()
+        .find(|d| d.tables.iter().any(|t| t == "public.reading_list"))
+        .unwrap();
+    home.tables.extend(extra.iter().map(|t| t.to_string()));
+    let domain = home.name.clone();
+    plan.decisions.push(carve::plan::Decision {
+        subject: "read public.reading_list by Reporting".into(),
+        choice: "temporary-grant".into(),
+        reason: "until reporting has its own copy".into(),
+    });
+    plan.save(&m.plan).unwrap();
+    assert_success(&run(&m, &["assign"]));
+
+    let target = TempServer::start_with(
+        &ServerOptions::default()
+            .setting("max_logical_replication_workers", "1")
+            .setting("max_worker_processes", "2"),
+    )
+    .unwrap();
+    let target_client = create_db(&target, "library", "SELECT 1").await;
+    target_client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {d}; CREATE TABLE {d}.reading_list (id bigint); INSERT INTO {d}.reading_list VALUES (1);",
+            d = carve::sql::ident(&domain)
+        ))
+        .await
+        .unwrap();
+    let source_client = client(&m.conninfo).await;
+    source_client
+        .batch_execute("SELECT lo_create(0)")
+        .await
+        .unwrap();
+    let long = client(&m.conninfo).await;
+    long.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = Untouched::of(&m, &source, &target, "library").await;
+
+    let out = run(
+        &m,
+        &[
+            "--format",
+            "json",
+            "move",
+            "--domain",
+            &domain,
+            "--target",
+            &target.conninfo("library"),
+            "--max-transaction-age",
+            "100ms",
+        ],
+    );
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let named: Vec<String> = json["error"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_string())
+        .collect();
+    let d = carve::sql::display_ident(&domain).to_string();
+    for expected in [
+        "wal_level on the source".to_string(),
+        "max_replication_slots on the source".into(),
+        "max_wal_senders on the source".into(),
+        "max_logical_replication_workers on the target".into(),
+        "max_worker_processes on the target".into(),
+        "max_slot_wal_keep_size on the source".into(),
+        "large objects".into(),
+        "a long transaction on the source".into(),
+        format!("table {d}.no_key"),
+        format!("table {d}.scratch"),
+        format!("table {d}.full_identity"),
+        format!("table {d}.reading_list on the target"),
+        "read public.reading_list by Reporting".into(),
+    ] {
+        assert!(named.contains(&expected), "{expected} not in {named:#?}");
+    }
+    assert_eq!(named.len(), 13, "{named:#?}");
+    let err = stderr(&out);
+    assert!(err.contains("Nothing was changed"), "{err}");
+    before.assert_same(&m, &source, &target, "library").await;
+
+    // An unreachable target: a clear error, nothing changed either.
+    let closed = TempServer::start().unwrap();
+    let unreachable = closed.conninfo("library");
+    drop(closed);
+    let out = run(
+        &m,
+        &["move", "--domain", &domain, "--target", &unreachable],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("connect"), "{}", stderr(&out));
+    before.assert_same(&m, &source, &target, "library").await;
+}
+
+#[tokio::test]
+async fn a_move_before_assign_or_of_an_unknown_domain_is_refused() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, dir.path(), "library", "library").await;
+    let (_target, target_conninfo) = target_server("library").await;
+    let plan_before = std::fs::read(&m.plan).unwrap();
+    let out = run(&m, &["move", "--domain", "nope", "--target", &target_conninfo]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("has no domain \"nope\""), "{}", stderr(&out));
+    let domain = domain_of(&m, "public.reading_list");
+    let out = run(&m, &["move", "--domain", &domain, "--target", &target_conninfo]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("run `carve assign` first"), "{}", stderr(&out));
+    assert!(std::fs::read(&m.plan).unwrap() == plan_before);
+    assert_success(&run(&m, &["assign"]));
+    let plan_before = std::fs::read(&m.plan).unwrap();
+    let out = run(&m, &["move", "--domain", &domain]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("Pass --target"), "{}", stderr(&out));
+    // A password file others may read is refused before anything connects.
+    let open = dir.path().join("open-passwords");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = run(
+        &m,
+        &[
+            "move",
+            "--domain",
+            &domain,
+            "--target",
+            &target_conninfo,
+            "--password-file",
+            open.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert!(std::fs::read(&m.plan).unwrap() == plan_before);
+}

@@ -100,7 +100,7 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     if !started {
         let accepted = Acceptances {
             unlimited_slot_wal: args.accept_unlimited_slot_wal,
-            ..Acceptances::default()
+            long_transaction_secs: args.max_transaction_age.as_secs_f64(),
         };
         let refusals = refusals(&ctx, &domain, &on_target, &accepted).await?;
         if !refusals.is_empty() {
