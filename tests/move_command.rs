@@ -589,3 +589,88 @@ async fn a_move_before_assign_or_of_an_unknown_domain_is_refused() {
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
     assert!(std::fs::read(&m.plan).unwrap() == plan_before);
 }
+
+/// Runs carve with `args` until a progress line contains `needle`, then kills it
+/// with SIGKILL (no chance to clean up or save anything), and returns the lines.
+fn kill_when(m: &Monolith, args: &[&str], needle: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = spawn(m, args);
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let seen = lines_until(&mut lines, needle);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.last().is_some_and(|l| l.contains(needle)),
+        "never reached {needle:?}: {seen:#?}"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn a_move_killed_during_schema_copy_or_index_build_is_finished_by_the_same_command() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, dir.path(), "library", "library").await;
+    assert_success(&run(&m, &["assign"]));
+    let domain = domain_of(&m, "public.reading_list");
+    // Enough rows that the copy and the index build take a moment.
+    client(&m.conninfo)
+        .await
+        .batch_execute(
+            "INSERT INTO book_catalog (isbn, title, author)
+             SELECT 'bulk-' || g, 'Title ' || g, 'Author ' || (g % 997) FROM generate_series(1, 200000) g;
+             INSERT INTO reading_list (reader_id, book_id)
+             SELECT g % 5000, id FROM book_catalog b, generate_series(1, 2) g WHERE b.isbn LIKE 'bulk-%';",
+        )
+        .await
+        .unwrap();
+    let (_target, target_conninfo) = target_server("library").await;
+    let args = [
+        "move",
+        "--domain",
+        &domain,
+        "--target",
+        &target_conninfo,
+        "--accept-unlimited-slot-wal",
+    ];
+    let id = carve::plan::PhaseId::new("move", Some(&domain));
+    for needle in ["] table ", "] the initial copy", "] index "] {
+        kill_when(&m, &args, needle);
+        let plan = carve::plan::Plan::load(&m.plan).unwrap();
+        let record = plan.phase(&id).expect("recorded before the first step");
+        assert!(!record.is_applied(), "killed at {needle:?}, yet applied");
+    }
+    let out = run(&m, &args);
+    assert_success(&out);
+    assert!(stderr(&out).contains("already done"), "{}", stderr(&out));
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
+    assert!(plan.phase(&id).unwrap().is_applied());
+
+    let source_client = client(&m.conninfo).await;
+    let target_client = client(&target_conninfo).await;
+    caught_up(&source_client).await;
+    let d = carve::sql::ident(&domain);
+    for table in ["reading_list", "book_catalog"] {
+        let name = format!("{d}.{table}");
+        let (n, hash) = rows(&source_client, &name).await;
+        assert!(n >= 200_000, "{table}: {n}");
+        assert_eq!(rows(&target_client, &name).await, (n, hash), "{table}");
+    }
+    // The deferred index and key are there, the key validated.
+    assert_eq!(
+        count(
+            &target_client,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'reading_list_book_idx'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &target_client,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+        )
+        .await,
+        1
+    );
+}
