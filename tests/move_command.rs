@@ -107,7 +107,11 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
         ],
     );
     assert_success(&out);
-    assert!(stdout(&out).contains("ready"), "{}", stdout(&out));
+    let said = stdout(&out);
+    assert!(said.contains("ready"), "{said}");
+    // restrict's proof, run on the new server as the domain's services' roles.
+    assert!(said.contains("on the new server"), "{said}");
+    assert!(said.contains("3 fail as the plan decided, 0 fail unexpectedly"), "{said}");
 
     let source_client = client(&m.conninfo).await;
     let target_client = client(&target_conninfo).await;
@@ -334,11 +338,18 @@ async fn the_orders_domain_moves_under_a_write_load_and_nothing_acknowledged_is_
     let load = tokio::spawn(order_load(m.conninfo.clone(), 4, stop.clone()));
     let started = std::time::Instant::now();
     let mv = {
-        let (plan, conninfo, target) = (m.plan.clone(), m.conninfo.clone(), target_conninfo.clone());
+        let (plan, conninfo, target) =
+            (m.plan.clone(), m.conninfo.clone(), target_conninfo.clone());
         let domain = domain.clone();
         tokio::task::spawn_blocking(move || {
             carve()
-                .args(["--plan", plan.to_str().unwrap(), "--yes", "move", "--domain"])
+                .args([
+                    "--plan",
+                    plan.to_str().unwrap(),
+                    "--yes",
+                    "move",
+                    "--domain",
+                ])
                 .arg(&domain)
                 .args(["--target", &target, "--accept-unlimited-slot-wal"])
                 .env("CARVE_SOURCE", conninfo)
@@ -448,7 +459,8 @@ async fn the_preflight_refuses_with_every_reason_at_once_and_changes_nothing() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let example = example("library");
-    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/library/workload");
+    let workload =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/library/workload");
     let m = monolith(
         &source,
         dir.path(),
@@ -557,10 +569,7 @@ async fn the_preflight_refuses_with_every_reason_at_once_and_changes_nothing() {
     let closed = TempServer::start().unwrap();
     let unreachable = closed.conninfo("library");
     drop(closed);
-    let out = run(
-        &m,
-        &["move", "--domain", &domain, "--target", &unreachable],
-    );
+    let out = run(&m, &["move", "--domain", &domain, "--target", &unreachable]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("connect"), "{}", stderr(&out));
     before.assert_same(&m, &source, &target, "library").await;
@@ -573,13 +582,27 @@ async fn a_move_before_assign_or_of_an_unknown_domain_is_refused() {
     let m = example_monolith(&source, dir.path(), "library", "library").await;
     let (_target, target_conninfo) = target_server("library").await;
     let plan_before = std::fs::read(&m.plan).unwrap();
-    let out = run(&m, &["move", "--domain", "nope", "--target", &target_conninfo]);
+    let out = run(
+        &m,
+        &["move", "--domain", "nope", "--target", &target_conninfo],
+    );
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("has no domain \"nope\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no domain \"nope\""),
+        "{}",
+        stderr(&out)
+    );
     let domain = domain_of(&m, "public.reading_list");
-    let out = run(&m, &["move", "--domain", &domain, "--target", &target_conninfo]);
+    let out = run(
+        &m,
+        &["move", "--domain", &domain, "--target", &target_conninfo],
+    );
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("run `carve assign` first"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `carve assign` first"),
+        "{}",
+        stderr(&out)
+    );
     assert!(std::fs::read(&m.plan).unwrap() == plan_before);
     assert_success(&run(&m, &["assign"]));
     let plan_before = std::fs::read(&m.plan).unwrap();
@@ -771,7 +794,10 @@ async fn hostile_names_survive_a_whole_move_and_its_cancel() {
     // A row written through the compatibility view reaches the new server.
     source_client
         .execute(
-            &format!("INSERT INTO {} (\"select\") VALUES ('late')", carve::sql::ident(books)),
+            &format!(
+                "INSERT INTO {} (\"select\") VALUES ('late')",
+                carve::sql::ident(books)
+            ),
             &[],
         )
         .await

@@ -10,12 +10,15 @@ use crate::cli::{MoveArgs, Settings};
 use crate::commands::phase::{self, Context};
 use crate::conn::password::PasswordFile;
 use crate::conn::{ConnInfo, ConnSpec, Environment};
+use crate::engine::proof;
 use crate::engine::{Step, Target};
 use crate::exit;
 use crate::phases::move_domain::preflight::{self, Acceptances, TargetFacts};
 use crate::phases::move_domain::replication::Link;
 use crate::phases::move_domain::{self, MoveOptions, PHASE};
+use crate::phases::restrict;
 use crate::plan::{GateHints, PhaseId, PhaseRecord, Plan};
+use crate::workload::sources::{Sources, WorkloadOptions};
 
 pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -91,7 +94,9 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
         }
     };
     let on_target = Target::Domain(domain.clone());
-    if let Some(code) = phase::connect_targets(settings, &mut ctx, &steps, args.apply.dry_run).await? {
+    if let Some(code) =
+        phase::connect_targets(settings, &mut ctx, &steps, args.apply.dry_run).await?
+    {
         return Ok(code);
     }
     // The preflight weighs a move not yet started: once its steps run, the target's
@@ -131,22 +136,108 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     if !started {
         record_phase(&mut ctx.plan, &id, ctx.fingerprint.digest.clone(), &steps);
     }
-    let (ran, skipped) =
-        match phase::apply_phase(settings, &mut ctx, &id, &steps, &args.apply).await? {
-            Ok(counts) => counts,
-            Err(code) => {
-                if code == exit::ERROR {
-                    out.warn(&format!(
+    let (ran, skipped) = match phase::apply_phase(settings, &mut ctx, &id, &steps, &args.apply)
+        .await?
+    {
+        Ok(counts) => counts,
+        Err(code) => {
+            if code == exit::ERROR {
+                out.warn(&format!(
                         "if the subscription stopped on an apply error, the target's log and `carve status --domain {domain}` say which table; fix the cause, then `ALTER SUBSCRIPTION … ENABLE` on the target and run the same command again"
                     ));
-                }
-                return Ok(code);
             }
-        };
+            return Ok(code);
+        }
+    };
     out.line(&format!(
         "move of {domain}: ready ({ran} step(s) run, {skipped} already in place). Its server follows every change the services make on the monolith; they still use the monolith until cut-over. `carve undo move --domain {domain}` cancels it."
     ));
-    Ok(exit::SUCCESS)
+    prove_on_target(settings, &ctx, &domain, &on_target, args).await
+}
+
+/// restrict's proof, on the domain's new server: every statement of the domain's
+/// services prepared and explained there as its role, with the `search_path` the
+/// move gave it. Exit 6 when one fails that no decision asks for: the move is
+/// ready, but those services would not be after cut-over.
+async fn prove_on_target(
+    settings: &Settings,
+    ctx: &Context,
+    domain: &str,
+    on_target: &Target,
+    args: &MoveArgs,
+) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let Some(restricted) = ctx.plan.phase(restrict::PHASE).filter(|r| r.is_applied()) else {
+        out.progress(
+            "restrict is not applied: there are no service roles whose statements to prove on the new server",
+        );
+        return Ok(exit::SUCCESS);
+    };
+    let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
+    let Some(workload) = sources
+        .load(&ctx.source().watch, &ctx.catalog.server.database)
+        .await?
+    else {
+        return Ok(exit::SUCCESS);
+    };
+    // Planned again as it was applied, for its roles and probes.
+    let before = restrict::catalog_before(&ctx.catalog, &restricted.steps);
+    let planned = match restrict::plan(&ctx.plan, &before, &workload) {
+        Ok(p) => p,
+        Err(errors) => anyhow::bail!(
+            "the services' statements cannot be proven on the new server: {}",
+            errors.join("; ")
+        ),
+    };
+    let services: Vec<&str> = planned
+        .services
+        .iter()
+        .filter(|s| s.domain == domain)
+        .map(|s| s.service.as_str())
+        .collect();
+    let probes: Vec<_> = planned
+        .probes
+        .into_iter()
+        .filter(|p| services.contains(&p.service.as_str()))
+        .collect();
+    let prelude = format!(
+        "SET LOCAL search_path = {};",
+        move_domain::objects::search_path(domain)
+    );
+    let mut results = proof::prove(
+        &ctx.endpoints.session(on_target)?.work,
+        &prelude,
+        &[],
+        &probes,
+        args.apply.lock_timeout,
+    )
+    .await?;
+    // On the new server a statement that fails even as a superuser names what is not
+    // there (another domain's table): only a decision excuses it.
+    for r in results.iter_mut() {
+        r.fails_already = false;
+    }
+    if !out.is_json() {
+        out.line(&format!(
+            "\non the new server, as the services of {domain} will run there:{}",
+            crate::ui::restrict::render_proof(&results)
+        ));
+    }
+    let unexpected: Vec<_> = results.iter().filter(|r| r.is_unexpected()).collect();
+    if unexpected.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    out.error(&format!(
+        "{} statement(s) of {domain}'s services fail on the new server and no decision asks for it (listed above): fix them before cut-over",
+        unexpected.len()
+    ));
+    out.name_objects(
+        unexpected
+            .iter()
+            .map(|r| format!("{} ({}): {}", r.origin, r.service, r.sql)),
+    );
+    out.failing(exit::GATE_NOT_MET);
+    Ok(exit::GATE_NOT_MET)
 }
 
 /// Whether two connection strings name the same server and database (as the plan

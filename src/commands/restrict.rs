@@ -177,6 +177,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
             ));
             let results = proof::prove(
                 &ctx.source().work,
+                "",
                 &to_prove,
                 &planned.probes,
                 args.apply.lock_timeout,

@@ -33,15 +33,15 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         .iter()
         .skip_while(|p| **p != name)
         .skip(1)
-        .find_map(|p| {
-            plan.phases
-                .iter()
-                .find(|r| r.name == *p && !r.is_undone())
-        });
+        .find_map(|p| plan.phases.iter().find(|r| r.name == *p && !r.is_undone()));
     if let Some(later) = later {
         let id = PhaseId::new(&later.name, later.domain.as_deref());
         let command = match &later.domain {
-            Some(d) => format!("carve undo {} --domain {}", later.name, crate::sql::psql_argument(d)),
+            Some(d) => format!(
+                "carve undo {} --domain {}",
+                later.name,
+                crate::sql::psql_argument(d)
+            ),
             None => format!("carve undo {}", later.name),
         };
         anyhow::bail!("{id} builds on {name} and is still in place: run `{command}` first");

@@ -172,15 +172,19 @@ async fn probe_in_transaction(
 
 /// Runs `steps` and then every probe in one transaction, and rolls it back.
 /// A step that fails stops the proof with its error: the plan would fail there too.
+/// `prelude` (SQL, may be empty) runs first: the session settings the roles will
+/// have, such as the `search_path` a login role gets on a domain's server (`SET
+/// ROLE` does not apply a role's own settings).
 pub async fn prove(
     client: &Client,
+    prelude: &str,
     steps: &[&Step],
     probes: &[Probe],
     lock_timeout: Duration,
 ) -> anyhow::Result<Vec<ProbeResult>> {
     client
         .batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}ms'",
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; {prelude}",
             lock_timeout.as_millis()
         ))
         .await?;

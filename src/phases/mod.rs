@@ -69,7 +69,12 @@ fn grantee(name: &str) -> String {
 }
 
 /// GRANT statements giving `on` the grants listed (table-level, then per column).
-pub(crate) fn grant_sql(on: &str, owner: &str, grants: &[Grant], columns: &[(&str, &[Grant])]) -> String {
+pub(crate) fn grant_sql(
+    on: &str,
+    owner: &str,
+    grants: &[Grant],
+    columns: &[(&str, &[Grant])],
+) -> String {
     let mut sql = String::new();
     let mut emit = |grants: &[Grant], column: Option<&str>| {
         let mut by_grantee: BTreeMap<(&str, bool), Vec<&str>> = BTreeMap::new();

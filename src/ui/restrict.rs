@@ -143,9 +143,14 @@ pub fn render_proof(results: &[ProbeResult]) -> String {
     let unexpected: Vec<&ProbeResult> = results.iter().filter(|r| r.is_unexpected()).collect();
     let expected: Vec<&ProbeResult> = results.iter().filter(|r| r.is_expected()).collect();
     let already = results.iter().filter(|r| r.fails_already).count();
+    let already = if already > 0 {
+        format!(", {already} fail already without restrict")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\nproof: {} statement(s) prepared and explained as their roles in a rolled-back transaction: {} run, {} fail as the plan decided, {} fail unexpectedly, {already} fail already without restrict",
+        "\nproof: {} statement(s) prepared and explained as their roles in a rolled-back transaction: {} run, {} fail as the plan decided, {} fail unexpectedly{already}",
         results.len(),
         results.iter().filter(|r| r.error.is_none()).count(),
         expected.len(),

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::super::{grant_sql, lit, role_exists};
 use crate::catalog::{Catalog, Function, Grant, QualName, Role, Trigger};
 use crate::engine::{Action, SecretInput, SqlAction, Step, Target, SECRET_VARIABLE};
-use crate::sql::{dollar_quoted, display_ident, ident, qualified};
+use crate::sql::{display_ident, dollar_quoted, ident, qualified};
 
 fn step(domain: &str, id: String, description: String, action: SqlAction) -> Step {
     Step {
@@ -164,7 +164,11 @@ pub fn role_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
                 }),
             },
         ));
-        for group in role.member_of.iter().filter(|g| chosen.contains(g.as_str())) {
+        for group in role
+            .member_of
+            .iter()
+            .filter(|g| chosen.contains(g.as_str()))
+        {
             steps.push(step(
                 domain,
                 format!(
@@ -307,7 +311,11 @@ impl Owned<'_> {
     /// True when the owner is right and every grant is in the ACL.
     fn done_check(&self) -> String {
         let (table, owner_column, row) = self.catalog_row();
-        let acl_column = if self.kind == "SCHEMA" { "nspacl" } else { "relacl" };
+        let acl_column = if self.kind == "SCHEMA" {
+            "nspacl"
+        } else {
+            "relacl"
+        };
         let role_oid = |who: &str| {
             if who == "PUBLIC" {
                 "0::oid".to_string()
@@ -376,7 +384,10 @@ impl Owned<'_> {
                     ident(self.owner)
                 ),
                 self.done_check(),
-                format!("{revokes}ALTER {} {} OWNER TO CURRENT_USER;", self.kind, self.name),
+                format!(
+                    "{revokes}ALTER {} {} OWNER TO CURRENT_USER;",
+                    self.kind, self.name
+                ),
             ),
         )
     }

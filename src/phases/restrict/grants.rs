@@ -71,7 +71,7 @@ impl Planner<'_> {
             .collect();
         for (group, domain) in &groups {
             steps.push(Step {
-                id: format!("create group role {group}"),
+                id: format!("{CREATE_GROUP_STEP}{group}"),
                 description: format!(
                     "group role {} carries the {domain} domain's privileges",
                     display_ident(group)

@@ -5,6 +5,8 @@ use super::*;
 
 /// The id prefix of the steps that create login roles (they get passwords after).
 pub const CREATE_LOGIN_STEP: &str = "create login role ";
+/// The id of the step that creates a domain's group role, before its name.
+pub const CREATE_GROUP_STEP: &str = "create group role ";
 
 /// The id prefix of the steps that give those roles their passwords.
 pub const SET_PASSWORD_STEP: &str = "set password ";
@@ -25,6 +27,28 @@ pub fn created_login_roles(steps: &[Step]) -> Vec<&str> {
         .iter()
         .filter_map(|s| s.id.strip_prefix(CREATE_LOGIN_STEP))
         .collect()
+}
+
+/// The catalog as restrict found it, once restrict's recorded `steps` are applied:
+/// without the roles they created. Planning restrict again on it gives the roles
+/// and probes it was applied with (what a later phase proves again elsewhere).
+pub fn catalog_before(
+    catalog: &crate::catalog::Catalog,
+    steps: &[Step],
+) -> crate::catalog::Catalog {
+    let created: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| {
+            s.id.strip_prefix(CREATE_LOGIN_STEP)
+                .or_else(|| s.id.strip_prefix(CREATE_GROUP_STEP))
+        })
+        .collect();
+    let mut before = catalog.clone();
+    before.roles.retain(|r| !created.contains(&r.name.as_str()));
+    for role in before.roles.iter_mut() {
+        role.member_of.retain(|g| !created.contains(&g.as_str()));
+    }
+    before
 }
 
 /// The login roles `steps` create that no step gives a password.
