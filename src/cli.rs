@@ -249,8 +249,15 @@ pub enum Command {
     ///
     /// Each phase (or, for a phase run per domain, each domain's) is shown with its
     /// state: planned, running (also after a killed run: the same command goes on),
-    /// applied, failed, undoing or undone. Reads only the plan file.
-    Status,
+    /// applied, failed, undoing or undone, from the plan file.
+    ///
+    /// For a move in place, also where its replication stands, read from both
+    /// servers: per table copying, catching up or ready (with bytes copied), the
+    /// subscription's worker, apply errors and last contact with the source, and the
+    /// slot's lag and the WAL it keeps on the source. A slot of carve's on the source
+    /// that no move in place owns is reported: it keeps WAL until it is dropped. A
+    /// server that cannot be reached is named, and the rest still shown.
+    Status(StatusArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
     /// Needs the PostgreSQL server binaries (initdb, postgres) installed locally; nothing
@@ -355,6 +362,17 @@ pub struct MoveArgs {
 
     #[command(flatten)]
     pub apply: ApplyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this domain's moves (and the phases for every domain).
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+
+    /// Show only what the plan file says: connect to no server.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -543,7 +561,7 @@ impl Command {
             Command::Restrict(_) => "restrict",
             Command::Move(_) => "move",
             Command::Undo(_) => "undo",
-            Command::Status => "status",
+            Command::Status(_) => "status",
             Command::Demo(_) => "demo",
         }
     }
@@ -593,7 +611,7 @@ pub fn main() -> ExitCode {
             Command::Restrict(args) => commands::restrict::run(&settings, args).await,
             Command::Move(args) => commands::move_domain::run(&settings, args).await,
             Command::Undo(args) => commands::undo::run(&settings, args).await,
-            Command::Status => commands::status::run(&settings),
+            Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,
         }
     });

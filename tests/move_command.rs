@@ -111,7 +111,10 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
     assert!(said.contains("ready"), "{said}");
     // restrict's proof, run on the new server as the domain's services' roles.
     assert!(said.contains("on the new server"), "{said}");
-    assert!(said.contains("3 fail as the plan decided, 0 fail unexpectedly"), "{said}");
+    assert!(
+        said.contains("3 fail as the plan decided, 0 fail unexpectedly"),
+        "{said}"
+    );
 
     let source_client = client(&m.conninfo).await;
     let target_client = client(&target_conninfo).await;
@@ -153,6 +156,26 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
         .unwrap()
         .get(0);
     assert!(n > 0);
+
+    // status reads where the replication stands on both servers.
+    let out = run(&m, &["--format", "json", "status", "--domain", &domain]);
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let phase = json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "move")
+        .unwrap();
+    let replication = &phase["replication"];
+    assert_eq!(replication["slot"]["active"], true, "{replication}");
+    let tables = replication["subscription"]["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "{replication}");
+    assert!(tables.iter().all(|t| t["state"] == "ready"), "{replication}");
+    assert_eq!(replication["subscription"]["apply_errors"], 0);
+    let out = run(&m, &["status"]);
+    assert!(stdout(&out).contains("ready        "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("in use"), "{}", stdout(&out));
 
     // Cancel: nothing of the move is left on either server.
     let out = run(&m, &["undo", "move", "--domain", &domain]);
@@ -200,6 +223,22 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
     );
     assert_eq!(role_listing(&source_client).await, roles_before);
     assert_eq!(schema_dump(&source, "library"), before);
+
+    // A slot of carve's that no move owns is reported by status.
+    source_client
+        .batch_execute("SELECT pg_create_logical_replication_slot('carve_left_behind', 'pgoutput')")
+        .await
+        .unwrap();
+    let out = run(&m, &["status"]);
+    assert!(
+        stderr(&out).contains("carve_left_behind on the source belongs to no move"),
+        "{}",
+        stderr(&out)
+    );
+    source_client
+        .batch_execute("SELECT pg_drop_replication_slot('carve_left_behind')")
+        .await
+        .unwrap();
 }
 
 /// What the load generator was told succeeded: each order it placed (by id) with its

@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod fingerprint;
 pub mod reader;
+pub mod replication;
 
 use serde::{Deserialize, Serialize};
 

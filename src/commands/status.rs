@@ -1,12 +1,17 @@
 //! `carve status`: what the plan file says has been done, phase by phase and step by
-//! step (done, pending, failed with its error, undone). Reads only the plan.
+//! step (done, pending, failed with its error, undone), and for a move in place
+//! where its replication stands on both servers (read-only).
 
 use serde::Serialize;
 
-use crate::cli::Settings;
+use crate::catalog::replication::{self, SlotState, SubscriptionState};
+use crate::cli::{Settings, StatusArgs};
 use crate::commands::phase::load_plan;
+use crate::conn::{ConnSpec, Environment};
+use crate::engine::Target;
 use crate::exit;
-use crate::plan::{PhaseState, StepStatus};
+use crate::phases::move_domain::replication::Names;
+use crate::plan::{phase_names, PhaseState, Plan, StepStatus};
 
 #[derive(Serialize)]
 struct PhaseReport<'a> {
@@ -15,6 +20,20 @@ struct PhaseReport<'a> {
     domain: Option<&'a str>,
     state: PhaseState,
     steps: Vec<StepReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication: Option<Replication>,
+}
+
+/// A move's replication as the servers show it now.
+#[derive(Serialize, Default)]
+struct Replication {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<SubscriptionState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<SlotState>,
+    /// What could not be read (a server unreachable).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -28,11 +47,83 @@ struct StepReport<'a> {
     error: Option<&'a str>,
 }
 
-pub fn run(settings: &Settings) -> anyhow::Result<u8> {
+/// Opens one connection, or says why not.
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
+    let spec =
+        ConnSpec::resolve(conninfo, &Environment::from_process()).map_err(|e| e.to_string())?;
+    crate::conn::connect(&spec)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Each move in place (of `domain`, or all): its replication read from the source
+/// and the domain's server; and carve's slots on the source that no move owns.
+async fn live(
+    plan: &Plan,
+    domain: Option<&str>,
+) -> (Vec<(String, Replication)>, Vec<SlotState>, Option<String>) {
+    let moves: Vec<&str> = plan
+        .phases
+        .iter()
+        .filter(|r| r.name == phase_names::MOVE && !r.is_undone())
+        .filter_map(|r| r.domain.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    let source = connect(&plan.source.conninfo).await;
+    for d in moves.iter().filter(|d| domain.is_none_or(|x| x == **d)) {
+        let names = Names::of(d);
+        let mut found = Replication::default();
+        match &source {
+            Ok(client) => match replication::slot(client, &names.slot).await {
+                Ok(slot) => found.slot = slot,
+                Err(e) => found.problems.push(format!("source: {e:#}")),
+            },
+            Err(e) => found.problems.push(format!("source: {e}")),
+        }
+        match plan.conninfo(&Target::Domain(d.to_string())) {
+            None => found
+                .problems
+                .push("the plan records no server for it".into()),
+            Some(conninfo) => match connect(conninfo).await {
+                Ok(client) => match replication::subscription(&client, &names.subscription).await {
+                    Ok(subscription) => found.subscription = subscription,
+                    Err(e) => found.problems.push(format!("its server: {e:#}")),
+                },
+                Err(e) => found.problems.push(format!("its server: {e}")),
+            },
+        }
+        out.push((d.to_string(), found));
+    }
+    let owned: Vec<String> = moves.iter().map(|d| Names::of(d).slot).collect();
+    let (orphans, problem) = match &source {
+        Ok(client) => match replication::slots(client, "carve_").await {
+            Ok(all) => (
+                all.into_iter()
+                    .filter(|s| !owned.contains(&s.name))
+                    .collect(),
+                None,
+            ),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        },
+        Err(e) => (Vec::new(), Some(e.clone())),
+    };
+    (out, orphans, problem)
+}
+
+pub async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<u8> {
     let plan = load_plan(&settings.plan_path)?;
+    // Only a plan that has moved (or cancelled a move) has anything to look at on
+    // the servers: slots of moves in place, or left behind by one.
+    let has_moves = plan.phases.iter().any(|r| r.name == phase_names::MOVE);
+    let (mut live, orphans, source_problem) = if has_moves && !args.offline {
+        live(&plan, args.domain.as_deref()).await
+    } else {
+        (Vec::new(), Vec::new(), None)
+    };
     let phases: Vec<PhaseReport> = plan
         .phases
         .iter()
+        .filter(|r| r.domain.is_none() || args.domain.is_none() || r.domain == args.domain)
         .map(|r| PhaseReport {
             name: &r.name,
             domain: r.domain.as_deref(),
@@ -51,6 +142,14 @@ pub fn run(settings: &Settings) -> anyhow::Result<u8> {
                     }
                 })
                 .collect(),
+            replication: (r.name == phase_names::MOVE && !r.is_undone())
+                .then(|| {
+                    let at = live
+                        .iter()
+                        .position(|(d, _)| Some(d.as_str()) == r.domain.as_deref())?;
+                    Some(live.swap_remove(at).1)
+                })
+                .flatten(),
         })
         .collect();
     if settings.out.is_json() {
@@ -59,6 +158,9 @@ pub fn run(settings: &Settings) -> anyhow::Result<u8> {
             plan: String,
             domains: usize,
             phases: &'a [PhaseReport<'a>],
+            /// carve's slots on the source that no move in place owns.
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            orphaned_slots: &'a [SlotState],
         }
         settings.out.json(
             "status",
@@ -66,6 +168,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<u8> {
                 plan: settings.plan_path.display().to_string(),
                 domains: plan.domains.len(),
                 phases: &phases,
+                orphaned_slots: &orphans,
             },
         );
         return Ok(exit::SUCCESS);
@@ -107,6 +210,85 @@ pub fn run(settings: &Settings) -> anyhow::Result<u8> {
                 out.line(&format!("          error: {error}"));
             }
         }
+        if let Some(replication) = &p.replication {
+            out.line(&render_replication(replication));
+        }
+    }
+    if let Some(problem) = source_problem {
+        settings.out.warn(&format!(
+            "could not look for replication slots on the source: {problem}"
+        ));
+    }
+    for slot in &orphans {
+        settings.out.warn(&format!(
+            "replication slot {} on the source belongs to no move in place: it keeps {} of WAL on the source's disk until it is dropped (SELECT pg_drop_replication_slot('{}'); once no subscription uses it)",
+            slot.name,
+            bytes(slot.retained_bytes),
+            slot.name
+        ));
     }
     Ok(exit::SUCCESS)
+}
+
+fn bytes(n: Option<i64>) -> String {
+    match n {
+        None => "unknown".into(),
+        Some(n) if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
+        Some(n) if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        Some(n) => format!("{n} bytes"),
+    }
+}
+
+/// A move's replication, for people.
+fn render_replication(r: &Replication) -> String {
+    let mut lines = vec!["  replication, as the servers show it now:".to_string()];
+    match &r.slot {
+        Some(slot) => lines.push(format!(
+            "    slot {} on the source: {}, {} behind, {} of WAL kept{}",
+            slot.name,
+            if slot.active { "in use" } else { "NOT IN USE" },
+            bytes(slot.lag_bytes),
+            bytes(slot.retained_bytes),
+            slot.wal_status
+                .as_deref()
+                .filter(|w| *w != "reserved")
+                .map(|w| format!(" (wal_status {w})"))
+                .unwrap_or_default()
+        )),
+        None if r.problems.iter().all(|p| !p.starts_with("source")) => {
+            lines.push("    no slot on the source".into())
+        }
+        None => {}
+    }
+    match &r.subscription {
+        Some(sub) => {
+            lines.push(format!(
+                "    subscription on its server: {}, worker {}, {} apply error(s), {} copy error(s){}",
+                if sub.enabled { "enabled" } else { "DISABLED (an apply error stops it: the target's log says which table and why; fix it, then ALTER SUBSCRIPTION … ENABLE)" },
+                if sub.worker_alive { "running" } else { "not running" },
+                sub.apply_errors,
+                sub.sync_errors,
+                sub.last_contact_secs
+                    .map(|s| format!(", last heard from the source {s:.1} s ago"))
+                    .unwrap_or_default()
+            ));
+            for t in &sub.tables {
+                let progress = match (t.copied_bytes, t.total_bytes) {
+                    (Some(done), Some(total)) if total > 0 => {
+                        format!(" ({} of {})", bytes(Some(done)), bytes(Some(total)))
+                    }
+                    _ => String::new(),
+                };
+                lines.push(format!("      {:<12} {}{progress}", t.state, t.table));
+            }
+        }
+        None if r.problems.iter().all(|p| !p.starts_with("its server")) => {
+            lines.push("    no subscription on its server".into())
+        }
+        None => {}
+    }
+    for p in &r.problems {
+        lines.push(format!("    could not read {p}"));
+    }
+    lines.join("\n")
 }
