@@ -893,3 +893,220 @@ async fn hostile_names_survive_a_whole_move_and_its_cancel() {
         0
     );
 }
+
+/// Runs `statements` in turn, each its own transaction, from `workers` connections
+/// until `stop`; returns how many were acknowledged.
+async fn statement_load(
+    conninfo: String,
+    workers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    statements: &'static [&'static str],
+) -> u64 {
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (conninfo, stop) = (conninfo.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client(&conninfo).await;
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let sql = statements[n as usize % statements.len()];
+                c.batch_execute(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}
+
+/// Moves `domain` with carve in a blocking task (so a load can run beside it).
+async fn move_in_background(
+    m: &Monolith,
+    domain: &str,
+    target: &str,
+) -> std::process::Output {
+    let (plan, conninfo, target, domain) = (
+        m.plan.clone(),
+        m.conninfo.clone(),
+        target.to_string(),
+        domain.to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        carve()
+            .args(["--plan", plan.to_str().unwrap(), "--yes", "move", "--domain"])
+            .arg(&domain)
+            .args(["--target", &target, "--accept-unlimited-slot-wal"])
+            .env("CARVE_SOURCE", conninfo)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Every table of `schema` has the same rows on both servers; returns how many
+/// tables.
+async fn assert_schema_equal(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    schema: &str,
+) -> usize {
+    let tables: Vec<String> = source
+        .query(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in &tables {
+        assert_same_rows(source, target, table).await;
+    }
+    tables.len()
+}
+
+#[tokio::test]
+async fn a_benchbase_domain_moves_under_a_write_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let data = benchbase();
+    let sql = std::fs::read_to_string(data.join("schema.sql")).unwrap();
+    let m = monolith(&source, dir.path(), "bench", &sql, data.join("workload")).await;
+    assert_success(&run(&m, &["assign"]));
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for d in plan.decisions.iter_mut() {
+        if d.choice == "keep-until-move" {
+            d.choice = "drop-at-move".into();
+        }
+    }
+    plan.save(&m.plan).unwrap();
+    let domain = domain_of(&m, "public.user_profiles");
+    client(&m.conninfo)
+        .await
+        .batch_execute(
+            "INSERT INTO user_profiles (uid, name, followers) SELECT g, 'user ' || g, 0 FROM generate_series(1, 1000) g;
+             INSERT INTO tweets SELECT g, g % 1000 + 1, 'tweet ' || g, now() FROM generate_series(1, 20000) g;",
+        )
+        .await
+        .unwrap();
+    let (_target, target_conninfo) = target_server("bench").await;
+
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(statement_load(
+        m.conninfo.clone(),
+        4,
+        stop.clone(),
+        &[
+            "INSERT INTO added_tweets (uid, text, createdate) VALUES ((random() * 999)::int + 1, 'new', now())",
+            "INSERT INTO followers VALUES ((random() * 999)::int + 1, (random() * 999)::int + 1) ON CONFLICT (f1, f2) DO NOTHING",
+            "UPDATE user_profiles SET followers = followers + 1 WHERE uid = (random() * 999)::int + 1",
+            "DELETE FROM added_tweets WHERE id = (SELECT min(id) FROM added_tweets)",
+        ],
+    ));
+    let started = std::time::Instant::now();
+    let out = move_in_background(&m, &domain, &target_conninfo).await;
+    let took = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let transactions = load.await.unwrap();
+    assert_success(&out);
+    assert!(transactions as f64 / took >= 100.0, "{transactions} in {took:.1}s");
+
+    let source_client = client(&m.conninfo).await;
+    let target_client = client(&target_conninfo).await;
+    caught_up(&source_client).await;
+    let tables = assert_schema_equal(&source_client, &target_client, &domain).await;
+    assert!(tables >= 5, "{tables} tables in {domain}");
+}
+
+#[tokio::test]
+async fn every_shop_domain_moves_to_one_second_server() {
+    use carve::pgtemp::ServerOptions;
+    let source = TempServer::start_with(
+        &ServerOptions::default()
+            .setting("max_replication_slots", "24")
+            .setting("max_wal_senders", "24"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let example = example("shop");
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
+    // The carriers' webhook table has no key: published with every column as its
+    // identity, accepted by a decision.
+    let m = monolith(
+        &source,
+        dir.path(),
+        "shop",
+        &format!(
+            "{}\n{}\nALTER TABLE tracking_events REPLICA IDENTITY FULL;",
+            example.schema, example.seed
+        ),
+        workload,
+    )
+    .await;
+    assert_success(&run(&m, &["assign"]));
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for d in plan.decisions.iter_mut() {
+        if d.choice == "keep-until-move" {
+            d.choice = "drop-at-move".into();
+        }
+    }
+    let tracking = plan
+        .domains
+        .iter()
+        .find(|d| d.tables.iter().any(|t| t == "public.tracking_events"))
+        .unwrap()
+        .name
+        .clone();
+    plan.decisions.push(carve::plan::Decision {
+        subject: format!("replica identity {}.tracking_events", carve::sql::display_ident(&tracking)),
+        choice: "accept-full".into(),
+        reason: "webhook rows are only inserted".into(),
+    });
+    let domains: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
+    plan.save(&m.plan).unwrap();
+    assert!(domains.len() >= 4, "{domains:?}");
+
+    let target = TempServer::start_with(
+        &ServerOptions::default()
+            .setting("max_logical_replication_workers", "24")
+            .setting("max_worker_processes", "32"),
+    )
+    .unwrap();
+    create_db(&target, "shop", "SELECT 1").await;
+    let target_conninfo = target.conninfo("shop");
+    for domain in &domains {
+        let out = move_in_background(&m, domain, &target_conninfo).await;
+        assert_success(&out);
+    }
+    let source_client = client(&m.conninfo).await;
+    let target_client = client(&target_conninfo).await;
+    caught_up(&source_client).await;
+    let mut tables = 0;
+    for domain in &domains {
+        tables += assert_schema_equal(&source_client, &target_client, domain).await;
+    }
+    assert!(tables >= 30, "{tables} tables moved");
+    let out = run(&m, &["--format", "json", "status"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let moves: Vec<&serde_json::Value> = json["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "move")
+        .collect();
+    assert_eq!(moves.len(), domains.len());
+    for p in moves {
+        assert_eq!(p["state"], "applied", "{p}");
+        let tables = p["replication"]["subscription"]["tables"].as_array().unwrap();
+        assert!(tables.iter().all(|t| t["state"] == "ready"), "{p}");
+    }
+}

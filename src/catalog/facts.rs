@@ -20,6 +20,9 @@ pub struct ServerFacts {
     pub max_wal_senders: i32,
     pub wal_senders_used: i32,
     pub max_logical_replication_workers: i32,
+    /// Logical replication workers running now (other subscriptions'), which take
+    /// from both limits.
+    pub logical_workers_used: i32,
     pub max_worker_processes: i32,
     /// Megabytes; -1 for unlimited.
     pub max_slot_wal_keep_size: i64,
@@ -48,7 +51,8 @@ impl ServerFacts {
                         current_setting('max_worker_processes')::int4,
                         CASE WHEN current_setting('max_slot_wal_keep_size') = '-1' THEN -1
                              ELSE pg_size_bytes(current_setting('max_slot_wal_keep_size')) / 1048576 END::int8,
-                        (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)::int8",
+                        (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)::int8,
+                        (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'logical replication worker')::int4",
                 &[],
             )
             .await
@@ -76,6 +80,7 @@ impl ServerFacts {
             max_worker_processes: row.get(8),
             max_slot_wal_keep_size: row.get(9),
             large_objects: row.get(10),
+            logical_workers_used: row.get(11),
             oldest_transaction: oldest.map(|r| (r.get(0), r.get(1))),
         })
     }

@@ -149,6 +149,10 @@ impl TempServer {
             ("max_replication_slots", "20"),
             ("max_wal_senders", "20"),
             ("max_logical_replication_workers", "8"),
+            // A subscription copies two tables at a time, and the next table's copy
+            // waits up to this long to start (default 5 s: a 30-table move then
+            // takes minutes on a throw-away server).
+            ("wal_retrieve_retry_interval", "200ms"),
             ("max_connections", "100"),
             // Throw-away data: trade durability for speed.
             ("fsync", "off"),

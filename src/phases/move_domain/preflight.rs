@@ -136,22 +136,26 @@ pub fn check(
         );
     }
     let workers = &target.server;
-    if workers.max_logical_replication_workers < need {
+    let free_workers = workers.max_logical_replication_workers - workers.logical_workers_used;
+    if free_workers < need {
         refuse(
             "max_logical_replication_workers on the target".into(),
             format!(
-                "is {}; the move needs {need} (the apply worker and {SYNC_WORKERS} copying)",
-                workers.max_logical_replication_workers
+                "{} of {} are free ({} run for other subscriptions); the move needs {need} (the apply worker and {SYNC_WORKERS} copying)",
+                free_workers.max(0),
+                workers.max_logical_replication_workers,
+                workers.logical_workers_used
             ),
         );
     }
-    if workers.max_worker_processes < need + 1 {
+    let processes_needed = workers.logical_workers_used + need + 1;
+    if workers.max_worker_processes < processes_needed {
         refuse(
             "max_worker_processes on the target".into(),
             format!(
-                "is {}; the move needs at least {} (its replication workers and the launcher)",
+                "is {}; the move needs at least {processes_needed} (its replication workers, the {} running already, and the launcher)",
                 workers.max_worker_processes,
-                need + 1
+                workers.logical_workers_used
             ),
         );
     }
@@ -371,6 +375,7 @@ mod tests {
             max_wal_senders: 10,
             wal_senders_used: 1,
             max_logical_replication_workers: 4,
+            logical_workers_used: 0,
             max_worker_processes: 8,
             max_slot_wal_keep_size: 10_240,
             large_objects: 0,
@@ -473,7 +478,7 @@ mod tests {
             "wal_level on the source: is replica",
             "max_replication_slots on the source: 1 of 10 are free; the move needs 3",
             "max_wal_senders on the source: 1 of 10 are free",
-            "max_logical_replication_workers on the target: is 1",
+            "max_logical_replication_workers on the target: 1 of 1 are free",
             "max_worker_processes on the target: is 2",
             "max_slot_wal_keep_size on the source: is unlimited",
             "large objects: the source holds 2",
@@ -491,6 +496,30 @@ mod tests {
         assert!(!whats(&found)
             .iter()
             .any(|w| w.contains("max_slot_wal_keep_size")));
+    }
+
+    #[test]
+    fn workers_other_subscriptions_run_are_not_free() {
+        let (p, c) = assigned();
+        let mut t = target();
+        t.server.logical_workers_used = 3;
+        let found = check(&p, &c, "sales", &server(), &t, &Acceptances::default());
+        let all = found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            all.contains("max_logical_replication_workers on the target: 1 of 4 are free (3 run for other subscriptions)"),
+            "{all}"
+        );
+        assert!(!all.contains("max_worker_processes"), "{all}");
+        t.server.max_worker_processes = 6;
+        let found = check(&p, &c, "sales", &server(), &t, &Acceptances::default());
+        assert!(
+            found.iter().any(|r| r.what == "max_worker_processes on the target"),
+            "{found:#?}"
+        );
     }
 
     #[test]

@@ -192,6 +192,13 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                 lit(&c.name)
             );
             let constraint = ident(&c.name);
+            // PostgreSQL cannot add a foreign key NOT VALID to a partitioned table:
+            // there it is checked as it is added.
+            let not_valid = if table.partition_key.is_some() {
+                ""
+            } else {
+                " NOT VALID"
+            };
             deferred.push(step(
                 domain,
                 format!("add foreign key {}.{}", table.name, display_ident(&c.name)),
@@ -202,7 +209,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                 ),
                 SqlAction::transactional(
                     format!(
-                        "ALTER TABLE {name} ADD CONSTRAINT {constraint} {} NOT VALID;",
+                        "ALTER TABLE {name} ADD CONSTRAINT {constraint} {}{not_valid};",
                         c.definition
                     ),
                     format!("{exists})"),
