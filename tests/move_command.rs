@@ -1110,3 +1110,39 @@ async fn every_shop_domain_moves_to_one_second_server() {
         assert!(tables.iter().all(|t| t["state"] == "ready"), "{p}");
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_prints_the_move_as_a_script_and_changes_nothing() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, dir.path(), "library", "library").await;
+    assert_success(&run(&m, &["assign"]));
+    let domain = domain_of(&m, "public.reading_list");
+    let (target, target_conninfo) = target_server("library").await;
+    let before = Untouched::of(&m, &source, &target, "library").await;
+    let out = run(
+        &m,
+        &[
+            "move",
+            "--domain",
+            &domain,
+            "--target",
+            &target_conninfo,
+            "--accept-unlimited-slot-wal",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let script = stdout(&out);
+    for needle in [
+        "CREATE SCHEMA",
+        "CREATE PUBLICATION",
+        "not run by this script",
+        "\\connect",
+        "CREATE INDEX",
+    ] {
+        assert!(script.contains(needle), "{needle} not in\n{script}");
+    }
+    assert!(!script.contains("password="), "{script}");
+    before.assert_same(&m, &source, &target, "library").await;
+}

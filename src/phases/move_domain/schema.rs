@@ -187,7 +187,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                 continue;
             }
             let exists = format!(
-                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {}::regclass AND conname = {}",
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass({}) AND conname = {}",
                 lit(&name),
                 lit(&c.name)
             );
