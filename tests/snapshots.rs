@@ -6,13 +6,13 @@
 //! The steps are planned by the pure phase functions from a real catalog: the
 //! example is loaded into a throw-away server, discovered with its own workload,
 //! assigned (its steps run, as carve would), then restricted, every crossing decided
-//! as the demo decides it.
+//! as the demo decides it (its steps run too), then one domain moved.
 
 mod support;
 
 use carve::analysis::{self, Options};
 use carve::engine::{Action, Step};
-use carve::phases::{assign, restrict};
+use carve::phases::{assign, move_domain, restrict};
 use carve::plan::{Decision, GateHints, PhaseRecord, PhaseState, Plan, Source};
 use carve::workload::Workload;
 use support::*;
@@ -54,8 +54,9 @@ fn render(steps: &[Step]) -> String {
     out
 }
 
-/// (assign's steps, restrict's steps) for an example.
-async fn phases_of(name: &str) -> (String, String) {
+/// (assign's steps, restrict's steps, the move's steps of the domain holding
+/// `moved`) for an example.
+async fn phases_of(name: &str, moved: &str) -> (String, String, String) {
     let server = server();
     let example = example(name);
     let client = create_db(
@@ -127,21 +128,53 @@ async fn phases_of(name: &str) -> (String, String) {
         });
     }
     let planned = restrict::plan(&plan, &catalog, &workload).expect("restrict plans");
-    (assign_text, render(&planned.steps))
+    let restrict_text = render(&planned.steps);
+    for step in &planned.steps {
+        let sql = &step.sql_action().expect("restrict's steps are SQL").sql;
+        client
+            .batch_execute(&format!("BEGIN; {sql}; COMMIT"))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", step.id));
+    }
+
+    // move, of the domain that holds `moved`.
+    let catalog = catalog_of(&server, name).await;
+    let domain = &plan
+        .domains
+        .iter()
+        .find(|d| d.tables.iter().any(|t| t == moved))
+        .expect("a domain holds it")
+        .name;
+    let options = move_domain::MoveOptions {
+        link: move_domain::replication::Link {
+            conninfo: format!("host=monolith.internal port=5432 dbname={name}"),
+            password_file: "/etc/carve/passwords".into(),
+            host: "monolith.internal".into(),
+            port: 5432,
+            database: name.to_string(),
+        },
+        max_lag: 1 << 20,
+        copy_timeout: std::time::Duration::from_secs(3600),
+        catch_up_timeout: std::time::Duration::from_secs(600),
+    };
+    let move_text = render(&move_domain::steps(&catalog, domain, &options));
+    (assign_text, restrict_text, move_text)
 }
 
 #[tokio::test]
 async fn library_steps() {
-    let (assign, restrict) = phases_of("library").await;
+    let (assign, restrict, moved) = phases_of("library", "public.reading_list").await;
     insta::assert_snapshot!("library_assign", assign);
     insta::assert_snapshot!("library_restrict", restrict);
+    insta::assert_snapshot!("library_move", moved);
 }
 
 #[tokio::test]
 async fn shop_steps() {
-    let (assign, restrict) = phases_of("shop").await;
+    let (assign, restrict, moved) = phases_of("shop", "public.orders").await;
     insta::assert_snapshot!("shop_assign", assign);
     insta::assert_snapshot!("shop_restrict", restrict);
+    insta::assert_snapshot!("shop_move", moved);
 }
 
 /// The domains discover proposes, with the names it gives them and why.
