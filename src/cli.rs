@@ -243,7 +243,13 @@ pub enum Command {
     ///
     /// Only what the phase did is reversed, exactly as it was planned (the steps are
     /// kept in the plan). Afterwards the catalog is as before the phase, and carve
-    /// says so if something else changed it meanwhile.
+    /// says so if something else changed it meanwhile. A later phase still in place
+    /// is undone first (move before restrict before assign).
+    ///
+    /// `carve undo move --domain D` cancels a move before cut-over, on both servers:
+    /// the subscription (and with it the slot on the source), the publication, the
+    /// replication role, and on the domain's server every object and role carve made
+    /// there (a role that was there before is left alone).
     Undo(UndoArgs),
     /// Show what each phase has done: per step done, pending, failed (with the error) or undone
     ///

@@ -171,7 +171,10 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
     assert_eq!(replication["slot"]["active"], true, "{replication}");
     let tables = replication["subscription"]["tables"].as_array().unwrap();
     assert_eq!(tables.len(), 2, "{replication}");
-    assert!(tables.iter().all(|t| t["state"] == "ready"), "{replication}");
+    assert!(
+        tables.iter().all(|t| t["state"] == "ready"),
+        "{replication}"
+    );
     assert_eq!(replication["subscription"]["apply_errors"], 0);
     let out = run(&m, &["status"]);
     assert!(stdout(&out).contains("ready        "), "{}", stdout(&out));
@@ -926,11 +929,7 @@ async fn statement_load(
 }
 
 /// Moves `domain` with carve in a blocking task (so a load can run beside it).
-async fn move_in_background(
-    m: &Monolith,
-    domain: &str,
-    target: &str,
-) -> std::process::Output {
+async fn move_in_background(m: &Monolith, domain: &str, target: &str) -> std::process::Output {
     let (plan, conninfo, target, domain) = (
         m.plan.clone(),
         m.conninfo.clone(),
@@ -939,7 +938,13 @@ async fn move_in_background(
     );
     tokio::task::spawn_blocking(move || {
         carve()
-            .args(["--plan", plan.to_str().unwrap(), "--yes", "move", "--domain"])
+            .args([
+                "--plan",
+                plan.to_str().unwrap(),
+                "--yes",
+                "move",
+                "--domain",
+            ])
             .arg(&domain)
             .args(["--target", &target, "--accept-unlimited-slot-wal"])
             .env("CARVE_SOURCE", conninfo)
@@ -1018,7 +1023,10 @@ async fn a_benchbase_domain_moves_under_a_write_load() {
     stop.store(true, Ordering::SeqCst);
     let transactions = load.await.unwrap();
     assert_success(&out);
-    assert!(transactions as f64 / took >= 100.0, "{transactions} in {took:.1}s");
+    assert!(
+        transactions as f64 / took >= 100.0,
+        "{transactions} in {took:.1}s"
+    );
 
     let source_client = client(&m.conninfo).await;
     let target_client = client(&target_conninfo).await;
@@ -1067,7 +1075,10 @@ async fn every_shop_domain_moves_to_one_second_server() {
         .name
         .clone();
     plan.decisions.push(carve::plan::Decision {
-        subject: format!("replica identity {}.tracking_events", carve::sql::display_ident(&tracking)),
+        subject: format!(
+            "replica identity {}.tracking_events",
+            carve::sql::display_ident(&tracking)
+        ),
         choice: "accept-full".into(),
         reason: "webhook rows are only inserted".into(),
     });
@@ -1106,7 +1117,9 @@ async fn every_shop_domain_moves_to_one_second_server() {
     assert_eq!(moves.len(), domains.len());
     for p in moves {
         assert_eq!(p["state"], "applied", "{p}");
-        let tables = p["replication"]["subscription"]["tables"].as_array().unwrap();
+        let tables = p["replication"]["subscription"]["tables"]
+            .as_array()
+            .unwrap();
         assert!(tables.iter().all(|t| t["state"] == "ready"), "{p}");
     }
 }

@@ -1,4 +1,4 @@
-//! Phase 4's building blocks against real servers (the command comes next): the
+//! Phase 4's building blocks against real servers (`move_command.rs` runs the command): the
 //! preflight weighs facts read from a throw-away source (the library after assign)
 //! and target; the target schema, generated from the catalog model and run through
 //! the executor on a `domain:` target, equals the source's domain schema in pg_dump.

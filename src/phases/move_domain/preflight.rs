@@ -517,7 +517,9 @@ mod tests {
         t.server.max_worker_processes = 6;
         let found = check(&p, &c, "sales", &server(), &t, &Acceptances::default());
         assert!(
-            found.iter().any(|r| r.what == "max_worker_processes on the target"),
+            found
+                .iter()
+                .any(|r| r.what == "max_worker_processes on the target"),
             "{found:#?}"
         );
     }
