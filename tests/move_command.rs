@@ -8,18 +8,6 @@ mod support;
 use carve::pgtemp::TempServer;
 use support::*;
 
-/// Row count and an ordered hash of a table.
-async fn rows(client: &tokio_postgres::Client, table: &str) -> (i64, String) {
-    let row = client
-        .query_one(
-            &format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
-            &[],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{table}: {e:?}"));
-    (row.get(0), row.get(1))
-}
-
 /// Asserts `table` holds the same rows on both servers, looking again for up to 10
 /// s: a slot's confirmed position can run a moment ahead of what the target's
 /// queries see.
@@ -40,10 +28,6 @@ async fn assert_same_rows(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-}
-
-async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// A second server for the domains, with an empty database of the monolith's name.
@@ -379,27 +363,7 @@ async fn the_orders_domain_moves_under_a_write_load_and_nothing_acknowledged_is_
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(order_load(m.conninfo.clone(), 4, stop.clone()));
     let started = std::time::Instant::now();
-    let mv = {
-        let (plan, conninfo, target) =
-            (m.plan.clone(), m.conninfo.clone(), target_conninfo.clone());
-        let domain = domain.clone();
-        tokio::task::spawn_blocking(move || {
-            carve()
-                .args([
-                    "--plan",
-                    plan.to_str().unwrap(),
-                    "--yes",
-                    "move",
-                    "--domain",
-                ])
-                .arg(&domain)
-                .args(["--target", &target, "--accept-unlimited-slot-wal"])
-                .env("CARVE_SOURCE", conninfo)
-                .output()
-                .unwrap()
-        })
-    };
-    let out = mv.await.unwrap();
+    let out = move_in_background(&m, &domain, &target_conninfo).await;
     let moved_in = started.elapsed();
     // Writes go on a little after ready, as they would in production.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -278,18 +278,6 @@ async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
     );
 }
 
-/// Row count and an ordered hash of a table.
-async fn rows(client: &tokio_postgres::Client, table: &str) -> (i64, String) {
-    let row = client
-        .query_one(
-            &format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
-            &[],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{table}: {e:?}"));
-    (row.get(0), row.get(1))
-}
-
 /// The library's reading-list domain copied to a second server by the generated
 /// steps on PostgreSQL's logical replication, through the executor: equal rows, a
 /// new row followed within seconds, and the undo leaving no slot, publication,
@@ -388,7 +376,7 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
     assert_eq!(
         count(
             &source_client,
-            format!(
+            &format!(
                 "SELECT count(*) FROM pg_replication_slots WHERE slot_name = {}",
                 lit(&names.slot)
             )
@@ -399,7 +387,7 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
     assert_eq!(
         count(
             &source_client,
-            format!(
+            &format!(
                 "SELECT count(*) FROM pg_publication WHERE pubname = {}",
                 lit(&names.publication)
             )
@@ -410,7 +398,7 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
     assert_eq!(
         count(
             &source_client,
-            format!(
+            &format!(
                 "SELECT count(*) FROM pg_roles WHERE rolname = {}",
                 lit(&names.role)
             )
@@ -419,17 +407,13 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
         0
     );
     assert_eq!(
-        count(
-            &target_client,
-            "SELECT count(*) FROM pg_subscription".into()
-        )
-        .await,
+        count(&target_client, "SELECT count(*) FROM pg_subscription").await,
         0
     );
     assert_eq!(
         count(
             &target_client,
-            format!(
+            &format!(
                 "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
                 lit(&domain)
             )
@@ -437,8 +421,4 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
         .await,
         0
     );
-}
-
-async fn count(client: &tokio_postgres::Client, sql: String) -> i64 {
-    client.query_one(&sql, &[]).await.unwrap().get(0)
 }

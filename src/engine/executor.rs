@@ -368,7 +368,16 @@ async fn run_steps(
         } else {
             run.events.emit(Event::started(i + 1, total, step));
             tracing::debug!("step {:?}: {:?}", step.id, step.action);
-            match run.apply(step).await {
+            let started = std::time::Instant::now();
+            let applied = run.apply(step).await;
+            tracing::info!(
+                target: "carve::timing",
+                "step {}/{total} {} {:.2}s",
+                i + 1,
+                step.id,
+                started.elapsed().as_secs_f64()
+            );
+            match applied {
                 Ok(()) => {
                     ran += 1;
                     run.events.emit(Event::StepDone {

@@ -339,3 +339,25 @@ pub async fn run_steps(
     .unwrap_or_else(|e| panic!("{e:#}"));
     (end, events.0.into_inner().unwrap())
 }
+
+/// Row count and an ordered hash of a table: equal on two servers when they hold
+/// the same rows.
+pub async fn rows(client: &tokio_postgres::Client, table: &str) -> (i64, String) {
+    let row = client
+        .query_one(
+            &format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e:?}"));
+    (row.get(0), row.get(1))
+}
+
+/// The one bigint a query returns.
+pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .get(0)
+}

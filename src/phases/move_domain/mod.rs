@@ -24,7 +24,7 @@ pub mod schema;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::engine::Step;
+use crate::engine::{SqlAction, Step, Target};
 
 /// The phase's name in the plan (one record per domain).
 pub const PHASE: &str = crate::plan::phase_names::MOVE;
@@ -41,6 +41,11 @@ pub struct MoveOptions {
     pub copy_timeout: Duration,
     /// How long catching up to `max_lag` may take once the copy is done.
     pub catch_up_timeout: Duration,
+}
+
+/// A SQL step on the domain's server.
+fn on_domain(domain: &str, id: String, description: String, action: SqlAction) -> Step {
+    Step::sql(id, description, Target::Domain(domain.to_string()), action)
 }
 
 /// Every step of `domain`'s move, in the order they run (see the module doc).

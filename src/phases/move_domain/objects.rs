@@ -11,18 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::{grant_sql, lit, role_exists};
+use super::on_domain;
 use crate::catalog::{Catalog, Function, Grant, QualName, Role, Trigger};
-use crate::engine::{Action, SecretInput, SqlAction, Step, Target, SECRET_VARIABLE};
+use crate::engine::{SecretInput, SqlAction, Step, SECRET_VARIABLE};
 use crate::sql::{display_ident, dollar_quoted, ident, qualified};
-
-fn step(domain: &str, id: String, description: String, action: SqlAction) -> Step {
-    Step {
-        id,
-        description,
-        target: Target::Domain(domain.to_string()),
-        action: Action::Sql(action),
-    }
-}
 
 /// The comment that marks a role carve made on `domain`'s server.
 pub fn role_marker(domain: &str) -> String {
@@ -142,7 +134,7 @@ pub fn role_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
                 lit(&format!("DROP ROLE {name}"))
             ))
         );
-        steps.push(step(
+        steps.push(on_domain(
             domain,
             format!("create role {}", display_ident(&role.name)),
             format!(
@@ -169,8 +161,8 @@ pub fn role_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
             .iter()
             .filter(|g| chosen.contains(g.as_str()))
         {
-            steps.push(step(
-                domain,
+            steps.push(on_domain(
+            domain,
                 format!(
                     "grant {} to {}",
                     display_ident(group),
@@ -225,7 +217,7 @@ pub fn function_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
         } else {
             "FUNCTION"
         };
-        steps.push(step(
+        steps.push(on_domain(
             domain,
             format!("create function {}", function.signature()),
             format!("function {}", function.signature()),
@@ -255,7 +247,7 @@ pub fn trigger_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
                 ident(&trigger.name)
             ));
         }
-        steps.push(step(
+        steps.push(on_domain(
             domain,
             format!("create trigger {}.{}", on, display_ident(&trigger.name)),
             format!("trigger {} on {on}", display_ident(&trigger.name)),
@@ -286,7 +278,24 @@ struct Owned<'c> {
     columns: Vec<(&'c str, &'c [Grant])>,
 }
 
-impl Owned<'_> {
+impl<'c> Owned<'c> {
+    /// A table, sequence or view, without column grants.
+    fn relation(
+        kind: &'static str,
+        name: &QualName,
+        owner: &'c str,
+        grants: &'c [Grant],
+    ) -> Owned<'c> {
+        Owned {
+            kind,
+            name: qualified(&name.schema, &name.name),
+            shown: name.to_string(),
+            owner,
+            grants,
+            columns: Vec::new(),
+        }
+    }
+
     /// The catalog row's owner and ACL, as SQL expressions over `pg_class` or
     /// `pg_namespace`.
     fn catalog_row(&self) -> (String, String, String) {
@@ -368,7 +377,7 @@ impl Owned<'_> {
                     + "\n"
             })
             .collect();
-        step(
+        on_domain(
             domain,
             format!("owner and grants of {}", self.shown),
             format!(
@@ -408,43 +417,34 @@ pub fn privilege_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
         });
     }
     for table in catalog.tables.iter().filter(|t| t.name.schema == domain) {
-        owned.push(Owned {
-            kind: "TABLE",
-            name: qualified(domain, &table.name.name),
-            shown: table.name.to_string(),
-            owner: &table.owner,
-            grants: &table.grants,
-            columns: table
-                .columns
-                .iter()
-                .filter(|c| !c.grants.is_empty())
-                .map(|c| (c.name.as_str(), c.grants.as_slice()))
-                .collect(),
-        });
+        let mut table_owned = Owned::relation("TABLE", &table.name, &table.owner, &table.grants);
+        table_owned.columns = table
+            .columns
+            .iter()
+            .filter(|c| !c.grants.is_empty())
+            .map(|c| (c.name.as_str(), c.grants.as_slice()))
+            .collect();
+        owned.push(table_owned);
     }
     for seq in catalog.sequences.iter().filter(|s| s.name.schema == domain) {
-        owned.push(Owned {
-            kind: "SEQUENCE",
-            name: qualified(domain, &seq.name.name),
-            shown: seq.name.to_string(),
-            owner: &seq.owner,
-            grants: &seq.grants,
-            columns: Vec::new(),
-        });
+        owned.push(Owned::relation(
+            "SEQUENCE",
+            &seq.name,
+            &seq.owner,
+            &seq.grants,
+        ));
     }
     for view in catalog
         .views
         .iter()
         .filter(|v| v.name.schema == domain && !v.materialized)
     {
-        owned.push(Owned {
-            kind: "VIEW",
-            name: qualified(domain, &view.name.name),
-            shown: view.name.to_string(),
-            owner: &view.owner,
-            grants: &view.grants,
-            columns: Vec::new(),
-        });
+        owned.push(Owned::relation(
+            "VIEW",
+            &view.name,
+            &view.owner,
+            &view.grants,
+        ));
     }
     let mut steps: Vec<Step> = owned.iter().map(|o| o.step(domain)).collect();
     steps.extend(search_path_steps(catalog, domain));
@@ -474,8 +474,8 @@ fn search_path_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
                     ))
                 )
             };
-            step(
-                domain,
+            on_domain(
+            domain,
                 format!("search_path of {}", display_ident(&role.name)),
                 format!(
                     "{} finds the domain's tables by their old unqualified names",

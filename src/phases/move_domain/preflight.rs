@@ -365,6 +365,15 @@ mod tests {
     use crate::plan::testing::plan_for;
     use crate::plan::{Decision, GateHints, PhaseRecord, PhaseState, Rename};
 
+    /// Every refusal, one per line.
+    fn text(found: &[Refusal]) -> String {
+        found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn server() -> ServerFacts {
         ServerFacts {
             version: "15.18".into(),
@@ -468,11 +477,7 @@ mod tests {
         t.server.max_worker_processes = 2;
         t.non_empty_tables = vec![QualName::new("sales", "orders")];
         let found = check(&p, &c, "sales", &source, &t, &Acceptances::default());
-        let all = found
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = text(&found);
         for needle in [
             "target server: PostgreSQL 14.11 is too old",
             "wal_level on the source: is replica",
@@ -504,11 +509,7 @@ mod tests {
         let mut t = target();
         t.server.logical_workers_used = 3;
         let found = check(&p, &c, "sales", &server(), &t, &Acceptances::default());
-        let all = found
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = text(&found);
         assert!(
             all.contains("max_logical_replication_workers on the target: 1 of 4 are free (3 run for other subscriptions)"),
             "{all}"
@@ -538,11 +539,7 @@ mod tests {
         c.tables.extend([no_key, nothing, full, unlogged]);
         c.normalize();
         let found = check_ready_servers(&p, &c, "sales");
-        let all = found
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = text(&found);
         assert!(
             all.contains("table sales.events: has no primary key"),
             "{all}"

@@ -10,9 +10,14 @@
 //! (enums, domains, composites).
 
 use super::super::{lit, relation_exists};
+use super::on_domain;
 use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table, View};
-use crate::engine::{Action, SqlAction, Step, Target};
+use crate::engine::{SqlAction, Step};
 use crate::sql::{display_ident, ident, qualified};
+
+/// Session settings for building an index or checking a foreign key on the
+/// domain's server after the copy (raised, never lowered, for this transaction).
+const BUILD_SETTINGS: &str = "SELECT pg_catalog.set_config('maintenance_work_mem', '512MB', true) WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) < 512 * 1024 * 1024;\nSELECT pg_catalog.set_config('work_mem', '256MB', true) WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem')) < 256 * 1024 * 1024;\nSELECT pg_catalog.set_config('max_parallel_maintenance_workers', '4', true) WHERE pg_catalog.current_setting('max_parallel_maintenance_workers')::int < 4;";
 
 /// The steps that make the domain's schema on its server.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,22 +28,13 @@ pub struct TargetSchema {
     pub deferred: Vec<Step>,
 }
 
-fn step(domain: &str, id: String, description: String, action: SqlAction) -> Step {
-    Step {
-        id,
-        description,
-        target: Target::Domain(domain.to_string()),
-        action: Action::Sql(action),
-    }
-}
-
 /// The target schema of `domain`, whose relations assign put in the schema of that
 /// name.
 pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
     let mut steps = Vec::new();
     let mut deferred = Vec::new();
     let schema = ident(domain);
-    steps.push(step(
+    steps.push(on_domain(
         domain,
         format!("create schema {}", display_ident(domain)),
         format!("schema {} on the domain's server", display_ident(domain)),
@@ -59,7 +55,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
         .iter()
         .filter(|s| here(&s.name.schema) && !s.identity)
     {
-        steps.push(step(
+        steps.push(on_domain(
             domain,
             format!("create sequence {}", seq.name),
             format!("sequence {}", seq.name),
@@ -121,7 +117,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             )),
             ReplicaIdentity::Default => {}
         }
-        steps.push(step(
+        steps.push(on_domain(
             domain,
             format!("create table {}", table.name),
             format!("table {} with its keys", table.name),
@@ -136,7 +132,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             .iter()
             .filter(|i| i.constraint.is_none() && !i.primary)
         {
-            deferred.push(step(
+            deferred.push(on_domain(
                 domain,
                 format!(
                     "create index {}.{}",
@@ -149,7 +145,9 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                     table.name
                 ),
                 SqlAction::transactional(
-                    format!("{};", index.definition),
+                    // Built on a server nobody uses yet: as much memory and as many
+                    // parallel workers as the server allows, at least 512 MB.
+                    format!("{BUILD_SETTINGS}\n{};", index.definition),
                     relation_exists(domain, &index.name, "'i', 'I'"),
                     format!("DROP INDEX {};", qualified(domain, &index.name)),
                 ),
@@ -166,7 +164,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             format!(" WITH ({})", view.options.join(", "))
         };
         let definition = view.definition.trim().trim_end_matches(';');
-        steps.push(step(
+        steps.push(on_domain(
             domain,
             format!("create view {}", view.name),
             format!("view {}", view.name),
@@ -199,7 +197,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             } else {
                 " NOT VALID"
             };
-            deferred.push(step(
+            deferred.push(on_domain(
                 domain,
                 format!("add foreign key {}.{}", table.name, display_ident(&c.name)),
                 format!(
@@ -216,7 +214,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                     format!("ALTER TABLE {name} DROP CONSTRAINT {constraint};"),
                 ),
             ));
-            deferred.push(step(
+            deferred.push(on_domain(
                 domain,
                 format!(
                     "validate foreign key {}.{}",
@@ -229,7 +227,9 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                     table.name
                 ),
                 SqlAction::transactional(
-                    format!("ALTER TABLE {name} VALIDATE CONSTRAINT {constraint};"),
+                    format!(
+                        "{BUILD_SETTINGS}\nALTER TABLE {name} VALIDATE CONSTRAINT {constraint};"
+                    ),
                     format!("{exists} AND convalidated)"),
                     // A constraint cannot be made unvalidated again; its undo is the
                     // previous step's.
@@ -410,7 +410,7 @@ mod tests {
         assert!(schema
             .steps
             .iter()
-            .all(|s| s.target == Target::Domain("Sälës \"x\"".into())));
+            .all(|s| s.target == crate::engine::Target::Domain("Sälës \"x\"".into())));
         let deferred: Vec<&str> = schema.deferred.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             deferred,
