@@ -214,7 +214,8 @@ pub enum Command {
     /// without a usable replica identity (FULL only with a decision
     /// `subject = "replica identity S.T", choice = "accept-full"`), unlogged or
     /// foreign tables, large objects, materialized views, rows already in the
-    /// target's tables, a long transaction on the source, assign not applied, and
+    /// target's tables, a column type the target lacks (create types and extensions
+    /// there first), a long transaction on the source, assign not applied, and
     /// cross-domain objects or accesses whose decision cannot hold on two servers
     /// (keep-until-move, temporary-grant, shared-domain).
     ///

@@ -474,7 +474,8 @@ async fn the_preflight_refuses_with_every_reason_at_once_and_changes_nothing() {
         &format!(
             "{}\n{}\nCREATE TABLE no_key (note text);
              CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);
-             CREATE TABLE full_identity (id int PRIMARY KEY, x text);
+             CREATE TYPE mood AS ENUM ('calm', 'busy');
+             CREATE TABLE full_identity (id int PRIMARY KEY, x text, m mood);
              ALTER TABLE full_identity REPLICA IDENTITY FULL;",
             example.schema, example.seed
         ),
@@ -563,10 +564,11 @@ async fn the_preflight_refuses_with_every_reason_at_once_and_changes_nothing() {
         format!("table {d}.full_identity"),
         format!("table {d}.reading_list on the target"),
         "read public.reading_list by Reporting".into(),
+        "type public.mood".into(),
     ] {
         assert!(named.contains(&expected), "{expected} not in {named:#?}");
     }
-    assert_eq!(named.len(), 13, "{named:#?}");
+    assert_eq!(named.len(), 14, "{named:#?}");
     let err = stderr(&out);
     assert!(err.contains("Nothing was changed"), "{err}");
     before.assert_same(&m, &source, &target, "library").await;

@@ -29,6 +29,7 @@ async fn the_preflight_weighs_what_the_servers_really_are() {
     let target_facts = |tables| TargetFacts {
         server: source_facts.clone(),
         non_empty_tables: tables,
+        types: Vec::new(),
     };
     let facts = target_facts(non_empty_tables(&target_client, &domain).await.unwrap());
     // PostgreSQL's default keeps WAL for a slot without limit: refused unless accepted.

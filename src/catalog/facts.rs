@@ -118,3 +118,22 @@ pub async fn non_empty_tables(client: &Client, schema: &str) -> anyhow::Result<V
     }
     Ok(out)
 }
+
+/// Every type outside the system schemas (enums, domains, composites, extensions'
+/// types, and tables' row types), by schema and name.
+pub async fn user_types(client: &Client) -> anyhow::Result<Vec<QualName>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, t.typname::text FROM pg_catalog.pg_type t
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname !~ '^pg_toast'",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("listing types: {}", describe_db_error(&e)))?;
+    Ok(rows
+        .iter()
+        .map(|r| QualName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+        .collect())
+}

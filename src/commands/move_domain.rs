@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::facts::{non_empty_tables, ServerFacts};
+use crate::catalog::facts::{non_empty_tables, user_types, ServerFacts};
 use crate::cli::{MoveArgs, Settings};
 use crate::commands::phase::{self, Context};
 use crate::conn::password::PasswordFile;
@@ -322,6 +322,7 @@ async fn refusals(
             .await
             .map_err(|e| anyhow::anyhow!("{on_target}: {e:#}"))?,
         non_empty_tables: non_empty_tables(&target.watch, domain).await?,
+        types: user_types(&target.watch).await?,
     };
     Ok(preflight::check(
         &ctx.plan,

@@ -13,12 +13,13 @@ use crate::sql::display_ident;
 
 pub use crate::catalog::facts::ServerFacts;
 
-/// The target's side: its server, and which of the domain's tables already hold rows
-/// there.
+/// The target's side: its server, which of the domain's tables already hold rows
+/// there, and the types it has outside the system schemas.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetFacts {
     pub server: ServerFacts,
     pub non_empty_tables: Vec<QualName>,
+    pub types: Vec<QualName>,
 }
 
 /// What the user accepted explicitly.
@@ -260,8 +261,50 @@ pub fn check(
         );
     }
 
+    missing_types(&tables, &target.types, &mut refuse);
     crossing_decisions(plan, catalog, &here, &mut refuse);
     out
+}
+
+/// Column types that are not built in (the catalog reader writes them
+/// schema-qualified) and not on the target: carve does not create types, so each
+/// must be there first (`CREATE TYPE`, or `CREATE EXTENSION` for an extension's).
+fn missing_types(
+    tables: &[&crate::catalog::Table],
+    on_target: &[QualName],
+    refuse: &mut impl FnMut(String, String),
+) {
+    let mut missing: BTreeMap<QualName, Vec<String>> = BTreeMap::new();
+    for table in tables {
+        for column in &table.columns {
+            let base = column.type_name.trim_end_matches("[]");
+            // A type modifier: `public.money2(10,2)`.
+            let base = match base.rfind('(') {
+                Some(at) if base.ends_with(')') && !base[at..].contains('"') => &base[..at],
+                _ => base,
+            };
+            let Ok((schema, name)) = crate::sql::parse_qualified(base) else {
+                continue; // built in
+            };
+            let ty = QualName::new(&schema, &name);
+            if !on_target.contains(&ty) {
+                missing.entry(ty).or_default().push(format!(
+                    "{}.{}",
+                    table.name,
+                    display_ident(&column.name)
+                ));
+            }
+        }
+    }
+    for (ty, columns) in missing {
+        refuse(
+            format!("type {ty}"),
+            format!(
+                "is not on the target, and columns {} use it: carve does not create types yet; create it there first (CREATE TYPE, or CREATE EXTENSION for an extension's type)",
+                columns.join(", ")
+            ),
+        );
+    }
 }
 
 /// Decisions that held while every domain shared one server and cannot across two:
@@ -396,6 +439,7 @@ mod tests {
         TargetFacts {
             server: server(),
             non_empty_tables: Vec::new(),
+            types: Vec::new(),
         }
     }
 
@@ -501,6 +545,30 @@ mod tests {
         assert!(!whats(&found)
             .iter()
             .any(|w| w.contains("max_slot_wal_keep_size")));
+    }
+
+    #[test]
+    fn types_the_target_lacks_are_named_with_their_columns() {
+        let (p, mut c) = assigned();
+        let mut t = keyed("sales", "moods");
+        t.columns
+            .push(crate::catalog::testing::column("mood", "public.mood"));
+        t.columns
+            .push(crate::catalog::testing::column("moods", "public.mood[]"));
+        t.columns
+            .push(crate::catalog::testing::column("note", "public.citext"));
+        t.columns
+            .push(crate::catalog::testing::column("n", "numeric(12,2)"));
+        c.tables.push(t);
+        c.normalize();
+        let mut target = target();
+        target.types = vec![QualName::new("public", "citext")];
+        let found = check(&p, &c, "sales", &server(), &target, &Acceptances::default());
+        assert_eq!(whats(&found), ["type public.mood"], "{found:#?}");
+        assert!(
+            found[0].why.contains("sales.moods.mood, sales.moods.moods"),
+            "{found:#?}"
+        );
     }
 
     #[test]
