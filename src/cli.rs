@@ -231,7 +231,10 @@ pub enum Command {
     /// built after the copy (foreign keys NOT VALID, then VALIDATE), then ANALYZE.
     ///
     /// The move ends *ready*: every table copied, the target within --max-lag bytes
-    /// of the source. Services still use the monolith; cut-over switches them.
+    /// of the source. Services still use the monolith; cut-over switches them. With
+    /// restrict applied, its proof then runs on the new server: every statement of
+    /// the domain's services prepared and explained there as its role; one that
+    /// fails and no decision asks for is listed (it would break at cut-over).
     /// Every step is checkpointed in the plan: a move killed at any point is finished
     /// by running the same command. `carve undo move --domain D` cancels it and
     /// leaves no slot, publication, subscription, role or object behind.

@@ -141,6 +141,32 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
         .get(0);
     assert!(n > 0);
 
+    // A change on the new server that breaks a service's statement is caught by the
+    // proof when the move runs again: listed, the move itself still ready.
+    let d_ident = carve::sql::ident(&domain);
+    target_client
+        .batch_execute(&format!(
+            "ALTER TABLE {d_ident}.reading_list RENAME COLUMN status TO state"
+        ))
+        .await
+        .unwrap();
+    let out = run(&m, &["--format", "json", "move", "--domain", &domain]);
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["state"], "ready", "{json}");
+    assert!(json["failing_statements"].as_u64().unwrap() >= 1, "{json}");
+    assert!(
+        stderr(&out).contains("would break at cut-over"),
+        "{}",
+        stderr(&out)
+    );
+    target_client
+        .batch_execute(&format!(
+            "ALTER TABLE {d_ident}.reading_list RENAME COLUMN state TO status"
+        ))
+        .await
+        .unwrap();
+
     // status reads where the replication stands on both servers.
     let out = run(&m, &["--format", "json", "status", "--domain", &domain]);
     assert_success(&out);
