@@ -270,6 +270,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
+    /// Runs inspect, discover, assign, restrict (cross-domain accesses decided as a
+    /// team starting out would), then moves one domain to a second server.
+    ///
     /// Needs the PostgreSQL server binaries (initdb, postgres) installed locally; nothing
     /// else is touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),

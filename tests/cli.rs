@@ -291,11 +291,22 @@ fn demo_runs_each_example_and_removes_everything() {
             "{} left behind",
             plan.display()
         );
-        let pid = json["monolith"]["pid"].as_u64().unwrap();
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "server {pid} still running"
+            json["moved"]["steps"].as_u64().unwrap() >= 10,
+            "the demo moves a domain to a second server: {json:#}"
         );
+        for server in ["monolith", "moved"] {
+            let server = if server == "moved" {
+                &json["moved"]["server"]
+            } else {
+                &json[server]
+            };
+            let pid = server["pid"].as_u64().unwrap();
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "server {pid} still running"
+            );
+        }
     }
 }
 
@@ -308,20 +319,25 @@ fn demo_keep_leaves_a_server_to_look_into() {
     assert_success(&output);
     let json = stdout_json(&output);
     let pid = json["monolith"]["pid"].as_u64().unwrap() as i32;
+    let moved_pid = json["moved"]["server"]["pid"].as_u64().unwrap() as i32;
     let plan = std::path::PathBuf::from(json["plan"].as_str().unwrap());
     let root = plan.parent().unwrap().to_path_buf();
-    let kept_ok = std::path::Path::new(&format!("/proc/{pid}")).exists() && plan.exists();
-    // Clean up before asserting, so a failure leaves nothing running.
-    // SAFETY: kill(2) on the pid the demo reported for its own server.
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    for _ in 0..500 {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            break;
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let kept_ok = alive(pid) && alive(moved_pid) && plan.exists();
+    // Clean up before asserting, so a failure leaves nothing running. The domain's
+    // server first: its subscription connects to the monolith.
+    for pid in [moved_pid, pid] {
+        // SAFETY: kill(2) on a pid the demo reported for its own server.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        for _ in 0..500 {
+            if !alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::fs::remove_dir_all(&root).unwrap();
-    assert!(kept_ok, "the kept server and its plan should exist");
+    assert!(kept_ok, "the kept servers and the plan should exist");
     assert!(json["monolith"]["psql"]
         .as_str()
         .unwrap()

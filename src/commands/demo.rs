@@ -8,14 +8,14 @@ use serde::Serialize;
 use crate::analysis;
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
-use crate::cli::{ApplyArgs, DemoArgs, RestrictArgs, Settings, WorkloadArgs};
+use crate::cli::{ApplyArgs, DemoArgs, MoveArgs, RestrictArgs, Settings, WorkloadArgs};
 use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
 use crate::conn::{self, ConnSpec, Environment};
 use crate::engine::executor::LockPolicy;
 use crate::examples::Example;
 use crate::exit;
-use crate::pgtemp::TempServer;
+use crate::pgtemp::{ServerOptions, TempServer};
 use crate::plan::Source;
 use crate::ui::inspect::{findings, render};
 use crate::workload::Workload;
@@ -36,6 +36,17 @@ struct JsonReport {
     restrict_steps: usize,
     /// The new login roles' passwords (mode 0600).
     password_file: String,
+    /// The domain moved to its own server, if one could be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    moved: Option<MovedReport>,
+}
+
+#[derive(Serialize)]
+struct MovedReport {
+    domain: String,
+    server: ServerReport,
+    /// Steps carve move ran to *ready*.
+    steps: usize,
 }
 
 #[derive(Serialize)]
@@ -63,7 +74,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         "starting a throw-away PostgreSQL server for the {} monolith …",
         example.name
     ));
-    let server = tokio::task::spawn_blocking(TempServer::start)
+    let server = tokio::task::spawn_blocking(start_server)
         .await
         .context("server start-up was interrupted")??;
     out.progress(&format!(
@@ -199,6 +210,69 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         .phase(crate::phases::restrict::PHASE)
         .map_or(0, |p| p.steps.len());
 
+    // Phase 4: a second server, and the first domain (largest first) that can move
+    // with the decisions made so far, moved there through the real command.
+    out.progress("starting a second throw-away server for a domain of its own …");
+    let domain_server = tokio::task::spawn_blocking(start_server)
+        .await
+        .context("server start-up was interrupted")??;
+    let admin = connect(&domain_server.conninfo("postgres")).await?;
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {}",
+            crate::sql::ident(example.name)
+        ))
+        .await
+        .context("creating the domain's database")?;
+    let target = domain_server.conninfo(example.name);
+    let moved = match movable_domain(&client, &connect(&target).await?, &plan_path).await? {
+        Err(why) => {
+            out.warn(&format!("no domain can move yet: {why}"));
+            None
+        }
+        Ok(domain) => {
+            if !out.is_json() {
+                out.line(&format!(
+                    "── carve move --domain {domain} --target (a second server) ──"
+                ));
+            }
+            out.progress(&format!(
+                "moving {domain} to its own server on logical replication (carve move) …"
+            ));
+            let move_args = MoveArgs {
+                domain: domain.clone(),
+                target: Some(target.clone()),
+                subscription_conninfo: None,
+                password_file: Some(server.root().join("replication-passwords")),
+                max_lag: 1 << 20,
+                copy_timeout: std::time::Duration::from_secs(600),
+                catch_up_timeout: std::time::Duration::from_secs(600),
+                max_transaction_age: std::time::Duration::from_secs(60),
+                accept_unlimited_slot_wal: false,
+                apply: apply(),
+            };
+            let code = crate::commands::move_domain::run(&phase_settings, &move_args).await?;
+            if code != exit::SUCCESS {
+                anyhow::bail!("carve move failed on the example (exit {code})");
+            }
+            let steps = crate::plan::Plan::load(&plan_path)?
+                .phase(crate::plan::PhaseId::new(
+                    crate::phases::move_domain::PHASE,
+                    Some(&domain),
+                ))
+                .map_or(0, |p| p.steps.len());
+            Some(MovedReport {
+                domain,
+                server: ServerReport {
+                    conninfo: target.clone(),
+                    psql: domain_server.psql_command(example.name),
+                    pid: domain_server.pid(),
+                },
+                steps,
+            })
+        }
+    };
+
     let report = JsonReport {
         example: example.name.to_string(),
         kept: keep,
@@ -215,6 +289,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         assign_steps,
         restrict_steps,
         password_file: passwords.display().to_string(),
+        moved,
     };
     if out.is_json() {
         out.json("demo", &report);
@@ -222,9 +297,30 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         out.line(
             "Every service still uses the old names (now compatibility views over the domain schemas), each with a login role that reaches its own domain and what the plan's decisions grant.",
         );
+        if let Some(moved) = &report.moved {
+            out.line(&format!(
+                "Domain {} also lives on its own server now, following every change made on the monolith until cut-over.",
+                moved.domain
+            ));
+        }
     }
 
     if keep {
+        if let Some(moved) = &report.moved {
+            let root = domain_server.root().to_path_buf();
+            domain_server.keep();
+            out.line("");
+            out.line(&format!(
+                "The domain's server keeps running too: {}",
+                moved.server.psql
+            ));
+            if let Some(pid) = moved.server.pid {
+                out.line(&format!(
+                    "  stop it: kill -INT {pid} && rm -rf {}",
+                    root.display()
+                ));
+            }
+        }
         let pid = server.pid();
         let data = server.data_dir();
         let psql = server.psql_command(example.name);
@@ -245,7 +341,14 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
             example.name
         ));
         out.line(&format!(
-            "  carve undo restrict --plan {} --source \"{source}\"",
+            "  carve {}--plan {} --source \"{source}\"",
+            match &report.moved {
+                Some(m) => format!(
+                    "undo move --domain {} ",
+                    crate::conn::quote_value(&m.domain)
+                ),
+                None => "undo restrict ".into(),
+            },
             plan_path.display()
         ));
         out.line("Stop it and remove its files with:");
@@ -257,6 +360,8 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         }
     } else {
         drop(client);
+        drop(admin);
+        drop(domain_server);
         drop(server);
         out.progress(
             "stopped the throw-away server and removed its files (use --keep to look inside)",
@@ -294,6 +399,68 @@ async fn decide_crossings(
     }
     plan.save(plan_path)?;
     Ok(())
+}
+
+/// A throw-away server whose replication slots may keep at most 1 GB of WAL (a
+/// limit the move's preflight asks for).
+fn start_server() -> Result<TempServer, crate::pgtemp::TempServerError> {
+    TempServer::start_with(&ServerOptions::default().setting("max_slot_wal_keep_size", "1GB"))
+}
+
+/// The largest domain move's preflight lets go, or the first domain's reasons. The
+/// demo first decides what a team would before a move: objects kept across domains
+/// until the move (foreign keys, views, triggers) are dropped at the move rather
+/// than replaced, and the plan records it.
+async fn movable_domain(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    plan_path: &std::path::Path,
+) -> anyhow::Result<Result<String, String>> {
+    use crate::catalog::facts::{user_types, ServerFacts};
+    use crate::phases::move_domain::preflight::{check, Acceptances, TargetFacts};
+    let mut plan = crate::plan::Plan::load(plan_path)?;
+    for d in plan
+        .decisions
+        .iter_mut()
+        .filter(|d| d.choice == "keep-until-move")
+    {
+        d.choice = "drop-at-move".into();
+        d.reason = "the demo lets cross-domain objects go when a domain moves".into();
+    }
+    plan.save(plan_path)?;
+    let catalog = read_catalog(std::slice::from_ref(source)).await?;
+    let source_facts = ServerFacts::read(source).await?;
+    let target_facts = TargetFacts {
+        server: ServerFacts::read(target).await?,
+        non_empty_tables: Vec::new(),
+        types: user_types(target).await?,
+    };
+    let mut domains: Vec<&crate::plan::Domain> = plan.domains.iter().collect();
+    domains.sort_by_key(|d| std::cmp::Reverse(d.tables.len()));
+    let mut first_reasons = None;
+    for d in domains {
+        let refusals = check(
+            &plan,
+            &catalog,
+            &d.name,
+            &source_facts,
+            &target_facts,
+            &Acceptances::default(),
+        );
+        if refusals.is_empty() {
+            return Ok(Ok(d.name.clone()));
+        }
+        first_reasons.get_or_insert_with(|| {
+            refusals
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+    }
+    Ok(Err(
+        first_reasons.unwrap_or_else(|| "the plan has no domain".into())
+    ))
 }
 
 async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
