@@ -17,6 +17,9 @@ pub const LOCK_HELD: u8 = 4;
 pub const STALE_PLAN: u8 = 5;
 /// A decision the phase needs is missing from the plan (the message lists them).
 pub const GATE_NOT_MET: u8 = 6;
+/// verify found rows that differ between the source and a domain's server (each
+/// listed by key).
+pub const DATA_DIFFERS: u8 = 7;
 /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
 
@@ -29,6 +32,7 @@ pub fn name(value: u8) -> &'static str {
         LOCK_HELD => "lock-held",
         STALE_PLAN => "stale-plan",
         GATE_NOT_MET => "gate-not-met",
+        DATA_DIFFERS => "data-differs",
         INTERRUPTED => "interrupted",
         _ => "error",
     }
@@ -56,4 +60,6 @@ Exit codes:
   6    gate not met: the plan lacks a decision the phase needs (each one is listed),
        restrict's proof found statements that would fail unaccepted (listed), or
        move's preflight refused (every reason listed)
+  7    data differs: verify found rows that differ between the source and the
+       domain's server (each listed by key)
   130  interrupted by Ctrl-C";

@@ -20,4 +20,5 @@ pub mod sql;
 pub mod synthetic;
 pub mod text;
 pub mod ui;
+pub mod verify;
 pub mod workload;

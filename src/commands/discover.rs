@@ -208,6 +208,7 @@ pub fn build_plan(
                 role: before.and_then(|b| b.role.clone()),
                 column_privileges: before.is_some_and(|b| b.column_privileges),
                 server: before.and_then(|b| b.server.clone()),
+                verified: before.and_then(|b| b.verified.clone()),
             }
         })
         .collect();

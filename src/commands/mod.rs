@@ -10,6 +10,7 @@ pub mod phase;
 pub mod restrict;
 pub mod status;
 pub mod undo;
+pub mod verify;
 
 use anyhow::Context;
 

@@ -88,6 +88,20 @@ pub struct Domain {
     /// its steps with target `domain:NAME` run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// When `carve verify` last found its server's rows equal to the source's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// A verify that found every row of a domain equal on its server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verified {
+    /// When it ended (RFC 3339).
+    pub at: String,
+    pub tables: u64,
+    pub chunks: u64,
+    pub rows: u64,
 }
 
 /// A PgBouncer admin console steps can run on (target `console:NAME`).
@@ -930,6 +944,12 @@ mod tests {
             role: Some("orders group".into()),
             column_privileges: true,
             server: Some("host=db2 dbname=orders".into()),
+            verified: Some(Verified {
+                at: "2026-11-29T12:00:00Z".into(),
+                tables: 2,
+                chunks: 7,
+                rows: 60_000,
+            }),
         });
         plan.consoles.push(ConsoleRef {
             name: "edge".into(),

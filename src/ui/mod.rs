@@ -8,6 +8,7 @@ pub mod html;
 pub mod inspect;
 pub mod restrict;
 pub mod review;
+pub mod verify;
 
 use std::io::{IsTerminal, Write};
 

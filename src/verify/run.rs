@@ -1,0 +1,412 @@
+//! Runs a verify against the source and the domain's server (I/O, read-only): the
+//! chunk boundaries from the source's keys, then each chunk hashed on both servers
+//! by `jobs` pairs of connections side by side. A chunk that differs is compared
+//! again once the domain's server has applied everything the source had when it
+//! was read (its subscription's slot confirms that position), up to `retries` more
+//! times; one that still differs is compared row by row, and each differing key is
+//! named.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use super::journal::{Entry, VerifyJournal};
+use super::{differences, Chunk, ChunkResult, DifferentRow, RowHash, TableShape, SESSION_SETTINGS};
+use crate::conn::describe_db_error;
+
+/// How a verify runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rows per chunk.
+    pub chunk_rows: u64,
+    /// How many more times a differing chunk is compared before its rows are.
+    pub retries: u32,
+    /// How long to wait for the domain's server to apply the source's position.
+    pub catch_up_timeout: Duration,
+}
+
+/// What a verify tells as it goes (the command shows it).
+pub trait Progress: Sync {
+    /// A table's chunks are known (`resumed` of them were compared by an earlier run).
+    fn table(&self, table: &str, chunks: usize, resumed: usize);
+    /// A chunk was compared.
+    fn chunk(&self, result: &ChunkResult);
+}
+
+fn db(what: &str) -> impl Fn(tokio_postgres::Error) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("{what}: {}", describe_db_error(&e))
+}
+
+/// Gives a connection verify's session settings, so both servers print values alike.
+pub async fn prepare_session(client: &Client) -> anyhow::Result<()> {
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(db("setting up the session for verify"))
+}
+
+/// Whether the two databases sort text differently (their `datcollate`): key ranges
+/// are then compared byte-wise.
+pub async fn collations_differ(source: &Client, target: &Client) -> anyhow::Result<bool> {
+    let sql = "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()";
+    let a: String = source
+        .query_one(sql, &[])
+        .await
+        .map_err(db("reading the collation"))?
+        .get(0);
+    let b: String = target
+        .query_one(sql, &[])
+        .await
+        .map_err(db("reading the collation"))?
+        .get(0);
+    Ok(a != b)
+}
+
+/// The two sides of a verify: as many connections to each server as jobs, and the
+/// move's slot on the source (whose confirmed position says what the target has
+/// applied).
+pub struct Servers<'a> {
+    pub sources: &'a [Client],
+    pub targets: &'a [Client],
+    pub slot: &'a str,
+}
+
+/// Compares `tables` on `servers`, one chunk per job at a time, resuming from
+/// `earlier`, recording every chunk in `journal`. Returns every chunk's result
+/// (earlier ones included), in table and chunk order.
+pub async fn verify(
+    servers: &Servers<'_>,
+    tables: &[TableShape],
+    options: &Options,
+    journal: &mut VerifyJournal,
+    earlier: Vec<Entry>,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<ChunkResult>> {
+    let mut planned: BTreeMap<String, Vec<Chunk>> = BTreeMap::new();
+    let mut done: BTreeMap<(String, usize), ChunkResult> = BTreeMap::new();
+    for entry in earlier {
+        match entry {
+            Entry::Planned { table, chunks } => {
+                planned.insert(table, chunks);
+            }
+            Entry::Compared(result) => {
+                done.insert((result.chunk.table.clone(), result.chunk.index), result);
+            }
+            Entry::Started { .. } => {}
+        }
+    }
+    let mut pending: VecDeque<(&TableShape, Chunk)> = VecDeque::new();
+    for shape in tables {
+        let name = shape.name.to_string();
+        let chunks = match planned.get(&name) {
+            Some(chunks) => chunks.clone(),
+            None => {
+                let chunks = Chunk::between(
+                    &name,
+                    boundaries(&servers.sources[0], shape, options).await?,
+                );
+                journal.append(&Entry::Planned {
+                    table: name.clone(),
+                    chunks: chunks.clone(),
+                })?;
+                chunks
+            }
+        };
+        let resumed = chunks
+            .iter()
+            .filter(|c| done.contains_key(&(name.clone(), c.index)))
+            .count();
+        progress.table(&name, chunks.len(), resumed);
+        pending.extend(
+            chunks
+                .into_iter()
+                .filter(|c| !done.contains_key(&(name.clone(), c.index)))
+                .map(|c| (shape, c)),
+        );
+    }
+
+    // Workers take chunks from one queue; results come back here to be recorded.
+    let queue = Mutex::new(pending);
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::unbounded_channel::<anyhow::Result<ChunkResult>>();
+    let slot = servers.slot;
+    let workers: Vec<_> = servers
+        .sources
+        .iter()
+        .zip(servers.targets)
+        .map(|(source, target)| {
+            let (queue, sender) = (&queue, sender.clone());
+            async move {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some((shape, chunk)) = next else { break };
+                    let result = compare(source, target, slot, shape, chunk, options).await;
+                    let failed = result.is_err();
+                    let _ = sender.send(result);
+                    if failed {
+                        break;
+                    }
+                }
+            }
+        })
+        .collect();
+    drop(sender);
+    let record = async {
+        while let Some(result) = receiver.recv().await {
+            let result = result?;
+            journal.append(&Entry::Compared(result.clone()))?;
+            progress.chunk(&result);
+            done.insert((result.chunk.table.clone(), result.chunk.index), result);
+        }
+        anyhow::Ok(())
+    };
+    let (recorded, _) = tokio::join!(record, futures_util::future::join_all(workers));
+    recorded?;
+    journal.sync()?;
+    let order: BTreeMap<String, usize> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.to_string(), i))
+        .collect();
+    let mut results: Vec<ChunkResult> = done.into_values().collect();
+    results.sort_by_key(|r| (order.get(&r.chunk.table).copied(), r.chunk.index));
+    Ok(results)
+}
+
+/// The chunk boundaries of a table, from the source's keys (a table without a key
+/// is one chunk).
+async fn boundaries(
+    source: &Client,
+    shape: &TableShape,
+    options: &Options,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    if shape.key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = source
+        .query(&shape.boundaries_sql(options.chunk_rows.max(1)), &[])
+        .await
+        .map_err(db(&format!("reading the keys of {}", shape.name)))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (0..shape.key.len())
+                .map(|i| r.get::<_, Option<String>>(i).unwrap_or_default())
+                .collect()
+        })
+        .collect())
+}
+
+/// One chunk's count and hash on one server.
+async fn hash(
+    client: &Client,
+    sql: &str,
+    params: &[&str],
+    side: &str,
+) -> anyhow::Result<(i64, String)> {
+    let params: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let row = client
+        .query_one(sql, &params)
+        .await
+        .map_err(db(&format!("hashing a chunk on the {side}")))?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Waits until the subscription's slot on the source confirms `lsn`: the domain's
+/// server has applied everything the source had then.
+async fn applied(source: &Client, slot: &str, lsn: &str, timeout: Duration) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let row = source
+            .query_opt(
+                "SELECT confirmed_flush_lsn >= $2::text::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                &[&slot, &lsn],
+            )
+            .await
+            .map_err(db("reading the move's slot"))?;
+        match row.map(|r| r.get::<_, Option<bool>>(0)) {
+            None => anyhow::bail!(
+                "the move's replication slot {slot} is not on the source: is the move still in place (`carve status`)?"
+            ),
+            Some(Some(true)) => return Ok(()),
+            Some(_) if started.elapsed() > timeout => anyhow::bail!(
+                "the domain's server did not apply the source's changes up to {lsn} within {}; `carve status` shows its replication",
+                humantime::format_duration(timeout)
+            ),
+            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Rows as `rows_sql` reads them: the key columns as text, then the row's hash.
+fn row_hash(row: &tokio_postgres::Row) -> RowHash {
+    let n = row.len() - 1;
+    let key = (0..n)
+        .map(|i| {
+            row.get::<_, Option<String>>(i)
+                .unwrap_or_else(|| "NULL".into())
+        })
+        .collect();
+    (key, row.get(n))
+}
+
+/// Each row of a chunk on one server.
+async fn row_hashes(
+    client: &Client,
+    sql: &str,
+    params: &[&str],
+    side: &str,
+) -> anyhow::Result<Vec<RowHash>> {
+    let params: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let rows = client
+        .query(sql, &params)
+        .await
+        .map_err(db(&format!("reading a chunk's rows on the {side}")))?;
+    Ok(rows.iter().map(row_hash).collect())
+}
+
+/// The rows of `differing` read again on both servers (the target once it has
+/// applied what the source had): those that still differ.
+async fn again(
+    source: &Client,
+    target: &Client,
+    slot: &str,
+    shape: &TableShape,
+    differing: &[DifferentRow],
+    options: &Options,
+) -> anyhow::Result<Vec<DifferentRow>> {
+    let columns: Vec<Vec<String>> = (0..shape.key.len())
+        .map(|i| differing.iter().map(|r| r.key[i].clone()).collect())
+        .collect();
+    let params: Vec<&(dyn ToSql + Sync)> =
+        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+    let sql = shape.rows_by_key_sql();
+    let on_source = rows_by_key(source, &sql, &params, "source").await?;
+    applied(
+        source,
+        slot,
+        &current_lsn(source).await?,
+        options.catch_up_timeout,
+    )
+    .await?;
+    let on_target = rows_by_key(target, &sql, &params, "target").await?;
+    Ok(differences(on_source, on_target))
+}
+
+async fn rows_by_key(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    side: &str,
+) -> anyhow::Result<Vec<RowHash>> {
+    let rows = client
+        .query(sql, params)
+        .await
+        .map_err(db(&format!("reading rows again on the {side}")))?;
+    Ok(rows.iter().map(row_hash).collect())
+}
+
+/// The source's current WAL position.
+async fn current_lsn(source: &Client) -> anyhow::Result<String> {
+    Ok(source
+        .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(db("reading the source's position"))?
+        .get(0))
+}
+
+/// Compares one chunk: again after the target caught up while it differs, then
+/// row by row.
+async fn compare(
+    source: &Client,
+    target: &Client,
+    slot: &str,
+    shape: &TableShape,
+    chunk: Chunk,
+    options: &Options,
+) -> anyhow::Result<ChunkResult> {
+    let (lo, hi) = (chunk.lo.is_some(), chunk.hi.is_some());
+    let sql = shape.chunk_sql(lo, hi);
+    let params = chunk.params();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let ((source_rows, source_hash), (target_rows, target_hash)) = if attempts == 1 {
+            // Most chunks are the same: both servers hash at once, no waiting.
+            tokio::try_join!(
+                hash(source, &sql, &params, "source"),
+                hash(target, &sql, &params, "target")
+            )?
+        } else {
+            // Then the target is read once it has applied what the source had.
+            let on_source = hash(source, &sql, &params, "source").await?;
+            applied(
+                source,
+                slot,
+                &current_lsn(source).await?,
+                options.catch_up_timeout,
+            )
+            .await?;
+            (on_source, hash(target, &sql, &params, "target").await?)
+        };
+        let mut result = ChunkResult {
+            chunk: chunk.clone(),
+            source_rows,
+            target_rows,
+            source_hash,
+            target_hash,
+            attempts,
+            rows: Vec::new(),
+            rows_checked: false,
+        };
+        if result.same() {
+            return Ok(result);
+        }
+        if attempts <= options.retries {
+            // Under live writes: the rows may have changed between the two reads.
+            tokio::time::sleep(Duration::from_millis(20 * u64::from(attempts))).await;
+            continue;
+        }
+        let rows_sql = shape.rows_sql(lo, hi);
+        // As for the hashes: the target is read once it has applied what the
+        // source had when its rows were read.
+        let on_source = row_hashes(source, &rows_sql, &params, "source").await?;
+        applied(
+            source,
+            slot,
+            &current_lsn(source).await?,
+            options.catch_up_timeout,
+        )
+        .await?;
+        let on_target = row_hashes(target, &rows_sql, &params, "target").await?;
+        result.rows = differences(on_source, on_target);
+        result.rows_checked = true;
+        // A row written between the two reads differs only for a moment: each is
+        // read again by key, as many times, and only a lasting difference is kept.
+        if !shape.key.is_empty() {
+            for _ in 0..options.retries {
+                if result.rows.is_empty() {
+                    break;
+                }
+                result.rows = again(source, target, slot, shape, &result.rows, options).await?;
+            }
+        }
+        return Ok(result);
+    }
+}
+
+/// Tables whose chunks were all compared equal, and the rows counted.
+pub fn summary(results: &[ChunkResult]) -> (u64, BTreeSet<String>) {
+    let rows = results.iter().map(|r| r.source_rows.max(0) as u64).sum();
+    let differing = results
+        .iter()
+        .filter(|r| !r.same())
+        .map(|r| r.chunk.table.clone())
+        .collect();
+    (rows, differing)
+}
