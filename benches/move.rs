@@ -3,6 +3,7 @@
 //! `pg_dump -Fd -j2` + `pg_restore -j2` of the same schema into an empty database on
 //! that server, measured in the same run. carve copies nothing itself (PostgreSQL's
 //! logical replication does), so its own memory should stay flat as the data grows.
+//! Then `carve verify` of the moved domain, against the move's initial copy.
 //!
 //!   cargo bench --bench move                            # about 1 GB
 //!   CARVE_BENCH_SCALE=0.1 cargo bench --bench move      # about 100 MB: a quicker look
@@ -143,6 +144,34 @@ fn main() {
         moved.wall.as_secs_f64(),
         moved.wall.as_secs_f64() / reference.as_secs_f64(),
         moved.max_rss_kib / 1024
+    );
+    let verified = measure({
+        let mut c = carve(&["verify", "--domain", "sales"]);
+        c.env_remove("CARVE_LOG");
+        c
+    });
+    let copy_secs = moved
+        .stderr
+        .lines()
+        .find(|l| l.contains("wait for the copy of"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|t| t.trim_end_matches('s').parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let rows = 4_000_000.0 * scale * 2.5 + (rows / 20) as f64;
+    println!(
+        "\ncarve verify of the moved domain (chunks of 10,000 rows, 2 jobs), against the move's initial copy:\n"
+    );
+    println!(
+        "{:>10} {:>10} {:>7} | {:>12} | {:>10}",
+        "copy", "verify", "ratio", "rows/s", "carve rss"
+    );
+    println!(
+        "{:>9.1}s {:>9.1}s {:>7.2} | {:>12.0} | {:>7} MiB",
+        copy_secs,
+        verified.wall.as_secs_f64(),
+        verified.wall.as_secs_f64() / copy_secs,
+        rows / verified.wall.as_secs_f64(),
+        verified.max_rss_kib / 1024
     );
     let phases: Vec<&str> = moved
         .stderr

@@ -15,7 +15,7 @@ const SCHEMA: &str = "
     CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, note text, price float8,
                         at timestamptz, blob bytea);
     CREATE TABLE pairs (a int, b text, v numeric, PRIMARY KEY (a, b));
-    CREATE TABLE loose (x int, y text);
+    CREATE TABLE loose (x int, y text, doc json);
     ALTER TABLE loose REPLICA IDENTITY FULL;
     INSERT INTO items
     SELECT g, 'item ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ' || g END, g / 3.0,
@@ -25,7 +25,7 @@ const SCHEMA: &str = "
     UPDATE items SET blob = (SELECT string_agg(decode(md5(i::text), 'hex'), ''::bytea)
                              FROM generate_series(1, 655360) i) WHERE id = 5;
     INSERT INTO pairs SELECT g % 100, 'k' || g, g / 7.0 FROM generate_series(1, 5000) g;
-    INSERT INTO loose SELECT g, 'y' || g FROM generate_series(1, 300) g;";
+    INSERT INTO loose SELECT g, 'y' || g, json_build_object('g', g) FROM generate_series(1, 300) g;";
 
 /// A monolith of those tables in one domain `inv`, assigned and moved to a second
 /// server whose defaults print dates, floats and bytea differently.

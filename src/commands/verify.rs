@@ -52,7 +52,8 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<u8> {
     if byte_order {
         out.warn("the two databases sort text differently (datcollate): text keys are compared byte-wise, which cannot use their indexes and is slower");
     }
-    let tables = TableShape::of_domain(&catalog, &domain, byte_order);
+    let mut tables = TableShape::of_domain(&catalog, &domain, byte_order);
+    run::choose_row_hash(&reader, &targets[0], &mut tables).await?;
     if tables.is_empty() {
         anyhow::bail!("schema {domain:?} on the source holds no table");
     }

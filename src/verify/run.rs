@@ -48,6 +48,30 @@ pub async fn prepare_session(client: &Client) -> anyhow::Result<()> {
         .map_err(db("setting up the session for verify"))
 }
 
+/// Marks the tables whose rows cannot be hashed by value on one of the servers (a
+/// column type without a hash function): they are hashed by their text.
+pub async fn choose_row_hash(
+    source: &Client,
+    target: &Client,
+    tables: &mut [TableShape],
+) -> anyhow::Result<()> {
+    for shape in tables.iter_mut() {
+        let sql = shape.hash_probe_sql();
+        for client in [source, target] {
+            match client.query(&sql, &[]).await {
+                Ok(_) => {}
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_FUNCTION) =>
+                {
+                    shape.hash_text = true;
+                }
+                Err(e) => return Err(db(&format!("reading {}", shape.name))(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the two databases sort text differently (their `datcollate`): key ranges
 /// are then compared byte-wise.
 pub async fn collations_differ(source: &Client, target: &Client) -> anyhow::Result<bool> {
