@@ -246,19 +246,21 @@ pub enum Command {
     /// Check that a moved domain's server holds exactly the source's rows
     ///
     /// Every table of the domain is cut into chunks of --chunk-rows rows by its
-    /// primary key (composite keys too); each chunk's row count and a hash of its
-    /// rows in key order (md5 of each row's md5, so order counts and duplicates
-    /// cannot cancel) are computed by each server itself, with the same DateStyle,
-    /// IntervalStyle, TimeZone, extra_float_digits, bytea_output and lc_monetary, so
-    /// values print alike. No row crosses the network unless it differs. A table
-    /// without a primary key is compared whole, with a warning.
+    /// primary key (composite keys too); each chunk's row count and the exact sums
+    /// of its rows' 64-bit hashes under two seeds (128 bits; duplicate rows add up
+    /// rather than cancel as with XOR) are computed by each server itself. Rows are
+    /// hashed by value (each type's own hash function), or by their text where a
+    /// type has none (json, geometric types), with the same DateStyle,
+    /// IntervalStyle, TimeZone, extra_float_digits, bytea_output and lc_monetary on
+    /// both. No row crosses the network unless it differs. A table without a
+    /// primary key is compared whole, with a warning.
     ///
     /// Under live writes, a chunk that differs is compared again once the domain's
     /// server has applied everything the source had when it was read, up to
     /// --retries more times; a chunk that still differs is compared row by row and
     /// each differing key is listed: missing on the target, extra on the target, or
-    /// different. Rows added after verify started (beyond each table's last key then)
-    /// are left for the next verify; while writes are frozen the result is exact.
+    /// different. A row that differs for a moment while it is written is read again
+    /// by key and not reported; while writes are frozen the result is exact.
     ///
     /// Each chunk's result is kept in a file beside the plan; a killed verify run
     /// with --resume compares only what is left. A clean verify is recorded in the

@@ -117,6 +117,15 @@ async fn equal_data_verifies_clean_and_every_injected_difference_is_named() {
     let plan = carve::plan::Plan::load(&m.plan).unwrap();
     let verified = plan.domains[0].verified.clone().expect("recorded");
     assert_eq!(verified.rows, 25_300);
+    let out = run(&m, &["--format", "json", "status", "--domain", "inv"]);
+    let status: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let moved = status["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "move")
+        .unwrap();
+    assert_eq!(moved["verified"]["rows"], 25_300, "{moved:#}");
 
     let t = client(&target.conninfo("inv")).await;
     t.batch_execute(

@@ -22,6 +22,9 @@ struct PhaseReport<'a> {
     steps: Vec<StepReport<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replication: Option<Replication>,
+    /// A moved domain's last clean verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<&'a crate::plan::Verified>,
 }
 
 /// A move's replication as the servers show it now.
@@ -142,6 +145,12 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<u8> {
                     }
                 })
                 .collect(),
+            verified: r
+                .domain
+                .as_ref()
+                .filter(|_| r.name == phase_names::MOVE && !r.is_undone())
+                .and_then(|d| plan.domains.iter().find(|x| &x.name == d))
+                .and_then(|d| d.verified.as_ref()),
             replication: (r.name == phase_names::MOVE && !r.is_undone())
                 .then(|| {
                     let at = live
@@ -212,6 +221,12 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<u8> {
         }
         if let Some(replication) = &p.replication {
             out.line(&render_replication(replication));
+        }
+        if let Some(v) = p.verified {
+            out.line(&format!(
+                "  verified: every row the same on both servers at {} ({} rows in {} table(s))",
+                v.at, v.rows, v.tables
+            ));
         }
     }
     if let Some(problem) = source_problem {

@@ -63,7 +63,9 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<u8> {
             t.name
         ));
     }
-    for client in sources.iter().chain(&targets) {
+    // The boundaries' key texts are read back as keys on the other connections: all
+    // print and parse values alike.
+    for client in sources.iter().chain(&targets).chain([&reader]) {
         run::prepare_session(client).await?;
     }
     let journal_path = journal::path_for(&settings.plan_path, &domain);
@@ -80,6 +82,7 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<u8> {
     let servers = run::Servers {
         sources: &sources,
         targets: &targets,
+        reader: &reader,
         slot: &slot,
     };
     let results = run::verify(

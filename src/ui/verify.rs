@@ -11,17 +11,31 @@ use super::{Output, JSON_FORMAT_VERSION};
 use crate::verify::run::Progress;
 use crate::verify::{ChunkResult, RowDifference};
 
+/// One table's progress: its chunks once all are known, how many an earlier run
+/// compared, how many this run has, and the rows.
+#[derive(Default)]
+struct TableProgress {
+    chunks: Option<usize>,
+    resumed: usize,
+    compared: usize,
+    rows: i64,
+}
+
+impl TableProgress {
+    fn finished(&self) -> bool {
+        self.chunks == Some(self.resumed + self.compared)
+    }
+}
+
 /// The progress sink for `out`'s format.
 pub struct VerifyProgress {
     json: bool,
     quiet: bool,
     bar: Option<ProgressBar>,
-    /// Per table: chunks left and rows compared.
-    left: Mutex<std::collections::BTreeMap<String, (usize, i64)>>,
+    tables: Mutex<std::collections::BTreeMap<String, TableProgress>>,
 }
 
 impl VerifyProgress {
-    /// `chunks`: how many chunks the whole verify compares (for the bar).
     pub fn new(out: &Output) -> VerifyProgress {
         let bar = (!out.is_json() && !out.quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
@@ -35,7 +49,7 @@ impl VerifyProgress {
             json: out.is_json(),
             quiet: out.quiet,
             bar,
-            left: Mutex::new(Default::default()),
+            tables: Mutex::new(Default::default()),
         }
     }
 
@@ -50,55 +64,64 @@ impl VerifyProgress {
         value["format_version"] = JSON_FORMAT_VERSION.into();
         eprintln!("{value}");
     }
-}
 
-impl Progress for VerifyProgress {
-    fn table(&self, table: &str, chunks: usize, resumed: usize) {
-        self.left
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(table.to_string(), (chunks - resumed, 0));
-        if self.json {
-            self.json_line(serde_json::json!({"event": "verify-table", "table": table, "chunks": chunks, "resumed": resumed}));
-        } else if let Some(bar) = &self.bar {
-            bar.inc_length(chunks as u64);
-            bar.inc(resumed as u64);
-        }
-    }
-
-    fn chunk(&self, result: &ChunkResult) {
-        let table = &result.chunk.table;
-        let finished = {
-            let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = left.entry(table.clone()).or_insert((1, 0));
-            entry.0 = entry.0.saturating_sub(1);
-            entry.1 += result.source_rows;
-            (entry.0 == 0).then_some(entry.1)
+    /// Updates a table's progress; a line for people when it is finished (off a
+    /// terminal).
+    fn update(&self, table: &str, change: impl FnOnce(&mut TableProgress)) {
+        let (finished, rows, total_rows) = {
+            let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = tables.entry(table.to_string()).or_default();
+            let was = entry.finished();
+            change(entry);
+            let now = entry.finished() && !was;
+            let rows = entry.rows;
+            (now, rows, tables.values().map(|t| t.rows).sum::<i64>())
         };
-        if self.json {
-            self.json_line(serde_json::json!({
-                "event": "verify-chunk", "table": table, "chunk": result.chunk.index,
-                "rows": result.source_rows, "same": result.same(), "attempts": result.attempts,
-            }));
-            return;
-        }
         if let Some(bar) = &self.bar {
-            bar.inc(1);
             let secs = bar.elapsed().as_secs_f64().max(0.001);
-            let rows = self
-                .left
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .map(|(_, r)| *r)
-                .sum::<i64>();
-            bar.set_message(format!("{rows} rows, {:.0} rows/s", rows as f64 / secs));
-        } else if let (Some(rows), false) = (finished, self.quiet) {
+            bar.set_message(format!(
+                "{total_rows} rows, {:.0} rows/s",
+                total_rows as f64 / secs
+            ));
+        } else if finished && !self.quiet && !self.json {
             eprintln!(
                 "{}",
                 console::style(format!("  compared {table}: {rows} rows")).dim()
             );
         }
+    }
+}
+
+impl Progress for VerifyProgress {
+    fn table(&self, table: &str, chunks: usize, resumed: usize) {
+        if self.json {
+            self.json_line(serde_json::json!({"event": "verify-table", "table": table, "chunks": chunks, "resumed": resumed}));
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc_length(chunks as u64);
+            bar.inc(resumed as u64);
+        }
+        self.update(table, |t| {
+            t.chunks = Some(chunks);
+            t.resumed = resumed;
+        });
+    }
+
+    fn chunk(&self, result: &ChunkResult) {
+        let table = &result.chunk.table;
+        if self.json {
+            self.json_line(serde_json::json!({
+                "event": "verify-chunk", "table": table, "chunk": result.chunk.index,
+                "rows": result.source_rows, "same": result.same(), "attempts": result.attempts,
+            }));
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        self.update(table, |t| {
+            t.compared += 1;
+            t.rows += result.source_rows;
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! Verify a moved domain: the same rows on the source and on the domain's server,
-//! compared in chunks of primary-key ranges by a hash each server computes itself
+//! compared in chunks of primary-key ranges by hashes each server computes itself
 //! (no row crosses the network unless it differs), with identical session settings
-//! so both print values alike.
+//! so both print values alike where text is hashed.
 //!
 //! This file is pure: what a table's comparison looks like (`TableShape`), its SQL,
 //! and the results. `run.rs` runs it against two servers; `journal.rs` keeps each
@@ -37,8 +37,8 @@ pub struct TableShape {
 }
 
 impl TableShape {
-    /// The domain's tables (partitions are compared through their root, which
-    /// logical replication publishes them by... and which holds their rows).
+    /// The domain's tables; a partitioned table is compared through its root, whose
+    /// queries read every partition.
     pub fn of_domain(catalog: &Catalog, domain: &str, byte_order: bool) -> Vec<TableShape> {
         catalog
             .tables
@@ -168,21 +168,22 @@ impl TableShape {
         }
     }
 
-    /// A row's 64-bit hash: from its values by each type's own hash function
-    /// (`hash_record_extended`: no text is made, 2.3 times faster than hashing the
-    /// row's text), or from its text when a type has none (`hash_text`). By values,
-    /// equal numerics of another scale (1.0, 1.00) hash alike.
-    fn row_hash(&self) -> String {
+    /// A row's 64-bit hash with `seed`: from its values by each type's own hash
+    /// function (`hash_record_extended`: no text is made, 2.3 times faster than
+    /// hashing the row's text), or from its text when a type has none
+    /// (`hash_text`). By values, equal numerics of another scale (1.0, 1.00) hash
+    /// alike.
+    fn row_hash(&self, seed: u8) -> String {
         let columns: Vec<String> = self
             .columns
             .iter()
             .map(|c| format!("t.{}", ident(c)))
             .collect();
         if self.hash_text {
-            format!("pg_catalog.hashtextextended({}, 0)", self.row_text())
+            format!("pg_catalog.hashtextextended({}, {seed})", self.row_text())
         } else {
             format!(
-                "pg_catalog.hash_record_extended(ROW({}), 0)",
+                "pg_catalog.hash_record_extended(ROW({}), {seed})",
                 columns.join(", ")
             )
         }
@@ -191,33 +192,24 @@ impl TableShape {
     /// Whether rows of this table can be hashed by value (`row_hash`): run on one
     /// row, it fails when a column's type has no hash function.
     pub fn hash_probe_sql(&self) -> String {
-        let columns: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("t.{}", ident(c)))
-            .collect();
         format!(
-            "SELECT pg_catalog.hash_record_extended(ROW({}), 0) FROM {} t LIMIT 1",
-            columns.join(", "),
+            "SELECT {} FROM {} t LIMIT 1",
+            self.row_hash(0),
             self.relation()
         )
     }
 
-    /// The row count and the hash of a chunk: the md5 of its rows' 64-bit hashes
-    /// in key order, so order matters and duplicate rows cannot cancel out as with
-    /// XOR. The rows come in key order from a subquery (the primary key's index),
-    /// which the aggregate keeps: an ORDER BY inside the aggregate would sort them
-    /// again (1.8 times slower, measured). The server holds about 20 bytes per row
-    /// of the chunk, whatever the rows' width.
+    /// The row count and the hash of a chunk: the exact sums (as numeric, no
+    /// overflow) of its rows' 64-bit hashes under two seeds, 128 bits in all.
+    /// Duplicate rows add up rather than cancel out as with XOR, and since every row
+    /// holds its key, the rows' order carries nothing a sum misses; summing needs no
+    /// ordered scan and no string of hashes (1.7 times faster, measured, than an md5
+    /// over the hashes in key order). The server holds nothing per row.
     pub fn chunk_sql(&self, lo: bool, hi: bool) -> String {
-        let order = if self.key.is_empty() {
-            "carve_h".to_string()
-        } else {
-            self.key_list()
-        };
         format!(
-            "SELECT count(*), coalesce(md5(string_agg(carve_h::text, ',')), '') FROM (SELECT {hash} AS carve_h FROM {rel} t WHERE {range} ORDER BY {order}) s",
-            hash = self.row_hash(),
+            "SELECT count(*), coalesce(sum({h0}), 0)::text || ':' || coalesce(sum({h1}), 0)::text FROM {rel} t WHERE {range}",
+            h0 = self.row_hash(0),
+            h1 = self.row_hash(1),
             rel = self.relation(),
             range = self.range(lo, hi),
         )
@@ -473,11 +465,12 @@ mod tests {
             sql.contains(r#"WHERE ("a", "b") > ($1::text::bigint, $2::text::text) AND ("a", "b") <= ($3::text::bigint, $4::text::text)"#),
             "{sql}"
         );
-        assert!(sql.contains(r#"ORDER BY "a", "b""#), "{sql}");
         assert!(
-            sql.contains(r#"hash_record_extended(ROW(t."a", t."b", t."note"), 0)"#),
+            sql.contains(r#"sum(pg_catalog.hash_record_extended(ROW(t."a", t."b", t."note"), 0))"#),
             "{sql}"
         );
+        assert!(sql.contains(r#"ROW(t."a", t."b", t."note"), 1)"#), "{sql}");
+        assert!(sql.contains(r#"FROM "sales"."order lines" t"#), "{sql}");
         // A type without a hash function: the row's text is hashed.
         let mut by_text = s.clone();
         by_text.hash_text = true;
@@ -487,7 +480,6 @@ mod tests {
                 .contains(r#"hashtextextended(ROW(t."a", t."b", t."note")::text, 0)"#),
             "{sql}"
         );
-        assert!(sql.contains(r#"FROM "sales"."order lines" t"#), "{sql}");
         // Byte order when the databases sort text differently.
         let s = shape(&[("a", "bigint"), ("b", "character varying(20)")], true);
         let sql = s.chunk_sql(false, true);
@@ -512,10 +504,10 @@ mod tests {
     }
 
     #[test]
-    fn a_table_without_a_key_is_hashed_whole_in_row_order() {
+    fn a_table_without_a_key_is_one_chunk_of_every_row() {
         let s = shape(&[], false);
         let sql = s.chunk_sql(false, false);
-        assert!(sql.ends_with("WHERE true ORDER BY carve_h) s"), "{sql}");
+        assert!(sql.ends_with("WHERE true"), "{sql}");
     }
 
     #[test]

@@ -6,12 +6,11 @@
 //! times; one that still differs is compared row by row, and each differing key is
 //! named.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::journal::{Entry, VerifyJournal};
 use super::{differences, Chunk, ChunkResult, DifferentRow, RowHash, TableShape, SESSION_SETTINGS};
@@ -89,18 +88,28 @@ pub async fn collations_differ(source: &Client, target: &Client) -> anyhow::Resu
     Ok(a != b)
 }
 
-/// The two sides of a verify: as many connections to each server as jobs, and the
-/// move's slot on the source (whose confirmed position says what the target has
-/// applied).
+/// The two sides of a verify: as many connections to each server as jobs, one
+/// more to the source that reads the chunk boundaries while the others compare,
+/// and the move's slot on the source (whose confirmed position says what the
+/// target has applied).
 pub struct Servers<'a> {
     pub sources: &'a [Client],
     pub targets: &'a [Client],
+    pub reader: &'a Client,
     pub slot: &'a str,
 }
 
-/// Compares `tables` on `servers`, one chunk per job at a time, resuming from
-/// `earlier`, recording every chunk in `journal`. Returns every chunk's result
-/// (earlier ones included), in table and chunk order.
+/// What the boundary reader and the workers send the recorder.
+enum Found {
+    /// A table's chunks, all known: with how many an earlier run compared.
+    Planned(Vec<Chunk>, usize),
+    Compared(ChunkResult),
+}
+
+/// Compares `tables` on `servers`, resuming from `earlier`, recording every chunk in
+/// `journal`. A table's chunks are compared as its boundaries stream in; `jobs`
+/// workers take one chunk at a time. Returns every chunk's result (earlier ones
+/// included), in table and chunk order.
 pub async fn verify(
     servers: &Servers<'_>,
     tables: &[TableShape],
@@ -110,66 +119,80 @@ pub async fn verify(
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<ChunkResult>> {
     let mut planned: BTreeMap<String, Vec<Chunk>> = BTreeMap::new();
-    let mut done: BTreeMap<(String, usize), ChunkResult> = BTreeMap::new();
+    let mut compared: BTreeMap<(String, usize), ChunkResult> = BTreeMap::new();
     for entry in earlier {
         match entry {
             Entry::Planned { table, chunks } => {
                 planned.insert(table, chunks);
             }
             Entry::Compared(result) => {
-                done.insert((result.chunk.table.clone(), result.chunk.index), result);
+                compared.insert((result.chunk.table.clone(), result.chunk.index), result);
             }
             Entry::Started { .. } => {}
         }
     }
-    let mut pending: VecDeque<(&TableShape, Chunk)> = VecDeque::new();
-    for shape in tables {
-        let name = shape.name.to_string();
-        let chunks = match planned.get(&name) {
-            Some(chunks) => chunks.clone(),
-            None => {
-                let chunks = Chunk::between(
-                    &name,
-                    boundaries(&servers.sources[0], shape, options).await?,
-                );
-                journal.append(&Entry::Planned {
-                    table: name.clone(),
-                    chunks: chunks.clone(),
-                })?;
-                chunks
-            }
-        };
-        let resumed = chunks
-            .iter()
-            .filter(|c| done.contains_key(&(name.clone(), c.index)))
-            .count();
-        progress.table(&name, chunks.len(), resumed);
-        pending.extend(
-            chunks
-                .into_iter()
-                .filter(|c| !done.contains_key(&(name.clone(), c.index)))
-                .map(|c| (shape, c)),
-        );
-    }
+    // An earlier result counts only for the very range it compared (a table whose
+    // chunks were not all recorded is read again, and its ranges may differ).
+    let earlier_result = |chunk: &Chunk| {
+        compared
+            .get(&(chunk.table.clone(), chunk.index))
+            .filter(|r| &r.chunk == chunk)
+    };
+    let earlier_done = |chunk: &Chunk| earlier_result(chunk).is_some();
+    let mut done: BTreeMap<(String, usize), ChunkResult> = BTreeMap::new();
 
-    // Workers take chunks from one queue; results come back here to be recorded.
-    let queue = Mutex::new(pending);
-    let (sender, mut receiver) =
-        tokio::sync::mpsc::unbounded_channel::<anyhow::Result<ChunkResult>>();
+    let (queue_in, queue_out) = tokio::sync::mpsc::unbounded_channel::<(usize, Chunk)>();
+    let queue_out = tokio::sync::Mutex::new(queue_out);
+    let (found_in, mut found_out) = tokio::sync::mpsc::unbounded_channel::<anyhow::Result<Found>>();
+
+    // The chunks, table by table: recorded ones at once, the others as the source
+    // gives their boundaries.
+    let producer = {
+        let found_in = found_in.clone();
+        let earlier_done = &earlier_done;
+        let planned = &planned;
+        async move {
+            for (i, shape) in tables.iter().enumerate() {
+                let name = shape.name.to_string();
+                let mut chunks = Vec::new();
+                let mut push = |chunk: Chunk| {
+                    if !earlier_done(&chunk) {
+                        let _ = queue_in.send((i, chunk.clone()));
+                    }
+                    chunks.push(chunk);
+                };
+                match planned.get(&name) {
+                    Some(recorded) => recorded.iter().cloned().for_each(&mut push),
+                    None => {
+                        if let Err(e) = boundaries(servers.reader, shape, options, &mut push).await
+                        {
+                            let _ = found_in.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                let resumed = chunks.iter().filter(|c| earlier_done(c)).count();
+                let _ = found_in.send(Ok(Found::Planned(chunks, resumed)));
+            }
+        }
+    };
     let slot = servers.slot;
     let workers: Vec<_> = servers
         .sources
         .iter()
         .zip(servers.targets)
         .map(|(source, target)| {
-            let (queue, sender) = (&queue, sender.clone());
+            let (queue, found_in) = (&queue_out, found_in.clone());
             async move {
+                let mut statements = Statements::default();
                 loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                    let Some((shape, chunk)) = next else { break };
-                    let result = compare(source, target, slot, shape, chunk, options).await;
+                    let next = queue.lock().await.recv().await;
+                    let Some((i, chunk)) = next else { break };
+                    let shape = &tables[i];
+                    let result =
+                        compare(source, target, slot, shape, chunk, options, &mut statements).await;
                     let failed = result.is_err();
-                    let _ = sender.send(result);
+                    let _ = found_in.send(result.map(Found::Compared));
                     if failed {
                         break;
                     }
@@ -177,17 +200,30 @@ pub async fn verify(
             }
         })
         .collect();
-    drop(sender);
+    drop(found_in);
     let record = async {
-        while let Some(result) = receiver.recv().await {
-            let result = result?;
-            journal.append(&Entry::Compared(result.clone()))?;
-            progress.chunk(&result);
-            done.insert((result.chunk.table.clone(), result.chunk.index), result);
+        while let Some(found) = found_out.recv().await {
+            match found? {
+                Found::Planned(chunks, resumed) => {
+                    let table = chunks[0].table.clone();
+                    for r in chunks.iter().filter_map(&earlier_result) {
+                        done.insert((table.clone(), r.chunk.index), r.clone());
+                    }
+                    progress.table(&table, chunks.len(), resumed);
+                    if !planned.contains_key(&table) {
+                        journal.append(&Entry::Planned { table, chunks })?;
+                    }
+                }
+                Found::Compared(result) => {
+                    journal.append(&Entry::Compared(result.clone()))?;
+                    progress.chunk(&result);
+                    done.insert((result.chunk.table.clone(), result.chunk.index), result);
+                }
+            }
         }
         anyhow::Ok(())
     };
-    let (recorded, _) = tokio::join!(record, futures_util::future::join_all(workers));
+    let ((), recorded, _) = tokio::join!(producer, record, futures_util::future::join_all(workers));
     recorded?;
     journal.sync()?;
     let order: BTreeMap<String, usize> = tables
@@ -200,34 +236,85 @@ pub async fn verify(
     Ok(results)
 }
 
-/// The chunk boundaries of a table, from the source's keys (a table without a key
-/// is one chunk).
+/// A table's chunks from the source's keys, each handed to `push` as soon as its
+/// upper boundary arrives (the query streams every N-th key); a table without a
+/// key is one chunk.
 async fn boundaries(
-    source: &Client,
+    reader: &Client,
     shape: &TableShape,
     options: &Options,
-) -> anyhow::Result<Vec<Vec<String>>> {
-    if shape.key.is_empty() {
-        return Ok(Vec::new());
+    push: &mut impl FnMut(Chunk),
+) -> anyhow::Result<()> {
+    use futures_util::{pin_mut, TryStreamExt};
+    let table = shape.name.to_string();
+    let mut lo: Option<Vec<String>> = None;
+    let mut index = 0;
+    if !shape.key.is_empty() {
+        let what = format!("reading the keys of {}", shape.name);
+        let failed = db(&what);
+        let rows = reader
+            .query_raw(
+                &shape.boundaries_sql(options.chunk_rows.max(1)),
+                std::iter::empty::<&str>(),
+            )
+            .await
+            .map_err(&failed)?;
+        pin_mut!(rows);
+        while let Some(row) = rows.try_next().await.map_err(&failed)? {
+            let hi: Vec<String> = (0..shape.key.len())
+                .map(|i| row.get::<_, Option<String>>(i).unwrap_or_default())
+                .collect();
+            push(Chunk {
+                table: table.clone(),
+                index,
+                lo: lo.clone(),
+                hi: Some(hi.clone()),
+            });
+            index += 1;
+            lo = Some(hi);
+        }
     }
-    let rows = source
-        .query(&shape.boundaries_sql(options.chunk_rows.max(1)), &[])
-        .await
-        .map_err(db(&format!("reading the keys of {}", shape.name)))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (0..shape.key.len())
-                .map(|i| r.get::<_, Option<String>>(i).unwrap_or_default())
-                .collect()
-        })
-        .collect())
+    push(Chunk {
+        table,
+        index,
+        lo,
+        hi: None,
+    });
+    Ok(())
+}
+
+/// A worker's prepared statements, by table and range shape: each chunk's query is
+/// then one round trip, not a parse and plan too.
+#[derive(Default)]
+struct Statements {
+    by_shape: std::collections::HashMap<(String, bool, bool), (Statement, Statement)>,
+}
+
+impl Statements {
+    async fn get(
+        &mut self,
+        source: &Client,
+        target: &Client,
+        shape: &TableShape,
+        lo: bool,
+        hi: bool,
+    ) -> anyhow::Result<(Statement, Statement)> {
+        let key = (shape.name.to_string(), lo, hi);
+        if let Some(found) = self.by_shape.get(&key) {
+            return Ok(found.clone());
+        }
+        let sql = shape.chunk_sql(lo, hi);
+        let prepared = tokio::try_join!(source.prepare(&sql), target.prepare(&sql))
+            .map_err(db(&format!("preparing the hash of {}", shape.name)))?;
+        self.by_shape.insert(key, prepared.clone());
+        Ok(prepared)
+    }
 }
 
 /// One chunk's count and hash on one server.
 async fn hash(
     client: &Client,
-    sql: &str,
+    sql: &Statement,
     params: &[&str],
     side: &str,
 ) -> anyhow::Result<(i64, String)> {
@@ -353,9 +440,10 @@ async fn compare(
     shape: &TableShape,
     chunk: Chunk,
     options: &Options,
+    statements: &mut Statements,
 ) -> anyhow::Result<ChunkResult> {
     let (lo, hi) = (chunk.lo.is_some(), chunk.hi.is_some());
-    let sql = shape.chunk_sql(lo, hi);
+    let (on_source, on_target) = statements.get(source, target, shape, lo, hi).await?;
     let params = chunk.params();
     let mut attempts = 0;
     loop {
@@ -363,12 +451,12 @@ async fn compare(
         let ((source_rows, source_hash), (target_rows, target_hash)) = if attempts == 1 {
             // Most chunks are the same: both servers hash at once, no waiting.
             tokio::try_join!(
-                hash(source, &sql, &params, "source"),
-                hash(target, &sql, &params, "target")
+                hash(source, &on_source, &params, "source"),
+                hash(target, &on_target, &params, "target")
             )?
         } else {
             // Then the target is read once it has applied what the source had.
-            let on_source = hash(source, &sql, &params, "source").await?;
+            let source_hash = hash(source, &on_source, &params, "source").await?;
             applied(
                 source,
                 slot,
@@ -376,7 +464,10 @@ async fn compare(
                 options.catch_up_timeout,
             )
             .await?;
-            (on_source, hash(target, &sql, &params, "target").await?)
+            (
+                source_hash,
+                hash(target, &on_target, &params, "target").await?,
+            )
         };
         let mut result = ChunkResult {
             chunk: chunk.clone(),

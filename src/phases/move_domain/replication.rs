@@ -74,7 +74,26 @@ pub fn ready_steps(domain: &str, max_lag: u64, timeout: Duration) -> Vec<Step> {
         "(SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_catalog.pg_replication_slots WHERE slot_name = {})",
         lit(&names.slot)
     );
+    let subscription = lit(&names.subscription);
     vec![
+        Step {
+            id: format!("check the subscription of {}", display_ident(domain)),
+            description: format!(
+                "the subscription on the {} server is enabled and its apply worker runs (an apply error disables it: the server's log says which table and why)",
+                display_ident(domain)
+            ),
+            target: Target::Domain(domain.to_string()),
+            action: Action::Wait(WaitAction {
+                until: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_stat_subscription w ON w.subid = s.oid WHERE s.subname = {subscription} AND s.subenabled AND w.relid IS NULL AND w.pid IS NOT NULL)"
+                ),
+                progress: None,
+                unit: String::new(),
+                every: Duration::from_millis(200),
+                timeout: Duration::from_secs(30),
+                on_timeout: OnTimeout::Fail,
+            }),
+        },
         Step {
             id: format!("wait for {} to catch up", display_ident(domain)),
             description: format!(
