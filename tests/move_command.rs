@@ -193,47 +193,7 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
     // Cancel: nothing of the move is left on either server.
     let out = run(&m, &["undo", "move", "--domain", &domain]);
     assert_success(&out);
-    assert_eq!(
-        count(
-            &source_client,
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'carve%'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &source_client,
-            "SELECT count(*) FROM pg_publication WHERE pubname LIKE 'carve%'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(&target_client, "SELECT count(*) FROM pg_subscription").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &target_client,
-            &format!(
-                "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
-                carve::sql::literal(&domain).unwrap()
-            )
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &target_client,
-            "SELECT count(*) FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper"
-        )
-        .await,
-        0,
-        "{:?}",
-        role_listing(&target_client).await
-    );
+    assert_no_move_left(&source_client, &target_client, &domain).await;
     assert_eq!(role_listing(&source_client).await, roles_before);
     assert_eq!(schema_dump(&source, "library"), before);
 
@@ -433,20 +393,8 @@ async fn the_orders_domain_moves_under_a_write_load_and_nothing_acknowledged_is_
     let source_client = client(&m.conninfo).await;
     let target_client = client(&target_conninfo).await;
     caught_up(&source_client).await;
-    let tables: Vec<String> = source_client
-        .query(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
-            &[&domain],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(tables.len() >= 5, "{tables:?}");
-    for table in &tables {
-        assert_same_rows(&source_client, &target_client, table).await;
-    }
+    let tables = assert_schema_equal(&source_client, &target_client, &domain).await;
+    assert!(tables >= 5, "{tables} tables");
     // Every acknowledged write is on the new server as it was acknowledged.
     let orders = format!("{}.orders", carve::sql::ident(&domain));
     for (id, status) in &ledger {
@@ -902,18 +850,7 @@ async fn hostile_names_survive_a_whole_move_and_its_cancel() {
 
     assert_success(&run(&m, &["undo", "move", "--domain", &domain]));
     assert_eq!(schema_dump(&source, "hostile"), before);
-    assert_eq!(
-        count(&source_client, "SELECT count(*) FROM pg_replication_slots").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &target_client,
-            "SELECT count(*) FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper"
-        )
-        .await,
-        0
-    );
+    assert_no_move_left(&source_client, &target_client, &domain).await;
 }
 
 /// Runs `statements` in turn, each its own transaction, from `workers` connections

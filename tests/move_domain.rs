@@ -287,7 +287,7 @@ async fn the_generated_schema_on_the_domain_server_is_the_source_schema() {
 async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cleanly() {
     use carve::engine::executor::RunEnd;
     use carve::engine::undo_steps;
-    use carve::phases::move_domain::replication::{ready_steps, replication_steps, Link, Names};
+    use carve::phases::move_domain::replication::{ready_steps, replication_steps, Link};
     use carve::phases::move_domain::schema::target_schema;
     use carve::plan::StepStatus;
 
@@ -372,54 +372,5 @@ async fn the_domain_is_copied_and_followed_by_logical_replication_and_undone_cle
     // Undo: everything on both servers is gone.
     let end = moving.run(&undo_steps(&steps), StepStatus::Undone).await;
     assert!(matches!(end, RunEnd::Completed { .. }), "{end:?}");
-    let names = Names::of(&domain);
-    let lit = |s: &str| carve::sql::literal(s).unwrap();
-    assert_eq!(
-        count(
-            &source_client,
-            &format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = {}",
-                lit(&names.slot)
-            )
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &source_client,
-            &format!(
-                "SELECT count(*) FROM pg_publication WHERE pubname = {}",
-                lit(&names.publication)
-            )
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &source_client,
-            &format!(
-                "SELECT count(*) FROM pg_roles WHERE rolname = {}",
-                lit(&names.role)
-            )
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(&target_client, "SELECT count(*) FROM pg_subscription").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &target_client,
-            &format!(
-                "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
-                lit(&domain)
-            )
-        )
-        .await,
-        0
-    );
+    assert_no_move_left(&source_client, &target_client, &domain).await;
 }

@@ -398,13 +398,7 @@ async fn again(
         columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
     let sql = shape.rows_by_key_sql();
     let on_source = rows_by_key(source, &sql, &params, "source").await?;
-    applied(
-        source,
-        slot,
-        &current_lsn(source).await?,
-        options.catch_up_timeout,
-    )
-    .await?;
+    caught_up_with(source, slot, options).await?;
     let on_target = rows_by_key(target, &sql, &params, "target").await?;
     Ok(differences(on_source, on_target))
 }
@@ -420,6 +414,17 @@ async fn rows_by_key(
         .await
         .map_err(db(&format!("reading rows again on the {side}")))?;
     Ok(rows.iter().map(row_hash).collect())
+}
+
+/// Waits until the domain's server has applied everything the source has now.
+async fn caught_up_with(source: &Client, slot: &str, options: &Options) -> anyhow::Result<()> {
+    applied(
+        source,
+        slot,
+        &current_lsn(source).await?,
+        options.catch_up_timeout,
+    )
+    .await
 }
 
 /// The source's current WAL position.
@@ -457,13 +462,7 @@ async fn compare(
         } else {
             // Then the target is read once it has applied what the source had.
             let source_hash = hash(source, &on_source, &params, "source").await?;
-            applied(
-                source,
-                slot,
-                &current_lsn(source).await?,
-                options.catch_up_timeout,
-            )
-            .await?;
+            caught_up_with(source, slot, options).await?;
             (
                 source_hash,
                 hash(target, &on_target, &params, "target").await?,
@@ -491,13 +490,7 @@ async fn compare(
         // As for the hashes: the target is read once it has applied what the
         // source had when its rows were read.
         let on_source = row_hashes(source, &rows_sql, &params, "source").await?;
-        applied(
-            source,
-            slot,
-            &current_lsn(source).await?,
-            options.catch_up_timeout,
-        )
-        .await?;
+        caught_up_with(source, slot, options).await?;
         let on_target = row_hashes(target, &rows_sql, &params, "target").await?;
         result.rows = differences(on_source, on_target);
         result.rows_checked = true;

@@ -361,3 +361,44 @@ pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         .get(0)
 }
+
+/// Nothing of a move of `domain` is left: no slot, publication or replication role
+/// of carve's on the source; no subscription, no schema `domain` and no role but
+/// superusers on the target.
+pub async fn assert_no_move_left(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    domain: &str,
+) {
+    for (client, sql) in [
+        (
+            source,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'carve%'",
+        ),
+        (
+            source,
+            "SELECT count(*) FROM pg_publication WHERE pubname LIKE 'carve%'",
+        ),
+        (
+            source,
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'carve%repl'",
+        ),
+        (target, "SELECT count(*) FROM pg_subscription"),
+        (
+            target,
+            "SELECT count(*) FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper",
+        ),
+    ] {
+        assert_eq!(
+            count(client, sql).await,
+            0,
+            "{sql}: {:?}",
+            role_listing(target).await
+        );
+    }
+    let schema = format!(
+        "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
+        carve::sql::literal(domain).unwrap()
+    );
+    assert_eq!(count(target, &schema).await, 0, "schema {domain} left");
+}
