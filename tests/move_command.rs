@@ -30,6 +30,21 @@ async fn assert_same_rows(
     }
 }
 
+/// `carve move` of `domain` to `target` (unlimited slot WAL accepted: the
+/// throw-away servers keep PostgreSQL's default), with `extra` arguments.
+fn move_to(m: &Monolith, domain: &str, target: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "move",
+        "--domain",
+        domain,
+        "--target",
+        target,
+        "--accept-unlimited-slot-wal",
+    ];
+    args.extend_from_slice(extra);
+    run(m, &args)
+}
+
 /// A second server for the domains, with an empty database of the monolith's name.
 async fn target_server(db: &str) -> (TempServer, String) {
     let target = server();
@@ -59,14 +74,7 @@ async fn library_restricted(source: &TempServer, dir: &std::path::Path) -> (Mono
         &m,
         &["restrict", "--password-file", passwords.to_str().unwrap()],
     ));
-    let plan = carve::plan::Plan::load(&m.plan).unwrap();
-    let domain = plan
-        .domains
-        .iter()
-        .find(|d| d.tables.iter().any(|t| t == "public.reading_list"))
-        .unwrap()
-        .name
-        .clone();
+    let domain = domain_of(&m, "public.reading_list");
     (m, domain)
 }
 
@@ -79,17 +87,7 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
     let before = schema_dump(&source, "library");
     let roles_before = role_listing(&client(&m.conninfo).await).await;
 
-    let out = run(
-        &m,
-        &[
-            "move",
-            "--domain",
-            &domain,
-            "--target",
-            &target_conninfo,
-            "--accept-unlimited-slot-wal",
-        ],
-    );
+    let out = move_to(&m, &domain, &target_conninfo, &[]);
     assert_success(&out);
     let said = stdout(&out);
     assert!(said.contains("ready"), "{said}");
@@ -324,17 +322,6 @@ async fn shop_assigned(source: &TempServer, dir: &std::path::Path) -> Monolith {
     }
     plan.save(&m.plan).unwrap();
     m
-}
-
-/// The domain of the plan that holds `table` (`public.orders`).
-fn domain_of(m: &Monolith, table: &str) -> String {
-    let plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.domains
-        .iter()
-        .find(|d| d.tables.iter().any(|t| t == table))
-        .unwrap_or_else(|| panic!("no domain holds {table}"))
-        .name
-        .clone()
 }
 
 #[tokio::test]
@@ -789,15 +776,7 @@ async fn hostile_names_survive_a_whole_move_and_its_cancel() {
 
     let (target, target_conninfo) = target_server("hostile").await;
     let before = schema_dump(&source, "hostile");
-    let args = [
-        "move",
-        "--domain",
-        &domain,
-        "--target",
-        &target_conninfo,
-        "--accept-unlimited-slot-wal",
-    ];
-    assert_success(&run(&m, &args));
+    assert_success(&move_to(&m, &domain, &target_conninfo, &[]));
     let source_client = client(&m.conninfo).await;
     let target_client = client(&target_conninfo).await;
     // A row written through the compatibility view reaches the new server.
@@ -1089,18 +1068,7 @@ async fn a_dry_run_prints_the_move_as_a_script_and_changes_nothing() {
     let domain = domain_of(&m, "public.reading_list");
     let (target, target_conninfo) = target_server("library").await;
     let before = Untouched::of(&m, &source, &target, "library").await;
-    let out = run(
-        &m,
-        &[
-            "move",
-            "--domain",
-            &domain,
-            "--target",
-            &target_conninfo,
-            "--accept-unlimited-slot-wal",
-            "--dry-run",
-        ],
-    );
+    let out = move_to(&m, &domain, &target_conninfo, &["--dry-run"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let script = stdout(&out);
     for needle in [

@@ -174,13 +174,7 @@ async fn library_moving() -> Moving {
     let m = example_monolith(&source, dir.path(), "library", "library").await;
     assert_success(&run_carve(&m, &["assign"]));
     let plan = Plan::load(&m.plan).unwrap();
-    let domain = plan
-        .domains
-        .iter()
-        .find(|d| d.tables.iter().any(|t| t == "public.reading_list"))
-        .unwrap()
-        .name
-        .clone();
+    let domain = domain_of(&m, "public.reading_list");
     let catalog = catalog_of(&source, &m.db).await;
     let target = server();
     create_db(&target, "library", "SELECT 1").await;

@@ -402,3 +402,14 @@ pub async fn assert_no_move_left(
     );
     assert_eq!(count(target, &schema).await, 0, "schema {domain} left");
 }
+
+/// The domain of the plan that holds `table` (`public.orders`).
+pub fn domain_of(m: &Monolith, table: &str) -> String {
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.domains
+        .iter()
+        .find(|d| d.tables.iter().any(|t| t == table))
+        .unwrap_or_else(|| panic!("no domain holds {table}"))
+        .name
+        .clone()
+}
