@@ -145,11 +145,21 @@ fn main() {
         moved.wall.as_secs_f64() / reference.as_secs_f64(),
         moved.max_rss_kib / 1024
     );
-    let verified = measure({
-        let mut c = carve(&["verify", "--domain", "sales"]);
-        c.env_remove("CARVE_LOG");
-        c
-    });
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--domain", "sales"];
+        args.extend_from_slice(extra);
+        measure(carve(&args))
+    };
+    let verified = verify(&[]);
+    // The same with other settings, to see where verify's time goes.
+    let variants: Vec<(&str, common::Measure)> = [
+        ("--jobs 1", &["--jobs", "1"][..]),
+        ("--jobs 4", &["--jobs", "4"][..]),
+        ("--chunk-rows 50000", &["--chunk-rows", "50000"][..]),
+    ]
+    .into_iter()
+    .map(|(name, args)| (name, verify(args)))
+    .collect();
     let copy_secs = moved
         .stderr
         .lines()
@@ -173,6 +183,13 @@ fn main() {
         rows / verified.wall.as_secs_f64(),
         verified.max_rss_kib / 1024
     );
+    for (name, m) in &variants {
+        println!(
+            "  {name:<20} {:>6.1}s {:>7.2}",
+            m.wall.as_secs_f64(),
+            m.wall.as_secs_f64() / copy_secs
+        );
+    }
     let phases: Vec<&str> = moved
         .stderr
         .lines()

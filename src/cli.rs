@@ -246,9 +246,9 @@ pub enum Command {
     /// Check that a moved domain's server holds exactly the source's rows
     ///
     /// Every table of the domain is cut into chunks of --chunk-rows rows by its
-    /// primary key (composite keys too); each chunk's row count and the exact sums
-    /// of its rows' 64-bit hashes under two seeds (128 bits; duplicate rows add up
-    /// rather than cancel as with XOR) are computed by each server itself. Rows are
+    /// primary key (composite keys too); each chunk's row count and the exact sum
+    /// of its rows' 64-bit hashes (duplicate rows add up rather than cancel as with
+    /// XOR) are computed by each server itself. Rows are
     /// hashed by value (each type's own hash function), or by their text where a
     /// type has none (json, geometric types), with the same DateStyle,
     /// IntervalStyle, TimeZone, extra_float_digits, bytea_output and lc_monetary on

@@ -199,17 +199,18 @@ impl TableShape {
         )
     }
 
-    /// The row count and the hash of a chunk: the exact sums (as numeric, no
-    /// overflow) of its rows' 64-bit hashes under two seeds, 128 bits in all.
-    /// Duplicate rows add up rather than cancel out as with XOR, and since every row
-    /// holds its key, the rows' order carries nothing a sum misses; summing needs no
-    /// ordered scan and no string of hashes (1.7 times faster, measured, than an md5
-    /// over the hashes in key order). The server holds nothing per row.
+    /// The row count and the hash of a chunk: the exact sum (as numeric, no
+    /// overflow) of its rows' 64-bit hashes. Duplicate rows add up rather than
+    /// cancel out as with XOR, and since every row holds its key, the rows' order
+    /// carries nothing a sum misses; summing needs no ordered scan and no string of
+    /// hashes (1.7 times faster, measured, than an md5 over the hashes in key
+    /// order; a second sum under another seed cost twice as much again). A changed
+    /// row goes unseen only if its old and new hashes are equal: one chance in
+    /// 2^64. The server holds nothing per row.
     pub fn chunk_sql(&self, lo: bool, hi: bool) -> String {
         format!(
-            "SELECT count(*), coalesce(sum({h0}), 0)::text || ':' || coalesce(sum({h1}), 0)::text FROM {rel} t WHERE {range}",
-            h0 = self.row_hash(0),
-            h1 = self.row_hash(1),
+            "SELECT count(*), coalesce(sum({h}), 0)::text FROM {rel} t WHERE {range}",
+            h = self.row_hash(0),
             rel = self.relation(),
             range = self.range(lo, hi),
         )
@@ -469,7 +470,6 @@ mod tests {
             sql.contains(r#"sum(pg_catalog.hash_record_extended(ROW(t."a", t."b", t."note"), 0))"#),
             "{sql}"
         );
-        assert!(sql.contains(r#"ROW(t."a", t."b", t."note"), 1)"#), "{sql}");
         assert!(sql.contains(r#"FROM "sales"."order lines" t"#), "{sql}");
         // A type without a hash function: the row's text is hashed.
         let mut by_text = s.clone();
