@@ -49,6 +49,10 @@ const SYNC_WORKERS: i32 = 2;
 /// UPDATE or DELETE then scans the table on the target).
 pub const REPLICA_IDENTITY_FULL_CHOICE: &str = "accept-full";
 
+/// Built-in types without a default equality operator: a `REPLICA IDENTITY FULL`
+/// table with one cannot have its UPDATEs and DELETEs applied on the target.
+const NO_EQUALITY: &[&str] = &["json", "xml", "point", "polygon", "path"];
+
 /// One reason the move must not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -236,6 +240,26 @@ pub fn check(
                         what.clone(),
                         format!(
                             "has replica identity FULL: every replicated UPDATE and DELETE scans the table on the target; add a primary key, or record [[decisions]] subject = {subject:?}, choice = {REPLICA_IDENTITY_FULL_CHOICE:?}"
+                        ),
+                    );
+                }
+                // The target finds the row an UPDATE or DELETE names by comparing
+                // every column: a type without an equality operator stops it.
+                let unequal: Vec<String> = table
+                    .columns
+                    .iter()
+                    .filter(|c| {
+                        let base = c.type_name.trim_end_matches("[]");
+                        NO_EQUALITY.contains(&base)
+                    })
+                    .map(|c| format!("{} ({})", display_ident(&c.name), c.type_name))
+                    .collect();
+                if !unequal.is_empty() {
+                    refuse(
+                        what.clone(),
+                        format!(
+                            "has replica identity FULL and column(s) {} whose type has no equality operator: the target cannot find the row a replicated UPDATE or DELETE names (its subscription would stop); add a primary key",
+                            unequal.join(", ")
                         ),
                     );
                 }
@@ -545,6 +569,33 @@ mod tests {
         assert!(!whats(&found)
             .iter()
             .any(|w| w.contains("max_slot_wal_keep_size")));
+    }
+
+    #[test]
+    fn full_identity_with_a_type_without_equality_is_refused_even_when_accepted() {
+        let (mut p, mut c) = assigned();
+        let mut t = table("sales", "events");
+        t.constraints.clear();
+        t.replica_identity = ReplicaIdentity::Full;
+        t.columns
+            .push(crate::catalog::testing::column("doc", "json"));
+        t.columns
+            .push(crate::catalog::testing::column("data", "jsonb"));
+        c.tables.push(t);
+        c.normalize();
+        p.decisions.push(crate::plan::Decision {
+            subject: "replica identity sales.events".into(),
+            choice: REPLICA_IDENTITY_FULL_CHOICE.into(),
+            reason: String::new(),
+        });
+        let found = check_ready_servers(&p, &c, "sales");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0]
+                .why
+                .contains("doc (json) whose type has no equality operator"),
+            "{found:#?}"
+        );
     }
 
     #[test]
