@@ -212,7 +212,8 @@ pub enum Command {
     /// side, wal_level not logical, too few replication slots, WAL senders or workers,
     /// max_slot_wal_keep_size = -1 (unless --accept-unlimited-slot-wal), a table
     /// without a usable replica identity (FULL only with a decision
-    /// `subject = "replica identity S.T", choice = "accept-full"`), unlogged or
+    /// `subject = "replica identity S.T", choice = "accept-full"`, and never with a
+    /// json, xml or geometric column, which has no equality), unlogged or
     /// foreign tables, large objects, materialized views, rows already in the
     /// target's tables, a column type the target lacks (create types and extensions
     /// there first), a long transaction on the source, assign not applied, and
