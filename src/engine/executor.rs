@@ -59,6 +59,11 @@ enum StepError {
     Interrupted,
 }
 
+/// Session settings under which a statement holding a secret runs (a superuser's
+/// to change), and their reset.
+const UNLOGGED: &str = "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET log_min_duration_statement = -1; SET pg_stat_statements.track_utility = off";
+const LOGGED_AGAIN: &str = "RESET log_statement; RESET log_min_error_statement; RESET log_min_duration_statement; RESET pg_stat_statements.track_utility";
+
 /// Resolves once Ctrl-C has been pressed.
 async fn until_interrupted(interrupted: &AtomicBool) {
     while !interrupted.load(Ordering::SeqCst) {
@@ -81,10 +86,21 @@ impl Run<'_> {
             Action::Sql(action) => {
                 let session = self.endpoints.session(&step.target).map_err(failed)?;
                 let source = &self.endpoints.source().watch;
+                let secret = action.secret.is_some();
                 let action = super::secret::resolve(action, source)
                     .await
                     .map_err(StepError::Failed)?;
-                self.sql(session, step, &action).await
+                if !secret {
+                    return self.sql(session, step, &action).await;
+                }
+                // The statement holds a secret: the server must not write it to its
+                // log (log_statement, or the statement of an error) nor keep its
+                // text in pg_stat_statements.
+                let db = |e: tokio_postgres::Error| StepError::Failed(describe_db_error(&e));
+                session.work.batch_execute(UNLOGGED).await.map_err(db)?;
+                let result = self.sql(session, step, &action).await;
+                session.work.batch_execute(LOGGED_AGAIN).await.map_err(db)?;
+                result
             }
             Action::Wait(action) => {
                 let session = self.endpoints.session(&step.target).map_err(failed)?;
