@@ -59,7 +59,7 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<u8> {
     }
     for t in tables.iter().filter(|t| t.key.is_empty()) {
         out.warn(&format!(
-            "{} has no primary key: compared whole, by an ordered hash of all its rows (one chunk, every row's hash held by the server at once)",
+            "{} has no primary key: compared whole, as one chunk (a difference is then read row by row over the whole table)",
             t.name
         ));
     }

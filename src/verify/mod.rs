@@ -13,7 +13,7 @@ pub mod run;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, QualName, Table};
-use crate::sql::{ident, literal, qualified};
+use crate::sql::{ident, qualified};
 
 /// Settings both servers' sessions get before hashing: dates, intervals, time
 /// zones, floats, bytea and money print the same way on both.
@@ -25,7 +25,7 @@ pub struct TableShape {
     pub name: QualName,
     pub columns: Vec<String>,
     /// The primary key's columns with their types; empty for a table without one
-    /// (compared whole, by an ordered hash of its rows' hashes).
+    /// (compared whole, as one chunk).
     pub key: Vec<(String, String)>,
     /// Compare string keys byte-wise (`COLLATE "C"`): the two databases sort text
     /// differently, so a key range would not hold the same rows on both.
@@ -79,13 +79,18 @@ impl TableShape {
         qualified(&self.name.schema, &self.name.name)
     }
 
-    /// A key column as it is ordered and compared.
-    fn key_expr(&self, column: &str, ty: &str) -> String {
+    /// Whether a key column of type `ty` is compared byte-wise (`COLLATE "C"`).
+    fn byte_wise(&self, ty: &str) -> bool {
         let text_like = ty == "text"
             || ty.starts_with("character")
             || ty.starts_with("\"char\"")
             || ty == "name";
-        if self.byte_order && text_like {
+        self.byte_order && text_like
+    }
+
+    /// A key column as it is ordered and compared.
+    fn key_expr(&self, column: &str, ty: &str) -> String {
+        if self.byte_wise(ty) {
             format!("{} COLLATE \"C\"", ident(column))
         } else {
             ident(column)
@@ -106,7 +111,7 @@ impl TableShape {
             .iter()
             .enumerate()
             .map(|(i, (_, ty))| {
-                let collate = if self.byte_order && self.key_expr("x", ty).contains("COLLATE") {
+                let collate = if self.byte_wise(ty) {
                     " COLLATE \"C\""
                 } else {
                     ""
@@ -120,12 +125,17 @@ impl TableShape {
     /// One row as text, its columns by name in the catalog's order: the same text
     /// on both servers for the same values, whatever the physical column order.
     fn row_text(&self) -> String {
+        format!("{}::text", self.row())
+    }
+
+    /// The row as a record of its columns by name, in the catalog's order.
+    fn row(&self) -> String {
         let columns: Vec<String> = self
             .columns
             .iter()
             .map(|c| format!("t.{}", ident(c)))
             .collect();
-        format!("ROW({})::text", columns.join(", "))
+        format!("ROW({})", columns.join(", "))
     }
 
     /// Every `every`-th key in key order, as text: the chunk boundaries (the last
@@ -174,18 +184,10 @@ impl TableShape {
     /// (`hash_text`). By values, equal numerics of another scale (1.0, 1.00) hash
     /// alike.
     fn row_hash(&self, seed: u8) -> String {
-        let columns: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("t.{}", ident(c)))
-            .collect();
         if self.hash_text {
             format!("pg_catalog.hashtextextended({}, {seed})", self.row_text())
         } else {
-            format!(
-                "pg_catalog.hash_record_extended(ROW({}), {seed})",
-                columns.join(", ")
-            )
+            format!("pg_catalog.hash_record_extended({}, {seed})", self.row())
         }
     }
 
@@ -269,24 +271,6 @@ impl TableShape {
             columns = columns.join(", "),
         )
     }
-
-    /// What a person reads for a chunk's range.
-    pub fn describe_range(&self, lo: Option<&[String]>, hi: Option<&[String]>) -> String {
-        let key = self
-            .key
-            .iter()
-            .map(|(c, _)| c.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        match (lo, hi) {
-            (None, None) => "every row".into(),
-            (Some(lo), None) => format!("({key}) > ({})", lo.join(", ")),
-            (None, Some(hi)) => format!("({key}) <= ({})", hi.join(", ")),
-            (Some(lo), Some(hi)) => {
-                format!("({}) < ({key}) <= ({})", lo.join(", "), hi.join(", "))
-            }
-        }
-    }
 }
 
 /// One key range of a table.
@@ -301,23 +285,6 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// The chunks between consecutive boundaries: (-, b1], (b1, b2], … (bn, -). A
-    /// table with fewer rows than a chunk (or without a key) is one chunk.
-    pub fn between(table: &str, boundaries: Vec<Vec<String>>) -> Vec<Chunk> {
-        let mut out = Vec::with_capacity(boundaries.len() + 1);
-        let mut lo = None;
-        for hi in boundaries.into_iter().map(Some).chain([None]) {
-            out.push(Chunk {
-                table: table.to_string(),
-                index: out.len(),
-                lo: lo.clone(),
-                hi: hi.clone(),
-            });
-            lo = hi;
-        }
-        out
-    }
-
     /// The parameters of `chunk_sql`/`rows_sql`: `lo`'s keys, then `hi`'s.
     pub fn params(&self) -> Vec<&str> {
         self.lo
@@ -326,6 +293,47 @@ impl Chunk {
             .flatten()
             .map(String::as_str)
             .collect()
+    }
+}
+
+/// Cuts a table into chunks as its boundaries come: (-, b1], (b1, b2], … and, once
+/// they are all known, (bn, -). A table with fewer rows than a chunk (or without a
+/// key) is then one chunk.
+pub struct ChunkCutter {
+    table: String,
+    next: usize,
+    lo: Option<Vec<String>>,
+}
+
+impl ChunkCutter {
+    pub fn new(table: &str) -> ChunkCutter {
+        ChunkCutter {
+            table: table.to_string(),
+            next: 0,
+            lo: None,
+        }
+    }
+
+    /// The chunk up to and including `hi`, a boundary's keys.
+    pub fn up_to(&mut self, hi: Vec<String>) -> Chunk {
+        let chunk = self.chunk(Some(hi.clone()));
+        self.lo = Some(hi);
+        chunk
+    }
+
+    /// The last chunk: from the last boundary to the end.
+    pub fn rest(mut self) -> Chunk {
+        self.chunk(None)
+    }
+
+    fn chunk(&mut self, hi: Option<Vec<String>>) -> Chunk {
+        self.next += 1;
+        Chunk {
+            table: self.table.clone(),
+            index: self.next - 1,
+            lo: self.lo.clone(),
+            hi,
+        }
     }
 }
 
@@ -405,11 +413,6 @@ pub fn differences(
     out
 }
 
-/// The literal form of a text value, for messages that show SQL.
-pub fn shown(value: &str) -> String {
-    literal(value).unwrap_or_else(|_| format!("{value:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,9 +432,15 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_key_once() {
-        let chunks = Chunk::between(
-            "t",
-            vec![vec!["10".into()], vec!["20".into()], vec!["25".into()]],
+        let mut cut = ChunkCutter::new("t");
+        let mut chunks: Vec<Chunk> = ["10", "20", "25"]
+            .into_iter()
+            .map(|b| cut.up_to(vec![b.to_string()]))
+            .collect();
+        chunks.push(cut.rest());
+        assert_eq!(
+            chunks.iter().map(|c| c.index).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
         );
         let ranges: Vec<(Option<&str>, Option<&str>)> = chunks
             .iter()
@@ -453,9 +462,9 @@ mod tests {
         );
         assert_eq!(chunks[1].params(), ["10", "20"]);
         assert_eq!(chunks[3].params(), ["25"]);
-        let whole = Chunk::between("t", vec![]);
-        assert_eq!(whole.len(), 1);
-        assert_eq!(whole[0].params(), Vec::<&str>::new());
+        let whole = ChunkCutter::new("t").rest();
+        assert_eq!((whole.index, &whole.lo, &whole.hi), (0, &None, &None));
+        assert_eq!(whole.params(), Vec::<&str>::new());
     }
 
     #[test]

@@ -13,7 +13,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::journal::{Entry, VerifyJournal};
-use super::{differences, Chunk, ChunkResult, DifferentRow, RowHash, TableShape, SESSION_SETTINGS};
+use super::{
+    differences, Chunk, ChunkCutter, ChunkResult, DifferentRow, RowHash, TableShape,
+    SESSION_SETTINGS,
+};
 use crate::conn::describe_db_error;
 
 /// How a verify runs.
@@ -246,9 +249,7 @@ async fn boundaries(
     push: &mut impl FnMut(Chunk),
 ) -> anyhow::Result<()> {
     use futures_util::{pin_mut, TryStreamExt};
-    let table = shape.name.to_string();
-    let mut lo: Option<Vec<String>> = None;
-    let mut index = 0;
+    let mut cut = ChunkCutter::new(&shape.name.to_string());
     if !shape.key.is_empty() {
         let what = format!("reading the keys of {}", shape.name);
         let failed = db(&what);
@@ -264,22 +265,10 @@ async fn boundaries(
             let hi: Vec<String> = (0..shape.key.len())
                 .map(|i| row.get::<_, Option<String>>(i).unwrap_or_default())
                 .collect();
-            push(Chunk {
-                table: table.clone(),
-                index,
-                lo: lo.clone(),
-                hi: Some(hi.clone()),
-            });
-            index += 1;
-            lo = Some(hi);
+            push(cut.up_to(hi));
         }
     }
-    push(Chunk {
-        table,
-        index,
-        lo,
-        hi: None,
-    });
+    push(cut.rest());
     Ok(())
 }
 
@@ -318,10 +307,8 @@ async fn hash(
     params: &[&str],
     side: &str,
 ) -> anyhow::Result<(i64, String)> {
-    let params: Vec<&(dyn ToSql + Sync)> =
-        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let row = client
-        .query_one(sql, &params)
+        .query_one(sql, &as_sql(params))
         .await
         .map_err(db(&format!("hashing a chunk on the {side}")))?;
     Ok((row.get(0), row.get(1)))
@@ -365,19 +352,22 @@ fn row_hash(row: &tokio_postgres::Row) -> RowHash {
     (key, row.get(n))
 }
 
-/// Each row of a chunk on one server.
+/// Values as query parameters.
+fn as_sql<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+/// Rows as `rows_sql` or `rows_by_key_sql` read them, on one server.
 async fn row_hashes(
     client: &Client,
     sql: &str,
-    params: &[&str],
+    params: &[&(dyn ToSql + Sync)],
     side: &str,
 ) -> anyhow::Result<Vec<RowHash>> {
-    let params: Vec<&(dyn ToSql + Sync)> =
-        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let rows = client
-        .query(sql, &params)
+        .query(sql, params)
         .await
-        .map_err(db(&format!("reading a chunk's rows on the {side}")))?;
+        .map_err(db(&format!("reading rows on the {side}")))?;
     Ok(rows.iter().map(row_hash).collect())
 }
 
@@ -394,26 +384,12 @@ async fn again(
     let columns: Vec<Vec<String>> = (0..shape.key.len())
         .map(|i| differing.iter().map(|r| r.key[i].clone()).collect())
         .collect();
-    let params: Vec<&(dyn ToSql + Sync)> =
-        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+    let params = as_sql(&columns);
     let sql = shape.rows_by_key_sql();
-    let on_source = rows_by_key(source, &sql, &params, "source").await?;
+    let on_source = row_hashes(source, &sql, &params, "source").await?;
     caught_up_with(source, slot, options).await?;
-    let on_target = rows_by_key(target, &sql, &params, "target").await?;
+    let on_target = row_hashes(target, &sql, &params, "target").await?;
     Ok(differences(on_source, on_target))
-}
-
-async fn rows_by_key(
-    client: &Client,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    side: &str,
-) -> anyhow::Result<Vec<RowHash>> {
-    let rows = client
-        .query(sql, params)
-        .await
-        .map_err(db(&format!("reading rows again on the {side}")))?;
-    Ok(rows.iter().map(row_hash).collect())
 }
 
 /// Waits until the domain's server has applied everything the source has now.
@@ -489,9 +465,9 @@ async fn compare(
         let rows_sql = shape.rows_sql(lo, hi);
         // As for the hashes: the target is read once it has applied what the
         // source had when its rows were read.
-        let on_source = row_hashes(source, &rows_sql, &params, "source").await?;
+        let on_source = row_hashes(source, &rows_sql, &as_sql(&params), "source").await?;
         caught_up_with(source, slot, options).await?;
-        let on_target = row_hashes(target, &rows_sql, &params, "target").await?;
+        let on_target = row_hashes(target, &rows_sql, &as_sql(&params), "target").await?;
         result.rows = differences(on_source, on_target);
         result.rows_checked = true;
         // A row written between the two reads differs only for a moment: each is
