@@ -11,7 +11,7 @@ use crate::catalog::reader::read_catalog;
 use crate::cli::{ApplyArgs, DemoArgs, MoveArgs, RestrictArgs, Settings, WorkloadArgs};
 use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
-use crate::conn::{self, ConnSpec, Environment};
+use crate::conn::{ConnSpec, Environment};
 use crate::engine::executor::LockPolicy;
 use crate::examples::Example;
 use crate::exit;
@@ -84,7 +84,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         server.data_dir().display()
     ));
 
-    let admin = connect(&server.conninfo("postgres")).await?;
+    let admin = super::connect(&server.conninfo("postgres")).await?;
     admin
         .batch_execute(&format!(
             "CREATE DATABASE {}",
@@ -95,7 +95,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     drop(admin);
 
     let source = server.conninfo(example.name);
-    let client = connect(&source).await?;
+    let client = super::connect(&source).await?;
     out.progress(&format!(
         "loading examples/{}: schema and seed data …",
         example.name
@@ -216,7 +216,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     let domain_server = tokio::task::spawn_blocking(start_server)
         .await
         .context("server start-up was interrupted")??;
-    let admin = connect(&domain_server.conninfo("postgres")).await?;
+    let admin = super::connect(&domain_server.conninfo("postgres")).await?;
     admin
         .batch_execute(&format!(
             "CREATE DATABASE {}",
@@ -225,7 +225,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         .await
         .context("creating the domain's database")?;
     let target = domain_server.conninfo(example.name);
-    let moved = match movable_domain(&client, &connect(&target).await?, &plan_path).await? {
+    let moved = match movable_domain(&client, &super::connect(&target).await?, &plan_path).await? {
         Err(why) => {
             out.warn(&format!("no domain can move yet: {why}"));
             None
@@ -416,8 +416,8 @@ async fn movable_domain(
     target: &tokio_postgres::Client,
     plan_path: &std::path::Path,
 ) -> anyhow::Result<Result<String, String>> {
-    use crate::catalog::facts::{user_types, ServerFacts};
-    use crate::phases::move_domain::preflight::{check, Acceptances, TargetFacts};
+    use crate::catalog::facts::ServerFacts;
+    use crate::phases::move_domain::preflight::{check, Acceptances};
     let mut plan = crate::plan::Plan::load(plan_path)?;
     for d in plan
         .decisions
@@ -430,15 +430,11 @@ async fn movable_domain(
     plan.save(plan_path)?;
     let catalog = read_catalog(std::slice::from_ref(source)).await?;
     let source_facts = ServerFacts::read(source).await?;
-    let target_facts = TargetFacts {
-        server: ServerFacts::read(target).await?,
-        non_empty_tables: Vec::new(),
-        types: user_types(target).await?,
-    };
     let mut domains: Vec<&crate::plan::Domain> = plan.domains.iter().collect();
     domains.sort_by_key(|d| std::cmp::Reverse(d.tables.len()));
     let mut first_reasons = None;
     for d in domains {
+        let target_facts = crate::commands::move_domain::target_facts(target, &d.name).await?;
         let refusals = check(
             &plan,
             &catalog,
@@ -461,9 +457,4 @@ async fn movable_domain(
     Ok(Err(
         first_reasons.unwrap_or_else(|| "the plan has no domain".into())
     ))
-}
-
-async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let spec = ConnSpec::resolve(conninfo, &Environment::from_process())?;
-    Ok(conn::connect(&spec).await?)
 }

@@ -30,3 +30,9 @@ pub async fn connect_source(
     let clients = conn::connect_many(&spec, n).await?;
     Ok((spec, clients))
 }
+
+/// Resolves a connection string as libpq would and opens one connection.
+pub async fn connect(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let spec = ConnSpec::resolve(conninfo, &Environment::from_process())?;
+    Ok(conn::connect(&spec).await?)
+}

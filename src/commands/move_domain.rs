@@ -10,6 +10,8 @@ use crate::cli::{MoveArgs, Settings};
 use crate::commands::phase::{self, Context};
 use crate::conn::password::PasswordFile;
 use crate::conn::{ConnInfo, ConnSpec, Environment};
+use tokio_postgres::Client;
+
 use crate::engine::proof;
 use crate::engine::{Step, Target};
 use crate::exit;
@@ -329,6 +331,15 @@ fn link(ctx: &Context, given: Option<&str>, password_file: &Path) -> anyhow::Res
     })
 }
 
+/// What the preflight needs to know of a domain's server.
+pub(crate) async fn target_facts(target: &Client, domain: &str) -> anyhow::Result<TargetFacts> {
+    Ok(TargetFacts {
+        server: ServerFacts::read(target).await?,
+        non_empty_tables: non_empty_tables(target, domain).await?,
+        types: user_types(target).await?,
+    })
+}
+
 /// Reads both servers' facts and weighs them.
 async fn refusals(
     ctx: &Context,
@@ -337,14 +348,9 @@ async fn refusals(
     accepted: &Acceptances,
 ) -> anyhow::Result<Vec<preflight::Refusal>> {
     let source = ServerFacts::read(&ctx.reader).await?;
-    let target = ctx.endpoints.session(on_target)?;
-    let target = TargetFacts {
-        server: ServerFacts::read(&target.watch)
-            .await
-            .map_err(|e| anyhow::anyhow!("{on_target}: {e:#}"))?,
-        non_empty_tables: non_empty_tables(&target.watch, domain).await?,
-        types: user_types(&target.watch).await?,
-    };
+    let target = target_facts(&ctx.endpoints.session(on_target)?.watch, domain)
+        .await
+        .map_err(|e| anyhow::anyhow!("{on_target}: {e:#}"))?;
     Ok(preflight::check(
         &ctx.plan,
         &ctx.catalog,

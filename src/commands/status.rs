@@ -7,7 +7,6 @@ use serde::Serialize;
 use crate::catalog::replication::{self, SlotState, SubscriptionState};
 use crate::cli::{Settings, StatusArgs};
 use crate::commands::phase::load_plan;
-use crate::conn::{ConnSpec, Environment};
 use crate::engine::Target;
 use crate::exit;
 use crate::phases::move_domain::replication::Names;
@@ -52,11 +51,7 @@ struct StepReport<'a> {
 
 /// Opens one connection, or says why not.
 async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
-    let spec =
-        ConnSpec::resolve(conninfo, &Environment::from_process()).map_err(|e| e.to_string())?;
-    crate::conn::connect(&spec)
-        .await
-        .map_err(|e| format!("{e:#}"))
+    super::connect(conninfo).await.map_err(|e| format!("{e:#}"))
 }
 
 /// Each move in place (of `domain`, or all): its replication read from the source
