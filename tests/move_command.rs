@@ -58,17 +58,7 @@ async fn target_server(db: &str) -> (TempServer, String) {
 async fn library_restricted(source: &TempServer, dir: &std::path::Path) -> (Monolith, String) {
     let m = example_monolith(source, dir, "library", "library").await;
     assert_success(&run(&m, &["assign"]));
-    // The library's services write the common audit table: delegated to its own
-    // service, so no grant reaches across the servers.
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    for service in ["ReadingList", "BookCatalog", "BookInventory"] {
-        plan.decisions.push(carve::plan::Decision {
-            subject: format!("write public.audit by {service}"),
-            choice: "delegate:audit-service".into(),
-            reason: "the audit service records it".into(),
-        });
-    }
-    plan.save(&m.plan).unwrap();
+    delegate_library_audit_writes(&m);
     let passwords = dir.join("service-passwords");
     assert_success(&run(
         &m,
@@ -141,11 +131,14 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
 
     // A change on the new server that breaks a service's statement is caught by the
     // proof when the move runs again: listed, the move itself still ready.
-    let d_ident = carve::sql::ident(&domain);
+    let rename = |from: &str, to: &str| {
+        format!(
+            "ALTER TABLE {}.reading_list RENAME COLUMN {from} TO {to}",
+            carve::sql::ident(&domain)
+        )
+    };
     target_client
-        .batch_execute(&format!(
-            "ALTER TABLE {d_ident}.reading_list RENAME COLUMN status TO state"
-        ))
+        .batch_execute(&rename("status", "state"))
         .await
         .unwrap();
     let out = run(&m, &["--format", "json", "move", "--domain", &domain]);
@@ -159,9 +152,7 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
         stderr(&out)
     );
     target_client
-        .batch_execute(&format!(
-            "ALTER TABLE {d_ident}.reading_list RENAME COLUMN state TO status"
-        ))
+        .batch_execute(&rename("state", "status"))
         .await
         .unwrap();
 

@@ -36,15 +36,7 @@ async fn no_password_or_verifier_reaches_the_plan_the_output_or_a_server_log() {
     let out = run(&m, &["assign"]);
     assert_success(&out);
     outputs.push(out);
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    for service in ["ReadingList", "BookCatalog", "BookInventory"] {
-        plan.decisions.push(carve::plan::Decision {
-            subject: format!("write public.audit by {service}"),
-            choice: "delegate:audit-service".into(),
-            reason: "the audit service records it".into(),
-        });
-    }
-    plan.save(&m.plan).unwrap();
+    delegate_library_audit_writes(&m);
     let service_passwords = dir.path().join("service-passwords");
     let out = run(
         &m,

@@ -413,3 +413,17 @@ pub fn domain_of(m: &Monolith, table: &str) -> String {
         .name
         .clone()
 }
+
+/// Decides the library's writes of the common audit table as delegated to an audit
+/// service, so no grant reaches across domains (or servers).
+pub fn delegate_library_audit_writes(m: &Monolith) {
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for service in ["ReadingList", "BookCatalog", "BookInventory"] {
+        plan.decisions.push(carve::plan::Decision {
+            subject: format!("write public.audit by {service}"),
+            choice: "delegate:audit-service".into(),
+            reason: "the audit service records it".into(),
+        });
+    }
+    plan.save(&m.plan).unwrap();
+}
