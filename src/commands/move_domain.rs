@@ -48,11 +48,12 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
         .phase(&id)
         .filter(|r| !r.is_undone())
         .map(|r| r.steps.clone());
+    let started = recorded.is_some();
     // The domain's server: --target, or the one the plan records. A move under way
     // keeps its server (its steps and subscription are there).
     let recorded_server = plan.domains[position].server.clone();
     let server = match (&args.target, &recorded_server) {
-        (Some(given), Some(kept)) if recorded.is_some() && !same_server(given, kept) => {
+        (Some(given), Some(kept)) if started && !same_server(given, kept) => {
             anyhow::bail!(
                 "the move of {domain} is under way to {kept}; finish it there, or cancel it (`carve undo move --domain {domain}`) before moving to another server"
             )
@@ -103,7 +104,6 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     }
     // The preflight weighs a move not yet started: once its steps run, the target's
     // tables fill and the source has the move's slot, by design.
-    let started = ctx.plan.phase(&id).is_some_and(|r| !r.is_undone());
     if !started {
         let accepted = Acceptances {
             unlimited_slot_wal: args.accept_unlimited_slot_wal,

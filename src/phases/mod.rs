@@ -68,8 +68,31 @@ fn grantee(name: &str) -> String {
     }
 }
 
-/// GRANT statements giving `on` the grants listed (table-level, then per column).
+/// GRANT statements giving `on` the grants listed (table-level, then per column),
+/// but the owner's own.
 pub(crate) fn grant_sql(
+    on: &str,
+    owner: &str,
+    grants: &[Grant],
+    columns: &[(&str, &[Grant])],
+) -> String {
+    privilege_sql(true, on, owner, grants, columns)
+}
+
+/// The REVOKE statements that take back what `grant_sql` gives.
+pub(crate) fn revoke_sql(
+    on: &str,
+    owner: &str,
+    grants: &[Grant],
+    columns: &[(&str, &[Grant])],
+) -> String {
+    privilege_sql(false, on, owner, grants, columns)
+}
+
+/// GRANT (or REVOKE) statements for the grants listed, one per grantee and grant
+/// option, table-level then per column.
+fn privilege_sql(
+    give: bool,
     on: &str,
     owner: &str,
     grants: &[Grant],
@@ -93,11 +116,15 @@ pub(crate) fn grant_sql(
                     .join(", "),
                 None => privileges.join(", "),
             };
-            sql.push_str(&format!(
-                "GRANT {privileges} ON {on} TO {}{};\n",
-                grantee(who),
-                if grantable { " WITH GRANT OPTION" } else { "" }
-            ));
+            let who = grantee(who);
+            sql.push_str(&if give {
+                format!(
+                    "GRANT {privileges} ON {on} TO {who}{};\n",
+                    if grantable { " WITH GRANT OPTION" } else { "" }
+                )
+            } else {
+                format!("REVOKE {privileges} ON {on} FROM {who};\n")
+            });
         }
     };
     emit(grants, None);
@@ -105,4 +132,27 @@ pub(crate) fn grant_sql(
         emit(grants, Some(column));
     }
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::grant;
+
+    #[test]
+    fn revokes_take_back_exactly_the_grants_whatever_the_names() {
+        // A grantee whose name reads like SQL: the statements are built, not edited.
+        let mut sly = grant("x WITH GRANT OPTION ON TABLE t TO y", "SELECT");
+        sly.grantable = true;
+        let grants = vec![sly, grant("PUBLIC", "SELECT"), grant("owner", "DELETE")];
+        let on = "TABLE \"s\".\"t\"";
+        assert_eq!(
+            grant_sql(on, "owner", &grants, &[]),
+            "GRANT SELECT ON TABLE \"s\".\"t\" TO PUBLIC;\nGRANT SELECT ON TABLE \"s\".\"t\" TO \"x WITH GRANT OPTION ON TABLE t TO y\" WITH GRANT OPTION;\n"
+        );
+        assert_eq!(
+            revoke_sql(on, "owner", &grants, &[("c", &grants[1..2])]),
+            "REVOKE SELECT ON TABLE \"s\".\"t\" FROM PUBLIC;\nREVOKE SELECT ON TABLE \"s\".\"t\" FROM \"x WITH GRANT OPTION ON TABLE t TO y\";\nREVOKE SELECT (\"c\") ON TABLE \"s\".\"t\" FROM PUBLIC;\n"
+        );
+    }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::super::{grant_sql, lit, role_exists};
+use super::super::{grant_sql, lit, revoke_sql, role_exists};
 use super::on_domain;
 use crate::catalog::{Catalog, Function, Grant, QualName, Role, Trigger};
 use crate::engine::{SecretInput, SqlAction, Step, SECRET_VARIABLE};
@@ -368,15 +368,7 @@ impl<'c> Owned<'c> {
             _ => format!("TABLE {}", self.name),
         };
         let grants = grant_sql(&on, self.owner, self.grants, &self.columns);
-        let revokes: String = grants
-            .lines()
-            .map(|l| {
-                l.replacen("GRANT ", "REVOKE ", 1)
-                    .replacen(" WITH GRANT OPTION", "", 1)
-                    .replacen(&format!(" ON {on} TO "), &format!(" ON {on} FROM "), 1)
-                    + "\n"
-            })
-            .collect();
+        let revokes = revoke_sql(&on, self.owner, self.grants, &self.columns);
         on_domain(
             domain,
             format!("owner and grants of {}", self.shown),
