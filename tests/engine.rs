@@ -34,6 +34,7 @@ fn steps(broken: bool) -> Vec<Step> {
                 transactional: true,
                 strong_lock: false,
                 secret: None,
+                read: None,
             }),
         },
         Step {
@@ -54,6 +55,7 @@ fn steps(broken: bool) -> Vec<Step> {
                 transactional: true,
                 strong_lock: true,
                 secret: None,
+                read: None,
             }),
         },
         Step {
@@ -67,6 +69,7 @@ fn steps(broken: bool) -> Vec<Step> {
                 transactional: false,
                 strong_lock: false,
                 secret: None,
+                read: None,
             }),
         },
     ]
@@ -235,6 +238,7 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
                 check: paused("1"),
                 undo: "RESUME app".into(),
                 undo_check: paused("0"),
+                timeout: None,
             }),
         },
     ];

@@ -209,6 +209,7 @@ pub fn build_plan(
                 column_privileges: before.is_some_and(|b| b.column_privileges),
                 server: before.and_then(|b| b.server.clone()),
                 verified: before.and_then(|b| b.verified.clone()),
+                cutover: before.and_then(|b| b.cutover.clone()),
             }
         })
         .collect();
@@ -232,6 +233,7 @@ pub fn build_plan(
                 login_role: before.and_then(|b| b.login_role.clone()),
                 domain: before.and_then(|b| b.domain.clone()),
                 connection_limit: before.and_then(|b| b.connection_limit),
+                pgbouncer_entry: before.and_then(|b| b.pgbouncer_entry.clone()),
             }
         })
         .collect();

@@ -203,6 +203,9 @@ impl Session {
 /// A PgBouncer admin console: simple query protocol only, no transactions.
 pub struct Console {
     client: Client,
+    /// How to open another connection to it, for a command that may have to be
+    /// abandoned (a `PAUSE` that times out).
+    spec: Option<crate::conn::ConnSpec>,
 }
 
 /// One row of a console's answer: (column, value) pairs in order.
@@ -210,7 +213,43 @@ pub type ConsoleRow = Vec<(String, String)>;
 
 impl Console {
     pub fn new(client: Client) -> Console {
-        Console { client }
+        Console { client, spec: None }
+    }
+
+    /// A console that can open a connection of its own for a command with a timeout.
+    pub fn reconnecting(client: Client, spec: crate::conn::ConnSpec) -> Console {
+        Console {
+            client,
+            spec: Some(spec),
+        }
+    }
+
+    /// Runs `command` on a connection of its own, giving up after `timeout` (or when
+    /// `stop` resolves): the connection is then closed, so PgBouncer has no admin
+    /// command of carve's pending. Err(None) when it gave up.
+    pub async fn run_bounded(
+        &self,
+        command: &str,
+        timeout: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Option<String>> {
+        let own = match &self.spec {
+            Some(spec) => crate::conn::connect(spec)
+                .await
+                .map_err(|e| Some(e.to_string()))?,
+            None => return Err(Some("no way to open a second console connection".into())),
+        };
+        let result = tokio::select! {
+            r = own.simple_query(command) => r.map(|_| ()).map_err(|e| Some(describe_db_error(&e))),
+            _ = tokio::time::sleep(timeout) => Err(None),
+            _ = stop => Err(None),
+        };
+        drop(own);
+        if result == Err(None) {
+            // Let PgBouncer see the connection close before anything else is sent.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        result
     }
 
     /// Runs an admin command (`PAUSE app`, `RELOAD`, `SHOW DATABASES`) and returns
@@ -305,6 +344,9 @@ impl Endpoints {
                 .holds(&c.check)
                 .await
                 .map_err(|e| anyhow::anyhow!("checking step {:?}: {e}", step.id)),
+            Action::PgbouncerEntry(e) => Ok(super::pgbouncer_file::read(&e.file, &e.entry)
+                .map_err(|why| anyhow::anyhow!("checking step {:?}: {why}", step.id))?
+                == e.to),
         }
     }
 

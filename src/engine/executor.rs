@@ -90,6 +90,7 @@ impl Run<'_> {
                 let action = super::secret::resolve(action, source)
                     .await
                     .map_err(StepError::Failed)?;
+                let action = self.with_reading(action).await?;
                 if !secret {
                     return self.sql(session, step, &action).await;
                 }
@@ -107,7 +108,47 @@ impl Run<'_> {
                 self.wait(session, step, action).await
             }
             Action::Console(action) => self.console(step, action).await,
+            Action::PgbouncerEntry(entry) => {
+                super::pgbouncer_file::point(&entry.file, &entry.entry, &entry.to)
+                    .map_err(StepError::Failed)
+            }
         }
+    }
+
+    /// `action` with its `Reading`'s value (read now, on its endpoint) in place of
+    /// `:'carve_read'`.
+    async fn with_reading<'s>(
+        &self,
+        action: std::borrow::Cow<'s, SqlAction>,
+    ) -> Result<std::borrow::Cow<'s, SqlAction>, StepError> {
+        let Some(reading) = &action.read else {
+            return Ok(action);
+        };
+        let session = self
+            .endpoints
+            .session(&reading.on)
+            .map_err(|e| StepError::Failed(format!("{e:#}")))?;
+        let row = session
+            .work
+            .query_one(&format!("SELECT ({})::text", reading.query), &[])
+            .await
+            .map_err(|e| {
+                StepError::Failed(format!(
+                    "reading on {}: {}",
+                    reading.on,
+                    describe_db_error(&e)
+                ))
+            })?;
+        let value: Option<String> = row.get(0);
+        let quoted = match value {
+            Some(v) => literal(&v).map_err(|e| StepError::Failed(e.to_string()))?,
+            None => "NULL".into(),
+        };
+        Ok(std::borrow::Cow::Owned(SqlAction {
+            sql: action.sql.replace(super::READ_VARIABLE, &quoted),
+            read: None,
+            ..action.into_owned()
+        }))
     }
 
     /// A SQL step (already known not to be done), retrying lock timeouts. Ctrl-C
@@ -263,10 +304,46 @@ impl Run<'_> {
             .endpoints
             .console(&step.target)
             .map_err(|e| StepError::Failed(format!("{e:#}")))?;
-        console
-            .run(&action.command)
-            .await
-            .map_err(|e| StepError::Failed(format!("{}: {e}", action.command)))?;
+        match action.timeout {
+            None => {
+                console
+                    .run(&action.command)
+                    .await
+                    .map_err(|e| StepError::Failed(format!("{}: {e}", action.command)))?;
+            }
+            Some(timeout) => {
+                let outcome = console
+                    .run_bounded(
+                        &action.command,
+                        timeout,
+                        until_interrupted(self.interrupted),
+                    )
+                    .await;
+                match outcome {
+                    Ok(()) => {}
+                    Err(Some(e)) => {
+                        return Err(StepError::Failed(format!("{}: {e}", action.command)))
+                    }
+                    Err(None) => {
+                        // Its connection is closed: nothing pending races the undo.
+                        let undone = console.run(&action.undo).await;
+                        if self.interrupted.load(Ordering::SeqCst) {
+                            return Err(StepError::Interrupted);
+                        }
+                        return Err(StepError::Failed(format!(
+                            "{} did not finish within {} (transactions still running through PgBouncer); it was cancelled with {}{}",
+                            action.command,
+                            humantime::format_duration(timeout),
+                            action.undo,
+                            match undone {
+                                Ok(_) => String::new(),
+                                Err(e) => format!(", which failed: {e}. Run `{}` on the console by hand", action.undo),
+                            }
+                        )));
+                    }
+                }
+            }
+        }
         match console.holds(&action.check).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(StepError::Failed(format!(
@@ -452,6 +529,7 @@ mod tests {
             transactional,
             strong_lock: strong,
             secret: None,
+            read: None,
         }
     }
 

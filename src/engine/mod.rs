@@ -13,12 +13,13 @@ pub mod endpoint;
 pub mod events;
 pub mod executor;
 pub mod gate;
+pub mod pgbouncer_file;
 pub mod proof;
 pub mod script;
 pub mod secret;
 mod step;
 
 pub use step::{
-    undo_steps, Action, ConsoleAction, OnTimeout, RowCheck, SecretInput, SqlAction, Step, Target,
-    WaitAction, SECRET_VARIABLE,
+    undo_steps, Action, ConsoleAction, EntryTarget, OnTimeout, PgbouncerEntry, Reading, RowCheck,
+    SecretInput, SqlAction, Step, Target, WaitAction, READ_VARIABLE, SECRET_VARIABLE,
 };

@@ -59,20 +59,54 @@ pub fn render(
             current = Some(&step.target);
         }
         match &step.action {
-            Action::Sql(action) => sql(&mut out, n, total, action),
+            Action::Sql(action) => sql(&mut out, n, total, action, targets, &step.target)?,
             Action::Wait(action) => wait(&mut out, n, total, action),
             Action::Console(action) => console(&mut out, n, total, action),
+            Action::PgbouncerEntry(entry) => {
+                let _ = writeln!(
+                    out,
+                    "-- a file edit psql cannot make: in {}, point [databases] entry {} at {} (it points at {} before)\n\\echo {}",
+                    one_line(&entry.file.display().to_string()),
+                    one_line(&entry.entry),
+                    one_line(&entry.to.describe()),
+                    one_line(&entry.from.describe()),
+                    psql_argument(&format!(
+                        "step {n}/{total}: edit {} by hand (carve does it when it applies the plan)",
+                        entry.file.display()
+                    ))
+                );
+            }
         }
     }
     Ok(out)
 }
 
-fn sql(out: &mut String, n: usize, total: usize, action: &SqlAction) {
+fn sql(
+    out: &mut String,
+    n: usize,
+    total: usize,
+    action: &SqlAction,
+    connects: &BTreeMap<Target, String>,
+    here: &Target,
+) -> Result<(), String> {
     let _ = writeln!(
         out,
         "SELECT NOT ({}) AS carve_todo \\gset\n\\if :carve_todo",
         action.done_check
     );
+    if let Some(reading) = &action.read {
+        // psql variables outlive \connect: read there, come back, use it here.
+        let there = connects
+            .get(&reading.on)
+            .ok_or_else(|| format!("step {n}: no connection for target {}", reading.on))?;
+        let _ = writeln!(
+            out,
+            "\\connect {}\nSELECT ({})::text AS carve_read \\gset\n\\connect {}",
+            psql_argument(there),
+            reading.query,
+            psql_argument(&connects[here])
+        );
+    }
     let sql = action.sql.trim().trim_end_matches(';');
     if let Some(secret) = &action.secret {
         // A script must not hold a secret, and psql cannot make one.
@@ -98,6 +132,7 @@ fn sql(out: &mut String, n: usize, total: usize, action: &SqlAction) {
         out,
         "\\else\n\\echo 'step {n}/{total} already done'\n\\endif"
     );
+    Ok(())
 }
 
 fn wait(out: &mut String, n: usize, total: usize, action: &WaitAction) {
@@ -150,6 +185,7 @@ mod tests {
                 transactional: true,
                 strong_lock: true,
                 secret: None,
+                read: None,
             },
         )
     }
@@ -214,6 +250,7 @@ mod tests {
                 check: paused("1"),
                 undo: "RESUME app".into(),
                 undo_check: paused("0"),
+                timeout: None,
             }),
         };
         let targets = BTreeMap::from([

@@ -139,6 +139,7 @@ mod tests {
                 database: "shop".into(),
                 role: "app".into(),
             }),
+            read: None,
         }
     }
 

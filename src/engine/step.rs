@@ -10,7 +10,10 @@
 //!   progress query a bar can show, a timeout and what to do then;
 //! - `Console`: an admin command of PgBouncer's console, which speaks only the simple
 //!   query protocol: no transactions, and its check is a `SHOW` and a predicate on one
-//!   row of it.
+//!   row of it;
+//! - `PgbouncerEntry`: one `[databases]` entry of PgBouncer's configuration file
+//!   pointed at another server (a file carve rewrites atomically; `RELOAD` on the
+//!   console makes PgBouncer read it).
 
 use std::fmt;
 use std::time::Duration;
@@ -81,6 +84,7 @@ pub enum Action {
     Sql(SqlAction),
     Wait(WaitAction),
     Console(ConsoleAction),
+    PgbouncerEntry(PgbouncerEntry),
 }
 
 /// SQL on a PostgreSQL endpoint.
@@ -104,7 +108,23 @@ pub struct SqlAction {
     /// secret's SQL literal there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretInput>,
+    /// A value the change needs from another endpoint, read when the step runs (a
+    /// sequence's position on the server it comes from): `sql` names it as the psql
+    /// variable `:'carve_read'`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<Reading>,
 }
+
+/// A query on another endpoint whose one value (text, or NULL) a step's SQL uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reading {
+    pub on: Target,
+    pub query: String,
+}
+
+/// The psql variable a step's SQL names a `Reading`'s value by.
+pub const READ_VARIABLE: &str = ":'carve_read'";
 
 /// A condition on a PostgreSQL endpoint, polled until it holds. A wait changes
 /// nothing, so its undo is nothing.
@@ -151,6 +171,39 @@ pub struct ConsoleAction {
     /// The command that reverses it, and when that is done.
     pub undo: String,
     pub undo_check: RowCheck,
+    /// How long the command may take (`PAUSE` waits for running transactions).
+    /// When it runs out, the command's connection is closed, so nothing is left
+    /// pending on the console, and the undo is sent on a fresh one: PgBouncer hangs a
+    /// `PAUSE` that a `RESUME` races (pgbouncer#715).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_option"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// Where a PgBouncer database entry points: the parts of its connection string carve
+/// changes (the rest, pool sizes or a pinned user, is left as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryTarget {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+}
+
+/// Database entry `entry` of PgBouncer's configuration file `file` made to point at
+/// `to`; its undo points it back at `from`. The file is rewritten atomically (a new
+/// file renamed over it, with the old one's owner and mode) and PgBouncer reads it
+/// at the next `RELOAD`, a separate console step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgbouncerEntry {
+    pub file: std::path::PathBuf,
+    pub entry: String,
+    pub to: EntryTarget,
+    pub from: EntryTarget,
 }
 
 /// A check on a console: `show` (`SHOW DATABASES`) has a row whose `key_column`
@@ -163,6 +216,9 @@ pub struct RowCheck {
     pub key: String,
     pub column: String,
     pub equals: String,
+    /// Further columns of the same row and the values they must have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub and: Vec<(String, String)>,
 }
 
 impl SqlAction {
@@ -176,7 +232,17 @@ impl SqlAction {
             transactional: true,
             strong_lock: false,
             secret: None,
+            read: None,
         }
+    }
+}
+
+impl EntryTarget {
+    pub fn describe(&self) -> String {
+        format!(
+            "host={} port={} dbname={}",
+            self.host, self.port, self.dbname
+        )
     }
 }
 
@@ -190,7 +256,14 @@ impl RowCheck {
             key: name.into(),
             column: column.into(),
             equals: equals.into(),
+            and: Vec::new(),
         }
+    }
+
+    /// The same check, and `column` = `equals` in the same row.
+    pub fn and(mut self, column: &str, equals: &str) -> RowCheck {
+        self.and.push((column.into(), equals.into()));
+        self
     }
 
     /// Whether `rows` (column name → value, as the console sent them) satisfy it.
@@ -203,14 +276,22 @@ impl RowCheck {
         rows.into_iter().any(|row| {
             value(row, &self.key_column) == Some(self.key.as_str())
                 && value(row, &self.column) == Some(self.equals.as_str())
+                && self
+                    .and
+                    .iter()
+                    .all(|(column, equals)| value(row, column) == Some(equals.as_str()))
         })
     }
 
     /// For people and the dry-run script.
     pub fn describe(&self) -> String {
+        let mut wanted = format!("{} = {}", self.column, self.equals);
+        for (column, equals) in &self.and {
+            wanted.push_str(&format!(", {column} = {equals}"));
+        }
         format!(
-            "{} shows {} = {} for {} = {}",
-            self.show, self.column, self.equals, self.key_column, self.key
+            "{} shows {wanted} for {} = {}",
+            self.show, self.key_column, self.key
         )
     }
 }
@@ -315,6 +396,7 @@ impl Step {
                 strong_lock: a.strong_lock,
                 // An undo takes back what the secret set; it needs none itself.
                 secret: None,
+                read: None,
             }),
             Action::Wait(w) => Action::Wait(WaitAction {
                 until: "true".into(),
@@ -326,6 +408,12 @@ impl Step {
                 check: c.undo_check.clone(),
                 undo: c.command.clone(),
                 undo_check: c.check.clone(),
+                timeout: None,
+            }),
+            Action::PgbouncerEntry(e) => Action::PgbouncerEntry(PgbouncerEntry {
+                to: e.from.clone(),
+                from: e.to.clone(),
+                ..e.clone()
             }),
         };
         Step {
@@ -340,6 +428,26 @@ impl Step {
 /// The undo of a list of steps: each step reversed, last first.
 pub fn undo_steps(steps: &[Step]) -> Vec<Step> {
     steps.iter().rev().map(Step::reversed).collect()
+}
+
+/// An optional duration in the plan, as people write it.
+mod humantime_option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => super::humantime_serde_compat::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// Durations in the plan as people write them (`500ms`, `2m 30s`).
@@ -374,6 +482,7 @@ mod tests {
                 transactional: true,
                 strong_lock: false,
                 secret: None,
+                read: None,
             },
         )
     }
@@ -389,6 +498,7 @@ mod tests {
                 check: check("1"),
                 undo: "RESUME app".into(),
                 undo_check: check("0"),
+                timeout: None,
             }),
         }
     }
@@ -469,6 +579,7 @@ mod tests {
             key: "app".into(),
             column: "paused".into(),
             equals: "1".into(),
+            and: Vec::new(),
         };
         let row = |name: &str, paused: &str| {
             vec![

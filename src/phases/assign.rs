@@ -293,6 +293,7 @@ impl Planner<'_> {
                     transactional: true,
                     strong_lock: false,
                     secret: None,
+                    read: None,
                 }),
             });
         }
@@ -421,6 +422,7 @@ impl Planner<'_> {
                     transactional: true,
                     strong_lock: true,
                     secret: None,
+                    read: None,
                 }),
             });
             self.out.renames.push(Rename {
@@ -504,6 +506,7 @@ impl Planner<'_> {
                     transactional: true,
                     strong_lock: true,
                     secret: None,
+                    read: None,
                 }),
             });
             self.out.renames.push(Rename {
@@ -611,6 +614,7 @@ impl Planner<'_> {
                     transactional: true,
                     strong_lock: true,
                     secret: None,
+                    read: None,
                 }),
             });
             self.out.renames.push(Rename {

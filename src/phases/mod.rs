@@ -2,6 +2,7 @@
 //! engine's steps. The commands of the same name run them.
 
 pub mod assign;
+pub mod cutover;
 pub mod move_domain;
 pub mod restrict;
 

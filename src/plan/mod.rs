@@ -27,6 +27,11 @@ pub mod phase_names {
     pub const ASSIGN: &str = "assign";
     pub const RESTRICT: &str = "restrict";
     pub const MOVE: &str = "move";
+    /// Switching a moved domain's clients to its server, and back: kept apart from
+    /// `ORDER`, because neither is undone step by step (a switch is cancelled by its
+    /// own abort steps before its point of no return, and reversed by the other).
+    pub const CUTOVER: &str = "cutover";
+    pub const ROLLBACK: &str = "rollback";
     pub const ORDER: &[&str] = &[ASSIGN, RESTRICT, MOVE];
 }
 
@@ -91,6 +96,73 @@ pub struct Domain {
     /// When `carve verify` last found its server's rows equal to the source's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,
+    /// Where its clients are, once a cut-over has started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<Cutover>,
+}
+
+/// One side of a moved domain: the monolith or the domain's own server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Source,
+    Server,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Source => Side::Server,
+            Side::Server => Side::Source,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Side::Source => "the source",
+            Side::Server => "its own server",
+        }
+    }
+}
+
+/// Where a moved domain's clients are, and a switch under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cutover {
+    /// The side the clients use (and the other side is fenced) since `since`.
+    pub live: Side,
+    pub since: String,
+    /// The last switch's write pause (PgBouncer PAUSE to RESUME), as carve measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<u64>,
+    /// A switch started and not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switching: Option<Switching>,
+    /// When retire renamed the old schema on the source (`<schema>__retired_<time>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Retired>,
+}
+
+/// A switch of a domain's clients under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switching {
+    pub to: Side,
+    pub started: String,
+    /// When it passed its point of no return: from then on, running the command again
+    /// finishes it, and only the other switch takes it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<String>,
+}
+
+/// The old schema on the source, renamed by retire (and dropped later with `--drop`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retired {
+    pub at: String,
+    pub schema: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 /// A verify that found every row of a domain equal on its server.
@@ -111,6 +183,10 @@ pub struct ConsoleRef {
     pub name: String,
     /// libpq connection string of the console (`dbname=pgbouncer`), no password.
     pub conninfo: String,
+    /// The configuration file whose `[databases]` entries a cut-over repoints
+    /// [default: the file PgBouncer says it read, `SHOW CONFIG` `conffile`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// The workload sources discover read: paths (absolute) and `pg_stat_statements`.
@@ -160,6 +236,10 @@ pub struct Service {
     /// `CONNECTION LIMIT` of its login role (restrict) [default: left as it is].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_limit: Option<i32>,
+    /// The PgBouncer `[databases]` entry it connects through, which cut-over
+    /// repoints [default: the service's name].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_entry: Option<String>,
 }
 
 /// A choice made for one subject (a table, a boundary, a cross-domain object), with why.
@@ -950,10 +1030,22 @@ mod tests {
                 chunks: 7,
                 rows: 60_000,
             }),
+            cutover: Some(Cutover {
+                live: Side::Server,
+                since: "2026-11-29T13:00:00Z".into(),
+                pause_ms: Some(310),
+                switching: Some(Switching {
+                    to: Side::Source,
+                    started: "2026-11-29T14:00:00Z".into(),
+                    committed: None,
+                }),
+                retired: None,
+            }),
         });
         plan.consoles.push(ConsoleRef {
             name: "edge".into(),
             conninfo: "host=pgb port=6432 dbname=pgbouncer".into(),
+            config: Some("/etc/pgbouncer/pgbouncer.ini".into()),
         });
         plan.pins.push(Pin {
             tables: vec!["public.orders".into(), "public.order_items".into()],
@@ -966,6 +1058,7 @@ mod tests {
             login_role: Some("checkout".into()),
             domain: Some("orders".into()),
             connection_limit: Some(20),
+            pgbouncer_entry: Some("checkout".into()),
         });
         plan.workload = Some(WorkloadSources {
             sources: vec!["/srv/logs".into(), "pg_stat_statements".into()],
@@ -1003,6 +1096,7 @@ mod tests {
                     transactional: true,
                     strong_lock: false,
                     secret: None,
+                    read: None,
                 }),
             }],
             journal: vec![JournalEntry {

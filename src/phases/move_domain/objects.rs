@@ -154,6 +154,7 @@ pub fn role_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
                 secret: Some(SecretInput::VerifierOnSource {
                     role: role.name.clone(),
                 }),
+                read: None,
             },
         ));
         for group in role

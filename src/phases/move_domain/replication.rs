@@ -57,11 +57,20 @@ impl Names {
             slot: base,
         }
     }
-}
 
-/// A SQL step on the source.
-fn on_source(id: String, description: String, action: SqlAction) -> Step {
-    Step::sql(id, description, Target::Source, action)
+    /// The names of the stream back from the domain's server to the source (made at
+    /// cut-over): the same replication role's name (on the domain's server), and a
+    /// publication, subscription and slot of their own.
+    pub fn back(domain: &str) -> Names {
+        let forward = Names::of(domain);
+        let back = format!("{}_back", forward.slot);
+        Names {
+            role: forward.role,
+            publication: back.clone(),
+            subscription: back.clone(),
+            slot: back,
+        }
+    }
 }
 
 /// The wait that ends a move in *ready*: the subscription's slot on the source has
@@ -125,91 +134,81 @@ pub fn ready_steps(domain: &str, max_lag: u64, timeout: Duration) -> Vec<Step> {
                 transactional: true,
                 strong_lock: false,
                 secret: None,
+                read: None,
             },
         ),
     ]
 }
 
-/// The steps that copy `domain`'s schema from the source to its server and keep it
-/// in step, ending when every table is copied.
-pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> Vec<Step> {
-    let names = Names::of(domain);
-    let on_target = Target::Domain(domain.to_string());
-    let role = ident(&names.role);
-    let schema = ident(domain);
-    let publication = ident(&names.publication);
-    let subscription = ident(&names.subscription);
-    let role_exists = role_exists(&names.role);
-    let subscription_id = format!(
-        "(SELECT oid FROM pg_catalog.pg_subscription WHERE subname = {})",
-        lit(&names.subscription)
-    );
-    vec![
-        on_source(
-            format!("create replication role {}", names.role),
-            format!(
-                "role {} that the {} server's subscription logs in as (its password only in {})",
-                names.role,
-                display_ident(domain),
-                link.password_file.display()
-            ),
-            SqlAction {
-                sql: format!(
-                    "CREATE ROLE {role} LOGIN REPLICATION PASSWORD {};",
-                    crate::engine::SECRET_VARIABLE
-                ),
-                done_check: role_exists.clone(),
-                undo: format!("DROP ROLE {role};"),
-                transactional: true,
-                strong_lock: false,
-                secret: Some(SecretInput::PasswordVerifier {
-                    file: link.password_file.clone(),
-                    host: link.host.clone(),
-                    port: link.port,
-                    database: link.database.clone(),
-                    role: names.role.clone(),
-                }),
-            },
-        ),
-        on_source(
-            format!("grant read on {} to {}", display_ident(domain), names.role),
-            format!("{} may read the domain's tables to copy them", names.role),
-            SqlAction::transactional(format!(
-                    "GRANT USAGE ON SCHEMA {schema} TO {role};\nGRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};"
-                ), format!(
-                    "{role_exists} AND has_schema_privilege({}, {}, 'USAGE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = {} AND NOT has_table_privilege({}, format('%I.%I', schemaname, tablename), 'SELECT'))",
-                    lit(&names.role),
-                    lit(domain),
-                    lit(domain),
-                    lit(&names.role)
-                ), format!(
-                    "REVOKE SELECT ON ALL TABLES IN SCHEMA {schema} FROM {role};\nREVOKE USAGE ON SCHEMA {schema} FROM {role};"
-                )),
-        ),
-        on_source(
-            format!("create publication {}", names.publication),
-            format!("publication of every table in schema {}", display_ident(domain)),
-            SqlAction::transactional(format!("CREATE PUBLICATION {publication} FOR TABLES IN SCHEMA {schema};"), format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = {})",
-                    lit(&names.publication)
-                ), format!("DROP PUBLICATION {publication};")),
-        ),
-        on_domain(
+/// One direction of logical replication of a domain's schema: `publisher` publishes
+/// its tables, `subscriber` applies every change. Forward (the move) is the source
+/// to the domain's server; back (after cut-over, so a rollback loses nothing) is the
+/// other way.
+pub struct Stream<'a> {
+    pub domain: &'a str,
+    pub publisher: Target,
+    pub subscriber: Target,
+    pub names: Names,
+    /// How the subscriber reaches the publisher.
+    pub link: &'a Link,
+}
+
+impl<'a> Stream<'a> {
+    /// From the source to the domain's server (`link` reaches the source).
+    pub fn forward(domain: &'a str, link: &'a Link) -> Stream<'a> {
+        Stream {
             domain,
+            publisher: Target::Source,
+            subscriber: Target::Domain(domain.to_string()),
+            names: Names::of(domain),
+            link,
+        }
+    }
+
+    /// From the domain's server back to the source (`link` reaches the server).
+    pub fn back(domain: &'a str, link: &'a Link) -> Stream<'a> {
+        Stream {
+            domain,
+            publisher: Target::Domain(domain.to_string()),
+            subscriber: Target::Source,
+            names: Names::back(domain),
+            link,
+        }
+    }
+
+    /// `SELECT oid` of the subscription, for checks on the subscriber.
+    pub fn subscription_id(&self) -> String {
+        format!(
+            "(SELECT oid FROM pg_catalog.pg_subscription WHERE subname = {})",
+            lit(&self.names.subscription)
+        )
+    }
+
+    /// The subscription, with its slot on the publisher: `copy_data` for the move's
+    /// initial copy; without, at a switch (both sides hold the same rows then).
+    pub fn subscribe(&self, copy_data: bool) -> Step {
+        let names = &self.names;
+        let link = self.link;
+        Step::sql(
             format!("create subscription {}", names.subscription),
             format!(
-                "subscription on the {} server: copies the tables, then follows every change",
-                display_ident(domain)
+                "subscription on {}: {}follows every change on {}",
+                side(&self.subscriber),
+                if copy_data { "copies the tables, then " } else { "" },
+                side(&self.publisher)
             ),
+            self.subscriber.clone(),
             SqlAction {
                 sql: format!(
-                    "CREATE SUBSCRIPTION {subscription} CONNECTION {} PUBLICATION {publication} WITH (copy_data = true, streaming = on, disable_on_error = true, slot_name = {});",
+                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data}, streaming = on, disable_on_error = true, slot_name = {});",
+                    ident(&names.subscription),
                     crate::engine::SECRET_VARIABLE,
+                    ident(&names.publication),
                     lit(&names.slot)
                 ),
-                done_check: format!("{subscription_id} IS NOT NULL"),
-                // Dropping it drops its slot on the source too.
-                undo: format!("DROP SUBSCRIPTION {subscription};"),
+                done_check: format!("{} IS NOT NULL", self.subscription_id()),
+                // Dropping it drops its slot on the publisher too.
+                undo: format!("DROP SUBSCRIPTION {};", ident(&names.subscription)),
                 // CREATE SUBSCRIPTION makes a slot: not inside a transaction block.
                 transactional: false,
                 strong_lock: false,
@@ -225,8 +224,130 @@ pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> V
                         crate::conn::quote_value(&names.role)
                     ),
                 }),
+                read: None,
             },
-        ),
+        )
+    }
+
+    /// The subscription dropped, with its slot on the publisher.
+    pub fn unsubscribe(&self) -> Step {
+        let subscription = ident(&self.names.subscription);
+        Step::sql(
+            format!("drop subscription {}", self.names.subscription),
+            format!(
+                "{} stops following {} (its slot there is dropped with it)",
+                side(&self.subscriber),
+                side(&self.publisher)
+            ),
+            self.subscriber.clone(),
+            SqlAction {
+                sql: format!("DROP SUBSCRIPTION IF EXISTS {subscription};"),
+                done_check: format!("{} IS NULL", self.subscription_id()),
+                undo: "SELECT 1;".into(),
+                transactional: false,
+                strong_lock: false,
+                secret: None,
+                read: None,
+            },
+        )
+    }
+
+    /// Everything the stream needs: on the publisher a replication role (its password
+    /// only in the password file) allowed to read the schema and a publication of it;
+    /// on the subscriber the subscription.
+    pub fn steps(&self, copy_data: bool) -> Vec<Step> {
+        let names = &self.names;
+        let link = self.link;
+        let domain = self.domain;
+        let role = ident(&names.role);
+        let schema = ident(domain);
+        let publication = ident(&names.publication);
+        let role_exists = role_exists(&names.role);
+        let on_publisher = |id: String, description: String, action: SqlAction| {
+            Step::sql(id, description, self.publisher.clone(), action)
+        };
+        vec![
+            on_publisher(
+                format!("create replication role {}", names.role),
+                format!(
+                    "role {} on {} that the subscription on {} logs in as (its password only in {})",
+                    names.role,
+                    side(&self.publisher),
+                    side(&self.subscriber),
+                    link.password_file.display()
+                ),
+                SqlAction {
+                    sql: format!(
+                        "CREATE ROLE {role} LOGIN REPLICATION PASSWORD {};",
+                        crate::engine::SECRET_VARIABLE
+                    ),
+                    done_check: role_exists.clone(),
+                    undo: format!("DROP ROLE {role};"),
+                    transactional: true,
+                    strong_lock: false,
+                    secret: Some(SecretInput::PasswordVerifier {
+                        file: link.password_file.clone(),
+                        host: link.host.clone(),
+                        port: link.port,
+                        database: link.database.clone(),
+                        role: names.role.clone(),
+                    }),
+                    read: None,
+                },
+            ),
+            on_publisher(
+                format!("grant read on {} to {}", display_ident(domain), names.role),
+                format!("{} may read the domain's tables to copy them", names.role),
+                SqlAction::transactional(format!(
+                        "GRANT USAGE ON SCHEMA {schema} TO {role};\nGRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};"
+                    ), format!(
+                        "{role_exists} AND has_schema_privilege({}, {}, 'USAGE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = {} AND NOT has_table_privilege({}, format('%I.%I', schemaname, tablename), 'SELECT'))",
+                        lit(&names.role),
+                        lit(domain),
+                        lit(domain),
+                        lit(&names.role)
+                    ), format!(
+                        "REVOKE SELECT ON ALL TABLES IN SCHEMA {schema} FROM {role};\nREVOKE USAGE ON SCHEMA {schema} FROM {role};"
+                    )),
+            ),
+            on_publisher(
+                format!("create publication {}", names.publication),
+                format!(
+                    "publication of every table in schema {} on {}",
+                    display_ident(domain),
+                    side(&self.publisher)
+                ),
+                SqlAction::transactional(
+                    format!("CREATE PUBLICATION {publication} FOR TABLES IN SCHEMA {schema};"),
+                    format!(
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = {})",
+                        lit(&names.publication)
+                    ),
+                    format!("DROP PUBLICATION {publication};"),
+                ),
+            ),
+            self.subscribe(copy_data),
+        ]
+    }
+}
+
+/// A target for people: "the source", "the sales server".
+pub fn side(target: &Target) -> String {
+    match target {
+        Target::Source => "the source".into(),
+        Target::Domain(d) => format!("the {} server", display_ident(d)),
+        Target::Console(c) => format!("console {c}"),
+    }
+}
+
+/// The steps that copy `domain`'s schema from the source to its server and keep it
+/// in step, ending when every table is copied.
+pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> Vec<Step> {
+    let stream = Stream::forward(domain, link);
+    let subscription_id = stream.subscription_id();
+    let on_target = stream.subscriber.clone();
+    let mut steps = stream.steps(true);
+    steps.extend([
         Step {
             id: format!("wait for the copy of {}", display_ident(domain)),
             description: format!("the initial copy of {}'s tables", display_ident(domain)),
@@ -245,7 +366,8 @@ pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> V
                 on_timeout: OnTimeout::Fail,
             }),
         },
-    ]
+    ]);
+    steps
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ pub fn password_steps(steps: &[Step], target: &PasswordTarget) -> Vec<Step> {
                     database: target.database.clone(),
                     role: role.to_string(),
                 }),
+                read: None,
             }),
         })
         .collect()
