@@ -270,6 +270,48 @@ pub enum Command {
     /// Exits 0 (the same), 1, 7 (rows differ: each listed).
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
+    /// Switch a moved domain's clients to its own server, with no write lost and a way back
+    ///
+    /// The gate comes first and changes nothing when it is not met (exit 6, every
+    /// reason named): every table copied and ready, the apply worker running, lag
+    /// under --max-lag, a clean `carve verify` younger than --verify-max-age, the
+    /// indexes valid, room for the stream back on both servers, and PgBouncer's
+    /// console and configuration file reachable.
+    ///
+    /// Then, in this order (reading the position before every writer is fenced
+    /// loses writes):
+    ///   1. PgBouncer PAUSE of each of the domain's entries: clients queue rather than
+    ///      fail. Bounded by --freeze-timeout; past it the PAUSE is abandoned (its
+    ///      connection closed) and RESUME sent, never a RESUME racing a PAUSE.
+    ///   2. The fence on the source: the domain's tables locked EXCLUSIVE for a
+    ///      moment, then a trigger that refuses every write but the replication
+    ///      stream's. A writer that bypasses PgBouncer gets an error, not a lost write.
+    ///   3. The WAL position read inside the fence, and a wait (--catch-up-timeout)
+    ///      until the domain's server has applied it.
+    ///   4. Every sequence of the domain set on its server, never below a used value.
+    ///   5. The stream turned around: the subscription from the source dropped, one
+    ///      from the domain's server to the source made (no copy), and running.
+    ///   6. The point of no return, recorded in the plan.
+    ///   7. Each entry pointed at the domain's server in PgBouncer's file, RELOAD,
+    ///      RESUME. The write pause (PAUSE to RESUME) is measured and reported.
+    ///   8. A canary write on the new side and its sequences checked.
+    ///
+    /// A failure or Ctrl-C before the point of no return cancels the switch at once:
+    /// the clients stay on the source. After a crash, the same command finishes the
+    /// switch; before the point of no return, --abort cancels it instead. After
+    /// it, `carve rollback` goes back the same way, losing no write made on the
+    /// domain's server.
+    ///
+    /// Exits 0, 1, 4 (lock held), 5 (stale plan), 6 (gate not met), 130.
+    #[command(verbatim_doc_comment)]
+    Cutover(SwitchArgs),
+    /// Switch a cut-over domain's clients back to the source, the same way as cutover
+    ///
+    /// The domain's server is fenced, the source catches up through the stream back,
+    /// the sequences go back, the stream from the source is made again (no copy),
+    /// and PgBouncer's entries point at the source again. No write made on the
+    /// domain's server is lost. The gate is cut-over's, without the verify.
+    Rollback(SwitchArgs),
     /// Reverse a phase: its recorded steps' undos, last first, checkpointed the same way
     ///
     /// Only what the phase did is reversed, exactly as it was planned (the steps are
@@ -399,6 +441,79 @@ pub struct MoveArgs {
     /// slot left behind would then keep WAL until the disk is full.
     #[arg(long)]
     pub accept_unlimited_slot_wal: bool,
+
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// The moved domain whose clients switch (its name in the plan).
+    #[arg(long, value_name = "NAME")]
+    pub domain: String,
+
+    /// PgBouncer's admin console, as a libpq connection string (for example
+    /// postgresql://postgres@127.0.0.1:6432/pgbouncer). Recorded in the plan (no
+    /// password); later runs may leave it out.
+    #[arg(long, value_name = "CONN")]
+    pub pgbouncer: Option<String>,
+
+    /// The PgBouncer configuration file holding the domain's [databases] entries,
+    /// which carve rewrites (atomically, keeping its owner and mode); carve must run
+    /// where that file is [default: the file PgBouncer read, from SHOW CONFIG].
+    #[arg(long, value_name = "FILE")]
+    pub pgbouncer_config: Option<PathBuf>,
+
+    /// A PgBouncer database entry the domain's clients connect through (repeat for
+    /// several) [default: `pgbouncer_entry` of each of the domain's services in the
+    /// plan, else the service's name].
+    #[arg(long = "entry", value_name = "NAME")]
+    pub entries: Vec<String>,
+
+    /// Where PgBouncer reaches the domain's server (host, port, dbname), when not
+    /// the way carve does [default: the domain's server as the plan records it].
+    #[arg(long, value_name = "CONN")]
+    pub pgbouncer_target: Option<String>,
+
+    /// How the domain's server reaches the source (for the stream from the source,
+    /// made again by a rollback or an abort), as given to `carve move`.
+    #[arg(long, value_name = "CONN")]
+    pub subscription_conninfo: Option<String>,
+
+    /// How the source reaches the domain's server, for the stream back: a libpq
+    /// connection string without user or password [default: the domain's server's
+    /// host, port, dbname and sslmode].
+    #[arg(long, value_name = "CONN")]
+    pub reverse_conninfo: Option<String>,
+
+    /// Where the replication roles' passwords are kept [default: the plan file's name
+    /// with .passwords].
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// The most WAL (bytes) the side switched to may be behind when the switch
+    /// starts: the write pause lasts until it has caught up.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_lag: u64,
+
+    /// How long PgBouncer's PAUSE may wait for transactions under way before the
+    /// switch is cancelled (the clients never notice).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub freeze_timeout: std::time::Duration,
+
+    /// How long the side switched to may take to apply the writes made before the
+    /// fence; past it the switch is cancelled and the clients go on where they were.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub catch_up_timeout: std::time::Duration,
+
+    /// The oldest clean `carve verify` a cut-over accepts.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub verify_max_age: std::time::Duration,
+
+    /// Cancel a switch stopped before its point of no return (a killed run): the
+    /// clients stay where they were and the stream runs as before.
+    #[arg(long)]
+    pub abort: bool,
 
     #[command(flatten)]
     pub apply: ApplyArgs,
@@ -634,6 +749,8 @@ impl Command {
             Command::Restrict(_) => "restrict",
             Command::Move(_) => "move",
             Command::Verify(_) => "verify",
+            Command::Cutover(_) => "cutover",
+            Command::Rollback(_) => "rollback",
             Command::Undo(_) => "undo",
             Command::Status(_) => "status",
             Command::Demo(_) => "demo",
@@ -685,6 +802,12 @@ pub fn main() -> ExitCode {
             Command::Restrict(args) => commands::restrict::run(&settings, args).await,
             Command::Move(args) => commands::move_domain::run(&settings, args).await,
             Command::Verify(args) => commands::verify::run(&settings, args).await,
+            Command::Cutover(args) => {
+                commands::cutover::run(&settings, args, crate::plan::Side::Server).await
+            }
+            Command::Rollback(args) => {
+                commands::cutover::run(&settings, args, crate::plan::Side::Source).await
+            }
             Command::Undo(args) => commands::undo::run(&settings, args).await,
             Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,

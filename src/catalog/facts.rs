@@ -137,3 +137,21 @@ pub async fn user_types(client: &Client) -> anyhow::Result<Vec<QualName>> {
         .map(|r| QualName::new(r.get::<_, &str>(0), r.get::<_, &str>(1)))
         .collect())
 }
+
+/// Indexes of `schema`'s tables that are not valid (a `CREATE INDEX CONCURRENTLY`
+/// that failed, a deferred index not yet built), as `schema.index`.
+pub async fn invalid_indexes(client: &Client, schema: &str) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND NOT (i.indisvalid AND i.indisready) ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("listing the indexes of {schema}: {}", describe_db_error(&e))
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

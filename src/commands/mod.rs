@@ -2,6 +2,7 @@
 //! (catalog, plan) and the thin I/O layers (conn, pgtemp, ui).
 
 pub mod assign;
+pub mod cutover;
 pub mod demo;
 pub mod discover;
 pub mod inspect;

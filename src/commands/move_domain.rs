@@ -265,29 +265,51 @@ async fn prove_on_target(
 
 /// Whether two connection strings name the same server and database (as the plan
 /// records them: without passwords).
-fn same_server(given: &str, kept: &str) -> bool {
+pub(crate) fn same_server(given: &str, kept: &str) -> bool {
     let reference = |text: &str| ConnInfo::parse(text).map(|c| c.redacted()).ok();
     reference(given).is_some() && reference(given) == reference(kept)
 }
 
 /// `carve.plan.toml` → `carve.plan.passwords`, beside it.
-fn default_password_file(plan: &Path) -> PathBuf {
+pub(crate) fn default_password_file(plan: &Path) -> PathBuf {
     plan.with_extension("passwords")
 }
 
 /// How the target reaches the source: `--subscription-conninfo`, or the source's own
 /// host, port, database and sslmode (a Unix socket directory only serves a target on
 /// the same machine).
-fn link(ctx: &Context, given: Option<&str>, password_file: &Path) -> anyhow::Result<Link> {
-    let source = ctx.spec.targets.first().expect("a connection has a target");
+pub(crate) fn link(
+    ctx: &Context,
+    given: Option<&str>,
+    password_file: &Path,
+) -> anyhow::Result<Link> {
+    link_to(
+        &ctx.spec,
+        &ctx.catalog.server.database,
+        given,
+        "--subscription-conninfo",
+        password_file,
+    )
+}
+
+/// How a subscriber reaches the server `spec` connects to (database `database`):
+/// `given` (a connection string without user or password, from option `flag`), or
+/// that server's own host, port, database and sslmode.
+pub(crate) fn link_to(
+    spec: &ConnSpec,
+    database: &str,
+    given: Option<&str>,
+    flag: &str,
+    password_file: &Path,
+) -> anyhow::Result<Link> {
+    let server = spec.targets.first().expect("a connection has a target");
     let conninfo = match given {
         Some(text) => {
-            let parsed = ConnInfo::parse(text)
-                .map_err(|e| anyhow::anyhow!("--subscription-conninfo: {e}"))?;
+            let parsed = ConnInfo::parse(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
             for key in ["user", "password"] {
                 if parsed.get(key).is_some() {
                     anyhow::bail!(
-                        "--subscription-conninfo must not name a {key}: the subscription logs in as the replication role carve creates"
+                        "{flag} must not name a {key}: the subscription logs in as the replication role carve creates"
                     );
                 }
             }
@@ -296,23 +318,23 @@ fn link(ctx: &Context, given: Option<&str>, password_file: &Path) -> anyhow::Res
         None => {
             let mut text = format!(
                 "host={} port={} dbname={}",
-                crate::conn::quote_value(&source.host),
-                source.port,
-                crate::conn::quote_value(&ctx.catalog.server.database)
+                crate::conn::quote_value(&server.host),
+                server.port,
+                crate::conn::quote_value(database)
             );
-            if let Some(mode) = ctx.spec.given.get("sslmode") {
+            if let Some(mode) = spec.given.get("sslmode") {
                 text.push_str(&format!(" sslmode={}", crate::conn::quote_value(mode)));
             }
             text
         }
     };
     let parsed = ConnInfo::parse(&conninfo)?;
-    let host = parsed.get("host").unwrap_or(&source.host).to_string();
+    let host = parsed.get("host").unwrap_or(&server.host).to_string();
     let port = match parsed.get("port") {
         Some(p) => p
             .parse()
-            .map_err(|_| anyhow::anyhow!("--subscription-conninfo: port {p:?} is not a number"))?,
-        None => source.port,
+            .map_err(|_| anyhow::anyhow!("{flag}: port {p:?} is not a number"))?,
+        None => server.port,
     };
     Ok(Link {
         conninfo,
@@ -324,10 +346,7 @@ fn link(ctx: &Context, given: Option<&str>, password_file: &Path) -> anyhow::Res
             host
         },
         port,
-        database: parsed
-            .get("dbname")
-            .unwrap_or(&ctx.catalog.server.database)
-            .to_string(),
+        database: parsed.get("dbname").unwrap_or(database).to_string(),
     })
 }
 

@@ -125,9 +125,10 @@ pub async fn connect_targets(
         let spec = ConnSpec::resolve(conninfo, &Environment::from_process())
             .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
         let endpoint = match target {
-            Target::Console(_) => {
-                Endpoint::Console(Console::new(crate::conn::connect(&spec).await?))
-            }
+            Target::Console(_) => Endpoint::Console(Console::reconnecting(
+                crate::conn::connect(&spec).await?,
+                spec.clone(),
+            )),
             _ => {
                 let mut clients = crate::conn::connect_many(&spec, 2).await?.into_iter();
                 let (work, watch) = (clients.next().expect("two"), clients.next().expect("two"));

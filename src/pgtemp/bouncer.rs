@@ -128,6 +128,12 @@ impl TempBouncer {
         )
     }
 
+    /// Its configuration file (`[databases]` and `[pgbouncer]`), owned by the user
+    /// PgBouncer runs as.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("pgbouncer.ini")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.root.path().join("pgbouncer.log")
     }

@@ -63,8 +63,10 @@ fn fence_sql(domain: &str, tables: &[&Table], live: &str) -> String {
     let hint = lit(&format!(
         "The domain's clients use {live} now; this copy is kept in step for a rollback and takes no writes of its own."
     ));
+    // The fence is durable before the position is used, and its commit flushes the
+    // WAL before it: the WAL sender only sends what is flushed.
     let mut sql = format!(
-        "LOCK TABLE {} IN EXCLUSIVE MODE;\n\
+        "SET LOCAL synchronous_commit = on;\nLOCK TABLE {} IN EXCLUSIVE MODE;\n\
          CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $carve$\n\
          BEGIN\n  RAISE EXCEPTION 'carve: table %.% is fenced: its domain has moved', TG_TABLE_SCHEMA, TG_TABLE_NAME\n    USING ERRCODE = 'read_only_sql_transaction', HINT = {hint};\nEND $carve$;\n",
         names.join(", ")

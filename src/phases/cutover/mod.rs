@@ -189,11 +189,13 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
     let board = options.board;
     let incoming = options.links.stream_into(domain, to);
     let outgoing = options.links.stream_into(domain, from);
-    let mut steps: Vec<Step> = board
-        .entries
-        .iter()
-        .map(|e| pause(board, &e.name, options.freeze_timeout))
-        .collect();
+    let mut steps = vec![incoming.confirm_at_once()];
+    steps.extend(
+        board
+            .entries
+            .iter()
+            .map(|e| pause(board, &e.name, options.freeze_timeout)),
+    );
     steps.push(fence::fence(catalog, domain, &from_target, &to_target));
     steps.push(fence::caught_up(
         domain,
@@ -442,6 +444,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no step {prefix}: {ids:#?}"))
         };
         let order = [
+            "flush each applied transaction of carve_sales_",
             "pause orders @ console:pgbouncer",
             "fence sales on source @ source",
             "wait for every write to sales before the fence @ source",
@@ -474,19 +477,19 @@ mod tests {
         );
         assert!(ids[position("create publication")].ends_with("@ domain:sales"));
         // The fence covers every table of the domain, quoted, and no other.
-        let fence = switch.steps[1].sql_action().unwrap();
+        let fence = switch.steps[2].sql_action().unwrap();
         assert!(fence.strong_lock);
         assert!(
-            fence.sql.starts_with("LOCK TABLE \"sales\".\"Order \"\"Items\"\"\", \"sales\".\"orders\" IN EXCLUSIVE MODE;"),
+            fence.sql.starts_with("SET LOCAL synchronous_commit = on;\nLOCK TABLE \"sales\".\"Order \"\"Items\"\"\", \"sales\".\"orders\" IN EXCLUSIVE MODE;"),
             "{}",
             fence.sql
         );
         assert!(!fence.sql.contains("users"), "{}", fence.sql);
         // The sequence is read on the side clients leave.
-        let sync = switch.steps[3].sql_action().unwrap();
+        let sync = switch.steps[4].sql_action().unwrap();
         assert_eq!(sync.read.as_ref().unwrap().on, Target::Source);
         // PAUSE is bounded; the file edit points the entry at the new server.
-        let Action::Console(pause) = &switch.steps[0].action else {
+        let Action::Console(pause) = &switch.steps[1].action else {
             panic!()
         };
         assert_eq!(pause.timeout, Some(Duration::from_secs(5)));
@@ -505,7 +508,7 @@ mod tests {
         let back = switch(&catalog(), "sales", &options(Side::Source, &board, &a, &b));
         let ids = ids(&back.steps);
         assert!(
-            ids[1].starts_with("fence sales on domain:sales"),
+            ids[2].starts_with("fence sales on domain:sales"),
             "{ids:#?}"
         );
         assert!(ids

@@ -229,6 +229,40 @@ impl<'a> Stream<'a> {
         )
     }
 
+    /// The subscription's apply worker made to flush each transaction it applies
+    /// (`synchronous_commit = on`, taken up without a restart): it then confirms
+    /// each at once instead of after the WAL writer's next round and its own next
+    /// look, which a switch waits for with writes paused. Kept to the switch, where
+    /// latency matters more than the apply rate.
+    pub fn confirm_at_once(&self) -> Step {
+        Step::sql(
+            format!("flush each applied transaction of {}", self.names.subscription),
+            format!(
+                "the subscription on {} confirms each change as soon as it is applied",
+                side(&self.subscriber)
+            ),
+            self.subscriber.clone(),
+            SqlAction {
+                sql: format!(
+                    "ALTER SUBSCRIPTION {} SET (synchronous_commit = on);",
+                    ident(&self.names.subscription)
+                ),
+                done_check: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = {} AND subsynccommit = 'on')",
+                    lit(&self.names.subscription)
+                ),
+                undo: format!(
+                    "ALTER SUBSCRIPTION {} SET (synchronous_commit = off);",
+                    ident(&self.names.subscription)
+                ),
+                transactional: false,
+                strong_lock: false,
+                secret: None,
+                read: None,
+            },
+        )
+    }
+
     /// The subscription dropped, with its slot on the publisher.
     pub fn unsubscribe(&self) -> Step {
         let subscription = ident(&self.names.subscription);

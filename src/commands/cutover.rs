@@ -1,0 +1,735 @@
+//! `carve cutover --domain D` and `carve rollback --domain D`: switch a moved domain's
+//! clients to its own server, and back, through PgBouncer. Planning, abort and the
+//! gate are `phases::cutover` (pure); this file finds where the switch stands in the
+//! plan, reads what the gate weighs, and runs the steps in three runs: up to the
+//! point of no return (recorded in the plan before the next), the switch of the
+//! clients, and validation. A switch that stops before its point of no return, by a
+//! failure or Ctrl-C, is cancelled at once; a killed one is finished by running the
+//! same command again, or cancelled with `--abort`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::catalog::facts::{invalid_indexes, ServerFacts};
+use crate::catalog::replication;
+use crate::cli::{Settings, SwitchArgs};
+use crate::commands::move_domain::{default_password_file, link, link_to};
+use crate::commands::phase::{self, Context};
+use crate::conn::{ConnSpec, Environment};
+use crate::engine::endpoint::Console;
+use crate::engine::executor::Planned;
+use crate::engine::{pgbouncer_file, Action, EntryTarget, Step, Target};
+use crate::exit;
+use crate::phases::cutover::gate::{self, Facts, StreamFacts, Thresholds};
+use crate::phases::cutover::{self, Entry, Links, Switch, SwitchOptions, Switchboard};
+use crate::phases::move_domain::replication::Names;
+use crate::plan::{
+    now_rfc3339, ConsoleRef, Cutover, GateHints, PhaseEvent, PhaseId, PhaseRecord, Plan, Side,
+    StepStatus, Switching,
+};
+
+/// The console's name in the plan (`console:pgbouncer`).
+const CONSOLE: &str = "pgbouncer";
+
+/// Where a domain's switch stands, from the plan.
+enum Stage {
+    /// No switch under way: clients are on `live`.
+    Settled { live: Side },
+    /// A switch to `to` under way, before or past its point of no return.
+    Switching { to: Side, committed: bool },
+}
+
+fn stage(plan: &Plan, domain: &str) -> Stage {
+    let cutover = plan
+        .domains
+        .iter()
+        .find(|d| d.name == domain)
+        .and_then(|d| d.cutover.as_ref());
+    match cutover {
+        None => Stage::Settled { live: Side::Source },
+        Some(c) => match &c.switching {
+            Some(s) => Stage::Switching {
+                to: s.to,
+                committed: s.committed.is_some(),
+            },
+            None => Stage::Settled { live: c.live },
+        },
+    }
+}
+
+fn command_of(to: Side) -> &'static str {
+    cutover::phase_name(to)
+}
+
+pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let mut plan = phase::load_plan(&settings.plan_path)?;
+    let domain = args.domain.clone();
+    let Some(position) = plan.domains.iter().position(|d| d.name == domain) else {
+        let names: Vec<&str> = plan.domains.iter().map(|d| d.name.as_str()).collect();
+        anyhow::bail!(
+            "{} has no domain {:?}; its domains are: {}",
+            settings.plan_path.display(),
+            domain,
+            names.join(", ")
+        );
+    };
+    let moved = PhaseId::new(crate::phases::move_domain::PHASE, Some(&domain));
+    if !plan.phase(&moved).is_some_and(|r| r.is_applied()) {
+        anyhow::bail!(
+            "{domain} has not been moved: `carve move --domain {domain} --target CONN` copies it to its server and keeps it in step; cut-over comes after"
+        );
+    }
+    let id = PhaseId::new(cutover::phase_name(to), Some(&domain));
+    let (fresh, committed) = match stage(&plan, &domain) {
+        Stage::Switching { to: under_way, .. } if under_way != to => anyhow::bail!(
+            "a {} of {domain} is under way: run `carve {} --domain {domain}` to finish it{}",
+            command_of(under_way),
+            command_of(under_way),
+            if args.abort { "" } else { " (or cancel it with --abort while it is before its point of no return)" }
+        ),
+        Stage::Switching { committed: true, .. } if args.abort => anyhow::bail!(
+            "the {} of {domain} is past its point of no return (the stream back was made and clients may write on {}): run `carve {} --domain {domain}` to finish it, then `carve {} --domain {domain}` to go back",
+            command_of(to),
+            to.word(),
+            command_of(to),
+            command_of(to.other())
+        ),
+        Stage::Switching { committed, .. } => (false, committed),
+        Stage::Settled { .. } if args.abort => {
+            out.line(&format!("no {} of {domain} is under way: nothing to abort", command_of(to)));
+            return Ok(exit::SUCCESS);
+        }
+        Stage::Settled { live } if live == to => {
+            out.line(&format!("the clients of {domain} are on {} already: nothing to do", to.word()));
+            return Ok(exit::SUCCESS);
+        }
+        Stage::Settled { .. } => (true, false),
+    };
+    let Some(server) = plan.domains[position].server.clone() else {
+        anyhow::bail!("the plan records no server for {domain}: run `carve move` first");
+    };
+    let server_spec = ConnSpec::resolve(&server, &Environment::from_process())
+        .map_err(|e| anyhow::anyhow!("the server of {domain}: {e}"))?;
+    let console_spec = console_spec(settings, &mut plan, args)?;
+    let password_file = args
+        .password_file
+        .clone()
+        .unwrap_or_else(|| default_password_file(&settings.plan_path));
+    crate::conn::password::PasswordFile::check(&password_file)?;
+
+    // Where the entries point on each side: a fresh cut-over reads the file; a
+    // rollback, a resumed switch and an abort take them from the recorded steps.
+    let recorded = plan.phase(&id).map(|r| r.steps.clone());
+    let board = match (&recorded, fresh, to) {
+        (Some(steps), false, _) => board_from_steps(steps, to)?,
+        (_, true, Side::Server) => {
+            fresh_board(settings, &plan, &domain, args, &console_spec, &server_spec).await?
+        }
+        (_, true, Side::Source) => {
+            let last = plan
+                .phase(PhaseId::new(cutover::CUTOVER, Some(&domain)))
+                .ok_or_else(|| anyhow::anyhow!("no cut-over of {domain} is recorded to roll back"))?;
+            board_from_steps(&last.steps, Side::Server)?
+        }
+        (None, false, _) => anyhow::bail!(
+            "the plan says a {} of {domain} is under way but records none of its steps: edit [[domains]] cutover in {} by hand",
+            command_of(to),
+            settings.plan_path.display()
+        ),
+    };
+
+    let mut ctx = match phase::open(settings, &args.apply, plan).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    if fresh {
+        if let Some(code) = phase::gate(settings, &ctx, &id) {
+            return Ok(code);
+        }
+    }
+    let to_source = link(&ctx, args.subscription_conninfo.as_deref(), &password_file)?;
+    let to_server = link_to(
+        &server_spec,
+        &server_spec.dbname,
+        args.reverse_conninfo.as_deref(),
+        "--reverse-conninfo",
+        &password_file,
+    )?;
+    let options = SwitchOptions {
+        to,
+        board: &board,
+        links: Links {
+            to_source: &to_source,
+            to_server: &to_server,
+        },
+        freeze_timeout: args.freeze_timeout,
+        catch_up_timeout: args.catch_up_timeout,
+    };
+    let planned = cutover::switch(&ctx.catalog, &domain, &options);
+    let switch = match (&recorded, fresh) {
+        (Some(steps), false) => Switch {
+            point_of_no_return: moment(steps, &planned, planned.point_of_no_return),
+            resumed: moment(steps, &planned, planned.resumed),
+            steps: steps.clone(),
+        },
+        _ => planned,
+    };
+    // An abort's "fence it again": the side switched to had a fence of an earlier
+    // switch when this one began (a rollback's source always; a cut-over's server
+    // after a rollback).
+    let to_was_fenced = match to {
+        Side::Source => true,
+        Side::Server => ctx
+            .plan
+            .phase(PhaseId::new(cutover::ROLLBACK, Some(&domain)))
+            .is_some_and(|r| r.is_applied()),
+    };
+    let abort_steps = cutover::abort(&ctx.catalog, &domain, &options, to_was_fenced);
+    let mut all_steps = switch.steps.clone();
+    all_steps.extend(abort_steps.iter().cloned());
+    if let Some(code) =
+        phase::connect_targets(settings, &mut ctx, &all_steps, args.apply.dry_run).await?
+    {
+        return Ok(code);
+    }
+
+    if args.abort {
+        if args.apply.dry_run {
+            return phase::dry_run(settings, &ctx, &format!("abort of {id}"), &abort_steps).await;
+        }
+        return abort(settings, &mut ctx, &id, &domain, &abort_steps, args).await;
+    }
+    if fresh {
+        let facts = gate_facts(&ctx, &domain, to, &board).await?;
+        let refusals = gate::check(
+            &facts,
+            &Thresholds {
+                max_lag: args.max_lag,
+                verify_max_age: args.verify_max_age,
+            },
+        );
+        if !refusals.is_empty() {
+            for r in &refusals {
+                out.error(&r.to_string());
+            }
+            out.name_objects(refusals.iter().map(|r| r.what.clone()));
+            out.warn(&format!(
+                "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
+                command_of(to),
+                refusals.len(),
+                to.other().word()
+            ));
+            out.failing(exit::GATE_NOT_MET);
+            return Ok(exit::GATE_NOT_MET);
+        }
+    }
+    if args.apply.dry_run {
+        return phase::dry_run(settings, &ctx, &id.to_string(), &switch.steps).await;
+    }
+    let question = format!(
+        "{}? Writes of {domain} pause (at most {} for PAUSE, then until the other side has caught up), and clients then write on {}",
+        cutover::summary(&domain, to, &switch),
+        humantime::format_duration(args.freeze_timeout),
+        to.word()
+    );
+    if fresh && !phase::confirm(settings, &question)? {
+        out.warn("not started; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    if fresh {
+        record_start(
+            &mut ctx.plan,
+            &id,
+            &domain,
+            to,
+            ctx.fingerprint.digest.clone(),
+            &switch.steps,
+        );
+        ctx.plan.save(&settings.plan_path)?;
+    }
+
+    let policy = phase::policy(&args.apply);
+    let started = Instant::now();
+    if !committed {
+        let before = Planned::each(&switch.steps[..switch.point_of_no_return]);
+        match phase::apply(settings, &mut ctx, &id, &before, StepStatus::Done, &policy).await? {
+            Ok(_) => {}
+            Err(code) => {
+                out.warn(&format!(
+                    "the {} stopped before its point of no return: cancelling it, so the clients stay on {}",
+                    command_of(to),
+                    to.other().word()
+                ));
+                let aborted = abort(settings, &mut ctx, &id, &domain, &abort_steps, args).await?;
+                return Ok(if aborted == exit::SUCCESS {
+                    code
+                } else {
+                    aborted
+                });
+            }
+        }
+        set_switching(&mut ctx.plan, &domain, |s| {
+            s.committed = Some(now_rfc3339())
+        });
+        ctx.plan.save(&settings.plan_path)?;
+    }
+    let switching = Planned::each(&switch.steps[switch.point_of_no_return..switch.resumed]);
+    if let Err(code) = phase::apply(
+        settings,
+        &mut ctx,
+        &id,
+        &switching,
+        StepStatus::Done,
+        &policy,
+    )
+    .await?
+    {
+        out.warn(&format!(
+            "the {} is past its point of no return: run `carve {} --domain {domain}` again to finish it",
+            command_of(to),
+            command_of(to)
+        ));
+        return Ok(code);
+    }
+    // From carve's PAUSE to PgBouncer's answer to RESUME: the longest a client waited.
+    let pause = (!committed).then(|| started.elapsed());
+    let validation = Planned::each(&switch.steps[switch.resumed..]);
+    if let Err(code) = phase::apply(
+        settings,
+        &mut ctx,
+        &id,
+        &validation,
+        StepStatus::Done,
+        &policy,
+    )
+    .await?
+    {
+        out.warn(&format!(
+            "the clients of {domain} are on {} and write there, but a check after the switch failed (above); `carve {} --domain {domain}` takes them back with no write lost",
+            to.word(),
+            command_of(to.other())
+        ));
+        return Ok(code);
+    }
+    let after = phase::record_result(&mut ctx).await?;
+    let record = ctx.plan.phase_mut(&id).expect("recorded before running");
+    record.after = Some(after.digest);
+    record.transition(PhaseEvent::Complete)?;
+    let d = domain_mut(&mut ctx.plan, &domain);
+    let retired = d.cutover.as_ref().and_then(|c| c.retired.clone());
+    d.cutover = Some(Cutover {
+        live: to,
+        since: now_rfc3339(),
+        pause_ms: pause.map(|p| p.as_millis() as u64),
+        switching: None,
+        retired,
+    });
+    ctx.plan.save(&settings.plan_path)?;
+    report(settings, &domain, to, pause, &board);
+    Ok(exit::SUCCESS)
+}
+
+fn report(
+    settings: &Settings,
+    domain: &str,
+    to: Side,
+    pause: Option<Duration>,
+    board: &Switchboard,
+) {
+    let out = &settings.out;
+    let entries: Vec<&str> = board.entries.iter().map(|e| e.name.as_str()).collect();
+    if out.is_json() {
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            domain: &'a str,
+            live: Side,
+            /// Milliseconds from PAUSE to RESUME; absent for a switch finished by a re-run.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pause_ms: Option<u64>,
+            entries: &'a [&'a str],
+        }
+        out.json(
+            command_of(to),
+            &Report {
+                domain,
+                live: to,
+                pause_ms: pause.map(|p| p.as_millis() as u64),
+                entries: &entries,
+            },
+        );
+        return;
+    }
+    let paused = match pause {
+        Some(p) => format!("; writes paused for {} ms", p.as_millis()),
+        None => String::new(),
+    };
+    out.line(&format!(
+        "{}: the clients of {domain} ({}) write on {}{paused}. {} is fenced and follows every change, so `carve {} --domain {domain}` goes back with no write lost.",
+        command_of(to),
+        entries.join(", "),
+        to.word(),
+        match to {
+            Side::Server => "The source",
+            Side::Source => "The domain's server",
+        },
+        command_of(to.other())
+    ));
+}
+
+/// Runs the abort steps and forgets the switch: the clients are where they were.
+async fn abort(
+    settings: &Settings,
+    ctx: &mut Context,
+    id: &PhaseId,
+    domain: &str,
+    steps: &[Step],
+    args: &SwitchArgs,
+) -> anyhow::Result<u8> {
+    let planned = Planned::each(steps);
+    let policy = phase::policy(&args.apply);
+    match phase::apply(settings, ctx, id, &planned, StepStatus::Undone, &policy).await? {
+        Ok(_) => {}
+        Err(code) => {
+            settings.out.warn(&format!(
+                "the cancel did not finish: run `carve {} --domain {domain} --abort` again",
+                id.name
+            ));
+            return Ok(code);
+        }
+    }
+    if let Some(record) = ctx.plan.phase_mut(id) {
+        record.transition(PhaseEvent::CompleteUndo)?;
+    }
+    let d = domain_mut(&mut ctx.plan, domain);
+    if let Some(c) = d.cutover.as_mut() {
+        c.switching = None;
+    }
+    // A first cut-over cancelled leaves the domain as the move left it.
+    if d.cutover.as_ref().is_some_and(|c| c.since.is_empty()) {
+        d.cutover = None;
+    }
+    ctx.plan.save(&settings.plan_path)?;
+    settings.out.line(&format!(
+        "the {} of {domain} was cancelled: its clients write where they did, and the stream to the other side runs as before",
+        id.name
+    ));
+    Ok(exit::SUCCESS)
+}
+
+fn domain_mut<'p>(plan: &'p mut Plan, domain: &str) -> &'p mut crate::plan::Domain {
+    plan.domains
+        .iter_mut()
+        .find(|d| d.name == domain)
+        .expect("checked when the command began")
+}
+
+fn set_switching(plan: &mut Plan, domain: &str, change: impl FnOnce(&mut Switching)) {
+    if let Some(s) = domain_mut(plan, domain)
+        .cutover
+        .as_mut()
+        .and_then(|c| c.switching.as_mut())
+    {
+        change(s);
+    }
+}
+
+/// The phase record (its steps as planned) and the switch under way, before the
+/// first step runs.
+fn record_start(
+    plan: &mut Plan,
+    id: &PhaseId,
+    domain: &str,
+    to: Side,
+    before: String,
+    steps: &[Step],
+) {
+    plan.phases
+        .retain(|p| !(p.name == id.name && p.domain == id.domain));
+    plan.phases.push(PhaseRecord::planned(
+        id.clone(),
+        before,
+        GateHints {
+            privileges: true,
+            ..GateHints::default()
+        },
+        steps.to_vec(),
+    ));
+    let d = domain_mut(plan, domain);
+    let switching = Some(Switching {
+        to,
+        started: now_rfc3339(),
+        committed: None,
+    });
+    match d.cutover.as_mut() {
+        Some(c) => c.switching = switching,
+        // `since` empty: the clients have been on the source since before carve.
+        None => {
+            d.cutover = Some(Cutover {
+                live: to.other(),
+                since: String::new(),
+                pause_ms: None,
+                switching,
+                retired: None,
+            })
+        }
+    }
+}
+
+/// Where a moment of the freshly planned switch falls in the recorded steps (the
+/// same step id), so a resumed run splits them where the first run did.
+fn moment(recorded: &[Step], planned: &Switch, index: usize) -> usize {
+    planned
+        .steps
+        .get(index)
+        .and_then(|step| recorded.iter().position(|r| r.id == step.id))
+        .unwrap_or(index.min(recorded.len()))
+}
+
+/// The console's connection: --pgbouncer (recorded in the plan), or the one the plan
+/// records.
+fn console_spec(
+    settings: &Settings,
+    plan: &mut Plan,
+    args: &SwitchArgs,
+) -> anyhow::Result<ConnSpec> {
+    let recorded = plan.consoles.iter().position(|c| c.name == CONSOLE);
+    let conninfo = match (&args.pgbouncer, recorded) {
+        (Some(given), _) => given.clone(),
+        (None, Some(i)) => plan.consoles[i].conninfo.clone(),
+        (None, None) => anyhow::bail!(
+            "how are the clients of {} switched? Pass --pgbouncer CONN: PgBouncer's admin console (for example postgresql://postgres@127.0.0.1:6432/pgbouncer), recorded in {} for later runs",
+            args.domain,
+            settings.plan_path.display()
+        ),
+    };
+    let spec = ConnSpec::resolve(&conninfo, &Environment::from_process())
+        .map_err(|e| anyhow::anyhow!("--pgbouncer: {e}"))?;
+    let config = args
+        .pgbouncer_config
+        .clone()
+        .map(std::path::absolute)
+        .transpose()?
+        .or_else(|| recorded.and_then(|i| plan.consoles[i].config.clone()));
+    let entry = ConsoleRef {
+        name: CONSOLE.into(),
+        conninfo: spec.reference(),
+        config,
+    };
+    match recorded {
+        Some(i) => plan.consoles[i] = entry,
+        None => plan.consoles.push(entry),
+    }
+    Ok(spec)
+}
+
+/// The entries of a fresh cut-over: --entry, or each of the domain's services'
+/// `pgbouncer_entry` (by default its name); where each points now (read from
+/// PgBouncer's file) and where it will point (the domain's server, as PgBouncer
+/// reaches it).
+async fn fresh_board(
+    settings: &Settings,
+    plan: &Plan,
+    domain: &str,
+    args: &SwitchArgs,
+    console: &ConnSpec,
+    server: &ConnSpec,
+) -> anyhow::Result<Switchboard> {
+    let names: Vec<String> = if args.entries.is_empty() {
+        plan.services
+            .iter()
+            .filter(|s| s.domain.as_deref() == Some(domain))
+            .map(|s| s.pgbouncer_entry.clone().unwrap_or_else(|| s.name.clone()))
+            .collect()
+    } else {
+        args.entries.clone()
+    };
+    if names.is_empty() {
+        anyhow::bail!(
+            "no PgBouncer entry is known for {domain}: no service of the plan has it as its domain. Pass --entry NAME (repeatable), or set `domain` and `pgbouncer_entry` of its services in {}",
+            settings.plan_path.display()
+        );
+    }
+    if let Some(problem) = names.iter().find_map(|n| cutover::entry_name_problem(n)) {
+        anyhow::bail!(problem);
+    }
+    let file = match plan
+        .consoles
+        .iter()
+        .find(|c| c.name == CONSOLE)
+        .and_then(|c| c.config.clone())
+    {
+        Some(path) => path,
+        None => {
+            let admin = Console::new(crate::conn::connect(console).await?);
+            let rows = admin
+                .run("SHOW CONFIG")
+                .await
+                .map_err(|e| anyhow::anyhow!("PgBouncer's console: SHOW CONFIG: {e}"))?;
+            let conffile = rows.iter().find_map(|row| {
+                let value = |col: &str| row.iter().find(|(c, _)| c == col).map(|(_, v)| v.clone());
+                (value("key").as_deref() == Some("conffile"))
+                    .then(|| value("value"))
+                    .flatten()
+            });
+            match conffile {
+                Some(path) if !path.is_empty() => path.into(),
+                _ => anyhow::bail!(
+                    "PgBouncer does not say which file it read (SHOW CONFIG has no conffile): pass --pgbouncer-config FILE"
+                ),
+            }
+        }
+    };
+    let target = match &args.pgbouncer_target {
+        Some(given) => ConnSpec::resolve(given, &Environment::from_process())
+            .map_err(|e| anyhow::anyhow!("--pgbouncer-target: {e}"))?,
+        None => server.clone(),
+    };
+    let first = target.targets.first().expect("a connection has a target");
+    let on_server = EntryTarget {
+        host: first.host.clone(),
+        port: first.port,
+        dbname: target.dbname.clone(),
+    };
+    let mut entries = Vec::new();
+    for name in names {
+        let on_source = pgbouncer_file::read(&file, &name).map_err(|e| anyhow::anyhow!(e))?;
+        entries.push(Entry {
+            name,
+            on_source,
+            on_server: on_server.clone(),
+        });
+    }
+    Ok(Switchboard {
+        console: Target::Console(CONSOLE.into()),
+        file,
+        entries,
+    })
+}
+
+/// The switchboard of recorded steps: their file edits say which entries, and where
+/// each points on each side (the edits of a switch to `to` point at `to`).
+fn board_from_steps(steps: &[Step], to: Side) -> anyhow::Result<Switchboard> {
+    let mut entries = Vec::new();
+    let mut file = None;
+    let mut console = None;
+    for step in steps {
+        if let Action::PgbouncerEntry(e) = &step.action {
+            let (on_source, on_server) = match to {
+                Side::Server => (e.from.clone(), e.to.clone()),
+                Side::Source => (e.to.clone(), e.from.clone()),
+            };
+            entries.push(Entry {
+                name: e.entry.clone(),
+                on_source,
+                on_server,
+            });
+            file = Some(e.file.clone());
+            console = Some(step.target.clone());
+        }
+    }
+    match (file, console) {
+        (Some(file), Some(console)) => Ok(Switchboard {
+            console,
+            file,
+            entries,
+        }),
+        _ => anyhow::bail!("the recorded switch has no PgBouncer entry to repoint"),
+    }
+}
+
+/// What the gate weighs, read from both servers, the console and PgBouncer's file.
+async fn gate_facts(
+    ctx: &Context,
+    domain: &str,
+    to: Side,
+    board: &Switchboard,
+) -> anyhow::Result<Facts> {
+    let to_target = cutover::target(to, domain);
+    let from_target = cutover::target(to.other(), domain);
+    let to_session = ctx.endpoints.session(&to_target)?;
+    let from_session = ctx.endpoints.session(&from_target)?;
+    let names = match to {
+        Side::Server => Names::of(domain),
+        Side::Source => Names::back(domain),
+    };
+    let subscription = replication::subscription(&to_session.watch, &names.subscription).await?;
+    let slot = replication::slot(&from_session.watch, &names.slot).await?;
+    let stream = match subscription {
+        None => StreamFacts::default(),
+        Some(s) => StreamFacts {
+            exists: true,
+            enabled: s.enabled,
+            worker: s.worker_alive,
+            tables_not_ready: s
+                .tables
+                .iter()
+                .filter(|t| t.state != "ready")
+                .map(|t| t.table.clone())
+                .collect(),
+            lag_bytes: slot.and_then(|s| s.lag_bytes),
+        },
+    };
+    Ok(Facts {
+        to,
+        stream,
+        invalid_indexes: invalid_indexes(&to_session.watch, domain).await?,
+        to_server: ServerFacts::read(&to_session.watch).await?,
+        from_server: ServerFacts::read(&from_session.watch).await?,
+        console: console_problems(ctx, board).await,
+        verified_at: ctx
+            .plan
+            .domains
+            .iter()
+            .find(|d| d.name == domain)
+            .and_then(|d| d.verified.as_ref())
+            .map(|v| v.at.clone()),
+        now: SystemTime::now(),
+    })
+}
+
+/// Whether the console answers and knows each entry, and the file has each entry
+/// and can be replaced (its directory writable).
+async fn console_problems(ctx: &Context, board: &Switchboard) -> Result<Vec<String>, String> {
+    let console = ctx
+        .endpoints
+        .console(&board.console)
+        .map_err(|e| format!("{e:#}"))?;
+    let rows = console
+        .run("SHOW DATABASES")
+        .await
+        .map_err(|e| format!("the PgBouncer console does not answer SHOW DATABASES: {e}"))?;
+    let mut problems = Vec::new();
+    for entry in &board.entries {
+        let listed = rows
+            .iter()
+            .any(|row| row.iter().any(|(c, v)| c == "name" && v == &entry.name));
+        if !listed {
+            problems.push(format!(
+                "PgBouncer has no database entry {:?} (SHOW DATABASES)",
+                entry.name
+            ));
+        }
+        if let Err(e) = pgbouncer_file::read(&board.file, &entry.name) {
+            problems.push(e);
+        }
+    }
+    let dir = board.file.parent().unwrap_or(std::path::Path::new("."));
+    if !writable(dir) {
+        problems.push(format!(
+            "{} cannot be replaced: its directory {} is not writable by carve",
+            board.file.display(),
+            dir.display()
+        ));
+    }
+    Ok(problems)
+}
+
+/// Whether this process may create files in `dir` (access(2), as the kernel decides).
+fn writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) reads a NUL-terminated path and nothing else.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}

@@ -1,0 +1,351 @@
+//! `carve cutover` and `carve rollback` as users run them: real servers, the real
+//! PgBouncer in front (transaction pooling), and a write load through it the whole
+//! time, recording every acknowledged write; the ledger is compared on the live side.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use carve::pgtemp::{TempBouncer, TempServer};
+use support::*;
+
+/// What the load was told succeeded: each order by its client-side id, with its last
+/// acknowledged status, or None once deleted.
+type Ledger = std::collections::BTreeMap<i64, Option<String>>;
+
+/// What a load run saw.
+struct LoadResult {
+    ledger: Ledger,
+    transactions: u64,
+    errors: Vec<String>,
+}
+
+/// Writes orders of the orders domain through PgBouncer from `workers` connections
+/// (about 50 transactions/s each) until `stop`: inserts marked with a client-side id
+/// in `total`, status updates and deletes of its own rows, each its own transaction
+/// in the simple query protocol (what transaction pooling serves). Errors are
+/// recorded, not fatal: a switch must cause none.
+async fn order_load(
+    conninfo: String,
+    schema: String,
+    customer: i64,
+    workers: i64,
+    stop: Arc<AtomicBool>,
+) -> LoadResult {
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (conninfo, stop) = (conninfo.clone(), stop.clone());
+        let orders = format!("{}.orders", carve::sql::ident(&schema));
+        tasks.push(tokio::spawn(async move {
+            let c = client(&conninfo).await;
+            let (mut ledger, mut errors, mut mine) = (Ledger::new(), Vec::new(), Vec::new());
+            let mut transactions = 0u64;
+            let mut i = 0i64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let id = worker * 1_000_000 + i;
+                // (statement, the order it is about, its acknowledged state after)
+                let (sql, order, after) = match i % 5 {
+                    0..=2 => (
+                        format!(
+                            "INSERT INTO {orders} (customer_id, total) VALUES ({customer}, {})",
+                            1_000_000_000 + id
+                        ),
+                        id,
+                        Some("placed".to_string()),
+                    ),
+                    3 if !mine.is_empty() => {
+                        let m: i64 = mine[(i as usize / 5) % mine.len()];
+                        (
+                            format!(
+                                "UPDATE {orders} SET status = 'paid' WHERE total = {}",
+                                1_000_000_000 + m
+                            ),
+                            m,
+                            Some("paid".to_string()),
+                        )
+                    }
+                    _ if !mine.is_empty() => {
+                        let m = mine[0];
+                        (
+                            format!("DELETE FROM {orders} WHERE total = {}", 1_000_000_000 + m),
+                            m,
+                            None,
+                        )
+                    }
+                    _ => continue,
+                };
+                match c.simple_query(&sql).await {
+                    Ok(_) => {
+                        transactions += 1;
+                        match &after {
+                            Some(s) if s == "placed" => mine.push(order),
+                            None => mine.retain(|m| *m != order),
+                            _ => {}
+                        }
+                        ledger.insert(order, after);
+                    }
+                    Err(e) => errors.push(format!("{sql}: {}", carve::conn::describe_db_error(&e))),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ledger, transactions, errors)
+        }));
+    }
+    let mut result = LoadResult {
+        ledger: Ledger::new(),
+        transactions: 0,
+        errors: Vec::new(),
+    };
+    for task in tasks {
+        let (ledger, n, errors) = task.await.unwrap();
+        result.ledger.extend(ledger);
+        result.transactions += n;
+        result.errors.extend(errors);
+    }
+    result
+}
+
+/// The load's orders on one side, by client-side id, and how many times each is
+/// there.
+async fn orders_on(c: &tokio_postgres::Client, schema: &str) -> Vec<(i64, String, i64)> {
+    c.query(
+        &format!(
+            "SELECT (total - 1000000000)::int8, min(status), count(*) FROM {}.orders WHERE total >= 1000000000 GROUP BY 1 ORDER BY 1",
+            carve::sql::ident(schema)
+        ),
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// Every acknowledged write is on `c`'s side exactly once, as acknowledged, and
+/// nothing else of the load is.
+async fn assert_ledger(c: &tokio_postgres::Client, schema: &str, ledger: &Ledger) {
+    let found = orders_on(c, schema).await;
+    let duplicated: Vec<_> = found.iter().filter(|(_, _, n)| *n > 1).collect();
+    assert!(duplicated.is_empty(), "duplicated writes: {duplicated:?}");
+    let found: Ledger = found.into_iter().map(|(id, s, _)| (id, Some(s))).collect();
+    let expected: Ledger = ledger
+        .iter()
+        .filter(|(_, s)| s.is_some())
+        .map(|(id, s)| (*id, s.clone()))
+        .collect();
+    let lost: Vec<_> = expected
+        .iter()
+        .filter(|(id, s)| found.get(id) != Some(s))
+        .collect();
+    let extra: Vec<_> = found
+        .keys()
+        .filter(|id| !expected.contains_key(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} lost or changed writes: {lost:?}",
+        lost.len()
+    );
+    assert!(extra.is_empty(), "writes nobody acknowledged: {extra:?}");
+}
+
+/// Runs carve in a blocking task, so the load goes on beside it.
+async fn carve_in_background(m: &Monolith, args: &[&str]) -> std::process::Output {
+    let (plan, conninfo) = (m.plan.clone(), m.conninfo.clone());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        carve()
+            .arg("--plan")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"])
+            .args(&args)
+            .env("CARVE_SOURCE", conninfo)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The shop after assign, with every cross-domain object decided drop-at-move,
+/// its orders domain moved to a second server and verified, and PgBouncer in front
+/// of the source with entry `orders_db`.
+struct Stage {
+    source: TempServer,
+    _dir: tempfile::TempDir,
+    m: Monolith,
+    _target: TempServer,
+    target_conninfo: String,
+    bouncer: TempBouncer,
+    domain: String,
+    customer: i64,
+}
+
+async fn moved_shop() -> Stage {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, dir.path(), "shop", "shop").await;
+    assert_success(&run(&m, &["assign"]));
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for d in plan.decisions.iter_mut() {
+        if d.choice == "keep-until-move" {
+            d.choice = "drop-at-move".into();
+        }
+    }
+    plan.save(&m.plan).unwrap();
+    let domain = domain_of(&m, "public.orders");
+    let target = server();
+    create_db(&target, "shop", "SELECT 1").await;
+    let target_conninfo = target.conninfo("shop");
+    // The load logs in as postgres, not as a service role whose search_path the move
+    // sets on the new server; the domain's trigger functions name their tables
+    // unqualified, so postgres gets the same search_path there.
+    client(&target_conninfo)
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE postgres IN DATABASE shop SET search_path = {}, public",
+            carve::sql::ident(&domain)
+        ))
+        .await
+        .unwrap();
+    let bouncer = TempBouncer::start(&source, &[("orders_db", "shop")])
+        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+    let customer: i64 = client(&m.conninfo)
+        .await
+        .query_one("SELECT min(id) FROM public.customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    Stage {
+        source,
+        _dir: dir,
+        m,
+        _target: target,
+        target_conninfo,
+        bouncer,
+        domain,
+        customer,
+    }
+}
+
+impl Stage {
+    fn switch_args<'a>(&'a self, command: &'a str, console: &'a str) -> Vec<&'a str> {
+        vec![
+            command,
+            "--domain",
+            &self.domain,
+            "--pgbouncer",
+            console,
+            "--entry",
+            "orders_db",
+        ]
+    }
+
+    async fn move_and_verify(&self) {
+        let out = carve_in_background(
+            &self.m,
+            &[
+                "move",
+                "--domain",
+                &self.domain,
+                "--target",
+                &self.target_conninfo,
+                "--accept-unlimited-slot-wal",
+            ],
+        )
+        .await;
+        assert_success(&out);
+        let out = carve_in_background(&self.m, &["verify", "--domain", &self.domain]).await;
+        if !out.status.success() {
+            eprintln!("VERIFY {}", stdout(&out));
+        }
+        assert_success(&out);
+    }
+}
+
+fn pause_ms(out: &std::process::Output) -> u64 {
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)));
+    report["pause_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{report:#}"))
+}
+
+#[tokio::test]
+async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
+    let stage = moved_shop().await;
+    let console = stage.bouncer.console_conninfo();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(order_load(
+        stage.bouncer.conninfo("orders_db"),
+        stage.domain.clone(),
+        stage.customer,
+        4,
+        stop.clone(),
+    ));
+    stage.move_and_verify().await;
+
+    let mut pauses = Vec::new();
+    let out = carve_in_background(&stage.m, &stage.switch_args("cutover", &console)).await;
+    assert_success(&out);
+    pauses.push(pause_ms(&out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A writer that bypasses PgBouncer is refused by the fence, loudly.
+    let direct = client(&stage.m.conninfo).await;
+    let refused = direct
+        .simple_query(&format!(
+            "INSERT INTO {}.orders (customer_id, total) VALUES ({}, 5)",
+            carve::sql::ident(&stage.domain),
+            stage.customer
+        ))
+        .await
+        .expect_err("the fence lets a direct write through");
+    let text = carve::conn::describe_db_error(&refused);
+    assert!(text.contains("fenced"), "{text}");
+
+    let out = carve_in_background(&stage.m, &stage.switch_args("rollback", &console)).await;
+    assert_success(&out);
+    pauses.push(pause_ms(&out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = carve_in_background(&stage.m, &stage.switch_args("cutover", &console)).await;
+    assert_success(&out);
+    pauses.push(pause_ms(&out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    stop.store(true, Ordering::SeqCst);
+    let result = load.await.unwrap();
+    assert!(
+        result.errors.is_empty(),
+        "client errors: {:#?}",
+        result.errors
+    );
+    assert!(
+        result.transactions > 200,
+        "{} transactions",
+        result.transactions
+    );
+    let target = client(&stage.target_conninfo).await;
+    assert_ledger(&target, &stage.domain, &result.ledger).await;
+    // The source follows through the stream back, for the next rollback.
+    let source = client(&stage.m.conninfo).await;
+    let mut same = false;
+    for _ in 0..100 {
+        if orders_on(&source, &stage.domain).await == orders_on(&target, &stage.domain).await {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(same, "the source did not follow the domain's server");
+    eprintln!(
+        "{} transactions, {} acknowledged orders; write pauses {pauses:?} ms",
+        result.transactions,
+        result.ledger.len()
+    );
+    let _ = &stage.source;
+}
