@@ -113,7 +113,7 @@ async fn order_load(
 async fn orders_on(c: &tokio_postgres::Client, schema: &str) -> Vec<(i64, String, i64)> {
     c.query(
         &format!(
-            "SELECT (total - 1000000000)::int8, min(status), count(*) FROM {}.orders WHERE total >= 1000000000 GROUP BY 1 ORDER BY 1",
+            "SELECT (total - 1000000000)::int8, min(status), count(*) FROM {}.orders WHERE total >= 1000000000 AND total < 2000000000 GROUP BY 1 ORDER BY 1",
             carve::sql::ident(schema)
         ),
         &[],
@@ -188,7 +188,16 @@ struct Stage {
 async fn moved_shop() -> Stage {
     let source = server();
     let dir = tempfile::tempdir().unwrap();
-    let m = example_monolith(&source, dir.path(), "shop", "shop").await;
+    // A free-standing sequence drawn on by two tables of the domain: the order
+    // numbers and the status history's entry numbers, each unique, so a value handed
+    // out twice after a switch is a client error.
+    let example = example("shop");
+    let sql = format!(
+        "{}\n{}\nALTER TABLE order_status_history ADD COLUMN entry_no bigint NOT NULL UNIQUE DEFAULT nextval('order_number_seq');",
+        example.schema, example.seed
+    );
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
+    let m = monolith(&source, dir.path(), "shop", &sql, workload).await;
     assert_success(&run(&m, &["assign"]));
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
     for d in plan.decisions.iter_mut() {
@@ -280,11 +289,12 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     let stage = moved_shop().await;
     let console = stage.bouncer.console_conninfo();
     let stop = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
     let load = tokio::spawn(order_load(
         stage.bouncer.conninfo("orders_db"),
         stage.domain.clone(),
         stage.customer,
-        4,
+        6,
         stop.clone(),
     ));
     stage.move_and_verify().await;
@@ -324,11 +334,8 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
         "client errors: {:#?}",
         result.errors
     );
-    assert!(
-        result.transactions > 200,
-        "{} transactions",
-        result.transactions
-    );
+    let rate = result.transactions as f64 / started.elapsed().as_secs_f64();
+    assert!(rate > 100.0, "only {rate:.0} transactions/s");
     let target = client(&stage.target_conninfo).await;
     assert_ledger(&target, &stage.domain, &result.ledger).await;
     // The source follows through the stream back, for the next rollback.
@@ -342,10 +349,160 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(same, "the source did not follow the domain's server");
+    // The shared sequence on the live side is past both tables' values, and both
+    // took values from it after the switches (no collision: no client error above).
+    let schema = carve::sql::ident(&stage.domain);
+    let past = count(
+        &target,
+        &format!(
+            "SELECT (s.last_value >= greatest((SELECT max(order_number) FROM {schema}.orders), (SELECT max(entry_no) FROM {schema}.order_status_history)))::int::int8 FROM {schema}.order_number_seq s"
+        ),
+    )
+    .await;
+    assert_eq!(past, 1, "the shared sequence is behind a value in use");
     eprintln!(
-        "{} transactions, {} acknowledged orders; write pauses {pauses:?} ms",
+        "{} transactions ({rate:.0}/s), {} acknowledged orders; write pauses {pauses:?} ms",
         result.transactions,
         result.ledger.len()
     );
     let _ = &stage.source;
+}
+
+/// Where the plan says the domain's clients are, and whether a switch is under way.
+fn live_side(m: &Monolith, domain: &str) -> (carve::plan::Side, bool) {
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let d = plan.domains.iter().find(|d| d.name == domain).unwrap();
+    match &d.cutover {
+        None => (carve::plan::Side::Source, false),
+        Some(c) => (c.live, c.switching.is_some()),
+    }
+}
+
+/// Runs carve (blocking) until it does not find the lock of a killed run still held.
+fn run_past_lock(m: &Monolith, args: &[&str]) -> std::process::Output {
+    for _ in 0..50 {
+        let out = run(m, args);
+        if code(&out) != 4 {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the lock stayed held");
+}
+
+/// A write through PgBouncer lands on `live` (and only there), and a direct write to
+/// the other side is refused by its fence when `other_fenced`.
+async fn assert_clean(stage: &Stage, live: carve::plan::Side, other_fenced: bool, probe: i64) {
+    let orders = format!("{}.orders", carve::sql::ident(&stage.domain));
+    let through = client(&stage.bouncer.conninfo("orders_db")).await;
+    through
+        .simple_query(&format!(
+            "INSERT INTO {orders} (customer_id, total) VALUES ({}, {})",
+            stage.customer,
+            2_000_000_000 + probe
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("a write through PgBouncer failed: {e}"));
+    let (live_client, other) = match live {
+        carve::plan::Side::Source => (
+            client(&stage.m.conninfo).await,
+            client(&stage.target_conninfo).await,
+        ),
+        carve::plan::Side::Server => (
+            client(&stage.target_conninfo).await,
+            client(&stage.m.conninfo).await,
+        ),
+    };
+    let here = count(
+        &live_client,
+        &format!(
+            "SELECT count(*) FROM {orders} WHERE total = {}",
+            2_000_000_000 + probe
+        ),
+    )
+    .await;
+    assert_eq!(here, 1, "the probe did not land on {live:?}");
+    if other_fenced {
+        let refused = other
+            .simple_query(&format!(
+                "INSERT INTO {orders} (customer_id, total) VALUES ({}, 5)",
+                stage.customer
+            ))
+            .await
+            .expect_err("the side clients left takes writes");
+        assert!(carve::conn::describe_db_error(&refused).contains("fenced"));
+    }
+}
+
+/// SIGKILL at the start of each step of a cut-over, under load; then the same
+/// command again, or --abort: each ends with the clients on exactly one side, the
+/// other fenced, and at the end no acknowledged write lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_over_killed_at_any_step_ends_on_one_side_after_a_rerun_or_an_abort() {
+    use carve::plan::Side;
+    let stage = moved_shop().await;
+    let console = stage.bouncer.console_conninfo();
+    stage.move_and_verify().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(order_load(
+        stage.bouncer.conninfo("orders_db"),
+        stage.domain.clone(),
+        stage.customer,
+        2,
+        stop.clone(),
+    ));
+    let cutover = stage.switch_args("cutover", &console);
+    let rollback = stage.switch_args("rollback", &console);
+    let mut ended = Vec::new();
+    let mut rolled_back = false;
+    for k in 1..=18usize {
+        {
+            let (m, args) = (&stage.m, cutover.clone());
+            tokio::task::block_in_place(|| kill_after(m, &args, k));
+        }
+        let (_, switching) = live_side(&stage.m, &stage.domain);
+        let mut args = cutover.clone();
+        if k % 2 == 0 {
+            args.push("--abort");
+        }
+        let out = tokio::task::block_in_place(|| run_past_lock(&stage.m, &args));
+        let out = if code(&out) == 1 && stderr(&out).contains("point of no return") {
+            // Past it, --abort refuses and says to finish: so do that.
+            tokio::task::block_in_place(|| run_past_lock(&stage.m, &cutover))
+        } else {
+            out
+        };
+        assert_success(&out);
+        let (live, still) = live_side(&stage.m, &stage.domain);
+        assert!(!still, "k={k}: a switch is still under way");
+        ended.push((k, switching, live));
+        assert_clean(&stage, live, live == Side::Server || rolled_back, k as i64).await;
+        if live == Side::Server {
+            let out = tokio::task::block_in_place(|| run_past_lock(&stage.m, &rollback));
+            assert_success(&out);
+            rolled_back = true;
+            assert_clean(&stage, Side::Source, true, 100 + k as i64).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let result = load.await.unwrap();
+    assert!(
+        result.errors.is_empty(),
+        "client errors: {:#?}",
+        result.errors
+    );
+    let source = client(&stage.m.conninfo).await;
+    assert_ledger(&source, &stage.domain, &result.ledger).await;
+    eprintln!(
+        "{} transactions; (step killed, under way after, live side): {ended:?}",
+        result.transactions
+    );
+    assert!(
+        ended.iter().any(|(_, _, l)| *l == Side::Server),
+        "no run finished the switch"
+    );
+    assert!(
+        ended.iter().any(|(_, _, l)| *l == Side::Source),
+        "no abort kept the clients"
+    );
 }

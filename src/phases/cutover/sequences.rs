@@ -94,16 +94,19 @@ pub fn validate(catalog: &Catalog, domain: &str, on: &Target) -> Step {
         let name = qualified(&seq.name.schema, &seq.name.name);
         let (_, aggregate) = direction(seq);
         let beyond = if seq.increment < 0 { "<" } else { ">" };
+        // The columns first, then the sequence: clients write meanwhile, and every
+        // value they took from it is behind its position read afterwards.
         sql.push_str(&format!(
-            "DO $carve$ DECLARE seq regclass := {}::regclass; here record; c record; found bigint;\n\
+            "DO $carve$ DECLARE seq regclass := {}::regclass; here record; c record; found bigint; highest bigint; holder text;\n\
 BEGIN\n\
-  EXECUTE format('SELECT last_value, is_called FROM %s', seq) INTO here;\n\
   FOR c IN {COLUMNS_USING} LOOP\n\
     EXECUTE format('SELECT {aggregate}(%I)::bigint FROM %s', c.attname, c.rel) INTO found;\n\
-    IF found IS NOT NULL AND (found {beyond} here.last_value OR (NOT here.is_called AND found = here.last_value)) THEN\n\
-      RAISE EXCEPTION 'sequence % would hand out % again, which %.% already holds', seq, found, c.rel, c.attname;\n\
-    END IF;\n\
+    IF found IS NOT NULL AND (highest IS NULL OR found {beyond} highest) THEN highest := found; holder := format('%s.%I', c.rel, c.attname); END IF;\n\
   END LOOP;\n\
+  EXECUTE format('SELECT last_value, is_called FROM %s', seq) INTO here;\n\
+  IF highest IS NOT NULL AND (highest {beyond} here.last_value OR (NOT here.is_called AND highest = here.last_value)) THEN\n\
+    RAISE EXCEPTION 'sequence % would hand out % again, which % already holds', seq, highest, holder;\n\
+  END IF;\n\
 END $carve$;\n",
             lit(&name)
         ));
