@@ -506,3 +506,131 @@ async fn a_cut_over_killed_at_any_step_ends_on_one_side_after_a_rerun_or_an_abor
         "no abort kept the clients"
     );
 }
+
+/// Each reason the gate refuses a cut-over for, alone: exit 6, the reason named,
+/// and nothing changed (the plan, PgBouncer's file, the source's schema).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gate_refuses_each_reason_and_changes_nothing() {
+    let stage = moved_shop().await;
+    stage.move_and_verify().await;
+    let console = stage.bouncer.console_conninfo();
+    let schema = carve::sql::ident(&stage.domain);
+    let untouched = || {
+        (
+            std::fs::read(&stage.m.plan).unwrap(),
+            std::fs::read(stage.bouncer.config_path()).unwrap(),
+            schema_dump(&stage.source, &stage.m.db),
+        )
+    };
+    let before = untouched();
+    let refused = |extra: &[&str], reason: &str| {
+        let mut args = stage.switch_args("cutover", &console);
+        args.extend_from_slice(extra);
+        let out = tokio::task::block_in_place(|| run(&stage.m, &args));
+        assert_eq!(code(&out), 6, "{reason}: {}", stderr(&out));
+        assert!(stderr(&out).contains(reason), "{reason}: {}", stderr(&out));
+        stderr(&out)
+    };
+
+    // The verify is older than allowed.
+    refused(
+        &["--verify-max-age", "1ms"],
+        "verify: the last clean verify is",
+    );
+    assert!(
+        untouched() == before,
+        "a refused cut-over changed something"
+    );
+
+    // PgBouncer does not answer.
+    let dead = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=pgbouncer connect_timeout=2",
+        carve::pgtemp::free_port().unwrap()
+    );
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &stage.m,
+            &[
+                "cutover",
+                "--domain",
+                &stage.domain,
+                "--pgbouncer",
+                &dead,
+                "--entry",
+                "orders_db",
+            ],
+        )
+    });
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pgbouncer: cannot reach"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        untouched() == before,
+        "a refused cut-over changed something"
+    );
+
+    // The domain's server lags: its apply worker waits for a lock the test holds
+    // while the source takes writes.
+    let target = client(&stage.target_conninfo).await;
+    let mut holder = client(&stage.target_conninfo).await;
+    let blocking = holder.transaction().await.unwrap();
+    blocking
+        .batch_execute(&format!(
+            "LOCK TABLE {schema}.orders IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .unwrap();
+    let source = client(&stage.m.conninfo).await;
+    // Many transactions: the slot confirms up to the first one the worker is stuck
+    // in, and every one after it is lag.
+    source
+        .batch_execute(&format!(
+            "DO $$ BEGIN FOR i IN 1..500 LOOP INSERT INTO {schema}.orders (customer_id, total) VALUES ({}, i); COMMIT; END LOOP; END $$",
+            stage.customer
+        ))
+        .await
+        .unwrap();
+    // Until the worker is seen waiting and the lag is there.
+    let mut blocked = false;
+    for _ in 0..100 {
+        let waiting = count(&target, "SELECT count(*) FROM pg_locks WHERE NOT granted").await;
+        let lag = count(&source, "SELECT max(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn))::int8 FROM pg_replication_slots").await;
+        if waiting > 0 && lag > 100_000 {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        blocked,
+        "the apply worker never waited for the lock: {} waiting, lag {}",
+        count(&target, "SELECT count(*) FROM pg_locks WHERE NOT granted").await,
+        count(&source, "SELECT max(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn))::int8 FROM pg_replication_slots").await
+    );
+    let text = refused(&["--max-lag", "1000"], "lag: ");
+    assert!(!text.contains("replication:"), "only the lag: {text}");
+    blocking.rollback().await.unwrap();
+    // The apply worker is stopped.
+    let subscription: String = target
+        .query_one("SELECT subname::text FROM pg_subscription", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sub = carve::sql::ident(&subscription);
+    target
+        .batch_execute(&format!("ALTER SUBSCRIPTION {sub} DISABLE"))
+        .await
+        .unwrap();
+    refused(&[], "replication: the subscription is disabled");
+    target
+        .batch_execute(&format!("ALTER SUBSCRIPTION {sub} ENABLE"))
+        .await
+        .unwrap();
+
+    let after = untouched();
+    assert!(after.1 == before.1, "PgBouncer's file changed");
+    assert_eq!(after.2, before.2, "the source's schema changed");
+}

@@ -69,7 +69,7 @@ pub async fn slots(source: &Client, prefix: &str) -> anyhow::Result<Vec<SlotStat
     let rows = source
         .query(
             "SELECT slot_name::text, active,
-                    pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
+                    pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_insert_lsn(), confirmed_flush_lsn)::int8,
                     pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8,
                     wal_status
              FROM pg_catalog.pg_replication_slots

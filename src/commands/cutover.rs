@@ -117,6 +117,20 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         .unwrap_or_else(|| default_password_file(&settings.plan_path));
     crate::conn::password::PasswordFile::check(&password_file)?;
 
+    // An unreachable console is a reason the gate names, not a failure halfway.
+    if fresh && !args.abort {
+        if let Err(e) = crate::conn::connect(&console_spec).await {
+            out.error(&format!("pgbouncer: cannot reach the admin console: {e}"));
+            out.name_objects(["pgbouncer".to_string()]);
+            out.warn(&format!(
+                "the {} of {domain} cannot start. Nothing was changed: the clients stay on {}",
+                command_of(to),
+                to.other().word()
+            ));
+            out.failing(exit::GATE_NOT_MET);
+            return Ok(exit::GATE_NOT_MET);
+        }
+    }
     // Where the entries point on each side: a fresh cut-over reads the file; a
     // rollback, a resumed switch and an abort take them from the recorded steps.
     let recorded = plan.phase(&id).map(|r| r.steps.clone());

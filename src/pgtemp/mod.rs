@@ -342,7 +342,8 @@ impl Drop for TempServer {
     }
 }
 
-pub(crate) fn free_port() -> std::io::Result<u16> {
+/// A TCP port on 127.0.0.1 nothing listens on now.
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
