@@ -284,7 +284,7 @@ fn pause_ms(out: &std::process::Output) -> u64 {
         .unwrap_or_else(|| panic!("{report:#}"))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     let stage = moved_shop().await;
     let console = stage.bouncer.console_conninfo();
@@ -317,6 +317,27 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
         .expect_err("the fence lets a direct write through");
     let text = carve::conn::describe_db_error(&refused);
     assert!(text.contains("fenced"), "{text}");
+
+    // The plan says where the clients are; the move cannot be undone under them.
+    let status = tokio::task::block_in_place(|| {
+        run(
+            &stage.m,
+            &["status", "--domain", &stage.domain, "--offline"],
+        )
+    });
+    assert!(
+        stdout(&status).contains("clients: on its own server since"),
+        "{}",
+        stdout(&status)
+    );
+    let undo =
+        tokio::task::block_in_place(|| run(&stage.m, &["undo", "move", "--domain", &stage.domain]));
+    assert_eq!(code(&undo), 1);
+    assert!(
+        stderr(&undo).contains("carve rollback --domain"),
+        "{}",
+        stderr(&undo)
+    );
 
     let out = carve_in_background(&stage.m, &stage.switch_args("rollback", &console)).await;
     assert_success(&out);

@@ -24,6 +24,9 @@ struct PhaseReport<'a> {
     /// A moved domain's last clean verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     verified: Option<&'a crate::plan::Verified>,
+    /// Where a moved domain's clients are, and a switch under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cutover: Option<&'a crate::plan::Cutover>,
 }
 
 /// A move's replication as the servers show it now.
@@ -146,6 +149,12 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<u8> {
                 .filter(|_| r.name == phase_names::MOVE && !r.is_undone())
                 .and_then(|d| plan.domains.iter().find(|x| &x.name == d))
                 .and_then(|d| d.verified.as_ref()),
+            cutover: r
+                .domain
+                .as_ref()
+                .filter(|_| r.name == phase_names::MOVE && !r.is_undone())
+                .and_then(|d| plan.domains.iter().find(|x| &x.name == d))
+                .and_then(|d| d.cutover.as_ref()),
             replication: (r.name == phase_names::MOVE && !r.is_undone())
                 .then(|| {
                     let at = live
@@ -222,6 +231,9 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<u8> {
                 "  verified: every row the same on both servers at {} ({} rows in {} table(s))",
                 v.at, v.rows, v.tables
             ));
+        }
+        if let Some(c) = p.cutover {
+            out.line(&render_cutover(c, p.domain.unwrap_or_default()));
         }
     }
     if let Some(problem) = source_problem {
@@ -301,4 +313,29 @@ fn render_replication(r: &Replication) -> String {
         lines.push(format!("    could not read {p}"));
     }
     lines.join("\n")
+}
+
+/// Where a moved domain's clients are, for people.
+fn render_cutover(c: &crate::plan::Cutover, domain: &str) -> String {
+    let mut text = format!("  clients: on {}", c.live.word());
+    if !c.since.is_empty() {
+        text.push_str(&format!(" since {}", c.since));
+    }
+    if let Some(ms) = c.pause_ms {
+        text.push_str(&format!(" (the switch paused writes {ms} ms)"));
+    }
+    if let Some(s) = &c.switching {
+        let command = crate::phases::cutover::phase_name(s.to);
+        text.push_str(&format!(
+            "\n  switching to {} since {}: {}",
+            s.to.word(),
+            s.started,
+            if s.committed.is_some() {
+                format!("past its point of no return; `carve {command} --domain {domain}` finishes it")
+            } else {
+                format!("`carve {command} --domain {domain}` finishes it, `carve {command} --domain {domain} --abort` cancels it")
+            }
+        ));
+    }
+    text
 }

@@ -28,6 +28,21 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         }
         Some(_) => {}
     }
+    // A cut-over domain's move is not undone: its clients write on its server.
+    if let Some(domain) = &args.domain {
+        let cutover = plan
+            .domains
+            .iter()
+            .find(|d| &d.name == domain)
+            .and_then(|d| d.cutover.as_ref());
+        if let Some(c) = cutover {
+            if c.switching.is_some() || c.live == crate::plan::Side::Server {
+                anyhow::bail!(
+                    "the clients of {domain} are switched (or being switched) to its server: undoing the move would lose their writes. `carve rollback --domain {domain}` brings them back first (or `carve cutover --domain {domain} --abort` cancels a switch under way)"
+                );
+            }
+        }
+    }
     // Phases build on each other: a later one still in place is undone first.
     let later = crate::plan::phase_names::ORDER
         .iter()
