@@ -312,6 +312,18 @@ pub enum Command {
     /// and PgBouncer's entries point at the source again. No write made on the
     /// domain's server is lost. The gate is cut-over's, without the verify.
     Rollback(SwitchArgs),
+    /// Take down a cut-over domain's way back and put its old schema aside
+    ///
+    /// Only after the grace period (--after) since the cut-over, with confirmation
+    /// (or --yes): the stream back to the source is removed (after it, `carve
+    /// rollback` is no longer possible); views and foreign keys on the source that
+    /// still read the old tables from outside their schema are dropped (they would
+    /// read rows nobody updates any more); and the old schema is renamed
+    /// `<schema>__retired_<time>`, keeping its fence. Nothing is dropped for good.
+    ///
+    /// `--drop`, later, drops the renamed schema with everything in it, refused
+    /// while anything outside it depends on it. That one cannot be undone.
+    Retire(RetireArgs),
     /// Reverse a phase: its recorded steps' undos, last first, checkpointed the same way
     ///
     /// Only what the phase did is reversed, exactly as it was planned (the steps are
@@ -514,6 +526,30 @@ pub struct SwitchArgs {
     /// clients stay where they were and the stream runs as before.
     #[arg(long)]
     pub abort: bool,
+
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The cut-over domain to retire (its name in the plan).
+    #[arg(long, value_name = "NAME")]
+    pub domain: String,
+
+    /// The grace period: refuse until the cut-over is at least this old (rollback
+    /// stays possible until retire).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub after: std::time::Duration,
+
+    /// Drop the schema an earlier retire renamed, for good.
+    #[arg(long)]
+    pub drop: bool,
+
+    /// Where the replication roles' passwords are kept [default: the plan file's name
+    /// with .passwords].
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub apply: ApplyArgs,
@@ -751,6 +787,7 @@ impl Command {
             Command::Verify(_) => "verify",
             Command::Cutover(_) => "cutover",
             Command::Rollback(_) => "rollback",
+            Command::Retire(_) => "retire",
             Command::Undo(_) => "undo",
             Command::Status(_) => "status",
             Command::Demo(_) => "demo",
@@ -808,6 +845,7 @@ pub fn main() -> ExitCode {
             Command::Rollback(args) => {
                 commands::cutover::run(&settings, args, crate::plan::Side::Source).await
             }
+            Command::Retire(args) => commands::retire::run(&settings, args).await,
             Command::Undo(args) => commands::undo::run(&settings, args).await,
             Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,

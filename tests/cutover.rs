@@ -381,6 +381,61 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     )
     .await;
     assert_eq!(past, 1, "the shared sequence is behind a value in use");
+    // Retire: not before the grace period; then the way back goes, the views and
+    // foreign keys reading the old tables go, and the schema is put aside.
+    let early =
+        tokio::task::block_in_place(|| run(&stage.m, &["retire", "--domain", &stage.domain]));
+    assert_eq!(code(&early), 6, "{}", stderr(&early));
+    let retired = tokio::task::block_in_place(|| {
+        run(
+            &stage.m,
+            &["retire", "--domain", &stage.domain, "--after", "0s"],
+        )
+    });
+    assert_success(&retired);
+    let leftover = count(
+        &source,
+        &format!(
+            "SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_namespace WHERE nspname = {}) + (SELECT count(*) FROM pg_views WHERE viewname = 'orders')",
+            carve::sql::literal(&stage.domain).unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        leftover, 0,
+        "the stream back, the schema or the compatibility view is left"
+    );
+    assert_eq!(
+        count(&target, "SELECT count(*) FROM pg_publication").await,
+        0
+    );
+    let retired_schema: String = source
+        .query_one(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '%\\_\\_retired\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let back =
+        tokio::task::block_in_place(|| run(&stage.m, &stage.switch_args("rollback", &console)));
+    assert_eq!(code(&back), 1);
+    assert!(stderr(&back).contains("retired"), "{}", stderr(&back));
+    let dropped = tokio::task::block_in_place(|| {
+        run(&stage.m, &["retire", "--domain", &stage.domain, "--drop"])
+    });
+    assert_success(&dropped);
+    assert_eq!(
+        count(
+            &source,
+            &format!(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = {}",
+                carve::sql::literal(&retired_schema).unwrap()
+            )
+        )
+        .await,
+        0
+    );
     eprintln!(
         "{} transactions ({rate:.0}/s), {} acknowledged orders; write pauses {pauses:?} ms",
         result.transactions,

@@ -155,3 +155,33 @@ pub async fn invalid_indexes(client: &Client, schema: &str) -> anyhow::Result<Ve
         })?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// Objects outside `schema` that depend on relations in it (views, foreign keys,
+/// triggers, column defaults of other schemas' tables): what `DROP SCHEMA … CASCADE`
+/// would drop with it, described as PostgreSQL names them.
+pub async fn dependents_outside(client: &Client, schema: &str) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            "WITH inside AS (
+                 SELECT c.oid FROM pg_catalog.pg_class c
+                 WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
+             )
+             SELECT DISTINCT coalesce(r.ev_class::regclass::text, pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid))
+             FROM pg_catalog.pg_depend d
+             LEFT JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
+             LEFT JOIN pg_catalog.pg_constraint k ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
+             LEFT JOIN pg_catalog.pg_trigger t ON d.classid = 'pg_catalog.pg_trigger'::regclass AND t.oid = d.objid
+             LEFT JOIN pg_catalog.pg_attrdef a ON d.classid = 'pg_catalog.pg_attrdef'::regclass AND a.oid = d.objid
+             WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (SELECT oid FROM inside)
+               AND d.deptype = 'n'
+               AND coalesce(r.ev_class, k.conrelid, t.tgrelid, a.adrelid) IS NOT NULL
+               AND coalesce(r.ev_class, k.conrelid, t.tgrelid, a.adrelid) NOT IN (SELECT oid FROM inside)
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("looking for what depends on {schema}: {}", describe_db_error(&e))
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

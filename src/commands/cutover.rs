@@ -23,8 +23,7 @@ use crate::phases::cutover::gate::{self, Facts, StreamFacts, Thresholds};
 use crate::phases::cutover::{self, Entry, Links, Switch, SwitchOptions, Switchboard};
 use crate::phases::move_domain::replication::Names;
 use crate::plan::{
-    now_rfc3339, ConsoleRef, Cutover, GateHints, PhaseEvent, PhaseId, PhaseRecord, Plan, Side,
-    StepStatus, Switching,
+    now_rfc3339, ConsoleRef, Cutover, PhaseEvent, PhaseId, Plan, Side, StepStatus, Switching,
 };
 
 /// The console's name in the plan (`console:pgbouncer`).
@@ -77,6 +76,16 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     if !plan.phase(&moved).is_some_and(|r| r.is_applied()) {
         anyhow::bail!(
             "{domain} has not been moved: `carve move --domain {domain} --target CONN` copies it to its server and keeps it in step; cut-over comes after"
+        );
+    }
+    if to == Side::Source
+        && plan.domains[position]
+            .cutover
+            .as_ref()
+            .is_some_and(|c| c.retired.is_some())
+    {
+        anyhow::bail!(
+            "{domain} is retired: the stream back to the source was removed, so there is no way back that loses no write"
         );
     }
     let id = PhaseId::new(cutover::phase_name(to), Some(&domain));
@@ -457,17 +466,7 @@ fn record_start(
     before: String,
     steps: &[Step],
 ) {
-    plan.phases
-        .retain(|p| !(p.name == id.name && p.domain == id.domain));
-    plan.phases.push(PhaseRecord::planned(
-        id.clone(),
-        before,
-        GateHints {
-            privileges: true,
-            ..GateHints::default()
-        },
-        steps.to_vec(),
-    ));
+    phase::record_planned(plan, id, before, steps);
     let d = domain_mut(plan, domain);
     let switching = Some(Switching {
         to,

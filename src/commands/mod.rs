@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod move_domain;
 pub mod phase;
 pub mod restrict;
+pub mod retire;
 pub mod status;
 pub mod undo;
 pub mod verify;

@@ -13,13 +13,13 @@ use crate::conn::{ConnInfo, ConnSpec, Environment};
 use tokio_postgres::Client;
 
 use crate::engine::proof;
-use crate::engine::{Step, Target};
+use crate::engine::Target;
 use crate::exit;
 use crate::phases::move_domain::preflight::{self, Acceptances, TargetFacts};
 use crate::phases::move_domain::replication::Link;
 use crate::phases::move_domain::{self, MoveOptions, PHASE};
 use crate::phases::restrict;
-use crate::plan::{GateHints, PhaseId, PhaseRecord, Plan};
+use crate::plan::PhaseId;
 use crate::workload::sources::{Sources, WorkloadOptions};
 
 pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
@@ -136,7 +136,7 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
         return Ok(exit::ERROR);
     }
     if !started {
-        record_phase(&mut ctx.plan, &id, ctx.fingerprint.digest.clone(), &steps);
+        phase::record_planned(&mut ctx.plan, &id, ctx.fingerprint.digest.clone(), &steps);
     }
     let (ran, skipped) = match phase::apply_phase(settings, &mut ctx, &id, &steps, &args.apply)
         .await?
@@ -378,21 +378,4 @@ async fn refusals(
         &target,
         accepted,
     ))
-}
-
-/// Writes the phase into the plan before its first step runs (with the domain's
-/// server, set before connecting).
-fn record_phase(plan: &mut Plan, id: &PhaseId, before: String, steps: &[Step]) {
-    plan.phases
-        .retain(|p| !(p.name == id.name && p.domain == id.domain));
-    plan.phases.push(PhaseRecord::planned(
-        id.clone(),
-        before,
-        GateHints {
-            // The replication role and its grants on the source.
-            privileges: true,
-            ..GateHints::default()
-        },
-        steps.to_vec(),
-    ));
 }

@@ -406,6 +406,23 @@ pub async fn record_result(ctx: &mut Context) -> anyhow::Result<Fingerprint> {
     Ok(fingerprint)
 }
 
+/// Writes a per-domain phase into the plan before its first step runs, replacing an
+/// earlier record of it. Its steps change roles and grants (replication roles): the
+/// fingerprint gate sets those aside while it is under way.
+pub fn record_planned(plan: &mut Plan, id: &PhaseId, before: String, steps: &[Step]) {
+    plan.phases
+        .retain(|p| !(p.name == id.name && p.domain == id.domain));
+    plan.phases.push(crate::plan::PhaseRecord::planned(
+        id.clone(),
+        before,
+        crate::plan::GateHints {
+            privileges: true,
+            ..crate::plan::GateHints::default()
+        },
+        steps.to_vec(),
+    ));
+}
+
 pub fn policy(args: &ApplyArgs) -> LockPolicy {
     LockPolicy {
         timeout: args.lock_timeout,

@@ -32,6 +32,10 @@ pub mod phase_names {
     /// own abort steps before its point of no return, and reversed by the other).
     pub const CUTOVER: &str = "cutover";
     pub const ROLLBACK: &str = "rollback";
+    /// The way back taken down and the old schema put aside, after a grace period.
+    pub const RETIRE: &str = "retire";
+    /// The retired schema dropped for good.
+    pub const DROP_RETIRED: &str = "drop-retired";
     pub const ORDER: &[&str] = &[ASSIGN, RESTRICT, MOVE];
 }
 

@@ -24,6 +24,7 @@
 
 pub mod fence;
 pub mod gate;
+pub mod retire;
 pub mod sequences;
 
 use std::path::PathBuf;

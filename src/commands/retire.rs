@@ -1,0 +1,233 @@
+//! `carve retire --domain D`: after a grace period on its own server, a cut-over
+//! domain's way back is taken down and its old schema on the source renamed;
+//! `--drop` later drops that schema. Steps are `phases::cutover::retire` (pure).
+
+use std::time::{Duration, SystemTime};
+
+use crate::catalog::facts::dependents_outside;
+use crate::cli::{RetireArgs, Settings};
+use crate::commands::move_domain::{default_password_file, link_to};
+use crate::commands::phase;
+use crate::conn::{ConnSpec, Environment};
+use crate::exit;
+use crate::phases::cutover::retire;
+use crate::plan::phase_names::{DROP_RETIRED, RETIRE};
+use crate::plan::{now_rfc3339, PhaseId, Plan, Retired, Side};
+use crate::sql::display_ident;
+
+pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let plan = phase::load_plan(&settings.plan_path)?;
+    let domain = args.domain.clone();
+    let Some(position) = plan.domains.iter().position(|d| d.name == domain) else {
+        anyhow::bail!("{} has no domain {domain:?}", settings.plan_path.display());
+    };
+    let Some(cutover) = plan.domains[position].cutover.clone() else {
+        anyhow::bail!("{domain} was never cut over: retire comes after `carve cutover`");
+    };
+    if cutover.switching.is_some() || cutover.live != Side::Server {
+        anyhow::bail!(
+            "the clients of {domain} are not settled on its own server (see `carve status --domain {domain}`): retire takes down the way back, so only a finished cut-over is retired"
+        );
+    }
+    let retire_id = PhaseId::new(RETIRE, Some(&domain));
+    let retired_done = plan.phase(&retire_id).is_some_and(|r| r.is_applied());
+    if args.drop {
+        let Some(retired) = cutover.retired.clone().filter(|_| retired_done) else {
+            anyhow::bail!(
+                "{domain} is not retired yet: `carve retire --domain {domain}` renames its old schema first, and --drop drops it later"
+            );
+        };
+        if retired.dropped {
+            out.line(&format!(
+                "{} was dropped already: nothing to do",
+                retired.schema
+            ));
+            return Ok(exit::SUCCESS);
+        }
+        return drop(settings, args, plan, &domain, &retired).await;
+    }
+    if retired_done {
+        let name = cutover.retired.map(|r| r.schema).unwrap_or_default();
+        out.line(&format!(
+            "{domain} is retired already (its old schema is {}); `carve retire --domain {domain} --drop` drops it",
+            display_ident(&name)
+        ));
+        return Ok(exit::SUCCESS);
+    }
+    // The grace period: until it is over, rollback stays possible.
+    let since = humantime::parse_rfc3339_weak(&cutover.since).map_err(|_| {
+        anyhow::anyhow!(
+            "the plan's cut-over time {:?} cannot be read",
+            cutover.since
+        )
+    })?;
+    let age = SystemTime::now().duration_since(since).unwrap_or_default();
+    if age < args.after {
+        out.error(&format!(
+            "grace: {domain} was cut over {} ago, less than --after {}; until retire, `carve rollback --domain {domain}` can still take its clients back",
+            humantime::format_duration(Duration::from_secs(age.as_secs())),
+            humantime::format_duration(args.after)
+        ));
+        out.name_objects(["grace".to_string()]);
+        out.failing(exit::GATE_NOT_MET);
+        return Ok(exit::GATE_NOT_MET);
+    }
+    let Some(server) = plan.domains[position].server.clone() else {
+        anyhow::bail!("the plan records no server for {domain}");
+    };
+    let server_spec = ConnSpec::resolve(&server, &Environment::from_process())?;
+    let password_file = args
+        .password_file
+        .clone()
+        .unwrap_or_else(|| default_password_file(&settings.plan_path));
+    let to_server = link_to(
+        &server_spec,
+        &server_spec.dbname,
+        None,
+        "--reverse-conninfo",
+        &password_file,
+    )?;
+    // A retire under way keeps its steps (and the name it renames to).
+    let recorded = plan
+        .phase(&retire_id)
+        .filter(|r| r.is_in_flight())
+        .map(|r| r.steps.clone());
+    let name = match (&recorded, &cutover.retired) {
+        (Some(_), Some(r)) => r.schema.clone(),
+        _ => {
+            let time: String = now_rfc3339().chars().filter(char::is_ascii_digit).collect();
+            retire::retired_name(&domain, &time)
+        }
+    };
+    let mut ctx = match phase::open(settings, &args.apply, plan).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    let steps = match recorded {
+        Some(steps) => steps,
+        None => {
+            if let Some(code) = phase::gate(settings, &ctx, &retire_id) {
+                return Ok(code);
+            }
+            retire::steps(&ctx.catalog, &domain, &to_server, &name)
+        }
+    };
+    if let Some(code) =
+        phase::connect_targets(settings, &mut ctx, &steps, args.apply.dry_run).await?
+    {
+        return Ok(code);
+    }
+    if args.apply.dry_run {
+        return phase::dry_run(settings, &ctx, &retire_id.to_string(), &steps).await;
+    }
+    let dropped: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.id.starts_with("drop view") || s.id.starts_with("drop foreign key"))
+        .map(|s| s.id.as_str())
+        .collect();
+    let question = format!(
+        "Retire {domain}: the stream back is removed, so `carve rollback` is no longer possible; {}; the old schema becomes {}. Go on?",
+        if dropped.is_empty() {
+            "nothing outside the schema reads it".to_string()
+        } else {
+            format!("these go: {}", dropped.join(", "))
+        },
+        display_ident(&name)
+    );
+    if !phase::confirm(settings, &question)? {
+        out.warn("not started; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    let d = ctx
+        .plan
+        .domains
+        .iter_mut()
+        .find(|d| d.name == domain)
+        .expect("checked above");
+    if let Some(c) = d.cutover.as_mut() {
+        c.retired = Some(Retired {
+            at: now_rfc3339(),
+            schema: name.clone(),
+            dropped: false,
+        });
+    }
+    phase::record_planned(
+        &mut ctx.plan,
+        &retire_id,
+        ctx.fingerprint.digest.clone(),
+        &steps,
+    );
+    match phase::apply_phase(settings, &mut ctx, &retire_id, &steps, &args.apply).await? {
+        Ok(_) => {}
+        Err(code) => return Ok(code),
+    }
+    out.line(&format!(
+        "retired {domain}: the way back is gone, {} view(s) and foreign key(s) that read the old tables were dropped, and the old schema is {} on the source (fenced). `carve retire --domain {domain} --drop` drops it when you are sure.",
+        dropped.len(),
+        display_ident(&name)
+    ));
+    Ok(exit::SUCCESS)
+}
+
+/// `--drop`: refused while anything outside the retired schema depends on it.
+async fn drop(
+    settings: &Settings,
+    args: &RetireArgs,
+    plan: Plan,
+    domain: &str,
+    retired: &Retired,
+) -> anyhow::Result<u8> {
+    let out = &settings.out;
+    let id = PhaseId::new(DROP_RETIRED, Some(domain));
+    let mut ctx = match phase::open(settings, &args.apply, plan).await? {
+        Ok(ctx) => ctx,
+        Err(code) => return Ok(code),
+    };
+    let dependents = dependents_outside(&ctx.reader, &retired.schema).await?;
+    if !dependents.is_empty() {
+        for d in &dependents {
+            out.error(&format!(
+                "{d} depends on {}",
+                display_ident(&retired.schema)
+            ));
+        }
+        out.name_objects(dependents.iter().cloned());
+        out.warn("DROP SCHEMA … CASCADE would drop these with it: drop or change them first. Nothing was changed");
+        out.failing(exit::GATE_NOT_MET);
+        return Ok(exit::GATE_NOT_MET);
+    }
+    let steps = vec![retire::drop_retired(&retired.schema)];
+    if args.apply.dry_run {
+        return phase::dry_run(settings, &ctx, &id.to_string(), &steps).await;
+    }
+    let question = format!(
+        "Drop schema {} with everything in it from the source? This cannot be undone",
+        display_ident(&retired.schema)
+    );
+    if !phase::confirm(settings, &question)? {
+        out.warn("not dropped; nothing was changed");
+        return Ok(exit::ERROR);
+    }
+    phase::record_planned(&mut ctx.plan, &id, ctx.fingerprint.digest.clone(), &steps);
+    match phase::apply_phase(settings, &mut ctx, &id, &steps, &args.apply).await? {
+        Ok(_) => {}
+        Err(code) => return Ok(code),
+    }
+    if let Some(r) = ctx
+        .plan
+        .domains
+        .iter_mut()
+        .find(|d| d.name == domain)
+        .and_then(|d| d.cutover.as_mut())
+        .and_then(|c| c.retired.as_mut())
+    {
+        r.dropped = true;
+    }
+    ctx.plan.save(&settings.plan_path)?;
+    out.line(&format!(
+        "dropped {} from the source",
+        display_ident(&retired.schema)
+    ));
+    Ok(exit::SUCCESS)
+}
