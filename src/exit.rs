@@ -15,7 +15,8 @@ pub const CHANGES_PENDING: u8 = 3;
 pub const LOCK_HELD: u8 = 4;
 /// The plan file was made from a catalog that has changed since.
 pub const STALE_PLAN: u8 = 5;
-/// A decision the phase needs is missing from the plan (the message lists them).
+/// A decision the phase needs is missing from the plan, or a preflight or gate
+/// refused (the message lists every reason).
 pub const GATE_NOT_MET: u8 = 6;
 /// verify found rows that differ between the source and a domain's server (each
 /// listed by key).
@@ -58,8 +59,9 @@ Exit codes:
        and start time are shown)
   5    stale plan: the database changed since the plan file was made (the change is listed)
   6    gate not met: the plan lacks a decision the phase needs (each one is listed),
-       restrict's proof found statements that would fail unaccepted (listed), or
-       move's preflight refused (every reason listed)
+       restrict's proof found statements that would fail unaccepted (listed),
+       move's preflight or cut-over's gate refused (every reason listed), or
+       retire's grace period is not over
   7    data differs: verify found rows that differ between the source and the
        domain's server (each listed by key)
   130  interrupted by Ctrl-C";
