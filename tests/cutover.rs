@@ -305,6 +305,23 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     pauses.push(pause_ms(&out));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // No foreign key crosses the domain's boundary on the source any more.
+    let crossing = |c: tokio_postgres::Client, domain: String| async move {
+        count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM pg_constraint k JOIN pg_class a ON a.oid = k.conrelid JOIN pg_class b ON b.oid = k.confrelid WHERE k.contype = 'f' AND ((a.relnamespace = {ns}) <> (b.relnamespace = {ns}))",
+                ns = format!("to_regnamespace({})::oid", carve::sql::literal(&carve::sql::ident(&domain)).unwrap())
+            ),
+        )
+        .await
+    };
+    let crossing_before = crossing(client(&stage.m.conninfo).await, stage.domain.clone()).await;
+    assert_eq!(
+        crossing_before, 0,
+        "crossing foreign keys left on the source"
+    );
+
     // A writer that bypasses PgBouncer is refused by the fence, loudly.
     let direct = client(&stage.m.conninfo).await;
     let refused = direct
@@ -342,6 +359,11 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     let out = carve_in_background(&stage.m, &stage.switch_args("rollback", &console)).await;
     assert_success(&out);
     pauses.push(pause_ms(&out));
+    let restored = crossing(client(&stage.m.conninfo).await, stage.domain.clone()).await;
+    assert!(
+        restored > 0,
+        "the rollback did not make the crossing foreign keys again"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = carve_in_background(&stage.m, &stage.switch_args("cutover", &console)).await;
     assert_success(&out);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::catalog::facts::{invalid_indexes, ServerFacts};
 use crate::catalog::replication;
 use crate::cli::{Settings, SwitchArgs};
-use crate::commands::move_domain::{default_password_file, link, link_to};
+use crate::commands::move_domain::{default_password_file, link, link_to, prove_on_target};
 use crate::commands::phase::{self, Context};
 use crate::conn::{ConnSpec, Environment};
 use crate::engine::endpoint::Console;
@@ -178,6 +178,22 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         "--reverse-conninfo",
         &password_file,
     )?;
+    // The crossings as the cut-over planned them: from the catalog for a fresh one,
+    // from its record otherwise (a rollback's catalog no longer has them).
+    let crossings: Vec<Step> = match (to, fresh) {
+        (Side::Server, true) => cutover::crossings::drops(&ctx.catalog, &domain),
+        _ => ctx
+            .plan
+            .phase(PhaseId::new(cutover::CUTOVER, Some(&domain)))
+            .map(|r| {
+                r.steps
+                    .iter()
+                    .filter(|s| s.id.starts_with("drop crossing "))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
     let options = SwitchOptions {
         to,
         board: &board,
@@ -187,6 +203,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         },
         freeze_timeout: args.freeze_timeout,
         catch_up_timeout: args.catch_up_timeout,
+        crossings: &crossings,
     };
     let planned = cutover::switch(&ctx.catalog, &domain, &options);
     let switch = match (&recorded, fresh) {
@@ -349,6 +366,21 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     });
     ctx.plan.save(&settings.plan_path)?;
     report(settings, &domain, to, pause, &board);
+    // The services now run on the domain's server: their statements, as their roles.
+    if to == Side::Server {
+        let on_server = cutover::target(to, &domain);
+        if let Some(results) =
+            prove_on_target(settings, &ctx, &domain, &on_server, args.apply.lock_timeout).await?
+        {
+            let failing = results.iter().filter(|r| r.is_unexpected()).count();
+            if failing > 0 {
+                out.warn(&format!(
+                    "{failing} statement(s) of {domain}'s services fail on its server as their roles:{}\nthey were listed at the move too; fix them, or `carve rollback --domain {domain}`",
+                    crate::ui::restrict::render_proof(&results)
+                ));
+            }
+        }
+    }
     Ok(exit::SUCCESS)
 }
 

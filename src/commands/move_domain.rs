@@ -151,7 +151,8 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
             return Ok(code);
         }
     };
-    let proof = prove_on_target(settings, &ctx, &domain, &on_target, args).await?;
+    let proof =
+        prove_on_target(settings, &ctx, &domain, &on_target, args.apply.lock_timeout).await?;
     let unexpected = proof
         .as_ref()
         .map_or(0, |p| p.iter().filter(|r| r.is_unexpected()).count());
@@ -202,12 +203,12 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
 /// restrict's proof, on the domain's new server: every statement of the domain's
 /// services prepared and explained there as its role, with the `search_path` the
 /// move gave it. None without restrict (no service roles) or a recorded workload.
-async fn prove_on_target(
+pub(crate) async fn prove_on_target(
     settings: &Settings,
     ctx: &Context,
     domain: &str,
     on_target: &Target,
-    args: &MoveArgs,
+    lock_timeout: std::time::Duration,
 ) -> anyhow::Result<Option<Vec<proof::ProbeResult>>> {
     let out = &settings.out;
     let Some(restricted) = ctx.plan.phase(restrict::PHASE).filter(|r| r.is_applied()) else {
@@ -252,7 +253,7 @@ async fn prove_on_target(
         &prelude,
         &[],
         &probes,
-        args.apply.lock_timeout,
+        lock_timeout,
     )
     .await?;
     // On the new server a statement that fails even as a superuser names what is not

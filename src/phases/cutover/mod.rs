@@ -22,6 +22,7 @@
 //! `abort` puts A back as it was; after it, the switch the other way reverses it
 //! with no write lost (the stream B→A has carried every write made on B).
 
+pub mod crossings;
 pub mod fence;
 pub mod gate;
 pub mod retire;
@@ -32,8 +33,8 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::engine::{
-    Action, ConsoleAction, EntryTarget, OnTimeout, PgbouncerEntry, RowCheck, Step, Target,
-    WaitAction,
+    undo_steps, Action, ConsoleAction, EntryTarget, OnTimeout, PgbouncerEntry, RowCheck, Step,
+    Target, WaitAction,
 };
 use crate::phases::move_domain::replication::{side, Link, Stream};
 use crate::plan::Side;
@@ -113,6 +114,10 @@ pub struct SwitchOptions<'a> {
     pub freeze_timeout: Duration,
     /// How long the other side may take to apply the writes made before the fence.
     pub catch_up_timeout: Duration,
+    /// The steps that drop the foreign keys and triggers crossing the domain's
+    /// boundary on the source (`crossings::drops`, as the cut-over planned them):
+    /// a cut-over runs them, a rollback their undo.
+    pub crossings: &'a [Step],
 }
 
 /// A switch's steps, and where in them its two moments are.
@@ -198,6 +203,10 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
             .map(|e| pause(board, &e.name, options.freeze_timeout)),
     );
     steps.push(fence::fence(catalog, domain, &from_target, &to_target));
+    if to == Side::Server {
+        // Right behind the fence: a trigger writing into the fenced tables would fail.
+        steps.extend(options.crossings.iter().cloned());
+    }
     steps.push(fence::caught_up(
         domain,
         &from_target,
@@ -215,6 +224,10 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
     steps.extend(outgoing.steps(false));
     steps.push(stream_running(&outgoing));
     steps.push(fence::unfence(catalog, domain, &to_target));
+    if to == Side::Source {
+        // Back on the source once it takes writes again, before its clients return.
+        steps.extend(undo_steps(options.crossings));
+    }
     let point_of_no_return = steps.len();
     for e in &board.entries {
         steps.push(Step {
@@ -309,6 +322,11 @@ pub fn abort(
     steps.push(outgoing.unsubscribe());
     steps.push(incoming.subscribe(false));
     steps.push(stream_running(&incoming));
+    match to {
+        // The source keeps its clients: what ties it to other domains comes back.
+        Side::Server => steps.extend(undo_steps(options.crossings)),
+        Side::Source => steps.extend(options.crossings.iter().cloned()),
+    }
     steps.push(fence::unfence(catalog, domain, &from_target));
     steps.extend(
         options
@@ -424,6 +442,7 @@ mod tests {
             },
             freeze_timeout: Duration::from_secs(5),
             catch_up_timeout: Duration::from_secs(10),
+            crossings: &[],
         }
     }
 

@@ -128,11 +128,7 @@ fn foreign_keys_in(catalog: &Catalog, domain: &str) -> Vec<Step> {
                         lit(&name),
                         lit(&constraint.name)
                     ),
-                    undo: format!(
-                        "ALTER TABLE {name} ADD CONSTRAINT {} {} NOT VALID;",
-                        ident(&constraint.name),
-                        constraint.definition
-                    ),
+                    undo: super::crossings::add_not_valid(&name, &constraint.name, &constraint.definition),
                     transactional: true,
                     strong_lock: true,
                     secret: None,
