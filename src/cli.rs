@@ -482,10 +482,41 @@ pub struct SwitchArgs {
     #[arg(long = "entry", value_name = "NAME")]
     pub entries: Vec<String>,
 
-    /// Where PgBouncer reaches the domain's server (host, port, dbname), when not
-    /// the way carve does [default: the domain's server as the plan records it].
+    /// How the clients are switched: `pgbouncer` repoints PgBouncer's entries (the
+    /// clients queue meanwhile and never notice); `file` writes each service's
+    /// connection settings into --connection-dir and runs --hook (nothing holds the
+    /// clients: a write to the old side meanwhile fails with the fence's error)
+    /// [default: what the domain's last switch used, else pgbouncer].
+    #[arg(long = "switch", value_name = "HOW")]
+    pub switch: Option<SwitchMethod>,
+
+    /// With --switch file: the directory of the services' connection files,
+    /// `<service>.toml` and `<service>.env` (libpq variables), without passwords.
+    #[arg(long, value_name = "DIR")]
+    pub connection_dir: Option<PathBuf>,
+
+    /// With --switch file: a shell command run once the files are written, with
+    /// CARVE_DOMAIN, CARVE_LIVE (source or server) and CARVE_CONNECTION_DIR set;
+    /// it must be safe to run again (a re-run after a crash runs it again).
+    #[arg(long, value_name = "CMD")]
+    pub hook: Option<String>,
+
+    /// With --switch file: a service whose connection files are written (repeat
+    /// for several; it logs in as the plan's `login_role` of it) [default: the
+    /// plan's services whose `domain` is this domain].
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+
+    /// How PgBouncer or the services reach the domain's server (host, port,
+    /// dbname), when not the way carve does [default: the domain's server as the
+    /// plan records it].
     #[arg(long, value_name = "CONN")]
-    pub pgbouncer_target: Option<String>,
+    pub server_address: Option<String>,
+
+    /// With --switch file: how the services reach the source (host, port, dbname)
+    /// [default: the way carve does].
+    #[arg(long, value_name = "CONN")]
+    pub source_address: Option<String>,
 
     /// How the domain's server reaches the source (for the stream from the source,
     /// made again by a rollback or an abort), as given to `carve move`.
@@ -529,6 +560,13 @@ pub struct SwitchArgs {
 
     #[command(flatten)]
     pub apply: ApplyArgs,
+}
+
+/// How cut-over switches the clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SwitchMethod {
+    Pgbouncer,
+    File,
 }
 
 #[derive(Debug, Args)]

@@ -490,9 +490,19 @@ fn run_past_lock(m: &Monolith, args: &[&str]) -> std::process::Output {
 
 /// A write through PgBouncer lands on `live` (and only there), and a direct write to
 /// the other side is refused by its fence when `other_fenced`.
-async fn assert_clean(stage: &Stage, live: carve::plan::Side, other_fenced: bool, probe: i64) {
+async fn assert_clean(
+    stage: &Stage,
+    live: carve::plan::Side,
+    other_fenced: bool,
+    probe: i64,
+    through_pgbouncer: bool,
+) {
     let orders = format!("{}.orders", carve::sql::ident(&stage.domain));
-    let through = client(&stage.bouncer.conninfo("orders_db")).await;
+    let through = match (through_pgbouncer, live) {
+        (true, _) => client(&stage.bouncer.conninfo("orders_db")).await,
+        (false, carve::plan::Side::Source) => client(&stage.m.conninfo).await,
+        (false, carve::plan::Side::Server) => client(&stage.target_conninfo).await,
+    };
     through
         .simple_query(&format!(
             "INSERT INTO {orders} (customer_id, total) VALUES ({}, {})",
@@ -570,16 +580,54 @@ async fn a_cut_over_killed_at_any_step_ends_on_one_side_after_a_rerun_or_an_abor
         } else {
             out
         };
+        if !out.status.success() {
+            let source = client(&stage.m.conninfo).await;
+            let slots = source.query("SELECT slot_name::text, coalesce(confirmed_flush_lsn::text, 'null'), active FROM pg_replication_slots", &[]).await.unwrap();
+            let target = client(&stage.target_conninfo).await;
+            let subs = target
+                .query(
+                    "SELECT subname::text, subenabled, subslotname::text FROM pg_subscription",
+                    &[],
+                )
+                .await
+                .unwrap();
+            eprintln!(
+                "k={k} switching={switching} SLOTS {:?} SUBS {:?}",
+                slots
+                    .iter()
+                    .map(|r| (
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, bool>(2)
+                    ))
+                    .collect::<Vec<_>>(),
+                subs.iter()
+                    .map(|r| (
+                        r.get::<_, String>(0),
+                        r.get::<_, bool>(1),
+                        r.get::<_, Option<String>>(2)
+                    ))
+                    .collect::<Vec<_>>()
+            );
+            eprintln!("ENDED so far {ended:?}");
+        }
         assert_success(&out);
         let (live, still) = live_side(&stage.m, &stage.domain);
         assert!(!still, "k={k}: a switch is still under way");
         ended.push((k, switching, live));
-        assert_clean(&stage, live, live == Side::Server || rolled_back, k as i64).await;
+        assert_clean(
+            &stage,
+            live,
+            live == Side::Server || rolled_back,
+            k as i64,
+            true,
+        )
+        .await;
         if live == Side::Server {
             let out = tokio::task::block_in_place(|| run_past_lock(&stage.m, &rollback));
             assert_success(&out);
             rolled_back = true;
-            assert_clean(&stage, Side::Source, true, 100 + k as i64).await;
+            assert_clean(&stage, Side::Source, true, 100 + k as i64, true).await;
         }
     }
     stop.store(true, Ordering::SeqCst);
@@ -731,4 +779,76 @@ async fn the_gate_refuses_each_reason_and_changes_nothing() {
     let after = untouched();
     assert!(after.1 == before.1, "PgBouncer's file changed");
     assert_eq!(after.2, before.2, "the source's schema changed");
+}
+
+/// The switch without PgBouncer: each service's connection settings written as
+/// files (TOML and libpq variables) and a hook run, there and back; the dry-run
+/// shows the hook as psql's `\!`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_switch_writes_connection_files_and_runs_the_hook_there_and_back() {
+    let stage = moved_shop().await;
+    stage.move_and_verify().await;
+    let files = tempfile::tempdir().unwrap();
+    let log = files.path().join("hook.log");
+    let hook = format!("echo \"$CARVE_LIVE $CARVE_DOMAIN\" >> {}", log.display());
+    let dir = files.path().to_str().unwrap().to_string();
+    let args = [
+        "cutover",
+        "--domain",
+        &stage.domain,
+        "--switch",
+        "file",
+        "--connection-dir",
+        &dir,
+        "--hook",
+        &hook,
+        "--service",
+        "orders",
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = tokio::task::block_in_place(|| run(&stage.m, &dry));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\\! CARVE_DOMAIN="),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!log.exists() && !files.path().join("orders.env").exists());
+
+    let out = tokio::task::block_in_place(|| run(&stage.m, &args));
+    assert_success(&out);
+    let target_port = carve::conn::ConnInfo::parse(&stage.target_conninfo)
+        .unwrap()
+        .get("port")
+        .unwrap()
+        .to_string();
+    let settings: toml::Value =
+        toml::from_str(&std::fs::read_to_string(files.path().join("orders.toml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        settings["port"].as_integer().unwrap().to_string(),
+        target_port
+    );
+    assert_eq!(settings["dbname"].as_str(), Some("shop"));
+    let env = std::fs::read_to_string(files.path().join("orders.env")).unwrap();
+    assert!(env.contains(&format!("PGPORT={target_port}\n")), "{env}");
+    assert!(!env.to_lowercase().contains("password="), "{env}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("server {}\n", stage.domain)
+    );
+    assert_clean(&stage, carve::plan::Side::Server, true, 1, false).await;
+
+    // Back, with what the plan recorded of the file switch.
+    let out =
+        tokio::task::block_in_place(|| run(&stage.m, &["rollback", "--domain", &stage.domain]));
+    assert_success(&out);
+    let env = std::fs::read_to_string(files.path().join("orders.env")).unwrap();
+    assert!(!env.contains(&format!("PGPORT={target_port}\n")), "{env}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("server {0}\nsource {0}\n", stage.domain)
+    );
+    assert_clean(&stage, carve::plan::Side::Source, true, 2, false).await;
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalog::facts::{invalid_indexes, ServerFacts};
 use crate::catalog::replication;
-use crate::cli::{Settings, SwitchArgs};
+use crate::cli::{Settings, SwitchArgs, SwitchMethod};
 use crate::commands::move_domain::{default_password_file, link, link_to, prove_on_target};
 use crate::commands::phase::{self, Context};
 use crate::conn::{ConnSpec, Environment};
@@ -20,10 +20,13 @@ use crate::engine::executor::Planned;
 use crate::engine::{pgbouncer_file, Action, EntryTarget, Step, Target};
 use crate::exit;
 use crate::phases::cutover::gate::{self, Facts, StreamFacts, Thresholds};
-use crate::phases::cutover::{self, Entry, Links, Switch, SwitchOptions, Switchboard};
+use crate::phases::cutover::{
+    self, Clients, ConnectionFiles, Entry, Links, Switch, SwitchOptions, Switchboard,
+};
 use crate::phases::move_domain::replication::Names;
 use crate::plan::{
-    now_rfc3339, ConsoleRef, Cutover, PhaseEvent, PhaseId, Plan, Side, StepStatus, Switching,
+    now_rfc3339, ConsoleRef, Cutover, FilesSwitch, PhaseEvent, PhaseId, Plan, Side, StepStatus,
+    Switching,
 };
 
 /// The console's name in the plan (`console:pgbouncer`).
@@ -119,46 +122,57 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     };
     let server_spec = ConnSpec::resolve(&server, &Environment::from_process())
         .map_err(|e| anyhow::anyhow!("the server of {domain}: {e}"))?;
-    let console_spec = console_spec(settings, &mut plan, args)?;
+    let files_switch = files_switch(&plan, position, args)?;
     let password_file = args
         .password_file
         .clone()
         .unwrap_or_else(|| default_password_file(&settings.plan_path));
     crate::conn::password::PasswordFile::check(&password_file)?;
 
-    // An unreachable console is a reason the gate names, not a failure halfway.
-    if fresh && !args.abort {
-        if let Err(e) = crate::conn::connect(&console_spec).await {
-            out.error(&format!("pgbouncer: cannot reach the admin console: {e}"));
-            out.name_objects(["pgbouncer".to_string()]);
-            out.warn(&format!(
-                "the {} of {domain} cannot start. Nothing was changed: the clients stay on {}",
-                command_of(to),
-                to.other().word()
-            ));
-            out.failing(exit::GATE_NOT_MET);
-            return Ok(exit::GATE_NOT_MET);
-        }
-    }
-    // Where the entries point on each side: a fresh cut-over reads the file; a
-    // rollback, a resumed switch and an abort take them from the recorded steps.
     let recorded = plan.phase(&id).map(|r| r.steps.clone());
-    let board = match (&recorded, fresh, to) {
-        (Some(steps), false, _) => board_from_steps(steps, to)?,
-        (_, true, Side::Server) => {
-            fresh_board(settings, &plan, &domain, args, &console_spec, &server_spec).await?
-        }
-        (_, true, Side::Source) => {
-            let last = plan
-                .phase(PhaseId::new(cutover::CUTOVER, Some(&domain)))
-                .ok_or_else(|| anyhow::anyhow!("no cut-over of {domain} is recorded to roll back"))?;
-            board_from_steps(&last.steps, Side::Server)?
-        }
-        (None, false, _) => anyhow::bail!(
+    if !fresh && recorded.is_none() {
+        anyhow::bail!(
             "the plan says a {} of {domain} is under way but records none of its steps: edit [[domains]] cutover in {} by hand",
             command_of(to),
             settings.plan_path.display()
-        ),
+        );
+    }
+    let board = match &files_switch {
+        Some(_) => None,
+        None => {
+            let console_spec = console_spec(settings, &mut plan, args)?;
+            // An unreachable console is a reason the gate names, not a failure halfway.
+            if fresh && !args.abort {
+                if let Err(e) = crate::conn::connect(&console_spec).await {
+                    out.error(&format!("pgbouncer: cannot reach the admin console: {e}"));
+                    out.name_objects(["pgbouncer".to_string()]);
+                    out.warn(&format!(
+                        "the {} of {domain} cannot start. Nothing was changed: the clients stay on {}",
+                        command_of(to),
+                        to.other().word()
+                    ));
+                    out.failing(exit::GATE_NOT_MET);
+                    return Ok(exit::GATE_NOT_MET);
+                }
+            }
+            // Where the entries point on each side: a fresh cut-over reads the file;
+            // a rollback, a resumed switch and an abort take them from the recorded
+            // steps.
+            Some(match (&recorded, fresh, to) {
+                (Some(steps), false, _) => board_from_steps(steps, to)?,
+                (_, true, Side::Server) => {
+                    fresh_board(settings, &plan, &domain, args, &console_spec, &server_spec).await?
+                }
+                _ => {
+                    let last = plan
+                        .phase(PhaseId::new(cutover::CUTOVER, Some(&domain)))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("no cut-over of {domain} is recorded to roll back")
+                        })?;
+                    board_from_steps(&last.steps, Side::Server)?
+                }
+            })
+        }
     };
 
     let mut ctx = match phase::open(settings, &args.apply, plan).await? {
@@ -194,9 +208,18 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             })
             .unwrap_or_default(),
     };
+    let files = match &files_switch {
+        Some(f) => Some(connection_files(&ctx, &domain, f, &server_spec, args)?),
+        None => None,
+    };
+    let clients = match (&board, &files) {
+        (Some(board), _) => Clients::Pgbouncer(board),
+        (None, Some(files)) => Clients::Files(files),
+        (None, None) => unreachable!("one of the two is set above"),
+    };
     let options = SwitchOptions {
         to,
-        board: &board,
+        clients,
         links: Links {
             to_source: &to_source,
             to_server: &to_server,
@@ -240,7 +263,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         return abort(settings, &mut ctx, &id, &domain, &abort_steps, args).await;
     }
     if fresh {
-        let facts = gate_facts(&ctx, &domain, to, &board).await?;
+        let facts = gate_facts(&ctx, &domain, to, clients).await?;
         let refusals = gate::check(
             &facts,
             &Thresholds {
@@ -285,6 +308,11 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             ctx.fingerprint.digest.clone(),
             &switch.steps,
         );
+        domain_mut(&mut ctx.plan, &domain)
+            .cutover
+            .as_mut()
+            .expect("recorded just now")
+            .files = files_switch.clone();
         ctx.plan.save(&settings.plan_path)?;
     }
 
@@ -363,9 +391,10 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         pause_ms: pause.map(|p| p.as_millis() as u64),
         switching: None,
         retired,
+        files: files_switch,
     });
     ctx.plan.save(&settings.plan_path)?;
-    report(settings, &domain, to, pause, &board);
+    report(settings, &domain, to, pause, clients);
     // The services now run on the domain's server: their statements, as their roles.
     if to == Side::Server {
         let on_server = cutover::target(to, &domain);
@@ -384,15 +413,12 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     Ok(exit::SUCCESS)
 }
 
-fn report(
-    settings: &Settings,
-    domain: &str,
-    to: Side,
-    pause: Option<Duration>,
-    board: &Switchboard,
-) {
+fn report(settings: &Settings, domain: &str, to: Side, pause: Option<Duration>, clients: Clients) {
     let out = &settings.out;
-    let entries: Vec<&str> = board.entries.iter().map(|e| e.name.as_str()).collect();
+    let entries: Vec<&str> = match clients {
+        Clients::Pgbouncer(board) => board.entries.iter().map(|e| e.name.as_str()).collect(),
+        Clients::Files(files) => files.services.iter().map(|(s, _)| s.as_str()).collect(),
+    };
     if out.is_json() {
         #[derive(serde::Serialize)]
         struct Report<'a> {
@@ -515,6 +541,7 @@ fn record_start(
                 pause_ms: None,
                 switching,
                 retired: None,
+                files: None,
             })
         }
     }
@@ -624,17 +651,7 @@ async fn fresh_board(
             }
         }
     };
-    let target = match &args.pgbouncer_target {
-        Some(given) => ConnSpec::resolve(given, &Environment::from_process())
-            .map_err(|e| anyhow::anyhow!("--pgbouncer-target: {e}"))?,
-        None => server.clone(),
-    };
-    let first = target.targets.first().expect("a connection has a target");
-    let on_server = EntryTarget {
-        host: first.host.clone(),
-        port: first.port,
-        dbname: target.dbname.clone(),
-    };
+    let on_server = address(args.server_address.as_deref(), "--server-address", server)?;
     let mut entries = Vec::new();
     for name in names {
         let on_source = pgbouncer_file::read(&file, &name).map_err(|e| anyhow::anyhow!(e))?;
@@ -687,7 +704,7 @@ async fn gate_facts(
     ctx: &Context,
     domain: &str,
     to: Side,
-    board: &Switchboard,
+    clients: Clients<'_>,
 ) -> anyhow::Result<Facts> {
     let to_target = cutover::target(to, domain);
     let from_target = cutover::target(to.other(), domain);
@@ -720,7 +737,10 @@ async fn gate_facts(
         invalid_indexes: invalid_indexes(&to_session.watch, domain).await?,
         to_server: ServerFacts::read(&to_session.watch).await?,
         from_server: ServerFacts::read(&from_session.watch).await?,
-        console: console_problems(ctx, board).await,
+        console: match clients {
+            Clients::Pgbouncer(board) => console_problems(ctx, board).await,
+            Clients::Files(files) => Ok(files_problems(files)),
+        },
         verified_at: ctx
             .plan
             .domains
@@ -777,4 +797,134 @@ fn writable(dir: &std::path::Path) -> bool {
     };
     // SAFETY: access(2) reads a NUL-terminated path and nothing else.
     unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// The file switch asked for (--switch file) or recorded (the domain's last switch
+/// used it); None for PgBouncer.
+fn files_switch(
+    plan: &Plan,
+    position: usize,
+    args: &SwitchArgs,
+) -> anyhow::Result<Option<FilesSwitch>> {
+    let recorded = plan.domains[position]
+        .cutover
+        .as_ref()
+        .and_then(|c| c.files.clone());
+    let wanted = match args.switch {
+        Some(SwitchMethod::Pgbouncer) => return Ok(None),
+        Some(SwitchMethod::File) => true,
+        None => recorded.is_some(),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let dir = match (&args.connection_dir, &recorded) {
+        (Some(dir), _) => std::path::absolute(dir)?,
+        (None, Some(r)) => r.dir.clone(),
+        (None, None) => anyhow::bail!(
+            "--switch file writes each service's connection settings: pass --connection-dir DIR"
+        ),
+    };
+    let services = if args.services.is_empty() {
+        recorded
+            .as_ref()
+            .map(|r| r.services.clone())
+            .unwrap_or_default()
+    } else {
+        args.services.clone()
+    };
+    let hook = args.hook.clone().or_else(|| recorded.and_then(|r| r.hook));
+    if hook.as_deref().is_some_and(|h| h.contains('\n')) {
+        anyhow::bail!("--hook must be one line (the dry-run script runs it with psql's \\!)");
+    }
+    Ok(Some(FilesSwitch {
+        dir,
+        hook,
+        services,
+    }))
+}
+
+/// The host, port and dbname of `given` (a connection string, from option `flag`), or
+/// of `default`.
+fn address(given: Option<&str>, flag: &str, default: &ConnSpec) -> anyhow::Result<EntryTarget> {
+    let spec = match given {
+        Some(text) => ConnSpec::resolve(text, &Environment::from_process())
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?,
+        None => default.clone(),
+    };
+    let first = spec.targets.first().expect("a connection has a target");
+    Ok(EntryTarget {
+        host: first.host.clone(),
+        port: first.port,
+        dbname: spec.dbname.clone(),
+    })
+}
+
+/// The file switch's services (the domain's, each with the role it logs in as) and
+/// both sides' addresses.
+fn connection_files(
+    ctx: &Context,
+    domain: &str,
+    files: &FilesSwitch,
+    server: &ConnSpec,
+    args: &SwitchArgs,
+) -> anyhow::Result<ConnectionFiles> {
+    let services: Vec<(String, String)> = ctx
+        .plan
+        .services
+        .iter()
+        .filter(|s| {
+            if files.services.is_empty() {
+                s.domain.as_deref() == Some(domain)
+            } else {
+                files.services.contains(&s.name)
+            }
+        })
+        .map(|s| {
+            let role = s
+                .login_role
+                .clone()
+                .or_else(|| s.roles.first().cloned())
+                .unwrap_or_else(|| s.name.clone());
+            (s.name.clone(), role)
+        })
+        .collect();
+    if let Some(unknown) = files
+        .services
+        .iter()
+        .find(|n| !ctx.plan.services.iter().any(|s| &s.name == *n))
+    {
+        anyhow::bail!("--service {unknown}: the plan has no such service");
+    }
+    if services.is_empty() {
+        anyhow::bail!(
+            "no service of the plan has {domain} as its domain, so there is no connection file to write: pass --service NAME, or set `domain` of its services in the plan"
+        );
+    }
+    Ok(ConnectionFiles {
+        dir: files.dir.clone(),
+        services,
+        on_source: address(
+            args.source_address.as_deref(),
+            "--source-address",
+            &ctx.spec,
+        )?,
+        on_server: address(args.server_address.as_deref(), "--server-address", server)?,
+        hook: files.hook.clone(),
+    })
+}
+
+/// Whether the connection files can be written: the directory exists and carve may
+/// create files in it.
+fn files_problems(files: &ConnectionFiles) -> Vec<String> {
+    if !files.dir.is_dir() {
+        return vec![format!(
+            "--connection-dir {} is not a directory",
+            files.dir.display()
+        )];
+    }
+    if !writable(&files.dir) {
+        return vec![format!("carve cannot write into {}", files.dir.display())];
+    }
+    Vec::new()
 }

@@ -116,6 +116,11 @@ pub async fn connect_targets(
         if ctx.references.contains_key(target) {
             continue;
         }
+        if *target == Target::Local {
+            // Files and hooks on this machine: nothing to connect to.
+            ctx.references.insert(Target::Local, "this machine".into());
+            continue;
+        }
         let Some(conninfo) = ctx.plan.conninfo(target) else {
             anyhow::bail!(
                 "a step runs on {target}, and {} does not say where that is",

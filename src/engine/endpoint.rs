@@ -347,6 +347,10 @@ impl Endpoints {
             Action::PgbouncerEntry(e) => Ok(super::pgbouncer_file::read(&e.file, &e.entry)
                 .map_err(|why| anyhow::anyhow!("checking step {:?}: {why}", step.id))?
                 == e.to),
+            Action::File(f) => super::local::file_is_done(f)
+                .map_err(|why| anyhow::anyhow!("checking step {:?}: {why}", step.id)),
+            // A hook has no check: it runs each time its step is reached.
+            Action::Hook(_) => Ok(false),
         }
     }
 

@@ -112,6 +112,14 @@ impl Run<'_> {
                 super::pgbouncer_file::point(&entry.file, &entry.entry, &entry.to)
                     .map_err(StepError::Failed)
             }
+            Action::File(file) => super::local::write_file(file).map_err(StepError::Failed),
+            Action::Hook(hook) => {
+                let hook = hook.clone();
+                tokio::task::spawn_blocking(move || super::local::run_hook(&hook))
+                    .await
+                    .map_err(|e| StepError::Failed(e.to_string()))?
+                    .map_err(StepError::Failed)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod events;
 pub mod executor;
 pub mod gate;
+pub mod local;
 pub mod pgbouncer_file;
 pub mod proof;
 pub mod script;
@@ -20,6 +21,7 @@ pub mod secret;
 mod step;
 
 pub use step::{
-    undo_steps, Action, ConsoleAction, EntryTarget, OnTimeout, PgbouncerEntry, Reading, RowCheck,
-    SecretInput, SqlAction, Step, Target, WaitAction, READ_VARIABLE, SECRET_VARIABLE,
+    undo_steps, Action, ConsoleAction, EntryTarget, FileAction, HookAction, OnTimeout,
+    PgbouncerEntry, Reading, RowCheck, SecretInput, SqlAction, Step, Target, WaitAction,
+    READ_VARIABLE, SECRET_VARIABLE,
 };

@@ -45,16 +45,17 @@ pub fn render(
     let total = steps.len();
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
-        let conninfo = targets
-            .get(&step.target)
-            .ok_or_else(|| format!("step {}: no connection for target {}", step.id, step.target))?;
         let _ = writeln!(
             out,
             "\n-- step {n}/{total}: {}\n-- {}",
             one_line(&step.id),
             one_line(&step.description)
         );
-        if current != Some(&step.target) {
+        // Files and hooks need no connection.
+        if step.target != Target::Local && current != Some(&step.target) {
+            let conninfo = targets.get(&step.target).ok_or_else(|| {
+                format!("step {}: no connection for target {}", step.id, step.target)
+            })?;
             let _ = writeln!(out, "\\connect {}", psql_argument(conninfo));
             current = Some(&step.target);
         }
@@ -62,6 +63,34 @@ pub fn render(
             Action::Sql(action) => sql(&mut out, n, total, action, targets, &step.target)?,
             Action::Wait(action) => wait(&mut out, n, total, action),
             Action::Console(action) => console(&mut out, n, total, action),
+            Action::File(file) => {
+                let _ = writeln!(
+                    out,
+                    "-- a file psql cannot write: {} {}\n\\echo {}",
+                    one_line(&file.path.display().to_string()),
+                    match &file.content {
+                        Some(c) => format!("holds {} line(s) carve renders", c.lines().count()),
+                        None => "is removed".into(),
+                    },
+                    psql_argument(&format!(
+                        "step {n}/{total}: write {} by hand (carve does it when it applies the plan)",
+                        file.path.display()
+                    ))
+                );
+            }
+            Action::Hook(hook) => {
+                // psql runs a shell command with \! (its environment set inline).
+                let env: String = hook
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={} ", crate::sql::shell_word(v)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "\\! {env}sh -c {}",
+                    crate::sql::shell_word(&hook.command)
+                );
+            }
             Action::PgbouncerEntry(entry) => {
                 let _ = writeln!(
                     out,

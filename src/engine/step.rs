@@ -13,7 +13,10 @@
 //!   row of it;
 //! - `PgbouncerEntry`: one `[databases]` entry of PgBouncer's configuration file
 //!   pointed at another server (a file carve rewrites atomically; `RELOAD` on the
-//!   console makes PgBouncer read it).
+//!   console makes PgBouncer read it);
+//! - `File` and `Hook` (target `local`, the machine carve runs on): a file written
+//!   whole and atomically (a service's connection settings), and a command run by
+//!   the shell (what makes services read them).
 
 use std::fmt;
 use std::time::Duration;
@@ -35,13 +38,15 @@ pub struct Step {
 
 /// Where a step runs, resolved through the plan into a connection (no secret in the
 /// plan): `source`, `domain:NAME` (that domain's own server), `console:NAME` (a
-/// PgBouncer admin console the plan names).
+/// PgBouncer admin console the plan names), `local` (files and commands on the
+/// machine carve runs on: no connection).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Target {
     Source,
     Domain(String),
     Console(String),
+    Local,
 }
 
 impl fmt::Display for Target {
@@ -50,6 +55,7 @@ impl fmt::Display for Target {
             Target::Source => f.write_str("source"),
             Target::Domain(name) => write!(f, "domain:{name}"),
             Target::Console(name) => write!(f, "console:{name}"),
+            Target::Local => f.write_str("local"),
         }
     }
 }
@@ -67,11 +73,14 @@ impl TryFrom<String> for Target {
         if text == "source" {
             return Ok(Target::Source);
         }
+        if text == "local" {
+            return Ok(Target::Local);
+        }
         match text.split_once(':') {
             Some(("domain", name)) if !name.is_empty() => Ok(Target::Domain(name.into())),
             Some(("console", name)) if !name.is_empty() => Ok(Target::Console(name.into())),
             _ => Err(format!(
-                "unknown step target {text:?}: expected \"source\", \"domain:NAME\" or \"console:NAME\""
+                "unknown step target {text:?}: expected \"source\", \"domain:NAME\", \"console:NAME\" or \"local\""
             )),
         }
     }
@@ -85,6 +94,34 @@ pub enum Action {
     Wait(WaitAction),
     Console(ConsoleAction),
     PgbouncerEntry(PgbouncerEntry),
+    File(FileAction),
+    Hook(HookAction),
+}
+
+/// A file written whole, atomically (a temporary file beside it, fsynced, renamed),
+/// or removed when `content` is none: done when it is so. Its undo puts back
+/// `previous` (none: there was no file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAction {
+    pub path: std::path::PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// A command run by `sh -c` with `env` added to carve's environment; it succeeds
+/// when it exits 0. It has no check (it runs each time its step is reached, so it
+/// must be safe to run again); its undo is the same command with `undo_env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookAction {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo_env: Vec<(String, String)>,
 }
 
 /// SQL on a PostgreSQL endpoint.
@@ -414,6 +451,16 @@ impl Step {
                 to: e.from.clone(),
                 from: e.to.clone(),
                 ..e.clone()
+            }),
+            Action::File(f) => Action::File(FileAction {
+                path: f.path.clone(),
+                content: f.previous.clone(),
+                previous: f.content.clone(),
+            }),
+            Action::Hook(h) => Action::Hook(HookAction {
+                command: h.command.clone(),
+                env: h.undo_env.clone(),
+                undo_env: h.env.clone(),
             }),
         };
         Step {

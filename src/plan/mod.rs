@@ -145,6 +145,23 @@ pub struct Cutover {
     /// When retire renamed the old schema on the source (`<schema>__retired_<time>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired: Option<Retired>,
+    /// The switch writes connection files (and runs a hook) rather than repointing
+    /// PgBouncer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesSwitch>,
+}
+
+/// Where a file switch writes each service's connection settings, and the command
+/// that makes the services read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSwitch {
+    pub dir: std::path::PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// The services whose files are written (none: those whose `domain` it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 /// A switch of a domain's clients under way.
@@ -721,6 +738,8 @@ impl Plan {
                 .iter()
                 .find(|c| &c.name == name)
                 .map(|c| c.conninfo.as_str()),
+            // The machine carve runs on: no connection.
+            Target::Local => None,
         }
     }
 
@@ -1044,6 +1063,11 @@ mod tests {
                     committed: None,
                 }),
                 retired: None,
+                files: Some(FilesSwitch {
+                    dir: "/etc/shop/connections".into(),
+                    hook: Some("systemctl reload shop-orders".into()),
+                    services: vec!["checkout".into()],
+                }),
             }),
         });
         plan.consoles.push(ConsoleRef {

@@ -58,6 +58,12 @@ pub fn psql_argument(value: &str) -> String {
     single_quoted(value)
 }
 
+/// A word for a POSIX shell (`sh -c` after psql's `\!`): single-quoted, each `'`
+/// closed, escaped and reopened, so nothing in it is expanded.
+pub fn shell_word(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
 /// `value` in single quotes, with `'` and `\` doubled.
 fn single_quoted(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);

@@ -29,9 +29,19 @@ pub fn tables<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c Table> {
         .collect()
 }
 
-/// `schema.carve_fenced_at()`, callable in SQL.
-pub fn fenced_at(domain: &str) -> String {
+/// `schema.carve_fenced_at()`, as `to_regprocedure` takes it.
+fn fenced_at_signature(domain: &str) -> String {
     format!("{}()", qualified(domain, FENCED_AT))
+}
+
+/// The position the fence closed at, as a SQL expression: NULL while there is no
+/// fence (the function's comment holds it, so a check evaluated before the fence,
+/// by a dry-run, reads NULL rather than failing on a function not there yet).
+pub fn fenced_at(domain: &str) -> String {
+    format!(
+        "pg_catalog.obj_description(pg_catalog.to_regprocedure({}), 'pg_proc')::pg_lsn",
+        lit(&fenced_at_signature(domain))
+    )
 }
 
 /// True when every table of the domain on that side carries the fence.
@@ -40,7 +50,7 @@ fn fenced_check(domain: &str, count: usize) -> String {
         "(SELECT count(*) FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND t.tgname = {}) = {count} AND pg_catalog.to_regprocedure({}) IS NOT NULL",
         lit(domain),
         lit(TRIGGER),
-        lit(&fenced_at(domain))
+        lit(&fenced_at_signature(domain))
     )
 }
 
@@ -50,7 +60,7 @@ fn unfenced_check(domain: &str) -> String {
         "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND t.tgname = {}) AND pg_catalog.to_regprocedure({}) IS NULL",
         lit(domain),
         lit(TRIGGER),
-        lit(&fenced_at(domain))
+        lit(&fenced_at_signature(domain))
     )
 }
 
@@ -80,8 +90,11 @@ fn fence_sql(domain: &str, tables: &[&Table], live: &str) -> String {
     // The position is read here, after the lock: every write to these tables that
     // committed before is behind it, and none can come after it.
     sql.push_str(&format!(
-        "DO $carve$ BEGIN EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS pg_lsn LANGUAGE sql IMMUTABLE AS %L', {}, format('SELECT %L::pg_lsn', pg_catalog.pg_current_wal_insert_lsn())); END $carve$;",
-        lit(&qualified(domain, FENCED_AT))
+        "DO $carve$ DECLARE at text := pg_catalog.pg_current_wal_insert_lsn()::text; BEGIN\n\
+           EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS pg_lsn LANGUAGE sql IMMUTABLE AS %L', {name}, format('SELECT %L::pg_lsn', at));\n\
+           EXECUTE format('COMMENT ON FUNCTION %s() IS %L', {name}, at);\n\
+         END $carve$;",
+        name = lit(&qualified(domain, FENCED_AT))
     ));
     sql
 }

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::engine::{
-    undo_steps, Action, ConsoleAction, EntryTarget, OnTimeout, PgbouncerEntry, RowCheck, Step,
-    Target, WaitAction,
+    undo_steps, Action, ConsoleAction, EntryTarget, FileAction, HookAction, OnTimeout,
+    PgbouncerEntry, RowCheck, Step, Target, WaitAction,
 };
 use crate::phases::move_domain::replication::{side, Link, Stream};
 use crate::plan::Side;
@@ -85,6 +85,132 @@ pub struct Switchboard {
     pub entries: Vec<Entry>,
 }
 
+/// The connection settings each of the domain's services reads, written as files
+/// (`<service>.toml` and `<service>.env`, no password) for the side its clients use,
+/// and a hook that makes the services read them again: the switch without PgBouncer.
+/// Nothing holds the clients meanwhile: between the fence and the hook a write to
+/// the old side fails with the fence's error, and the service retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFiles {
+    pub dir: PathBuf,
+    /// Each service and the role it logs in as.
+    pub services: Vec<(String, String)>,
+    pub on_source: EntryTarget,
+    pub on_server: EntryTarget,
+    pub hook: Option<String>,
+}
+
+impl ConnectionFiles {
+    fn on(&self, side: Side) -> &EntryTarget {
+        match side {
+            Side::Source => &self.on_source,
+            Side::Server => &self.on_server,
+        }
+    }
+}
+
+/// How the domain's clients are switched.
+#[derive(Debug, Clone, Copy)]
+pub enum Clients<'a> {
+    /// PgBouncer's entries paused, repointed and resumed.
+    Pgbouncer(&'a Switchboard),
+    /// Connection files written and a hook run.
+    Files(&'a ConnectionFiles),
+}
+
+/// A service's connection settings as TOML, for the side it uses.
+pub fn render_toml(
+    service: &str,
+    user: &str,
+    at: &EntryTarget,
+    domain: &str,
+    side: Side,
+) -> String {
+    let string = |v: &str| toml::Value::String(v.to_string()).to_string();
+    format!(
+        "# How service {service} reaches the {domain} domain: on {}. Written by carve; no password\n# here (PGPASSFILE or ~/.pgpass has it).\nhost = {}\nport = {}\ndbname = {}\nuser = {}\n",
+        side.word(),
+        string(&at.host),
+        at.port,
+        string(&at.dbname),
+        string(user)
+    )
+}
+
+/// The same as libpq environment variables, for `. FILE` or an env file.
+pub fn render_env(service: &str, user: &str, at: &EntryTarget, domain: &str, side: Side) -> String {
+    use crate::sql::shell_word;
+    format!(
+        "# How service {service} reaches the {domain} domain: on {}. Written by carve; no password.\nPGHOST={}\nPGPORT={}\nPGDATABASE={}\nPGUSER={}\n",
+        side.word(),
+        shell_word(&at.host),
+        at.port,
+        shell_word(&at.dbname),
+        shell_word(user)
+    )
+}
+
+/// The file and hook steps that point the services at `to`.
+fn file_steps(files: &ConnectionFiles, domain: &str, to: Side) -> Vec<Step> {
+    let from = to.other();
+    let mut steps = Vec::new();
+    for (service, user) in &files.services {
+        for (extension, render) in [
+            (
+                "toml",
+                render_toml as fn(&str, &str, &EntryTarget, &str, Side) -> String,
+            ),
+            ("env", render_env),
+        ] {
+            let path = files.dir.join(format!("{service}.{extension}"));
+            steps.push(Step {
+                id: format!("write {}", path.display()),
+                description: format!(
+                    "{service}'s connection settings ({extension}) point at {}",
+                    to.word()
+                ),
+                target: Target::Local,
+                action: Action::File(FileAction {
+                    path,
+                    content: Some(render(service, user, files.on(to), domain, to)),
+                    previous: Some(render(service, user, files.on(from), domain, from)),
+                }),
+            });
+        }
+    }
+    if let Some(command) = &files.hook {
+        let env = |side: Side| {
+            vec![
+                ("CARVE_DOMAIN".to_string(), domain.to_string()),
+                (
+                    "CARVE_LIVE".to_string(),
+                    match side {
+                        Side::Source => "source".to_string(),
+                        Side::Server => "server".to_string(),
+                    },
+                ),
+                (
+                    "CARVE_CONNECTION_DIR".to_string(),
+                    files.dir.display().to_string(),
+                ),
+            ]
+        };
+        steps.push(Step {
+            id: format!("run the hook for {}", to.word()),
+            description: format!(
+                "the services read their connection settings again (the hook: {command})"
+            ),
+            target: Target::Local,
+            action: Action::Hook(HookAction {
+                command: command.clone(),
+                env: env(to),
+                undo_env: env(from),
+            }),
+        });
+    }
+    steps
+}
+
 /// How each side reaches the other, for the streams between them.
 #[derive(Debug, Clone, Copy)]
 pub struct Links<'a> {
@@ -108,7 +234,7 @@ impl<'a> Links<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct SwitchOptions<'a> {
     pub to: Side,
-    pub board: &'a Switchboard,
+    pub clients: Clients<'a>,
     pub links: Links<'a>,
     /// How long PgBouncer's PAUSE may wait for transactions under way.
     pub freeze_timeout: Duration,
@@ -192,16 +318,17 @@ fn resume(board: &Switchboard, entry: &str) -> Step {
 pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switch {
     let (to, from) = (options.to, options.to.other());
     let (to_target, from_target) = (target(to, domain), target(from, domain));
-    let board = options.board;
     let incoming = options.links.stream_into(domain, to);
     let outgoing = options.links.stream_into(domain, from);
     let mut steps = vec![incoming.confirm_at_once()];
-    steps.extend(
-        board
-            .entries
-            .iter()
-            .map(|e| pause(board, &e.name, options.freeze_timeout)),
-    );
+    if let Clients::Pgbouncer(board) = options.clients {
+        steps.extend(
+            board
+                .entries
+                .iter()
+                .map(|e| pause(board, &e.name, options.freeze_timeout)),
+        );
+    }
     steps.push(fence::fence(catalog, domain, &from_target, &to_target));
     if to == Side::Server {
         // Right behind the fence: a trigger writing into the fenced tables would fail.
@@ -220,7 +347,7 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
     );
     // PostgreSQL 15 has no `origin = none`: a stream each way at once would send
     // every change back where it came from.
-    steps.push(incoming.unsubscribe());
+    steps.extend(incoming.unsubscribe());
     steps.extend(outgoing.steps(false));
     steps.push(stream_running(&outgoing));
     steps.push(fence::unfence(catalog, domain, &to_target));
@@ -229,6 +356,24 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
         steps.extend(undo_steps(options.crossings));
     }
     let point_of_no_return = steps.len();
+    match options.clients {
+        Clients::Pgbouncer(board) => steps.extend(repoint(board, &to_target, to)),
+        Clients::Files(files) => steps.extend(file_steps(files, domain, to)),
+    }
+    let resumed = steps.len();
+    steps.push(fence::canary(catalog, domain, &to_target));
+    steps.push(sequences::validate(catalog, domain, &to_target));
+    Switch {
+        steps,
+        point_of_no_return,
+        resumed,
+    }
+}
+
+/// Each PgBouncer entry pointed at `to` in the file, RELOAD, RESUME.
+fn repoint(board: &Switchboard, to_target: &Target, to: Side) -> Vec<Step> {
+    let from = to.other();
+    let mut steps = Vec::new();
     for e in &board.entries {
         steps.push(Step {
             id: format!("point {} at {}", e.name, to_target),
@@ -236,7 +381,7 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
                 "entry {} of {} points at {} ({})",
                 e.name,
                 board.file.display(),
-                side(&to_target),
+                side(to_target),
                 e.on(to).describe()
             ),
             target: board.console.clone(),
@@ -255,7 +400,7 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
             format!(
                 "PgBouncer reads its file again: new server connections of {} go to {}",
                 e.name,
-                side(&to_target)
+                side(to_target)
             ),
             ConsoleAction {
                 command: "RELOAD".into(),
@@ -267,14 +412,7 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
         ));
     }
     steps.extend(board.entries.iter().map(|e| resume(board, &e.name)));
-    let resumed = steps.len();
-    steps.push(fence::canary(catalog, domain, &to_target));
-    steps.push(sequences::validate(catalog, domain, &to_target));
-    Switch {
-        steps,
-        point_of_no_return,
-        resumed,
-    }
+    steps
 }
 
 /// A wait until the stream's apply worker runs on its subscriber.
@@ -319,7 +457,8 @@ pub fn abort(
     if to_was_fenced {
         steps.push(fence::fence(catalog, domain, &to_target, &from_target));
     }
-    steps.push(outgoing.unsubscribe());
+    steps.extend(outgoing.unsubscribe());
+    steps.push(incoming.create_slot());
     steps.push(incoming.subscribe(false));
     steps.push(stream_running(&incoming));
     match to {
@@ -328,13 +467,9 @@ pub fn abort(
         Side::Source => steps.extend(options.crossings.iter().cloned()),
     }
     steps.push(fence::unfence(catalog, domain, &from_target));
-    steps.extend(
-        options
-            .board
-            .entries
-            .iter()
-            .map(|e| resume(options.board, &e.name)),
-    );
+    if let Clients::Pgbouncer(board) = options.clients {
+        steps.extend(board.entries.iter().map(|e| resume(board, &e.name)));
+    }
     for step in &mut steps {
         step.id = format!("abort: {}", step.id);
     }
@@ -435,7 +570,7 @@ mod tests {
     ) -> SwitchOptions<'a> {
         SwitchOptions {
             to,
-            board,
+            clients: Clients::Pgbouncer(board),
             links: Links {
                 to_source: a,
                 to_server: b,
@@ -561,11 +696,27 @@ mod tests {
                 && ids[0].ends_with("_back @ source"),
             "{ids:#?}"
         );
+        // The stream back: dropped, its slot let go and dropped.
         assert!(
-            ids[1].starts_with("abort: create subscription") && ids[1].ends_with("@ domain:sales")
+            ids[1].starts_with("abort: wait for the slot") && ids[1].ends_with("@ domain:sales")
         );
-        assert!(ids[3].starts_with("abort: unfence sales on source"));
-        assert!(ids[4].starts_with("abort: resume orders"));
+        assert!(
+            ids[2].starts_with("abort: drop replication slot")
+                && ids[2].ends_with("@ domain:sales")
+        );
+        // The stream from the source: its slot there, then the subscription.
+        assert!(
+            ids[3].starts_with("abort: create replication slot") && ids[3].ends_with("@ source")
+        );
+        assert!(
+            ids[4].starts_with("abort: create subscription") && ids[4].ends_with("@ domain:sales"),
+            "{ids:#?}"
+        );
+        assert!(
+            ids[6].starts_with("abort: unfence sales on source"),
+            "{ids:#?}"
+        );
+        assert!(ids[7].starts_with("abort: resume orders"), "{ids:#?}");
         let refenced = abort(
             &catalog(),
             "sales",

@@ -143,7 +143,16 @@ fn foreign_keys_in(catalog: &Catalog, domain: &str) -> Vec<Step> {
 /// Every step of retiring `domain`'s old schema, renamed to `retired`.
 pub fn steps(catalog: &Catalog, domain: &str, to_server: &Link, retired: &str) -> Vec<Step> {
     let back = Stream::back(domain, to_server);
-    let mut steps = undo_steps(&back.steps(false));
+    // The subscription and its slot as a switch drops them, then what the stream
+    // needed on the domain's server (publication, grants, role), last made first.
+    let made = back.steps(false);
+    let on_publisher: Vec<Step> = made
+        .iter()
+        .filter(|s| s.target == back.publisher && !s.id.starts_with("create replication slot"))
+        .cloned()
+        .collect();
+    let mut steps = back.unsubscribe();
+    steps.extend(undo_steps(&on_publisher));
     for step in &mut steps {
         let done = step.id.trim_start_matches("undo ");
         let done = done

@@ -200,7 +200,7 @@ impl<'a> Stream<'a> {
             self.subscriber.clone(),
             SqlAction {
                 sql: format!(
-                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data}, streaming = on, disable_on_error = true, slot_name = {});",
+                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data}, streaming = on, disable_on_error = true, create_slot = false, slot_name = {});",
                     ident(&names.subscription),
                     crate::engine::SECRET_VARIABLE,
                     ident(&names.publication),
@@ -263,27 +263,105 @@ impl<'a> Stream<'a> {
         )
     }
 
-    /// The subscription dropped, with its slot on the publisher.
-    pub fn unsubscribe(&self) -> Step {
-        let subscription = ident(&self.names.subscription);
+    /// True when the stream's slot exists on the publisher.
+    fn slot_exists(&self) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {})",
+            lit(&self.names.slot)
+        )
+    }
+
+    /// The stream's slot on the publisher, made on its own (the subscription is
+    /// made with `create_slot = false`): a run killed between the two leaves a slot
+    /// the next run finds, never a subscription made with its slot half there.
+    pub fn create_slot(&self) -> Step {
+        let slot = lit(&self.names.slot);
         Step::sql(
-            format!("drop subscription {}", self.names.subscription),
+            format!("create replication slot {}", self.names.slot),
             format!(
-                "{} stops following {} (its slot there is dropped with it)",
-                side(&self.subscriber),
-                side(&self.publisher)
+                "the slot on {} that keeps every change for {}",
+                side(&self.publisher),
+                side(&self.subscriber)
             ),
-            self.subscriber.clone(),
+            self.publisher.clone(),
             SqlAction {
-                sql: format!("DROP SUBSCRIPTION IF EXISTS {subscription};"),
-                done_check: format!("{} IS NULL", self.subscription_id()),
-                undo: "SELECT 1;".into(),
+                sql: format!(
+                    "SELECT pg_catalog.pg_create_logical_replication_slot({slot}, 'pgoutput');"
+                ),
+                done_check: self.slot_exists(),
+                undo: format!(
+                    "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = {slot};"
+                ),
+                // A slot is made outside a transaction that has written anything.
                 transactional: false,
                 strong_lock: false,
                 secret: None,
                 read: None,
             },
         )
+    }
+
+    /// The subscription dropped, then its slot on the publisher: the subscription is
+    /// first detached from its slot (`slot_name = NONE`), so a run killed half-way
+    /// never leaves a subscription whose slot is gone (`DROP SUBSCRIPTION` drops the
+    /// remote slot before its own transaction commits).
+    pub fn unsubscribe(&self) -> Vec<Step> {
+        let subscription = ident(&self.names.subscription);
+        let exists = self.subscription_id();
+        vec![
+            Step::sql(
+                format!("drop subscription {}", self.names.subscription),
+                format!(
+                    "{} stops following {}",
+                    side(&self.subscriber),
+                    side(&self.publisher)
+                ),
+                self.subscriber.clone(),
+                SqlAction::transactional(
+                    format!(
+                        "ALTER SUBSCRIPTION {subscription} DISABLE;\nALTER SUBSCRIPTION {subscription} SET (slot_name = NONE);\nDROP SUBSCRIPTION {subscription};"
+                    ),
+                    format!("{exists} IS NULL"),
+                    "SELECT 1;".into(),
+                ),
+            ),
+            Step {
+                id: format!("wait for the slot {} to be let go", self.names.slot),
+                description: format!(
+                    "the slot on {} is no longer in use by the subscription's worker",
+                    side(&self.publisher)
+                ),
+                target: self.publisher.clone(),
+                action: Action::Wait(WaitAction {
+                    until: format!(
+                        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {} AND active)",
+                        lit(&self.names.slot)
+                    ),
+                    progress: None,
+                    unit: String::new(),
+                    every: Duration::from_millis(20),
+                    timeout: Duration::from_secs(30),
+                    on_timeout: OnTimeout::Fail,
+                }),
+            },
+            Step::sql(
+                format!("drop replication slot {}", self.names.slot),
+                format!("the slot on {} is dropped", side(&self.publisher)),
+                self.publisher.clone(),
+                SqlAction {
+                    sql: format!(
+                        "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = {};",
+                        lit(&self.names.slot)
+                    ),
+                    done_check: format!("NOT {}", self.slot_exists()),
+                    undo: "SELECT 1;".into(),
+                    transactional: false,
+                    strong_lock: false,
+                    secret: None,
+                    read: None,
+                },
+            ),
+        ]
     }
 
     /// Everything the stream needs: on the publisher a replication role (its password
@@ -360,6 +438,7 @@ impl<'a> Stream<'a> {
                     format!("DROP PUBLICATION {publication};"),
                 ),
             ),
+            self.create_slot(),
             self.subscribe(copy_data),
         ]
     }
@@ -371,6 +450,7 @@ pub fn side(target: &Target) -> String {
         Target::Source => "the source".into(),
         Target::Domain(d) => format!("the {} server", display_ident(d)),
         Target::Console(c) => format!("console {c}"),
+        Target::Local => "this machine".into(),
     }
 }
 
@@ -440,14 +520,18 @@ mod tests {
         let steps = replication_steps("sales", &link, Duration::from_secs(60));
         let text = format!("{steps:?}");
         assert!(!text.contains("password="), "{text}");
-        let sub = steps[3].sql_action().unwrap();
+        // The slot is made on the source first; the subscription only uses it.
+        assert_eq!(steps[3].target, Target::Source);
+        assert!(steps[3].id.starts_with("create replication slot"));
+        let sub = steps[4].sql_action().unwrap();
         assert!(
-            sub.sql.contains("CONNECTION :'carve_secret'"),
+            sub.sql.contains("CONNECTION :'carve_secret'")
+                && sub.sql.contains("create_slot = false"),
             "{}",
             sub.sql
         );
         assert!(!sub.transactional);
-        assert!(matches!(steps[4].action, Action::Wait(_)));
-        assert_eq!(steps[3].target, Target::Domain("sales".into()));
+        assert!(matches!(steps[5].action, Action::Wait(_)));
+        assert_eq!(steps[4].target, Target::Domain("sales".into()));
     }
 }
