@@ -66,15 +66,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     let out = &settings.out;
     let mut plan = phase::load_plan(&settings.plan_path)?;
     let domain = args.domain.clone();
-    let Some(position) = plan.domains.iter().position(|d| d.name == domain) else {
-        let names: Vec<&str> = plan.domains.iter().map(|d| d.name.as_str()).collect();
-        anyhow::bail!(
-            "{} has no domain {:?}; its domains are: {}",
-            settings.plan_path.display(),
-            domain,
-            names.join(", ")
-        );
-    };
+    let position = phase::find_domain(settings, &plan, &domain)?;
     let moved = PhaseId::new(crate::phases::move_domain::PHASE, Some(&domain));
     if !plan.phase(&moved).is_some_and(|r| r.is_applied()) {
         anyhow::bail!(

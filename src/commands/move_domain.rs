@@ -27,15 +27,7 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     let mut plan = phase::load_plan(&settings.plan_path)?;
     let domain = args.domain.clone();
     let id = PhaseId::new(PHASE, Some(&domain));
-    let Some(position) = plan.domains.iter().position(|d| d.name == domain) else {
-        let names: Vec<&str> = plan.domains.iter().map(|d| d.name.as_str()).collect();
-        anyhow::bail!(
-            "{} has no domain {:?}; its domains are: {}",
-            settings.plan_path.display(),
-            domain,
-            names.join(", ")
-        );
-    };
+    let position = phase::find_domain(settings, &plan, &domain)?;
     if !plan
         .phase(crate::phases::assign::PHASE)
         .is_some_and(|r| r.is_applied())

@@ -153,6 +153,22 @@ pub async fn connect_targets(
     Ok(None)
 }
 
+/// Where domain `name` is in the plan's `[[domains]]`, or an error listing them.
+pub fn find_domain(settings: &Settings, plan: &Plan, name: &str) -> anyhow::Result<usize> {
+    plan.domains
+        .iter()
+        .position(|d| d.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = plan.domains.iter().map(|d| d.name.as_str()).collect();
+            anyhow::anyhow!(
+                "{} has no domain {:?}; its domains are: {}",
+                settings.plan_path.display(),
+                name,
+                names.join(", ")
+            )
+        })
+}
+
 pub fn load_plan(path: &Path) -> anyhow::Result<Plan> {
     match Plan::load_if_exists(path)? {
         Some(plan) => Ok(plan),

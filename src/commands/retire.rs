@@ -19,9 +19,7 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
     let plan = phase::load_plan(&settings.plan_path)?;
     let domain = args.domain.clone();
-    let Some(position) = plan.domains.iter().position(|d| d.name == domain) else {
-        anyhow::bail!("{} has no domain {domain:?}", settings.plan_path.display());
-    };
+    let position = phase::find_domain(settings, &plan, &domain)?;
     let Some(cutover) = plan.domains[position].cutover.clone() else {
         anyhow::bail!("{domain} was never cut over: retire comes after `carve cutover`");
     };

@@ -274,6 +274,14 @@ impl SqlAction {
     }
 }
 
+impl SqlAction {
+    /// A change with nothing to undo that runs each time it is reached: a look that
+    /// fails when something is wrong, ANALYZE, a value that only moves forward.
+    pub fn always(sql: String) -> SqlAction {
+        SqlAction::transactional(sql, "false".into(), "SELECT 1;".into())
+    }
+}
+
 impl EntryTarget {
     pub fn describe(&self) -> String {
         format!(

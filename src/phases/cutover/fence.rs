@@ -220,15 +220,7 @@ pub fn canary(catalog: &Catalog, domain: &str, on: &Target) -> Step {
             side(on)
         ),
         on.clone(),
-        SqlAction {
-            sql,
-            // A look, always taken again; it changes nothing to undo.
-            done_check: "false".into(),
-            undo: "SELECT 1;".into(),
-            transactional: true,
-            strong_lock: false,
-            secret: None,
-            read: None,
-        },
+        // A look, always taken again; it changes nothing to undo.
+        SqlAction::always(sql),
     )
 }

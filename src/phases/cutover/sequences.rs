@@ -67,21 +67,14 @@ END $carve$;",
             side(from)
         ),
         to.clone(),
+        // Always set again: it only ever moves forward, so repeating it is safe, and
+        // no check on one side can know the other side's value.
         SqlAction {
-            sql,
-            // Always set again: it only ever moves forward, so repeating it is safe,
-            // and no check on one side can know the other side's value.
-            done_check: "false".into(),
-            undo: "SELECT 1;".into(),
-            transactional: true,
-            strong_lock: false,
-            secret: None,
             read: Some(Reading {
                 on: from.clone(),
-                query: format!(
-                    "SELECT last_value::text || ' ' || is_called::text FROM {name}"
-                ),
+                query: format!("SELECT last_value::text || ' ' || is_called::text FROM {name}"),
             }),
+            ..SqlAction::always(sql)
         },
     )
 }
@@ -122,14 +115,6 @@ END $carve$;\n",
             side(on)
         ),
         on.clone(),
-        SqlAction {
-            sql,
-            done_check: "false".into(),
-            undo: "SELECT 1;".into(),
-            transactional: true,
-            strong_lock: false,
-            secret: None,
-            read: None,
-        },
+        SqlAction::always(sql),
     )
 }

@@ -123,19 +123,11 @@ pub fn ready_steps(domain: &str, max_lag: u64, timeout: Duration) -> Vec<Step> {
             domain,
             format!("analyze {}", display_ident(domain)),
             format!("planner statistics for the copied tables of {}", display_ident(domain)),
-            SqlAction {
-                // ANALYZE leaves nothing to undo and is never wrong to repeat.
-                sql: format!(
-                    "DO $carve$ DECLARE t record; BEGIN FOR t IN SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname = {} LOOP EXECUTE format('ANALYZE %I.%I', t.schemaname, t.tablename); END LOOP; END $carve$;",
-                    lit(domain)
-                ),
-                done_check: "false".into(),
-                undo: "SELECT 1;".into(),
-                transactional: true,
-                strong_lock: false,
-                secret: None,
-                read: None,
-            },
+            // ANALYZE leaves nothing to undo and is never wrong to repeat.
+            SqlAction::always(format!(
+                "DO $carve$ DECLARE t record; BEGIN FOR t IN SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname = {} LOOP EXECUTE format('ANALYZE %I.%I', t.schemaname, t.tablename); END LOOP; END $carve$;",
+                lit(domain)
+            )),
         ),
     ]
 }
