@@ -351,11 +351,16 @@ pub enum Command {
     Status(StatusArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
-    /// Runs inspect, discover, assign, restrict (cross-domain accesses decided as a
-    /// team starting out would), then moves one domain to a second server.
+    /// Runs the five phases: inspect, discover, assign, restrict (cross-domain
+    /// accesses decided as a team starting out would), moves one domain to a second
+    /// server and verifies it, then cuts it over through a throw-away PgBouncer
+    /// while four clients insert rows through it, and counts those rows on the new
+    /// server: a summary says what moved where, the write pause, and how many
+    /// acknowledged writes were found.
     ///
-    /// Needs the PostgreSQL server binaries (initdb, postgres) installed locally; nothing
-    /// else is touched. Everything is removed on exit and on Ctrl-C unless --keep.
+    /// Needs the PostgreSQL server binaries (initdb, postgres) and PgBouncer installed
+    /// locally (without PgBouncer it stops after verify and says so); nothing else is
+    /// touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),
 }
 

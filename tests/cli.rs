@@ -295,6 +295,16 @@ fn demo_runs_each_example_and_removes_everything() {
             json["moved"]["steps"].as_u64().unwrap() >= 10,
             "the demo moves a domain to a second server: {json:#}"
         );
+        // Verified, then cut over through PgBouncer under a write load whose
+        // acknowledged rows are all found on the domain's server.
+        let moved = &json["moved"];
+        assert!(moved["verified_rows"].as_u64().unwrap() > 0, "{json:#}");
+        let cutover = &moved["cutover"];
+        let acknowledged = cutover["acknowledged"].as_u64().unwrap();
+        assert!(acknowledged > 10, "{json:#}");
+        assert_eq!(cutover["found"].as_u64(), Some(acknowledged), "{json:#}");
+        assert_eq!(cutover["client_errors"], 0, "{json:#}");
+        assert!(cutover["pause_ms"].as_u64().is_some(), "{json:#}");
         for server in ["monolith", "moved"] {
             let server = if server == "moved" {
                 &json["moved"]["server"]

@@ -1,6 +1,10 @@
-//! `carve demo`: start throw-away servers, load an example monolith, and run every phase
-//! carve has on it, printing what happened. Removes everything on exit and on Ctrl-C,
-//! unless `--keep`.
+//! `carve demo`: start throw-away servers, load an example monolith, and run the five
+//! phases on it: discover, assign, restrict, move (with verify) to a second server,
+//! and a cut-over through a throw-away PgBouncer while clients write through it
+//! (their acknowledged writes counted on the new server). Removes everything on exit
+//! and on Ctrl-C, unless `--keep`.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -8,7 +12,9 @@ use serde::Serialize;
 use crate::analysis;
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
-use crate::cli::{ApplyArgs, DemoArgs, MoveArgs, RestrictArgs, Settings, WorkloadArgs};
+use crate::cli::{
+    ApplyArgs, DemoArgs, MoveArgs, RestrictArgs, Settings, SwitchArgs, VerifyArgs, WorkloadArgs,
+};
 use crate::commands::discover::build_plan;
 use crate::commands::inspect::compare_with_plan;
 use crate::conn::{ConnSpec, Environment};
@@ -47,6 +53,25 @@ struct MovedReport {
     server: ServerReport,
     /// Steps carve move ran to *ready*.
     steps: usize,
+    /// Rows carve verify found the same on both servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_rows: Option<u64>,
+    /// The cut-over through PgBouncer under a write load, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cutover: Option<CutoverReport>,
+}
+
+#[derive(Serialize)]
+struct CutoverReport {
+    /// The table the load wrote into, through PgBouncer.
+    table: String,
+    /// PAUSE to RESUME, as carve measured it.
+    pause_ms: Option<u64>,
+    /// Inserts PgBouncer acknowledged while the domain moved and was cut over.
+    acknowledged: usize,
+    /// Of those, the rows found on the domain's server afterwards.
+    found: i64,
+    client_errors: usize,
 }
 
 #[derive(Serialize)]
@@ -261,6 +286,44 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
                     Some(&domain),
                 ))
                 .map_or(0, |p| p.steps.len());
+            // Phase 5: verify, then cut over through a real PgBouncer while clients
+            // write through it.
+            if !out.is_json() {
+                out.line(&format!("── carve verify --domain {domain} ──"));
+            }
+            out.progress(&format!(
+                "comparing {domain} on both servers (carve verify) …"
+            ));
+            let verify_args = VerifyArgs {
+                domain: domain.clone(),
+                chunk_rows: 10_000,
+                jobs: 2,
+                resume: false,
+                retries: 5,
+                catch_up_timeout: std::time::Duration::from_secs(60),
+                source: Some(source.clone()),
+            };
+            let code = crate::commands::verify::run(&phase_settings, &verify_args).await?;
+            if code != exit::SUCCESS {
+                anyhow::bail!("carve verify found differences on the example (exit {code})");
+            }
+            let verified_rows = crate::plan::Plan::load(&plan_path)?
+                .domains
+                .iter()
+                .find(|d| d.name == domain)
+                .and_then(|d| d.verified.as_ref())
+                .map(|v| v.rows);
+            let cutover = cut_over(
+                settings,
+                &phase_settings,
+                &server,
+                example,
+                &client,
+                &target,
+                &domain,
+                &source,
+            )
+            .await?;
             Some(MovedReport {
                 domain,
                 server: ServerReport {
@@ -269,6 +332,8 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
                     pid: domain_server.pid(),
                 },
                 steps,
+                verified_rows,
+                cutover,
             })
         }
     };
@@ -298,10 +363,35 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
             "Every service still uses the old names (now compatibility views over the domain schemas), each with a login role that reaches its own domain and what the plan's decisions grant.",
         );
         if let Some(moved) = &report.moved {
-            out.line(&format!(
-                "Domain {} also lives on its own server now, following every change made on the monolith until cut-over.",
-                moved.domain
-            ));
+            match &moved.cutover {
+                None => out.line(&format!(
+                    "Domain {} also lives on its own server now, following every change made on the monolith until cut-over.",
+                    moved.domain
+                )),
+                Some(c) => {
+                    out.line("");
+                    out.line("── summary ──");
+                    out.line(&format!(
+                        "{} moved to its own server{} and its clients were switched there through PgBouncer{}.",
+                        moved.domain,
+                        moved
+                            .verified_rows
+                            .map(|r| format!(" (verified: {r} rows the same on both)"))
+                            .unwrap_or_default(),
+                        c.pause_ms
+                            .map(|ms| format!(", writes paused {ms} ms"))
+                            .unwrap_or_default()
+                    ));
+                    out.line(&format!(
+                        "Writes: {} inserts into {} acknowledged through PgBouncer while it switched, {} found on the domain's server, {} lost; {} client error(s). The monolith's copy is fenced and follows the new server, so `carve rollback` would lose nothing.",
+                        c.acknowledged,
+                        c.table,
+                        c.found,
+                        c.acknowledged as i64 - c.found,
+                        c.client_errors
+                    ));
+                }
+            }
         }
     }
 
@@ -457,4 +547,121 @@ async fn movable_domain(
     Ok(Err(
         first_reasons.unwrap_or_else(|| "the plan has no domain".into())
     ))
+}
+
+/// Phase 5 on the demo: a PgBouncer in front of the monolith with an entry for the
+/// moved domain, clients inserting rows through it, `carve cutover` through the real
+/// command, then the acknowledged rows counted on the domain's server. None (with
+/// a warning) when PgBouncer is not installed or no table takes made-up rows.
+#[allow(clippy::too_many_arguments)]
+async fn cut_over(
+    settings: &Settings,
+    phase_settings: &Settings,
+    server: &TempServer,
+    example: &Example,
+    source_client: &tokio_postgres::Client,
+    target: &str,
+    domain: &str,
+    source: &str,
+) -> anyhow::Result<Option<CutoverReport>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let out = &settings.out;
+    let catalog = read_catalog(std::slice::from_ref(source_client)).await?;
+    let Some(maker) = super::demo_load::row_maker(source_client, &catalog, domain).await? else {
+        out.warn(&format!(
+            "no table of {domain} takes rows the demo can make up: the cut-over is left out"
+        ));
+        return Ok(None);
+    };
+    out.progress("starting a throw-away PgBouncer in front of the monolith …");
+    let entry = domain.to_string();
+    let name = example.name.to_string();
+    let started = tokio::task::block_in_place(|| {
+        crate::pgtemp::TempBouncer::start(server, &[(entry.as_str(), name.as_str())])
+    });
+    let bouncer = match started {
+        Ok(b) => b,
+        Err(e) => {
+            out.warn(&format!("the cut-over is left out: {e}"));
+            return Ok(None);
+        }
+    };
+    // The load logs in as postgres, whose search_path on the domain's server must
+    // find the domain first, as the services' does (the move sets theirs).
+    super::connect(target)
+        .await?
+        .batch_execute(&format!(
+            "ALTER ROLE postgres IN DATABASE {} SET search_path = {}, public",
+            crate::sql::ident(example.name),
+            crate::sql::ident(domain)
+        ))
+        .await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(super::demo_load::run(
+        bouncer.conninfo(&entry),
+        maker.clone(),
+        4,
+        stop.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    if !out.is_json() {
+        out.line(&format!(
+            "── carve cutover --domain {domain} --pgbouncer (a throw-away PgBouncer) ──"
+        ));
+    }
+    out.progress(&format!(
+        "switching the clients of {domain} to its own server while 4 clients insert into {} through PgBouncer (carve cutover) …",
+        maker.table
+    ));
+    let args = SwitchArgs {
+        domain: domain.to_string(),
+        pgbouncer: Some(bouncer.console_conninfo()),
+        pgbouncer_config: None,
+        entries: vec![entry.clone()],
+        switch: None,
+        connection_dir: None,
+        hook: None,
+        services: Vec::new(),
+        server_address: None,
+        source_address: None,
+        subscription_conninfo: None,
+        reverse_conninfo: None,
+        password_file: Some(server.root().join("replication-passwords")),
+        max_lag: 1 << 20,
+        freeze_timeout: std::time::Duration::from_secs(5),
+        catch_up_timeout: std::time::Duration::from_secs(10),
+        verify_max_age: std::time::Duration::from_secs(3600),
+        abort: false,
+        apply: ApplyArgs {
+            source: Some(source.to_string()),
+            dry_run: false,
+            lock_timeout: LockPolicy::default().timeout,
+            lock_retries: LockPolicy::default().retries,
+        },
+    };
+    let code =
+        crate::commands::cutover::run(phase_settings, &args, crate::plan::Side::Server).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = load.await??;
+    let code = code?;
+    if code != exit::SUCCESS {
+        anyhow::bail!("carve cutover failed on the example (exit {code})");
+    }
+    let found = maker
+        .count(&super::connect(target).await?, &seen.keys)
+        .await?;
+    let pause_ms = crate::plan::Plan::load(&phase_settings.plan_path)?
+        .domains
+        .iter()
+        .find(|d| d.name == domain)
+        .and_then(|d| d.cutover.as_ref())
+        .and_then(|c| c.pause_ms);
+    Ok(Some(CutoverReport {
+        table: maker.table.clone(),
+        pause_ms,
+        acknowledged: seen.keys.len(),
+        found,
+        client_errors: seen.errors.len(),
+    }))
 }

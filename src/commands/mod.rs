@@ -4,6 +4,7 @@
 pub mod assign;
 pub mod cutover;
 pub mod demo;
+mod demo_load;
 pub mod discover;
 pub mod inspect;
 pub mod move_domain;
