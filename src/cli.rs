@@ -362,6 +362,20 @@ pub enum Command {
     /// locally (without PgBouncer it stops after verify and says so); nothing else is
     /// touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),
+    /// Print a shell completion script: `carve completions bash > /etc/bash_completion.d/carve`
+    ///
+    /// For bash, zsh, fish, elvish or powershell; it completes commands, options and
+    /// their fixed values.
+    Completions(CompletionsArgs),
+    /// Print carve's man page (roff): `carve man > carve.1 && man ./carve.1`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options of every command that changes a database.
@@ -834,6 +848,8 @@ impl Command {
             Command::Undo(_) => "undo",
             Command::Status(_) => "status",
             Command::Demo(_) => "demo",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
         }
     }
 }
@@ -892,6 +908,24 @@ pub fn main() -> ExitCode {
             Command::Undo(args) => commands::undo::run(&settings, args).await,
             Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,
+            Command::Completions(args) => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    args.shell,
+                    &mut Cli::command(),
+                    "carve",
+                    &mut std::io::stdout(),
+                );
+                Ok(exit::SUCCESS)
+            }
+            Command::Man => {
+                use clap::CommandFactory;
+                match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                    // `carve man | head` is not a failure.
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                    _ => Ok(exit::SUCCESS),
+                }
+            }
         }
     });
     let code = match result {

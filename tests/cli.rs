@@ -45,8 +45,18 @@ fn help_teaches_the_commands_connections_and_exit_codes() {
         "changes pending",
         "lock held",
         "gate not met",
+        "cutover",
+        "rollback",
+        "retire",
+        "completions",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    // The cut-over's help teaches its order and its way back.
+    let cutover = carve().args(["cutover", "--help"]).output().unwrap();
+    let cutover = String::from_utf8_lossy(&cutover.stdout);
+    for needle in ["PAUSE", "fence", "point of no return", "--abort", "carve rollback"] {
+        assert!(cutover.contains(needle), "cutover --help lacks {needle:?}");
     }
     carve()
         .args(["inspect", "--help"])
@@ -413,4 +423,30 @@ async fn phase_commands_explain_a_missing_plan_an_unreachable_server_and_nothing
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("no phase has changed the database yet"));
+}
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    let bash = carve().args(["completions", "bash"]).output().unwrap();
+    assert_success(&bash);
+    let script = String::from_utf8_lossy(&bash.stdout);
+    for word in [
+        "cutover",
+        "rollback",
+        "retire",
+        "--freeze-timeout",
+        "--switch",
+    ] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let zsh = carve().args(["completions", "zsh"]).output().unwrap();
+    assert_success(&zsh);
+    assert!(String::from_utf8_lossy(&zsh.stdout).contains("#compdef carve"));
+    let man = carve().arg("man").output().unwrap();
+    assert_success(&man);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.contains(".TH carve 1"), "{page}");
+    assert!(page.contains("cutover"), "{page}");
+    let unknown = carve().args(["completions", "cmd.exe"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
 }
