@@ -362,6 +362,23 @@ pub enum Command {
     /// locally (without PgBouncer it stops after verify and says so); nothing else is
     /// touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),
+    /// Run a playbook's steps in order, for pipelines: carve commands, shell hooks, lag waits
+    ///
+    /// PLAYBOOK.toml (version 1) lists `[[steps]]`, each with a unique `name` and one
+    /// of `carve = ["move", "--domain", "${DOMAIN}", …]` (carve itself, with this
+    /// run's --plan, --yes and --format json), `shell = "…"` (sh -c, with
+    /// CARVE_PLAN set) or `wait_lag = { domain = "…", max_bytes = N, timeout = "10m" }`,
+    /// and `on_failure = "stop"` (default) or `"rollback"` (cutover → carve rollback,
+    /// move → carve undo move, assign/restrict → carve undo). `${NAME}` comes from
+    /// the environment; a missing one stops the run before anything runs.
+    ///
+    /// Each step done is recorded in the plan ([[runs]]): running the same playbook
+    /// again after a crash or a failure goes on at its first step not done
+    /// (--restart starts over). With --format json, one JSON line per event on
+    /// stdout: playbook-step-started, -done (with the step's own JSON result),
+    /// -failed (exit_code, error), -skipped, playbook-rollback-started/-done, and
+    /// playbook-finished. Exits with the failing step's own exit code.
+    Run(RunArgs),
     /// Print a shell completion script: `carve completions bash > /etc/bash_completion.d/carve`
     ///
     /// For bash, zsh, fish, elvish or powershell; it completes commands, options and
@@ -369,6 +386,17 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print carve's man page (roff): `carve man > carve.1 && man ./carve.1`
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The playbook (TOML).
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: PathBuf,
+
+    /// Start from the first step even if an earlier run of it stopped part-way.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Args)]
@@ -849,6 +877,7 @@ impl Command {
             Command::Status(_) => "status",
             Command::Demo(_) => "demo",
             Command::Completions(_) => "completions",
+            Command::Run(_) => "run",
             Command::Man => "man",
         }
     }
@@ -908,6 +937,7 @@ pub fn main() -> ExitCode {
             Command::Undo(args) => commands::undo::run(&settings, args).await,
             Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,
+            Command::Run(args) => commands::run::run(&settings, args).await,
             Command::Completions(args) => {
                 use clap::CommandFactory;
                 clap_complete::generate(

@@ -16,6 +16,7 @@ pub mod os_user;
 pub mod pgtemp;
 pub mod phases;
 pub mod plan;
+pub mod playbook;
 pub mod sql;
 pub mod synthetic;
 pub mod text;

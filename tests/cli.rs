@@ -55,7 +55,13 @@ fn help_teaches_the_commands_connections_and_exit_codes() {
     // The cut-over's help teaches its order and its way back.
     let cutover = carve().args(["cutover", "--help"]).output().unwrap();
     let cutover = String::from_utf8_lossy(&cutover.stdout);
-    for needle in ["PAUSE", "fence", "point of no return", "--abort", "carve rollback"] {
+    for needle in [
+        "PAUSE",
+        "fence",
+        "point of no return",
+        "--abort",
+        "carve rollback",
+    ] {
         assert!(cutover.contains(needle), "cutover --help lacks {needle:?}");
     }
     carve()

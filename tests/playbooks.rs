@@ -69,3 +69,257 @@ async fn check_plan_passes_a_current_plan_and_stops_on_a_stale_one() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("carve inspect failed"), "{text}");
 }
+
+/// The shop's servers for a playbook: the monolith (its slots may keep 1 GB of WAL,
+/// as move's preflight asks), an empty database on a second server, PgBouncer in
+/// front of the monolith with entry `orders`, and the environment the playbooks
+/// read.
+struct Journey {
+    _source: carve::pgtemp::TempServer,
+    _target: carve::pgtemp::TempServer,
+    bouncer: carve::pgtemp::TempBouncer,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+async fn journey() -> Journey {
+    use carve::pgtemp::{ServerOptions, TempBouncer, TempServer};
+    let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
+    let source = TempServer::start_with(&options).unwrap();
+    let shop = example("shop");
+    create_db(&source, "shop", &format!("{}\n{}", shop.schema, shop.seed)).await;
+    let target = TempServer::start_with(&options).unwrap();
+    create_db(&target, "shop", "SELECT 1").await;
+    let bouncer = TempBouncer::start(&source, &[("orders", "shop")])
+        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+    // The domain's trigger functions name their tables unqualified; the clients of
+    // this test log in as postgres, so postgres gets the services' search_path.
+    client(&target.conninfo("shop"))
+        .await
+        .batch_execute("ALTER ROLE postgres IN DATABASE shop SET search_path = orders, public")
+        .await
+        .unwrap();
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
+    let env = vec![
+        ("SOURCE".to_string(), source.conninfo("shop")),
+        ("WORKLOAD".into(), workload.display().to_string()),
+        ("DOMAIN".into(), "orders".into()),
+        ("TARGET".into(), target.conninfo("shop")),
+        ("PGBOUNCER".into(), bouncer.console_conninfo()),
+        ("ENTRY".into(), "orders".into()),
+    ];
+    Journey {
+        _source: source,
+        _target: target,
+        bouncer,
+        dir: tempfile::tempdir().unwrap(),
+        env,
+    }
+}
+
+impl Journey {
+    fn plan(&self) -> std::path::PathBuf {
+        self.dir.path().join("shop.plan.toml")
+    }
+
+    fn run(&self, playbook: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+        cmd.arg("--plan")
+            .arg(self.plan())
+            .args(["--format", "json", "run"])
+            .arg(format!(
+                "{}/playbooks/{playbook}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .envs(self.env.iter().cloned())
+            .env("CARVE_SOURCE", &self.env[0].1);
+        cmd
+    }
+}
+
+/// Every line of a run's stdout is a versioned JSON event with its step; returns
+/// them.
+fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(event["format_version"], 1, "{line}");
+            let kind = event["event"].as_str().unwrap_or_else(|| panic!("{line}"));
+            if kind.starts_with("playbook-step") || kind.starts_with("playbook-rollback") {
+                for field in ["playbook", "index", "total", "step"] {
+                    assert!(!event[field].is_null(), "{field} missing: {line}");
+                }
+            }
+            event
+        })
+        .collect()
+}
+
+/// The shop's whole journey as a pipeline runs it, killed during its move and run
+/// again: it goes on at the move and ends with the orders domain cut over; then
+/// the rollback drill.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_playbooks_run_the_journey_resume_after_a_kill_and_drill_a_rollback() {
+    use std::io::BufRead;
+    let j = journey().await;
+    // Killed once the move has started.
+    let mut child = j
+        .run("shop-journey.toml")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.contains("\"playbook-step-started\"") && line.contains("\"move\"") {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Again: the steps done before are skipped, the rest run.
+    let out = tokio::task::block_in_place(|| {
+        let mut tries = 0;
+        loop {
+            let out = j.run("shop-journey.toml").output().unwrap();
+            // The killed carve's lock goes when its session does.
+            if out.status.code() == Some(4) && tries < 20 {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                continue;
+            }
+            break out;
+        }
+    });
+    let seen = events(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let skipped: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["event"] == "playbook-step-skipped")
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["discover", "assign", "drop crossing objects at the move"]
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last["event"], "playbook-finished", "{last}");
+    let done: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|e| e["event"] == "playbook-step-done")
+        .collect();
+    assert_eq!(
+        done.last().unwrap()["result"]["live"],
+        "server",
+        "{seen:#?}"
+    );
+    let plan = Plan::load(&j.plan()).unwrap();
+    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
+    assert_eq!(
+        orders.cutover.as_ref().unwrap().live,
+        carve::plan::Side::Server
+    );
+    assert!(plan
+        .runs
+        .iter()
+        .any(|r| r.playbook == "shop journey" && r.finished));
+
+    // Writes go through PgBouncer to the new server.
+    let through = client(&j.bouncer.conninfo("orders")).await;
+    through
+        .simple_query("UPDATE orders SET status = status WHERE false")
+        .await
+        .unwrap();
+
+    // The drill: back, verified, and over again.
+    let out = tokio::task::block_in_place(|| j.run("rollback-drill.toml").output().unwrap());
+    let seen = events(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|e| e["event"] == "playbook-step-done")
+            .count(),
+        3,
+        "{seen:#?}"
+    );
+    let plan = Plan::load(&j.plan()).unwrap();
+    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
+    assert_eq!(
+        orders.cutover.as_ref().unwrap().live,
+        carve::plan::Side::Server
+    );
+}
+
+/// A playbook that cannot run changes nothing and says why: a missing variable, a
+/// failing step with its own exit code and a rollback, a changed playbook after a
+/// stopped run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_playbook_stops_with_the_failing_steps_exit_code_and_names_what_is_missing() {
+    let j = journey().await;
+    let out = tokio::task::block_in_place(|| {
+        j.run("shop-journey.toml")
+            .env_remove("TARGET")
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TARGET"));
+    assert!(!j.plan().exists(), "nothing ran");
+
+    // A move whose preflight refuses (keep-until-move objects still cross into
+    // orders): exit 6, the move undone (nothing to undo), the run stopped there.
+    let book = j.dir.path().join("book.toml");
+    std::fs::write(
+        &book,
+        "version = 1\nname = \"refused\"\n[[steps]]\nname = \"discover\"\ncarve = [\"discover\", \"--source\", \"${SOURCE}\", \"--workload\", \"${WORKLOAD}\"]\n[[steps]]\nname = \"assign\"\ncarve = [\"assign\"]\n[[steps]]\nname = \"move\"\ncarve = [\"move\", \"--domain\", \"orders\", \"--target\", \"${TARGET}\"]\non_failure = \"rollback\"\n",
+    )
+    .unwrap();
+    let run = |path: &std::path::Path, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+        cmd.arg("--plan")
+            .arg(j.plan())
+            .args(["--format", "json", "run"])
+            .arg(path)
+            .args(extra)
+            .envs(j.env.iter().cloned())
+            .env("CARVE_SOURCE", &j.env[0].1);
+        tokio::task::block_in_place(|| cmd.output().unwrap())
+    };
+    let out = run(&book, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = events(&out.stdout);
+    let failed = seen
+        .iter()
+        .find(|e| e["event"] == "playbook-step-failed")
+        .unwrap();
+    assert_eq!(failed["step"], "move");
+    assert_eq!(failed["exit_code"], 6);
+    assert!(seen.iter().any(|e| e["event"] == "playbook-rollback-done"));
+    // Changed since it stopped: refused, unless --restart.
+    std::fs::write(
+        &book,
+        std::fs::read_to_string(&book).unwrap() + "# changed\n",
+    )
+    .unwrap();
+    let out = run(&book, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--restart"));
+}

@@ -598,14 +598,29 @@ async fn fresh_board(
     console: &ConnSpec,
     server: &ConnSpec,
 ) -> anyhow::Result<Switchboard> {
-    let names: Vec<String> = if args.entries.is_empty() {
+    // The entries of the domain's last cut-over, when there was one.
+    let before: Vec<String> = plan
+        .phase(PhaseId::new(cutover::CUTOVER, Some(domain)))
+        .map(|r| {
+            r.steps
+                .iter()
+                .filter_map(|s| match &s.action {
+                    Action::PgbouncerEntry(e) => Some(e.entry.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<String> = if !args.entries.is_empty() {
+        args.entries.clone()
+    } else if !before.is_empty() {
+        before
+    } else {
         plan.services
             .iter()
             .filter(|s| s.domain.as_deref() == Some(domain))
             .map(|s| s.pgbouncer_entry.clone().unwrap_or_else(|| s.name.clone()))
             .collect()
-    } else {
-        args.entries.clone()
     };
     if names.is_empty() {
         anyhow::bail!(

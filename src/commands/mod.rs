@@ -11,6 +11,7 @@ pub mod move_domain;
 pub mod phase;
 pub mod restrict;
 pub mod retire;
+pub mod run;
 pub mod status;
 pub mod undo;
 pub mod verify;

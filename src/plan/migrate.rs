@@ -56,6 +56,7 @@ impl V1 {
             consoles: Vec::new(),
             phases,
             workload: self.workload,
+            runs: Vec::new(),
             fingerprint: self.fingerprint,
         })
     }

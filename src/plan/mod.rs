@@ -64,6 +64,9 @@ pub struct Plan {
     /// Where discover read the workload, so later phases (restrict) read it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadSources>,
+    /// Playbooks `carve run` has run on this plan: which of their steps are done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<PlaybookRun>,
     /// Last, because it is long and read by carve rather than by people.
     pub fingerprint: Fingerprint,
 }
@@ -195,6 +198,22 @@ pub struct Verified {
     pub tables: u64,
     pub chunks: u64,
     pub rows: u64,
+}
+
+/// How far `carve run` got with a playbook: a run stopped part-way goes on at its
+/// first step not done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookRun {
+    /// The playbook's `name`.
+    pub playbook: String,
+    /// Digest of the playbook file the steps were done by.
+    pub digest: String,
+    /// Its steps done, by name, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
 }
 
 /// A PgBouncer admin console steps can run on (target `console:NAME`).
@@ -718,6 +737,7 @@ impl Plan {
             consoles: Vec::new(),
             phases: Vec::new(),
             workload: None,
+            runs: Vec::new(),
             fingerprint,
         }
     }

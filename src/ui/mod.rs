@@ -92,6 +92,12 @@ impl Output {
         self.failure().exit = Some(exit);
     }
 
+    /// A command that streams its own JSON lines (`carve run`) has said how it
+    /// ended: no error document follows them.
+    pub fn streamed(&self) {
+        self.failure().document_printed = true;
+    }
+
     fn error_object(failure: &Failure, exit: u8) -> ErrorObject {
         ErrorObject {
             code: crate::exit::name(exit),
