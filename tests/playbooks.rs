@@ -323,3 +323,61 @@ async fn a_playbook_stops_with_the_failing_steps_exit_code_and_names_what_is_mis
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--restart"));
 }
+
+/// `move-and-cut-over.toml` on a shop after discover and assign (with crossing
+/// objects let go at the move).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_move_and_cut_over_playbook_ends_with_the_domain_on_its_server() {
+    let j = journey().await;
+    let carve = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_carve"))
+            .arg("--plan")
+            .arg(j.plan())
+            .arg("--yes")
+            .args(args)
+            .env("CARVE_SOURCE", &j.env[0].1)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tokio::task::block_in_place(|| {
+        carve(&[
+            "discover",
+            "--source",
+            &j.env[0].1,
+            "--workload",
+            &j.env[1].1,
+        ]);
+        carve(&["assign"]);
+    });
+    let mut plan = Plan::load(&j.plan()).unwrap();
+    for d in plan.decisions.iter_mut() {
+        if d.choice == "keep-until-move" {
+            d.choice = "drop-at-move".into();
+        }
+    }
+    plan.save(&j.plan()).unwrap();
+    let out = tokio::task::block_in_place(|| j.run("move-and-cut-over.toml").output().unwrap());
+    let seen = events(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["event"] == "playbook-step-done")
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["move", "lag under 1 MiB", "verify", "cut over"]);
+    let plan = Plan::load(&j.plan()).unwrap();
+    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
+    assert_eq!(
+        orders.cutover.as_ref().unwrap().live,
+        carve::plan::Side::Server
+    );
+}
