@@ -347,6 +347,15 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
         "{}",
         stdout(&status)
     );
+    let live =
+        tokio::task::block_in_place(|| run(&stage.m, &["status", "--domain", &stage.domain]));
+    let text = stdout(&live);
+    assert!(text.contains("replication back to the source"), "{text}");
+    assert!(
+        text.contains("subscription on the source: enabled, worker running"),
+        "{text}"
+    );
+    assert!(!text.contains("could not read"), "{text}");
     let undo =
         tokio::task::block_in_place(|| run(&stage.m, &["undo", "move", "--domain", &stage.domain]));
     assert_eq!(code(&undo), 1);

@@ -32,6 +32,10 @@ struct PhaseReport<'a> {
 /// A move's replication as the servers show it now.
 #[derive(Serialize, Default)]
 struct Replication {
+    /// `back`: the domain was cut over, and the stream runs from its server to the
+    /// source (the slot is on its server, the subscription on the source).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    back: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     subscription: Option<SubscriptionState>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,26 +76,46 @@ async fn live(
     let mut out = Vec::new();
     let source = connect(&plan.source.conninfo).await;
     for d in moves.iter().filter(|d| domain.is_none_or(|x| x == **d)) {
-        let names = Names::of(d);
-        let mut found = Replication::default();
-        match &source {
+        // After a cut-over the stream runs back: slot on the server, subscription on
+        // the source.
+        let back = plan
+            .domains
+            .iter()
+            .find(|x| x.name == *d)
+            .and_then(|x| x.cutover.as_ref())
+            .is_some_and(|c| c.live == crate::plan::Side::Server && c.switching.is_none());
+        let names = if back { Names::back(d) } else { Names::of(d) };
+        let mut found = Replication {
+            back,
+            ..Replication::default()
+        };
+        let server = match plan.conninfo(&Target::Domain(d.to_string())) {
+            None => Err("the plan records no server for it".to_string()),
+            Some(conninfo) => connect(conninfo).await,
+        };
+        let (publisher, subscriber) = if back {
+            (&server, &source)
+        } else {
+            (&source, &server)
+        };
+        let (publisher_name, subscriber_name) = if back {
+            ("its server", "source")
+        } else {
+            ("source", "its server")
+        };
+        match publisher {
             Ok(client) => match replication::slot(client, &names.slot).await {
                 Ok(slot) => found.slot = slot,
-                Err(e) => found.problems.push(format!("source: {e:#}")),
+                Err(e) => found.problems.push(format!("{publisher_name}: {e:#}")),
             },
-            Err(e) => found.problems.push(format!("source: {e}")),
+            Err(e) => found.problems.push(format!("{publisher_name}: {e}")),
         }
-        match plan.conninfo(&Target::Domain(d.to_string())) {
-            None => found
-                .problems
-                .push("the plan records no server for it".into()),
-            Some(conninfo) => match connect(conninfo).await {
-                Ok(client) => match replication::subscription(&client, &names.subscription).await {
-                    Ok(subscription) => found.subscription = subscription,
-                    Err(e) => found.problems.push(format!("its server: {e:#}")),
-                },
-                Err(e) => found.problems.push(format!("its server: {e}")),
+        match subscriber {
+            Ok(client) => match replication::subscription(client, &names.subscription).await {
+                Ok(subscription) => found.subscription = subscription,
+                Err(e) => found.problems.push(format!("{subscriber_name}: {e:#}")),
             },
+            Err(e) => found.problems.push(format!("{subscriber_name}: {e}")),
         }
         out.push((d.to_string(), found));
     }
@@ -263,10 +287,19 @@ fn bytes(n: Option<i64>) -> String {
 
 /// A move's replication, for people.
 fn render_replication(r: &Replication) -> String {
-    let mut lines = vec!["  replication, as the servers show it now:".to_string()];
+    let (publisher, subscriber) = if r.back {
+        ("its server", "the source")
+    } else {
+        ("the source", "its server")
+    };
+    let mut lines = vec![if r.back {
+        "  replication back to the source (its clients are on its server), as the servers show it now:".to_string()
+    } else {
+        "  replication, as the servers show it now:".to_string()
+    }];
     match &r.slot {
         Some(slot) => lines.push(format!(
-            "    slot {} on the source: {}, {} behind, {} of WAL kept{}",
+            "    slot {} on {publisher}: {}, {} behind, {} of WAL kept{}",
             slot.name,
             if slot.active { "in use" } else { "NOT IN USE" },
             bytes(slot.lag_bytes),
@@ -277,21 +310,19 @@ fn render_replication(r: &Replication) -> String {
                 .map(|w| format!(" (wal_status {w})"))
                 .unwrap_or_default()
         )),
-        None if r.problems.iter().all(|p| !p.starts_with("source")) => {
-            lines.push("    no slot on the source".into())
-        }
+        None if r.problems.is_empty() => lines.push(format!("    no slot on {publisher}")),
         None => {}
     }
     match &r.subscription {
         Some(sub) => {
             lines.push(format!(
-                "    subscription on its server: {}, worker {}, {} apply error(s), {} copy error(s){}",
+                "    subscription on {subscriber}: {}, worker {}, {} apply error(s), {} copy error(s){}",
                 if sub.enabled { "enabled" } else { "DISABLED (an apply error stops it: the target's log says which table and why; fix it, then ALTER SUBSCRIPTION … ENABLE)" },
                 if sub.worker_alive { "running" } else { "not running" },
                 sub.apply_errors,
                 sub.sync_errors,
                 sub.last_contact_secs
-                    .map(|s| format!(", last heard from the source {s:.1} s ago"))
+                    .map(|s| format!(", last heard from {publisher} {s:.1} s ago"))
                     .unwrap_or_default()
             ));
             for t in &sub.tables {
@@ -304,9 +335,7 @@ fn render_replication(r: &Replication) -> String {
                 lines.push(format!("      {:<12} {}{progress}", t.state, t.table));
             }
         }
-        None if r.problems.iter().all(|p| !p.starts_with("its server")) => {
-            lines.push("    no subscription on its server".into())
-        }
+        None if r.problems.is_empty() => lines.push(format!("    no subscription on {subscriber}")),
         None => {}
     }
     for p in &r.problems {
