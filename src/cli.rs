@@ -605,6 +605,11 @@ pub struct SwitchArgs {
     #[arg(long)]
     pub abort: bool,
 
+    /// Cut over even though restrict's proof finds statements of the domain's
+    /// services failing on its server (listed): those services break there.
+    #[arg(long)]
+    pub accept_failing_statements: bool,
+
     #[command(flatten)]
     pub apply: ApplyArgs,
 }

@@ -255,12 +255,30 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         return abort(settings, &mut ctx, &id, &domain, &abort_steps, args).await;
     }
     if fresh {
-        let facts = gate_facts(&ctx, &domain, to, clients).await?;
+        let mut facts = gate_facts(&ctx, &domain, to, clients).await?;
+        if to == Side::Server {
+            // restrict's proof on the server, as the services' roles: what would
+            // break once their clients are there.
+            let on_server = cutover::target(to, &domain);
+            if let Some(results) =
+                prove_on_target(settings, &ctx, &domain, &on_server, args.apply.lock_timeout)
+                    .await?
+            {
+                facts.failing_statements = results.iter().filter(|r| r.is_unexpected()).count();
+                if facts.failing_statements > 0 {
+                    out.warn(&format!(
+                        "on {domain}'s server, as the services of {domain} will run there:{}",
+                        crate::ui::restrict::render_proof(&results)
+                    ));
+                }
+            }
+        }
         let refusals = gate::check(
             &facts,
             &Thresholds {
                 max_lag: args.max_lag,
                 verify_max_age: args.verify_max_age,
+                accept_failing_statements: args.accept_failing_statements,
             },
         );
         if !refusals.is_empty() {
@@ -748,6 +766,7 @@ async fn gate_facts(
             Clients::Pgbouncer(board) => console_problems(ctx, board).await,
             Clients::Files(files) => Ok(files_problems(files)),
         },
+        failing_statements: 0,
         verified_at: ctx
             .plan
             .domains
