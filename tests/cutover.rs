@@ -356,6 +356,9 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
         "{text}"
     );
     assert!(!text.contains("could not read"), "{text}");
+    // verify compares the two the other way round now, under the same load.
+    let verified = carve_in_background(&stage.m, &["verify", "--domain", &stage.domain]).await;
+    assert_success(&verified);
     let undo =
         tokio::task::block_in_place(|| run(&stage.m, &["undo", "move", "--domain", &stage.domain]));
     assert_eq!(code(&undo), 1);

@@ -78,10 +78,25 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<u8> {
     };
     let progress = VerifyProgress::new(out);
     let started = std::time::Instant::now();
-    let slot = Names::of(&domain).slot;
+    // After a cut-over the domain's server is the side of record and the source
+    // follows it through the stream back, whose slot is on the server.
+    let cut_over = plan
+        .domains
+        .iter()
+        .find(|d| d.name == domain)
+        .and_then(|d| d.cutover.as_ref())
+        .is_some_and(|c| c.live == crate::plan::Side::Server && c.switching.is_none());
+    let (slot, leading, following) = if cut_over {
+        out.progress(&format!(
+            "{domain} is cut over: its server is the side of record, and \"on the target\" below means on the source, which follows it"
+        ));
+        (Names::back(&domain).slot, &targets, &sources)
+    } else {
+        (Names::of(&domain).slot, &sources, &targets)
+    };
     let servers = run::Servers {
-        sources: &sources,
-        targets: &targets,
+        sources: leading,
+        targets: following,
         reader: &reader,
         slot: &slot,
     };
