@@ -157,6 +157,17 @@ fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The events of a run that must have succeeded (its events and stderr shown if not).
+fn succeeded(out: &std::process::Output) -> Vec<serde_json::Value> {
+    let seen = events(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    seen
+}
+
 /// The shop's whole journey as a pipeline runs it, killed during its move and run
 /// again: it goes on at the move and ends with the orders domain cut over; then
 /// the rollback drill.
@@ -196,12 +207,7 @@ async fn the_shipped_playbooks_run_the_journey_resume_after_a_kill_and_drill_a_r
             break out;
         }
     });
-    let seen = events(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{seen:#?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let seen = succeeded(&out);
     let skipped: Vec<&str> = seen
         .iter()
         .filter(|e| e["event"] == "playbook-step-skipped")
@@ -242,12 +248,7 @@ async fn the_shipped_playbooks_run_the_journey_resume_after_a_kill_and_drill_a_r
 
     // The drill: back, verified, and over again.
     let out = tokio::task::block_in_place(|| j.run("rollback-drill.toml").output().unwrap());
-    let seen = events(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{seen:#?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let seen = succeeded(&out);
     assert_eq!(
         seen.iter()
             .filter(|e| e["event"] == "playbook-step-done")
@@ -362,12 +363,7 @@ async fn the_move_and_cut_over_playbook_ends_with_the_domain_on_its_server() {
     }
     plan.save(&j.plan()).unwrap();
     let out = tokio::task::block_in_place(|| j.run("move-and-cut-over.toml").output().unwrap());
-    let seen = events(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{seen:#?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let seen = succeeded(&out);
     let steps: Vec<&str> = seen
         .iter()
         .filter(|e| e["event"] == "playbook-step-done")

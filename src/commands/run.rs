@@ -265,25 +265,13 @@ async fn carve(settings: &Settings, args: &[String]) -> Result<Value, Failure> {
         message: format!("cannot find carve's own program: {e}"),
     })?;
     let plan = settings.plan_path.clone();
-    let args = args.to_vec();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(exe)
-            .arg("--plan")
-            .arg(&plan)
-            .args(["--yes", "--format", "json"])
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-    })
-    .await
-    .map_err(|e| Failure {
-        code: exit::ERROR,
-        message: e.to_string(),
-    })?
-    .map_err(|e| Failure {
-        code: exit::ERROR,
-        message: format!("cannot run carve: {e}"),
-    })?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--plan")
+        .arg(&plan)
+        .args(["--yes", "--format", "json"])
+        .args(args);
+    let out = output_of(command, "carve").await?;
     let document: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     if out.status.success() || out.status.code() == Some(i32::from(exit::CHANGES_PENDING)) {
         return Ok(document);
@@ -295,6 +283,20 @@ async fn carve(settings: &Settings, args: &[String]) -> Result<Value, Failure> {
             .and_then(|c| u8::try_from(c).ok())
             .unwrap_or(exit::ERROR),
         message: last_error(&out.stderr, &document),
+    })
+}
+
+/// Runs a child to its end (without a terminal to read from), off the async threads.
+async fn output_of(mut command: Command, what: &str) -> Result<std::process::Output, Failure> {
+    let out = tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output())
+        .await
+        .map_err(|e| Failure {
+            code: exit::ERROR,
+            message: e.to_string(),
+        })?;
+    out.map_err(|e| Failure {
+        code: exit::ERROR,
+        message: format!("cannot run {what}: {e}"),
     })
 }
 
@@ -313,24 +315,11 @@ fn last_error(stderr: &[u8], document: &Value) -> String {
 
 /// A shell step, with `CARVE_PLAN` set.
 async fn shell(settings: &Settings, command: &str) -> Result<Value, Failure> {
-    let (command, plan) = (command.to_string(), settings.plan_path.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .env("CARVE_PLAN", &plan)
-            .stdin(Stdio::null())
-            .output()
-    })
-    .await
-    .map_err(|e| Failure {
-        code: exit::ERROR,
-        message: e.to_string(),
-    })?
-    .map_err(|e| Failure {
-        code: exit::ERROR,
-        message: format!("cannot run sh: {e}"),
-    })?;
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(command)
+        .env("CARVE_PLAN", &settings.plan_path);
+    let out = output_of(sh, "sh").await?;
     if out.status.success() {
         return Ok(json!({"stdout": String::from_utf8_lossy(&out.stdout).trim_end()}));
     }
