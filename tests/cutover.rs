@@ -864,3 +864,123 @@ async fn a_file_switch_writes_connection_files_and_runs_the_hook_there_and_back(
     );
     assert_clean(&stage, carve::plan::Side::Source, true, 2, false).await;
 }
+
+/// What cut-over, rollback and retire cannot do is refused with a message naming
+/// it, the documented exit code, and the plan file left byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn switch_commands_refuse_what_they_cannot_do_and_change_nothing() {
+    let stage = moved_shop().await;
+    stage.move_and_verify().await;
+    let console = stage.bouncer.console_conninfo();
+    let d = stage.domain.as_str();
+    let plan_before = std::fs::read(&stage.m.plan).unwrap();
+    let unmoved = {
+        let plan = carve::plan::Plan::load(&stage.m.plan).unwrap();
+        plan.domains
+            .iter()
+            .find(|x| x.name != d)
+            .unwrap()
+            .name
+            .clone()
+    };
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["cutover", "--domain", "nowhere", "--pgbouncer", &console],
+            1,
+            "has no domain",
+        ),
+        (
+            vec!["cutover", "--domain", &unmoved, "--pgbouncer", &console],
+            1,
+            "has not been moved",
+        ),
+        (vec!["cutover", "--domain", d], 1, "Pass --pgbouncer"),
+        (
+            vec![
+                "cutover",
+                "--domain",
+                d,
+                "--pgbouncer",
+                &console,
+                "--entry",
+                "two words",
+            ],
+            1,
+            "letters, digits",
+        ),
+        (
+            vec![
+                "cutover",
+                "--domain",
+                d,
+                "--pgbouncer",
+                &console,
+                "--entry",
+                "missing_entry",
+            ],
+            1,
+            "no entry \"missing_entry\"",
+        ),
+        (
+            vec!["cutover", "--domain", d, "--switch", "file"],
+            1,
+            "--connection-dir",
+        ),
+        (
+            vec![
+                "cutover",
+                "--domain",
+                d,
+                "--switch",
+                "file",
+                "--connection-dir",
+                "/tmp",
+                "--hook",
+                "a\nb",
+            ],
+            1,
+            "one line",
+        ),
+        (
+            vec!["cutover", "--domain", d, "--switch", "sideways"],
+            2,
+            "invalid value",
+        ),
+        (
+            vec!["cutover", "--domain", d, "--abort", "--pgbouncer", &console],
+            0,
+            "nothing to abort",
+        ),
+        (
+            vec!["rollback", "--domain", d, "--pgbouncer", &console],
+            0,
+            "on the source already",
+        ),
+        (vec!["retire", "--domain", d], 1, "never cut over"),
+        (vec!["retire", "--domain", d, "--drop"], 1, "never cut over"),
+        (
+            vec![
+                "cutover",
+                "--domain",
+                d,
+                "--pgbouncer",
+                "host=/nonexistent port=1 dbname=pgbouncer",
+                "--entry",
+                "orders_db",
+            ],
+            6,
+            "cannot reach the admin console",
+        ),
+    ];
+    for (args, want, says) in cases {
+        let out = tokio::task::block_in_place(|| run(&stage.m, &args));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(code(&out), want, "{args:?}: {text}");
+        assert!(text.contains(says), "{args:?} should say {says:?}: {text}");
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+        assert!(
+            std::fs::read(&stage.m.plan).unwrap() == plan_before,
+            "{args:?} changed the plan"
+        );
+    }
+}
