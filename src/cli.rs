@@ -362,6 +362,17 @@ pub enum Command {
     /// locally (without PgBouncer it stops after verify and says so); nothing else is
     /// touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),
+    /// Walk the journey at a terminal: where it stands, what is next, do it
+    ///
+    /// Reads the plan, says where the journey stands (phases done, each moved
+    /// domain's verify and where its clients are), proposes the next step (discover,
+    /// assign, restrict, a move, a verify, a cut-over), asks for what it needs (the
+    /// monolith, a domain's new server, PgBouncer's console, whether objects kept
+    /// across domains go at the move) and runs the real command on this terminal;
+    /// `show what it will do first` prints its dry-run. Answers go into the plan, so
+    /// stopping at any prompt (or Ctrl-C) loses nothing: `carve wizard` again goes on.
+    /// Without a terminal it refuses and names what to use instead.
+    Wizard(WizardArgs),
     /// Run a playbook's steps in order, for pipelines: carve commands, shell hooks, lag waits
     ///
     /// PLAYBOOK.toml (version 1) lists `[[steps]]`, each with a unique `name` and one
@@ -386,6 +397,13 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print carve's man page (roff): `carve man > carve.1 && man ./carve.1`
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct WizardArgs {
+    /// The monolith, offered when there is no plan yet [default: CARVE_SOURCE].
+    #[arg(long, value_name = "CONN")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -883,6 +901,7 @@ impl Command {
             Command::Demo(_) => "demo",
             Command::Completions(_) => "completions",
             Command::Run(_) => "run",
+            Command::Wizard(_) => "wizard",
             Command::Man => "man",
         }
     }
@@ -943,6 +962,7 @@ pub fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,
             Command::Run(args) => commands::run::run(&settings, args).await,
+            Command::Wizard(args) => commands::wizard::run(&settings, args).await,
             Command::Completions(args) => {
                 use clap::CommandFactory;
                 clap_complete::generate(

@@ -49,6 +49,8 @@ fn help_teaches_the_commands_connections_and_exit_codes() {
         "rollback",
         "retire",
         "completions",
+        "wizard",
+        "run",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }

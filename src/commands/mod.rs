@@ -15,6 +15,7 @@ pub mod run;
 pub mod status;
 pub mod undo;
 pub mod verify;
+pub mod wizard;
 
 use anyhow::Context;
 

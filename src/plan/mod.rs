@@ -6,6 +6,7 @@
 //! atomic (temp file, fsync, rename), so a crash never leaves half a plan.
 
 pub mod choices;
+pub mod journey;
 mod migrate;
 
 use std::io::Write;
