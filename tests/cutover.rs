@@ -255,6 +255,14 @@ impl Stage {
     }
 
     async fn move_and_verify(&self) {
+        // How the domain's server reaches the source, given explicitly: the plan
+        // keeps it for the streams a rollback or an abort makes again.
+        let parsed = carve::conn::ConnInfo::parse(&self.m.conninfo).unwrap();
+        let link = format!(
+            "host={} port={} dbname=shop",
+            parsed.get("host").unwrap(),
+            parsed.get("port").unwrap()
+        );
         let out = carve_in_background(
             &self.m,
             &[
@@ -264,10 +272,15 @@ impl Stage {
                 "--target",
                 &self.target_conninfo,
                 "--accept-unlimited-slot-wal",
+                "--subscription-conninfo",
+                &link,
             ],
         )
         .await;
         assert_success(&out);
+        let plan = carve::plan::Plan::load(&self.m.plan).unwrap();
+        let d = plan.domains.iter().find(|d| d.name == self.domain).unwrap();
+        assert_eq!(d.subscription_conninfo.as_deref(), Some(link.as_str()));
         let out = carve_in_background(&self.m, &["verify", "--domain", &self.domain]).await;
         if !out.status.success() {
             eprintln!("VERIFY {}", stdout(&out));

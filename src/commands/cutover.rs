@@ -176,14 +176,24 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             return Ok(code);
         }
     }
-    let to_source = link(&ctx, args.subscription_conninfo.as_deref(), &password_file)?;
+    // How each side reaches the other: given now, or as recorded when it was given.
+    let known = ctx.plan.domains[position].clone();
+    let subscription_conninfo = args
+        .subscription_conninfo
+        .clone()
+        .or(known.subscription_conninfo);
+    let reverse_conninfo = args.reverse_conninfo.clone().or(known.reverse_conninfo);
+    let to_source = link(&ctx, subscription_conninfo.as_deref(), &password_file)?;
     let to_server = link_to(
         &server_spec,
         &server_spec.dbname,
-        args.reverse_conninfo.as_deref(),
+        reverse_conninfo.as_deref(),
         "--reverse-conninfo",
         &password_file,
     )?;
+    let d = &mut ctx.plan.domains[position];
+    d.subscription_conninfo = subscription_conninfo;
+    d.reverse_conninfo = reverse_conninfo;
     // The crossings as the cut-over planned them: from the catalog for a fresh one,
     // from its record otherwise (a rollback's catalog no longer has them).
     let crossings: Vec<Step> = match (to, fresh) {

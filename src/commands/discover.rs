@@ -210,6 +210,8 @@ pub fn build_plan(
                 server: before.and_then(|b| b.server.clone()),
                 verified: before.and_then(|b| b.verified.clone()),
                 cutover: before.and_then(|b| b.cutover.clone()),
+                subscription_conninfo: before.and_then(|b| b.subscription_conninfo.clone()),
+                reverse_conninfo: before.and_then(|b| b.reverse_conninfo.clone()),
             }
         })
         .collect();

@@ -59,6 +59,12 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     let target_spec = ConnSpec::resolve(&server, &Environment::from_process())
         .map_err(|e| anyhow::anyhow!("--target: {e}"))?;
     plan.domains[position].server = Some(target_spec.reference());
+    // A rollback or an abort makes this stream again: it must reach the source the
+    // same way (the option holds no password: `link` refuses one).
+    let subscription_conninfo = args
+        .subscription_conninfo
+        .clone()
+        .or_else(|| plan.domains[position].subscription_conninfo.clone());
     let password_file = match &args.password_file {
         Some(path) => path.clone(),
         None => default_password_file(&settings.plan_path),
@@ -78,7 +84,9 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     let steps = match recorded {
         Some(steps) => steps,
         None => {
-            let link = link(&ctx, args.subscription_conninfo.as_deref(), &password_file)?;
+            let link = link(&ctx, subscription_conninfo.as_deref(), &password_file)?;
+            let d = &mut ctx.plan.domains[position];
+            d.subscription_conninfo = subscription_conninfo.clone();
             let options = MoveOptions {
                 link,
                 max_lag: args.max_lag,

@@ -107,6 +107,15 @@ pub struct Domain {
     /// Where its clients are, once a cut-over has started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover: Option<Cutover>,
+    /// How its server reaches the source, when the move was told
+    /// (`--subscription-conninfo`, no password): a rollback or an abort makes that
+    /// stream again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_conninfo: Option<String>,
+    /// How the source reaches its server for the stream back, when cut-over was told
+    /// (`--reverse-conninfo`, no password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_conninfo: Option<String>,
 }
 
 /// One side of a moved domain: the monolith or the domain's own server.
@@ -1090,6 +1099,8 @@ mod tests {
                     services: vec!["checkout".into()],
                 }),
             }),
+            subscription_conninfo: Some("host=db1.internal dbname=shop sslmode=require".into()),
+            reverse_conninfo: Some("host=db2.internal dbname=orders".into()),
         });
         plan.consoles.push(ConsoleRef {
             name: "edge".into(),
