@@ -138,11 +138,7 @@ async fn main() {
     ]);
     run(&["assign"]);
     let mut p = carve::plan::Plan::load(&plan).expect("plan");
-    for d in p.decisions.iter_mut() {
-        if d.choice == "keep-until-move" {
-            d.choice = "drop-at-move".into();
-        }
-    }
+    p.let_kept_crossings_go("objects kept across domains go at the move");
     let domain = p
         .domains
         .iter()

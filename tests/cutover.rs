@@ -200,11 +200,7 @@ async fn moved_shop() -> Stage {
     let m = monolith(&source, dir.path(), "shop", &sql, workload).await;
     assert_success(&run(&m, &["assign"]));
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    for d in plan.decisions.iter_mut() {
-        if d.choice == "keep-until-move" {
-            d.choice = "drop-at-move".into();
-        }
-    }
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
     plan.save(&m.plan).unwrap();
     let domain = domain_of(&m, "public.orders");
     let target = server();

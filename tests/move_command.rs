@@ -306,11 +306,7 @@ async fn shop_assigned(source: &TempServer, dir: &std::path::Path) -> Monolith {
     let m = example_monolith(source, dir, "shop", "shop").await;
     assert_success(&run(&m, &["assign"]));
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    for d in plan.decisions.iter_mut() {
-        if d.choice == "keep-until-move" {
-            d.choice = "drop-at-move".into();
-        }
-    }
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
     plan.save(&m.plan).unwrap();
     m
 }
@@ -914,11 +910,7 @@ async fn a_benchbase_domain_moves_under_a_write_load() {
     let m = monolith(&source, dir.path(), "bench", &sql, data.join("workload")).await;
     assert_success(&run(&m, &["assign"]));
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    for d in plan.decisions.iter_mut() {
-        if d.choice == "keep-until-move" {
-            d.choice = "drop-at-move".into();
-        }
-    }
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
     plan.save(&m.plan).unwrap();
     let domain = domain_of(&m, "public.user_profiles");
     client(&m.conninfo)
@@ -988,11 +980,7 @@ async fn every_shop_domain_moves_to_one_second_server() {
     .await;
     assert_success(&run(&m, &["assign"]));
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    for d in plan.decisions.iter_mut() {
-        if d.choice == "keep-until-move" {
-            d.choice = "drop-at-move".into();
-        }
-    }
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
     let tracking = plan
         .domains
         .iter()

@@ -356,11 +356,7 @@ async fn the_move_and_cut_over_playbook_ends_with_the_domain_on_its_server() {
         carve(&["assign"]);
     });
     let mut plan = Plan::load(&j.plan()).unwrap();
-    for d in plan.decisions.iter_mut() {
-        if d.choice == "keep-until-move" {
-            d.choice = "drop-at-move".into();
-        }
-    }
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
     plan.save(&j.plan()).unwrap();
     let out = tokio::task::block_in_place(|| j.run("move-and-cut-over.toml").output().unwrap());
     let seen = succeeded(&out);

@@ -509,14 +509,7 @@ async fn movable_domain(
     use crate::catalog::facts::ServerFacts;
     use crate::phases::move_domain::preflight::{check, Acceptances};
     let mut plan = crate::plan::Plan::load(plan_path)?;
-    for d in plan
-        .decisions
-        .iter_mut()
-        .filter(|d| d.choice == "keep-until-move")
-    {
-        d.choice = "drop-at-move".into();
-        d.reason = "the demo lets cross-domain objects go when a domain moves".into();
-    }
+    plan.let_kept_crossings_go("the demo lets cross-domain objects go when a domain moves");
     plan.save(plan_path)?;
     let catalog = read_catalog(std::slice::from_ref(source)).await?;
     let source_facts = ServerFacts::read(source).await?;

@@ -263,12 +263,7 @@ fn pick_domain(plan: &Plan) -> Result<Option<String>, End> {
 /// Objects assign kept across domains until the move: the move refuses them, so the
 /// person decides here (recorded in the plan) to let them go at the move.
 fn decide_crossings(settings: &Settings, plan: &Plan) -> Result<(), End> {
-    let kept: Vec<&str> = plan
-        .decisions
-        .iter()
-        .filter(|d| d.choice == "keep-until-move")
-        .map(|d| d.subject.as_str())
-        .collect();
+    let kept = plan.kept_until_move();
     if kept.is_empty() {
         return Ok(());
     }
@@ -288,14 +283,7 @@ fn decide_crossings(settings: &Settings, plan: &Plan) -> Result<(), End> {
         return Ok(());
     }
     let mut plan = plan.clone();
-    for d in plan
-        .decisions
-        .iter_mut()
-        .filter(|d| d.choice == "keep-until-move")
-    {
-        d.choice = "drop-at-move".into();
-        d.reason = "decided in carve wizard: let go when the domain moves".into();
-    }
+    plan.let_kept_crossings_go("decided in carve wizard: let go when the domain moves");
     plan.save(&settings.plan_path).map_err(|e| {
         settings.out.error(&format!("{e}"));
         End::Stopped

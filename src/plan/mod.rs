@@ -21,6 +21,9 @@ use crate::engine::Step;
 /// flat SQL, phase state implied by the journal) is upgraded on load.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// The decision that keeps an object working across domains while they share a server.
+const KEEP_UNTIL_MOVE: &str = "keep-until-move";
+
 /// The database-changing phases, by name, in the order they build on each other:
 /// the one place their names and order live (`phases/` plans them, `status` and
 /// `undo` walk them).
@@ -832,6 +835,29 @@ impl Plan {
     /// The decision recorded for a subject, if any.
     pub fn decision(&self, subject: &str) -> Option<&Decision> {
         self.decisions.iter().find(|d| d.subject == subject)
+    }
+
+    /// The objects assign kept working across domains until the move
+    /// (`keep-until-move`), by subject: a move refuses them.
+    pub fn kept_until_move(&self) -> Vec<&str> {
+        self.decisions
+            .iter()
+            .filter(|d| d.choice == KEEP_UNTIL_MOVE)
+            .map(|d| d.subject.as_str())
+            .collect()
+    }
+
+    /// Decides each of those to go when its domain moves (`drop-at-move`), with
+    /// `reason`.
+    pub fn let_kept_crossings_go(&mut self, reason: &str) {
+        for d in self
+            .decisions
+            .iter_mut()
+            .filter(|d| d.choice == KEEP_UNTIL_MOVE)
+        {
+            d.choice = "drop-at-move".into();
+            d.reason = reason.into();
+        }
     }
 
     /// Loads a plan, or `None` when the file does not exist.
