@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -24,39 +24,55 @@ pub fn file_is_done(action: &FileAction) -> Result<bool, String> {
     Ok(current(&action.path)? == action.content)
 }
 
-/// Writes (or removes) the file: a new file beside it (mode 0644, or the old one's),
-/// fsynced, renamed over it, the directory fsynced.
+/// Writes (or removes) the file as the action says.
 pub fn write_file(action: &FileAction) -> Result<(), String> {
-    let path = &action.path;
+    match &action.content {
+        Some(content) => replace(&action.path, content),
+        None => match fs::remove_file(&action.path) {
+            Ok(()) => {
+                sync_dir(&action.path);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove {}: {e}", action.path.display())),
+        },
+    }
+}
+
+/// Puts `content` at `path` atomically: a new file beside it, with the old one's
+/// mode and owner (0644 and the caller when there was none), fsynced and renamed
+/// over it, then the directory fsynced. A reader sees the old file or the new one,
+/// never half of one.
+pub fn replace(path: &Path, content: &str) -> Result<(), String> {
     let failed = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
     let dir = path.parent().unwrap_or(Path::new("."));
-    match &action.content {
-        None => match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(failed("cannot remove", e)),
-        },
-        Some(content) => {
-            let mode = fs::metadata(path)
-                .map(|m| m.permissions().mode() & 0o7777)
-                .unwrap_or(0o644);
-            let mut temp = tempfile::Builder::new()
-                .prefix(".carve-")
-                .tempfile_in(dir)
-                .map_err(|e| failed("cannot write beside", e))?;
-            temp.write_all(content.as_bytes())
-                .and_then(|()| temp.as_file().sync_all())
-                .map_err(|e| failed("cannot write", e))?;
-            fs::set_permissions(temp.path(), fs::Permissions::from_mode(mode))
-                .map_err(|e| failed("cannot set the mode of", e))?;
-            temp.persist(path)
-                .map_err(|e| failed("cannot replace", e.error))?;
-        }
+    let old = fs::metadata(path).ok();
+    let mut temp = tempfile::Builder::new()
+        .prefix(".carve-")
+        .tempfile_in(dir)
+        .map_err(|e| failed("cannot write beside", e))?;
+    temp.write_all(content.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| failed("cannot write beside", e))?;
+    let mode = old.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
+    fs::set_permissions(temp.path(), fs::Permissions::from_mode(mode))
+        .map_err(|e| failed("cannot set the mode of the new", e))?;
+    if let Some(m) = &old {
+        // Only root may give a file away; as anyone else the file stays the
+        // caller's, which owns the directory then.
+        let _ = std::os::unix::fs::chown(temp.path(), Some(m.uid()), Some(m.gid()));
     }
-    if let Ok(d) = fs::File::open(dir) {
+    temp.persist(path)
+        .map_err(|e| failed("cannot replace", e.error))?;
+    sync_dir(path);
+    Ok(())
+}
+
+/// Makes a rename or removal in `path`'s directory durable.
+fn sync_dir(path: &Path) {
+    if let Ok(d) = fs::File::open(path.parent().unwrap_or(Path::new("."))) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 /// Runs the hook with `sh -c`; its output is kept for the error when it fails.

@@ -1,13 +1,10 @@
 //! PgBouncer's configuration file, as far as a cut-over changes it: where one
 //! `[databases]` entry points. Reading and rewriting the entry's line are pure
-//! functions on the text (tested without a file); `point` writes the result
-//! atomically: a new file beside the old, with its owner and mode, fsynced and
-//! renamed over it, so PgBouncer never reads half a file and a crash leaves either
-//! the old file or the new one.
+//! functions on the text (tested without a file); `point` writes the result with
+//! `local::replace`: atomically, keeping its owner and mode, so PgBouncer never
+//! reads half a file and a crash leaves either the old file or the new one.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::EntryTarget;
@@ -153,36 +150,16 @@ pub fn read(path: &Path, entry: &str) -> Result<EntryTarget, String> {
 /// Points entry `entry` of the file at `path` at `to`, atomically, keeping the
 /// file's owner and mode (PgBouncer, running as another user, must still read it).
 pub fn point(path: &Path, entry: &str, to: &EntryTarget) -> Result<(), String> {
-    let failed = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
-    let text = fs::read_to_string(path).map_err(|e| failed("cannot read", e))?;
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let new = with_entry(&text, entry, to).map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = fs::metadata(path).map_err(|e| failed("cannot look at", e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".carve-")
-        .tempfile_in(dir)
-        .map_err(|e| failed("cannot write beside", e))?;
-    temp.write_all(new.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| failed("cannot write beside", e))?;
-    fs::set_permissions(
-        temp.path(),
-        fs::Permissions::from_mode(meta.mode() & 0o7777),
-    )
-    .map_err(|e| failed("cannot set the mode of the new", e))?;
-    // Only root may give a file away; as anyone else the file stays the caller's,
-    // which owns the directory then.
-    let _ = std::os::unix::fs::chown(temp.path(), Some(meta.uid()), Some(meta.gid()));
-    temp.persist(path)
-        .map_err(|e| failed("cannot replace", e.error))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    super::local::replace(path, &new)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
     use super::*;
 
     const INI: &str = "[databases]\n; the shop\norders = host=/run/pg port=5432 dbname=shop pool_size=20\n\"my app\"=host=db1 dbname='shop two'\n\n[pgbouncer]\nlisten_port = 6432\norders = not-an-entry\n";
