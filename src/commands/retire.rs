@@ -23,7 +23,7 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
     let Some(cutover) = plan.domains[position].cutover.clone() else {
         anyhow::bail!("{domain} was never cut over: retire comes after `carve cutover`");
     };
-    if cutover.switching.is_some() || cutover.live != Side::Server {
+    if !cutover.settled_on(Side::Server) {
         anyhow::bail!(
             "the clients of {domain} are not settled on its own server (see `carve status --domain {domain}`): retire takes down the way back, so only a finished cut-over is retired"
         );

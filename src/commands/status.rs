@@ -83,7 +83,7 @@ async fn live(
             .iter()
             .find(|x| x.name == *d)
             .and_then(|x| x.cutover.as_ref())
-            .is_some_and(|c| c.live == crate::plan::Side::Server && c.switching.is_none());
+            .is_some_and(|c| c.settled_on(crate::plan::Side::Server));
         let names = if back { Names::back(d) } else { Names::of(d) };
         let mut found = Replication {
             back,

@@ -36,7 +36,7 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
             .find(|d| &d.name == domain)
             .and_then(|d| d.cutover.as_ref());
         if let Some(c) = cutover {
-            if c.switching.is_some() || c.live == crate::plan::Side::Server {
+            if !c.settled_on(crate::plan::Side::Source) {
                 anyhow::bail!(
                     "the clients of {domain} are switched (or being switched) to its server: undoing the move would lose their writes. `carve rollback --domain {domain}` brings them back first (or `carve cutover --domain {domain} --abort` cancels a switch under way)"
                 );

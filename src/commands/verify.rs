@@ -85,7 +85,7 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<u8> {
         .iter()
         .find(|d| d.name == domain)
         .and_then(|d| d.cutover.as_ref())
-        .is_some_and(|c| c.live == crate::plan::Side::Server && c.switching.is_none());
+        .is_some_and(|c| c.settled_on(crate::plan::Side::Server));
     let (slot, leading, following) = if cut_over {
         out.progress(&format!(
             "{domain} is cut over: its server is the side of record, and \"on the target\" below means on the source, which follows it"

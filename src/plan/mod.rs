@@ -180,6 +180,13 @@ pub struct FilesSwitch {
     pub services: Vec<String>,
 }
 
+impl Cutover {
+    /// The clients are on `side`, and no switch is under way.
+    pub fn settled_on(&self, side: Side) -> bool {
+        self.switching.is_none() && self.live == side
+    }
+}
+
 /// A switch of a domain's clients under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
