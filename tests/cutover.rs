@@ -487,16 +487,6 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     let _ = &stage.source;
 }
 
-/// Where the plan says the domain's clients are, and whether a switch is under way.
-fn live_side(m: &Monolith, domain: &str) -> (carve::plan::Side, bool) {
-    let plan = carve::plan::Plan::load(&m.plan).unwrap();
-    let d = plan.domains.iter().find(|d| d.name == domain).unwrap();
-    match &d.cutover {
-        None => (carve::plan::Side::Source, false),
-        Some(c) => (c.live, c.switching.is_some()),
-    }
-}
-
 /// Runs carve (blocking) until it does not find the lock of a killed run still held.
 fn run_past_lock(m: &Monolith, args: &[&str]) -> std::process::Output {
     for _ in 0..50 {
@@ -589,7 +579,7 @@ async fn a_cut_over_killed_at_any_step_ends_on_one_side_after_a_rerun_or_an_abor
             let (m, args) = (&stage.m, cutover.clone());
             tokio::task::block_in_place(|| kill_after(m, &args, k));
         }
-        let (_, switching) = live_side(&stage.m, &stage.domain);
+        let (_, switching) = live_side(&stage.m.plan, &stage.domain);
         let mut args = cutover.clone();
         if k % 2 == 0 {
             args.push("--abort");
@@ -633,7 +623,7 @@ async fn a_cut_over_killed_at_any_step_ends_on_one_side_after_a_rerun_or_an_abor
             eprintln!("ENDED so far {ended:?}");
         }
         assert_success(&out);
-        let (live, still) = live_side(&stage.m, &stage.domain);
+        let (live, still) = live_side(&stage.m.plan, &stage.domain);
         assert!(!still, "k={k}: a switch is still under way");
         ended.push((k, switching, live));
         assert_clean(

@@ -70,10 +70,8 @@ async fn check_plan_passes_a_current_plan_and_stops_on_a_stale_one() {
     assert!(text.contains("carve inspect failed"), "{text}");
 }
 
-/// The shop's servers for a playbook: the monolith (its slots may keep 1 GB of WAL,
-/// as move's preflight asks), an empty database on a second server, PgBouncer in
-/// front of the monolith with entry `orders`, and the environment the playbooks
-/// read.
+/// The shop's servers for a playbook (`shop_with_pgbouncer`) and the environment the
+/// playbooks read.
 struct Journey {
     _source: carve::pgtemp::TempServer,
     _target: carve::pgtemp::TempServer,
@@ -83,22 +81,7 @@ struct Journey {
 }
 
 async fn journey() -> Journey {
-    use carve::pgtemp::{ServerOptions, TempBouncer, TempServer};
-    let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
-    let source = TempServer::start_with(&options).unwrap();
-    let shop = example("shop");
-    create_db(&source, "shop", &format!("{}\n{}", shop.schema, shop.seed)).await;
-    let target = TempServer::start_with(&options).unwrap();
-    create_db(&target, "shop", "SELECT 1").await;
-    let bouncer = TempBouncer::start(&source, &[("orders", "shop")])
-        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
-    // The domain's trigger functions name their tables unqualified; the clients of
-    // this test log in as postgres, so postgres gets the services' search_path.
-    client(&target.conninfo("shop"))
-        .await
-        .batch_execute("ALTER ROLE postgres IN DATABASE shop SET search_path = orders, public")
-        .await
-        .unwrap();
+    let (source, target, bouncer) = shop_with_pgbouncer().await;
     let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
     let env = vec![
         ("SOURCE".to_string(), source.conninfo("shop")),
@@ -228,12 +211,11 @@ async fn the_shipped_playbooks_run_the_journey_resume_after_a_kill_and_drill_a_r
         "server",
         "{seen:#?}"
     );
-    let plan = Plan::load(&j.plan()).unwrap();
-    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
     assert_eq!(
-        orders.cutover.as_ref().unwrap().live,
-        carve::plan::Side::Server
+        live_side(&j.plan(), "orders"),
+        (carve::plan::Side::Server, false)
     );
+    let plan = Plan::load(&j.plan()).unwrap();
     assert!(plan
         .runs
         .iter()
@@ -256,11 +238,9 @@ async fn the_shipped_playbooks_run_the_journey_resume_after_a_kill_and_drill_a_r
         3,
         "{seen:#?}"
     );
-    let plan = Plan::load(&j.plan()).unwrap();
-    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
     assert_eq!(
-        orders.cutover.as_ref().unwrap().live,
-        carve::plan::Side::Server
+        live_side(&j.plan(), "orders"),
+        (carve::plan::Side::Server, false)
     );
 }
 
@@ -366,10 +346,8 @@ async fn the_move_and_cut_over_playbook_ends_with_the_domain_on_its_server() {
         .map(|e| e["step"].as_str().unwrap())
         .collect();
     assert_eq!(steps, ["move", "lag under 1 MiB", "verify", "cut over"]);
-    let plan = Plan::load(&j.plan()).unwrap();
-    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
     assert_eq!(
-        orders.cutover.as_ref().unwrap().live,
-        carve::plan::Side::Server
+        live_side(&j.plan(), "orders"),
+        (carve::plan::Side::Server, false)
     );
 }

@@ -6,7 +6,6 @@ mod support;
 
 use std::process::Command;
 
-use carve::pgtemp::{ServerOptions, TempBouncer, TempServer};
 use rexpect::session::{spawn_command, PtySession};
 use support::*;
 
@@ -24,6 +23,16 @@ fn expect(p: &mut PtySession, text: &str) {
     p.exp_string(text)
         .unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"));
     std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
+/// restrict's question (the password file, as offered), then "skip it".
+fn skip_restrict(p: &mut PtySession) {
+    expect(p, "passwords go");
+    keys(p, ENTER);
+    expect(p, "show what it will do first");
+    keys(p, DOWN);
+    keys(p, DOWN);
+    keys(p, ENTER);
 }
 
 /// Where `domain` is in the wizard's list of domains to move (largest first).
@@ -47,19 +56,7 @@ fn position_to_move(plan: &std::path::Path, domain: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_wizard_walks_the_shop_from_nothing_to_a_cut_over_domain_across_a_ctrl_c() {
-    let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
-    let source = TempServer::start_with(&options).unwrap();
-    let shop = example("shop");
-    create_db(&source, "shop", &format!("{}\n{}", shop.schema, shop.seed)).await;
-    let target = TempServer::start_with(&options).unwrap();
-    create_db(&target, "shop", "SELECT 1").await;
-    client(&target.conninfo("shop"))
-        .await
-        .batch_execute("ALTER ROLE postgres IN DATABASE shop SET search_path = orders, public")
-        .await
-        .unwrap();
-    let bouncer = TempBouncer::start(&source, &[("orders", "shop")])
-        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+    let (source, target, bouncer) = shop_with_pgbouncer().await;
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("shop.plan.toml");
     let workload = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/workload");
@@ -86,12 +83,7 @@ async fn the_wizard_walks_the_shop_from_nothing_to_a_cut_over_domain_across_a_ct
     expect(&mut p, "Next: Move each domain's tables");
     expect(&mut p, "show what it will do first");
     keys(&mut p, ENTER); // assign
-    expect(&mut p, "passwords go");
-    keys(&mut p, ENTER);
-    expect(&mut p, "show what it will do first");
-    keys(&mut p, DOWN);
-    keys(&mut p, DOWN);
-    keys(&mut p, ENTER); // skip restrict
+    skip_restrict(&mut p);
     expect(&mut p, "Which domain moves to its own server next?");
     for _ in 0..position_to_move(&plan, "orders") {
         keys(&mut p, DOWN);
@@ -129,12 +121,7 @@ async fn the_wizard_walks_the_shop_from_nothing_to_a_cut_over_domain_across_a_ct
     expect(&mut p, "orders: move applied, verified at");
     expect(&mut p, "clients on its own server");
     // restrict again (this session has not skipped it), then no more moves.
-    expect(&mut p, "passwords go");
-    keys(&mut p, ENTER);
-    expect(&mut p, "show what it will do first");
-    keys(&mut p, DOWN);
-    keys(&mut p, DOWN);
-    keys(&mut p, ENTER); // skip restrict
+    skip_restrict(&mut p);
     expect(&mut p, "Which domain moves to its own server next?");
     for _ in 0..position_to_move(&plan, "none") {
         keys(&mut p, DOWN);
@@ -143,11 +130,9 @@ async fn the_wizard_walks_the_shop_from_nothing_to_a_cut_over_domain_across_a_ct
     expect(&mut p, "Nothing more to propose");
     p.exp_eof().unwrap();
 
-    let plan = carve::plan::Plan::load(&plan).unwrap();
-    let orders = plan.domains.iter().find(|d| d.name == "orders").unwrap();
     assert_eq!(
-        orders.cutover.as_ref().unwrap().live,
-        carve::plan::Side::Server
+        live_side(&plan, "orders"),
+        (carve::plan::Side::Server, false)
     );
     // Without a terminal: refused, naming what to use instead.
     let out = Command::new(env!("CARGO_BIN_EXE_carve"))

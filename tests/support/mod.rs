@@ -427,3 +427,36 @@ pub fn delegate_library_audit_writes(m: &Monolith) {
     }
     plan.save(&m.plan).unwrap();
 }
+
+/// Where the plan at `plan` says `domain`'s clients are, and whether a switch is
+/// under way.
+pub fn live_side(plan: &Path, domain: &str) -> (carve::plan::Side, bool) {
+    let plan = carve::plan::Plan::load(plan).unwrap();
+    let d = plan.domains.iter().find(|d| d.name == domain).unwrap();
+    match &d.cutover {
+        None => (carve::plan::Side::Source, false),
+        Some(c) => (c.live, c.switching.is_some()),
+    }
+}
+
+/// The shop loaded on a monolith whose slots may keep 1 GB of WAL (as move's
+/// preflight asks), an empty `shop` database on a second server, and PgBouncer in
+/// front of the monolith with entry `orders`. The domain's trigger functions name
+/// their tables unqualified and the tests' clients log in as postgres, so postgres
+/// gets the services' search_path on the second server.
+pub async fn shop_with_pgbouncer() -> (TempServer, TempServer, carve::pgtemp::TempBouncer) {
+    let options = carve::pgtemp::ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
+    let source = TempServer::start_with(&options).unwrap();
+    let shop = example("shop");
+    create_db(&source, "shop", &format!("{}\n{}", shop.schema, shop.seed)).await;
+    let target = TempServer::start_with(&options).unwrap();
+    create_db(&target, "shop", "SELECT 1").await;
+    client(&target.conninfo("shop"))
+        .await
+        .batch_execute("ALTER ROLE postgres IN DATABASE shop SET search_path = orders, public")
+        .await
+        .unwrap();
+    let bouncer = carve::pgtemp::TempBouncer::start(&source, &[("orders", "shop")])
+        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+    (source, target, bouncer)
+}
