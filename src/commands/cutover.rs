@@ -58,10 +58,6 @@ fn stage(plan: &Plan, domain: &str) -> Stage {
     }
 }
 
-fn command_of(to: Side) -> &'static str {
-    cutover::phase_name(to)
-}
-
 pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Result<u8> {
     let out = &settings.out;
     let mut plan = phase::load_plan(&settings.plan_path)?;
@@ -87,20 +83,20 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     let (fresh, committed) = match stage(&plan, &domain) {
         Stage::Switching { to: under_way, .. } if under_way != to => anyhow::bail!(
             "a {} of {domain} is under way: run `carve {} --domain {domain}` to finish it{}",
-            command_of(under_way),
-            command_of(under_way),
+            cutover::phase_name(under_way),
+            cutover::phase_name(under_way),
             if args.abort { "" } else { " (or cancel it with --abort while it is before its point of no return)" }
         ),
         Stage::Switching { committed: true, .. } if args.abort => anyhow::bail!(
             "the {} of {domain} is past its point of no return (the stream back was made and clients may write on {}): run `carve {} --domain {domain}` to finish it, then `carve {} --domain {domain}` to go back",
-            command_of(to),
+            cutover::phase_name(to),
             to.word(),
-            command_of(to),
-            command_of(to.other())
+            cutover::phase_name(to),
+            cutover::phase_name(to.other())
         ),
         Stage::Switching { committed, .. } => (false, committed),
         Stage::Settled { .. } if args.abort => {
-            out.line(&format!("no {} of {domain} is under way: nothing to abort", command_of(to)));
+            out.line(&format!("no {} of {domain} is under way: nothing to abort", cutover::phase_name(to)));
             return Ok(exit::SUCCESS);
         }
         Stage::Settled { live } if live == to => {
@@ -125,7 +121,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     if !fresh && recorded.is_none() {
         anyhow::bail!(
             "the plan says a {} of {domain} is under way but records none of its steps: edit [[domains]] cutover in {} by hand",
-            command_of(to),
+            cutover::phase_name(to),
             settings.plan_path.display()
         );
     }
@@ -140,7 +136,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
                     out.name_objects(["pgbouncer".to_string()]);
                     out.warn(&format!(
                         "the {} of {domain} cannot start. Nothing was changed: the clients stay on {}",
-                        command_of(to),
+                        cutover::phase_name(to),
                         to.other().word()
                     ));
                     out.failing(exit::GATE_NOT_MET);
@@ -298,7 +294,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             out.name_objects(refusals.iter().map(|r| r.what.clone()));
             out.warn(&format!(
                 "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
-                command_of(to),
+                cutover::phase_name(to),
                 refusals.len(),
                 to.other().word()
             ));
@@ -345,7 +341,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             Err(code) => {
                 out.warn(&format!(
                     "the {} stopped before its point of no return: cancelling it, so the clients stay on {}",
-                    command_of(to),
+                    cutover::phase_name(to),
                     to.other().word()
                 ));
                 let aborted = abort(settings, &mut ctx, &id, &domain, &abort_steps, args).await?;
@@ -374,8 +370,8 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     {
         out.warn(&format!(
             "the {} is past its point of no return: run `carve {} --domain {domain}` again to finish it",
-            command_of(to),
-            command_of(to)
+            cutover::phase_name(to),
+            cutover::phase_name(to)
         ));
         return Ok(code);
     }
@@ -395,7 +391,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         out.warn(&format!(
             "the clients of {domain} are on {} and write there, but a check after the switch failed (above); `carve {} --domain {domain}` takes them back with no write lost",
             to.word(),
-            command_of(to.other())
+            cutover::phase_name(to.other())
         ));
         return Ok(code);
     }
@@ -450,7 +446,7 @@ fn report(settings: &Settings, domain: &str, to: Side, pause: Option<Duration>, 
             entries: &'a [&'a str],
         }
         out.json(
-            command_of(to),
+            cutover::phase_name(to),
             &Report {
                 domain,
                 live: to,
@@ -466,14 +462,14 @@ fn report(settings: &Settings, domain: &str, to: Side, pause: Option<Duration>, 
     };
     out.line(&format!(
         "{}: the clients of {domain} ({}) write on {}{paused}. {} is fenced and follows every change, so `carve {} --domain {domain}` goes back with no write lost.",
-        command_of(to),
+        cutover::phase_name(to),
         entries.join(", "),
         to.word(),
         match to {
             Side::Server => "The source",
             Side::Source => "The domain's server",
         },
-        command_of(to.other())
+        cutover::phase_name(to.other())
     ));
 }
 

@@ -42,7 +42,7 @@ use crate::sql::display_ident;
 
 pub use crate::plan::phase_names::{CUTOVER, ROLLBACK};
 
-/// The phase name of a switch to `to`.
+/// The phase name of a switch to `to`, which is also its command's name.
 pub fn phase_name(to: Side) -> &'static str {
     match to {
         Side::Server => CUTOVER,
