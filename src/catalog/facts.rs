@@ -185,3 +185,26 @@ pub async fn dependents_outside(client: &Client, schema: &str) -> anyhow::Result
         })?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+#[cfg(test)]
+impl ServerFacts {
+    /// A PostgreSQL 15 server ready for logical replication with room to spare, for
+    /// the preflight's and the cut-over gate's tests.
+    pub(crate) fn roomy_15() -> ServerFacts {
+        ServerFacts {
+            version: "15.18".into(),
+            version_num: 150018,
+            wal_level: "logical".into(),
+            max_replication_slots: 10,
+            replication_slots_used: 0,
+            max_wal_senders: 10,
+            wal_senders_used: 1,
+            max_logical_replication_workers: 4,
+            logical_workers_used: 0,
+            max_worker_processes: 8,
+            max_slot_wal_keep_size: 10_240,
+            large_objects: 0,
+            oldest_transaction: None,
+        }
+    }
+}

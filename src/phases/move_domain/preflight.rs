@@ -442,21 +442,7 @@ mod tests {
     }
 
     fn server() -> ServerFacts {
-        ServerFacts {
-            version: "15.18".into(),
-            version_num: 150018,
-            wal_level: "logical".into(),
-            max_replication_slots: 10,
-            replication_slots_used: 0,
-            max_wal_senders: 10,
-            wal_senders_used: 1,
-            max_logical_replication_workers: 4,
-            logical_workers_used: 0,
-            max_worker_processes: 8,
-            max_slot_wal_keep_size: 10_240,
-            large_objects: 0,
-            oldest_transaction: None,
-        }
+        ServerFacts::roomy_15()
     }
 
     fn target() -> TargetFacts {
