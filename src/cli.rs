@@ -265,7 +265,9 @@ pub enum Command {
     ///
     /// Each chunk's result is kept in a file beside the plan; a killed verify run
     /// with --resume compares only what is left. A clean verify is recorded in the
-    /// plan (cut-over reads it). Changes no database and takes no lock.
+    /// plan (cut-over reads it). Changes no database and takes no lock. After a
+    /// cut-over the domain's server is the side of record and the source, which
+    /// follows it through the stream back, is compared against it.
     ///
     /// Exits 0 (the same), 1, 7 (rows differ: each listed).
     #[command(verbatim_doc_comment)]
@@ -274,9 +276,11 @@ pub enum Command {
     ///
     /// The gate comes first and changes nothing when it is not met (exit 6, every
     /// reason named): every table copied and ready, the apply worker running, lag
-    /// under --max-lag, a clean `carve verify` younger than --verify-max-age, the
-    /// indexes valid, room for the stream back on both servers, and PgBouncer's
-    /// console and configuration file reachable.
+    /// under --max-lag, a clean `carve verify` younger than --verify-max-age, no
+    /// statement of the domain's services failing on its server as their roles
+    /// (restrict's proof; --accept-failing-statements), the indexes valid, room for
+    /// the stream back on both servers, and PgBouncer's console and configuration
+    /// file reachable (or, with --switch file, the connection directory writable).
     ///
     /// Then, in this order (reading the position before every writer is fenced
     /// loses writes):
@@ -347,7 +351,10 @@ pub enum Command {
     /// subscription's worker, apply errors and last contact with the source, and the
     /// slot's lag and the WAL it keeps on the source. A slot of carve's on the source
     /// that no move in place owns is reported: it keeps WAL until it is dropped. A
-    /// server that cannot be reached is named, and the rest still shown.
+    /// server that cannot be reached is named, and the rest still shown. For a
+    /// cut-over domain: where its clients are, the last write pause, a switch under
+    /// way (with the command that finishes or cancels it), and the stream back (its
+    /// slot on the domain's server, its subscription on the source).
     Status(StatusArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
