@@ -73,6 +73,8 @@ pub struct Cli {
 pub enum Format {
     Human,
     Json,
+    /// A psql script: `carve plan` only (each phase's --dry-run prints one too).
+    Psql,
 }
 
 impl From<Format> for ui::Format {
@@ -80,6 +82,7 @@ impl From<Format> for ui::Format {
         match format {
             Format::Human => ui::Format::Human,
             Format::Json => ui::Format::Json,
+            Format::Psql => ui::Format::Human,
         }
     }
 }
@@ -369,6 +372,33 @@ pub enum Command {
     /// locally (without PgBouncer it stops after verify and says so); nothing else is
     /// touched. Everything is removed on exit and on Ctrl-C unless --keep.
     Demo(DemoArgs),
+    /// Print every remaining phase's steps, in order, without changing anything
+    ///
+    /// The dry-run of the whole journey, like a Terraform plan: assign, restrict,
+    /// then for each domain the plan gives a server ([[domains]] server, or the
+    /// --target of an earlier move) its move, verify and cut-over. Each phase is
+    /// planned as its command would plan it, later ones against the catalog as the
+    /// earlier ones will leave it (worked out on the model: tables in their domain
+    /// schemas, compatibility views, restrict's roles and grants, crossings dropped
+    /// by a cut-over), with the commands' defaults (--yes defaults for assign's
+    /// objects, move's --max-lag and timeouts, cut-over's timeouts). A phase under
+    /// way is listed with its recorded steps, and nothing after it.
+    ///
+    /// Also listed: every decision still missing, with its choices (assign's objects,
+    /// restrict's cross-domain accesses, how a domain's clients switch); the servers,
+    /// PgBouncer console and entries the steps touch; what each phase checks before
+    /// its first step (restrict's proof, move's preflight, cut-over's gate). A domain
+    /// without a server stays in the monolith and is named. Retire is not planned:
+    /// it comes after a grace period, when you decide.
+    ///
+    /// Reads the source's catalog and the recorded workload (and PgBouncer's
+    /// configuration file); takes no lock and writes nothing. --format json gives
+    /// one document for review tools, --format psql one script of every step (as
+    /// each phase's --dry-run prints its own).
+    ///
+    /// Exits 0 (nothing left), 3 (steps to run), 6 (decisions missing), 1.
+    #[command(verbatim_doc_comment)]
+    Plan(PlanArgs),
     /// Walk the journey at a terminal: where it stands, what is next, do it
     ///
     /// Reads the plan, says where the journey stands (phases done, each moved
@@ -404,6 +434,42 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print carve's man page (roff): `carve man > carve.1 && man ./carve.1`
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The last phase to plan.
+    #[arg(long, value_enum, value_name = "PHASE", default_value = "cutover")]
+    pub through: JourneyPhase,
+
+    /// The monolith [default: the plan's source].
+    #[arg(long, value_name = "CONN", env = "CARVE_SOURCE")]
+    pub source: Option<String>,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// The phases of the journey `carve plan` lists, in their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum JourneyPhase {
+    Assign,
+    Restrict,
+    Move,
+    Verify,
+    Cutover,
+}
+
+impl JourneyPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            JourneyPhase::Assign => "assign",
+            JourneyPhase::Restrict => "restrict",
+            JourneyPhase::Move => "move",
+            JourneyPhase::Verify => "verify",
+            JourneyPhase::Cutover => "cutover",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -909,6 +975,7 @@ impl Command {
             Command::Completions(_) => "completions",
             Command::Run(_) => "run",
             Command::Wizard(_) => "wizard",
+            Command::Plan(_) => "plan",
             Command::Man => "man",
         }
     }
@@ -938,6 +1005,12 @@ pub fn main() -> ExitCode {
     };
     ui::init_logging(cli.verbose, cli.quiet);
     let settings = Settings::from_cli(&cli);
+    if cli.format == Format::Psql && !matches!(cli.command, Command::Plan(_)) {
+        settings.out.error(
+            "--format psql is for `carve plan`; each phase prints its own psql script with --dry-run",
+        );
+        return exit::code(exit::USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -970,6 +1043,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(&settings, args).await,
             Command::Run(args) => commands::run::run(&settings, args).await,
             Command::Wizard(args) => commands::wizard::run(&settings, args).await,
+            Command::Plan(args) => commands::plan::run(&settings, args).await,
             Command::Completions(args) => {
                 use clap::CommandFactory;
                 clap_complete::generate(

@@ -30,7 +30,7 @@ use crate::plan::{
 };
 
 /// The console's name in the plan (`console:pgbouncer`).
-const CONSOLE: &str = "pgbouncer";
+pub(crate) const CONSOLE: &str = "pgbouncer";
 
 /// Where a domain's switch stands, from the plan.
 enum Stage {
@@ -149,7 +149,16 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             Some(match (&recorded, fresh, to) {
                 (Some(steps), false, _) => board_from_steps(steps, to)?,
                 (_, true, Side::Server) => {
-                    fresh_board(settings, &plan, &domain, args, &console_spec, &server_spec).await?
+                    fresh_board(
+                        settings,
+                        &plan,
+                        &domain,
+                        &args.entries,
+                        args.server_address.as_deref(),
+                        &console_spec,
+                        &server_spec,
+                    )
+                    .await?
                 }
                 _ => {
                     let last = plan
@@ -614,11 +623,12 @@ fn console_spec(
 /// `pgbouncer_entry` (by default its name); where each points now (read from
 /// PgBouncer's file) and where it will point (the domain's server, as PgBouncer
 /// reaches it).
-async fn fresh_board(
+pub(crate) async fn fresh_board(
     settings: &Settings,
     plan: &Plan,
     domain: &str,
-    args: &SwitchArgs,
+    given_entries: &[String],
+    server_address: Option<&str>,
     console: &ConnSpec,
     server: &ConnSpec,
 ) -> anyhow::Result<Switchboard> {
@@ -635,8 +645,8 @@ async fn fresh_board(
                 .collect()
         })
         .unwrap_or_default();
-    let names: Vec<String> = if !args.entries.is_empty() {
-        args.entries.clone()
+    let names: Vec<String> = if !given_entries.is_empty() {
+        given_entries.to_vec()
     } else if !before.is_empty() {
         before
     } else {
@@ -682,7 +692,7 @@ async fn fresh_board(
             }
         }
     };
-    let on_server = address(args.server_address.as_deref(), "--server-address", server)?;
+    let on_server = address(server_address, "--server-address", server)?;
     let mut entries = Vec::new();
     for name in names {
         let on_source = pgbouncer_file::read(&file, &name).map_err(|e| anyhow::anyhow!(e))?;

@@ -9,6 +9,7 @@ pub mod discover;
 pub mod inspect;
 pub mod move_domain;
 pub mod phase;
+pub mod plan;
 pub mod restrict;
 pub mod retire;
 pub mod run;

@@ -36,6 +36,18 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
             "move copies the domain schema assign makes: run `carve assign` first (carve status shows the phases)"
         );
     }
+    // Once cut over, the streams are the cut-over's: its switch dropped the
+    // subscription this move made, and running the move's steps again would copy
+    // the source's rows into the live side.
+    if let Some(cutover) = &plan.domains[position].cutover {
+        if plan.phase(&id).is_some_and(|r| r.is_applied()) {
+            settings.out.line(&format!(
+                "{domain} was moved and cut over (its clients are on {}): nothing for move to do. `carve status --domain {domain}` shows its streams; `carve rollback` or `carve retire` come next",
+                cutover.live.word()
+            ));
+            return Ok(exit::SUCCESS);
+        }
+    }
     let recorded = plan
         .phase(&id)
         .filter(|r| !r.is_undone())

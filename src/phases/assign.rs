@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{grant_sql, grantee, lit, relation_exists};
 use crate::analysis::usage::{default_search_path, Resolver};
-use crate::catalog::{Catalog, FunctionKind, Grant, QualName, TableKind};
+use crate::catalog::{Catalog, FunctionKind, Grant, QualName, Schema, TableKind};
 use crate::engine::{Action, SqlAction, Step, Target};
 use crate::plan::{Plan, Rename};
 use crate::sql::{display_ident, ident, parse_qualified, qualified};
@@ -37,6 +37,10 @@ pub struct AssignPlan {
     pub steps: Vec<Step>,
     pub renames: Vec<Rename>,
     pub creates_schemas: Vec<String>,
+    /// The schemas it creates, as the catalog will read them (`phases::forecast`).
+    pub new_schemas: Vec<Schema>,
+    /// Functions it moves: (from, to).
+    pub moved_functions: Vec<(QualName, QualName)>,
     /// Every object that needs a decision, with the plan's choice if it has one.
     pub objects: Vec<ObjectDecision>,
 }
@@ -87,6 +91,8 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<AssignPlan, Vec<String>> {
             steps: Vec::new(),
             renames: Vec::new(),
             creates_schemas: Vec::new(),
+            new_schemas: Vec::new(),
+            moved_functions: Vec::new(),
             objects: Vec::new(),
         },
         errors,
@@ -276,6 +282,20 @@ impl Planner<'_> {
                 lit(&format!("carve: the {domain} domain"))
             ));
             self.out.creates_schemas.push(domain.to_string());
+            self.out.new_schemas.push(Schema {
+                name: domain.to_string(),
+                owner: owner.clone(),
+                comment: Some(format!("carve: the {domain} domain")),
+                grants: users
+                    .iter()
+                    .map(|u| Grant {
+                        grantee: u.to_string(),
+                        privilege: "USAGE".into(),
+                        grantable: false,
+                        grantor: owner.clone(),
+                    })
+                    .collect(),
+            });
             self.out.steps.push(Step {
                 id: format!("create schema {}", display_ident(domain)),
                 description: format!(
@@ -670,6 +690,10 @@ impl Planner<'_> {
                     function.arguments
                 )
             };
+            self.out.moved_functions.push((
+                function.name.clone(),
+                QualName::new(&domain, &function.name.name),
+            ));
             self.out.steps.push(Step {
                 id: format!("move function {}", function.signature()),
                 description: format!(

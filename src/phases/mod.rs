@@ -3,6 +3,7 @@
 
 pub mod assign;
 pub mod cutover;
+pub mod forecast;
 pub mod move_domain;
 pub mod restrict;
 

@@ -10,19 +10,51 @@
 
 use super::super::lit;
 use crate::analysis::usage::Resolver;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, QualName};
 use crate::engine::{SqlAction, Step, Target};
 use crate::sql::{display_ident, ident, qualified};
+
+/// The foreign keys crossing the domain's boundary either way: (table, constraint).
+pub fn crossing_foreign_keys(catalog: &Catalog, domain: &str) -> Vec<(QualName, String)> {
+    catalog
+        .tables
+        .iter()
+        .filter(|t| t.partition_of.is_none())
+        .flat_map(|table| {
+            table
+                .foreign_keys()
+                .filter(|(_, fk)| (table.name.schema == domain) != (fk.references.schema == domain))
+                .map(|(c, _)| (table.name.clone(), c.name.clone()))
+        })
+        .collect()
+}
+
+/// The triggers on other domains' tables whose functions write into the domain:
+/// (table, trigger).
+pub fn crossing_triggers(catalog: &Catalog, domain: &str) -> Vec<(QualName, String)> {
+    let mut resolver = Resolver::new(catalog, crate::analysis::usage::default_search_path());
+    let mut found = Vec::new();
+    for table in catalog.tables.iter().filter(|t| t.name.schema != domain) {
+        for trigger in &table.triggers {
+            let effect = resolver.function_touches(&trigger.function);
+            if effect.writes.keys().any(|t| t.schema == domain) {
+                found.push((table.name.clone(), trigger.name.clone()));
+            }
+        }
+    }
+    found
+}
 
 /// The steps that drop them on the source, each undone by making it again.
 pub fn drops(catalog: &Catalog, domain: &str) -> Vec<Step> {
     let mut steps = Vec::new();
-    for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+    for (table_name, constraint_name) in crossing_foreign_keys(catalog, domain) {
+        let table = catalog.table(&table_name).expect("listed from the catalog");
         let name = qualified(&table.name.schema, &table.name.name);
-        for (constraint, fk) in table.foreign_keys() {
-            if (table.name.schema == domain) == (fk.references.schema == domain) {
-                continue;
-            }
+        for (constraint, fk) in table
+            .foreign_keys()
+            .filter(|(c, _)| c.name == constraint_name)
+        {
             steps.push(Step::sql(
                 format!("drop crossing foreign key {} of {}", constraint.name, table.name),
                 format!(
@@ -48,14 +80,10 @@ pub fn drops(catalog: &Catalog, domain: &str) -> Vec<Step> {
             ));
         }
     }
-    let mut resolver = Resolver::new(catalog, crate::analysis::usage::default_search_path());
-    for table in catalog.tables.iter().filter(|t| t.name.schema != domain) {
+    for (table_name, trigger_name) in crossing_triggers(catalog, domain) {
+        let table = catalog.table(&table_name).expect("listed from the catalog");
         let name = qualified(&table.name.schema, &table.name.name);
-        for trigger in &table.triggers {
-            let effect = resolver.function_touches(&trigger.function);
-            if !effect.writes.keys().any(|t| t.schema == domain) {
-                continue;
-            }
+        for trigger in table.triggers.iter().filter(|t| t.name == trigger_name) {
             steps.push(Step::sql(
                 format!("drop crossing trigger {} on {}", trigger.name, table.name),
                 format!(

@@ -230,6 +230,11 @@ impl<'a> Links<'a> {
     }
 }
 
+/// `carve cutover`'s defaults (its `--help` shows the same), which `carve plan` plans
+/// with.
+pub const DEFAULT_FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a switch needs besides the catalog.
 #[derive(Debug, Clone, Copy)]
 pub struct SwitchOptions<'a> {

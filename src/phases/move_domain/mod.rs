@@ -29,6 +29,11 @@ use crate::engine::{SqlAction, Step, Target};
 /// The phase's name in the plan (one record per domain).
 pub const PHASE: &str = crate::plan::phase_names::MOVE;
 
+/// `carve move`'s defaults (its `--help` shows the same), which `carve plan` plans with.
+pub const DEFAULT_MAX_LAG: u64 = 1 << 20;
+pub const DEFAULT_COPY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How a move runs, besides the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoveOptions {

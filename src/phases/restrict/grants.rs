@@ -229,3 +229,71 @@ impl Planner<'_> {
         steps
     }
 }
+
+impl Planner<'_> {
+    /// What the steps change in the catalog, for `phases::forecast`: the roles, the
+    /// memberships, the grants and the revokes, in the order the steps make them.
+    pub(super) fn changes(&self, services: &[ServiceRoles]) -> Changes {
+        let mut changes = Changes::default();
+        let exists = |name: &str| self.catalog.roles.iter().any(|r| r.name == name);
+        let new_role = |name: &str, login: bool, limit: Option<i32>| crate::catalog::Role {
+            name: name.to_string(),
+            login,
+            superuser: false,
+            create_db: false,
+            create_role: false,
+            replication: false,
+            bypass_rls: false,
+            inherit: true,
+            connection_limit: limit.unwrap_or(-1),
+            valid_until: None,
+            member_of: Vec::new(),
+        };
+        let groups: BTreeSet<&str> = services.iter().map(|s| s.group.as_str()).collect();
+        for group in groups.into_iter().filter(|g| !exists(g)) {
+            changes.new_roles.push(new_role(group, false, None));
+        }
+        for s in services {
+            if s.new_role && !exists(&s.role) {
+                changes
+                    .new_roles
+                    .push(new_role(&s.role, true, s.connection_limit));
+            } else if let Some(limit) = s.connection_limit {
+                changes.connection_limits.push((s.role.clone(), limit));
+            }
+            changes.memberships.push((s.role.clone(), s.group.clone()));
+        }
+        for (to, schema) in &self.schema_usage {
+            changes.grants.push(Privilege {
+                on: Object::Schema(schema.clone()),
+                column: None,
+                grantee: to.clone(),
+                privilege: "USAGE".into(),
+            });
+        }
+        for ((to, _, relation), acc) in &self.grants {
+            for privilege in in_order(&acc.privileges) {
+                changes.grants.push(Privilege {
+                    on: Object::Relation(relation.clone()),
+                    column: None,
+                    grantee: to.clone(),
+                    privilege: privilege.into(),
+                });
+            }
+            for (privilege, columns) in &acc.columns {
+                for column in columns {
+                    changes.grants.push(Privilege {
+                        on: Object::Relation(relation.clone()),
+                        column: Some(column.clone()),
+                        grantee: to.clone(),
+                        privilege: privilege.to_string(),
+                    });
+                }
+            }
+        }
+        for revoke in &self.revokes {
+            revoke.record(&mut changes);
+        }
+        changes
+    }
+}

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::forecast::{Changes, Object, Privilege};
 use super::{grantee, lit, role_exists};
 use crate::analysis::access::{self, Access, Columns, WriteKind};
 use crate::analysis::usage::{default_search_path, Relation, Resolver};
@@ -107,6 +108,9 @@ pub struct RestrictPlan {
     /// What the proof runs: every statement of every service, as its role.
     #[serde(skip)]
     pub probes: Vec<Probe>,
+    /// What the steps change in the catalog (`phases::forecast`).
+    #[serde(skip)]
+    pub changes: Changes,
 }
 
 impl RestrictPlan {
@@ -230,6 +234,7 @@ pub fn plan(
         return Err(p.errors);
     }
     let steps = p.steps(&services);
+    let changes = p.changes(&services);
     let probes = p.probes(&services, &statements);
     let service_plans = p.service_plans(&services);
     Ok(RestrictPlan {
@@ -239,6 +244,7 @@ pub fn plan(
         notes: p.notes,
         steps,
         probes,
+        changes,
     })
 }
 

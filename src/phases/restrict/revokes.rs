@@ -66,6 +66,30 @@ impl Revoke {
     }
 }
 
+impl Revoke {
+    /// What it takes away, for `phases::forecast`.
+    pub(super) fn record(&self, changes: &mut Changes) {
+        match self {
+            Revoke::Acl(acl) => {
+                for (g, _) in acl.entries.iter().filter(|(_, goes)| *goes) {
+                    changes.revokes.push(Privilege {
+                        on: match &acl.object {
+                            CheckObject::Relation(r) => Object::Relation(r.clone()),
+                            CheckObject::Schema(s) => Object::Schema(s.clone()),
+                        },
+                        column: acl.column.clone(),
+                        grantee: g.grantee.clone(),
+                        privilege: g.privilege.clone(),
+                    });
+                }
+            }
+            Revoke::Membership { role, member } => changes
+                .memberships_revoked
+                .push((member.clone(), role.clone())),
+        }
+    }
+}
+
 impl Planner<'_> {
     /// What is granted today and must go: PUBLIC's privileges on the domains'
     /// relations and schemas, CREATE on public, and a kept role's privileges and
