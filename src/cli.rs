@@ -1074,3 +1074,29 @@ pub fn main() -> ExitCode {
     settings.out.finish(cli.command.name(), code);
     exit::code(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `carve plan` plans moves and cut-overs with these constants: they must be
+    /// what `carve move` and `carve cutover` take when not told otherwise.
+    #[test]
+    fn plan_uses_the_defaults_of_move_and_cutover() {
+        let cli = Cli::try_parse_from(["carve", "move", "--domain", "d"]).unwrap();
+        let Command::Move(args) = cli.command else {
+            panic!()
+        };
+        use crate::phases::move_domain as m;
+        assert_eq!(args.max_lag, m::DEFAULT_MAX_LAG);
+        assert_eq!(args.copy_timeout, m::DEFAULT_COPY_TIMEOUT);
+        assert_eq!(args.catch_up_timeout, m::DEFAULT_CATCH_UP_TIMEOUT);
+        let cli = Cli::try_parse_from(["carve", "cutover", "--domain", "d"]).unwrap();
+        let Command::Cutover(args) = cli.command else {
+            panic!()
+        };
+        use crate::phases::cutover as c;
+        assert_eq!(args.freeze_timeout, c::DEFAULT_FREEZE_TIMEOUT);
+        assert_eq!(args.catch_up_timeout, c::DEFAULT_CATCH_UP_TIMEOUT);
+    }
+}

@@ -103,6 +103,7 @@ pub async fn run(settings: &Settings, args: &PlanArgs) -> anyhow::Result<u8> {
             pending: 0,
         },
         stopped: false,
+        staying: Vec::new(),
     };
     journey.assign()?;
     journey.restrict(args).await?;
@@ -139,6 +140,8 @@ struct Journey<'a> {
     report: Report,
     /// A phase under way stops the forecast: what it leaves is not known yet.
     stopped: bool,
+    /// Domains without a server: they stay in the monolith.
+    staying: Vec<String>,
 }
 
 impl Journey<'_> {
@@ -301,9 +304,7 @@ impl Journey<'_> {
         let move_id = PhaseId::new(move_domain::PHASE, Some(name));
         let moved = self.state(&move_id).is_some_and(|r| r.is_applied());
         let Some(server) = domain.server.clone() else {
-            self.report.notes.push(format!(
-                "domain {name} has no server in the plan: it stays in the monolith (`carve move --domain {name} --target CONN` moves it)"
-            ));
+            self.staying.push(name.to_string());
             return Ok(());
         };
         let server_spec = ConnSpec::resolve(&server, &Environment::from_process())
@@ -357,6 +358,13 @@ impl Journey<'_> {
                     "`carve verify --domain {name}`: every table compared on both servers by chunked checksums; changes nothing, and the cut-over's gate asks for it"
                 )],
             );
+        }
+        if !self.staying.is_empty() {
+            self.report.notes.push(format!(
+                "{} domain(s) have no server in the plan and stay in the monolith: {} (`carve move --domain D --target CONN`, or `server` in their [[domains]], moves one)",
+                self.staying.len(),
+                self.staying.join(", ")
+            ));
         }
         if self.through < JourneyPhase::Cutover {
             return Ok(());
@@ -474,6 +482,13 @@ impl Journey<'_> {
             .touches
             .servers
             .insert(Target::Source.to_string(), source);
+        if !self.staying.is_empty() {
+            self.report.notes.push(format!(
+                "{} domain(s) have no server in the plan and stay in the monolith: {} (`carve move --domain D --target CONN`, or `server` in their [[domains]], moves one)",
+                self.staying.len(),
+                self.staying.join(", ")
+            ));
+        }
         if self.through < JourneyPhase::Cutover {
             self.report
                 .notes

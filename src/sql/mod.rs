@@ -372,6 +372,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_are_printed_as_postgresql_prints_them() {
+        assert_eq!(ident_as_printed("orders"), "orders");
+        assert_eq!(ident_as_printed("order_2"), "order_2");
+        assert_eq!(ident_as_printed("order"), "\"order\"");
+        assert_eq!(ident_as_printed("user"), "\"user\"");
+        // Unreserved keywords stay bare.
+        assert_eq!(ident_as_printed("comment"), "comment");
+        assert_eq!(ident_as_printed("Orders"), "\"Orders\"");
+        assert_eq!(ident_as_printed("2nd"), "\"2nd\"");
+        assert_eq!(ident_as_printed("a b\"c"), "\"a b\"\"c\"");
+    }
+
+    #[test]
     fn dollar_quotes_are_never_ended_by_the_body() {
         assert_eq!(dollar_quoted("BEGIN END"), "$carve$BEGIN END$carve$");
         for body in ["a $carve$ b", "ends with $carve", "$carve1$ and $carve$"] {
