@@ -17,6 +17,10 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
     // A phase run per domain (move) is undone per domain.
     let id = PhaseId::new(name, args.domain.as_deref());
     let plan = phase::load_plan(&settings.plan_path)?;
+    // A misspelt domain is an error, not "nothing to undo".
+    if let Some(domain) = &args.domain {
+        phase::find_domain(settings, &plan, domain)?;
+    }
     match plan.phase(&id) {
         None => {
             out.line(&format!("{id} was never applied: nothing to undo"));
