@@ -15,21 +15,6 @@ use serde_json::Value;
 use support::*;
 
 /// What a refused command must leave as it was.
-#[derive(Debug, PartialEq)]
-struct State {
-    plan: Vec<u8>,
-    dump: String,
-    roles: Vec<String>,
-}
-
-async fn state(server: &TempServer, m: &Monolith) -> State {
-    State {
-        plan: std::fs::read(&m.plan).unwrap(),
-        dump: schema_dump(server, &m.db),
-        roles: role_listing(&client(&m.conninfo).await).await,
-    }
-}
-
 /// Runs carve with `args` and checks it is refused with `exit` and `needle` on
 /// stderr, changing nothing. Returns stderr.
 async fn refused(

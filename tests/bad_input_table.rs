@@ -8,7 +8,6 @@ mod support;
 
 use std::path::Path;
 
-use carve::pgtemp::TempServer;
 use serde_json::Value;
 use support::*;
 
@@ -350,21 +349,6 @@ fn cases(source: &str, dir: &Path) -> Vec<Case> {
 fn portpicker_closed() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-#[derive(Debug, PartialEq)]
-struct State {
-    plan: Vec<u8>,
-    dump: String,
-    roles: Vec<String>,
-}
-
-async fn state(server: &TempServer, m: &Monolith) -> State {
-    State {
-        plan: std::fs::read(&m.plan).unwrap(),
-        dump: schema_dump(server, &m.db),
-        roles: role_listing(&client(&m.conninfo).await).await,
-    }
 }
 
 #[tokio::test]

@@ -143,87 +143,6 @@ pub fn candidates(facts: &Facts) -> Vec<NameChoice> {
     out
 }
 
-/// PostgreSQL's reserved key words: a schema of such a name must always be quoted.
-const RESERVED: &[&str] = &[
-    "all",
-    "analyse",
-    "analyze",
-    "and",
-    "any",
-    "array",
-    "as",
-    "asc",
-    "asymmetric",
-    "both",
-    "case",
-    "cast",
-    "check",
-    "collate",
-    "column",
-    "constraint",
-    "create",
-    "current_catalog",
-    "current_date",
-    "current_role",
-    "current_time",
-    "current_timestamp",
-    "current_user",
-    "default",
-    "deferrable",
-    "desc",
-    "distinct",
-    "do",
-    "else",
-    "end",
-    "except",
-    "false",
-    "fetch",
-    "for",
-    "foreign",
-    "from",
-    "grant",
-    "group",
-    "having",
-    "in",
-    "initially",
-    "intersect",
-    "into",
-    "lateral",
-    "leading",
-    "limit",
-    "localtime",
-    "localtimestamp",
-    "not",
-    "null",
-    "offset",
-    "on",
-    "only",
-    "or",
-    "order",
-    "placing",
-    "primary",
-    "references",
-    "returning",
-    "select",
-    "session_user",
-    "some",
-    "symmetric",
-    "table",
-    "then",
-    "to",
-    "trailing",
-    "true",
-    "union",
-    "unique",
-    "user",
-    "using",
-    "variadic",
-    "when",
-    "where",
-    "window",
-    "with",
-];
-
 /// A valid schema name a person would type: snake_case ASCII, at most 63 bytes, not
 /// starting with a digit or `pg_`, not a reserved word, not `public` or
 /// `information_schema` (which exist already).
@@ -232,7 +151,7 @@ pub fn schema_name(name: &str) -> String {
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) || out.starts_with("pg_") {
         out = format!("d_{out}");
     }
-    if RESERVED.contains(&out.as_str()) || out == "public" || out == "information_schema" {
+    if crate::sql::is_quoted_keyword(&out) || out == "public" || out == "information_schema" {
         out.push_str("_domain");
     }
     out.truncate(63);

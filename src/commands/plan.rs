@@ -196,12 +196,8 @@ impl Journey<'_> {
         if self.state(&id).is_some_and(|r| r.is_applied()) || self.under_way(&id, "assign") {
             return Ok(());
         }
-        let planned = assign::plan(&self.plan, &self.catalog).map_err(|errors| {
-            anyhow::anyhow!(
-                "assign cannot be planned: {}; nothing was changed",
-                errors.join("; ")
-            )
-        })?;
+        let planned =
+            assign::plan(&self.plan, &self.catalog).map_err(|e| unplannable("assign", e))?;
         for o in planned.missing() {
             self.report.missing.push(Missing {
                 subject: o.subject.clone(),
@@ -254,12 +250,8 @@ impl Journey<'_> {
                 return Ok(());
             }
         };
-        let planned = restrict::plan(&self.plan, &self.catalog, &workload).map_err(|errors| {
-            anyhow::anyhow!(
-                "restrict cannot be planned: {}; nothing was changed",
-                errors.join("; ")
-            )
-        })?;
+        let planned = restrict::plan(&self.plan, &self.catalog, &workload)
+            .map_err(|e| unplannable("restrict", e))?;
         for c in planned.missing() {
             self.report.missing.push(Missing {
                 subject: c.subject.clone(),
@@ -499,6 +491,14 @@ impl Journey<'_> {
         );
         self.report
     }
+}
+
+/// A phase that cannot be planned stops the listing, naming every problem.
+fn unplannable(phase: &str, errors: Vec<String>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{phase} cannot be planned: {}; nothing was changed",
+        errors.join("; ")
+    )
 }
 
 /// The report for people.

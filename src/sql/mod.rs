@@ -32,12 +32,17 @@ pub fn ident_as_printed(name: &str) -> String {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !QUOTED_KEYWORDS.contains(&name);
+        && !is_quoted_keyword(name);
     if plain {
         name.to_string()
     } else {
         ident(name)
     }
+}
+
+/// Whether `name` is a keyword PostgreSQL only takes as a name in double quotes.
+pub fn is_quoted_keyword(name: &str) -> bool {
+    QUOTED_KEYWORDS.contains(&name)
 }
 
 /// PostgreSQL 15's keywords that `quote_identifier` quotes: the reserved, column-name

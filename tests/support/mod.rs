@@ -460,3 +460,20 @@ pub async fn shop_with_pgbouncer() -> (TempServer, TempServer, carve::pgtemp::Te
         .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
     (source, target, bouncer)
 }
+
+/// What a refused command must leave as it was: the plan file's bytes, the source's
+/// schema dump and its roles.
+#[derive(Debug, PartialEq)]
+pub struct State {
+    pub plan: Vec<u8>,
+    pub dump: String,
+    pub roles: Vec<String>,
+}
+
+pub async fn state(server: &TempServer, m: &Monolith) -> State {
+    State {
+        plan: std::fs::read(&m.plan).unwrap(),
+        dump: schema_dump(server, &m.db),
+        roles: role_listing(&client(&m.conninfo).await).await,
+    }
+}
