@@ -29,6 +29,17 @@ fn plan_json(m: &Monolith, extra: &[&str]) -> (i32, Value) {
     (code(&out), doc)
 }
 
+/// The domains without a server are named once, in one note.
+fn assert_one_staying_note(doc: &Value) {
+    let staying = doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n.as_str().unwrap().contains("stay in the monolith"))
+        .count();
+    assert_eq!(staying, 1, "{doc:#}");
+}
+
 /// The steps a section of the document lists for `phase` (of `domain`).
 fn listed(doc: &Value, phase: &str, domain: Option<&str>) -> Vec<Value> {
     doc["phases"]
@@ -215,6 +226,7 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
             )
         })
         .collect();
+    assert_one_staying_note(&doc);
     let d = Some(domain.clone());
     assert_eq!(
         sections,
@@ -317,6 +329,7 @@ async fn on_the_shop_the_forecast_of_assign_and_restrict_holds_for_move_and_cuto
     plan.save(&m.plan).unwrap();
     let (exit, doc) = plan_json(&m, &[]);
     assert_eq!(exit, 3, "{doc:#}");
+    assert_one_staying_note(&doc);
     // The orders service calls order_total(), a function of the monolith that does
     // not move (the gate names it; accepted here).
     assert_ran_as_listed(&m, &doc, &domain, &["--accept-failing-statements"]);

@@ -286,13 +286,13 @@ impl Journey<'_> {
         if self.stopped || self.through < JourneyPhase::Move {
             return Ok(());
         }
-        let position = self
+        let domain = self
             .plan
             .domains
             .iter()
-            .position(|d| d.name == name)
+            .find(|d| d.name == name)
+            .cloned()
             .expect("listed from the plan");
-        let domain = self.plan.domains[position].clone();
         let move_id = PhaseId::new(move_domain::PHASE, Some(name));
         let moved = self.state(&move_id).is_some_and(|r| r.is_applied());
         let Some(server) = domain.server.clone() else {
@@ -332,12 +332,11 @@ impl Journey<'_> {
         if self.through < JourneyPhase::Verify {
             return Ok(());
         }
-        let live = domain.cutover.as_ref().map_or(Side::Source, |c| c.live);
-        if live == Side::Server
-            && domain
-                .cutover
-                .as_ref()
-                .is_some_and(|c| c.switching.is_none())
+        // Cut over already: nothing left for this domain but retire.
+        if domain
+            .cutover
+            .as_ref()
+            .is_some_and(|c| c.settled_on(Side::Server))
         {
             return Ok(());
         }
@@ -350,13 +349,6 @@ impl Journey<'_> {
                     "`carve verify --domain {name}`: every table compared on both servers by chunked checksums; changes nothing, and the cut-over's gate asks for it"
                 )],
             );
-        }
-        if !self.staying.is_empty() {
-            self.report.notes.push(format!(
-                "{} domain(s) have no server in the plan and stay in the monolith: {} (`carve move --domain D --target CONN`, or `server` in their [[domains]], moves one)",
-                self.staying.len(),
-                self.staying.join(", ")
-            ));
         }
         if self.through < JourneyPhase::Cutover {
             return Ok(());
