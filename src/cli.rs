@@ -240,8 +240,9 @@ pub enum Command {
     /// the domain's services prepared and explained there as its role; one that
     /// fails and no decision asks for is listed (it would break at cut-over).
     /// Every step is checkpointed in the plan: a move killed at any point is finished
-    /// by running the same command. `carve undo move --domain D` cancels it and
-    /// leaves no slot, publication, subscription, role or object behind.
+    /// by running the same command (once the domain is cut over, it has nothing
+    /// left to do). `carve undo move --domain D` cancels it and leaves no slot,
+    /// publication, subscription, role or object behind.
     ///
     /// Needs superuser connections to both servers. Exits 0 (ready), 1, 3
     /// (--dry-run: work pending), 4, 5, 6 (the preflight refused: each reason listed).
