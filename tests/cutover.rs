@@ -186,6 +186,11 @@ struct Stage {
 }
 
 async fn moved_shop() -> Stage {
+    moved_shop_with("").await
+}
+
+/// `moved_shop`, with `extra` SQL run on the monolith before discover.
+async fn moved_shop_with(extra: &str) -> Stage {
     let source = server();
     let dir = tempfile::tempdir().unwrap();
     // A free-standing sequence drawn on by two tables of the domain: the order
@@ -193,7 +198,7 @@ async fn moved_shop() -> Stage {
     // out twice after a switch is a client error.
     let example = example("shop");
     let sql = format!(
-        "{}\n{}\nALTER TABLE order_status_history ADD COLUMN entry_no bigint NOT NULL UNIQUE DEFAULT nextval('order_number_seq');",
+        "{}\n{}\nALTER TABLE order_status_history ADD COLUMN entry_no bigint NOT NULL UNIQUE DEFAULT nextval('order_number_seq');\n{extra}",
         example.schema, example.seed
     );
     let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
@@ -981,5 +986,186 @@ async fn switch_commands_refuse_what_they_cannot_do_and_change_nothing() {
             std::fs::read(&stage.m.plan).unwrap() == plan_before,
             "{args:?} changed the plan"
         );
+    }
+}
+
+/// Column replication for a reader that stays behind: shipping reads the orders
+/// domain's `orders` and `order_items`, decided `replicate`. After the domain is cut
+/// over and retired, shipping's read statements still run on the source as its
+/// role, against read-only copies of the columns they name, and see the owner's
+/// changes on the domain's server within seconds; a column not kept cannot be read;
+/// `carve status` shows the stream; `--drop` leaves the copies working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replicated_read_keeps_working_on_the_source_after_the_owner_retires() {
+    // shipping's role as restrict would leave it: it reads the tables, through the
+    // compatibility views its unchanged SQL names.
+    let stage = moved_shop_with(
+        "CREATE ROLE shipping_app LOGIN; GRANT SELECT ON orders, order_items TO shipping_app;",
+    )
+    .await;
+    let d = stage.domain.clone();
+    let q = |table: &str| carve::sql::qualified(&d, table);
+    let mut plan = carve::plan::Plan::load(&stage.m.plan).unwrap();
+    for table in ["orders", "order_items"] {
+        plan.decisions.push(carve::plan::Decision {
+            subject: format!("read {d}.{table} by shipping"),
+            choice: "replicate".into(),
+            reason: String::new(),
+        });
+    }
+    plan.save(&stage.m.plan).unwrap();
+    stage.move_and_verify().await;
+    let console = stage.bouncer.console_conninfo();
+    assert_success(&carve_in_background(&stage.m, &stage.switch_args("cutover", &console)).await);
+
+    let retired =
+        tokio::task::block_in_place(|| run(&stage.m, &["retire", "--domain", &d, "--after", "0s"]));
+    assert_success(&retired);
+    assert!(
+        stdout(&retired).contains(&format!("kept on the source for the services that read them (replicate): {d}.orders, {d}.order_items")),
+        "{}",
+        stdout(&retired)
+    );
+    let target = client(&stage.target_conninfo).await;
+    let publication: Vec<String> = target
+        .query(
+            "SELECT tablename::text || '(' || array_to_string(attnames, ',') || ')' FROM pg_publication_tables ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        publication,
+        [
+            "order_items(order_id,line_no,variant_id,quantity)",
+            "orders(id,shipping_address_id,status)"
+        ],
+        "the stream back publishes the columns shipping's statements name, and the keys"
+    );
+
+    // Every read statement of shipping's that names the kept tables, as its role.
+    let workload = std::fs::read_to_string(stage.m.workload.join("shipping.sql")).unwrap();
+    let reads: Vec<String> = workload
+        .split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| s.trim_start().starts_with("SELECT") && s.contains("orders"))
+        .collect();
+    assert!(!reads.is_empty());
+    let order: i64 = target
+        .query_one(&format!("SELECT min(id) FROM {}", q("orders")), &[])
+        .await
+        .unwrap()
+        .get(0);
+    let as_shipping = client(&stage.m.conninfo).await;
+    as_shipping
+        .batch_execute("SET ROLE shipping_app")
+        .await
+        .unwrap();
+    let paid_lines = |order: i64| {
+        let (reads, c) = (reads.clone(), &as_shipping);
+        async move {
+            let mut rows = 0;
+            for sql in &reads {
+                let statement = c
+                    .prepare(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                rows += c
+                    .query(&statement, &[&order])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .len();
+            }
+            rows
+        }
+    };
+    let before = paid_lines(order).await;
+    // The owner changes the order on its own server; a new order arrives too.
+    target
+        .batch_execute(&format!(
+            "UPDATE {orders} SET status = 'paid' WHERE id = {order};
+             INSERT INTO {orders} (id, customer_id, status) VALUES (-{order}, {customer}, 'paid');
+             INSERT INTO {items} (order_id, line_no, variant_id, quantity, unit_price) SELECT -{order}, line_no, variant_id, quantity, unit_price FROM {items} WHERE order_id = {order};",
+            orders = q("orders"),
+            items = q("order_items"),
+            customer = stage.customer,
+        ))
+        .await
+        .unwrap();
+    let lines: i64 = target
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE order_id = {order}",
+                q("order_items")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(lines > 0, "the order has lines");
+    let seen = std::time::Instant::now();
+    loop {
+        if paid_lines(order).await as i64 >= lines && paid_lines(-order).await as i64 >= lines {
+            break;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(10),
+            "shipping does not see the owner's change after 10 s (before: {before} rows)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the owner's change reached shipping on the source in {:?}",
+        seen.elapsed()
+    );
+    // A column not kept is not kept current: reading it is refused, not stale.
+    for (sql, refusal) in [
+        ("SELECT total FROM orders".to_string(), "does not exist"),
+        (
+            format!("SELECT total FROM {}", q("orders")),
+            "permission denied",
+        ),
+    ] {
+        let stale = as_shipping.simple_query(&sql).await.unwrap_err();
+        let message = stale.as_db_error().map(|e| e.message().to_string());
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(refusal)),
+            "{sql}: {stale:?}"
+        );
+    }
+    let status = tokio::task::block_in_place(|| run(&stage.m, &["status", "--domain", &d]));
+    assert_success(&status);
+    assert!(
+        stdout(&status).contains("columns kept on the source")
+            && stdout(&status).contains("in use"),
+        "{}",
+        stdout(&status)
+    );
+    let dropped =
+        tokio::task::block_in_place(|| run(&stage.m, &["retire", "--domain", &d, "--drop"]));
+    assert_success(&dropped);
+    target
+        .batch_execute(&format!(
+            "UPDATE {} SET status = 'shipped' WHERE id = -{order}",
+            q("orders")
+        ))
+        .await
+        .unwrap();
+    let seen = std::time::Instant::now();
+    while paid_lines(-order).await > 0 {
+        assert!(
+            seen.elapsed() < Duration::from_secs(10),
+            "the copy stopped after --drop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -423,9 +423,107 @@ fn fold(ident: &Ident) -> String {
     }
 }
 
+/// The names a statement could read columns by: every identifier it spells (folded
+/// as PostgreSQL folds them), and whether it selects `*` or `t.*`. A superset on
+/// purpose: what is kept for a reader (column replication) is these names that are
+/// columns of the table, and the reader's statements are proven against it after.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedColumns {
+    pub names: BTreeSet<String>,
+    pub every: bool,
+}
+
+pub fn named_columns(statement: &Statement) -> NamedColumns {
+    #[derive(Default)]
+    struct Names(NamedColumns);
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_ident(&mut self, ident: &Ident) -> ControlFlow<()> {
+            self.0.names.insert(fold(ident));
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(ident) => {
+                    self.0.names.insert(fold(ident));
+                }
+                Expr::CompoundIdentifier(parts) => {
+                    self.0.names.extend(parts.iter().map(fold));
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_select(&mut self, select: &sqlparser::ast::Select) -> ControlFlow<()> {
+            use sqlparser::ast::{JoinConstraint, JoinOperator, SelectItem};
+            if select.projection.iter().any(|item| {
+                matches!(
+                    item,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            }) {
+                self.0.every = true;
+            }
+            // JOIN … USING (a, b) names columns outside any expression.
+            for join in select.from.iter().flat_map(|t| &t.joins) {
+                let constraint = match &join.join_operator {
+                    JoinOperator::Join(c)
+                    | JoinOperator::Inner(c)
+                    | JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c)
+                    | JoinOperator::Right(c)
+                    | JoinOperator::RightOuter(c)
+                    | JoinOperator::FullOuter(c) => Some(c),
+                    _ => None,
+                };
+                match constraint {
+                    Some(JoinConstraint::Using(columns)) => self
+                        .0
+                        .names
+                        .extend(columns.iter().filter_map(|c| raw_name(c).map(|n| n.name))),
+                    // NATURAL JOIN joins on every column of the same name.
+                    Some(JoinConstraint::Natural) => self.0.every = true,
+                    _ => {}
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names::default();
+    let _ = statement.visit(&mut names);
+    names.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn named(sql: &str) -> NamedColumns {
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        named_columns(&statements[0])
+    }
+
+    #[test]
+    fn named_columns_are_every_identifier_and_a_star_means_every_column() {
+        let n = named(
+            "SELECT o.id, \"Total\", count(*) FROM orders o JOIN items i USING (order_ref) WHERE o.Status = $1 ORDER BY created_at",
+        );
+        for name in [
+            "id",
+            "Total",
+            "order_ref",
+            "status",
+            "created_at",
+            "o",
+            "orders",
+        ] {
+            assert!(n.names.contains(name), "{name} missing from {n:?}");
+        }
+        assert!(!n.every, "count(*) reads no column");
+        assert!(named("SELECT o.* FROM orders o").every);
+        assert!(named("SELECT * FROM a NATURAL JOIN b").every);
+        assert!(named("SELECT x FROM (SELECT * FROM orders) s").every);
+    }
 
     fn one(sql: &str) -> Access {
         let mut all = analyze(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));

@@ -10,10 +10,12 @@ use crate::commands::move_domain::{default_password_file, link_to};
 use crate::commands::phase;
 use crate::conn::{ConnSpec, Environment};
 use crate::exit;
+use crate::phases::cutover::replica::{self, Replica};
 use crate::phases::cutover::retire;
 use crate::plan::phase_names::{DROP_RETIRED, RETIRE};
 use crate::plan::{now_rfc3339, PhaseId, Plan, Retired, Side};
 use crate::sql::display_ident;
+use crate::workload::sources::{Sources, WorkloadOptions};
 
 pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -102,13 +104,21 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
-    let steps = match recorded {
-        Some(steps) => steps,
+    let (steps, kept) = match recorded {
+        Some(steps) => {
+            let kept = cutover.retired.map(|r| r.kept).unwrap_or_default();
+            (steps, kept)
+        }
         None => {
             if let Some(code) = phase::gate(settings, &ctx, &retire_id) {
                 return Ok(code);
             }
-            retire::steps(&ctx.catalog, &domain, &to_server, &name)
+            let replicas = kept_for_readers(settings, &ctx, &domain).await?;
+            let kept = replicas.iter().map(|r| r.table.to_string()).collect();
+            (
+                retire::steps(&ctx.catalog, &domain, &to_server, &name, &replicas),
+                kept,
+            )
         }
     };
     if let Some(code) =
@@ -125,7 +135,15 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         .map(|s| s.id.as_str())
         .collect();
     let question = format!(
-        "Retire {domain}: the stream back is removed, so `carve rollback` is no longer possible; {}; the old schema becomes {}. Go on?",
+        "Retire {domain}: {}, so `carve rollback` is no longer possible; {}; the old schema becomes {}. Go on?",
+        if kept.is_empty() {
+            "the stream back is removed".to_string()
+        } else {
+            format!(
+                "the stream back is narrowed to the columns other services read of {}",
+                kept.join(", ")
+            )
+        },
         if dropped.is_empty() {
             "nothing outside the schema reads it".to_string()
         } else {
@@ -148,6 +166,7 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
             at: now_rfc3339(),
             schema: name.clone(),
             dropped: false,
+            kept: kept.clone(),
         });
     }
     phase::record_planned(
@@ -165,7 +184,49 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         dropped.len(),
         display_ident(&name)
     ));
+    if !kept.is_empty() {
+        out.line(&format!(
+            "kept on the source for the services that read them (replicate): {}, read-only, the columns they read kept current from {domain}'s server (`carve status --domain {domain}` shows the lag)",
+            kept.join(", ")
+        ));
+    }
     Ok(exit::SUCCESS)
+}
+
+/// The tables of `domain` that services staying on the source read by a
+/// `replicate` decision, with the columns their recorded statements name.
+async fn kept_for_readers(
+    settings: &Settings,
+    ctx: &phase::Context,
+    domain: &str,
+) -> anyhow::Result<Vec<Replica>> {
+    let asks = ctx
+        .plan
+        .decisions
+        .iter()
+        .any(|d| d.choice == replica::CHOICE);
+    if !asks {
+        return Ok(Vec::new());
+    }
+    let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
+    let workload = sources
+        .load(&ctx.source().watch, &ctx.catalog.server.database)
+        .await?;
+    let replicas = replica::replicas(&ctx.plan, &ctx.catalog, workload.as_ref(), domain);
+    for r in &replicas {
+        let why = r
+            .every_column_because
+            .as_deref()
+            .map(|w| format!(" (every column: {w})"))
+            .unwrap_or_default();
+        settings.out.progress(&format!(
+            "{} is kept on the source for {}: columns {}{why}",
+            r.table,
+            r.readers.join(", "),
+            r.columns.join(", ")
+        ));
+    }
+    Ok(replicas)
 }
 
 /// `--drop`: refused while anything outside the retired schema depends on it.

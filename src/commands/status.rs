@@ -36,6 +36,10 @@ struct Replication {
     /// source (the slot is on its server, the subscription on the source).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     back: bool,
+    /// After retire: the tables the stream back still keeps on the source for the
+    /// services that read them (`replicate`); empty when the stream is gone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     subscription: Option<SubscriptionState>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,15 +82,19 @@ async fn live(
     for d in moves.iter().filter(|d| domain.is_none_or(|x| x == **d)) {
         // After a cut-over the stream runs back: slot on the server, subscription on
         // the source.
-        let back = plan
+        let cutover = plan
             .domains
             .iter()
             .find(|x| x.name == *d)
-            .and_then(|x| x.cutover.as_ref())
-            .is_some_and(|c| c.settled_on(crate::plan::Side::Server));
+            .and_then(|x| x.cutover.as_ref());
+        let back = cutover.is_some_and(|c| c.settled_on(crate::plan::Side::Server));
         let names = if back { Names::back(d) } else { Names::of(d) };
         let mut found = Replication {
             back,
+            kept: cutover
+                .and_then(|c| c.retired.as_ref())
+                .map(|r| r.kept.clone())
+                .unwrap_or_default(),
             ..Replication::default()
         };
         let server = match plan.conninfo(&Target::Domain(d.to_string())) {
@@ -292,7 +300,12 @@ fn render_replication(r: &Replication) -> String {
     } else {
         ("the source", "its server")
     };
-    let mut lines = vec![if r.back {
+    let mut lines = vec![if !r.kept.is_empty() {
+        format!(
+            "  columns kept on the source for the services that read them ({}), fed from its server, as the servers show it now:",
+            r.kept.join(", ")
+        )
+    } else if r.back {
         "  replication back to the source (its clients are on its server), as the servers show it now:".to_string()
     } else {
         "  replication, as the servers show it now:".to_string()

@@ -782,6 +782,9 @@ impl Planner<'_> {
     }
 }
 
+/// How a compatibility view's comment starts: retire and the forecast know them by it.
+pub const COMPAT_VIEW_COMMENT: &str = "carve: compatibility view for ";
+
 /// The SQL that creates the compatibility view `old` over `new`, owned and granted as
 /// the object was.
 ///
@@ -809,7 +812,7 @@ fn compat_view(
         ident(owner),
         grant_sql(old, owner, grants, columns),
         lit(&format!(
-            "carve: compatibility view for {new_name}; `carve undo assign` removes it"
+            "{COMPAT_VIEW_COMMENT}{new_name}; `carve undo assign` removes it"
         ))
     )
 }

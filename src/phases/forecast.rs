@@ -213,7 +213,8 @@ fn compat_view(
         }],
         triggers: Vec::new(),
         comment: Some(format!(
-            "carve: compatibility view for {new}; `carve undo assign` removes it"
+            "{}{new}; `carve undo assign` removes it",
+            crate::phases::assign::COMPAT_VIEW_COMMENT
         )),
         grants: as_owner(grants),
     }

@@ -207,6 +207,10 @@ pub struct Retired {
     pub schema: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dropped: bool,
+    /// Tables kept on the source for services that read them (`replicate`), each a
+    /// read-only copy of some columns fed by the stream back, narrowed to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
 }
 
 /// A verify that found every row of a domain equal on its server.

@@ -25,6 +25,7 @@
 pub mod crossings;
 pub mod fence;
 pub mod gate;
+pub mod replica;
 pub mod retire;
 pub mod sequences;
 

@@ -12,9 +12,12 @@
 //! Dropping the renamed schema is a separate, later step (`drop_retired`): the only
 //! one of carve's steps that cannot be undone, so it comes last and alone.
 
-use super::super::lit;
-use crate::catalog::{Catalog, View};
+use super::super::{lit, relation_exists};
+use super::replica::Replica;
+use crate::catalog::{Catalog, QualName, Table, View};
 use crate::engine::{undo_steps, SqlAction, Step, Target};
+use crate::phases::assign::COMPAT_VIEW_COMMENT;
+use crate::phases::move_domain::replication::side;
 use crate::phases::move_domain::replication::{Link, Stream};
 use crate::sql::{display_ident, ident, qualified};
 
@@ -140,9 +143,35 @@ fn foreign_keys_in(catalog: &Catalog, domain: &str) -> Vec<Step> {
     steps
 }
 
-/// Every step of retiring `domain`'s old schema, renamed to `retired`.
-pub fn steps(catalog: &Catalog, domain: &str, to_server: &Link, retired: &str) -> Vec<Step> {
+/// Every step of retiring `domain`'s old schema, renamed to `retired`. With
+/// `replicas` (see `replica`), the stream back is narrowed to them instead of
+/// taken down, and their tables stay under their names, read-only copies of the
+/// columns kept.
+pub fn steps(
+    catalog: &Catalog,
+    domain: &str,
+    to_server: &Link,
+    retired: &str,
+    replicas: &[Replica],
+) -> Vec<Step> {
     let back = Stream::back(domain, to_server);
+    if !replicas.is_empty() {
+        let mut steps = narrow_stream(&back, replicas);
+        for view in readers_outside(catalog, domain) {
+            match narrowed_view(view, replicas) {
+                Some(step) => steps.extend(step),
+                None => steps.push(drop_view(view)),
+            }
+        }
+        steps.extend(foreign_keys_in(catalog, domain));
+        for replica in replicas {
+            if let Some(table) = catalog.table(&replica.table) {
+                steps.extend(kept_table(table, replica, replicas));
+            }
+        }
+        steps.push(rename_keeping(catalog, domain, retired, replicas));
+        return steps;
+    }
     // The subscription and its slot as a switch drops them, then what the stream
     // needed on the domain's server (publication, grants, role), last made first.
     let made = back.steps(false);
@@ -194,6 +223,392 @@ pub fn steps(catalog: &Catalog, domain: &str, to_server: &Link, retired: &str) -
         },
     ));
     steps
+}
+
+/// The stream back narrowed to the kept tables and columns: its publication lists
+/// them (a column list each), and the source's subscription stops following the
+/// rest. The same slot goes on, so no change is missed or applied twice. Retire is
+/// not undone step by step (the tables no longer followed fall behind at once), so
+/// the refresh's undo is nothing.
+fn narrow_stream(back: &Stream, replicas: &[Replica]) -> Vec<Step> {
+    let publication = &back.names.publication;
+    let listed: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            let columns: Vec<String> = r.columns.iter().map(|c| ident(c)).collect();
+            format!(
+                "{} ({})",
+                qualified(&r.table.schema, &r.table.name),
+                columns.join(", ")
+            )
+        })
+        .collect();
+    // Each kept table with its sorted columns, compared with what the publication
+    // lists (sorted the same way, bytewise).
+    let expected: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            let mut columns = r.columns.clone();
+            columns.sort();
+            let columns: Vec<String> = columns.iter().map(|c| lit(c)).collect();
+            format!(
+                "({}, {}, ARRAY[{}]::text[])",
+                lit(&r.table.schema),
+                lit(&r.table.name),
+                columns.join(", ")
+            )
+        })
+        .collect();
+    let narrowed = format!(
+        "(SELECT count(*) FROM pg_catalog.pg_publication_tables WHERE pubname = {pubname}) = {count} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables p WHERE p.pubname = {pubname} AND NOT EXISTS (SELECT 1 FROM (VALUES {values}) AS e(s, t, c) WHERE e.s = p.schemaname::text AND e.t = p.tablename::text AND e.c = (SELECT array_agg(a::text COLLATE \"C\" ORDER BY a::text COLLATE \"C\") FROM unnest(p.attnames) AS a)))",
+        pubname = lit(publication),
+        count = replicas.len(),
+        values = expected.join(", ")
+    );
+    let kept: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            format!(
+                "pg_catalog.to_regclass({})",
+                lit(&qualified(&r.table.schema, &r.table.name))
+            )
+        })
+        .collect();
+    let subscription = ident(&back.names.subscription);
+    vec![
+        Step::sql(
+            format!("narrow publication {publication} to the kept columns"),
+            format!(
+                "on {}, the stream back publishes only the tables and columns read by services that stay on the source",
+                side(&back.publisher)
+            ),
+            back.publisher.clone(),
+            SqlAction::transactional(
+                format!(
+                    "ALTER PUBLICATION {} SET TABLE {};",
+                    ident(publication),
+                    listed.join(", ")
+                ),
+                narrowed,
+                format!(
+                    "ALTER PUBLICATION {} SET TABLES IN SCHEMA {};",
+                    ident(publication),
+                    ident(back.domain)
+                ),
+            ),
+        ),
+        Step::sql(
+            format!("follow only the kept tables with {}", back.names.subscription),
+            format!(
+                "{} stops following the tables nobody reads there any more",
+                side(&back.subscriber)
+            ),
+            back.subscriber.clone(),
+            SqlAction {
+                sql: format!(
+                    "ALTER SUBSCRIPTION {subscription} REFRESH PUBLICATION WITH (copy_data = false);"
+                ),
+                done_check: format!(
+                    "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {} AND srrelid NOT IN ({}))",
+                    back.subscription_id(),
+                    kept.iter().map(|k| format!("coalesce({k}::oid, 0)")).collect::<Vec<_>>().join(", ")
+                ),
+                undo: "SELECT 1;".into(),
+                // REFRESH PUBLICATION cannot run inside a transaction block.
+                transactional: false,
+                strong_lock: false,
+                secret: None,
+                read: None,
+            },
+        ),
+    ]
+}
+
+/// The compatibility view of a kept table, made again over the kept columns only:
+/// the view reads as its caller (`security_invoker`), and the caller may read only
+/// the kept columns. Any other view reading the old tables goes (`None`).
+fn narrowed_view(view: &View, replicas: &[Replica]) -> Option<Vec<Step>> {
+    let is_compat = view
+        .comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT));
+    let [dependency] = view.depends_on.as_slice() else {
+        return None;
+    };
+    let replica = replicas.iter().find(|r| r.table == dependency.relation)?;
+    if !is_compat || view.materialized {
+        return None;
+    }
+    let kept: Vec<&str> = view
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| replica.columns.iter().any(|k| k == c))
+        .collect();
+    if kept.len() == view.columns.len() {
+        return Some(Vec::new());
+    }
+    let name = qualified(&view.name.schema, &view.name.name);
+    let options = if view.options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", view.options.join(", "))
+    };
+    let make = |definition: &str| {
+        format!(
+            "CREATE VIEW {name}{options} AS {definition};\nALTER VIEW {name} OWNER TO {};\n{}{}",
+            ident(&view.owner),
+            super::super::grant_sql(&name, &view.owner, &view.grants, &[]),
+            view.comment
+                .as_deref()
+                .map(|c| format!("COMMENT ON VIEW {name} IS {};", lit(c)))
+                .unwrap_or_default()
+        )
+    };
+    let columns: Vec<String> = kept.iter().map(|c| ident(c)).collect();
+    let narrowed = make(&format!(
+        "SELECT {} FROM {}",
+        columns.join(", "),
+        qualified(&replica.table.schema, &replica.table.name)
+    ));
+    let original = make(view.definition.trim().trim_end_matches(';'));
+    Some(vec![Step::sql(
+        format!("narrow view {} to the kept columns", view.name),
+        format!(
+            "compatibility view {} shows only the columns kept for its readers ({})",
+            view.name,
+            kept.join(", ")
+        ),
+        Target::Source,
+        SqlAction::transactional(
+            format!("DROP VIEW {name};\n{narrowed}"),
+            format!(
+                "(SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attnum > 0 AND NOT attisdropped) = {}",
+                lit(&name),
+                kept.len()
+            ),
+            format!("DROP VIEW {name};\n{original}"),
+        ),
+    )])
+}
+
+/// A kept table made a read-only copy of its kept columns: its foreign keys into
+/// the tables that go are dropped (`--drop` would otherwise refuse), the columns
+/// not kept no longer required (the stream fills them with nothing), and each
+/// reader's table-wide SELECT narrowed to the kept columns, so nobody reads a
+/// column that is no longer kept current.
+fn kept_table(table: &Table, replica: &Replica, all: &[Replica]) -> Vec<Step> {
+    let name = qualified(&table.name.schema, &table.name.name);
+    let mut steps = Vec::new();
+    for (constraint, fk) in table.foreign_keys() {
+        if constraint.inherited || all.iter().any(|r| r.table == fk.references) {
+            continue;
+        }
+        steps.push(Step::sql(
+            format!("drop foreign key {} of {}", constraint.name, table.name),
+            format!(
+                "{} of the kept table {} points into tables that go",
+                constraint.name, table.name
+            ),
+            Target::Source,
+            SqlAction {
+                sql: format!(
+                    "ALTER TABLE {name} DROP CONSTRAINT {};",
+                    ident(&constraint.name)
+                ),
+                done_check: format!(
+                    "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass({}) AND conname = {})",
+                    lit(&name),
+                    lit(&constraint.name)
+                ),
+                undo: super::crossings::add_not_valid(&name, &constraint.name, &constraint.definition),
+                transactional: true,
+                strong_lock: true,
+                secret: None,
+                read: None,
+            },
+        ));
+    }
+    // Every row now comes from the stream, which fills the kept columns: defaults
+    // are never needed (and one drawing on a sequence that goes would keep
+    // `--drop` from dropping it), and a column not kept must take nothing.
+    for column in &table.columns {
+        let kept = replica.columns.contains(&column.name);
+        let default = column
+            .default
+            .as_deref()
+            .filter(|_| column.identity.is_none() && column.generated.is_none());
+        let not_null = column.not_null && !kept;
+        if default.is_none() && !not_null {
+            continue;
+        }
+        let c = ident(&column.name);
+        let mut changes = Vec::new();
+        let mut undo = Vec::new();
+        let mut checks = Vec::new();
+        let attribute = format!(
+            "(SELECT a.{{}} FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass({}) AND a.attname = {})",
+            lit(&name),
+            lit(&column.name)
+        );
+        if let Some(default) = default {
+            changes.push(format!("ALTER COLUMN {c} DROP DEFAULT"));
+            undo.push(format!("ALTER COLUMN {c} SET DEFAULT {default}"));
+            checks.push(format!("NOT {}", attribute.replace("{}", "atthasdef")));
+        }
+        if not_null {
+            changes.push(format!("ALTER COLUMN {c} DROP NOT NULL"));
+            undo.push(format!("ALTER COLUMN {c} SET NOT NULL"));
+            checks.push(format!("NOT {}", attribute.replace("{}", "attnotnull")));
+        }
+        steps.push(Step::sql(
+            format!("make {}.{} a plain copy", table.name, column.name),
+            format!(
+                "column {} of the kept table {} takes only what the stream brings{}",
+                display_ident(&column.name),
+                table.name,
+                if kept {
+                    ""
+                } else {
+                    " (it is not kept: new rows leave it empty)"
+                }
+            ),
+            Target::Source,
+            SqlAction::transactional(
+                format!("ALTER TABLE {name} {};", changes.join(", ")),
+                checks.join(" AND "),
+                format!("ALTER TABLE {name} {};", undo.join(", ")),
+            ),
+        ));
+    }
+    if replica.dropped_columns(table).is_empty() {
+        return steps;
+    }
+    let columns: Vec<String> = replica.columns.iter().map(|c| ident(c)).collect();
+    let columns = columns.join(", ");
+    for grant in table
+        .grants
+        .iter()
+        .filter(|g| g.privilege == "SELECT" && g.grantee != table.owner)
+    {
+        let who = super::super::grantee(&grant.grantee);
+        let role_check = if grant.grantee == "PUBLIC" {
+            "public".to_string()
+        } else {
+            grant.grantee.clone()
+        };
+        steps.push(Step::sql(
+            format!("narrow {}'s read of {}", grant.grantee, table.name),
+            format!(
+                "{} may read only the kept columns of {}",
+                display_ident(&grant.grantee),
+                table.name
+            ),
+            Target::Source,
+            SqlAction::transactional(
+                format!(
+                    "REVOKE SELECT ON {name} FROM {who};\nGRANT SELECT ({columns}) ON {name} TO {who};"
+                ),
+                format!(
+                    "NOT has_table_privilege({}, pg_catalog.to_regclass({})::oid, 'SELECT')",
+                    lit(&role_check),
+                    lit(&name)
+                ),
+                format!(
+                    "REVOKE SELECT ({columns}) ON {name} FROM {who};\nGRANT SELECT ON {name} TO {who};"
+                ),
+            ),
+        ));
+    }
+    steps
+}
+
+/// The old schema renamed to `retired`, a new schema of the old name (its owner
+/// and USAGE grants as before) made, and the kept tables (with their partitions,
+/// indexes and owned sequences) moved back into it: one transaction, so the
+/// stream's apply worker never finds a kept table missing.
+fn rename_keeping(catalog: &Catalog, domain: &str, retired: &str, replicas: &[Replica]) -> Step {
+    let schema = catalog.schemas.iter().find(|s| s.name == domain);
+    let owner = schema.map(|s| s.owner.clone()).unwrap_or_default();
+    let mut moved: Vec<&QualName> = Vec::new();
+    for replica in replicas {
+        moved.push(&replica.table);
+        moved.extend(
+            catalog
+                .tables
+                .iter()
+                .filter(|t| {
+                    t.partition_of.is_some() && catalog.partition_root(&t.name) == replica.table
+                })
+                .map(|t| &t.name),
+        );
+    }
+    let mut sql = format!(
+        "ALTER SCHEMA {} RENAME TO {};\nCREATE SCHEMA {}{};\n",
+        ident(domain),
+        ident(retired),
+        ident(domain),
+        if owner.is_empty() {
+            String::new()
+        } else {
+            format!(" AUTHORIZATION {}", ident(&owner))
+        }
+    );
+    if let Some(schema) = schema {
+        sql.push_str(&super::super::grant_sql(
+            &format!("SCHEMA {}", ident(domain)),
+            &schema.owner,
+            &schema.grants,
+            &[],
+        ));
+    }
+    let mut undo = String::new();
+    for name in &moved {
+        sql.push_str(&format!(
+            "ALTER TABLE {} SET SCHEMA {};\n",
+            qualified(retired, &name.name),
+            ident(domain)
+        ));
+        undo.push_str(&format!(
+            "ALTER TABLE {} SET SCHEMA {};\n",
+            qualified(domain, &name.name),
+            ident(retired)
+        ));
+    }
+    undo.push_str(&format!(
+        "DROP SCHEMA {};\nALTER SCHEMA {} RENAME TO {};",
+        ident(domain),
+        ident(retired),
+        ident(domain)
+    ));
+    let kept: Vec<String> = replicas.iter().map(|r| r.table.to_string()).collect();
+    Step::sql(
+        format!(
+            "rename schema {} to {} keeping {}",
+            display_ident(domain),
+            display_ident(retired),
+            kept.join(", ")
+        ),
+        format!(
+            "the old schema of {} on the source is put aside as {} (its fence kept), to be dropped later with `carve retire --drop`; the tables kept for readers stay where they are",
+            display_ident(domain),
+            display_ident(retired)
+        ),
+        Target::Source,
+        SqlAction {
+            sql: sql.trim_end().to_string(),
+            done_check: format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {}) AND {}",
+                lit(retired),
+                relation_exists(domain, &replicas[0].table.name, "'r', 'p'")
+            ),
+            undo,
+            transactional: true,
+            strong_lock: true,
+            secret: None,
+            read: None,
+        },
+    )
 }
 
 /// The retired schema dropped with everything in it: no undo brings it back.
@@ -281,7 +696,7 @@ mod tests {
             port: 5432,
             database: "shop".into(),
         };
-        let steps = steps(&c, "sales", &link, "sales__retired_x");
+        let steps = steps(&c, "sales", &link, "sales__retired_x", &[]);
         let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
         assert!(ids[0].starts_with("retire: drop subscription"), "{ids:?}");
         assert_eq!(steps[0].target, Target::Source);
