@@ -188,7 +188,8 @@ pub enum Command {
     ///   reason = "…"                         # required for a temporary grant
     ///
     /// api, cache and delegate take the access away (those statements must stop);
-    /// replicate (until the move phase), shared-domain and temporary grants keep it,
+    /// replicate (kept, after the owner's domain retires, as a copy of the columns
+    /// read: see `carve retire`), shared-domain and temporary grants keep it,
     /// granted to that service's role alone. While one is missing, restrict lists the
     /// undecided statements and exits 6.
     ///
@@ -328,6 +329,13 @@ pub enum Command {
     /// still read the old tables from outside their schema are dropped (they would
     /// read rows nobody updates any more); and the old schema is renamed
     /// `<schema>__retired_<time>`, keeping its fence. Nothing is dropped for good.
+    ///
+    /// A table another domain's service reads by a `replicate` decision, while that
+    /// service stays on the source, is kept under its name instead: a read-only copy
+    /// of the columns the service's recorded statements name (and the key), kept
+    /// current by the stream back, narrowed to those columns (same slot: no change
+    /// missed). Its compatibility view shows only those columns, and its readers may
+    /// read only those. `carve status` shows that stream and its lag.
     ///
     /// `--drop`, later, drops the renamed schema with everything in it, refused
     /// while anything outside it depends on it. That one cannot be undone.

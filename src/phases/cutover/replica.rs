@@ -61,11 +61,14 @@ pub fn replicas(
         else {
             continue;
         };
-        let Some(table) = catalog
-            .tables
-            .iter()
-            .find(|t| t.name.schema == domain && t.name.to_string() == table)
-        else {
+        // restrict names the table as the reader's SQL does: after assign, often
+        // the compatibility view in the table's old place.
+        let through_view = catalog.views.iter().find(|v| v.name.to_string() == table);
+        let Some(table) = catalog.tables.iter().find(|t| {
+            t.name.schema == domain
+                && (t.name.to_string() == table
+                    || through_view.is_some_and(|v| view_reads(catalog, &v.name, &t.name, 0)))
+        }) else {
             continue;
         };
         if runs_on_own_server(plan, service) {
@@ -205,5 +208,142 @@ fn identity_columns(table: &Table) -> BTreeSet<String> {
             .primary_key()
             .map(|k| k.columns.iter().cloned().collect())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{catalog, column, table};
+    use crate::catalog::{Constraint, ConstraintKind, View, ViewDependency};
+    use crate::plan::testing::plan_for;
+    use crate::plan::{Cutover, Decision, Service};
+
+    /// sales.orders (id key, status, total, note generated) with a compatibility
+    /// view public.orders over it; billing reads it by the view's name.
+    fn shop() -> (Catalog, Plan) {
+        let mut orders = table("sales", "orders");
+        orders.columns = vec![
+            column("id", "bigint"),
+            column("status", "text"),
+            column("total", "numeric"),
+            crate::catalog::Column {
+                generated: Some("upper(status)".into()),
+                ..column("shout", "text")
+            },
+        ];
+        orders.constraints = vec![Constraint {
+            name: "orders_pkey".into(),
+            kind: ConstraintKind::PrimaryKey,
+            columns: vec!["id".into()],
+            definition: "PRIMARY KEY (id)".into(),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+            foreign_key: None,
+        }];
+        let mut c = catalog(vec![orders, table("billing", "invoices")]);
+        c.views = vec![View {
+            name: QualName::new("public", "orders"),
+            materialized: false,
+            owner: "app".into(),
+            definition: " SELECT * FROM sales.orders;".into(),
+            columns: vec![],
+            options: vec![],
+            depends_on: vec![ViewDependency {
+                relation: QualName::new("sales", "orders"),
+                columns: vec![],
+            }],
+            triggers: vec![],
+            comment: None,
+            grants: vec![],
+        }];
+        c.normalize();
+        let mut plan = plan_for(
+            &c,
+            &[
+                ("sales", &["sales.orders"]),
+                ("billing", &["billing.invoices"]),
+            ],
+        );
+        plan.decisions.push(Decision {
+            subject: "read public.orders by billing".into(),
+            choice: CHOICE.into(),
+            reason: String::new(),
+        });
+        (c, plan)
+    }
+
+    fn workload(statements: &[(&str, &str)]) -> Workload {
+        let mut w = Workload::default();
+        for (i, (service, sql)) in statements.iter().enumerate() {
+            w.add(
+                &format!("s{i}"),
+                service,
+                sql.to_string(),
+                format!("f:{i}"),
+                1,
+            );
+        }
+        w
+    }
+
+    #[test]
+    fn the_columns_the_readers_name_and_the_key_are_kept() {
+        let (c, plan) = shop();
+        let w = workload(&[
+            ("billing", "SELECT status FROM orders WHERE id = $1"),
+            ("sales", "SELECT total FROM sales.orders"),
+        ]);
+        let kept = replicas(&plan, &c, Some(&w), "sales");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].table, QualName::new("sales", "orders"));
+        assert_eq!(kept[0].readers, ["billing"]);
+        // total is read only by the owner's own service; the generated column is
+        // never replicated.
+        assert_eq!(kept[0].columns, ["id", "status"]);
+        assert_eq!(kept[0].every_column_because, None);
+    }
+
+    #[test]
+    fn a_star_or_no_workload_keeps_every_replicable_column_and_says_why() {
+        let (c, plan) = shop();
+        let w = workload(&[("billing", "SELECT * FROM orders")]);
+        let kept = replicas(&plan, &c, Some(&w), "sales");
+        assert_eq!(kept[0].columns, ["id", "status", "total"]);
+        assert!(kept[0]
+            .every_column_because
+            .as_deref()
+            .is_some_and(|w| w.contains("selects every column")));
+        let kept = replicas(&plan, &c, None, "sales");
+        assert_eq!(kept[0].columns, ["id", "status", "total"]);
+    }
+
+    #[test]
+    fn readers_already_on_their_own_server_and_other_choices_get_nothing() {
+        let (c, mut plan) = shop();
+        assert!(replicas(&plan, &c, None, "billing").is_empty());
+        plan.services.push(Service {
+            name: "billing".into(),
+            domain: Some("billing".into()),
+            ..Service::default()
+        });
+        let billing = plan
+            .domains
+            .iter_mut()
+            .find(|d| d.name == "billing")
+            .unwrap();
+        billing.cutover = Some(Cutover {
+            live: Side::Server,
+            since: "2026-11-30T00:00:00Z".into(),
+            pause_ms: None,
+            switching: None,
+            retired: None,
+            files: None,
+        });
+        assert!(replicas(&plan, &c, None, "sales").is_empty());
+        plan.decisions[0].choice = "api".into();
+        plan.services.clear();
+        assert!(replicas(&plan, &c, None, "sales").is_empty());
     }
 }

@@ -713,4 +713,108 @@ mod tests {
             "CREATE VIEW \"public\".\"orders\" AS SELECT 1;"
         );
     }
+
+    #[test]
+    fn a_kept_table_narrows_the_stream_its_view_and_its_readers_and_stays_in_place() {
+        let mut orders = table("sales", "orders");
+        orders.columns = vec![
+            crate::catalog::testing::column("id", "bigint"),
+            crate::catalog::Column {
+                not_null: true,
+                default: Some("nextval('sales.numbers'::regclass)".into()),
+                ..crate::catalog::testing::column("number", "bigint")
+            },
+            crate::catalog::testing::column("status", "text"),
+        ];
+        orders.grants = vec![crate::catalog::testing::grant("billing", "SELECT")];
+        let mut c = catalog(vec![orders, table("sales", "lines")]);
+        let mut compat = view("public", "orders", &[("sales", "orders")]);
+        compat.comment = Some(format!("{COMPAT_VIEW_COMMENT}sales.orders"));
+        compat.columns = vec![
+            crate::catalog::testing::column("id", "bigint"),
+            crate::catalog::testing::column("number", "bigint"),
+            crate::catalog::testing::column("status", "text"),
+        ];
+        c.views = vec![compat, view("reports", "daily", &[("sales", "lines")])];
+        let link = Link {
+            conninfo: "host=db2 dbname=shop".into(),
+            password_file: "/tmp/p".into(),
+            host: "db2".into(),
+            port: 5432,
+            database: "shop".into(),
+        };
+        let kept = Replica {
+            table: QualName::new("sales", "orders"),
+            columns: vec!["id".into(), "status".into()],
+            readers: vec!["billing".into()],
+            every_column_because: None,
+        };
+        let steps = steps(&c, "sales", &link, "sales__retired_x", &[kept]);
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        assert!(ids[0].starts_with("narrow publication"), "{ids:?}");
+        assert_eq!(steps[0].target, Target::Domain("sales".into()));
+        let narrowed = steps[0].sql_action().unwrap();
+        assert!(
+            narrowed
+                .sql
+                .ends_with(r#"SET TABLE "sales"."orders" ("id", "status");"#),
+            "{}",
+            narrowed.sql
+        );
+        assert!(ids[1].starts_with("follow only the kept tables"), "{ids:?}");
+        assert!(!steps[1].sql_action().unwrap().transactional);
+        assert!(
+            !ids.iter()
+                .any(|i| i.starts_with("retire: drop subscription")),
+            "the stream back stays: {ids:?}"
+        );
+        let view = steps[ids
+            .iter()
+            .position(|i| i.starts_with("narrow view public.orders"))
+            .unwrap()]
+        .sql_action()
+        .unwrap();
+        assert!(
+            view.sql
+                .contains(r#"AS SELECT "id", "status" FROM "sales"."orders";"#),
+            "{}",
+            view.sql
+        );
+        assert!(ids.contains(&"drop view reports.daily"), "{ids:?}");
+        let number = steps[ids
+            .iter()
+            .position(|i| *i == "make sales.orders.number a plain copy")
+            .unwrap()]
+        .sql_action()
+        .unwrap();
+        assert!(
+            number
+                .sql
+                .contains("DROP DEFAULT, ALTER COLUMN \"number\" DROP NOT NULL"),
+            "{}",
+            number.sql
+        );
+        let reader = steps[ids
+            .iter()
+            .position(|i| i.starts_with("narrow billing's read"))
+            .unwrap()]
+        .sql_action()
+        .unwrap();
+        assert!(
+            reader
+                .sql
+                .contains(r#"GRANT SELECT ("id", "status") ON "sales"."orders" TO "billing";"#),
+            "{}",
+            reader.sql
+        );
+        let rename = steps.last().unwrap().sql_action().unwrap();
+        assert!(
+            rename
+                .sql
+                .contains(r#"ALTER TABLE "sales__retired_x"."orders" SET SCHEMA "sales";"#)
+                && !rename.sql.contains("\"lines\""),
+            "{}",
+            rename.sql
+        );
+    }
 }

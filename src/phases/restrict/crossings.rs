@@ -150,7 +150,8 @@ pub(super) fn interpret(write: bool, choice: &str, reason: &str) -> Result<(bool
         )),
         "replicate" => Ok((
             true,
-            "granted until the move phase replicates the data to the reader".into(),
+            "granted; once the owner's domain is retired, a copy of the columns read stays here"
+                .into(),
         )),
         "shared-domain" => Ok((true, "a shared data domain its readers may read".into())),
         "temporary-grant" => {
