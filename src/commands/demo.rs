@@ -461,7 +461,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
 }
 
 /// Records a decision for every cross-domain access restrict would find: reads are
-/// replicated (granted until the move phase), writes granted until the owner of the
+/// replicated (granted; kept as a copy of the columns read once the owner retires), writes granted until the owner of the
 /// table's domain takes them over.
 async fn decide_crossings(
     client: &tokio_postgres::Client,
