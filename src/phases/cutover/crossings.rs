@@ -10,7 +10,7 @@
 
 use super::super::lit;
 use crate::analysis::usage::Resolver;
-use crate::catalog::{Catalog, QualName};
+use crate::catalog::{Catalog, Constraint, QualName};
 use crate::engine::{SqlAction, Step, Target};
 use crate::sql::{display_ident, ident, qualified};
 
@@ -45,17 +45,47 @@ pub fn crossing_triggers(catalog: &Catalog, domain: &str) -> Vec<(QualName, Stri
     found
 }
 
+/// A foreign key of `table` dropped on the source, undone by making it again
+/// (`NOT VALID`, then validated).
+pub fn drop_foreign_key(
+    table: &QualName,
+    constraint: &Constraint,
+    id: String,
+    description: String,
+) -> Step {
+    let name = qualified(&table.schema, &table.name);
+    Step::sql(
+        id,
+        description,
+        Target::Source,
+        SqlAction {
+            sql: format!("ALTER TABLE {name} DROP CONSTRAINT {};", ident(&constraint.name)),
+            done_check: format!(
+                "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass({}) AND conname = {})",
+                lit(&name),
+                lit(&constraint.name)
+            ),
+            undo: add_not_valid(&name, &constraint.name, &constraint.definition),
+            transactional: true,
+            strong_lock: true,
+            secret: None,
+            read: None,
+        },
+    )
+}
+
 /// The steps that drop them on the source, each undone by making it again.
 pub fn drops(catalog: &Catalog, domain: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     for (table_name, constraint_name) in crossing_foreign_keys(catalog, domain) {
         let table = catalog.table(&table_name).expect("listed from the catalog");
-        let name = qualified(&table.name.schema, &table.name.name);
         for (constraint, fk) in table
             .foreign_keys()
             .filter(|(c, _)| c.name == constraint_name)
         {
-            steps.push(Step::sql(
+            steps.push(drop_foreign_key(
+                &table.name,
+                constraint,
                 format!("drop crossing foreign key {} of {}", constraint.name, table.name),
                 format!(
                     "{} of {} references {} across the domain's boundary: it cannot hold across two servers",
@@ -63,20 +93,6 @@ pub fn drops(catalog: &Catalog, domain: &str) -> Vec<Step> {
                     table.name,
                     fk.references
                 ),
-                Target::Source,
-                SqlAction {
-                    sql: format!("ALTER TABLE {name} DROP CONSTRAINT {};", ident(&constraint.name)),
-                    done_check: format!(
-                        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass({}) AND conname = {})",
-                        lit(&name),
-                        lit(&constraint.name)
-                    ),
-                    undo: add_not_valid(&name, &constraint.name, &constraint.definition),
-                    transactional: true,
-                    strong_lock: true,
-                    secret: None,
-                    read: None,
-                },
             ));
         }
     }

@@ -13,6 +13,7 @@
 //! one of carve's steps that cannot be undone, so it comes last and alone.
 
 use super::super::{lit, relation_exists};
+use super::crossings::drop_foreign_key;
 use super::replica::Replica;
 use crate::catalog::{Catalog, QualName, Table, View};
 use crate::engine::{undo_steps, SqlAction, Step, Target};
@@ -113,30 +114,14 @@ fn foreign_keys_in(catalog: &Catalog, domain: &str) -> Vec<Step> {
             if fk.references.schema != domain || constraint.inherited {
                 continue;
             }
-            let name = qualified(&table.name.schema, &table.name.name);
-            steps.push(Step::sql(
+            steps.push(drop_foreign_key(
+                &table.name,
+                constraint,
                 format!("drop foreign key {} of {}", constraint.name, table.name),
                 format!(
                     "{} of {} points into the retired tables: after retire nothing updates them",
                     constraint.name, table.name
                 ),
-                Target::Source,
-                SqlAction {
-                    sql: format!(
-                        "ALTER TABLE {name} DROP CONSTRAINT {};",
-                        ident(&constraint.name)
-                    ),
-                    done_check: format!(
-                        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass({}) AND conname = {})",
-                        lit(&name),
-                        lit(&constraint.name)
-                    ),
-                    undo: super::crossings::add_not_valid(&name, &constraint.name, &constraint.definition),
-                    transactional: true,
-                    strong_lock: true,
-                    secret: None,
-                    read: None,
-                },
             ));
         }
     }
@@ -404,29 +389,14 @@ fn kept_table(table: &Table, replica: &Replica, all: &[Replica]) -> Vec<Step> {
         if constraint.inherited || all.iter().any(|r| r.table == fk.references) {
             continue;
         }
-        steps.push(Step::sql(
+        steps.push(drop_foreign_key(
+            &table.name,
+            constraint,
             format!("drop foreign key {} of {}", constraint.name, table.name),
             format!(
                 "{} of the kept table {} points into tables that go",
                 constraint.name, table.name
             ),
-            Target::Source,
-            SqlAction {
-                sql: format!(
-                    "ALTER TABLE {name} DROP CONSTRAINT {};",
-                    ident(&constraint.name)
-                ),
-                done_check: format!(
-                    "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass({}) AND conname = {})",
-                    lit(&name),
-                    lit(&constraint.name)
-                ),
-                undo: super::crossings::add_not_valid(&name, &constraint.name, &constraint.definition),
-                transactional: true,
-                strong_lock: true,
-                secret: None,
-                read: None,
-            },
         ));
     }
     // Every row now comes from the stream, which fills the kept columns: defaults
