@@ -10,22 +10,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use carve::pgtemp::TempServer;
 use carve::synthetic::Shape;
-use common::{load_synthetic, measure, Measure};
-
-fn carve(plan: &Path, conninfo: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_carve"));
-    c.arg("--plan")
-        .arg(plan)
-        .arg("--yes")
-        .args(args)
-        .env("CARVE_SOURCE", conninfo);
-    c
-}
+use common::{carve, load_synthetic, measure, Measure};
 
 fn main() {
     if !common::benching() {

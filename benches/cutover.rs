@@ -112,15 +112,8 @@ async fn main() {
         .expect("target database");
     let bouncer = TempBouncer::start(&source, &[("orders_db", "shop")]).expect("pgbouncer");
     let plan = dir.path().join("plan.toml");
-    let carve = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_carve"));
-        c.arg("--plan")
-            .arg(&plan)
-            .arg("--yes")
-            .args(args)
-            .env("CARVE_SOURCE", source.conninfo("shop"));
-        c
-    };
+    let source_conninfo = source.conninfo("shop");
+    let carve = |args: &[&str]| common::carve(&plan, &source_conninfo, args);
     let run = |args: &[&str]| {
         let out = carve(args).output().expect("carve");
         assert!(

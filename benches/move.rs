@@ -77,15 +77,8 @@ fn main() {
 
     // discover (catalog only), one domain of the three tables, assign.
     let plan = dir.path().join("plan.toml");
-    let carve = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_carve"));
-        c.arg("--plan")
-            .arg(&plan)
-            .arg("--yes")
-            .args(args)
-            .env("CARVE_SOURCE", source.conninfo("shop"));
-        c
-    };
+    let source_conninfo = source.conninfo("shop");
+    let carve = |args: &[&str]| common::carve(&plan, &source_conninfo, args);
     measure(carve(&["discover"]));
     let mut p = carve::plan::Plan::load(&plan).expect("plan");
     let tables: Vec<String> = p.domains.iter().flat_map(|d| d.tables.clone()).collect();

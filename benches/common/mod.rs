@@ -15,6 +15,17 @@ pub struct Measure {
     pub stderr: String,
 }
 
+/// carve with a plan file, `--yes`, and `conninfo` as its source.
+pub fn carve(plan: &std::path::Path, conninfo: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_carve"));
+    c.arg("--plan")
+        .arg(plan)
+        .arg("--yes")
+        .args(args)
+        .env("CARVE_SOURCE", conninfo);
+    c
+}
+
 /// Runs a command to completion, its output thrown away, and measures it with wait4.
 /// Stderr goes to a file (a pipe nobody reads would stall a chatty command) and is
 /// shown when the command fails.
