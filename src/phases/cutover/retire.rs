@@ -15,7 +15,7 @@
 use super::super::{lit, relation_exists};
 use super::crossings::drop_foreign_key;
 use super::replica::Replica;
-use crate::catalog::{Catalog, QualName, Table, View};
+use crate::catalog::{Catalog, Constraint, QualName, Table, View};
 use crate::engine::{undo_steps, SqlAction, Step, Target};
 use crate::phases::assign::COMPAT_VIEW_COMMENT;
 use crate::phases::move_domain::replication::side;
@@ -106,6 +106,16 @@ fn drop_view(view: &View) -> Step {
     )
 }
 
+/// A foreign key retire drops, by the id the command lists before it asks.
+fn drop_reader_key(table: &QualName, constraint: &Constraint, description: String) -> Step {
+    drop_foreign_key(
+        table,
+        constraint,
+        format!("drop foreign key {} of {}", constraint.name, table),
+        description,
+    )
+}
+
 /// Foreign keys of tables outside the domain's schema into its tables.
 fn foreign_keys_in(catalog: &Catalog, domain: &str) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -114,10 +124,9 @@ fn foreign_keys_in(catalog: &Catalog, domain: &str) -> Vec<Step> {
             if fk.references.schema != domain || constraint.inherited {
                 continue;
             }
-            steps.push(drop_foreign_key(
+            steps.push(drop_reader_key(
                 &table.name,
                 constraint,
-                format!("drop foreign key {} of {}", constraint.name, table.name),
                 format!(
                     "{} of {} points into the retired tables: after retire nothing updates them",
                     constraint.name, table.name
@@ -389,10 +398,9 @@ fn kept_table(table: &Table, replica: &Replica, all: &[Replica]) -> Vec<Step> {
         if constraint.inherited || all.iter().any(|r| r.table == fk.references) {
             continue;
         }
-        steps.push(drop_foreign_key(
+        steps.push(drop_reader_key(
             &table.name,
             constraint,
-            format!("drop foreign key {} of {}", constraint.name, table.name),
             format!(
                 "{} of the kept table {} points into tables that go",
                 constraint.name, table.name
