@@ -342,6 +342,7 @@ async fn missing_decisions_stop_assign_unless_yes_accepts_the_defaults() {
         subject: "view public.order_summary".into(),
         choice: "ignore".into(),
         reason: String::new(),
+        rows: None,
     });
     plan.save(&m.plan).unwrap();
     let out = run(&m, &["assign"]);

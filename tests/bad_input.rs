@@ -102,6 +102,7 @@ async fn a_foreign_schema_of_the_domains_name_is_refused_naming_owner_and_object
             subject: "schema rival".into(),
             choice: "use-existing".into(),
             reason: "the DBA team made it for this domain".into(),
+            rows: None,
         })
     });
     assert_success(&run(&m, &["assign"]));
@@ -217,6 +218,7 @@ fn library_decisions(m: &Monolith) {
                 subject: format!("write public.audit by {service}"),
                 choice: "temporary-grant:audit-service".into(),
                 reason: "until the audit service exists".into(),
+                rows: None,
             });
         }
     });

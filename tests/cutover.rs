@@ -1013,6 +1013,7 @@ async fn a_replicated_read_keeps_working_on_the_source_after_the_owner_retires()
             subject: format!("read {subject} by shipping"),
             choice: "replicate".into(),
             reason: String::new(),
+            rows: None,
         });
     }
     plan.save(&stage.m.plan).unwrap();

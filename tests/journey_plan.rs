@@ -324,6 +324,7 @@ async fn on_the_shop_the_forecast_of_assign_and_restrict_holds_for_move_and_cuto
             subject: subject.into(),
             choice,
             reason: "decided for the test".into(),
+            rows: None,
         });
     }
     plan.save(&m.plan).unwrap();

@@ -474,6 +474,7 @@ async fn the_preflight_refuses_with_every_reason_at_once_and_changes_nothing() {
         subject: "read public.reading_list by Reporting".into(),
         choice: "temporary-grant".into(),
         reason: "until reporting has its own copy".into(),
+        rows: None,
     });
     plan.save(&m.plan).unwrap();
     assert_success(&run(&m, &["assign"]));

@@ -49,6 +49,7 @@ fn decide_all(m: &Monolith, crossings: &[Value]) -> usize {
             subject,
             choice,
             reason: "until the owner's API exists".into(),
+            rows: None,
         });
     }
     plan.save(&m.plan).unwrap();
@@ -339,6 +340,7 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
             subject: format!("write public.audit by {service}"),
             choice: choice.into(),
             reason: "until the audit service exists".into(),
+            rows: None,
         });
     }
     plan.save(&m.plan).unwrap();
@@ -443,6 +445,7 @@ fn library_decisions(m: &Monolith) {
             subject: format!("write public.audit by {service}"),
             choice: "temporary-grant:audit-service".into(),
             reason: "until the audit service exists".into(),
+            rows: None,
         });
     }
     plan.save(&m.plan).unwrap();

@@ -85,6 +85,7 @@ async fn phases_of(name: &str, moved: &str) -> (String, String, String) {
             subject: object.subject.clone(),
             choice: object.default.clone(),
             reason: "the default".into(),
+            rows: None,
         });
     }
     let planned = assign::plan(&plan, &catalog).expect("assign plans");
@@ -125,6 +126,7 @@ async fn phases_of(name: &str, moved: &str) -> (String, String, String) {
                 "replicate".into()
             },
             reason: "as the demo decides".into(),
+            rows: None,
         });
     }
     let planned = restrict::plan(&plan, &catalog, &workload).expect("restrict plans");
@@ -156,6 +158,7 @@ async fn phases_of(name: &str, moved: &str) -> (String, String, String) {
         max_lag: 1 << 20,
         copy_timeout: std::time::Duration::from_secs(3600),
         catch_up_timeout: std::time::Duration::from_secs(600),
+        reads: Vec::new(),
     };
     let move_text = render(&move_domain::steps(&catalog, domain, &options));
     (assign_text, restrict_text, move_text)

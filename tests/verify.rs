@@ -51,6 +51,7 @@ async fn moved() -> (TempServer, TempServer, tempfile::TempDir, Monolith) {
         subject: "replica identity inv.loose".into(),
         choice: "accept-full".into(),
         reason: "a small table".into(),
+        rows: None,
     });
     plan.save(&m.plan).unwrap();
     assert_success(&run(&m, &["assign"]));

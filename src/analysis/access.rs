@@ -415,7 +415,7 @@ fn last_part(name: &ObjectName) -> Option<String> {
 }
 
 /// PostgreSQL folds unquoted identifiers to lower case.
-fn fold(ident: &Ident) -> String {
+pub fn fold(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {

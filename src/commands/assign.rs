@@ -122,6 +122,7 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
             subject: object.subject.clone(),
             choice: object.default.clone(),
             reason: format!("default accepted (--yes or at the prompt): {}", object.why),
+            rows: None,
         });
     }
     ctx.plan.phases.retain(|p| p.name != PHASE);

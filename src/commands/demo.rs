@@ -485,6 +485,7 @@ async fn decide_crossings(
                 "replicate".into()
             },
             reason: "the demo keeps every service working until the owners take over".into(),
+            rows: None,
         });
     }
     plan.save(plan_path)?;

@@ -311,6 +311,7 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
             subject: subject.clone(),
             choice: best.kind.as_str().to_string(),
             reason: best.proposal.clone(),
+            rows: None,
         });
         out.push(decision);
     }

@@ -15,11 +15,13 @@ use tokio_postgres::Client;
 use crate::engine::proof;
 use crate::engine::Target;
 use crate::exit;
+use crate::phases::cutover::replica::{self, Replica};
 use crate::phases::move_domain::preflight::{self, Acceptances, TargetFacts};
 use crate::phases::move_domain::replication::Link;
 use crate::phases::move_domain::{self, MoveOptions, PHASE};
 use crate::phases::restrict;
 use crate::plan::PhaseId;
+use crate::sql::display_ident;
 use crate::workload::sources::{Sources, WorkloadOptions};
 
 pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
@@ -99,11 +101,13 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
             let link = link(&ctx, subscription_conninfo.as_deref(), &password_file)?;
             let d = &mut ctx.plan.domains[position];
             d.subscription_conninfo = subscription_conninfo.clone();
+            let reads = copies(settings, &ctx, &ctx.catalog, &domain).await?;
             let options = MoveOptions {
                 link,
                 max_lag: args.max_lag,
                 copy_timeout: args.copy_timeout,
                 catch_up_timeout: args.catch_up_timeout,
+                reads,
             };
             move_domain::steps(&ctx.catalog, &domain, &options)
         }
@@ -210,6 +214,66 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
         ));
     }
     Ok(exit::SUCCESS)
+}
+
+/// The other domains' columns `domain`'s services read by a `replicate` decision,
+/// which its server gets a copy of (said on the terminal). Tables whose own domain
+/// is on that same server are left out: the services read them there.
+pub(crate) async fn copies(
+    settings: &Settings,
+    ctx: &Context,
+    catalog: &crate::catalog::Catalog,
+    domain: &str,
+) -> anyhow::Result<Vec<Replica>> {
+    let plan = &ctx.plan;
+    let server_of = |name: &str| {
+        plan.domains
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.server.clone())
+    };
+    let here = server_of(domain);
+    let place = format!("copied to the {} server", display_ident(domain));
+    phase::replicated_reads(settings, ctx, &place, |workload| {
+        let services = services_of(plan, catalog, workload, domain);
+        let mut copies = replica::read_by(plan, catalog, workload, domain, &services)?;
+        copies.retain(|c| here.is_none() || server_of(&c.table.schema) != here);
+        Ok(copies)
+    })
+    .await
+}
+
+/// The services whose home domain is `domain`, as restrict plans them: the plan's
+/// `[[services]] domain`, else the domain whose tables each writes most.
+fn services_of(
+    plan: &crate::plan::Plan,
+    catalog: &crate::catalog::Catalog,
+    workload: Option<&crate::workload::Workload>,
+    domain: &str,
+) -> Vec<String> {
+    let named = || {
+        plan.services
+            .iter()
+            .filter(|s| s.domain.as_deref() == Some(domain))
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let Some(workload) = workload else {
+        return named();
+    };
+    let before = match plan.phase(restrict::PHASE).filter(|r| r.is_applied()) {
+        Some(applied) => restrict::catalog_before(catalog, &applied.steps),
+        None => catalog.clone(),
+    };
+    match restrict::plan(plan, &before, workload) {
+        Ok(planned) => planned
+            .services
+            .into_iter()
+            .filter(|s| s.domain == domain)
+            .map(|s| s.service)
+            .collect(),
+        Err(_) => named(),
+    }
 }
 
 /// restrict's proof, on the domain's new server: every statement of the domain's

@@ -451,3 +451,51 @@ pub fn policy(args: &ApplyArgs) -> LockPolicy {
         ..LockPolicy::default()
     }
 }
+
+/// The reads a `replicate` decision keeps working (`plan` picks which: those a
+/// retiring domain keeps on the source, or those a moving domain copies to its
+/// server), each said on the terminal with the columns it keeps. The plan's
+/// recorded workload says which columns; it is read only when a decision asks.
+pub(crate) async fn replicated_reads(
+    settings: &Settings,
+    ctx: &Context,
+    place: &str,
+    plan: impl FnOnce(
+        Option<&crate::workload::Workload>,
+    ) -> Result<Vec<crate::phases::cutover::replica::Replica>, Vec<String>>,
+) -> anyhow::Result<Vec<crate::phases::cutover::replica::Replica>> {
+    use crate::phases::cutover::replica::CHOICE;
+    use crate::workload::sources::{Sources, WorkloadOptions};
+    if !ctx.plan.decisions.iter().any(|d| d.choice == CHOICE) {
+        return Ok(Vec::new());
+    }
+    let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
+    let workload = sources
+        .load(&ctx.source().watch, &ctx.catalog.server.database)
+        .await?;
+    let replicas = plan(workload.as_ref()).map_err(|errors| {
+        anyhow::anyhow!(
+            "the plan's {CHOICE} decisions cannot be carried out: {}. Nothing was changed",
+            errors.join("; ")
+        )
+    })?;
+    for r in &replicas {
+        let why = r
+            .every_column_because
+            .as_deref()
+            .map(|w| format!(" (every column: {w})"))
+            .unwrap_or_default();
+        let rows = r
+            .rows
+            .as_deref()
+            .map(|f| format!(", rows where {f}"))
+            .unwrap_or_default();
+        settings.out.progress(&format!(
+            "{} is {place} for {}: columns {}{why}{rows}",
+            r.table,
+            r.readers.join(", "),
+            r.columns.join(", ")
+        ));
+    }
+    Ok(replicas)
+}

@@ -210,6 +210,7 @@ impl Journey<'_> {
                 subject: o.subject.clone(),
                 choice: o.default.clone(),
                 reason: "carve plan: the default".into(),
+                rows: None,
             });
         }
         self.push(&id, "pending", planned.steps.clone(), Vec::new());
@@ -319,6 +320,13 @@ impl Journey<'_> {
                 max_lag: move_domain::DEFAULT_MAX_LAG,
                 copy_timeout: move_domain::DEFAULT_COPY_TIMEOUT,
                 catch_up_timeout: move_domain::DEFAULT_CATCH_UP_TIMEOUT,
+                reads: crate::commands::move_domain::copies(
+                    self.settings,
+                    self.ctx,
+                    &self.catalog,
+                    name,
+                )
+                .await?,
             };
             let steps = move_domain::steps(&self.catalog, name, &options);
             self.push(

@@ -10,12 +10,11 @@ use crate::commands::move_domain::{default_password_file, link_to};
 use crate::commands::phase;
 use crate::conn::{ConnSpec, Environment};
 use crate::exit;
-use crate::phases::cutover::replica::{self, Replica};
+use crate::phases::cutover::replica;
 use crate::phases::cutover::retire;
 use crate::plan::phase_names::{DROP_RETIRED, RETIRE};
 use crate::plan::{now_rfc3339, PhaseId, Plan, Retired, Side};
 use crate::sql::display_ident;
-use crate::workload::sources::{Sources, WorkloadOptions};
 
 pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -113,7 +112,10 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
             if let Some(code) = phase::gate(settings, &ctx, &retire_id) {
                 return Ok(code);
             }
-            let replicas = kept_for_readers(settings, &ctx, &domain).await?;
+            let replicas = phase::replicated_reads(settings, &ctx, "kept on the source", |w| {
+                replica::replicas(&ctx.plan, &ctx.catalog, w, &domain)
+            })
+            .await?;
             let kept = replicas.iter().map(|r| r.table.to_string()).collect();
             (
                 retire::steps(&ctx.catalog, &domain, &to_server, &name, &replicas),
@@ -191,42 +193,6 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         ));
     }
     Ok(exit::SUCCESS)
-}
-
-/// The tables of `domain` that services staying on the source read by a
-/// `replicate` decision, with the columns their recorded statements name.
-async fn kept_for_readers(
-    settings: &Settings,
-    ctx: &phase::Context,
-    domain: &str,
-) -> anyhow::Result<Vec<Replica>> {
-    let asks = ctx
-        .plan
-        .decisions
-        .iter()
-        .any(|d| d.choice == replica::CHOICE);
-    if !asks {
-        return Ok(Vec::new());
-    }
-    let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
-    let workload = sources
-        .load(&ctx.source().watch, &ctx.catalog.server.database)
-        .await?;
-    let replicas = replica::replicas(&ctx.plan, &ctx.catalog, workload.as_ref(), domain);
-    for r in &replicas {
-        let why = r
-            .every_column_because
-            .as_deref()
-            .map(|w| format!(" (every column: {w})"))
-            .unwrap_or_default();
-        settings.out.progress(&format!(
-            "{} is kept on the source for {}: columns {}{why}",
-            r.table,
-            r.readers.join(", "),
-            r.columns.join(", ")
-        ));
-    }
-    Ok(replicas)
 }
 
 /// `--drop`: refused while anything outside the retired schema depends on it.

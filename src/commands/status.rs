@@ -44,9 +44,39 @@ struct Replication {
     subscription: Option<SubscriptionState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     slot: Option<SlotState>,
+    /// The stream from the source that keeps the domain's copies of other domains'
+    /// columns its services read (`replicate`), when the move made one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copies: Option<Box<Replication>>,
     /// What could not be read (a server unreachable).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     problems: Vec<String>,
+}
+
+impl Replication {
+    /// Reads the slot of `names` on the publisher and its subscription on the
+    /// subscriber into `self`, or what could not be read.
+    async fn read(
+        &mut self,
+        names: &Names,
+        (publisher, publisher_name): (&Result<tokio_postgres::Client, String>, &str),
+        (subscriber, subscriber_name): (&Result<tokio_postgres::Client, String>, &str),
+    ) {
+        match publisher {
+            Ok(client) => match replication::slot(client, &names.slot).await {
+                Ok(slot) => self.slot = slot,
+                Err(e) => self.problems.push(format!("{publisher_name}: {e:#}")),
+            },
+            Err(e) => self.problems.push(format!("{publisher_name}: {e}")),
+        }
+        match subscriber {
+            Ok(client) => match replication::subscription(client, &names.subscription).await {
+                Ok(subscription) => self.subscription = subscription,
+                Err(e) => self.problems.push(format!("{subscriber_name}: {e:#}")),
+            },
+            Err(e) => self.problems.push(format!("{subscriber_name}: {e}")),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -111,23 +141,31 @@ async fn live(
         } else {
             ("source", "its server")
         };
-        match publisher {
-            Ok(client) => match replication::slot(client, &names.slot).await {
-                Ok(slot) => found.slot = slot,
-                Err(e) => found.problems.push(format!("{publisher_name}: {e:#}")),
-            },
-            Err(e) => found.problems.push(format!("{publisher_name}: {e}")),
-        }
-        match subscriber {
-            Ok(client) => match replication::subscription(client, &names.subscription).await {
-                Ok(subscription) => found.subscription = subscription,
-                Err(e) => found.problems.push(format!("{subscriber_name}: {e:#}")),
-            },
-            Err(e) => found.problems.push(format!("{subscriber_name}: {e}")),
+        found
+            .read(
+                &names,
+                (publisher, publisher_name),
+                (subscriber, subscriber_name),
+            )
+            .await;
+        // The copies' stream always runs from the source to the domain's server.
+        let mut copies = Replication::default();
+        copies
+            .read(
+                &Names::reads(d),
+                (&source, "source"),
+                (&server, "its server"),
+            )
+            .await;
+        if copies.slot.is_some() || copies.subscription.is_some() {
+            found.copies = Some(Box::new(copies));
         }
         out.push((d.to_string(), found));
     }
-    let owned: Vec<String> = moves.iter().map(|d| Names::of(d).slot).collect();
+    let owned: Vec<String> = moves
+        .iter()
+        .flat_map(|d| [Names::of(d).slot, Names::reads(d).slot])
+        .collect();
     let (orphans, problem) = match &source {
         Ok(client) => match replication::slots(client, "carve_").await {
             Ok(all) => (
@@ -295,12 +333,19 @@ fn bytes(n: Option<i64>) -> String {
 
 /// A move's replication, for people.
 fn render_replication(r: &Replication) -> String {
+    render_stream(r, None)
+}
+
+/// One stream of a move, under `heading` or the one its direction and state give.
+fn render_stream(r: &Replication, heading: Option<&str>) -> String {
     let (publisher, subscriber) = if r.back {
         ("its server", "the source")
     } else {
         ("the source", "its server")
     };
-    let mut lines = vec![if !r.kept.is_empty() {
+    let mut lines = vec![if let Some(heading) = heading {
+        heading.to_string()
+    } else if !r.kept.is_empty() {
         format!(
             "  columns kept on the source for the services that read them ({}), fed from its server, as the servers show it now:",
             r.kept.join(", ")
@@ -353,6 +398,12 @@ fn render_replication(r: &Replication) -> String {
     }
     for p in &r.problems {
         lines.push(format!("    could not read {p}"));
+    }
+    if let Some(copies) = &r.copies {
+        lines.push(render_stream(
+            copies,
+            Some("  copies of other domains' columns its services read (replicate), fed from the source, as the servers show it now:"),
+        ));
     }
     lines.join("\n")
 }

@@ -943,6 +943,7 @@ mod tests {
             subject: "foreign key public.orders.orders_customer_fkey".into(),
             choice: "replace-before-move".into(),
             reason: String::new(),
+            rows: None,
         });
         let planned = plan(&p, &c).unwrap();
         assert!(planned.missing().is_empty());
@@ -1063,6 +1064,7 @@ mod tests {
             subject: "schema sales".into(),
             choice: "use-existing".into(),
             reason: "made by the DBA team".into(),
+            rows: None,
         });
         assert!(plan(&p, &c).unwrap().creates_schemas.is_empty());
         p.decisions[0].choice = "take-it".into();

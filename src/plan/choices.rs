@@ -61,6 +61,7 @@ pub fn apply(plan: &mut Plan, choices: &[Choice]) {
                     subject: subject.clone(),
                     choice: kind.clone(),
                     reason: format!("chosen in review: {proposal}"),
+                    rows: None,
                 };
                 match plan.decisions.iter_mut().find(|d| d.subject == subject) {
                     Some(d) => *d = decision,
@@ -187,6 +188,7 @@ mod tests {
             subject: ownership_subject("public.orders"),
             choice: "table-split".into(),
             reason: "proposed".into(),
+            rows: None,
         });
         apply(
             &mut p,

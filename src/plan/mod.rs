@@ -314,6 +314,12 @@ pub struct Decision {
     pub choice: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// For `replicate`: only the rows where this SQL condition holds are copied
+    /// (a publication's row filter, `rows = "status <> 'cancelled'"`). It may name
+    /// only the table's replica identity columns: PostgreSQL refuses the owner's
+    /// UPDATE and DELETE otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<String>,
 }
 
 /// A database-changing phase as it was planned and how far it got, for the whole
@@ -1165,6 +1171,7 @@ mod tests {
             subject: "public.audit".into(),
             choice: "dedicated-owner".into(),
             reason: "written by every service".into(),
+            rows: None,
         });
         plan.phases.push(PhaseRecord {
             name: "assign".into(),

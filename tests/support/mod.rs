@@ -423,6 +423,7 @@ pub fn delegate_library_audit_writes(m: &Monolith) {
             subject: format!("write public.audit by {service}"),
             choice: "delegate:audit-service".into(),
             reason: "the audit service records it".into(),
+            rows: None,
         });
     }
     plan.save(&m.plan).unwrap();

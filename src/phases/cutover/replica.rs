@@ -8,10 +8,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::analysis::access::{named_columns, RawName};
+use crate::analysis::access::{fold, named_columns, RawName};
 use crate::analysis::usage::{default_search_path, Relation, Resolver};
-use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table};
-use crate::plan::{Plan, Side};
+use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table, View};
+use crate::phases::assign::COMPAT_VIEW_COMMENT;
+use crate::plan::Plan;
+use crate::sql::{ident, qualified};
 use crate::workload::Workload;
 
 /// The choice that asks for a replicated read.
@@ -28,9 +30,28 @@ pub struct Replica {
     pub readers: Vec<String>,
     /// Why every column is kept, when it is (for the report).
     pub every_column_because: Option<String>,
+    /// Only the rows where this condition holds (the decisions' `rows`, joined
+    /// with OR); none: every row.
+    pub rows: Option<String>,
 }
 
 impl Replica {
+    /// The table as a publication lists it: with its column list and, when the
+    /// decisions give one, its row filter.
+    pub fn published(&self) -> String {
+        let columns: Vec<String> = self.columns.iter().map(|c| ident(c)).collect();
+        let rows = self
+            .rows
+            .as_deref()
+            .map(|f| format!(" WHERE ({f})"))
+            .unwrap_or_default();
+        format!(
+            "{} ({}){rows}",
+            qualified(&self.table.schema, &self.table.name),
+            columns.join(", ")
+        )
+    }
+
     /// The table's columns that are not kept.
     pub fn dropped_columns<'t>(&self, table: &'t Table) -> Vec<&'t crate::catalog::Column> {
         table
@@ -41,20 +62,53 @@ impl Replica {
     }
 }
 
-/// The `replicate` decisions on `domain`'s tables by services that keep running on
-/// the source (their home domain is not cut over to its own server), and what each
-/// such table keeps. Readers that already run elsewhere are left out: a copy on the
-/// source does not reach them. `workload` is the plan's recorded workload; without
-/// it every column is kept.
+/// The `replicate` decisions on `domain`'s tables, and what each such table keeps
+/// on the source when `domain` retires: every reader counts, those still on the
+/// source and those on their own server (their copy there is fed from this one,
+/// see `phases::move_domain::reads`). `workload` is the plan's recorded workload;
+/// without it every column is kept. An error names a decision whose row filter
+/// cannot be used.
 pub fn replicas(
     plan: &Plan,
     catalog: &Catalog,
     workload: Option<&Workload>,
     domain: &str,
-) -> Vec<Replica> {
+) -> Result<Vec<Replica>, Vec<String>> {
+    collect(plan, catalog, workload, |table, _| {
+        table.name.schema == domain
+    })
+}
+
+/// The other domains' tables that `services` (a domain's services) read under a
+/// `replicate` decision, with the columns each reads: what `domain`'s server keeps
+/// a copy of once the domain moves there.
+pub fn read_by(
+    plan: &Plan,
+    catalog: &Catalog,
+    workload: Option<&Workload>,
+    domain: &str,
+    services: &[String],
+) -> Result<Vec<Replica>, Vec<String>> {
+    collect(plan, catalog, workload, |table, service| {
+        table.name.schema != domain && services.iter().any(|s| s == service)
+    })
+}
+
+/// The tables `replicate` decisions name (directly, or through a view the
+/// reader's SQL names) that `wanted(table, reader)` picks, with their readers,
+/// kept columns and row filter.
+fn collect(
+    plan: &Plan,
+    catalog: &Catalog,
+    workload: Option<&Workload>,
+    wanted: impl Fn(&Table, &str) -> bool,
+) -> Result<Vec<Replica>, Vec<String>> {
     let mut out: Vec<Replica> = Vec::new();
+    // Per table, each reader's row filter (None: every row).
+    let mut filters: Vec<Vec<Option<String>>> = Vec::new();
+    let mut errors = Vec::new();
     for decision in plan.decisions.iter().filter(|d| d.choice == CHOICE) {
-        let Some((table, service)) = decision
+        let Some((named, service)) = decision
             .subject
             .strip_prefix("read ")
             .and_then(|s| s.rsplit_once(" by "))
@@ -63,29 +117,59 @@ pub fn replicas(
         };
         // restrict names the table as the reader's SQL does: after assign, often
         // the compatibility view in the table's old place.
-        let through_view = catalog.views.iter().find(|v| v.name.to_string() == table);
-        let Some(table) = catalog.tables.iter().find(|t| {
-            t.name.schema == domain
-                && (t.name.to_string() == table
+        let through_view = catalog.views.iter().find(|v| v.name.to_string() == named);
+        for table in catalog.tables.iter().filter(|t| {
+            t.partition_of.is_none()
+                && (t.name.to_string() == named
                     || through_view.is_some_and(|v| view_reads(catalog, &v.name, &t.name, 0)))
-        }) else {
-            continue;
-        };
-        if runs_on_own_server(plan, service) {
-            continue;
-        }
-        match out.iter_mut().find(|r| r.table == table.name) {
-            Some(r) => r.readers.push(service.to_string()),
-            None => out.push(Replica {
-                table: table.name.clone(),
-                columns: Vec::new(),
-                readers: vec![service.to_string()],
-                every_column_because: None,
-            }),
+        }) {
+            if !wanted(table, service) {
+                continue;
+            }
+            if let Some(rows) = &decision.rows {
+                if let Err(e) = check_row_filter(table, rows) {
+                    errors.push(format!(
+                        "decision for {}: rows = {rows:?}: {e}",
+                        decision.subject
+                    ));
+                    continue;
+                }
+            }
+            let at = match out.iter().position(|r| r.table == table.name) {
+                Some(at) => at,
+                None => {
+                    out.push(Replica {
+                        table: table.name.clone(),
+                        columns: Vec::new(),
+                        readers: Vec::new(),
+                        every_column_because: None,
+                        rows: None,
+                    });
+                    filters.push(Vec::new());
+                    out.len() - 1
+                }
+            };
+            if !out[at].readers.iter().any(|r| r == service) {
+                out[at].readers.push(service.to_string());
+            }
+            filters[at].push(decision.rows.clone());
         }
     }
-    for replica in &mut out {
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for (replica, filters) in out.iter_mut().zip(filters) {
         let table = catalog.table(&replica.table).expect("found above");
+        // A reader that wants every row makes the copy hold every row.
+        replica.rows = filters
+            .into_iter()
+            .collect::<Option<BTreeSet<String>>>()
+            .map(|each| {
+                each.iter()
+                    .map(|f| format!("({f})"))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            });
         let (named, every) = match workload {
             None => (
                 BTreeSet::new(),
@@ -109,24 +193,122 @@ pub fn replicas(
             .collect();
         replica.every_column_because = every;
     }
-    out
+    Ok(out)
 }
 
-/// Whether a service's home domain, as the plan names it, runs on its own server.
-fn runs_on_own_server(plan: &Plan, service: &str) -> bool {
-    let home = plan
-        .services
+/// Whether a decision's row filter can be a publication's: one SQL condition
+/// naming only columns of the table that identify its rows (PostgreSQL refuses
+/// an UPDATE or DELETE on a table published with a filter on other columns, and
+/// those would be the owner's writes). The server checks the rest (functions,
+/// types) when the publication is made.
+pub fn check_row_filter(table: &Table, rows: &str) -> Result<(), String> {
+    use sqlparser::ast::{Expr, Visit, Visitor};
+    use sqlparser::tokenizer::Token;
+    use std::ops::ControlFlow;
+    struct Names {
+        columns: Vec<String>,
+        subquery: bool,
+    }
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(i) => self.columns.push(fold(i)),
+                Expr::CompoundIdentifier(parts) => self.columns.extend(parts.last().map(fold)),
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                    self.subquery = true
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let not_a_condition = |e: sqlparser::parser::ParserError| format!("not a SQL condition: {e}");
+    let mut parser = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(rows)
+        .map_err(not_a_condition)?;
+    let expr = parser.parse_expr().map_err(not_a_condition)?;
+    if parser.peek_token().token != Token::EOF {
+        return Err("one SQL condition, without `;` or anything after it".into());
+    }
+    let mut names = Names {
+        columns: Vec::new(),
+        subquery: false,
+    };
+    let _ = expr.visit(&mut names);
+    if names.subquery {
+        return Err("a row filter cannot hold a subquery".into());
+    }
+    if names.columns.is_empty() {
+        return Err("it names no column of the table".into());
+    }
+    let identity = identity_columns(table);
+    for name in &names.columns {
+        if !table.columns.iter().any(|c| &c.name == name) {
+            return Err(format!("{} has no column {name}", table.name));
+        }
+        if table.replica_identity != ReplicaIdentity::Full && !identity.contains(name) {
+            return Err(format!(
+                "column {name} does not identify the rows of {} (its replica identity: {}): PostgreSQL would refuse the owner's UPDATE and DELETE. Filter on those columns, or make the replica identity FULL",
+                table.name,
+                if identity.is_empty() {
+                    "none".to_string()
+                } else {
+                    identity.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A compatibility view (assign's, over one table) over one of `replicas`' tables,
+/// with its columns that the replica keeps, in the view's order.
+pub fn compat_view_over<'r>(
+    view: &View,
+    replicas: &'r [Replica],
+) -> Option<(&'r Replica, Vec<String>)> {
+    let is_compat = view
+        .comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT));
+    let [dependency] = view.depends_on.as_slice() else {
+        return None;
+    };
+    if !is_compat || view.materialized {
+        return None;
+    }
+    let replica = replicas.iter().find(|r| r.table == dependency.relation)?;
+    let kept = view
+        .columns
         .iter()
-        .find(|s| s.name == service)
-        .and_then(|s| s.domain.as_deref());
-    plan.domains
-        .iter()
-        .filter(|d| Some(d.name.as_str()) == home)
-        .any(|d| {
-            d.cutover
-                .as_ref()
-                .is_some_and(|c| c.settled_on(Side::Server))
-        })
+        .map(|c| c.name.clone())
+        .filter(|c| replica.columns.contains(c))
+        .collect();
+    Some((replica, kept))
+}
+
+/// A view's ` WITH (…)` clause, or nothing.
+pub fn view_options(view: &View) -> String {
+    if view.options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", view.options.join(", "))
+    }
+}
+
+/// `CREATE VIEW` of `view` (its name and options) over only the `kept` columns of
+/// the replica's table.
+pub fn narrowed_view_sql(view: &View, replica: &Replica, kept: &[String]) -> String {
+    let options = view_options(view);
+    let columns: Vec<String> = kept.iter().map(|c| ident(c)).collect();
+    format!(
+        "CREATE VIEW {}{options} AS SELECT {} FROM {};",
+        qualified(&view.name.schema, &view.name.name),
+        columns.join(", "),
+        qualified(&replica.table.schema, &replica.table.name)
+    )
 }
 
 /// The columns of `table` that the readers' statements name, or why every column
@@ -196,7 +378,7 @@ fn view_reads(catalog: &Catalog, view: &QualName, table: &QualName, depth: usize
 
 /// The columns logical replication identifies a row by: the primary key, or the
 /// replica identity index.
-fn identity_columns(table: &Table) -> BTreeSet<String> {
+pub fn identity_columns(table: &Table) -> BTreeSet<String> {
     match &table.replica_identity {
         ReplicaIdentity::Index(index) => table
             .indexes
@@ -217,7 +399,7 @@ mod tests {
     use crate::catalog::testing::{catalog, column, table};
     use crate::catalog::{Constraint, ConstraintKind, View, ViewDependency};
     use crate::plan::testing::plan_for;
-    use crate::plan::{Cutover, Decision, Service};
+    use crate::plan::{Cutover, Decision, Service, Side};
 
     /// sales.orders (id key, status, total, note generated) with a compatibility
     /// view public.orders over it; billing reads it by the view's name.
@@ -270,6 +452,7 @@ mod tests {
             subject: "read public.orders by billing".into(),
             choice: CHOICE.into(),
             reason: String::new(),
+            rows: None,
         });
         (c, plan)
     }
@@ -295,7 +478,7 @@ mod tests {
             ("billing", "SELECT status FROM orders WHERE id = $1"),
             ("sales", "SELECT total FROM sales.orders"),
         ]);
-        let kept = replicas(&plan, &c, Some(&w), "sales");
+        let kept = replicas(&plan, &c, Some(&w), "sales").unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].table, QualName::new("sales", "orders"));
         assert_eq!(kept[0].readers, ["billing"]);
@@ -303,26 +486,31 @@ mod tests {
         // never replicated.
         assert_eq!(kept[0].columns, ["id", "status"]);
         assert_eq!(kept[0].every_column_because, None);
+        assert_eq!(kept[0].rows, None);
+        assert_eq!(
+            kept[0].published(),
+            "\"sales\".\"orders\" (\"id\", \"status\")"
+        );
     }
 
     #[test]
     fn a_star_or_no_workload_keeps_every_replicable_column_and_says_why() {
         let (c, plan) = shop();
         let w = workload(&[("billing", "SELECT * FROM orders")]);
-        let kept = replicas(&plan, &c, Some(&w), "sales");
+        let kept = replicas(&plan, &c, Some(&w), "sales").unwrap();
         assert_eq!(kept[0].columns, ["id", "status", "total"]);
         assert!(kept[0]
             .every_column_because
             .as_deref()
             .is_some_and(|w| w.contains("selects every column")));
-        let kept = replicas(&plan, &c, None, "sales");
+        let kept = replicas(&plan, &c, None, "sales").unwrap();
         assert_eq!(kept[0].columns, ["id", "status", "total"]);
     }
 
     #[test]
-    fn readers_already_on_their_own_server_and_other_choices_get_nothing() {
+    fn a_reader_on_its_own_server_still_counts_and_other_choices_get_nothing() {
         let (c, mut plan) = shop();
-        assert!(replicas(&plan, &c, None, "billing").is_empty());
+        assert!(replicas(&plan, &c, None, "billing").unwrap().is_empty());
         plan.services.push(Service {
             name: "billing".into(),
             domain: Some("billing".into()),
@@ -341,9 +529,68 @@ mod tests {
             retired: None,
             files: None,
         });
-        assert!(replicas(&plan, &c, None, "sales").is_empty());
+        // Its copy on its own server is fed from this table.
+        assert_eq!(replicas(&plan, &c, None, "sales").unwrap().len(), 1);
         plan.decisions[0].choice = "api".into();
-        plan.services.clear();
-        assert!(replicas(&plan, &c, None, "sales").is_empty());
+        assert!(replicas(&plan, &c, None, "sales").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_moving_domain_copies_what_its_services_read_of_other_domains() {
+        let (c, plan) = shop();
+        let w = workload(&[("billing", "SELECT o.status FROM orders o WHERE o.id = $1")]);
+        let billing = ["billing".to_string()];
+        let copies = read_by(&plan, &c, Some(&w), "billing", &billing).unwrap();
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].table, QualName::new("sales", "orders"));
+        assert_eq!(copies[0].columns, ["id", "status"]);
+        // Not another domain's services; not the domain's own tables.
+        assert!(read_by(&plan, &c, Some(&w), "billing", &["sales".into()])
+            .unwrap()
+            .is_empty());
+        assert!(read_by(&plan, &c, Some(&w), "sales", &billing)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn row_filters_are_joined_checked_and_published() {
+        let (c, mut plan) = shop();
+        plan.decisions[0].rows = Some("id > 100".into());
+        plan.decisions.push(Decision {
+            subject: "read sales.orders by audit".into(),
+            choice: CHOICE.into(),
+            reason: String::new(),
+            rows: Some("id < 5".into()),
+        });
+        let kept = replicas(&plan, &c, None, "sales").unwrap();
+        assert_eq!(kept[0].readers, ["billing", "audit"]);
+        assert_eq!(kept[0].rows.as_deref(), Some("(id < 5) OR (id > 100)"));
+        assert!(kept[0]
+            .published()
+            .ends_with(" WHERE ((id < 5) OR (id > 100))"));
+        // A reader that wants every row makes every row kept.
+        plan.decisions[1].rows = None;
+        assert_eq!(replicas(&plan, &c, None, "sales").unwrap()[0].rows, None);
+
+        let orders = c.table(&QualName::new("sales", "orders")).unwrap();
+        for (filter, says) in [
+            ("status = 'paid'", "does not identify the rows"),
+            ("nope = 1", "has no column nope"),
+            ("id > 1; DROP TABLE x", "one SQL condition"),
+            ("id IN (SELECT 1)", "subquery"),
+            ("1 = 1", "names no column"),
+            ("id >", "not a SQL condition"),
+        ] {
+            let err = check_row_filter(orders, filter).unwrap_err();
+            assert!(err.contains(says), "{filter}: {err}");
+        }
+        assert!(check_row_filter(orders, "\"id\" % 2 = 0 AND o.id IS NOT NULL").is_ok());
+        plan.decisions[0].rows = Some("status = 'paid'".into());
+        let errors = replicas(&plan, &c, None, "sales").unwrap_err();
+        assert!(
+            errors[0].starts_with("decision for read public.orders by billing: rows = "),
+            "{errors:?}"
+        );
     }
 }

@@ -14,10 +14,9 @@
 
 use super::super::{lit, relation_exists};
 use super::crossings::drop_foreign_key;
-use super::replica::Replica;
+use super::replica::{compat_view_over, narrowed_view_sql, view_options, Replica};
 use crate::catalog::{Catalog, Constraint, QualName, Table, View};
 use crate::engine::{undo_steps, SqlAction, Step, Target};
-use crate::phases::assign::COMPAT_VIEW_COMMENT;
 use crate::phases::move_domain::replication::side;
 use crate::phases::move_domain::replication::{Link, Stream};
 use crate::sql::{display_ident, ident, qualified};
@@ -226,17 +225,7 @@ pub fn steps(
 /// the refresh's undo is nothing.
 fn narrow_stream(back: &Stream, replicas: &[Replica]) -> Vec<Step> {
     let publication = &back.names.publication;
-    let listed: Vec<String> = replicas
-        .iter()
-        .map(|r| {
-            let columns: Vec<String> = r.columns.iter().map(|c| ident(c)).collect();
-            format!(
-                "{} ({})",
-                qualified(&r.table.schema, &r.table.name),
-                columns.join(", ")
-            )
-        })
-        .collect();
+    let listed: Vec<String> = replicas.iter().map(Replica::published).collect();
     // Each kept table with its sorted columns, compared with what the publication
     // lists (sorted the same way, bytewise).
     let expected: Vec<String> = replicas
@@ -322,50 +311,26 @@ fn narrow_stream(back: &Stream, replicas: &[Replica]) -> Vec<Step> {
 /// the view reads as its caller (`security_invoker`), and the caller may read only
 /// the kept columns. Any other view reading the old tables goes (`None`).
 fn narrowed_view(view: &View, replicas: &[Replica]) -> Option<Vec<Step>> {
-    let is_compat = view
-        .comment
-        .as_deref()
-        .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT));
-    let [dependency] = view.depends_on.as_slice() else {
-        return None;
-    };
-    let replica = replicas.iter().find(|r| r.table == dependency.relation)?;
-    if !is_compat || view.materialized {
-        return None;
-    }
-    let kept: Vec<&str> = view
-        .columns
-        .iter()
-        .map(|c| c.name.as_str())
-        .filter(|c| replica.columns.iter().any(|k| k == c))
-        .collect();
+    let (replica, kept) = compat_view_over(view, replicas)?;
     if kept.len() == view.columns.len() {
         return Some(Vec::new());
     }
     let name = qualified(&view.name.schema, &view.name.name);
-    let options = if view.options.is_empty() {
-        String::new()
-    } else {
-        format!(" WITH ({})", view.options.join(", "))
-    };
-    let make = |definition: &str| {
-        format!(
-            "CREATE VIEW {name}{options} AS {definition};\nALTER VIEW {name} OWNER TO {};\n{}{}",
-            ident(&view.owner),
-            super::super::grant_sql(&name, &view.owner, &view.grants, &[]),
-            view.comment
-                .as_deref()
-                .map(|c| format!("COMMENT ON VIEW {name} IS {};", lit(c)))
-                .unwrap_or_default()
-        )
-    };
-    let columns: Vec<String> = kept.iter().map(|c| ident(c)).collect();
-    let narrowed = make(&format!(
-        "SELECT {} FROM {}",
-        columns.join(", "),
-        qualified(&replica.table.schema, &replica.table.name)
-    ));
-    let original = make(view.definition.trim().trim_end_matches(';'));
+    let rest = format!(
+        "\nALTER VIEW {name} OWNER TO {};\n{}{}",
+        ident(&view.owner),
+        super::super::grant_sql(&name, &view.owner, &view.grants, &[]),
+        view.comment
+            .as_deref()
+            .map(|c| format!("COMMENT ON VIEW {name} IS {};", lit(c)))
+            .unwrap_or_default()
+    );
+    let narrowed = format!("{}{rest}", narrowed_view_sql(view, replica, &kept));
+    let original = format!(
+        "CREATE VIEW {name}{} AS {};{rest}",
+        view_options(view),
+        view.definition.trim().trim_end_matches(';')
+    );
     Some(vec![Step::sql(
         format!("narrow view {} to the kept columns", view.name),
         format!(
@@ -456,6 +421,30 @@ fn kept_table(table: &Table, replica: &Replica, all: &[Replica]) -> Vec<Step> {
                 format!("ALTER TABLE {name} {};", changes.join(", ")),
                 checks.join(" AND "),
                 format!("ALTER TABLE {name} {};", undo.join(", ")),
+            ),
+        ));
+    }
+    // Rows outside the decisions' filter no longer come: those already here go too,
+    // so the copy never shows a row the stream stopped keeping current.
+    if let Some(rows) = &replica.rows {
+        let outside = format!("NOT coalesce(({rows}), false)");
+        steps.push(Step::sql(
+            format!("keep only the replicated rows of {}", table.name),
+            format!(
+                "the kept table {} holds only the rows where {rows}",
+                table.name
+            ),
+            Target::Source,
+            SqlAction::transactional(
+                // Past the fence as the stream itself is (its trigger does not
+                // fire in replica mode).
+                format!(
+                    "SET LOCAL session_replication_role = replica;\nDELETE FROM {name} WHERE {outside};"
+                ),
+                format!("NOT EXISTS (SELECT 1 FROM {name} WHERE {outside})"),
+                // Retire is not undone step by step; the rows are in the domain's
+                // server.
+                "SELECT 1;".into(),
             ),
         ));
     }
@@ -618,6 +607,7 @@ mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, table};
     use crate::catalog::{QualName, ViewDependency};
+    use crate::phases::assign::COMPAT_VIEW_COMMENT;
 
     fn view(schema: &str, name: &str, reads: &[(&str, &str)]) -> View {
         View {
@@ -726,8 +716,9 @@ mod tests {
             columns: vec!["id".into(), "status".into()],
             readers: vec!["billing".into()],
             every_column_because: None,
+            rows: Some("id > 100".into()),
         };
-        let steps = steps(&c, "sales", &link, "sales__retired_x", &[kept]);
+        let steps = super::steps(&c, "sales", &link, "sales__retired_x", &[kept]);
         let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
         assert!(ids[0].starts_with("narrow publication"), "{ids:?}");
         assert_eq!(steps[0].target, Target::Domain("sales".into()));
@@ -735,7 +726,7 @@ mod tests {
         assert!(
             narrowed
                 .sql
-                .ends_with(r#"SET TABLE "sales"."orders" ("id", "status");"#),
+                .ends_with(r#"SET TABLE "sales"."orders" ("id", "status") WHERE (id > 100);"#),
             "{}",
             narrowed.sql
         );
@@ -784,6 +775,17 @@ mod tests {
                 .contains(r#"GRANT SELECT ("id", "status") ON "sales"."orders" TO "billing";"#),
             "{}",
             reader.sql
+        );
+        // Rows outside the filter no longer come: those there go, past the fence.
+        let trim = steps[ids
+            .iter()
+            .position(|i| *i == "keep only the replicated rows of sales.orders")
+            .unwrap()]
+        .sql_action()
+        .unwrap();
+        assert_eq!(
+            trim.sql,
+            "SET LOCAL session_replication_role = replica;\nDELETE FROM \"sales\".\"orders\" WHERE NOT coalesce((id > 100), false);"
         );
         let rename = steps.last().unwrap().sql_action().unwrap();
         assert!(

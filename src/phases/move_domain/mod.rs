@@ -11,13 +11,16 @@
 //!    and then follows every change, and a wait for the copy (`replication`);
 //! 5. what was deferred to make the copy fast: secondary indexes, foreign keys
 //!    (`NOT VALID`, then validated) (`schema`);
-//! 6. a wait until the target is within `max_lag` bytes of the source, and ANALYZE:
+//! 6. the other domains' columns its services read by a `replicate` decision: a
+//!    copy on its server, fed by a stream of its own from the source (`reads`);
+//! 7. a wait until the target is within `max_lag` bytes of the source, and ANALYZE:
 //!    the move is *ready* for cut-over.
 //!
 //! Undone last step first, which leaves neither server with anything of the move.
 
 pub mod objects;
 pub mod preflight;
+pub mod reads;
 pub mod replication;
 pub mod schema;
 
@@ -46,6 +49,9 @@ pub struct MoveOptions {
     pub copy_timeout: Duration,
     /// How long catching up to `max_lag` may take once the copy is done.
     pub catch_up_timeout: Duration,
+    /// The other domains' columns its services read by a `replicate` decision,
+    /// copied to its server (`reads`).
+    pub reads: Vec<crate::phases::cutover::replica::Replica>,
 }
 
 /// A SQL step on the domain's server.
@@ -65,6 +71,13 @@ pub fn steps(catalog: &Catalog, domain: &str, options: &MoveOptions) -> Vec<Step
         options.copy_timeout,
     ));
     steps.extend(target.deferred);
+    steps.extend(reads::steps(
+        catalog,
+        domain,
+        &options.link,
+        &options.reads,
+        options.copy_timeout,
+    ));
     steps.extend(replication::ready_steps(
         domain,
         options.max_lag,

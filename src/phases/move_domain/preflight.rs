@@ -573,6 +573,7 @@ mod tests {
             subject: "replica identity sales.events".into(),
             choice: REPLICA_IDENTITY_FULL_CHOICE.into(),
             reason: String::new(),
+            rows: None,
         });
         let found = check_ready_servers(&p, &c, "sales");
         assert_eq!(found.len(), 1, "{found:#?}");
@@ -665,6 +666,7 @@ mod tests {
             subject: "replica identity sales.ledger".into(),
             choice: REPLICA_IDENTITY_FULL_CHOICE.into(),
             reason: "append-only".into(),
+            rows: None,
         });
         let found = check_ready_servers(&p, &c, "sales");
         assert!(!whats(&found).contains(&"table sales.ledger".to_string()));
@@ -686,6 +688,7 @@ mod tests {
                 subject: subject.into(),
                 choice: choice.into(),
                 reason: "until the move".into(),
+                rows: None,
             });
         }
         let found = check_ready_servers(&p, &c, "sales");
@@ -725,6 +728,7 @@ mod tests {
             subject: "foreign key public.orders.orders_customer_fkey".into(),
             choice: "keep-until-move".into(),
             reason: String::new(),
+            rows: None,
         });
         for domain in ["sales", "people"] {
             let found = check_ready_servers(&p, &c, domain);

@@ -58,6 +58,20 @@ impl Names {
         }
     }
 
+    /// The names of the stream that keeps the domain's copies of other domains'
+    /// columns (`reads`): the same replication role (on the source), and a
+    /// publication, subscription and slot of their own.
+    pub fn reads(domain: &str) -> Names {
+        let forward = Names::of(domain);
+        let reads = format!("{}_reads", forward.slot);
+        Names {
+            role: forward.role,
+            publication: reads.clone(),
+            subscription: reads.clone(),
+            slot: reads,
+        }
+    }
+
     /// The names of the stream back from the domain's server to the source (made at
     /// cut-over): the same replication role's name (on the domain's server), and a
     /// publication, subscription and slot of their own.
@@ -255,6 +269,30 @@ impl<'a> Stream<'a> {
         )
     }
 
+    /// A wait on the subscriber until every table of the subscription is copied
+    /// and ready (`what` names the copy in the step's id).
+    pub fn wait_for_copy(&self, what: &str, description: String, timeout: Duration) -> Step {
+        let subscription_id = self.subscription_id();
+        Step {
+            id: format!("wait for {what}"),
+            description,
+            target: self.subscriber.clone(),
+            action: Action::Wait(WaitAction {
+                until: format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id}) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id} AND srsubstate <> 'r')"
+                ),
+                progress: Some(format!(
+                    "SELECT count(*) FILTER (WHERE srsubstate = 'r'), count(*) FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id}"
+                )),
+                unit: "tables".into(),
+                // A cheap look; every 100 ms saved here is 100 ms off time to ready.
+                every: Duration::from_millis(100),
+                timeout,
+                on_timeout: OnTimeout::Fail,
+            }),
+        }
+    }
+
     /// True when the stream's slot exists on the publisher.
     fn slot_exists(&self) -> String {
         format!(
@@ -450,29 +488,12 @@ pub fn side(target: &Target) -> String {
 /// in step, ending when every table is copied.
 pub fn replication_steps(domain: &str, link: &Link, copy_timeout: Duration) -> Vec<Step> {
     let stream = Stream::forward(domain, link);
-    let subscription_id = stream.subscription_id();
-    let on_target = stream.subscriber.clone();
     let mut steps = stream.steps(true);
-    steps.extend([
-        Step {
-            id: format!("wait for the copy of {}", display_ident(domain)),
-            description: format!("the initial copy of {}'s tables", display_ident(domain)),
-            target: on_target,
-            action: Action::Wait(WaitAction {
-                until: format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id}) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id} AND srsubstate <> 'r')"
-                ),
-                progress: Some(format!(
-                    "SELECT count(*) FILTER (WHERE srsubstate = 'r'), count(*) FROM pg_catalog.pg_subscription_rel WHERE srsubid = {subscription_id}"
-                )),
-                unit: "tables".into(),
-                // A cheap look; every 100 ms saved here is 100 ms off time to ready.
-                every: Duration::from_millis(100),
-                timeout: copy_timeout,
-                on_timeout: OnTimeout::Fail,
-            }),
-        },
-    ]);
+    steps.push(stream.wait_for_copy(
+        &format!("the copy of {}", display_ident(domain)),
+        format!("the initial copy of {}'s tables", display_ident(domain)),
+        copy_timeout,
+    ));
     steps
 }
 

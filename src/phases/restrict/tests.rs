@@ -80,6 +80,7 @@ fn plan_with(decisions: &[(&str, &str, &str)]) -> Plan {
             subject: subject.to_string(),
             choice: choice.to_string(),
             reason: reason.to_string(),
+            rows: None,
         })
         .collect();
     plan
