@@ -996,6 +996,7 @@ async fn every_shop_domain_moves_to_one_second_server() {
         ),
         choice: "accept-full".into(),
         reason: "webhook rows are only inserted".into(),
+        rows: None,
     });
     let domains: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
     plan.save(&m.plan).unwrap();
@@ -1062,4 +1063,226 @@ async fn a_dry_run_prints_the_move_as_a_script_and_changes_nothing() {
     }
     assert!(!script.contains("password="), "{script}");
     before.assert_same(&m, &source, &target, "library").await;
+}
+
+/// The password restrict gave the service role whose name contains `needle`.
+fn service_password(file: &std::path::Path, needle: &str) -> (String, String) {
+    let passwords = std::fs::read_to_string(file).unwrap();
+    passwords
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            (fields[3].to_string(), fields[4].to_string())
+        })
+        .find(|(role, _)| role.to_lowercase().contains(needle))
+        .unwrap_or_else(|| panic!("no {needle} role in {passwords}"))
+}
+
+#[tokio::test]
+async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let example = example("shop");
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
+    let m = monolith(
+        &source,
+        dir.path(),
+        "shop",
+        &format!(
+            "{}\n{}\nALTER TABLE tracking_events REPLICA IDENTITY FULL;",
+            example.schema, example.seed
+        ),
+        workload,
+    )
+    .await;
+    assert_success(&run(&m, &["assign"]));
+    let shipping = domain_of(&m, "public.shipments");
+    let orders = domain_of(&m, "public.orders");
+
+    // Every crossing decided: reads replicated (shipping's reads of the orders with
+    // a row filter on their keys: even orders only), writes delegated to the owner.
+    let out = run(&m, &["--format", "json", "restrict", "--dry-run"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for c in json["crossings"].as_array().unwrap() {
+        let subject = c["subject"].as_str().unwrap().to_string();
+        let write = c["write"].as_bool().unwrap();
+        let rows = match subject.as_str() {
+            "read public.orders by shipping" => Some("id % 2 = 0".to_string()),
+            "read public.order_items by shipping" => Some("order_id % 2 = 0".to_string()),
+            _ => None,
+        };
+        plan.decisions.push(carve::plan::Decision {
+            choice: if write {
+                format!("delegate:{}-service", c["table_domain"].as_str().unwrap())
+            } else {
+                "replicate".into()
+            },
+            subject,
+            reason: "the owners keep their data".into(),
+            rows,
+        });
+    }
+    plan.decisions.push(carve::plan::Decision {
+        subject: format!(
+            "replica identity {}.tracking_events",
+            carve::sql::display_ident(&shipping)
+        ),
+        choice: "accept-full".into(),
+        reason: "webhook rows are only inserted".into(),
+        rows: None,
+    });
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
+    plan.save(&m.plan).unwrap();
+    let passwords = dir.path().join("service-passwords");
+    assert_success(&run(
+        &m,
+        &["restrict", "--password-file", passwords.to_str().unwrap()],
+    ));
+
+    let (target, target_conninfo) = target_server("shop").await;
+    let out = run(
+        &m,
+        &[
+            "--format",
+            "json",
+            "move",
+            "--domain",
+            &shipping,
+            "--target",
+            &target_conninfo,
+            "--accept-unlimited-slot-wal",
+        ],
+    );
+    assert_success(&out);
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("{orders}.orders is copied to the {shipping} server for shipping: columns id, shipping_address_id, status, rows where (id % 2 = 0)")),
+        "{said}"
+    );
+    // Every statement of shipping's proves on its new server, its reads of the
+    // orders included.
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["failing_statements"], 0, "{json}");
+
+    let source_client = client(&m.conninfo).await;
+    let target_client = client(&target_conninfo).await;
+    let q = |table: &str| carve::sql::qualified(&orders, table);
+    let even: i64 = source_client
+        .query_one(&format!("SELECT count(*) FROM {} WHERE id % 2 = 0", q("orders")), &[])
+        .await
+        .unwrap()
+        .get(0);
+    let copied: i64 = target_client
+        .query_one(&format!("SELECT count(*) FROM {}", q("orders")), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(even > 0);
+    assert_eq!(copied, even, "only the even orders are copied");
+    let columns: Vec<String> = target_client
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 ORDER BY attnum",
+            &[&q("order_items")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, ["order_id", "line_no", "variant_id", "quantity"]);
+
+    // As shipping's role on its server: its read runs; what it does not read is not
+    // there; the copy is read-only to it.
+    let (role, password) = service_password(&passwords, "shipping");
+    let as_shipping = client(&format!(
+        "host=127.0.0.1 port={} dbname=shop user={} password={}",
+        target.port(),
+        carve::conn::quote_value(&role),
+        carve::conn::quote_value(&password)
+    ))
+    .await;
+    let paid: i64 = source_client
+        .query_one(
+            &format!(
+                "SELECT o.id FROM {} o JOIN {} i ON i.order_id = o.id WHERE o.id % 2 = 0 ORDER BY o.id LIMIT 1",
+                q("orders"),
+                q("order_items")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let read = "SELECT o.id, o.shipping_address_id, i.line_no, i.variant_id, i.quantity FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1 AND o.status = 'paid'";
+    let before = as_shipping.query(read, &[&paid]).await.unwrap().len();
+    let err = as_shipping
+        .query("SELECT total FROM orders", &[])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("does not exist"), "{err:?}");
+    let err = as_shipping
+        .execute(&format!("DELETE FROM {}", q("orders")), &[])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("permission denied"), "{err:?}");
+
+    // The owner's change on the source reaches the copy.
+    let started = std::time::Instant::now();
+    source_client
+        .execute(
+            &format!(
+                "UPDATE {} SET status = CASE WHEN status = 'paid' THEN 'shipped' ELSE 'paid' END WHERE id = $1",
+                q("orders")
+            ),
+            &[&paid],
+        )
+        .await
+        .unwrap();
+    loop {
+        let now = as_shipping.query(read, &[&paid]).await.unwrap().len();
+        if now != before {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the change did not reach the copy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "a change on the source reached the copy in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    // status shows the copies' stream.
+    let out = run(&m, &["status", "--domain", &shipping]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("copies of other domains' columns its services read"),
+        "{text}"
+    );
+    assert!(text.contains("_reads on the source: in use"), "{text}");
+
+    // The move's undo takes the copies with it, on both servers.
+    assert_success(&run(&m, &["undo", "move", "--domain", &shipping, "--yes"]));
+    let left: i64 = target_client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+            &[&orders],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the copies' schema is gone");
+    let left: i64 = source_client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_publication WHERE pubname LIKE '%_reads') + (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%_reads')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no publication or slot of the copies is left");
+    assert!(target_client.query_one("SELECT 1 FROM pg_namespace WHERE nspname = 'public'", &[]).await.is_ok(), "public stays");
 }
