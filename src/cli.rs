@@ -188,10 +188,12 @@ pub enum Command {
     ///   reason = "…"                         # required for a temporary grant
     ///
     /// api, cache and delegate take the access away (those statements must stop);
-    /// replicate (kept, after the owner's domain retires, as a copy of the columns
-    /// read: see `carve retire`), shared-domain and temporary grants keep it,
-    /// granted to that service's role alone. While one is missing, restrict lists the
-    /// undecided statements and exits 6.
+    /// replicate (a copy of the columns read on the reader's server once its domain
+    /// moves: see `carve move`; kept on the source once the owner's domain retires:
+    /// see `carve retire`; `rows = "id % 2 = 0"` copies only those rows),
+    /// shared-domain and temporary grants keep it, granted to that service's role
+    /// alone. While one is missing, restrict lists the undecided statements and
+    /// exits 6.
     ///
     /// Then the proof: in a transaction that is always rolled back, every step runs
     /// and every statement of every service is prepared and explained as its role
@@ -234,6 +236,14 @@ pub enum Command {
     /// target a subscription (copy_data, streaming, disable_on_error) that copies the
     /// tables and then follows every change. Secondary indexes and foreign keys are
     /// built after the copy (foreign keys NOT VALID, then VALIDATE), then ANALYZE.
+    ///
+    /// What the domain's services read of other domains' tables by a `replicate`
+    /// decision is copied there too: the columns their recorded statements name
+    /// (and the key), under the names their SQL uses (the table and its
+    /// compatibility view), read-only to them, kept current by a publication with a
+    /// column list (and the decision's `rows = "…"` filter, which may name only the
+    /// key's columns) and a subscription of its own from the source. It outlives
+    /// the cut-over; `carve status` shows its lag; the move's undo removes it.
     ///
     /// The move ends *ready*: every table copied, the target within --max-lag bytes
     /// of the source. Services still use the monolith; cut-over switches them. With
@@ -330,12 +340,14 @@ pub enum Command {
     /// read rows nobody updates any more); and the old schema is renamed
     /// `<schema>__retired_<time>`, keeping its fence. Nothing is dropped for good.
     ///
-    /// A table another domain's service reads by a `replicate` decision, while that
-    /// service stays on the source, is kept under its name instead: a read-only copy
-    /// of the columns the service's recorded statements name (and the key), kept
-    /// current by the stream back, narrowed to those columns (same slot: no change
-    /// missed). Its compatibility view shows only those columns, and its readers may
-    /// read only those. `carve status` shows that stream and its lag.
+    /// A table another domain's service reads by a `replicate` decision is kept under
+    /// its name instead (for a reader on the source, and for the copy on a reader's
+    /// own server, which is fed from it): a read-only copy of the columns the
+    /// readers' recorded statements name (and the key), kept current by the stream
+    /// back, narrowed to those columns and the decisions' row filter (same slot: no
+    /// change missed; rows outside the filter are deleted). Its compatibility view
+    /// shows only those columns, and its readers may read only those. `carve status`
+    /// shows that stream and its lag.
     ///
     /// `--drop`, later, drops the renamed schema with everything in it, refused
     /// while anything outside it depends on it. That one cannot be undone.

@@ -1169,7 +1169,10 @@ async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
     let target_client = client(&target_conninfo).await;
     let q = |table: &str| carve::sql::qualified(&orders, table);
     let even: i64 = source_client
-        .query_one(&format!("SELECT count(*) FROM {} WHERE id % 2 = 0", q("orders")), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE id % 2 = 0", q("orders")),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -1284,5 +1287,11 @@ async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "no publication or slot of the copies is left");
-    assert!(target_client.query_one("SELECT 1 FROM pg_namespace WHERE nspname = 'public'", &[]).await.is_ok(), "public stays");
+    assert!(
+        target_client
+            .query_one("SELECT 1 FROM pg_namespace WHERE nspname = 'public'", &[])
+            .await
+            .is_ok(),
+        "public stays"
+    );
 }

@@ -261,11 +261,7 @@ fn services_of(
     let Some(workload) = workload else {
         return named();
     };
-    let before = match plan.phase(restrict::PHASE).filter(|r| r.is_applied()) {
-        Some(applied) => restrict::catalog_before(catalog, &applied.steps),
-        None => catalog.clone(),
-    };
-    match restrict::plan(plan, &before, workload) {
+    match restrict_planned(plan, catalog, workload) {
         Ok(planned) => planned
             .services
             .into_iter()
@@ -273,6 +269,23 @@ fn services_of(
             .map(|s| s.service)
             .collect(),
         Err(_) => named(),
+    }
+}
+
+/// restrict planned again: as it was applied (on the catalog before it, for its
+/// roles and probes), or as it would be.
+fn restrict_planned(
+    plan: &crate::plan::Plan,
+    catalog: &crate::catalog::Catalog,
+    workload: &crate::workload::Workload,
+) -> Result<restrict::RestrictPlan, Vec<String>> {
+    match plan.phase(restrict::PHASE).filter(|r| r.is_applied()) {
+        Some(applied) => restrict::plan(
+            plan,
+            &restrict::catalog_before(catalog, &applied.steps),
+            workload,
+        ),
+        None => restrict::plan(plan, catalog, workload),
     }
 }
 
@@ -287,12 +300,16 @@ pub(crate) async fn prove_on_target(
     lock_timeout: std::time::Duration,
 ) -> anyhow::Result<Option<Vec<proof::ProbeResult>>> {
     let out = &settings.out;
-    let Some(restricted) = ctx.plan.phase(restrict::PHASE).filter(|r| r.is_applied()) else {
+    if !ctx
+        .plan
+        .phase(restrict::PHASE)
+        .is_some_and(|r| r.is_applied())
+    {
         out.progress(
             "restrict is not applied: there are no service roles whose statements to prove on the new server",
         );
         return Ok(None);
-    };
+    }
     let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
     let Some(workload) = sources
         .load(&ctx.source().watch, &ctx.catalog.server.database)
@@ -300,9 +317,7 @@ pub(crate) async fn prove_on_target(
     else {
         return Ok(None);
     };
-    // Planned again as it was applied, for its roles and probes.
-    let before = restrict::catalog_before(&ctx.catalog, &restricted.steps);
-    let planned = match restrict::plan(&ctx.plan, &before, &workload) {
+    let planned = match restrict_planned(&ctx.plan, &ctx.catalog, &workload) {
         Ok(p) => p,
         Err(errors) => anyhow::bail!(
             "the services' statements cannot be proven on the new server: {}",
