@@ -954,6 +954,40 @@ async fn a_benchbase_domain_moves_under_a_write_load() {
     assert!(tables >= 5, "{tables} tables in {domain}");
 }
 
+/// The shop after assign, every domain of it movable: cross-domain objects go at the
+/// move, and the carriers' webhook table (no key) is published with every column as
+/// its identity, accepted by a decision.
+async fn shop_every_domain_movable(source: &TempServer, dir: &std::path::Path) -> Monolith {
+    let example = example("shop");
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
+    let m = monolith(
+        source,
+        dir,
+        "shop",
+        &format!(
+            "{}\n{}\nALTER TABLE tracking_events REPLICA IDENTITY FULL;",
+            example.schema, example.seed
+        ),
+        workload,
+    )
+    .await;
+    assert_success(&run(&m, &["assign"]));
+    let tracking = domain_of(&m, "public.tracking_events");
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
+    plan.decisions.push(carve::plan::Decision {
+        subject: format!(
+            "replica identity {}.tracking_events",
+            carve::sql::display_ident(&tracking)
+        ),
+        choice: "accept-full".into(),
+        reason: "webhook rows are only inserted".into(),
+        rows: None,
+    });
+    plan.save(&m.plan).unwrap();
+    m
+}
+
 #[tokio::test]
 async fn every_shop_domain_moves_to_one_second_server() {
     use carve::pgtemp::ServerOptions;
@@ -964,42 +998,9 @@ async fn every_shop_domain_moves_to_one_second_server() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let example = example("shop");
-    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
-    // The carriers' webhook table has no key: published with every column as its
-    // identity, accepted by a decision.
-    let m = monolith(
-        &source,
-        dir.path(),
-        "shop",
-        &format!(
-            "{}\n{}\nALTER TABLE tracking_events REPLICA IDENTITY FULL;",
-            example.schema, example.seed
-        ),
-        workload,
-    )
-    .await;
-    assert_success(&run(&m, &["assign"]));
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.let_kept_crossings_go("objects kept across domains go at the move");
-    let tracking = plan
-        .domains
-        .iter()
-        .find(|d| d.tables.iter().any(|t| t == "public.tracking_events"))
-        .unwrap()
-        .name
-        .clone();
-    plan.decisions.push(carve::plan::Decision {
-        subject: format!(
-            "replica identity {}.tracking_events",
-            carve::sql::display_ident(&tracking)
-        ),
-        choice: "accept-full".into(),
-        reason: "webhook rows are only inserted".into(),
-        rows: None,
-    });
+    let m = shop_every_domain_movable(&source, dir.path()).await;
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
     let domains: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
-    plan.save(&m.plan).unwrap();
     assert!(domains.len() >= 4, "{domains:?}");
 
     let target = TempServer::start_with(
@@ -1082,20 +1083,7 @@ fn service_password(file: &std::path::Path, needle: &str) -> (String, String) {
 async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
     let source = server();
     let dir = tempfile::tempdir().unwrap();
-    let example = example("shop");
-    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
-    let m = monolith(
-        &source,
-        dir.path(),
-        "shop",
-        &format!(
-            "{}\n{}\nALTER TABLE tracking_events REPLICA IDENTITY FULL;",
-            example.schema, example.seed
-        ),
-        workload,
-    )
-    .await;
-    assert_success(&run(&m, &["assign"]));
+    let m = shop_every_domain_movable(&source, dir.path()).await;
     let shipping = domain_of(&m, "public.shipments");
     let orders = domain_of(&m, "public.orders");
 
@@ -1123,16 +1111,6 @@ async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
             rows,
         });
     }
-    plan.decisions.push(carve::plan::Decision {
-        subject: format!(
-            "replica identity {}.tracking_events",
-            carve::sql::display_ident(&shipping)
-        ),
-        choice: "accept-full".into(),
-        reason: "webhook rows are only inserted".into(),
-        rows: None,
-    });
-    plan.let_kept_crossings_go("objects kept across domains go at the move");
     plan.save(&m.plan).unwrap();
     let passwords = dir.path().join("service-passwords");
     assert_success(&run(

@@ -452,6 +452,20 @@ pub(crate) mod testing {
         }
     }
 
+    /// A primary key `name` on `columns`.
+    pub fn primary_key(name: &str, columns: &[&str]) -> Constraint {
+        Constraint {
+            name: name.into(),
+            kind: ConstraintKind::PrimaryKey,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            definition: format!("PRIMARY KEY ({})", columns.join(", ")),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+            foreign_key: None,
+        }
+    }
+
     pub fn column(name: &str, type_name: &str) -> Column {
         Column {
             name: name.into(),

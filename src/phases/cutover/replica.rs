@@ -397,7 +397,7 @@ pub fn identity_columns(table: &Table) -> BTreeSet<String> {
 mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, column, table};
-    use crate::catalog::{Constraint, ConstraintKind, View, ViewDependency};
+    use crate::catalog::{View, ViewDependency};
     use crate::plan::testing::plan_for;
     use crate::plan::{Cutover, Decision, Service, Side};
 
@@ -414,16 +414,7 @@ mod tests {
                 ..column("shout", "text")
             },
         ];
-        orders.constraints = vec![Constraint {
-            name: "orders_pkey".into(),
-            kind: ConstraintKind::PrimaryKey,
-            columns: vec!["id".into()],
-            definition: "PRIMARY KEY (id)".into(),
-            deferrable: false,
-            initially_deferred: false,
-            inherited: false,
-            foreign_key: None,
-        }];
+        orders.constraints = vec![crate::catalog::testing::primary_key("orders_pkey", &["id"])];
         let mut c = catalog(vec![orders, table("billing", "invoices")]);
         c.views = vec![View {
             name: QualName::new("public", "orders"),

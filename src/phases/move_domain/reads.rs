@@ -366,7 +366,7 @@ fn copy_table(
 mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, column, table};
-    use crate::catalog::{Constraint, ConstraintKind, Grant, Role, View, ViewDependency};
+    use crate::catalog::{Grant, Role, View, ViewDependency};
     use crate::phases::assign::COMPAT_VIEW_COMMENT;
 
     fn link() -> Link {
@@ -400,16 +400,7 @@ mod tests {
             column("status", "text"),
             column("total", "numeric(10,2)"),
         ];
-        orders.constraints = vec![Constraint {
-            name: "orders_pkey".into(),
-            kind: ConstraintKind::PrimaryKey,
-            columns: vec!["id".into()],
-            definition: "PRIMARY KEY (id)".into(),
-            deferrable: false,
-            initially_deferred: false,
-            inherited: false,
-            foreign_key: None,
-        }];
+        orders.constraints = vec![crate::catalog::testing::primary_key("orders_pkey", &["id"])];
         let mut invoices = table("billing", "invoices");
         invoices.owner = "billing_app".into();
         let mut c = catalog(vec![orders, invoices]);
