@@ -106,21 +106,12 @@ async fn a_domain_moves_to_its_own_server_and_the_cancel_leaves_nothing_behind()
 
     // The reading-list service logs in on the new server with the password restrict
     // gave it, and its unchanged SQL finds the table by its old name.
-    let passwords = std::fs::read_to_string(dir.path().join("service-passwords")).unwrap();
-    let (role, password) = passwords
-        .lines()
-        .map(|l| {
-            let fields: Vec<&str> = l.split(':').collect();
-            (fields[3].to_string(), fields[4].to_string())
-        })
-        .find(|(role, _)| role.to_lowercase().contains("reading"))
-        .unwrap_or_else(|| panic!("no reading-list role in {passwords}"));
-    let as_service = client(&format!(
-        "host=127.0.0.1 port={} dbname=library user={} password={}",
-        target.port(),
-        carve::conn::quote_value(&role),
-        carve::conn::quote_value(&password)
-    ))
+    let as_service = service_client(
+        &target,
+        "library",
+        &dir.path().join("service-passwords"),
+        "reading",
+    )
     .await;
     let n: i64 = as_service
         .query_one("SELECT count(*) FROM reading_list", &[])
@@ -1066,17 +1057,30 @@ async fn a_dry_run_prints_the_move_as_a_script_and_changes_nothing() {
     before.assert_same(&m, &source, &target, "library").await;
 }
 
-/// The password restrict gave the service role whose name contains `needle`.
-fn service_password(file: &std::path::Path, needle: &str) -> (String, String) {
-    let passwords = std::fs::read_to_string(file).unwrap();
-    passwords
+/// A connection to `db` on `server` as the service role whose name contains
+/// `needle`, with the password restrict gave it (from its password file).
+async fn service_client(
+    server: &TempServer,
+    db: &str,
+    passwords: &std::path::Path,
+    needle: &str,
+) -> tokio_postgres::Client {
+    let text = std::fs::read_to_string(passwords).unwrap();
+    let (role, password) = text
         .lines()
         .map(|l| {
             let fields: Vec<&str> = l.split(':').collect();
             (fields[3].to_string(), fields[4].to_string())
         })
         .find(|(role, _)| role.to_lowercase().contains(needle))
-        .unwrap_or_else(|| panic!("no {needle} role in {passwords}"))
+        .unwrap_or_else(|| panic!("no {needle} role in {text}"));
+    client(&format!(
+        "host=127.0.0.1 port={} dbname={db} user={} password={}",
+        server.port(),
+        carve::conn::quote_value(&role),
+        carve::conn::quote_value(&password)
+    ))
+    .await
 }
 
 #[tokio::test]
@@ -1175,14 +1179,7 @@ async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
 
     // As shipping's role on its server: its read runs; what it does not read is not
     // there; the copy is read-only to it.
-    let (role, password) = service_password(&passwords, "shipping");
-    let as_shipping = client(&format!(
-        "host=127.0.0.1 port={} dbname=shop user={} password={}",
-        target.port(),
-        carve::conn::quote_value(&role),
-        carve::conn::quote_value(&password)
-    ))
-    .await;
+    let as_shipping = service_client(&target, "shop", &passwords, "shipping").await;
     let paid: i64 = source_client
         .query_one(
             &format!(
