@@ -349,6 +349,12 @@ pub enum Command {
     /// shows only those columns, and its readers may read only those. `carve status`
     /// shows that stream and its lag.
     ///
+    /// With restrict applied, retire is proven first: in a transaction rolled back,
+    /// its steps on the source run, then every statement of the services that stay
+    /// on the source is prepared and explained as its role. One that would fail and
+    /// no decision asks for (a column not kept, a view or table that goes) refuses
+    /// the retire (exit 6), each listed, nothing changed.
+    ///
     /// `--drop`, later, drops the renamed schema with everything in it, refused
     /// while anything outside it depends on it. That one cannot be undone.
     Retire(RetireArgs),

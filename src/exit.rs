@@ -60,8 +60,9 @@ Exit codes:
   5    stale plan: the database changed since the plan file was made (the change is listed)
   6    gate not met: the plan lacks a decision the phase needs (each one is listed),
        restrict's proof found statements that would fail unaccepted (listed),
-       move's preflight or cut-over's gate refused (every reason listed), or
-       retire's grace period is not over
+       move's preflight or cut-over's gate refused (every reason listed),
+       retire's grace period is not over, or retire's proof found statements of
+       services on the source that it would break (listed)
   7    data differs: verify found rows that differ between the source and the
        domain's server (each listed by key)
   130  interrupted by Ctrl-C";

@@ -1172,3 +1172,99 @@ async fn a_replicated_read_keeps_working_on_the_source_after_the_owner_retires()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retire_proves_the_services_that_stay_on_the_source_before_it_changes_anything() {
+    let stage = moved_shop_with("").await;
+    let d = stage.domain.clone();
+    // restrict applied, every crossing decided: reads replicated, writes delegated
+    // to the owner.
+    let lines = "read public.order_items by shipping";
+    let out = run(&stage.m, &["--format", "json", "restrict", "--dry-run"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut plan = carve::plan::Plan::load(&stage.m.plan).unwrap();
+    for c in json["crossings"].as_array().unwrap() {
+        let subject = c["subject"].as_str().unwrap().to_string();
+        let choice = if c["write"].as_bool().unwrap() {
+            format!("delegate:{}-service", c["table_domain"].as_str().unwrap())
+        } else {
+            "replicate".into()
+        };
+        plan.decisions.push(carve::plan::Decision {
+            subject,
+            choice,
+            reason: "until the owners' APIs exist".into(),
+            rows: None,
+        });
+    }
+    plan.save(&stage.m.plan).unwrap();
+    assert!(plan.decisions.iter().any(|x| x.subject == lines), "{json}");
+    let passwords = stage.m.plan.with_extension("service-passwords");
+    assert_success(&run(
+        &stage.m,
+        &["restrict", "--password-file", passwords.to_str().unwrap()],
+    ));
+    stage.move_and_verify().await;
+    let console = stage.bouncer.console_conninfo();
+    // Two statements of the orders service need what the move does not take (a
+    // function and a view of the monolith's): accepted here, this test is about the
+    // services that stay.
+    let mut args = stage.switch_args("cutover", &console);
+    args.push("--accept-failing-statements");
+    assert_success(&carve_in_background(&stage.m, &args).await);
+
+    // Shipping's read of the order lines no longer replicated (a decision changed
+    // since the move): the lines would go with the retire while shipping still
+    // reads them. Refused, naming the statement, with nothing changed.
+    let mut plan = carve::plan::Plan::load(&stage.m.plan).unwrap();
+    let decision = plan
+        .decisions
+        .iter_mut()
+        .find(|x| x.subject == lines)
+        .unwrap();
+    decision.choice = "temporary-grant".into();
+    plan.save(&stage.m.plan).unwrap();
+    let source = client(&stage.m.conninfo).await;
+    let plan_before = std::fs::read(&stage.m.plan).unwrap();
+    let dump_before = schema_dump(&stage.source, "shop");
+    let out =
+        tokio::task::block_in_place(|| run(&stage.m, &["retire", "--domain", &d, "--after", "0s"]));
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("would break 1 statement(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = stdout(&out);
+    assert!(
+        listed.contains("WOULD FAIL") && listed.contains("shipping.sql:1"),
+        "{listed}"
+    );
+    assert_eq!(std::fs::read(&stage.m.plan).unwrap(), plan_before);
+    assert_eq!(schema_dump(&stage.source, "shop"), dump_before);
+
+    // Decided replicate, the lines are kept too, and every statement of the
+    // services on the source still proves.
+    let mut plan = carve::plan::Plan::load(&stage.m.plan).unwrap();
+    plan.decisions
+        .iter_mut()
+        .find(|x| x.subject == lines)
+        .unwrap()
+        .choice = "replicate".into();
+    plan.save(&stage.m.plan).unwrap();
+    let out =
+        tokio::task::block_in_place(|| run(&stage.m, &["retire", "--domain", &d, "--after", "0s"]));
+    assert_success(&out);
+    let said = stdout(&out);
+    assert!(said.contains("on the source after retire"), "{said}");
+    assert!(said.contains(" 0 fail unexpectedly"), "{said}");
+    let kept: i64 = source
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
+            &[&d],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 2, "orders and order_items are kept");
+}

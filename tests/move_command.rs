@@ -1123,19 +1123,7 @@ async fn a_replicated_read_is_copied_to_the_readers_server_and_kept_current() {
     ));
 
     let (target, target_conninfo) = target_server("shop").await;
-    let out = run(
-        &m,
-        &[
-            "--format",
-            "json",
-            "move",
-            "--domain",
-            &shipping,
-            "--target",
-            &target_conninfo,
-            "--accept-unlimited-slot-wal",
-        ],
-    );
+    let out = move_to(&m, &shipping, &target_conninfo, &["--format", "json"]);
     assert_success(&out);
     let said = stderr(&out);
     assert!(

@@ -299,15 +299,43 @@ pub(crate) async fn prove_on_target(
     on_target: &Target,
     lock_timeout: std::time::Duration,
 ) -> anyhow::Result<Option<Vec<proof::ProbeResult>>> {
+    let prelude = format!(
+        "SET LOCAL search_path = {};",
+        move_domain::objects::search_path(domain)
+    );
+    prove_services(
+        settings,
+        ctx,
+        ("the new server", on_target),
+        (&prelude, &[]),
+        |_, home| home == domain,
+        lock_timeout,
+    )
+    .await
+}
+
+/// restrict's proof, on `on` (named for people): every statement of the services
+/// `which(service, home domain)` picks, prepared and explained there as its role
+/// after `prelude` and `steps`, in a transaction always rolled back. A statement that fails even as a superuser counts: it names
+/// what is not there (a table moved or retired), and only a decision excuses it.
+/// None without restrict (no service roles) or a recorded workload.
+pub(crate) async fn prove_services(
+    settings: &Settings,
+    ctx: &Context,
+    (place, on): (&str, &Target),
+    (prelude, steps): (&str, &[&crate::engine::Step]),
+    which: impl Fn(&str, &str) -> bool,
+    lock_timeout: std::time::Duration,
+) -> anyhow::Result<Option<Vec<proof::ProbeResult>>> {
     let out = &settings.out;
     if !ctx
         .plan
         .phase(restrict::PHASE)
         .is_some_and(|r| r.is_applied())
     {
-        out.progress(
-            "restrict is not applied: there are no service roles whose statements to prove on the new server",
-        );
+        out.progress(&format!(
+            "restrict is not applied: there are no service roles whose statements to prove on {place}"
+        ));
         return Ok(None);
     }
     let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
@@ -320,14 +348,14 @@ pub(crate) async fn prove_on_target(
     let planned = match restrict_planned(&ctx.plan, &ctx.catalog, &workload) {
         Ok(p) => p,
         Err(errors) => anyhow::bail!(
-            "the services' statements cannot be proven on the new server: {}",
+            "the services' statements cannot be proven on {place}: {}",
             errors.join("; ")
         ),
     };
     let services: Vec<&str> = planned
         .services
         .iter()
-        .filter(|s| s.domain == domain)
+        .filter(|s| which(&s.service, &s.domain))
         .map(|s| s.service.as_str())
         .collect();
     let probes: Vec<_> = planned
@@ -335,20 +363,14 @@ pub(crate) async fn prove_on_target(
         .into_iter()
         .filter(|p| services.contains(&p.service.as_str()))
         .collect();
-    let prelude = format!(
-        "SET LOCAL search_path = {};",
-        move_domain::objects::search_path(domain)
-    );
     let mut results = proof::prove(
-        &ctx.endpoints.session(on_target)?.work,
-        &prelude,
-        &[],
+        &ctx.endpoints.session(on)?.work,
+        prelude,
+        steps,
         &probes,
         lock_timeout,
     )
     .await?;
-    // On the new server a statement that fails even as a superuser names what is not
-    // there (another domain's table): only a decision excuses it.
     for r in results.iter_mut() {
         r.fails_already = false;
     }

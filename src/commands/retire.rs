@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::catalog::facts::dependents_outside;
 use crate::cli::{RetireArgs, Settings};
-use crate::commands::move_domain::{default_password_file, link_to};
+use crate::commands::move_domain::{default_password_file, link_to, prove_services};
 use crate::commands::phase;
 use crate::conn::{ConnSpec, Environment};
+use crate::engine::Target;
 use crate::exit;
 use crate::phases::cutover::replica;
 use crate::phases::cutover::retire;
@@ -103,6 +104,7 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
+    let started = recorded.is_some();
     let (steps, kept) = match recorded {
         Some(steps) => {
             let kept = cutover.retired.map(|r| r.kept).unwrap_or_default();
@@ -127,6 +129,11 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         phase::connect_targets(settings, &mut ctx, &steps, args.apply.dry_run).await?
     {
         return Ok(code);
+    }
+    if !started {
+        if let Some(code) = prove_staying(settings, &ctx, &domain, &steps, &args.apply).await? {
+            return Ok(code);
+        }
     }
     if args.apply.dry_run {
         return phase::dry_run(settings, &ctx, &retire_id.to_string(), &steps).await;
@@ -193,6 +200,68 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
         ));
     }
     Ok(exit::SUCCESS)
+}
+
+/// The proof before retire: every statement of the services that stay on the
+/// source, prepared and explained as its role after retire's steps on the source,
+/// in a transaction rolled back. A statement that would fail and no decision asks
+/// for (a column not kept, a view or table that goes) refuses the retire, with
+/// nothing changed. Without restrict there are no service roles to prove as.
+async fn prove_staying(
+    settings: &Settings,
+    ctx: &phase::Context,
+    domain: &str,
+    steps: &[crate::engine::Step],
+    apply: &crate::cli::ApplyArgs,
+) -> anyhow::Result<Option<u8>> {
+    let out = &settings.out;
+    let plan = &ctx.plan;
+    let on_source = |_: &str, home: &str| {
+        home != domain
+            && !plan.domains.iter().any(|d| {
+                d.name == home
+                    && d.cutover
+                        .as_ref()
+                        .is_some_and(|c| c.settled_on(Side::Server))
+            })
+    };
+    // What a transaction on the source can hold: the stream's refresh cannot.
+    let on_the_source: Vec<&crate::engine::Step> = steps
+        .iter()
+        .filter(|s| s.target == Target::Source)
+        .filter(|s| s.sql_action().is_some_and(|a| a.transactional))
+        .collect();
+    let Some(results) = prove_services(
+        settings,
+        ctx,
+        ("the source", &Target::Source),
+        ("", &on_the_source),
+        on_source,
+        apply.lock_timeout,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    out.line(&format!(
+        "on the source after retire, as the services that stay there run:{}",
+        crate::ui::restrict::render_proof(&results)
+    ));
+    let unexpected: Vec<_> = results.iter().filter(|r| r.is_unexpected()).collect();
+    if unexpected.is_empty() {
+        return Ok(None);
+    }
+    out.error(&format!(
+        "retire of {domain} would break {} statement(s) of the services that stay on the source, and no decision asks for it (each listed above with its error): a column they read that would not be kept, or a view or table that goes. Decide `replicate` for those reads (the columns they name are then kept), or `api` if they stop. Nothing was changed",
+        unexpected.len()
+    ));
+    out.name_objects(
+        unexpected
+            .iter()
+            .map(|r| format!("{} ({}): {}", r.origin, r.service, r.sql)),
+    );
+    out.failing(exit::GATE_NOT_MET);
+    Ok(Some(exit::GATE_NOT_MET))
 }
 
 /// `--drop`: refused while anything outside the retired schema depends on it.
