@@ -1014,6 +1014,17 @@ fn wants_json(args: &[std::ffi::OsString]) -> bool {
     args.contains(&"--format=json") || args.windows(2).any(|w| w == ["--format", "json"])
 }
 
+/// A write past the file size limit (`ulimit -f`, RLIMIT_FSIZE) then fails with
+/// EFBIG, which carve reports naming the file, instead of SIGXFSZ ending the process
+/// without a word (as Rust's runtime does for SIGPIPE). The plan is written to a
+/// temporary file and renamed, so the plan on disk stays whole either way.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
@@ -1031,6 +1042,7 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     ui::init_logging(cli.verbose, cli.quiet);
+    ignore_file_size_signal();
     let settings = Settings::from_cli(&cli);
     if cli.format == Format::Psql && !matches!(cli.command, Command::Plan(_)) {
         settings.out.error(

@@ -55,6 +55,9 @@ fn cases(source: &str, dir: &Path) -> Vec<Case> {
     let tls = format!(
         "host=127.0.0.1 port={server_port} dbname=library user=postgres sslmode=verify-full"
     );
+    // Over TCP the throw-away server asks for a SCRAM password, which postgres lacks.
+    let wrong_password =
+        format!("host=127.0.0.1 port={server_port} dbname=library user=postgres password={SECRET}");
     let playbook_bad = dir.join("bad.toml");
     std::fs::write(
         &playbook_bad,
@@ -165,6 +168,12 @@ fn cases(source: &str, dir: &Path) -> Vec<Case> {
             &["assign", "--source", &no_user],
             1,
             "nobody_here",
+        ),
+        case(
+            "wrong password",
+            &["assign", "--source", &wrong_password],
+            1,
+            "password authentication failed",
         ),
         case(
             "unknown connection keyword",
@@ -346,6 +355,99 @@ fn cases(source: &str, dir: &Path) -> Vec<Case> {
 }
 
 /// A TCP port nothing listens on (bound, then let go).
+/// What is wrong with carve's answer to a bad input: its exit code, a message that
+/// names the problem on stderr, no panic, no password, and with `--format json`
+/// one versioned JSON error object on stdout.
+fn problems(out: &std::process::Output, exit: i32, says: &str, json: bool) -> Vec<String> {
+    let (out_text, err) = (stdout(out), stderr(out));
+    let mut problems = Vec::new();
+    if code(out) != exit {
+        problems.push(format!("exit {} (want {exit})", code(out)));
+    }
+    if !err.contains(says) {
+        problems.push(format!("{says:?} not on stderr"));
+    }
+    if err.contains("panicked") || out_text.contains("panicked") {
+        problems.push("panicked".into());
+    }
+    if err.contains(SECRET) || out_text.contains(SECRET) {
+        problems.push("printed the password".into());
+    }
+    if json && exit != 2 {
+        match serde_json::from_str::<Value>(out_text.trim()) {
+            Ok(doc) if doc["error"]["exit_status"] == exit && doc["format_version"] == 1 => {}
+            Ok(doc) => problems.push(format!("JSON error object: {doc}")),
+            Err(e) => problems.push(format!("stdout is not one JSON document ({e}): {out_text}")),
+        }
+    }
+    problems
+}
+
+/// carve run by `program` (a shell that limits it, or another user), with the
+/// monolith's plan and source: `discover` again, which writes its report and the plan.
+fn discover_again_through(m: &Monolith, program: &[&str], json: bool) -> std::process::Output {
+    let mut command = std::process::Command::new(program[0]);
+    command.args(&program[1..]).arg(env!("CARGO_BIN_EXE_carve"));
+    if json {
+        command.args(["--format", "json"]);
+    }
+    command
+        .arg("--plan")
+        .arg(&m.plan)
+        .args(["--yes", "discover", "--workload"])
+        .arg(&m.workload)
+        .env("CARVE_SOURCE", &m.conninfo)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_full_disk_or_a_plan_directory_it_may_not_write_is_a_clear_error_and_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&server, dir.path(), "library", "library").await;
+    let before = state(&server, &m).await;
+    let leftovers = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(".carve-plan-"))
+            .collect::<Vec<_>>()
+    };
+    let mut failures = Vec::new();
+    // A file size limit of 1 KB (`ulimit -f`, RLIMIT_FSIZE) stands in for a full
+    // disk: the report or the plan cannot be written whole.
+    for json in [false, true] {
+        let out =
+            discover_again_through(&m, &["sh", "-c", "ulimit -f 2; exec \"$0\" \"$@\""], json);
+        for p in problems(&out, 1, "File too large", json) {
+            failures.push(format!(
+                "file size limit (json {json}): {p}: {}",
+                stderr(&out)
+            ));
+        }
+    }
+    // A plan directory its user may read but not write (carve run as postgres: root
+    // may write anywhere).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for json in [false, true] {
+        let out = discover_again_through(&m, &["runuser", "-u", "postgres", "--"], json);
+        for p in problems(&out, 1, "Permission denied", json) {
+            failures.push(format!(
+                "read-only plan directory (json {json}): {p}: {}",
+                stderr(&out)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert!(
+        state(&server, &m).await == before,
+        "the plan file, the schema or the roles changed"
+    );
+}
+
 fn portpicker_closed() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -374,37 +476,14 @@ async fn every_bad_input_gets_its_exit_code_a_clear_message_and_changes_nothing(
             }
             args.extend(c.args.iter().map(String::as_str));
             let out = run(&m, &args);
-            let (out_text, err) = (stdout(&out), stderr(&out));
-            let mut problems = Vec::new();
-            if code(&out) != c.exit {
-                problems.push(format!("exit {} (want {})", code(&out), c.exit));
-            }
-            if !err.contains(c.says) {
-                problems.push(format!("{:?} not on stderr", c.says));
-            }
-            if err.contains("panicked") || out_text.contains("panicked") {
-                problems.push("panicked".into());
-            }
-            if err.contains(SECRET) || out_text.contains(SECRET) {
-                problems.push("printed the password".into());
-            }
-            if json && c.exit != 2 {
-                match serde_json::from_str::<Value>(out_text.trim()) {
-                    Ok(doc)
-                        if doc["error"]["exit_status"] == c.exit && doc["format_version"] == 1 => {}
-                    Ok(doc) => problems.push(format!("JSON error object: {doc}")),
-                    Err(e) => {
-                        problems.push(format!("stdout is not one JSON document ({e}): {out_text}"))
-                    }
-                }
-            }
+            let problems = problems(&out, c.exit, c.says, json);
             if !problems.is_empty() {
                 failures.push(format!(
                     "{}{}: {}\n    carve {args:?}\n    stderr: {}",
                     c.name,
                     if json { " (json)" } else { "" },
                     problems.join("; "),
-                    err.trim()
+                    stderr(&out).trim()
                 ));
             }
         }
