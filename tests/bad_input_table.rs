@@ -40,8 +40,13 @@ fn with_plan(mut c: Case, plan: fn(&str) -> String) -> Case {
     c
 }
 
-fn cases(source: &str, dir: &Path) -> Vec<Case> {
+fn cases(source: &str, dir: &Path, silent_port: u16) -> Vec<Case> {
     let port = portpicker_closed();
+    // A listener that takes the connection and never says a word (a hung server or
+    // PgBouncer): the kernel accepts it, nobody reads.
+    let silent = format!(
+        "host=127.0.0.1 port={silent_port} dbname=library user=postgres password={SECRET} connect_timeout=1"
+    );
     let unreachable = format!("host=127.0.0.1 port={port} dbname=library user=postgres password={SECRET} connect_timeout=2");
     let missing_db =
         source.replace("dbname=library", "dbname=no_such_db") + &format!(" password={SECRET}");
@@ -168,6 +173,12 @@ fn cases(source: &str, dir: &Path) -> Vec<Case> {
             &["assign", "--source", &no_user],
             1,
             "nobody_here",
+        ),
+        case(
+            "a server that accepts and never answers",
+            &["inspect", "--source", &silent],
+            1,
+            "timed out",
         ),
         case(
             "wrong password",
@@ -459,7 +470,8 @@ async fn every_bad_input_gets_its_exit_code_a_clear_message_and_changes_nothing(
     let dir = tempfile::tempdir().unwrap();
     let m = example_monolith(&server, dir.path(), "library", "library").await;
     let good = std::fs::read_to_string(&m.plan).unwrap();
-    let cases = cases(&m.conninfo, dir.path());
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cases = cases(&m.conninfo, dir.path(), silent.local_addr().unwrap().port());
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut failures = Vec::new();
     for c in &cases {
