@@ -1,7 +1,8 @@
 //! Property tests of what reads untrusted text: the connection-string parser, the
 //! SQL splitter, the plan loader, the verify journal and the log readers take any
 //! input, valid, cut short or random, without a panic, and say what is wrong in an
-//! error. (proptest: a few hundred generated cases each, shrunk on failure.)
+//! error. (proptest: 300 generated cases each in the suite, `PROPTEST_CASES=N` for
+//! more; shrunk on failure.)
 
 use std::io::Write;
 
@@ -67,7 +68,8 @@ fn plan_text() -> String {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 300,
+        // 300 each in the suite; `PROPTEST_CASES=N` runs longer.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(300),
         // Failures are shrunk and printed; nothing is written into the tree.
         failure_persistence: None,
         ..ProptestConfig::default()
