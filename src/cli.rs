@@ -210,6 +210,37 @@ pub enum Command {
     /// restrict` gives back exactly the roles and privileges there were.
     #[command(verbatim_doc_comment)]
     Restrict(RestrictArgs),
+    /// Split jointly written tables into one table per writer, online
+    ///
+    /// For each of the plan's [[splits]] (after assign, before restrict):
+    ///
+    ///   [[splits]]
+    ///   table = "public.book_catalog"      # as the plan's [[domains]] name it
+    ///   part = "book_inventory"            # the new table
+    ///   domain = "inventory"               # where it goes [default: the table's]
+    ///   columns = ["copies_total", "copies_available", "shelf_location"]
+    ///
+    /// the columns listed leave the table for the part: same key, a foreign key to
+    /// the table (key changes and deletes cascade), the constraints and indexes that
+    /// name only those columns, the table's owner and grants. A trigger keeps the
+    /// part in step with every write while the rows are copied in batches (each
+    /// batch its own transaction, writes going on). Then, in one short transaction,
+    /// the columns are dropped from the table and the old name (assign's
+    /// compatibility view) becomes a view over the join of both parts, with the
+    /// table's defaults, that takes INSERT, UPDATE (of the columns that changed only)
+    /// and DELETE, RETURNING included, to the part that owns each column.
+    ///
+    /// Refused, naming each reason, with nothing changed: no primary key, an identity
+    /// column, a partitioned table, a constraint, index or foreign key (from the table
+    /// or into it) that names columns of both parts, views over the moved columns.
+    ///
+    /// Each step is checkpointed: a run killed at any point is finished by the same
+    /// command. `carve undo split` adds the columns back (last, so exactly in place
+    /// when they were the table's last columns), fills them from the part, restores
+    /// their constraints, indexes and grants and the view as assign made it, and drops
+    /// the part. Exits 0, 1, 3 (--dry-run: work pending), 4, 5, 6 (refused).
+    #[command(verbatim_doc_comment)]
+    Split(ApplyArgs),
     /// Copy a domain to its own server and keep it in step, while services keep writing
     ///
     /// The domain's schema (made by assign) goes to the server --target names, on
@@ -824,6 +855,7 @@ pub struct UndoArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PhaseName {
     Assign,
+    Split,
     Restrict,
     Move,
 }
@@ -832,6 +864,7 @@ impl PhaseName {
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseName::Assign => "assign",
+            PhaseName::Split => "split",
             PhaseName::Restrict => "restrict",
             PhaseName::Move => "move",
         }
@@ -991,6 +1024,7 @@ impl Command {
             Command::Discover(_) => "discover",
             Command::Assign(_) => "assign",
             Command::Restrict(_) => "restrict",
+            Command::Split(_) => "split",
             Command::Move(_) => "move",
             Command::Verify(_) => "verify",
             Command::Cutover(_) => "cutover",
@@ -1068,6 +1102,7 @@ pub fn main() -> ExitCode {
             Command::Discover(args) => commands::discover::run(&settings, args).await,
             Command::Assign(args) => commands::assign::run(&settings, args).await,
             Command::Restrict(args) => commands::restrict::run(&settings, args).await,
+            Command::Split(args) => commands::split::run(&settings, args).await,
             Command::Move(args) => commands::move_domain::run(&settings, args).await,
             Command::Verify(args) => commands::verify::run(&settings, args).await,
             Command::Cutover(args) => {

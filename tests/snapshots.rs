@@ -104,6 +104,7 @@ async fn phases_of(name: &str, moved: &str) -> (String, String, String) {
             renames: planned.renames,
             creates_schemas: planned.creates_schemas,
             privileges: false,
+            touches: Vec::new(),
         },
         planned.steps,
     );

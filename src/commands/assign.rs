@@ -133,6 +133,7 @@ fn record_phase(ctx: &mut Context, planned: AssignPlan) {
             renames: planned.renames,
             creates_schemas: planned.creates_schemas,
             privileges: false,
+            touches: Vec::new(),
         },
         planned.steps,
     ));

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod restrict;
 pub mod retire;
 pub mod run;
+pub mod split;
 pub mod status;
 pub mod undo;
 pub mod verify;

@@ -221,6 +221,7 @@ impl Journey<'_> {
                 renames: planned.renames.clone(),
                 creates_schemas: planned.creates_schemas.clone(),
                 privileges: false,
+                touches: Vec::new(),
             },
             planned.steps,
         );

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::fingerprint::{Change, Fingerprint};
-use crate::plan::{GateHints, Rename};
+use crate::plan::GateHints;
 use crate::sql::{display_ident, ident, parse_qualified};
 
 /// What the catalog must match before a phase's steps run.
@@ -37,12 +37,7 @@ pub fn check(expected: &Fingerprint, current: &Fingerprint, gate: &Gate) -> Vec<
         Gate::InFlight(hints) => {
             let normal = |fp: &Fingerprint| Fingerprint {
                 digest: String::new(),
-                objects: normalize(
-                    &fp.objects,
-                    &hints.renames,
-                    &hints.creates_schemas,
-                    hints.privileges,
-                ),
+                objects: normalize(&fp.objects, hints),
             };
             normal(expected).diff(&normal(current))
         }
@@ -52,10 +47,10 @@ pub fn check(expected: &Fingerprint, current: &Fingerprint, gate: &Gate) -> Vec<
 /// The fingerprint entries with a phase's own changes set aside (see the module doc).
 pub fn normalize(
     objects: &BTreeMap<String, String>,
-    renames: &[Rename],
-    created_schemas: &[String],
-    privileges: bool,
+    hints: &GateHints,
 ) -> BTreeMap<String, String> {
+    let (renames, created_schemas, privileges) =
+        (&hints.renames, &hints.creates_schemas, hints.privileges);
     let created: Vec<String> = created_schemas
         .iter()
         .map(|s| display_ident(s).to_string())
@@ -92,7 +87,16 @@ pub fn normalize(
         // A phase that changes privileges (restrict) changes grants and roles by
         // design; every other kind of change is still caught.
         let privilege = privileges && (kind == "grant" || kind == "role");
-        if in_created || of_compat || privilege {
+        let touched_object = match grant_target(key) {
+            Some(on) => on.split_once(' ').map_or(on, |(_, name)| name),
+            None => object,
+        };
+        let touched = hints.touches.iter().any(|t| {
+            touched_object == t
+                || touched_object.starts_with(&format!("{t}."))
+                || touched_object.starts_with(&format!("{t}("))
+        });
+        if in_created || of_compat || privilege || touched {
             continue;
         }
         let key = translate(key, &forms);
@@ -173,6 +177,7 @@ fn replace_whole(text: &str, from: &str, to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Rename;
 
     fn fp(entries: &[(&str, &str)]) -> Fingerprint {
         let objects: BTreeMap<String, String> = entries
@@ -201,6 +206,7 @@ mod tests {
             ],
             creates_schemas: vec!["sales".into()],
             privileges: false,
+            touches: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod cutover;
 pub mod forecast;
 pub mod move_domain;
 pub mod restrict;
+pub mod split;
 
 use std::collections::BTreeMap;
 

@@ -53,6 +53,7 @@ impl V1 {
             pins: self.pins,
             services: self.services,
             decisions: self.decisions,
+            splits: Vec::new(),
             consoles: Vec::new(),
             phases,
             workload: self.workload,

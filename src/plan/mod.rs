@@ -38,9 +38,11 @@ pub mod phase_names {
     pub const ROLLBACK: &str = "rollback";
     /// The way back taken down and the old schema put aside, after a grace period.
     pub const RETIRE: &str = "retire";
+    /// Jointly written tables split into one table per writer, after assign.
+    pub const SPLIT: &str = "split";
     /// The retired schema dropped for good.
     pub const DROP_RETIRED: &str = "drop-retired";
-    pub const ORDER: &[&str] = &[ASSIGN, RESTRICT, MOVE];
+    pub const ORDER: &[&str] = &[ASSIGN, SPLIT, RESTRICT, MOVE];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +61,9 @@ pub struct Plan {
     pub services: Vec<Service>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<Decision>,
+    /// Jointly written tables to split into one table per writer (`carve split`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<Split>,
     /// PgBouncer admin consoles the phases use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consoles: Vec<ConsoleRef>,
@@ -322,6 +327,26 @@ pub struct Decision {
     pub rows: Option<String>,
 }
 
+/// A jointly written table split in two (the source texts' table split): the
+/// columns one writer owns go to a new table of their own, with the same key, and
+/// the old name becomes a view over both parts that unchanged clients keep writing
+/// through.
+///
+///   [[splits]]
+///   table = "public.book_catalog"    # as the plan's [[domains]] name it
+///   part = "book_inventory"          # the new table
+///   domain = "inventory"             # where it goes [default: the table's domain]
+///   columns = ["copies_total", "copies_available", "shelf_location"]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    pub table: String,
+    pub part: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub columns: Vec<String>,
+}
+
 /// A database-changing phase as it was planned and how far it got, for the whole
 /// monolith or for one domain (move and cut-over run per domain). The steps are kept
 /// as they were planned, so a resumed run and an undo do exactly what the first run
@@ -475,6 +500,10 @@ pub struct GateHints {
     /// The phase changes roles and privileges: grants and roles are set aside.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub privileges: bool,
+    /// Relations and functions the phase changes in place (split): everything of
+    /// theirs (columns, constraints, indexes, triggers, grants) is set aside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub touches: Vec<String>,
 }
 
 impl GateHints {
@@ -764,6 +793,7 @@ impl Plan {
             pins: Vec::new(),
             services: Vec::new(),
             decisions: Vec::new(),
+            splits: Vec::new(),
             consoles: Vec::new(),
             phases: Vec::new(),
             workload: None,
@@ -1187,6 +1217,7 @@ mod tests {
                 }],
                 creates_schemas: vec!["orders".into()],
                 privileges: false,
+                touches: Vec::new(),
             },
             steps: vec![Step {
                 id: "create schema orders".into(),

@@ -1,0 +1,899 @@
+//! Split a jointly written table, online (the source texts' table split): the
+//! columns one writer owns (`[[splits]] columns`) leave the table for a new one of
+//! their own, the *part*, with the same key; the old name, assign's compatibility
+//! view, becomes a view over both that unchanged clients keep reading and writing
+//! through. Pure: `plan` checks each split against the catalog and lays out, per
+//! split, on the source:
+//!
+//! 1. the part's schema when the domain has none yet (made and marked, so the undo
+//!    drops only a schema carve made);
+//! 2. the part: key and moved columns (types, defaults, NOT NULL), its primary key,
+//!    a foreign key to the table (ON UPDATE / ON DELETE CASCADE: a key changed or
+//!    a row deleted on the table follows), the constraints and indexes that name
+//!    only moved columns, the table's owner and grants, USAGE on its schema for the
+//!    table's grantees that lack it;
+//! 3. a trigger on the table that keeps the part in step with every write from now
+//!    on (an upsert per row, as the table's owner);
+//! 4. the rows copied in batches of the key's order, each batch committed, while
+//!    writes go on (`ON CONFLICT DO NOTHING`: a row the trigger wrote is newer);
+//! 5. the switch, in one transaction: the trigger dropped, the moved columns dropped
+//!    from the table, and the view made again over the join of both parts, with
+//!    the table's defaults and an `INSTEAD OF` trigger that sends each INSERT,
+//!    UPDATE (of the columns that changed only, so column privileges hold) and
+//!    DELETE to the part that owns the columns, RETURNING included.
+//!
+//! Each step's undo reverses it: the columns are added back and filled from the
+//! part, their constraints, indexes and grants made again, the view as assign made
+//! it. Added back, the columns come last: the undo is exact when they were the
+//! table's last columns (the step says so when they were not).
+
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
+
+use super::{grant_sql, lit, relation_exists};
+use crate::catalog::{Catalog, Column, ConstraintKind, QualName, Table, View};
+use crate::engine::{SqlAction, Step, Target};
+use crate::phases::assign::COMPAT_VIEW_COMMENT;
+use crate::plan::{GateHints, Plan, Split};
+use crate::sql::{display_ident, dollar_quoted, ident, qualified};
+
+pub const PHASE: &str = crate::plan::phase_names::SPLIT;
+
+/// Rows copied per batch, each batch its own transaction.
+const BATCH_ROWS: u32 = 5000;
+
+/// The marker of a schema carve made for a part.
+fn schema_marker(schema: &str) -> String {
+    format!("made by carve split for the parts in {schema}")
+}
+
+/// The splits as steps, and what the fingerprint gate sets aside while they are
+/// under way (a killed split is resumed, not refused as stale).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitPlan {
+    pub steps: Vec<Step>,
+    pub hints: GateHints,
+}
+
+/// Every split of the plan as steps, in the plan's order, or every problem found
+/// (nothing is planned while one split cannot be done).
+pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
+    let mut out = SplitPlan {
+        steps: Vec::new(),
+        hints: GateHints::default(),
+    };
+    let mut errors = Vec::new();
+    for split in &plan.splits {
+        match Resolved::of(plan, catalog, split) {
+            Ok(r) => {
+                let schema = &r.part.schema;
+                if !catalog.schemas.iter().any(|s| &s.name == schema)
+                    && !out.hints.creates_schemas.contains(schema)
+                {
+                    out.steps.push(create_schema(schema));
+                    out.hints.creates_schemas.push(schema.clone());
+                }
+                out.hints.touches.extend([
+                    r.table.name.to_string(),
+                    r.part.to_string(),
+                    r.view.name.to_string(),
+                    QualName::new(&r.part.schema, &format!("carve_split_{}_sync", r.tag()))
+                        .to_string(),
+                    QualName::new(&r.part.schema, &format!("carve_split_{}_write", r.tag()))
+                        .to_string(),
+                ]);
+                out.steps.extend(r.steps());
+            }
+            Err(e) => errors.extend(
+                e.into_iter()
+                    .map(|e| format!("split of {}: {e}", split.table)),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A split checked against the catalog: the table behind the plan's name, its
+/// compatibility view, the part, and which columns go where.
+struct Resolved<'c> {
+    catalog: &'c Catalog,
+    table: &'c Table,
+    view: &'c View,
+    part: QualName,
+    key: Vec<&'c Column>,
+    moved: Vec<&'c Column>,
+}
+
+impl<'c> Resolved<'c> {
+    fn of(plan: &Plan, catalog: &'c Catalog, split: &Split) -> Result<Resolved<'c>, Vec<String>> {
+        let mut errors = Vec::new();
+        // After assign the plan's name is the compatibility view over the table.
+        let Some(view) = catalog.views.iter().find(|v| {
+            v.name.to_string() == split.table
+                && v.comment
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT))
+        }) else {
+            return Err(vec![format!(
+                "{} is not a compatibility view of assign's: a split runs after `carve assign`, on a table the plan's [[domains]] list",
+                split.table
+            )]);
+        };
+        let [dependency] = view.depends_on.as_slice() else {
+            return Err(vec![format!("{} reads more than one relation", view.name)]);
+        };
+        let Some(table) = catalog.table(&dependency.relation) else {
+            return Err(vec![format!("{} reads no table", view.name)]);
+        };
+        let domain = split
+            .domain
+            .clone()
+            .unwrap_or_else(|| table.name.schema.clone());
+        if !plan.domains.iter().any(|d| d.name == domain) {
+            errors.push(format!("the plan has no domain {domain:?} for the part"));
+        }
+        let part = QualName::new(&domain, &split.part);
+        if split.part.is_empty() || split.part.len() > 63 || split.part.contains('\0') {
+            errors.push(format!("part name {:?} must be 1 to 63 bytes", split.part));
+        }
+        if catalog.table(&part).is_some() || catalog.view(&part).is_some() {
+            errors.push(format!("{part} already exists"));
+        }
+        if table.partition_of.is_some() || table.partition_key.is_some() {
+            errors.push(format!("{} is partitioned: not split yet", table.name));
+        }
+        let key_names: Vec<String> = table
+            .primary_key()
+            .map(|k| k.columns.clone())
+            .unwrap_or_default();
+        if key_names.is_empty() {
+            errors.push(format!(
+                "{} has no primary key: the parts are joined by it",
+                table.name
+            ));
+        }
+        if let Some(c) = table.columns.iter().find(|c| c.identity.is_some()) {
+            errors.push(format!(
+                "{} has the identity column {}: writes through the view cannot give it a value yet",
+                table.name, c.name
+            ));
+        }
+        let mut moved = Vec::new();
+        for name in &split.columns {
+            match table.columns.iter().find(|c| &c.name == name) {
+                None => errors.push(format!("{} has no column {name}", table.name)),
+                Some(_) if key_names.contains(name) => {
+                    errors.push(format!("{name} is the key: every part keeps it"))
+                }
+                Some(c) if c.generated.is_some() => errors.push(format!(
+                    "{name} is generated from other columns: it stays with them"
+                )),
+                Some(c) => moved.push(c),
+            }
+        }
+        if split.columns.is_empty() {
+            errors.push("no columns to move (columns = [\"…\"])".into());
+        }
+        let moved_names: BTreeSet<&str> = moved.iter().map(|c| c.name.as_str()).collect();
+        let touches = |columns: &[String]| columns.iter().any(|c| moved_names.contains(c.as_str()));
+        let within = |columns: &[String]| columns.iter().all(|c| moved_names.contains(c.as_str()));
+        for c in table.constraints.iter().filter(|c| touches(&c.columns)) {
+            if !within(&c.columns) {
+                errors.push(format!(
+                    "constraint {} names columns of both parts ({})",
+                    c.name,
+                    c.columns.join(", ")
+                ));
+            }
+        }
+        for i in table.indexes.iter().filter(|i| i.constraint.is_none()) {
+            if touches(&i.columns)
+                && (!within(&i.columns) || i.definition.contains('(') && i.columns.is_empty())
+            {
+                errors.push(format!("index {} names columns of both parts", i.name));
+            }
+        }
+        for other in &catalog.tables {
+            for (constraint, fk) in other.foreign_keys() {
+                if fk.references == table.name && touches(&fk.referenced_columns) {
+                    errors.push(format!(
+                        "foreign key {} of {} points at moved columns",
+                        constraint.name, other.name
+                    ));
+                }
+            }
+        }
+        for v in catalog.views.iter().filter(|v| v.name != view.name) {
+            for d in &v.depends_on {
+                if d.relation == table.name && touches(&d.columns) {
+                    errors.push(format!(
+                        "view {} reads moved columns of {}: change or drop it first",
+                        v.name, table.name
+                    ));
+                }
+                if d.relation == view.name {
+                    errors.push(format!(
+                        "view {} reads {}, which the split makes again: drop it first",
+                        v.name, view.name
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let key = key_names
+            .iter()
+            .filter_map(|k| table.columns.iter().find(|c| &c.name == k))
+            .collect();
+        Ok(Resolved {
+            catalog,
+            table,
+            view,
+            part,
+            key,
+            moved,
+        })
+    }
+
+    fn table_name(&self) -> String {
+        qualified(&self.table.name.schema, &self.table.name.name)
+    }
+
+    fn part_name(&self) -> String {
+        qualified(&self.part.schema, &self.part.name)
+    }
+
+    fn view_name(&self) -> String {
+        qualified(&self.view.name.schema, &self.view.name.name)
+    }
+
+    /// A short tag, unique per part, for the functions carve makes.
+    fn tag(&self) -> String {
+        Sha256::digest(self.part.to_string().as_bytes())[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn function(&self, what: &str) -> String {
+        qualified(
+            &self.part.schema,
+            &format!("carve_split_{}_{what}", self.tag()),
+        )
+    }
+
+    fn is_moved(&self, column: &str) -> bool {
+        self.moved.iter().any(|c| c.name == column)
+    }
+
+    /// Columns the table keeps that take values (not generated).
+    fn kept(&self) -> Vec<&'c Column> {
+        self.table
+            .columns
+            .iter()
+            .filter(|c| !self.is_moved(&c.name) && c.generated.is_none())
+            .collect()
+    }
+
+    fn list(columns: &[&Column], prefix: &str) -> String {
+        columns
+            .iter()
+            .map(|c| format!("{prefix}{}", ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `(k1, k2) = (<prefix>k1, <prefix>k2)`.
+    fn key_match(&self, prefix: &str) -> String {
+        format!(
+            "({}) = ({})",
+            Self::list(&self.key, ""),
+            Self::list(&self.key, prefix)
+        )
+    }
+
+    /// A name for an index-backed object on the part: its own when the part lives in
+    /// another schema (index names are per schema), else prefixed with the part's.
+    fn object_name(&self, name: &str) -> String {
+        if self.part.schema != self.table.name.schema {
+            return name.to_string();
+        }
+        let mut out = format!("{}_{name}", self.part.name);
+        while out.len() > 63 {
+            out.pop();
+        }
+        out
+    }
+
+    fn steps(&self) -> Vec<Step> {
+        vec![
+            self.create_part(),
+            self.follow_writes(),
+            self.copy_rows(),
+            self.switch(),
+        ]
+    }
+
+    fn column_definition(c: &Column) -> String {
+        let mut text = format!("{} {}", ident(&c.name), c.type_name);
+        if let Some(d) = &c.default {
+            text.push_str(&format!(" DEFAULT {d}"));
+        }
+        if c.not_null {
+            text.push_str(" NOT NULL");
+        }
+        text
+    }
+
+    /// Step 2: the part, with what of the table's goes with its columns.
+    fn create_part(&self) -> Step {
+        let part = self.part_name();
+        let table = self.table_name();
+        let mut columns: Vec<String> = self
+            .key
+            .iter()
+            .map(|c| format!("{} {} NOT NULL", ident(&c.name), c.type_name))
+            .chain(self.moved.iter().map(|c| Self::column_definition(c)))
+            .collect();
+        columns.push(format!("PRIMARY KEY ({})", Self::list(&self.key, "")));
+        columns.push(format!(
+            "FOREIGN KEY ({k}) REFERENCES {table} ({k}) ON UPDATE CASCADE ON DELETE CASCADE",
+            k = Self::list(&self.key, "")
+        ));
+        let mut sql = format!("CREATE TABLE {part} ({});\n", columns.join(", "));
+        let moved: Vec<String> = self.moved.iter().map(|c| c.name.clone()).collect();
+        for c in self
+            .table
+            .constraints
+            .iter()
+            .filter(|c| !c.inherited && !c.columns.is_empty())
+            .filter(|c| c.columns.iter().all(|n| moved.contains(n)))
+        {
+            let name = match c.kind {
+                ConstraintKind::Unique | ConstraintKind::Exclusion => self.object_name(&c.name),
+                _ => c.name.clone(),
+            };
+            sql.push_str(&format!(
+                "ALTER TABLE {part} ADD CONSTRAINT {} {};\n",
+                ident(&name),
+                c.definition
+            ));
+        }
+        for i in self.moved_indexes() {
+            sql.push_str(&format!("{};\n", self.index_on_part(i)));
+        }
+        sql.push_str(&format!(
+            "ALTER TABLE {part} OWNER TO {};\n",
+            ident(&self.table.owner)
+        ));
+        let column_grants: Vec<(&str, &[crate::catalog::Grant])> = self
+            .key
+            .iter()
+            .chain(&self.moved)
+            .map(|c| (c.name.as_str(), c.grants.as_slice()))
+            .collect();
+        sql.push_str(&grant_sql(
+            &part,
+            &self.table.owner,
+            &self.table.grants,
+            &column_grants,
+        ));
+        let usage = self.usage_needed();
+        for who in &usage {
+            sql.push_str(&format!(
+                "GRANT USAGE ON SCHEMA {} TO {};\n",
+                ident(&self.part.schema),
+                super::grantee(who)
+            ));
+        }
+        sql.push_str(&format!(
+            "COMMENT ON TABLE {part} IS {};",
+            lit(&format!(
+                "carve split: the columns {} of {}, keyed as it is",
+                moved.join(", "),
+                self.table.name
+            ))
+        ));
+        let mut undo = format!("DROP TABLE {part};");
+        for who in &usage {
+            undo.push_str(&format!(
+                "\nREVOKE USAGE ON SCHEMA {} FROM {};",
+                ident(&self.part.schema),
+                super::grantee(who)
+            ));
+        }
+        Step::sql(
+            format!("create part {}", self.part),
+            format!(
+                "table {} for the columns {} of {}, same key, owned and granted as the table",
+                self.part,
+                moved.join(", "),
+                self.table.name
+            ),
+            Target::Source,
+            SqlAction::transactional(
+                sql,
+                relation_exists(&self.part.schema, &self.part.name, "'r'"),
+                undo,
+            ),
+        )
+    }
+
+    /// The table's grantees (and PUBLIC) without USAGE on the part's schema.
+    fn usage_needed(&self) -> Vec<String> {
+        let schema = self
+            .catalog
+            .schemas
+            .iter()
+            .find(|s| s.name == self.part.schema);
+        let has = |who: &str| {
+            schema.is_some_and(|s| {
+                s.owner == who
+                    || s.grants.iter().any(|g| {
+                        g.privilege == "USAGE" && (g.grantee == who || g.grantee == "PUBLIC")
+                    })
+            })
+        };
+        let who: BTreeSet<String> = self
+            .table
+            .grants
+            .iter()
+            .chain(self.table.columns.iter().flat_map(|c| &c.grants))
+            .filter(|g| g.grantee != self.table.owner && !has(&g.grantee))
+            .map(|g| g.grantee.clone())
+            .collect();
+        who.into_iter().collect()
+    }
+
+    /// Secondary indexes (not behind a constraint) on moved columns only.
+    fn moved_indexes(&self) -> Vec<&'c crate::catalog::Index> {
+        self.table
+            .indexes
+            .iter()
+            .filter(|i| i.constraint.is_none() && !i.columns.is_empty())
+            .filter(|i| i.columns.iter().all(|c| self.is_moved(c)))
+            .collect()
+    }
+
+    /// An index of the table's, made again on the part.
+    fn index_on_part(&self, index: &crate::catalog::Index) -> String {
+        let on_table = format!(" ON {} ", self.table_name());
+        let on_table_plain = format!(
+            " ON {}.{} ",
+            crate::sql::ident_as_printed(&self.table.name.schema),
+            crate::sql::ident_as_printed(&self.table.name.name)
+        );
+        let rest = index
+            .definition
+            .split_once(&on_table)
+            .or_else(|| index.definition.split_once(&on_table_plain))
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default();
+        format!(
+            "CREATE {}INDEX {} ON {} {rest}",
+            if index.unique { "UNIQUE " } else { "" },
+            ident(&self.object_name(&index.name)),
+            self.part_name()
+        )
+    }
+
+    /// The upsert of one row's moved columns into the part.
+    fn upsert(&self, from: &str) -> String {
+        let all: Vec<&Column> = self.key.iter().chain(&self.moved).copied().collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+            self.part_name(),
+            Self::list(&all, ""),
+            Self::list(&all, from),
+            Self::list(&self.key, ""),
+            self.moved
+                .iter()
+                .map(|c| format!("{n} = EXCLUDED.{n}", n = ident(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    fn follow_writes_sql(&self) -> String {
+        let function = self.function("sync");
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_sync AFTER INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {function}();",
+            dollar_quoted(&format!("BEGIN {}; RETURN NULL; END", self.upsert("NEW."))),
+            ident(&self.table.owner),
+            self.table_name()
+        )
+    }
+
+    fn drop_follow_writes_sql(&self) -> String {
+        format!(
+            "DROP TRIGGER carve_split_sync ON {};\nDROP FUNCTION {}();",
+            self.table_name(),
+            self.function("sync")
+        )
+    }
+
+    /// Step 3: every write to the table from now on reaches the part too.
+    fn follow_writes(&self) -> Step {
+        Step::sql(
+            format!("keep {} in step with {}", self.part, self.table.name),
+            format!(
+                "a trigger on {} writes each inserted or updated row's moved columns into {} (deletes cascade)",
+                self.table.name, self.part
+            ),
+            Target::Source,
+            SqlAction::transactional(
+                self.follow_writes_sql(),
+                format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = 'carve_split_sync') OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped)",
+                    lit(&self.table_name()),
+                    lit(&self.table_name()),
+                    lit(&self.moved[0].name)
+                ),
+                self.drop_follow_writes_sql(),
+            ),
+        )
+    }
+
+    /// Step 4: the rows there already, in batches of the key's order, each batch
+    /// committed; a run killed half-way starts again and skips what is there.
+    fn copy_rows(&self) -> Step {
+        let all: Vec<&Column> = self.key.iter().chain(&self.moved).copied().collect();
+        let columns = Self::list(&all, "");
+        let key = Self::list(&self.key, "");
+        let last: Vec<String> = (0..self.key.len()).map(|i| format!("last_{i}")).collect();
+        let declare: String = self
+            .key
+            .iter()
+            .zip(&last)
+            .map(|(c, v)| format!("{v} {}; ", c.type_name))
+            .collect();
+        let batch = |filter: &str| {
+            format!(
+                "WITH batch AS (SELECT {columns} FROM {table}{filter} ORDER BY {key} LIMIT {BATCH_ROWS}), copied AS (INSERT INTO {part} ({columns}) SELECT {columns} FROM batch ON CONFLICT ({key}) DO NOTHING) SELECT {key} INTO {last} FROM batch ORDER BY {desc} LIMIT 1;",
+                table = self.table_name(),
+                part = self.part_name(),
+                last = last.join(", "),
+                desc = self
+                    .key
+                    .iter()
+                    .map(|c| format!("{} DESC", ident(&c.name)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let body = format!(
+            "DECLARE {declare}started boolean := false; BEGIN LOOP IF started THEN {} ELSE {} END IF; EXIT WHEN NOT FOUND; started := true; COMMIT; END LOOP; END",
+            batch(&format!(" WHERE ({key}) > ({})", last.join(", "))),
+            batch("")
+        );
+        let missing = format!(
+            "NOT EXISTS (SELECT 1 FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {}))",
+            self.table_name(),
+            self.part_name(),
+            Self::list(&self.key, "p.")
+                .split(", ")
+                .zip(Self::list(&self.key, "t.").split(", "))
+                .map(|(p, t)| format!("{p} = {t}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        Step::sql(
+            format!("copy {} into {}", self.table.name, self.part),
+            format!(
+                "the moved columns of every row of {} into {}, {BATCH_ROWS} rows per transaction while writes go on",
+                self.table.name, self.part
+            ),
+            Target::Source,
+            SqlAction {
+                sql: format!("DO {};", dollar_quoted(&body)),
+                // Done once every row has its part, or once the switch dropped the
+                // columns (the table has no row without one then).
+                done_check: format!(
+                    "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped) OR {missing}",
+                    lit(&self.table_name()),
+                    lit(&self.moved[0].name)
+                ),
+                undo: "SELECT 1;".into(),
+                // Each batch commits on its own.
+                transactional: false,
+                strong_lock: false,
+                secret: None,
+                read: None,
+            },
+        )
+    }
+
+    /// The view over both parts, as the old name: every column in the table's
+    /// order, the table's defaults, owned, granted and commented as assign made it.
+    fn joined_view_sql(&self) -> String {
+        let view = self.view_name();
+        let columns: Vec<String> = self
+            .table
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}.{}",
+                    if self.is_moved(&c.name) { "p" } else { "t" },
+                    ident(&c.name)
+                )
+            })
+            .collect();
+        let on = Self::list(&self.key, "p.")
+            .split(", ")
+            .zip(Self::list(&self.key, "t.").split(", "))
+            .map(|(p, t)| format!("{p} = {t}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let mut sql = format!(
+            "CREATE VIEW {view}{} AS SELECT {} FROM {} t LEFT JOIN {} p ON {on};\n",
+            crate::phases::cutover::replica::view_options(self.view),
+            columns.join(", "),
+            self.table_name(),
+            self.part_name()
+        );
+        for c in self.table.columns.iter().filter(|c| c.generated.is_none()) {
+            if let Some(d) = &c.default {
+                sql.push_str(&format!(
+                    "ALTER VIEW {view} ALTER COLUMN {} SET DEFAULT {d};\n",
+                    ident(&c.name)
+                ));
+            }
+        }
+        sql.push_str(&self.view_ownership());
+        sql
+    }
+
+    /// The view's owner, grants and comment, as the catalog has them.
+    fn view_ownership(&self) -> String {
+        let view = self.view_name();
+        let column_grants: Vec<(&str, &[crate::catalog::Grant])> = self
+            .view
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.grants.as_slice()))
+            .collect();
+        format!(
+            "ALTER VIEW {view} OWNER TO {};\n{}{}",
+            ident(&self.view.owner),
+            grant_sql(&view, &self.view.owner, &self.view.grants, &column_grants),
+            self.view
+                .comment
+                .as_deref()
+                .map(|c| format!("COMMENT ON VIEW {view} IS {};\n", lit(c)))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The `INSTEAD OF` trigger's function: each write to the part that owns the
+    /// columns, an UPDATE naming only the columns that changed.
+    fn write_function_sql(&self) -> String {
+        let function = self.function("write");
+        let kept = self.kept();
+        let changed_sets = |columns: &[&Column]| -> String {
+            columns
+                .iter()
+                .map(|c| {
+                    let n = ident(&c.name);
+                    format!(
+                        "IF NEW.{n} IS DISTINCT FROM OLD.{n} THEN sets := sets || {}; END IF; ",
+                        lit(&format!(", {n} = ($1).{n}"))
+                    )
+                })
+                .collect()
+        };
+        let part_columns: Vec<&Column> = self.key.iter().chain(&self.moved).copied().collect();
+        let body = format!(
+            "DECLARE sets text; n bigint; BEGIN \
+IF TG_OP = 'INSERT' THEN \
+INSERT INTO {table} ({kept}) VALUES ({new_kept}) RETURNING {kept} INTO {new_kept}; \
+INSERT INTO {part} ({part_cols}) VALUES ({new_part}) RETURNING {moved} INTO {new_moved}; \
+RETURN NEW; \
+ELSIF TG_OP = 'UPDATE' THEN \
+sets := ''; {table_sets}\
+IF sets <> '' THEN EXECUTE {update_table} || substr(sets, 3) || {where_old} USING NEW, OLD; END IF; \
+sets := ''; {part_sets}\
+IF sets <> '' THEN EXECUTE {update_part} || substr(sets, 3) || {where_new} USING NEW; \
+GET DIAGNOSTICS n = ROW_COUNT; \
+IF n = 0 THEN INSERT INTO {part} ({part_cols}) VALUES ({new_part}); END IF; END IF; \
+RETURN NEW; \
+ELSE \
+DELETE FROM {table} WHERE {key_old}; \
+IF NOT FOUND THEN RETURN NULL; END IF; \
+RETURN OLD; \
+END IF; END",
+            table = self.table_name(),
+            part = self.part_name(),
+            kept = Self::list(&kept, ""),
+            new_kept = Self::list(&kept, "NEW."),
+            part_cols = Self::list(&part_columns, ""),
+            new_part = Self::list(&part_columns, "NEW."),
+            moved = Self::list(&self.moved, ""),
+            new_moved = Self::list(&self.moved, "NEW."),
+            table_sets = changed_sets(&kept),
+            part_sets = changed_sets(&self.moved),
+            update_table = lit(&format!("UPDATE {} SET ", self.table_name())),
+            update_part = lit(&format!("UPDATE {} SET ", self.part_name())),
+            where_old = lit(&format!(" WHERE {}", self.key_match("($2)."))),
+            where_new = lit(&format!(" WHERE {}", self.key_match("($1)."))),
+            key_old = self.key_match("OLD."),
+        );
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
+            dollar_quoted(&body),
+            ident(&self.table.owner),
+            self.view_name()
+        )
+    }
+
+    /// Step 5: from the table with every column to the two parts behind the view.
+    fn switch(&self) -> Step {
+        let table = self.table_name();
+        let view = self.view_name();
+        let drops: Vec<String> = self
+            .moved
+            .iter()
+            .map(|c| format!("DROP COLUMN {}", ident(&c.name)))
+            .collect();
+        // Locked in the order writers take them (the view, then the tables beneath
+        // it, then the part the trigger writes), so a writer waits instead of
+        // deadlocking with the switch.
+        let lock = format!(
+            "LOCK TABLE {view} IN ACCESS EXCLUSIVE MODE;\nLOCK TABLE {} IN ACCESS EXCLUSIVE MODE;",
+            self.part_name()
+        );
+        let sql = format!(
+            "{lock}\n{}\nDROP VIEW {view};\nALTER TABLE {table} {};\n{}{}",
+            self.drop_follow_writes_sql(),
+            drops.join(", "),
+            self.joined_view_sql(),
+            self.write_function_sql()
+        );
+        // The undo: the columns back (last), filled from the part, with what went
+        // with them; the view as assign made it; the trigger that keeps the part in
+        // step.
+        let adds: Vec<String> = self
+            .moved
+            .iter()
+            .map(|c| {
+                let mut text = format!("ADD COLUMN {} {}", ident(&c.name), c.type_name);
+                if let Some(d) = &c.default {
+                    text.push_str(&format!(" DEFAULT {d}"));
+                }
+                text
+            })
+            .collect();
+        let fill = format!(
+            "UPDATE {table} t SET {} FROM {} p WHERE {};",
+            self.moved
+                .iter()
+                .map(|c| format!("{n} = p.{n}", n = ident(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.part_name(),
+            Self::list(&self.key, "p.")
+                .split(", ")
+                .zip(Self::list(&self.key, "t.").split(", "))
+                .map(|(p, t)| format!("{p} = {t}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let mut undo = format!(
+            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\nALTER TABLE {table} {};\n{fill}\n",
+            self.function("write"),
+            adds.join(", ")
+        );
+        for c in self.moved.iter().filter(|c| c.not_null) {
+            undo.push_str(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL;\n",
+                ident(&c.name)
+            ));
+        }
+        let moved: Vec<String> = self.moved.iter().map(|c| c.name.clone()).collect();
+        for c in self
+            .table
+            .constraints
+            .iter()
+            .filter(|c| !c.inherited && !c.columns.is_empty())
+            .filter(|c| c.columns.iter().all(|n| moved.contains(n)))
+        {
+            undo.push_str(&format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} {};\n",
+                ident(&c.name),
+                c.definition
+            ));
+        }
+        for i in self.moved_indexes() {
+            undo.push_str(&format!("{};\n", i.definition));
+        }
+        let column_grants: Vec<(&str, &[crate::catalog::Grant])> = self
+            .moved
+            .iter()
+            .map(|c| (c.name.as_str(), c.grants.as_slice()))
+            .collect();
+        undo.push_str(&grant_sql(&table, &self.table.owner, &[], &column_grants));
+        for c in &self.moved {
+            if let Some(comment) = &c.comment {
+                undo.push_str(&format!(
+                    "COMMENT ON COLUMN {table}.{} IS {};\n",
+                    ident(&c.name),
+                    lit(comment)
+                ));
+            }
+        }
+        undo.push_str(&format!(
+            "CREATE VIEW {view}{} AS {};\n{}{}",
+            crate::phases::cutover::replica::view_options(self.view),
+            self.view.definition.trim().trim_end_matches(';'),
+            self.view_ownership(),
+            self.follow_writes_sql()
+        ));
+        let trailing = self
+            .table
+            .columns
+            .iter()
+            .rev()
+            .take(self.moved.len())
+            .all(|c| self.is_moved(&c.name));
+        Step::sql(
+                format!("switch {} to its parts", self.view.name),
+                format!(
+                    "{} loses the columns {} to {}; {} becomes a view over both that takes every write to the part that owns the columns{}",
+                    self.table.name,
+                    moved.join(", "),
+                    self.part,
+                    self.view.name,
+                    if trailing {
+                        String::new()
+                    } else {
+                        " (an undo adds the columns back last)".to_string()
+                    }
+                ),
+                Target::Source,
+                SqlAction {
+                    sql,
+                    done_check: format!(
+                        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped)",
+                        lit(&table),
+                        lit(&self.moved[0].name)
+                    ),
+                    undo,
+                    transactional: true,
+                    strong_lock: true,
+                    secret: None,
+                    read: None,
+                },
+            )
+    }
+}
+
+/// Step 1, when the part's domain has no schema yet: made and marked.
+fn create_schema(schema: &str) -> Step {
+    let name = ident(schema);
+    let marker = lit(&schema_marker(schema));
+    Step::sql(
+        format!("create schema {}", display_ident(schema)),
+        format!("schema {} for the parts split into it", display_ident(schema)),
+        Target::Source,
+        SqlAction::transactional(
+            format!("CREATE SCHEMA {name};\nCOMMENT ON SCHEMA {name} IS {marker};"),
+            format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
+                lit(schema)
+            ),
+            format!(
+                "DO {};",
+                dollar_quoted(&format!(
+                    "BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = {} AND pg_catalog.obj_description(n.oid, 'pg_namespace') = {marker}) THEN DROP SCHEMA {name}; END IF; END",
+                    lit(schema)
+                ))
+            ),
+        ),
+    )
+}
