@@ -492,18 +492,6 @@ async fn cut_over_roll_back_and_cut_over_again_under_load_lose_no_write() {
     let _ = &stage.source;
 }
 
-/// Runs carve (blocking) until it does not find the lock of a killed run still held.
-fn run_past_lock(m: &Monolith, args: &[&str]) -> std::process::Output {
-    for _ in 0..50 {
-        let out = run(m, args);
-        if code(&out) != 4 {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("the lock stayed held");
-}
-
 /// A write through PgBouncer lands on `live` (and only there), and a direct write to
 /// the other side is refused by its fence when `other_fenced`.
 async fn assert_clean(

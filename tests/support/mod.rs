@@ -254,6 +254,19 @@ pub fn spawn(m: &Monolith, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// Runs carve (blocking) until it does not find the lock of a killed run still held
+/// (the killed run's session ends when its last statement does).
+pub fn run_past_lock(m: &Monolith, args: &[&str]) -> std::process::Output {
+    for _ in 0..150 {
+        let out = run(m, args);
+        if code(&out) != 4 {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("the lock stayed held");
+}
+
 /// Runs carve with `args`, waits for its `k`-th progress line on stderr, then kills it
 /// with SIGKILL.
 pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
