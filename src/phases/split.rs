@@ -899,3 +899,208 @@ fn create_schema(schema: &str) -> Step {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{catalog, column, grant, primary_key, table};
+    use crate::catalog::{Constraint, FkAction, ForeignKey, Identity, ViewDependency};
+    use crate::plan::testing::plan_for;
+
+    /// sales.books (id key, title, copies, shelf; a check on copies), assigned
+    /// behind public.books; the plan splits copies and shelf into
+    /// inventory.stock.
+    fn library() -> (Catalog, Plan) {
+        let mut books = table("sales", "books");
+        books.columns = vec![
+            Column {
+                not_null: true,
+                default: Some("nextval('sales.books_id_seq'::regclass)".into()),
+                ..column("id", "bigint")
+            },
+            column("title", "text"),
+            Column {
+                not_null: true,
+                default: Some("0".into()),
+                ..column("copies", "integer")
+            },
+            column("shelf", "text"),
+        ];
+        books.constraints = vec![
+            primary_key("books_pkey", &["id"]),
+            Constraint {
+                name: "books_copies_check".into(),
+                kind: ConstraintKind::Check,
+                columns: vec!["copies".into()],
+                definition: "CHECK ((copies >= 0))".into(),
+                deferrable: false,
+                initially_deferred: false,
+                inherited: false,
+                foreign_key: None,
+            },
+        ];
+        books.grants = vec![grant("clerk", "UPDATE")];
+        let mut c = catalog(vec![books]);
+        c.views = vec![View {
+            name: QualName::new("public", "books"),
+            materialized: false,
+            owner: "app".into(),
+            definition:
+                " SELECT books.id, books.title, books.copies, books.shelf FROM sales.books;".into(),
+            columns: vec![],
+            options: vec!["security_invoker=true".into()],
+            depends_on: vec![ViewDependency {
+                relation: QualName::new("sales", "books"),
+                columns: vec![],
+            }],
+            triggers: vec![],
+            comment: Some(format!("{COMPAT_VIEW_COMMENT}sales.books")),
+            grants: vec![grant("clerk", "UPDATE")],
+        }];
+        c.normalize();
+        let mut plan = plan_for(&c, &[("sales", &["public.books"]), ("inventory", &[])]);
+        plan.splits.push(Split {
+            table: "public.books".into(),
+            part: "stock".into(),
+            domain: Some("inventory".into()),
+            columns: vec!["copies".into(), "shelf".into()],
+        });
+        (c, plan)
+    }
+
+    #[test]
+    fn a_split_is_a_part_a_trigger_a_batched_copy_and_a_switch_each_with_its_undo() {
+        let (c, plan) = library();
+        let planned = super::plan(&plan, &c).unwrap();
+        let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema inventory",
+                "create part inventory.stock",
+                "keep inventory.stock in step with sales.books",
+                "copy sales.books into inventory.stock",
+                "switch public.books to its parts",
+            ]
+        );
+        assert_eq!(planned.hints.creates_schemas, ["inventory"]);
+        assert!(planned.hints.touches.contains(&"sales.books".to_string()));
+        let sql = |i: usize| planned.steps[i].sql_action().unwrap().clone();
+        let part = sql(1);
+        assert!(part.sql.starts_with("CREATE TABLE \"inventory\".\"stock\" (\"id\" bigint NOT NULL, \"copies\" integer DEFAULT 0 NOT NULL, \"shelf\" text, PRIMARY KEY (\"id\"), FOREIGN KEY (\"id\") REFERENCES \"sales\".\"books\" (\"id\") ON UPDATE CASCADE ON DELETE CASCADE);"), "{}", part.sql);
+        // The check on the moved column goes with it; the grantee may use the schema.
+        assert!(part
+            .sql
+            .contains("ADD CONSTRAINT \"books_copies_check\" CHECK ((copies >= 0))"));
+        assert!(part
+            .sql
+            .contains("GRANT USAGE ON SCHEMA \"inventory\" TO \"clerk\""));
+        assert!(part
+            .undo
+            .contains("REVOKE USAGE ON SCHEMA \"inventory\" FROM \"clerk\""));
+        let copy = sql(3);
+        assert!(!copy.transactional, "each batch commits on its own");
+        assert!(
+            copy.sql.contains("ON CONFLICT (\"id\") DO NOTHING") && copy.sql.contains("COMMIT;")
+        );
+        let switch = sql(4);
+        assert!(switch.strong_lock);
+        // The view first, as writers lock it, then the part.
+        assert!(switch.sql.starts_with("LOCK TABLE \"public\".\"books\" IN ACCESS EXCLUSIVE MODE;\nLOCK TABLE \"inventory\".\"stock\""), "{}", switch.sql);
+        assert!(switch.sql.contains(
+            "ALTER TABLE \"sales\".\"books\" DROP COLUMN \"copies\", DROP COLUMN \"shelf\";"
+        ));
+        assert!(switch.sql.contains("AS SELECT t.\"id\", t.\"title\", p.\"copies\", p.\"shelf\" FROM \"sales\".\"books\" t LEFT JOIN \"inventory\".\"stock\" p ON p.\"id\" = t.\"id\";"), "{}", switch.sql);
+        assert!(switch
+            .sql
+            .contains("ALTER VIEW \"public\".\"books\" ALTER COLUMN \"copies\" SET DEFAULT 0;"));
+        assert!(switch
+            .sql
+            .contains("INSTEAD OF INSERT OR UPDATE OR DELETE ON \"public\".\"books\""));
+        // An UPDATE through the view names only the columns that changed.
+        assert!(switch.sql.contains("IF NEW.\"copies\" IS DISTINCT FROM OLD.\"copies\" THEN sets := sets || ', \"copies\" = ($1).\"copies\"'; END IF;"), "{}", switch.sql);
+        assert!(switch.undo.contains("ALTER TABLE \"sales\".\"books\" ADD COLUMN \"copies\" integer DEFAULT 0, ADD COLUMN \"shelf\" text;"), "{}", switch.undo);
+        assert!(switch.undo.contains("SET LOCAL session_replication_role = replica;\nUPDATE \"sales\".\"books\" t SET \"copies\" = p.\"copies\", \"shelf\" = p.\"shelf\" FROM \"inventory\".\"stock\" p WHERE p.\"id\" = t.\"id\";"), "{}", switch.undo);
+        assert!(switch.undo.contains("ALTER COLUMN \"copies\" SET NOT NULL"));
+        assert!(switch
+            .undo
+            .contains("ADD CONSTRAINT \"books_copies_check\""));
+        assert!(switch.undo.contains(
+            "CREATE VIEW \"public\".\"books\" WITH (security_invoker=true) AS SELECT books.id"
+        ));
+        // The moved columns were the last: nothing said about their place.
+        assert!(!planned.steps[4].description.contains("last"));
+    }
+
+    #[test]
+    fn what_a_split_cannot_do_is_refused_with_every_reason() {
+        type Edit = fn(&mut Catalog, &mut Plan);
+        let cases: &[(&str, Edit)] = &[
+            ("no primary key", |c, _| {
+                c.tables[0]
+                    .constraints
+                    .retain(|k| k.kind != ConstraintKind::PrimaryKey)
+            }),
+            ("identity column", |c, _| {
+                c.tables[0].columns[0].identity = Some(Identity::Always)
+            }),
+            ("has no column nope", |_, p| {
+                p.splits[0].columns.push("nope".into())
+            }),
+            ("is the key", |_, p| p.splits[0].columns.push("id".into())),
+            ("no domain \"nowhere\"", |_, p| {
+                p.splits[0].domain = Some("nowhere".into())
+            }),
+            ("not a compatibility view", |_, p| {
+                p.splits[0].table = "public.nothing".into()
+            }),
+            ("names columns of both parts", |c, _| {
+                let check = c.tables[0].constraints.iter_mut();
+                let check = check.filter(|k| k.kind == ConstraintKind::Check);
+                check.for_each(|k| k.columns.push("title".into()))
+            }),
+            ("points at moved columns", |c, _| {
+                let mut loans = table("sales", "loans");
+                loans.constraints.push(Constraint {
+                    name: "loans_shelf_fkey".into(),
+                    kind: ConstraintKind::ForeignKey,
+                    columns: vec!["total".into()],
+                    definition: "FOREIGN KEY (total) REFERENCES sales.books(shelf)".into(),
+                    deferrable: false,
+                    initially_deferred: false,
+                    inherited: false,
+                    foreign_key: Some(ForeignKey {
+                        references: QualName::new("sales", "books"),
+                        referenced_columns: vec!["shelf".into()],
+                        on_update: FkAction::NoAction,
+                        on_delete: FkAction::NoAction,
+                        match_full: false,
+                    }),
+                });
+                c.tables.push(loans);
+                c.normalize();
+            }),
+            ("reads moved columns", |c, _| {
+                let mut v = c.views[0].clone();
+                v.name = QualName::new("public", "shelves");
+                v.comment = None;
+                v.depends_on[0].columns = vec!["shelf".into()];
+                c.views.push(v);
+                c.normalize();
+            }),
+        ];
+        for (says, edit) in cases {
+            let (mut c, mut plan) = library();
+            edit(&mut c, &mut plan);
+            let Err(errors) = super::plan(&plan, &c) else {
+                panic!("{says}: planned");
+            };
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(says) && e.starts_with("split of public.")),
+                "{says}: {errors:?}"
+            );
+        }
+    }
+}
