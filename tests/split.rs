@@ -297,6 +297,18 @@ INSERT INTO "Bøøk ""Cat"" tåble" ("Ti tle", "Stock ""n"" count", "shelf;drop"
 INSERT INTO loans (book) SELECT g FROM generate_series(1, 100) g;
 "#;
 
+/// A digest of every row of the hostile table, read through its old name.
+async fn digest(admin: &tokio_postgres::Client, name: &str) -> String {
+    admin
+        .query_one(
+            &format!("SELECT md5(string_agg(b::text, ',' ORDER BY \"select\")) FROM {name} b"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_and_its_undo() {
     let source = server();
@@ -330,14 +342,7 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
     let admin = client(&m.conninfo).await;
     let table = carve::sql::qualified(&domain, "Bøøk \"Cat\" tåble");
     let part_name = carve::sql::qualified(&domain, part);
-    let rows_before: String = admin
-        .query_one(
-            &format!("SELECT md5(string_agg(b::text, ',' ORDER BY \"select\")) FROM {name} b"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let rows_before = digest(&admin, name).await;
 
     // Killed during the copy (the third step), once some batches are in, and its
     // sessions ended as a crash would end them: the same command finishes.
@@ -373,14 +378,7 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
     assert!(left > 0 && left < 200_000, "killed part-way: {left}");
     let out = run_past_lock(&m, &["split"]);
     assert_success(&out);
-    let rows_after: String = admin
-        .query_one(
-            &format!("SELECT md5(string_agg(b::text, ',' ORDER BY \"select\")) FROM {name} b"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let rows_after = digest(&admin, name).await;
     assert_eq!(
         rows_after, rows_before,
         "every row reads the same through the view"
@@ -460,13 +458,6 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
         ))
         .await
         .unwrap();
-    let rows_undone: String = admin
-        .query_one(
-            &format!("SELECT md5(string_agg(b::text, ',' ORDER BY \"select\")) FROM {name} b"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let rows_undone = digest(&admin, name).await;
     assert_eq!(rows_undone, rows_before);
 }

@@ -49,6 +49,28 @@ fn relation_exists(schema: &str, name: &str, kinds: &str) -> String {
     )
 }
 
+/// True when a schema of that name exists: a step's check.
+fn schema_exists(schema: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
+        lit(schema)
+    )
+}
+
+/// The undo of a schema carve made and marked with `marker` (its comment): dropped
+/// only when the mark is there, so a schema that was there before stays.
+fn drop_schema_if_marked(schema: &str, marker: &str) -> String {
+    format!(
+        "DO {};",
+        crate::sql::dollar_quoted(&format!(
+            "BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = {} AND pg_catalog.obj_description(n.oid, 'pg_namespace') = {}) THEN DROP SCHEMA {}; END IF; END",
+            lit(schema),
+            lit(marker),
+            ident(schema)
+        ))
+    )
+}
+
 /// True when a role of that name exists: a step's check.
 fn role_exists(role: &str) -> String {
     format!(

@@ -878,24 +878,20 @@ END IF; END",
 /// Step 1, when the part's domain has no schema yet: made and marked.
 fn create_schema(schema: &str) -> Step {
     let name = ident(schema);
-    let marker = lit(&schema_marker(schema));
     Step::sql(
         format!("create schema {}", display_ident(schema)),
-        format!("schema {} for the parts split into it", display_ident(schema)),
+        format!(
+            "schema {} for the parts split into it",
+            display_ident(schema)
+        ),
         Target::Source,
         SqlAction::transactional(
-            format!("CREATE SCHEMA {name};\nCOMMENT ON SCHEMA {name} IS {marker};"),
             format!(
-                "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
-                lit(schema)
+                "CREATE SCHEMA {name};\nCOMMENT ON SCHEMA {name} IS {};",
+                lit(&schema_marker(schema))
             ),
-            format!(
-                "DO {};",
-                dollar_quoted(&format!(
-                    "BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = {} AND pg_catalog.obj_description(n.oid, 'pg_namespace') = {marker}) THEN DROP SCHEMA {name}; END IF; END",
-                    lit(schema)
-                ))
-            ),
+            super::schema_exists(schema),
+            super::drop_schema_if_marked(schema, &schema_marker(schema)),
         ),
     )
 }

@@ -257,17 +257,8 @@ fn schema_step(domain: &str, schema: &str, readers: &BTreeSet<String>) -> Step {
                     lit(schema)
                 ))
             ),
-            format!(
-                "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
-                lit(schema)
-            ),
-            format!(
-                "DO {};",
-                dollar_quoted(&format!(
-                    "BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = {} AND pg_catalog.obj_description(n.oid, 'pg_namespace') = {marker}) THEN DROP SCHEMA {name}; END IF; END",
-                    lit(schema)
-                ))
-            ),
+            super::super::schema_exists(schema),
+            super::super::drop_schema_if_marked(schema, &role_marker(domain)),
         ),
     )
 }
