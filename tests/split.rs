@@ -461,3 +461,143 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
     let rows_undone = digest(&admin, name).await;
     assert_eq!(rows_undone, rows_before);
 }
+
+/// Connection string over the Unix socket as `role` (trusted locally).
+fn as_role(server: &carve::pgtemp::TempServer, role: &str) -> String {
+    server.conninfo("library").replace(
+        "user=postgres",
+        &format!("user={}", carve::conn::quote_value(role)),
+    )
+}
+
+#[tokio::test]
+async fn after_a_split_restrict_gives_each_writer_the_columns_of_its_own_part() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, dir.path(), "library", "library").await;
+    assert_success(&run(&m, &["assign"]));
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.domains.push(carve::plan::Domain {
+        name: "inventory".into(),
+        ..Default::default()
+    });
+    for d in &mut plan.domains {
+        d.column_privileges = true;
+    }
+    for s in &mut plan.services {
+        if s.name == "BookInventory" {
+            s.domain = Some("inventory".into());
+        }
+    }
+    plan.splits.push(carve::plan::Split {
+        table: "public.book_catalog".into(),
+        part: "book_inventory".into(),
+        domain: Some("inventory".into()),
+        columns: INVENTORY.iter().map(|c| c.to_string()).collect(),
+    });
+    plan.save(&m.plan).unwrap();
+    let schema_before = schema_dump(&source, "library");
+    assert_success(&run(&m, &["split"]));
+    delegate_library_audit_writes(&m);
+
+    // What is left to decide is what really crosses: reading the other part through
+    // the joined view, and a new book's stock row made by the catalog's INSERT.
+    let out = run(&m, &["--format", "json", "restrict", "--dry-run"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let mut subjects = Vec::new();
+    for c in json["crossings"].as_array().unwrap() {
+        if c["decision"].is_object() {
+            continue;
+        }
+        let subject = c["subject"].as_str().unwrap().to_string();
+        subjects.push(subject.clone());
+        plan.decisions.push(carve::plan::Decision {
+            choice: if c["write"].as_bool().unwrap() {
+                "temporary-grant:BookInventory".into()
+            } else {
+                "temporary-grant".into()
+            },
+            subject,
+            reason: "the catalog and its stock are read together until each has an API".into(),
+            rows: None,
+        });
+    }
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "read inventory.book_inventory by BookCatalog",
+            "read inventory.book_inventory by ReadingList",
+            "read public.book_catalog by BookInventory",
+            "write inventory.book_inventory by BookCatalog",
+        ]
+    );
+    plan.save(&m.plan).unwrap();
+    let passwords = dir.path().join("passwords");
+    let out = run(
+        &m,
+        &["restrict", "--password-file", passwords.to_str().unwrap()],
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("0 fail unexpectedly"),
+        "{}",
+        stdout(&out)
+    );
+    // In order: the split is not undone under restrict's grants, nor run again.
+    let out = run(&m, &["undo", "split"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("carve undo restrict"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&m, &["split"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("split comes before restrict"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Each writer may write the columns of its own part through the old name, and
+    // not the other's.
+    let admin = client(&m.conninfo).await;
+    let may = |role: &'static str, column: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(
+                    "SELECT has_column_privilege($1, 'public.book_catalog', $2, 'UPDATE')",
+                    &[&role, &column],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(may("BookInventory", "copies_available").await);
+    assert!(!may("BookInventory", "title").await);
+    assert!(may("BookCatalog", "title").await);
+    assert!(!may("BookCatalog", "copies_available").await);
+    let inventory = client(&as_role(&source, "BookInventory")).await;
+    let n = inventory
+        .execute(
+            "UPDATE book_catalog SET copies_available = copies_available + 1 WHERE id = 1 AND copies_available < copies_total",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(n <= 1);
+    let err = inventory
+        .execute("UPDATE book_catalog SET title = 'mine' WHERE id = 1", &[])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("permission denied"), "{err:?}");
+
+    // Back as it was: restrict, then the split.
+    assert_success(&run(&m, &["undo", "restrict"]));
+    assert_success(&run(&m, &["undo", "split"]));
+    assert_eq!(schema_dump(&source, "library"), schema_before);
+}

@@ -672,7 +672,10 @@ impl<'c> Resolved<'c> {
     }
 
     /// The `INSTEAD OF` trigger's function: each write to the part that owns the
-    /// columns, an UPDATE naming only the columns that changed.
+    /// columns, an UPDATE naming only the columns that changed. It runs as the
+    /// table's owner: the view's own privileges (column by column, once restrict has
+    /// granted them) decide who may write what, and a delete takes the part's row
+    /// with the table's.
     fn write_function_sql(&self) -> String {
         let function = self.function("write");
         let kept = self.kept();
@@ -725,7 +728,7 @@ END IF; END",
             key_old = self.key_match("OLD."),
         );
         format!(
-            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
             dollar_quoted(&body),
             ident(&self.table.owner),
             self.view_name()

@@ -275,6 +275,38 @@ struct GrantAcc {
     because: Option<String>,
 }
 
+/// A table split by `carve split`: the view in its old place writes each column to
+/// the part that owns it (as the view's owner), so a write reaches the part of the
+/// columns it sets.
+#[derive(Debug, Clone)]
+struct SplitView {
+    table: QualName,
+    part: QualName,
+    moved: BTreeSet<String>,
+}
+
+impl SplitView {
+    /// The tables a write through the view reaches.
+    fn reaches(&self, privilege: &str, columns: &Columns) -> BTreeSet<QualName> {
+        let both: BTreeSet<QualName> = [self.table.clone(), self.part.clone()].into();
+        match (privilege, columns) {
+            // A delete removes the table's row; the part's follows by its key.
+            ("DELETE", _) => [self.table.clone()].into(),
+            ("UPDATE", Columns::Some(set)) => {
+                let mut out = BTreeSet::new();
+                if set.iter().any(|c| !self.moved.contains(c)) {
+                    out.insert(self.table.clone());
+                }
+                if set.iter().any(|c| self.moved.contains(c)) {
+                    out.insert(self.part.clone());
+                }
+                out
+            }
+            _ => both,
+        }
+    }
+}
+
 struct Planner<'a> {
     plan: &'a Plan,
     catalog: &'a Catalog,
@@ -286,6 +318,8 @@ struct Planner<'a> {
     table_sequences: BTreeMap<QualName, Vec<QualName>>,
     /// Sequence → the tables that draw from it.
     sequence_tables: BTreeMap<QualName, BTreeSet<QualName>>,
+    /// A split table's old name (the view over both parts) → the parts.
+    split_views: BTreeMap<QualName, SplitView>,
     crossings: BTreeMap<String, Crossing>,
     /// (grantee, kind, relation) → privileges.
     grants: BTreeMap<(String, RelKind, QualName), GrantAcc>,
@@ -334,6 +368,46 @@ impl<'a> Planner<'a> {
                 original.insert(now, before);
             }
         }
+        // Split tables: each part belongs to its domain, and the old name is a view
+        // that writes each column to the part that owns it.
+        let mut split_views = BTreeMap::new();
+        let split_done = plan
+            .phase(super::split::PHASE)
+            .is_some_and(|r| r.is_applied());
+        for split in plan.splits.iter().filter(|_| split_done) {
+            let Ok((schema, name)) = parse_qualified(&split.table) else {
+                continue;
+            };
+            let view = QualName::new(&schema, &name);
+            let Some(table) = renames
+                .get(split.table.as_str())
+                .and_then(|t| parse_qualified(t).ok())
+                .map(|(s, n)| QualName::new(&s, &n))
+            else {
+                continue;
+            };
+            let Some(domain) = split
+                .domain
+                .clone()
+                .or_else(|| domain_of.get(&table).cloned())
+            else {
+                continue;
+            };
+            let part = QualName::new(&domain, &split.part);
+            if catalog.table(&part).is_none() {
+                continue;
+            }
+            domain_of.insert(part.clone(), domain);
+            original.insert(part.clone(), part.clone());
+            split_views.insert(
+                view,
+                SplitView {
+                    table,
+                    part,
+                    moved: split.columns.iter().cloned().collect(),
+                },
+            );
+        }
         let mut table_sequences: BTreeMap<QualName, Vec<QualName>> = BTreeMap::new();
         let mut sequence_tables: BTreeMap<QualName, BTreeSet<QualName>> = BTreeMap::new();
         for seq in catalog.sequences.iter().filter(|s| !s.identity) {
@@ -368,6 +442,7 @@ impl<'a> Planner<'a> {
             original,
             table_sequences,
             sequence_tables,
+            split_views,
             crossings: BTreeMap::new(),
             grants: BTreeMap::new(),
             schema_usage: BTreeSet::new(),

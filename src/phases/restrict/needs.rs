@@ -71,9 +71,19 @@ impl Planner<'_> {
             Relation::View(q) => (q, RelKind::View),
         };
         let data = self.data_of(&name, kind);
+        let split = self
+            .split_views
+            .get(&name)
+            .filter(|_| kind == RelKind::View);
         let column_level =
             kind != RelKind::Sequence && data.iter().next().is_some_and(|t| self.column_level(t));
         for &privilege in privileges {
+            // Through a split table's view a write reaches the part that owns the
+            // columns it sets.
+            let data = match split {
+                Some(split) => split.reaches(privilege, columns),
+                None => data.clone(),
+            };
             let columns = match columns {
                 Columns::Some(c)
                     if column_level
@@ -90,7 +100,7 @@ impl Planner<'_> {
                 privilege,
                 columns,
                 runtime,
-                data: data.clone(),
+                data,
             };
             if !needs.contains(&need) {
                 needs.push(need);
@@ -123,6 +133,11 @@ impl Planner<'_> {
                             vec!["SELECT"]
                         };
                         self.need_relation(needs, rel.clone(), &p, columns, runtime);
+                    }
+                    // A split table's view: its defaults draw from the table's
+                    // sequences as the caller.
+                    if let (Some(split), true) = (split, privileges.contains(&"INSERT")) {
+                        self.need_sequences(needs, &split.table);
                     }
                 } else if privileges.contains(&"INSERT") && beneath.len() == 1 {
                     // A definer view checks its owner's privileges, but the base

@@ -316,3 +316,36 @@ fn roles_that_cannot_be_restricted_are_refused_all_at_once() {
     assert!(all.contains("is a superuser"), "{all}");
     assert!(all.contains("owns 1 outside domain sales"), "{all}");
 }
+
+#[test]
+fn a_write_through_a_split_tables_view_reaches_the_part_that_owns_its_columns() {
+    let split = SplitView {
+        table: QualName::new("catalog", "books"),
+        part: QualName::new("inventory", "stock"),
+        moved: ["copies".to_string()].into(),
+    };
+    let set = |columns: &[&str]| Columns::Some(columns.iter().map(|c| c.to_string()).collect());
+    let names = |tables: BTreeSet<QualName>| -> Vec<String> {
+        tables.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(
+        names(split.reaches("UPDATE", &set(&["copies"]))),
+        ["inventory.stock"]
+    );
+    assert_eq!(
+        names(split.reaches("UPDATE", &set(&["title"]))),
+        ["catalog.books"]
+    );
+    assert_eq!(
+        names(split.reaches("UPDATE", &set(&["title", "copies"]))),
+        ["catalog.books", "inventory.stock"]
+    );
+    // A delete takes the table's row; the part's follows by its key.
+    assert_eq!(
+        names(split.reaches("DELETE", &Columns::All)),
+        ["catalog.books"]
+    );
+    // An insert makes both rows, and reading the view reads both.
+    assert_eq!(split.reaches("INSERT", &set(&["title"])).len(), 2);
+    assert_eq!(split.reaches("SELECT", &Columns::All).len(), 2);
+}
