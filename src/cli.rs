@@ -230,6 +230,11 @@ pub enum Command {
     /// table's defaults, that takes INSERT, UPDATE (of the columns that changed only)
     /// and DELETE, RETURNING included, to the part that owns each column.
     ///
+    /// restrict, run after, treats each part as a table of its domain and a write
+    /// through the old name as a write to the part that owns the columns it sets
+    /// (the view's trigger writes as the table's owner; with `column_privileges`,
+    /// each writer may update its own part's columns only).
+    ///
     /// Refused, naming each reason, with nothing changed: no primary key, an identity
     /// column, a partitioned table, a constraint, index or foreign key (from the table
     /// or into it) that names columns of both parts, views over the moved columns.
