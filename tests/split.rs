@@ -120,17 +120,33 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
     assert_success(&run(&m, &["assign"]));
     let table_domain = domain_of(&m, "public.book_catalog");
     assert_eq!(table_domain, "reading_list", "as discover places it today");
+    // discover proposed the split the source texts make: BookInventory's columns in
+    // a part of their own. The plan gives the part a domain of its own.
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let ownership = plan
+        .decisions
+        .iter()
+        .find(|d| d.subject == "ownership of public.book_catalog")
+        .unwrap();
+    assert_eq!(ownership.choice, "table-split");
+    let mut columns = INVENTORY.map(String::from).to_vec();
+    columns.sort();
+    assert_eq!(
+        plan.splits,
+        [carve::plan::Split {
+            table: "public.book_catalog".into(),
+            part: "book_catalog_book_inventory".into(),
+            domain: None,
+            columns,
+        }]
+    );
     plan.domains.push(carve::plan::Domain {
         name: "inventory".into(),
         ..Default::default()
     });
-    plan.splits.push(carve::plan::Split {
-        table: "public.book_catalog".into(),
-        part: "book_inventory".into(),
-        domain: Some("inventory".into()),
-        columns: INVENTORY.iter().map(|c| c.to_string()).collect(),
-    });
+    plan.splits[0].part = "book_inventory".into();
+    plan.splits[0].domain = Some("inventory".into());
+    plan.splits[0].columns = INVENTORY.map(String::from).to_vec();
     plan.save(&m.plan).unwrap();
     let schema_before = schema_dump(&source, "library");
 
@@ -331,12 +347,12 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
     let domain = domain_of(&m, name);
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
     let part = "Stöck \"part\" tåble";
-    plan.splits.push(carve::plan::Split {
+    plan.splits = vec![carve::plan::Split {
         table: name.into(),
         part: part.into(),
         domain: None,
         columns: vec!["Stock \"n\" count".into(), "shelf;drop".into()],
-    });
+    }];
     plan.save(&m.plan).unwrap();
     let schema_before = schema_dump(&source, "hostile");
     let admin = client(&m.conninfo).await;
@@ -489,12 +505,12 @@ async fn after_a_split_restrict_gives_each_writer_the_columns_of_its_own_part() 
             s.domain = Some("inventory".into());
         }
     }
-    plan.splits.push(carve::plan::Split {
+    plan.splits = vec![carve::plan::Split {
         table: "public.book_catalog".into(),
         part: "book_inventory".into(),
         domain: Some("inventory".into()),
         columns: INVENTORY.iter().map(|c| c.to_string()).collect(),
-    });
+    }];
     plan.save(&m.plan).unwrap();
     let schema_before = schema_dump(&source, "library");
     assert_success(&run(&m, &["split"]));

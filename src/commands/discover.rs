@@ -7,13 +7,14 @@ use std::io::{IsTerminal, Write};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use crate::analysis::ownership::ResolutionKind;
 use crate::analysis::{self, Discovery, Options};
 use crate::catalog::fingerprint::Fingerprint;
 use crate::catalog::reader::read_catalog;
 use crate::catalog::Catalog;
 use crate::cli::{DiscoverArgs, Settings};
 use crate::exit;
-use crate::plan::{Decision, Domain, Plan, Service, Source};
+use crate::plan::{Decision, Domain, Plan, Service, Source, Split};
 use crate::workload::sources::Sources;
 
 #[derive(Serialize)]
@@ -240,6 +241,7 @@ pub fn build_plan(
         })
         .collect();
     plan.decisions = decisions(discovery, existing);
+    plan.splits = splits(discovery, existing, &plan.decisions);
     plan.pins = existing.map(|p| p.pins.clone()).unwrap_or_default();
     plan.fingerprint = plan.fingerprint_of(catalog);
     plan
@@ -317,6 +319,42 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
     }
     // Decisions about other subjects (made by later phases or by hand) stay.
     out.extend(kept.into_values());
+    out
+}
+
+/// A table whose ownership is decided `table-split` gets a `[[splits]]` entry for
+/// `carve split` to carry out: the columns only its first other writer writes, into
+/// the part discover named (in the table's domain until the plan says another).
+/// Skipped when a column is written by more than one writer (someone must give it
+/// up first). Splits already in the plan stay as they are: they may be the user's.
+fn splits(discovery: &Discovery, existing: Option<&Plan>, decisions: &[Decision]) -> Vec<Split> {
+    let mut out: Vec<Split> = existing.map(|p| p.splits.clone()).unwrap_or_default();
+    for table in &discovery.tables {
+        let chosen = decisions.iter().any(|d| {
+            d.subject == crate::plan::choices::ownership_subject(&table.name)
+                && d.choice == ResolutionKind::TableSplit.as_str()
+        });
+        let Some(split) = table
+            .owned
+            .split
+            .as_ref()
+            .filter(|s| s.contested.is_empty())
+        else {
+            continue;
+        };
+        if !chosen || out.iter().any(|s| s.table == table.name) {
+            continue;
+        }
+        let Some(part) = split.parts.iter().skip(1).find(|p| !p.columns.is_empty()) else {
+            continue;
+        };
+        out.push(Split {
+            table: table.name.clone(),
+            part: part.table.clone(),
+            domain: None,
+            columns: part.columns.clone(),
+        });
+    }
     out
 }
 

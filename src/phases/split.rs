@@ -64,7 +64,15 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
         hints: GateHints::default(),
     };
     let mut errors = Vec::new();
+    let mut tables = BTreeSet::new();
     for split in &plan.splits {
+        if !tables.insert(split.table.as_str()) {
+            errors.push(format!(
+                "split of {}: one split per table (its other writers' columns can go in a later split, after this one)",
+                split.table
+            ));
+            continue;
+        }
         match Resolved::of(plan, catalog, split) {
             Ok(r) => {
                 let schema = &r.part.schema;
@@ -1052,6 +1060,9 @@ mod tests {
             }),
             ("not a compatibility view", |_, p| {
                 p.splits[0].table = "public.nothing".into()
+            }),
+            ("one split per table", |_, p| {
+                p.splits.push(p.splits[0].clone())
             }),
             ("names columns of both parts", |c, _| {
                 let check = c.tables[0].constraints.iter_mut();
