@@ -306,6 +306,15 @@ impl<'c> Resolved<'c> {
         )
     }
 
+    /// `p.k1 = t.k1 AND …`: the part's row of the table's.
+    fn key_join(&self) -> String {
+        self.key
+            .iter()
+            .map(|c| format!("p.{n} = t.{n}", n = ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
     /// A name for an index-backed object on the part: its own when the part lives in
     /// another schema (index names are per schema), else prefixed with the part's.
     fn object_name(&self, name: &str) -> String {
@@ -580,16 +589,20 @@ impl<'c> Resolved<'c> {
             batch(&format!(" WHERE ({key}) > ({})", last.join(", "))),
             batch("")
         );
-        let missing = format!(
-            "NOT EXISTS (SELECT 1 FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {}))",
+        // Every row has its part. Run as a string (query_to_xml) only once the part
+        // exists: the check is also asked before it is made (a dry-run) and after an
+        // undo dropped it, and naming a missing table fails before any CASE could
+        // skip it.
+        let rows_without_part = format!(
+            "SELECT count(*) AS n FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
             self.table_name(),
             self.part_name(),
-            Self::list(&self.key, "p.")
-                .split(", ")
-                .zip(Self::list(&self.key, "t.").split(", "))
-                .map(|(p, t)| format!("{p} = {t}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
+            self.key_join()
+        );
+        let missing = format!(
+            "CASE WHEN pg_catalog.to_regclass({}) IS NULL THEN false ELSE (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml({}, false, true, '')))[1]::text = '0' END",
+            lit(&self.part_name()),
+            lit(&rows_without_part)
         );
         Step::sql(
             format!("copy {} into {}", self.table.name, self.part),
@@ -633,12 +646,7 @@ impl<'c> Resolved<'c> {
                 )
             })
             .collect();
-        let on = Self::list(&self.key, "p.")
-            .split(", ")
-            .zip(Self::list(&self.key, "t.").split(", "))
-            .map(|(p, t)| format!("{p} = {t}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let on = self.key_join();
         let mut sql = format!(
             "CREATE VIEW {view}{} AS SELECT {} FROM {} t LEFT JOIN {} p ON {on};\n",
             crate::phases::cutover::replica::view_options(self.view),
@@ -788,12 +796,7 @@ END IF; END",
                 .collect::<Vec<_>>()
                 .join(", "),
             self.part_name(),
-            Self::list(&self.key, "p.")
-                .split(", ")
-                .zip(Self::list(&self.key, "t.").split(", "))
-                .map(|(p, t)| format!("{p} = {t}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
+            self.key_join()
         );
         // The table's own triggers are not fired by the refill: its rows do not
         // change, they get their columns back.
