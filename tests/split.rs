@@ -149,6 +149,11 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
     plan.splits[0].columns = INVENTORY.map(String::from).to_vec();
     plan.save(&m.plan).unwrap();
     let schema_before = schema_dump(&source, "library");
+    // A dry-run prints the steps as a script and changes nothing.
+    let out = run(&m, &["split", "--dry-run"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stdout(&out).contains("CREATE TABLE \"inventory\".\"book_inventory\""));
+    assert_eq!(schema_dump(&source, "library"), schema_before);
 
     let admin = client(&m.conninfo).await;
     let books: Vec<i64> = admin
