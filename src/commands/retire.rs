@@ -225,10 +225,12 @@ async fn prove_staying(
                         .is_some_and(|c| c.settled_on(Side::Server))
             })
     };
-    // What a transaction on the source can hold: the stream's refresh cannot.
+    // What changes what the services' statements find: the views, keys and schema on
+    // the source, not the stream back's teardown ("retire: …", which touches no
+    // relation) nor what a transaction cannot hold (the stream's refresh).
     let on_the_source: Vec<&crate::engine::Step> = steps
         .iter()
-        .filter(|s| s.target == Target::Source)
+        .filter(|s| s.target == Target::Source && !s.id.starts_with("retire: "))
         .filter(|s| s.sql_action().is_some_and(|a| a.transactional))
         .collect();
     let Some(results) = prove_services(
