@@ -413,7 +413,8 @@ fn discover_again_through(m: &Monolith, program: &[&str], json: bool) -> std::pr
 }
 
 #[tokio::test]
-async fn a_full_disk_or_a_plan_directory_it_may_not_write_is_a_clear_error_and_changes_nothing() {
+async fn a_full_disk_a_plan_directory_it_may_not_write_or_a_damaged_journal_is_a_clear_error_and_changes_nothing(
+) {
     use std::os::unix::fs::PermissionsExt;
     let server = server();
     let dir = tempfile::tempdir().unwrap();
@@ -451,6 +452,28 @@ async fn a_full_disk_or_a_plan_directory_it_may_not_write_is_a_clear_error_and_c
             ));
         }
     }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A journal whose middle line is damaged (a last line cut short by a crash is
+    // left out; any other bad line is an error naming it).
+    let journal = carve::plan::journal_path(&m.plan);
+    let line = r#"{"phase":"assign","step":"x","status":"done","at":"2026-11-30T00:00:00Z"}"#;
+    std::fs::write(&journal, format!("{line}\n{{\"phase\": \"ass\n{line}\n")).unwrap();
+    let journal_before = std::fs::read(&journal).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["status"];
+        if json {
+            args.splice(0..0, ["--format", "json"]);
+        }
+        let out = run(&m, &args);
+        for p in problems(&out, 1, ".journal:2:", json) {
+            failures.push(format!(
+                "damaged journal (json {json}): {p}: {}",
+                stderr(&out)
+            ));
+        }
+    }
+    assert_eq!(std::fs::read(&journal).unwrap(), journal_before);
+    std::fs::remove_file(&journal).unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(leftovers().is_empty(), "{:?}", leftovers());
     assert!(
