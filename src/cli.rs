@@ -399,7 +399,7 @@ pub enum Command {
     /// Only what the phase did is reversed, exactly as it was planned (the steps are
     /// kept in the plan). Afterwards the catalog is as before the phase, and carve
     /// says so if something else changed it meanwhile. A later phase still in place
-    /// is undone first (move before restrict before assign).
+    /// is undone first (move before restrict before split before assign).
     ///
     /// `carve undo move --domain D` cancels a move before cut-over, on both servers:
     /// the subscription (and with it the slot on the source), the publication, the
