@@ -192,7 +192,11 @@ pub enum Command {
     /// moves: see `carve move`; kept on the source once the owner's domain retires:
     /// see `carve retire`; `rows = "id % 2 = 0"` copies only those rows),
     /// shared-domain and temporary grants keep it, granted to that service's role
-    /// alone. While one is missing, restrict lists the undecided statements and
+    /// alone. A table whose ownership the plan delegates (`subject = "ownership of
+    /// T"`, `choice = "delegate:<owner>"`, as discover proposes it) is written by
+    /// its owner's own role only; another service's direct write is a crossing to
+    /// decide even inside the same domain. While one is missing, restrict lists the
+    /// undecided statements and
     /// exits 6.
     ///
     /// Then the proof: in a transaction that is always rolled back, every step runs

@@ -240,6 +240,14 @@ async fn shop_domains_are_the_ones_its_designers_intended() {
     assert_eq!(orders["ownership"], "joint");
     assert_eq!(strings(&orders["writers"]), ["orders", "payments"]);
     assert_eq!(orders["owner"], "orders");
+    // The plan records the best resolution, and for this table the split it makes.
+    let written = carve::plan::Plan::load(&dir.path().join("p.toml")).unwrap();
+    let decided = written
+        .decisions
+        .iter()
+        .find(|d| d.subject == "ownership of public.orders")
+        .unwrap();
+    assert_eq!(orders["resolutions"][0]["kind"], decided.choice.as_str());
     // payments never sets orders.status, so the status trigger is not its doing.
     assert_eq!(
         table(&json, "public.order_status_history")["ownership"],

@@ -592,3 +592,74 @@ async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
     assert_eq!(schema_dump(&server, &m.db), dump_before);
     assert_eq!(role_listing(&admin).await, roles_before);
 }
+
+#[tokio::test]
+async fn a_table_delegated_to_its_owner_is_written_by_the_others_only_through_a_decision() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let workload = dir.path().join("workload");
+    std::fs::create_dir_all(&workload).unwrap();
+    // The owner makes the rows; the other service only changes a column the owner
+    // writes too: nothing to split off, so discover proposes delegation.
+    std::fs::write(
+        workload.join("ledger.sql"),
+        "INSERT INTO entries (account, amount) VALUES ($1, $2);\nUPDATE entries SET amount = $2 WHERE id = $1;\nSELECT account, amount FROM entries WHERE id = $1;\nINSERT INTO accounts (name) VALUES ($1);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        workload.join("fixer.sql"),
+        "UPDATE entries SET amount = $2 WHERE id = $1;\nINSERT INTO fixes (entry) VALUES ($1);\n",
+    )
+    .unwrap();
+    let m = monolith(
+        &server,
+        dir.path(),
+        "ledger",
+        "CREATE TABLE entries (id serial PRIMARY KEY, account text NOT NULL, amount numeric NOT NULL); CREATE TABLE accounts (name text PRIMARY KEY); CREATE TABLE fixes (id serial PRIMARY KEY, entry integer NOT NULL);",
+        workload,
+    )
+    .await;
+    let plan = Plan::load(&m.plan).unwrap();
+    let decided = plan
+        .decision("ownership of public.entries")
+        .unwrap_or_else(|| panic!("{:#?}", plan.decisions));
+    assert_eq!(decided.choice, "delegate:ledger");
+    // One domain for the three tables: both services are at home in it.
+    let mut plan = Plan::load(&m.plan).unwrap();
+    let tables: Vec<String> = plan.domains.iter().flat_map(|d| d.tables.clone()).collect();
+    plan.domains.truncate(1);
+    plan.domains[0].tables = tables;
+    plan.save(&m.plan).unwrap();
+    assert_success(&run(&m, &["assign"]));
+    // Both services live in the one domain, yet the fixer's direct write is a
+    // crossing the plan must decide.
+    let (json, status, err) = restrict_json(&m, &["--dry-run"]);
+    assert_eq!(status, 6, "{err}");
+    let subjects: Vec<&str> = json["crossings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["write public.entries by fixer"]);
+    // Delegated: the fixer's write is taken away, and the proof shows it failing as
+    // decided.
+    let mut plan = Plan::load(&m.plan).unwrap();
+    plan.decisions.push(Decision {
+        subject: "write public.entries by fixer".into(),
+        choice: "delegate:ledger".into(),
+        reason: String::new(),
+        rows: None,
+    });
+    plan.save(&m.plan).unwrap();
+    let (json, status, err) = restrict_json(&m, &[]);
+    assert_eq!(status, 0, "{err}");
+    let proof = json["proof"].as_array().unwrap();
+    let fixer = proof.iter().find(|p| p["service"] == "fixer").unwrap();
+    assert!(fixer["error"].is_string(), "{fixer}");
+    assert_eq!(fixer["accepted_by"][0], "write public.entries by fixer");
+    assert!(proof
+        .iter()
+        .filter(|p| p["service"] == "ledger")
+        .all(|p| p["error"].is_null()));
+}

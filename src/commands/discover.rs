@@ -309,9 +309,15 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
             continue;
         };
         let subject = crate::plan::choices::ownership_subject(&table.name);
+        // A delegation names the service the others delegate to: restrict then
+        // takes their direct writes away unless a decision keeps them.
+        let choice = match (&best.kind, &table.owned.owner) {
+            (ResolutionKind::Delegate, Some(owner)) => format!("delegate:{owner}"),
+            _ => best.kind.as_str().to_string(),
+        };
         let decision = kept.remove(&subject).unwrap_or_else(|| Decision {
             subject: subject.clone(),
-            choice: best.kind.as_str().to_string(),
+            choice,
             reason: best.proposal.clone(),
             rows: None,
         });

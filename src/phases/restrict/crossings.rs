@@ -15,16 +15,25 @@ impl Planner<'_> {
                 continue;
             };
             for need in &s.needs {
+                let write = need.privilege != "SELECT";
                 let foreign: Vec<&QualName> = need
                     .data
                     .iter()
-                    .filter(|t| self.domain(t) != Some(service.domain.as_str()))
+                    .filter(|t| self.crosses(t, need.privilege, service))
                     .collect();
                 if foreign.is_empty() {
-                    self.add_grant(&service.group, need, None);
+                    // A delegated table's writes go to its owner's own role: the
+                    // domain's group would hand them to every service of the domain.
+                    let owners_only =
+                        write && need.data.iter().any(|t| self.delegated_owner(t).is_some());
+                    let to = if owners_only {
+                        &service.role
+                    } else {
+                        &service.group
+                    };
+                    self.add_grant(to, need, None);
                     continue;
                 }
-                let write = need.privilege != "SELECT";
                 let mut granted = true;
                 let mut because = Vec::new();
                 for table in foreign {
@@ -48,6 +57,37 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// Whether `service` reaching `table` with `privilege` crosses its domain's
+    /// boundary: another domain's table, or a write the plan delegates to another
+    /// service.
+    pub(super) fn crosses(
+        &self,
+        table: &QualName,
+        privilege: &str,
+        service: &ServiceRoles,
+    ) -> bool {
+        self.domain(table) != Some(service.domain.as_str())
+            || (privilege != "SELECT" && self.delegated_to_another(table, &service.name))
+    }
+
+    /// Whether the plan decided that `table`'s writes are delegated to a service
+    /// other than `service` (`ownership of T` = `delegate:<owner>`): then even a
+    /// service of the table's own domain writes it only through a decision.
+    fn delegated_to_another(&self, table: &QualName, service: &str) -> bool {
+        self.delegated_owner(table)
+            .is_some_and(|owner| owner != service)
+    }
+
+    /// The service `table`'s writes are delegated to (`ownership of T` =
+    /// `delegate:<owner>`), if the plan says so.
+    fn delegated_owner(&self, table: &QualName) -> Option<&str> {
+        let subject =
+            crate::plan::choices::ownership_subject(&self.original_name(table).to_string());
+        self.plan
+            .decision(&subject)
+            .and_then(|d| d.choice.strip_prefix("delegate:"))
     }
 
     /// The crossing of `service` to `table`, made (with the plan's decision) on first use.

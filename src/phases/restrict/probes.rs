@@ -36,7 +36,7 @@ impl Planner<'_> {
                     .flat_map(|n| {
                         n.data
                             .iter()
-                            .filter(|t| self.domain(t) != Some(service.domain.as_str()))
+                            .filter(|t| self.crosses(t, n.privilege, service))
                             .map(move |t| (n, t))
                     })
                     .filter_map(|(n, t)| {

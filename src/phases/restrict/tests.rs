@@ -349,3 +349,64 @@ fn a_write_through_a_split_tables_view_reaches_the_part_that_owns_its_columns() 
     assert_eq!(split.reaches("INSERT", &set(&["title"])).len(), 2);
     assert_eq!(split.reaches("SELECT", &Columns::All).len(), 2);
 }
+
+#[test]
+fn a_delegated_table_is_written_by_its_owner_alone_even_inside_its_domain() {
+    let mut p = plan_with(&[("ownership of sales.orders", "delegate:sales", "")]);
+    p.services = ["sales", "billing"]
+        .iter()
+        .map(|name| crate::plan::Service {
+            name: name.to_string(),
+            domain: Some("sales".into()),
+            ..Default::default()
+        })
+        .collect();
+    let w = Workload::from_texts(
+        "w",
+        &[
+            ("sales", "UPDATE orders SET total = $1"),
+            ("billing", "UPDATE orders SET total = $1"),
+        ],
+    );
+    let planned = plan(&p, &assigned(), &w).unwrap();
+    // billing shares the domain, but the plan delegates the table's writes to sales.
+    let subjects: Vec<&str> = planned
+        .missing()
+        .iter()
+        .map(|c| c.subject.as_str())
+        .collect();
+    assert_eq!(subjects, ["write sales.orders by billing"]);
+    p.decisions.push(Decision {
+        subject: "write sales.orders by billing".into(),
+        choice: "delegate:sales".into(),
+        reason: String::new(),
+        rows: None,
+    });
+    let planned = plan(&p, &assigned(), &w).unwrap();
+    assert!(planned.missing().is_empty());
+    let billing = planned
+        .probes
+        .iter()
+        .find(|p| p.service == "billing")
+        .unwrap();
+    assert_eq!(billing.accepted_by, ["write sales.orders by billing"]);
+    let sales = planned
+        .probes
+        .iter()
+        .find(|p| p.service == "sales")
+        .unwrap();
+    assert!(sales.accepted_by.is_empty());
+    // The owner's writes go to its own role: the domain's group would give them to
+    // billing too.
+    let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
+    assert!(
+        ids.iter()
+            .any(|i| i.contains("UPDATE on sales.orders to sales")),
+        "{ids:#?}"
+    );
+    assert!(
+        !ids.iter()
+            .any(|i| i.contains("UPDATE on sales.orders to domain_sales")),
+        "{ids:#?}"
+    );
+}
