@@ -31,16 +31,8 @@ struct Start {
 }
 
 async fn role_names(admin: &tokio_postgres::Client) -> BTreeSet<String> {
-    admin
-        .query(
-            "SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    let sql = "SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_'";
+    texts(admin, sql, &[]).await.into_iter().collect()
 }
 
 /// Keeps the database as it is now under `name`, with the plan and the roles.
@@ -94,16 +86,12 @@ async fn restore(server: &TempServer, m: &Monolith, start: &Start) {
 /// roles, and each phase of the plan with its state and every step's status.
 async fn end_state(server: &TempServer, m: &Monolith) -> String {
     let c = client(&m.conninfo).await;
-    let tables: Vec<String> = c
-        .query(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = texts(
+        &c,
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        &[],
+    )
+    .await;
     let mut out = schema_dump(server, DB);
     for t in tables {
         let digest: Option<String> = c

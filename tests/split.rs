@@ -89,13 +89,8 @@ async fn writers(conninfo: String, books: Vec<i64>, stop: Arc<AtomicBool>) -> Ac
 }
 
 /// Every row of the old name, as text, in key order: what clients read.
-async fn rows(c: &tokio_postgres::Client) -> Vec<String> {
-    c.query("SELECT b::text FROM book_catalog b ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+async fn book_rows(c: &tokio_postgres::Client) -> Vec<String> {
+    texts(c, "SELECT b::text FROM book_catalog b ORDER BY id", &[]).await
 }
 
 fn data_dump(server: &carve::pgtemp::TempServer, db: &str) -> String {
@@ -178,16 +173,12 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
     let columns = |table: &'static str| {
         let admin = &admin;
         async move {
-            admin
-                .query(
-                    "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                    &[&table],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect::<Vec<_>>()
+            texts(
+                admin,
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                &[&table],
+            )
+            .await
         }
     };
     assert_eq!(
@@ -287,11 +278,11 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
 
     // The undo puts the table back as it was: the same schema, the rows as the
     // writers left them.
-    let seen = rows(&admin).await;
+    let seen = book_rows(&admin).await;
     let out = tokio::task::block_in_place(|| run(&m, &["undo", "split"]));
     assert_success(&out);
     assert_eq!(schema_dump(&source, "library"), schema_before);
-    assert_eq!(rows(&admin).await, seen);
+    assert_eq!(book_rows(&admin).await, seen);
     assert!(data_dump(&source, "library").contains("COPY reading_list.book_catalog"));
 }
 

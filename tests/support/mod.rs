@@ -285,6 +285,21 @@ pub fn kill_after(m: &Monolith, args: &[&str], k: usize) {
     child.wait().unwrap();
 }
 
+/// The first column of every row `sql` returns, as text.
+pub async fn texts(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<String> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// Every role with its attributes, password presence and memberships: what a
 /// refused command must leave exactly as it was.
 pub async fn role_listing(client: &tokio_postgres::Client) -> Vec<String> {
