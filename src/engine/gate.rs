@@ -341,6 +341,45 @@ mod tests {
     }
 
     #[test]
+    fn a_half_done_split_sets_aside_what_it_touches_only() {
+        let phase = GateHints {
+            touches: vec![
+                "sales.orders".into(),
+                "sales.stock".into(),
+                "sales.f".into(),
+            ],
+            ..GateHints::default()
+        };
+        let before = fp(&[
+            ("table sales.orders", "owner=app"),
+            ("column sales.orders.copies", "type=integer"),
+            ("table sales.other", "owner=app"),
+        ]);
+        let mut current = fp(&[
+            ("table sales.orders", "owner=app"),
+            ("table sales.stock", "owner=app"),
+            ("column sales.stock.copies", "type=integer"),
+            ("grant SELECT on table sales.stock to reader", "grantor=app"),
+            ("function sales.f()", "kind=function"),
+            ("table sales.other", "owner=app"),
+        ]);
+        let gate = Gate::InFlight(&phase);
+        assert_eq!(check(&before, &current, &gate), vec![]);
+        // A change to something the split does not touch is still caught.
+        current
+            .objects
+            .insert("column sales.other.note".into(), "type=text".into());
+        current.digest = "changed".into();
+        assert_eq!(check(&before, &current, &gate).len(), 1);
+        // Nor does a name that merely starts like a touched one hide.
+        current
+            .objects
+            .insert("table sales.orders_archive".into(), "owner=app".into());
+        current.digest = "changed again".into();
+        assert_eq!(check(&before, &current, &gate).len(), 2);
+    }
+
+    #[test]
     fn names_are_replaced_only_where_whole() {
         let forms = vec![(spellings("sales.orders"), "public.orders".to_string())];
         assert_eq!(
