@@ -188,6 +188,14 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
         ],
         "{doc:#}"
     );
+    // discover's split of book_catalog is not forecast: the plan says so.
+    assert!(
+        doc["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("1 [[splits]] are not in this plan")),
+        "{doc:#}"
+    );
     assert_eq!(
         std::fs::read(&m.plan).unwrap(),
         plan_before,
