@@ -22,7 +22,6 @@ use crate::phases::move_domain::{self, MoveOptions, PHASE};
 use crate::phases::restrict;
 use crate::plan::PhaseId;
 use crate::sql::display_ident;
-use crate::workload::sources::{Sources, WorkloadOptions};
 
 pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     let out = &settings.out;
@@ -338,14 +337,10 @@ pub(crate) async fn prove_services(
         ));
         return Ok(None);
     }
-    let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
-    let Some(workload) = sources
-        .load(&ctx.source().watch, &ctx.catalog.server.database)
-        .await?
-    else {
+    let Some(workload) = ctx.recorded_workload().await? else {
         return Ok(None);
     };
-    let planned = match restrict_planned(&ctx.plan, &ctx.catalog, &workload) {
+    let planned = match restrict_planned(&ctx.plan, &ctx.catalog, workload) {
         Ok(p) => p,
         Err(errors) => anyhow::bail!(
             "the services' statements cannot be proven on {place}: {}",

@@ -37,12 +37,31 @@ pub struct Context {
     pub reader: tokio_postgres::Client,
     pub catalog: Catalog,
     pub fingerprint: Fingerprint,
+    /// The workload the plan records (`plan.workload`), read once when first asked.
+    workload: tokio::sync::OnceCell<Option<crate::workload::Workload>>,
 }
 
 impl Context {
     /// The source's endpoint: the monolith.
     pub fn source(&self) -> &Session {
         self.endpoints.source()
+    }
+
+    /// The workload the plan records, read on first use and kept for the run: a
+    /// command that both plans replicated reads and proves statements reads its
+    /// files, logs or pg_stat_statements once. None when the plan records none.
+    pub async fn recorded_workload(&self) -> anyhow::Result<Option<&crate::workload::Workload>> {
+        use crate::workload::sources::{Sources, WorkloadOptions};
+        let workload = self
+            .workload
+            .get_or_try_init(|| async {
+                let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &self.plan)?;
+                sources
+                    .load(&self.source().watch, &self.catalog.server.database)
+                    .await
+            })
+            .await?;
+        Ok(workload.as_ref())
     }
 }
 
@@ -98,6 +117,7 @@ pub async fn open(
         reader,
         catalog,
         fingerprint,
+        workload: tokio::sync::OnceCell::new(),
     }))
 }
 
@@ -465,15 +485,11 @@ pub(crate) async fn replicated_reads(
     ) -> Result<Vec<crate::phases::cutover::replica::Replica>, Vec<String>>,
 ) -> anyhow::Result<Vec<crate::phases::cutover::replica::Replica>> {
     use crate::phases::cutover::replica::CHOICE;
-    use crate::workload::sources::{Sources, WorkloadOptions};
     if !ctx.plan.decisions.iter().any(|d| d.choice == CHOICE) {
         return Ok(Vec::new());
     }
-    let sources = Sources::check_or_recorded(&WorkloadOptions::default(), &ctx.plan)?;
-    let workload = sources
-        .load(&ctx.source().watch, &ctx.catalog.server.database)
-        .await?;
-    let replicas = plan(workload.as_ref()).map_err(|errors| {
+    let workload = ctx.recorded_workload().await?;
+    let replicas = plan(workload).map_err(|errors| {
         anyhow::anyhow!(
             "the plan's {CHOICE} decisions cannot be carried out: {}. Nothing was changed",
             errors.join("; ")
