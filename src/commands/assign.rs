@@ -31,11 +31,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     }
 
     // A phase under way (or done) keeps the steps it was planned with.
-    let recorded = ctx
-        .plan
-        .phase(PHASE)
-        .filter(|r| !r.is_undone())
-        .map(|r| r.steps.clone());
+    let recorded = ctx.plan.steps_in_place(PHASE);
     let (steps, fresh) = match recorded {
         Some(steps) => (steps, None),
         None => {

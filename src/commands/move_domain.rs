@@ -49,10 +49,7 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
             return Ok(exit::SUCCESS);
         }
     }
-    let recorded = plan
-        .phase(&id)
-        .filter(|r| !r.is_undone())
-        .map(|r| r.steps.clone());
+    let recorded = plan.steps_in_place(&id);
     let started = recorded.is_some();
     // The domain's server: --target, or the one the plan records. A move under way
     // keeps its server (its steps and subscription are there).

@@ -88,10 +88,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         .as_deref()
         .map(PasswordFile::check)
         .transpose()?;
-    let recorded = plan
-        .phase(PHASE)
-        .filter(|r| !r.is_undone())
-        .map(|r| r.steps.clone());
+    let recorded = plan.steps_in_place(PHASE);
     let sources = match &recorded {
         Some(_) => None,
         None => {

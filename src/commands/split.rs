@@ -56,11 +56,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
     if let Some(code) = phase::gate(settings, &ctx, PHASE) {
         return Ok(code);
     }
-    let recorded = ctx
-        .plan
-        .phase(PHASE)
-        .filter(|r| !r.is_undone())
-        .map(|r| r.steps.clone());
+    let recorded = ctx.plan.steps_in_place(PHASE);
     let (steps, fresh) = match recorded {
         Some(steps) => (steps, None),
         None => match split::plan(&ctx.plan, &ctx.catalog) {

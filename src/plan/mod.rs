@@ -831,6 +831,14 @@ impl Plan {
             .find(|p| p.name == id.name && p.domain == id.domain)
     }
 
+    /// The steps of a phase under way or done (not undone): a run resumes them, or
+    /// finds them in place, exactly as they were planned.
+    pub fn steps_in_place(&self, id: impl Into<PhaseId>) -> Option<Vec<crate::engine::Step>> {
+        self.phase(id)
+            .filter(|r| !r.is_undone())
+            .map(|r| r.steps.clone())
+    }
+
     pub fn phase_mut(&mut self, id: impl Into<PhaseId>) -> Option<&mut PhaseRecord> {
         let id = id.into();
         self.phases
