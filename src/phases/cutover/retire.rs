@@ -737,12 +737,15 @@ mod tests {
                 .any(|i| i.starts_with("retire: drop subscription")),
             "the stream back stays: {ids:?}"
         );
-        let view = steps[ids
-            .iter()
-            .position(|i| i.starts_with("narrow view public.orders"))
-            .unwrap()]
-        .sql_action()
-        .unwrap();
+        // The SQL of the first step whose id starts so.
+        let step_starting = |prefix: &str| {
+            steps
+                .iter()
+                .find(|s| s.id.starts_with(prefix))
+                .and_then(|s| s.sql_action())
+                .unwrap_or_else(|| panic!("no step {prefix}: {ids:?}"))
+        };
+        let view = step_starting("narrow view public.orders");
         assert!(
             view.sql
                 .contains(r#"AS SELECT "id", "status" FROM "sales"."orders";"#),
@@ -750,12 +753,7 @@ mod tests {
             view.sql
         );
         assert!(ids.contains(&"drop view reports.daily"), "{ids:?}");
-        let number = steps[ids
-            .iter()
-            .position(|i| *i == "make sales.orders.number a plain copy")
-            .unwrap()]
-        .sql_action()
-        .unwrap();
+        let number = step_starting("make sales.orders.number a plain copy");
         assert!(
             number
                 .sql
@@ -763,12 +761,7 @@ mod tests {
             "{}",
             number.sql
         );
-        let reader = steps[ids
-            .iter()
-            .position(|i| i.starts_with("narrow billing's read"))
-            .unwrap()]
-        .sql_action()
-        .unwrap();
+        let reader = step_starting("narrow billing's read");
         assert!(
             reader
                 .sql
@@ -777,12 +770,7 @@ mod tests {
             reader.sql
         );
         // Rows outside the filter no longer come: those there go, past the fence.
-        let trim = steps[ids
-            .iter()
-            .position(|i| *i == "keep only the replicated rows of sales.orders")
-            .unwrap()]
-        .sql_action()
-        .unwrap();
+        let trim = step_starting("keep only the replicated rows of sales.orders");
         assert_eq!(
             trim.sql,
             "SET LOCAL session_replication_role = replica;\nDELETE FROM \"sales\".\"orders\" WHERE NOT coalesce((id > 100), false);"
