@@ -322,6 +322,22 @@ fn replace_whole(text: &str, needle: &str, with: &str) -> String {
 }
 
 /// The owner and the ACL a privilege is on.
+/// A table's or view's ACL for `p`: the relation's own, or its column's.
+fn relation_acl<'c>(
+    owner: &str,
+    grants: &'c mut Vec<Grant>,
+    columns: &'c mut [crate::catalog::Column],
+    p: &Privilege,
+) -> Option<(String, &'c mut Vec<Grant>)> {
+    match &p.column {
+        None => Some((owner.to_string(), grants)),
+        Some(c) => columns
+            .iter_mut()
+            .find(|col| &col.name == c)
+            .map(|col| (owner.to_string(), &mut col.grants)),
+    }
+}
+
 fn acl_of<'c>(catalog: &'c mut Catalog, p: &Privilege) -> Option<(String, &'c mut Vec<Grant>)> {
     match &p.on {
         Object::Schema(name) => catalog
@@ -331,26 +347,10 @@ fn acl_of<'c>(catalog: &'c mut Catalog, p: &Privilege) -> Option<(String, &'c mu
             .map(|s| (s.owner.clone(), &mut s.grants)),
         Object::Relation(name) => {
             if let Some(t) = catalog.tables.iter_mut().find(|t| &t.name == name) {
-                let owner = t.owner.clone();
-                return match &p.column {
-                    None => Some((owner, &mut t.grants)),
-                    Some(c) => t
-                        .columns
-                        .iter_mut()
-                        .find(|col| &col.name == c)
-                        .map(|col| (owner, &mut col.grants)),
-                };
+                return relation_acl(&t.owner, &mut t.grants, &mut t.columns, p);
             }
             if let Some(v) = catalog.views.iter_mut().find(|v| &v.name == name) {
-                let owner = v.owner.clone();
-                return match &p.column {
-                    None => Some((owner, &mut v.grants)),
-                    Some(c) => v
-                        .columns
-                        .iter_mut()
-                        .find(|col| &col.name == c)
-                        .map(|col| (owner, &mut col.grants)),
-                };
+                return relation_acl(&v.owner, &mut v.grants, &mut v.columns, p);
             }
             catalog
                 .sequences
