@@ -200,10 +200,15 @@ impl<'c> Resolved<'c> {
             }
         }
         for i in table.indexes.iter().filter(|i| i.constraint.is_none()) {
-            if touches(&i.columns)
-                && (!within(&i.columns) || i.definition.contains('(') && i.columns.is_empty())
-            {
+            if touches(&i.columns) && !within(&i.columns) {
                 errors.push(format!("index {} names columns of both parts", i.name));
+            } else if i.columns.is_empty() && moved.iter().any(|c| mentions(&i.definition, &c.name))
+            {
+                // Dropping the column would drop it, and nothing would make it again.
+                errors.push(format!(
+                    "index {} is on an expression of moved columns: not split yet",
+                    i.name
+                ));
             }
         }
         for other in &catalog.tables {
@@ -889,6 +894,17 @@ END IF; END",
     }
 }
 
+/// Whether `definition` (as PostgreSQL prints it) names `column` as a whole word.
+fn mentions(definition: &str, column: &str) -> bool {
+    let printed = crate::sql::ident_as_printed(column);
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    definition.match_indices(&printed).any(|(at, _)| {
+        let before = definition[..at].chars().next_back();
+        let after = definition[at + printed.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
 /// Step 1, when the part's domain has no schema yet: made and marked.
 fn create_schema(schema: &str) -> Step {
     let name = ident(schema);
@@ -1066,6 +1082,18 @@ mod tests {
             }),
             ("one split per table", |_, p| {
                 p.splits.push(p.splits[0].clone())
+            }),
+            ("on an expression of moved columns", |c, _| {
+                c.tables[0].indexes.push(crate::catalog::Index {
+                    name: "books_shelf_lower".into(),
+                    definition:
+                        "CREATE INDEX books_shelf_lower ON sales.books USING btree (lower(shelf))"
+                            .into(),
+                    unique: false,
+                    primary: false,
+                    columns: vec![],
+                    constraint: None,
+                })
             }),
             ("names columns of both parts", |c, _| {
                 let check = c.tables[0].constraints.iter_mut();
