@@ -241,7 +241,8 @@ pub enum Command {
     ///
     /// Refused, naming each reason, with nothing changed: no primary key, an identity
     /// column, a partitioned table, a constraint, index or foreign key (from the table
-    /// or into it) that names columns of both parts, views over the moved columns.
+    /// or into it) that names columns of both parts, an index on an expression of
+    /// moved columns, views over the moved columns, two splits of one table.
     ///
     /// Each step is checkpointed: a run killed at any point is finished by the same
     /// command. `carve undo split` adds the columns back (last, so exactly in place
