@@ -274,7 +274,7 @@ pub enum Command {
     /// search_path (the domain's schema first, so their unchanged SQL finds the
     /// tables). On the source: a replication role (password generated into
     /// --password-file, nowhere else) and a publication FOR TABLES IN SCHEMA; on the
-    /// target a subscription (copy_data, streaming, disable_on_error) that copies the
+    /// target a subscription (copy_data, streaming) that copies the
     /// tables and then follows every change. Secondary indexes and foreign keys are
     /// built after the copy (foreign keys NOT VALID, then VALIDATE), then ANALYZE.
     ///

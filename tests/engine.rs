@@ -222,6 +222,7 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
             every: Duration::from_millis(50),
             timeout,
             on_timeout: OnTimeout::Fail,
+            once: false,
         }),
     };
     let steps = vec![

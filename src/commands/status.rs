@@ -375,7 +375,7 @@ fn render_stream(r: &Replication, heading: Option<&str>) -> String {
         Some(sub) => {
             lines.push(format!(
                 "    subscription on {subscriber}: {}, worker {}, {} apply error(s), {} copy error(s){}",
-                if sub.enabled { "enabled" } else { "DISABLED (an apply error stops it: the target's log says which table and why; fix it, then ALTER SUBSCRIPTION … ENABLE)" },
+                if sub.enabled { "enabled" } else { "DISABLED (nothing follows: ALTER SUBSCRIPTION … ENABLE on its server)" },
                 if sub.worker_alive { "running" } else { "not running" },
                 sub.apply_errors,
                 sub.sync_errors,

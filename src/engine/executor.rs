@@ -447,6 +447,20 @@ pub async fn run(
     end
 }
 
+/// A wait marked `once` that this run of the phase has recorded done.
+fn waited_for_once(
+    plan: &Plan,
+    phase: &PhaseId,
+    planned: &Planned<'_>,
+    done_as: StepStatus,
+) -> bool {
+    done_as == StepStatus::Done
+        && matches!(&planned.step.action, Action::Wait(w) if w.once)
+        && plan
+            .phase(phase)
+            .is_some_and(|r| r.status(planned.journal_id) == StepStatus::Done)
+}
+
 async fn run_steps(
     run: &Run<'_>,
     phase: &PhaseId,
@@ -462,7 +476,9 @@ async fn run_steps(
             return Ok(RunEnd::Interrupted);
         }
         let step = planned.step;
-        let outcome = if run.endpoints.is_done(step).await? {
+        let outcome = if waited_for_once(plan, phase, planned, done_as)
+            || run.endpoints.is_done(step).await?
+        {
             skipped += 1;
             run.events.emit(Event::skipped(i + 1, total, step));
             Ok(())
@@ -559,6 +575,58 @@ mod tests {
             body(&action(false, false), &policy),
             "ALTER TABLE t SET SCHEMA s"
         );
+    }
+
+    #[test]
+    fn a_wait_marked_once_is_not_waited_for_again_once_recorded_done() {
+        use crate::plan::{GateHints, PhaseRecord, Source};
+        let wait = |once| Step {
+            id: "caught up".into(),
+            description: String::new(),
+            target: super::super::Target::Source,
+            action: Action::Wait(WaitAction {
+                until: "false".into(),
+                progress: None,
+                unit: String::new(),
+                every: Duration::from_millis(20),
+                timeout: Duration::from_secs(1),
+                on_timeout: OnTimeout::Fail,
+                once,
+            }),
+        };
+        let id = PhaseId::new("cutover", Some("orders"));
+        let mut plan = Plan::new(
+            Source {
+                conninfo: "host=/tmp".into(),
+                database: "db".into(),
+            },
+            crate::catalog::fingerprint::Fingerprint::from_objects(Default::default()),
+        );
+        let (once, every_time) = (wait(true), wait(false));
+        plan.phases.push(PhaseRecord::planned(
+            id.clone(),
+            String::new(),
+            GateHints::default(),
+            vec![once.clone()],
+        ));
+        let settled = |plan: &Plan, step: &Step, done_as| {
+            waited_for_once(
+                plan,
+                &id,
+                &Planned {
+                    journal_id: &step.id,
+                    step,
+                },
+                done_as,
+            )
+        };
+        // Not yet recorded: looked at.
+        assert!(!settled(&plan, &once, StepStatus::Done));
+        plan.phases[0].record("caught up", StepStatus::Done, None);
+        assert!(settled(&plan, &once, StepStatus::Done));
+        // A wait not marked once, and an undo run, look again.
+        assert!(!settled(&plan, &every_time, StepStatus::Done));
+        assert!(!settled(&plan, &once, StepStatus::Undone));
     }
 
     #[test]

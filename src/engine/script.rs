@@ -267,6 +267,7 @@ mod tests {
                 every: Duration::from_secs(1),
                 timeout: Duration::from_secs(600),
                 on_timeout: OnTimeout::Fail,
+                once: false,
             }),
         };
         let paused = |equals: &str| RowCheck::pgbouncer_database("app", "paused", equals);

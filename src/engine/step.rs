@@ -184,6 +184,13 @@ pub struct WaitAction {
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
     pub on_timeout: OnTimeout,
+    /// Waited for once per run of its phase: when the phase's journal records it
+    /// done, a resumed run goes past it without looking again. For a wait on a
+    /// moment (every write before the fence applied on the other side) whose
+    /// subject a later step of the same run removes (the stream is turned
+    /// around): looking again could never succeed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
 }
 
 /// What a wait that ran out of time does.
@@ -614,6 +621,7 @@ mod tests {
                 every: Duration::from_millis(500),
                 timeout: Duration::from_secs(3600),
                 on_timeout: OnTimeout::Fail,
+                once: false,
             }),
         };
         let all = Steps {

@@ -17,6 +17,7 @@ pub struct TempBouncer {
     child: Option<Child>,
     root: tempfile::TempDir,
     port: u16,
+    binary: PathBuf,
 }
 
 impl TempBouncer {
@@ -58,9 +59,33 @@ impl TempBouncer {
                 std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))?;
             }
         }
-        let log = fs::File::create(root.path().join("stdout.log"))?;
-        let mut cmd = Command::new(binary);
-        cmd.arg(&ini_path)
+        let mut bouncer = TempBouncer {
+            child: None,
+            root,
+            port,
+            binary: binary.to_path_buf(),
+        };
+        bouncer.launch()?;
+        Ok(bouncer)
+    }
+
+    /// Starts PgBouncer again after `stop`, on the same port, reading its
+    /// configuration file as it is now (fresh: no pause, no pooled connection).
+    pub fn start_again(&mut self) -> Result<(), TempServerError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.launch()
+    }
+
+    fn launch(&mut self) -> Result<(), TempServerError> {
+        let run_as = server_user()?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("stdout.log"))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -71,13 +96,8 @@ impl TempBouncer {
         let child = cmd
             .spawn()
             .map_err(|e| failed("starting pgbouncer", e.to_string()))?;
-        let mut bouncer = TempBouncer {
-            child: Some(child),
-            root,
-            port,
-        };
-        bouncer.wait_ready()?;
-        Ok(bouncer)
+        self.child = Some(child);
+        self.wait_ready()
     }
 
     /// Waits until PgBouncer accepts TCP connections (or has exited).

@@ -68,6 +68,7 @@ pub struct TempServer {
     root_path: PathBuf,
     bin_dir: PathBuf,
     port: u16,
+    options: ServerOptions,
 }
 
 impl TempServer {
@@ -113,13 +114,14 @@ impl TempServer {
             root_path,
             bin_dir,
             port: 0,
+            options: options.clone(),
         };
         // A free port can be taken by someone else between our check and the server's
         // bind, most often by a parallel test: try a few.
         let mut last_error = None;
         for _ in 0..5 {
             server.port = free_port()?;
-            match server.launch(options, run_as.as_ref()) {
+            match server.launch(run_as.as_ref()) {
                 Ok(()) => return Ok(server),
                 Err(e) => last_error = Some(e),
             }
@@ -127,11 +129,18 @@ impl TempServer {
         Err(last_error.expect("at least one attempt"))
     }
 
-    fn launch(
-        &mut self,
-        options: &ServerOptions,
-        run_as: Option<&OsUser>,
-    ) -> Result<(), TempServerError> {
+    /// Starts the server again after `stop`, on the same port with the same
+    /// settings: a test that puts a data directory back (a snapshot of a stopped
+    /// server) restarts it where its clients and the plan expect it.
+    pub fn start_again(&mut self) -> Result<(), TempServerError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let run_as = server_user()?;
+        self.launch(run_as.as_ref())
+    }
+
+    fn launch(&mut self, run_as: Option<&OsUser>) -> Result<(), TempServerError> {
         let log = fs::File::create(self.log_path())?;
         if let Some(user) = run_as {
             std::os::unix::fs::chown(self.log_path(), Some(user.uid), Some(user.gid))?;
@@ -164,7 +173,7 @@ impl TempServer {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        settings.extend(options.settings.iter().cloned());
+        settings.extend(self.options.settings.iter().cloned());
         for (name, value) in &settings {
             cmd.arg("-c").arg(format!("{name}={value}"));
         }

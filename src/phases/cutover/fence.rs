@@ -187,6 +187,9 @@ pub fn caught_up(domain: &str, fenced: &Target, slot: &str, timeout: Duration) -
             every: Duration::from_millis(20),
             timeout,
             on_timeout: OnTimeout::Fail,
+            // Once every write before the fence is applied, the stream is turned
+            // around and its slot dropped: a resumed switch must not wait on it.
+            once: true,
         }),
     }
 }

@@ -72,7 +72,7 @@ pub fn check(facts: &Facts, thresholds: &Thresholds) -> Vec<Refusal> {
         );
     } else {
         if !s.enabled {
-            refuse("replication", "the subscription is disabled (an apply error disables it: the server's log names the table and the cause; `carve status --domain` shows it)".into());
+            refuse("replication", "the subscription is disabled (ALTER SUBSCRIPTION … DISABLE, or made by another tool with disable_on_error): `ALTER SUBSCRIPTION … ENABLE` on the side to switch to; `carve status --domain` shows it".into());
         } else if !s.worker {
             refuse(
                 "replication",

@@ -440,6 +440,7 @@ fn stream_running(stream: &Stream) -> Step {
             every: Duration::from_millis(50),
             timeout: Duration::from_secs(30),
             on_timeout: OnTimeout::Fail,
+            once: false,
         }),
     }
 }

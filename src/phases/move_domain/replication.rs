@@ -1,10 +1,17 @@
 //! The copy and catch-up on PostgreSQL's own logical replication, as steps: on the
 //! source a replication role (its password only in the password file) allowed to
 //! read the domain's schema, and a publication `FOR TABLES IN SCHEMA`; on the target
-//! a subscription (`copy_data`, `streaming`, `disable_on_error`, a slot of carve's
-//! name), then a wait until every table is copied and ready. Undone last step
-//! first: the subscription dropped (with its slot on the source), the publication,
-//! the grants, the role.
+//! a subscription (`copy_data`, `streaming`, a slot of carve's name), then a wait
+//! until every table is copied and ready. Undone last step first: the subscription
+//! dropped (with its slot on the source), the publication, the grants, the role.
+//!
+//! Not `disable_on_error`: on PostgreSQL 15 it disables the subscription on any
+//! error of its worker, and losing the publisher's connection is one (a restart,
+//! a failover, a network cut). A stream back left disabled by a restart of the
+//! domain's server during the grace period would stop the source following it
+//! without a word. Without it the worker retries every
+//! `wal_retrieve_retry_interval`; an apply error shows as growing lag and
+//! `pg_stat_subscription_stats` counts (`carve status`), which the gate weighs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,6 +122,7 @@ pub fn ready_steps(domain: &str, max_lag: u64, timeout: Duration) -> Vec<Step> {
                 every: Duration::from_millis(200),
                 timeout: Duration::from_secs(30),
                 on_timeout: OnTimeout::Fail,
+                once: false,
             }),
         },
         Step {
@@ -131,6 +139,7 @@ pub fn ready_steps(domain: &str, max_lag: u64, timeout: Duration) -> Vec<Step> {
                 every: Duration::from_millis(200),
                 timeout,
                 on_timeout: OnTimeout::Fail,
+                once: false,
             }),
         },
         on_domain(
@@ -206,7 +215,7 @@ impl<'a> Stream<'a> {
             self.subscriber.clone(),
             SqlAction {
                 sql: format!(
-                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data}, streaming = on, disable_on_error = true, create_slot = false, slot_name = {});",
+                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data}, streaming = on, create_slot = false, slot_name = {});",
                     ident(&names.subscription),
                     crate::engine::SECRET_VARIABLE,
                     ident(&names.publication),
@@ -253,8 +262,12 @@ impl<'a> Stream<'a> {
                     "ALTER SUBSCRIPTION {} SET (synchronous_commit = on);",
                     ident(&self.names.subscription)
                 ),
+                // Gone is done too: a later step of the switch drops the
+                // subscription when it turns the stream around, and a resumed
+                // switch must get past this step (a fresh one never starts
+                // without the subscription: the gate sees to it).
                 done_check: format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = {} AND subsynccommit = 'on')",
+                    "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = {} AND subsynccommit <> 'on')",
                     lit(&self.names.subscription)
                 ),
                 undo: format!(
@@ -289,6 +302,7 @@ impl<'a> Stream<'a> {
                 every: Duration::from_millis(100),
                 timeout,
                 on_timeout: OnTimeout::Fail,
+                once: false,
             }),
         }
     }
@@ -372,6 +386,7 @@ impl<'a> Stream<'a> {
                     every: Duration::from_millis(20),
                     timeout: Duration::from_secs(30),
                     on_timeout: OnTimeout::Fail,
+                    once: false,
                 }),
             },
             Step::sql(
