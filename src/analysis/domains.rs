@@ -162,6 +162,9 @@ impl Proposal {
 pub struct Pin {
     pub tables: Vec<QualName>,
     pub domain: Option<String>,
+    /// Its tables make a domain of their own, apart from the tables clustered with
+    /// them (a shared data domain), rather than joining the group holding most.
+    pub apart: bool,
 }
 
 pub fn propose(
@@ -415,6 +418,12 @@ fn apply_pins<'a>(
                 .max_by_key(|(g, n)| (*n, std::cmp::Reverse(*g)))
                 .map(|(g, _)| g)
         });
+        let target = if pin.apart && named.is_none() {
+            groups.push((Vec::new(), false));
+            Some(groups.len() - 1)
+        } else {
+            target
+        };
         let Some(target) = target else { continue };
         for t in &pin.tables {
             if let Some(g) = group_of(groups, t) {

@@ -26,6 +26,12 @@ pub struct Options {
     pub search_path: Vec<String>,
     /// The user's pins from the plan, applied after clustering.
     pub pins: Vec<domains::Pin>,
+    /// Tables whose ownership the plan decides `service-consolidation`: their
+    /// writers are clustered and owned as one service.
+    pub consolidate: Vec<QualName>,
+    /// Tables whose ownership the plan decides `shared-data-domain`: each goes to
+    /// a domain of its own with the other tables its writers share.
+    pub shared: Vec<QualName>,
 }
 
 impl Default for Options {
@@ -34,6 +40,8 @@ impl Default for Options {
             resolution: 1.0,
             search_path: usage::default_search_path(),
             pins: Vec::new(),
+            consolidate: Vec::new(),
+            shared: Vec::new(),
         }
     }
 }
@@ -176,15 +184,26 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
     let started = std::time::Instant::now();
     let usage = Usage::of(catalog, workload, options.search_path.clone());
     tracing::debug!(elapsed = ?started.elapsed(), statements = usage.statements.len(), "workload resolved");
-    let ownership = ownership::classify(catalog, &usage, workload_given);
+    // Consolidated services own and cluster as one; the report still lists each.
+    let groups = consolidated_services(&usage, &options.consolidate);
+    let merged;
+    let clustered = if groups.is_empty() {
+        &usage
+    } else {
+        merged = usage.with_services_merged(&groups);
+        &merged
+    };
+    let ownership = ownership::classify(catalog, clustered, workload_given);
     tracing::debug!(elapsed = ?started.elapsed(), "ownership classified");
+    let mut pins = options.pins.clone();
+    pins.extend(shared_domains(&usage, &options.shared, &options.pins));
     let proposal = domains::propose(
         catalog,
-        &usage,
+        clustered,
         &ownership,
         options.resolution,
         &Weights::default(),
-        &options.pins,
+        &pins,
     );
     tracing::debug!(elapsed = ?started.elapsed(), "domains proposed");
     let domain_of = proposal.domain_of();
@@ -242,6 +261,50 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         links: proposal.links.clone(),
         proposal,
     }
+}
+
+/// The groups of services the plan consolidates: the writers of each table
+/// decided `service-consolidation`, groups sharing a service merged.
+pub fn consolidated_services(usage: &Usage, tables: &[QualName]) -> Vec<BTreeSet<String>> {
+    let sets = tables
+        .iter()
+        .filter_map(|t| usage.tables.get(t))
+        .map(|u| u.writers.keys().cloned().collect())
+        .collect();
+    crate::plan::choices::merge_overlapping(sets)
+}
+
+/// Pins for the tables decided `shared-data-domain`: one domain per set of
+/// writers, `shared_<writer>_<writer>`, with every such table they write. A table
+/// the user pinned stays where the user put it.
+fn shared_domains(usage: &Usage, tables: &[QualName], user: &[domains::Pin]) -> Vec<domains::Pin> {
+    let mut by_name: BTreeMap<String, Vec<QualName>> = BTreeMap::new();
+    for table in tables {
+        if user.iter().any(|p| p.tables.contains(table)) {
+            continue;
+        }
+        let writers: Vec<String> = usage
+            .tables
+            .get(table)
+            .map(|u| u.writers.keys().map(|w| snake_case(w)).collect())
+            .unwrap_or_default();
+        let mut name = if writers.is_empty() {
+            format!("shared_{}", snake_case(&table.name))
+        } else {
+            format!("shared_{}", writers.join("_"))
+        };
+        // snake_case is ASCII: any cut is at a character boundary.
+        name.truncate(63);
+        by_name.entry(name).or_default().push(table.clone());
+    }
+    by_name
+        .into_iter()
+        .map(|(name, tables)| domains::Pin {
+            tables,
+            domain: Some(name),
+            apart: true,
+        })
+        .collect()
 }
 
 /// `BookInventory` → `book_inventory`, `order-service` → `order_service`: lower-case

@@ -548,6 +548,41 @@ impl Usage {
         usage
     }
 
+    /// The same use with each group's services as one service, named by
+    /// `plan::choices::consolidated_name`: what consolidated services look like to
+    /// ownership and clustering.
+    pub fn with_services_merged(&self, groups: &[BTreeSet<String>]) -> Usage {
+        let name_of = |service: &str| -> String {
+            groups
+                .iter()
+                .find(|g| g.contains(service))
+                .map(crate::plan::choices::consolidated_name)
+                .unwrap_or_else(|| service.to_string())
+        };
+        let mut merged = self.clone();
+        for table in merged.tables.values_mut() {
+            let mut writers: BTreeMap<String, WriterUse> = BTreeMap::new();
+            for (service, w) in std::mem::take(&mut table.writers) {
+                let into = writers.entry(name_of(&service)).or_default();
+                into.statements += w.statements;
+                into.kinds.extend(w.kinds);
+                into.columns = merge_columns(&into.columns, &w.columns);
+            }
+            table.writers = writers;
+            let mut readers: BTreeMap<String, u64> = BTreeMap::new();
+            for (service, n) in std::mem::take(&mut table.readers) {
+                *readers.entry(name_of(&service)).or_default() += n;
+            }
+            table.readers = readers;
+        }
+        for s in &mut merged.statements {
+            s.service = name_of(&s.service);
+        }
+        let services: BTreeSet<String> = merged.services.iter().map(|s| name_of(s)).collect();
+        merged.services = services.into_iter().collect();
+        merged
+    }
+
     /// The transactions of more than one statement, each as its statements.
     pub fn transactions(&self) -> Vec<Vec<&ResolvedStatement>> {
         let mut by_id: BTreeMap<u64, Vec<&ResolvedStatement>> = BTreeMap::new();

@@ -73,6 +73,9 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         pins,
         ..Options::default()
     };
+    if let Some(plan) = &existing {
+        decided_resolutions(&mut options, plan, &catalog);
+    }
     let mut discovery = analysis::discover(&catalog, workload.as_ref(), &options);
     if let Some(workload) = &workload {
         check_problems(settings, workload, &discovery)?;
@@ -102,6 +105,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             let mut draft = build_plan(source.clone(), &catalog, &discovery, existing.as_ref());
             crate::plan::choices::apply(&mut draft, &choices);
             options.pins = resolve_pins(&draft, &catalog, &settings.plan_path)?;
+            decided_resolutions(&mut options, &draft, &catalog);
             discovery = analysis::discover(&catalog, workload.as_ref(), &options);
             reviewed = Some(draft);
         }
@@ -287,9 +291,25 @@ fn resolve_pins(
         pins.push(analysis::domains::Pin {
             tables,
             domain: pin.domain.clone(),
+            apart: false,
         });
     }
     Ok(pins)
+}
+
+/// The tables whose ownership the plan decides a consolidation or a shared data
+/// domain, for the analysis to carry out (a table no longer there is left out).
+fn decided_resolutions(options: &mut Options, plan: &Plan, catalog: &Catalog) {
+    let tables = |choice| {
+        crate::plan::choices::tables_decided(plan, choice)
+            .iter()
+            .filter_map(|name| crate::sql::parse_qualified(name).ok())
+            .map(|(schema, name)| crate::catalog::QualName { schema, name })
+            .filter(|q| catalog.table(q).is_some())
+            .collect()
+    };
+    options.consolidate = tables(crate::plan::choices::CONSOLIDATION);
+    options.shared = tables(crate::plan::choices::SHARED_DATA_DOMAIN);
 }
 
 /// Ownership resolutions become decisions. A decision already in the plan for the same

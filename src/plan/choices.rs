@@ -34,6 +34,48 @@ pub fn ownership_subject(table: &str) -> String {
     format!("ownership of {table}")
 }
 
+/// A jointly written table's writers become one service: one home domain, their
+/// tables clustered as one service's, one group role (`ownership of T`).
+pub const CONSOLIDATION: &str = "service-consolidation";
+/// A jointly written table goes to a data domain of its own that its writers all
+/// write directly (`ownership of T`).
+pub const SHARED_DATA_DOMAIN: &str = "shared-data-domain";
+
+/// The tables (as the plan names them) whose ownership the plan decides `choice`.
+pub fn tables_decided(plan: &Plan, choice: &str) -> Vec<String> {
+    plan.decisions
+        .iter()
+        .filter(|d| d.choice == choice)
+        .filter_map(|d| d.subject.strip_prefix("ownership of "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sets of services that are one: sets sharing a service are merged (A and B
+/// consolidated for one table, B and C for another: A, B and C are one).
+pub fn merge_overlapping(
+    sets: Vec<std::collections::BTreeSet<String>>,
+) -> Vec<std::collections::BTreeSet<String>> {
+    let mut merged: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    for mut set in sets.into_iter().filter(|s| s.len() > 1) {
+        let (overlapping, rest): (Vec<_>, Vec<_>) =
+            merged.into_iter().partition(|m| !m.is_disjoint(&set));
+        for m in overlapping {
+            set.extend(m);
+        }
+        merged = rest;
+        merged.push(set);
+    }
+    merged.sort();
+    merged
+}
+
+/// The name a consolidated service goes by in discover's report: its members
+/// joined by `+`.
+pub fn consolidated_name(members: &std::collections::BTreeSet<String>) -> String {
+    members.iter().cloned().collect::<Vec<_>>().join("+")
+}
+
 /// Applies choices in order; a later choice about the same table or domain wins.
 pub fn apply(plan: &mut Plan, choices: &[Choice]) {
     for choice in choices {
@@ -103,6 +145,19 @@ fn pin(plan: &mut Plan, domain: &str, mut tables: Vec<String>, renamed_from: Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consolidations_sharing_a_service_are_one() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        let merged = merge_overlapping(vec![
+            set(&["a", "b"]),
+            set(&["x", "y"]),
+            set(&["b", "c"]),
+            set(&["lonely"]),
+        ]);
+        assert_eq!(merged, vec![set(&["a", "b", "c"]), set(&["x", "y"])]);
+        assert_eq!(consolidated_name(&merged[0]), "a+b+c");
+    }
     use crate::catalog::fingerprint::Fingerprint;
     use crate::plan::Source;
 

@@ -356,6 +356,16 @@ fn crossing_decisions(
         here.iter().any(|t| t.to_string() == now)
     };
     for decision in &plan.decisions {
+        if decision.choice == crate::plan::choices::SHARED_DATA_DOMAIN {
+            if let Some(table) = decision.subject.strip_prefix("ownership of ") {
+                if in_domain(table) {
+                    refuse(
+                        decision.subject.clone(),
+                        "is a shared data domain: its writers write it directly, which holds only while they share its server; decide delegate:<service> or table-split for it to move".into(),
+                    );
+                }
+            }
+        }
         let kept = decision.choice == "keep-until-move";
         if kept {
             if let Some(rest) = decision.subject.strip_prefix("foreign key ") {
@@ -683,6 +693,8 @@ mod tests {
             ),
             ("read public.orders by billing", "replicate"),
             ("read public.customers by sales", "temporary-grant"),
+            ("ownership of public.orders", "shared-data-domain"),
+            ("ownership of public.customers", "shared-data-domain"),
         ] {
             p.decisions.push(Decision {
                 subject: subject.into(),
@@ -695,7 +707,11 @@ mod tests {
         let subjects = whats(&found);
         assert_eq!(
             subjects,
-            ["read public.orders by crm", "write public.orders by crm"],
+            [
+                "read public.orders by crm",
+                "write public.orders by crm",
+                "ownership of public.orders"
+            ],
             "{found:#?}"
         );
     }

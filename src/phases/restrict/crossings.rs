@@ -90,6 +90,19 @@ impl Planner<'_> {
             .and_then(|d| d.choice.strip_prefix("delegate:"))
     }
 
+    /// A `shared-data-domain` table's writer reaches it by that decision.
+    fn shared_by(&self, table: &QualName, service: &str) -> Option<CrossingDecision> {
+        let sharers = self.sharers.get(&self.catalog.partition_root(table))?;
+        sharers.contains(service).then(|| CrossingDecision {
+            choice: crate::plan::choices::SHARED_DATA_DOMAIN.to_string(),
+            granted: true,
+            meaning: format!(
+                "a shared data domain its writers ({}) read and write directly",
+                sharers.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+
     /// The crossing of `service` to `table`, made (with the plan's decision) on first use.
     pub(super) fn crossing(
         &mut self,
@@ -104,6 +117,7 @@ impl Planner<'_> {
             service.name
         );
         if !self.crossings.contains_key(&subject) {
+            let shared = self.shared_by(table, &service.name);
             let decision = self.plan.decision(&subject).and_then(|d| {
                 match interpret(write, &d.choice, &d.reason) {
                     Ok((granted, meaning)) => Some(CrossingDecision {
@@ -120,6 +134,9 @@ impl Planner<'_> {
             if let (Some(d), true) = (&decision, write) {
                 self.check_delegate(&subject, &d.choice, table);
             }
+            // The table's own ownership decision covers the services sharing it,
+            // unless a decision about this very access says otherwise.
+            let decision = decision.or(shared);
             let choices = if write { WRITE_CHOICES } else { READ_CHOICES };
             self.crossings.insert(
                 subject.clone(),

@@ -227,6 +227,7 @@ pub fn plan(
         ));
     }
     let statements = p.statements(workload);
+    p.ownership_resolutions(&statements);
     let services = p.services(workload, &statements);
     p.crossings_and_grants(&services, &statements);
     p.existing_privileges(&services);
@@ -328,6 +329,12 @@ struct Planner<'a> {
     revokes: Vec<Revoke>,
     notes: Vec<String>,
     errors: Vec<String>,
+    /// Services the plan consolidates (`ownership of T` = `service-consolidation`):
+    /// each group has one home domain, so one group role.
+    consolidated: Vec<BTreeSet<String>>,
+    /// A table decided `shared-data-domain` → the services that write it: each
+    /// reads and writes it by that decision, granted to its own role.
+    sharers: BTreeMap<QualName, BTreeSet<String>>,
 }
 
 impl<'a> Planner<'a> {
@@ -449,6 +456,8 @@ impl<'a> Planner<'a> {
             revokes: Vec::new(),
             notes: Vec::new(),
             errors,
+            consolidated: Vec::new(),
+            sharers: BTreeMap::new(),
         }
     }
 

@@ -36,7 +36,7 @@ impl Planner<'_> {
                     }
                     (d, "plan")
                 }
-                None => match self.home_domain(name, statements) {
+                None => match self.home_domain(&self.consolidated_with(name), statements) {
                     Some(d) => (d, "workload"),
                     None => {
                         self.errors.push(format!(
@@ -116,11 +116,56 @@ impl Planner<'_> {
         out
     }
 
-    /// The domain whose tables a service writes most; reads break ties and decide
-    /// for a service that only reads.
-    pub(super) fn home_domain(&self, service: &str, statements: &[Statement]) -> Option<String> {
+    /// The writers of each table whose ownership the plan decides
+    /// `service-consolidation` or `shared-data-domain`, from the workload.
+    pub(super) fn ownership_resolutions(&mut self, statements: &[Statement]) {
+        use crate::plan::choices::{tables_decided, CONSOLIDATION, SHARED_DATA_DOMAIN};
+        let consolidating = tables_decided(self.plan, CONSOLIDATION);
+        let shared = tables_decided(self.plan, SHARED_DATA_DOMAIN);
+        let mut writers: BTreeMap<QualName, BTreeSet<String>> = BTreeMap::new();
+        for s in statements {
+            for need in s.needs.iter().filter(|n| n.privilege != "SELECT") {
+                for table in &need.data {
+                    let name = self.original_name(table).to_string();
+                    if consolidating.contains(&name) || shared.contains(&name) {
+                        writers
+                            .entry(self.catalog.partition_root(table))
+                            .or_default()
+                            .insert(s.service.clone());
+                    }
+                }
+            }
+        }
+        let (mut groups, mut sharers) = (Vec::new(), BTreeMap::new());
+        for (table, services) in writers {
+            if consolidating.contains(&self.original_name(&table).to_string()) {
+                groups.push(services);
+            } else {
+                sharers.insert(table, services);
+            }
+        }
+        self.consolidated = crate::plan::choices::merge_overlapping(groups);
+        self.sharers = sharers;
+    }
+
+    /// `service` and the services the plan consolidates it with.
+    pub(super) fn consolidated_with(&self, service: &str) -> BTreeSet<String> {
+        self.consolidated
+            .iter()
+            .find(|g| g.contains(service))
+            .cloned()
+            .unwrap_or_else(|| [service.to_string()].into())
+    }
+
+    /// The domain whose tables a service (with those consolidated with it) writes
+    /// most; reads break ties and decide for a service that only reads.
+    pub(super) fn home_domain(
+        &self,
+        services: &BTreeSet<String>,
+        statements: &[Statement],
+    ) -> Option<String> {
         let mut score: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for s in statements.iter().filter(|s| s.service == service) {
+        for s in statements.iter().filter(|s| services.contains(&s.service)) {
             for need in s.needs.iter().filter(|n| n.runtime.is_none()) {
                 for table in &need.data {
                     if let Some(d) = self.domain(table) {

@@ -410,3 +410,81 @@ fn a_delegated_table_is_written_by_its_owner_alone_even_inside_its_domain() {
         "{ids:#?}"
     );
 }
+
+#[test]
+fn a_shared_data_domains_writers_reach_it_by_that_decision_and_others_need_their_own() {
+    // people.customers is shared by its writers sales and crm; support only reads it.
+    let p = plan_with(&[("ownership of people.customers", "shared-data-domain", "")]);
+    let w = Workload::from_texts(
+        "w",
+        &[
+            ("sales", "UPDATE orders SET total = $1"),
+            ("sales", "UPDATE people.customers SET total = $1"),
+            ("crm", "SELECT total FROM sales.orders"),
+            ("crm", "UPDATE people.customers SET total = $1"),
+            ("crm", "INSERT INTO people.customers (total) VALUES (1)"),
+            ("support", "SELECT total FROM people.customers"),
+            ("support", "UPDATE orders SET total = $1"),
+        ],
+    );
+    let planned = plan(&p, &assigned(), &w).unwrap();
+    let missing: Vec<&str> = planned
+        .missing()
+        .iter()
+        .map(|c| c.subject.as_str())
+        .collect();
+    // sales's write is covered by the table's decision (crm is homed in people);
+    // support is no writer of it, and crm's read of orders is no shared table.
+    assert_eq!(
+        missing,
+        [
+            "read people.customers by support",
+            "read sales.orders by crm"
+        ]
+    );
+    let sales = planned
+        .crossings
+        .iter()
+        .find(|c| c.subject == "write people.customers by sales")
+        .unwrap();
+    let decision = sales.decision.as_ref().unwrap();
+    assert_eq!(decision.choice, "shared-data-domain");
+    assert!(decision.granted && decision.meaning.contains("crm, sales"));
+}
+
+#[test]
+fn consolidated_services_have_one_home_domain() {
+    // sales writes orders twice, customers once; crm writes customers only. Alone,
+    // crm's home is people; consolidated with sales, both are homed in sales.
+    let w = Workload::from_texts(
+        "w",
+        &[
+            ("sales", "UPDATE orders SET total = $1"),
+            ("sales", "DELETE FROM orders WHERE total = 0"),
+            ("sales", "UPDATE people.customers SET total = $1"),
+            ("crm", "UPDATE people.customers SET total = $1"),
+        ],
+    );
+    let home = |p: &Plan| -> Vec<(String, String)> {
+        plan(p, &assigned(), &w)
+            .unwrap()
+            .services
+            .iter()
+            .map(|s| (s.service.clone(), s.domain.clone()))
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        home(&plan_with(&[])),
+        pairs(&[("crm", "people"), ("sales", "sales")])
+    );
+    let consolidated = plan_with(&[("ownership of people.customers", "service-consolidation", "")]);
+    assert_eq!(
+        home(&consolidated),
+        pairs(&[("crm", "sales"), ("sales", "sales")])
+    );
+}

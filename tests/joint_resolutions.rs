@@ -1,0 +1,187 @@
+//! The two joint-ownership resolutions besides a split and a delegation, carried
+//! out on the library's book_catalog (written by BookCatalog and BookInventory):
+//! a service consolidation and a shared data domain. Each is a decision in the
+//! plan; discover, restrict and move follow it.
+
+mod support;
+
+use support::*;
+
+const BOOKS: &str = "public.book_catalog";
+
+/// The library, discovered, with book_catalog's ownership decided `choice`, then
+/// discovered again (the decision kept, the domains following it).
+async fn library_deciding(
+    choice: &str,
+) -> (carve::pgtemp::TempServer, tempfile::TempDir, Monolith) {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&server, dir.path(), "library", "library").await;
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let decision = plan
+        .decisions
+        .iter_mut()
+        .find(|d| d.subject == format!("ownership of {BOOKS}"))
+        .expect("discover decides book_catalog's ownership");
+    decision.choice = choice.into();
+    decision.reason = "the team chose it".into();
+    plan.splits.clear();
+    plan.save(&m.plan).unwrap();
+    assert_success(&rediscover(&m));
+    (server, dir, m)
+}
+
+/// discover again, as it was run first.
+fn rediscover(m: &Monolith) -> std::process::Output {
+    run(
+        m,
+        &[
+            "discover",
+            "--workload",
+            m.workload.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    )
+}
+
+/// restrict's plan as JSON (exit 3: changes to make).
+fn restrict_dry_run(m: &Monolith) -> serde_json::Value {
+    let out = run(m, &["restrict", "--dry-run", "--format", "json"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+fn discovered(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+/// Whether `role` holds `privilege` on the table the plan names `table` (wherever
+/// assign put it).
+async fn holds(m: &Monolith, role: &str, table: &str, privilege: &str) -> bool {
+    let c = client(&m.conninfo).await;
+    let name = table.rsplit('.').next().unwrap();
+    c.query_one(
+        "SELECT has_table_privilege($1, format('%I.%I', schemaname, tablename), $3) FROM pg_tables WHERE tablename = $2",
+        &[&role, &name, &privilege],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn consolidated_writers_are_one_service_to_discover_and_share_a_domain_in_restrict() {
+    let (_server, _dir, m) = library_deciding("service-consolidation").await;
+    let json = discovered(&rediscover(&m));
+    let books = json["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == BOOKS)
+        .unwrap();
+    // One service now: the table has a single owner, the two services together.
+    assert_eq!(books["ownership"], "single", "{books:#}");
+    assert_eq!(books["writers"][0], "BookCatalog+BookInventory");
+    // The report still lists each service, and the plan keeps each with its roles.
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for service in ["BookCatalog", "BookInventory"] {
+        assert!(plan.services.iter().any(|s| s.name == service));
+    }
+    let decision = plan.decision(&format!("ownership of {BOOKS}")).unwrap();
+    assert_eq!(decision.choice, "service-consolidation", "kept on re-run");
+    assert!(plan.splits.is_empty(), "no split for a consolidated table");
+
+    assert_success(&run(&m, &["assign"]));
+    delegate_library_audit_writes(&m);
+    let report = restrict_dry_run(&m);
+    let services = report["services"].as_array().unwrap();
+    let of = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["service"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (catalog, inventory) = (of("BookCatalog"), of("BookInventory"));
+    assert_eq!(catalog["domain"], inventory["domain"], "one home domain");
+    assert_eq!(catalog["group"], inventory["group"], "one group role");
+    assert_eq!(
+        catalog["domain"].as_str(),
+        Some(domain_of(&m, BOOKS).as_str())
+    );
+    let crossings = report["crossings"].as_array().unwrap();
+    assert!(
+        !crossings
+            .iter()
+            .any(|c| c["table"] == BOOKS && c["write"] == true),
+        "a consolidated service's write is no crossing: {crossings:#?}"
+    );
+    assert_success(&run(&m, &["restrict"]));
+    for service in ["BookCatalog", "BookInventory"] {
+        assert!(holds(&m, service, BOOKS, "UPDATE").await, "{service}");
+    }
+}
+
+#[tokio::test]
+async fn a_shared_data_domain_holds_the_table_its_writers_write_by_that_decision() {
+    let (_server, _dir, m) = library_deciding("shared-data-domain").await;
+    let shared = domain_of(&m, BOOKS);
+    assert_eq!(shared, "shared_book_catalog_book_inventory");
+    let plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let domain = plan.domains.iter().find(|d| d.name == shared).unwrap();
+    assert_eq!(domain.tables, [BOOKS], "the shared table alone");
+
+    assert_success(&run(&m, &["assign"]));
+    delegate_library_audit_writes(&m);
+    // ReadingList only reads the catalog: an ordinary crossing, decided here.
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.decisions.push(carve::plan::Decision {
+        subject: format!("read {BOOKS} by ReadingList"),
+        choice: "temporary-grant".into(),
+        reason: "until the catalog has an API".into(),
+        rows: None,
+    });
+    plan.save(&m.plan).unwrap();
+    // The table is all the two writers write (audit is delegated): the shared
+    // domain is their home, and its group role carries their writes. (A writer
+    // homed elsewhere reaches it by the table's decision, granted to its own role:
+    // the restrict unit tests.)
+    let report = restrict_dry_run(&m);
+    for service in ["BookCatalog", "BookInventory"] {
+        let planned = report["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == service)
+            .unwrap();
+        assert_eq!(planned["domain"].as_str(), Some(shared.as_str()));
+    }
+    assert_success(&run(&m, &["restrict"]));
+    for service in ["BookCatalog", "BookInventory"] {
+        assert!(holds(&m, service, BOOKS, "UPDATE").await, "{service}");
+    }
+    assert!(!holds(&m, "ReadingList", BOOKS, "UPDATE").await);
+    assert!(holds(&m, "ReadingList", BOOKS, "SELECT").await);
+
+    // Its writers write it directly: it cannot leave their server.
+    let target = server();
+    create_db(&target, "library", "SELECT 1").await;
+    let out = run(
+        &m,
+        &[
+            "move",
+            "--domain",
+            &shared,
+            "--target",
+            &target.conninfo("library"),
+            "--accept-unlimited-slot-wal",
+        ],
+    );
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a shared data domain"),
+        "{}",
+        stderr(&out)
+    );
+}
