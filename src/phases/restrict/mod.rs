@@ -226,9 +226,10 @@ pub fn plan(
             catalog.server.current_user
         ));
     }
-    let statements = p.statements(workload);
+    let roles = p.login_roles(workload);
+    let statements = p.statements(workload, &roles);
     p.ownership_resolutions(&statements);
-    let services = p.services(workload, &statements);
+    let services = p.services(&statements, &roles);
     p.crossings_and_grants(&services, &statements);
     p.existing_privileges(&services);
     if !p.errors.is_empty() {
@@ -293,6 +294,8 @@ impl SplitView {
         match (privilege, columns) {
             // A delete removes the table's row; the part's follows by its key.
             ("DELETE", _) => [self.table.clone()].into(),
+            // A row lock (`FOR UPDATE`) sets no column and locks both rows.
+            ("UPDATE", Columns::Some(set)) if set.is_empty() => both,
             ("UPDATE", Columns::Some(set)) => {
                 let mut out = BTreeSet::new();
                 if set.iter().any(|c| !self.moved.contains(c)) {

@@ -5,21 +5,33 @@
 use super::*;
 
 impl Planner<'_> {
-    /// Every distinct statement of every service, with what it needs.
-    pub(super) fn statements(&mut self, workload: &Workload) -> Vec<Statement> {
-        let mut resolver = Resolver::with_caller_rights(self.catalog, default_search_path());
+    /// Every distinct statement of every service, with what it needs, its names
+    /// resolved as its login role's will be (`roles`).
+    pub(super) fn statements(
+        &mut self,
+        workload: &Workload,
+        roles: &BTreeMap<String, (String, bool)>,
+    ) -> Vec<Statement> {
+        let mut resolvers: BTreeMap<Vec<String>, Resolver> = BTreeMap::new();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for s in &workload.statements {
             if !seen.insert((s.service.clone(), s.sql.clone())) {
                 continue;
             }
+            let path = roles
+                .get(&s.service)
+                .map(|(role, _)| self.search_path_of(role))
+                .unwrap_or_else(default_search_path);
+            let resolver = resolvers
+                .entry(path.clone())
+                .or_insert_with(|| Resolver::with_caller_rights(self.catalog, path));
             // A statement that does not parse is still probed by the proof: PostgreSQL
             // has the last word on what it needs.
             let accesses = access::analyze(&s.sql).unwrap_or_default();
             let mut needs = Vec::new();
             for a in &accesses {
-                self.needs_of(&mut resolver, a, &mut needs);
+                self.needs_of(resolver, a, &mut needs);
             }
             out.push(Statement {
                 service: s.service.clone(),

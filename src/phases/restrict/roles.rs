@@ -4,13 +4,16 @@
 use super::*;
 
 impl Planner<'_> {
-    /// Each service's home domain and roles.
-    pub(super) fn services(
-        &mut self,
-        workload: &Workload,
-        statements: &[Statement],
-    ) -> Vec<ServiceRoles> {
-        let names: BTreeSet<&str> = statements.iter().map(|s| s.service.as_str()).collect();
+    /// Each service's login role (kept or new, and whether it is new), before
+    /// anything else: PostgreSQL resolves a role's unqualified names through a
+    /// schema of the role's own name first (`"$user"`), so what its statements
+    /// reach depends on it.
+    pub(super) fn login_roles(&mut self, workload: &Workload) -> BTreeMap<String, (String, bool)> {
+        let names: BTreeSet<&str> = workload
+            .statements
+            .iter()
+            .map(|s| s.service.as_str())
+            .collect();
         // Which services use each existing role, to tell a role of one's own from a
         // shared one.
         let mut users_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -24,35 +27,9 @@ impl Planner<'_> {
                 users_of.entry(role).or_default().insert(service);
             }
         }
-        let mut out: Vec<ServiceRoles> = Vec::new();
+        let mut out = BTreeMap::new();
         for name in names {
             let config = self.plan.services.iter().find(|s| s.name == name);
-            let (domain, domain_from) = match config.and_then(|c| c.domain.clone()) {
-                Some(d) => {
-                    if !self.plan.domains.iter().any(|x| x.name == d) {
-                        self.errors.push(format!(
-                            "service {name}: domain {d:?} is not one of the plan's domains"
-                        ));
-                    }
-                    (d, "plan")
-                }
-                None => match self.home_domain(&self.consolidated_with(name), statements) {
-                    Some(d) => (d, "workload"),
-                    None => {
-                        self.errors.push(format!(
-                            "service {name} touches no table of any domain: name its home domain in the plan ([[services]] name = {name:?}, domain = \"…\")"
-                        ));
-                        continue;
-                    }
-                },
-            };
-            let group = self
-                .plan
-                .domains
-                .iter()
-                .find(|d| d.name == domain)
-                .and_then(|d| d.role.clone())
-                .unwrap_or_else(|| format!("domain_{domain}"));
             let seen_roles: Vec<&str> = config
                 .map(|c| c.roles.iter().map(String::as_str).collect())
                 .unwrap_or_default();
@@ -102,6 +79,61 @@ impl Planner<'_> {
                     self.notes.push(note);
                 }
             }
+            out.insert(name.to_string(), (role, new_role));
+        }
+        out
+    }
+
+    /// Where a role's unqualified names are looked up: PostgreSQL's default
+    /// `"$user", public`, the first only when a schema of the role's name exists
+    /// (after assign, a domain schema named like the service's new role).
+    pub(super) fn search_path_of(&self, role: &str) -> Vec<String> {
+        let mut path = default_search_path();
+        if self.catalog.schemas.iter().any(|s| s.name == role) {
+            path.insert(0, role.to_string());
+        }
+        path
+    }
+
+    /// Each service's home domain, with its login role from `login_roles`.
+    pub(super) fn services(
+        &mut self,
+        statements: &[Statement],
+        roles: &BTreeMap<String, (String, bool)>,
+    ) -> Vec<ServiceRoles> {
+        let names: BTreeSet<&str> = statements.iter().map(|s| s.service.as_str()).collect();
+        let mut out: Vec<ServiceRoles> = Vec::new();
+        for name in names {
+            let config = self.plan.services.iter().find(|s| s.name == name);
+            let (domain, domain_from) = match config.and_then(|c| c.domain.clone()) {
+                Some(d) => {
+                    if !self.plan.domains.iter().any(|x| x.name == d) {
+                        self.errors.push(format!(
+                            "service {name}: domain {d:?} is not one of the plan's domains"
+                        ));
+                    }
+                    (d, "plan")
+                }
+                None => match self.home_domain(&self.consolidated_with(name), statements) {
+                    Some(d) => (d, "workload"),
+                    None => {
+                        self.errors.push(format!(
+                            "service {name} touches no table of any domain: name its home domain in the plan ([[services]] name = {name:?}, domain = \"…\")"
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let group = self
+                .plan
+                .domains
+                .iter()
+                .find(|d| d.name == domain)
+                .and_then(|d| d.role.clone())
+                .unwrap_or_else(|| format!("domain_{domain}"));
+            let Some((role, new_role)) = roles.get(name).cloned() else {
+                continue;
+            };
             out.push(ServiceRoles {
                 name: name.to_string(),
                 domain,
@@ -166,22 +198,43 @@ impl Planner<'_> {
     ) -> Option<String> {
         let mut score: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for s in statements.iter().filter(|s| services.contains(&s.service)) {
+            // Each table a statement writes (or else reads) counts once, however
+            // many needs reach it (a view and the table beneath, SELECT and UPDATE).
+            let mut written = BTreeSet::new();
+            let mut read = BTreeSet::new();
             for need in s.needs.iter().filter(|n| n.runtime.is_none()) {
-                for table in &need.data {
-                    if let Some(d) = self.domain(table) {
-                        let e = score.entry(d).or_default();
-                        if need.privilege == "SELECT" {
-                            e.1 += 1;
-                        } else {
-                            e.0 += 1;
-                        }
-                    }
+                let into = if need.privilege == "SELECT" {
+                    &mut read
+                } else {
+                    &mut written
+                };
+                into.extend(need.data.iter());
+            }
+            for table in &written {
+                if let Some(d) = self.domain(table) {
+                    score.entry(d).or_default().0 += 1;
+                }
+            }
+            for table in read.difference(&written) {
+                if let Some(d) = self.domain(table) {
+                    score.entry(d).or_default().1 += 1;
                 }
             }
         }
+        // On a tie, the domain named after the service (discover names a domain
+        // after the service that writes most of it).
+        let named_after = |d: &str| {
+            services
+                .iter()
+                .any(|s| s == d || crate::analysis::snake_case(s) == d)
+        };
         score
             .into_iter()
-            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .max_by(|a, b| {
+                a.1.cmp(&b.1)
+                    .then_with(|| named_after(a.0).cmp(&named_after(b.0)))
+                    .then_with(|| b.0.cmp(a.0))
+            })
             .map(|(d, _)| d.to_string())
     }
 

@@ -102,7 +102,7 @@ fn step<'a>(planned: &'a RestrictPlan, id: &str) -> &'a SqlAction {
 
 #[test]
 fn the_group_gets_what_the_workload_does_through_views_and_defaults() {
-    let sql = "INSERT INTO orders (total) VALUES ($1) RETURNING id; SELECT total FROM orders;";
+    let sql = "INSERT INTO public.orders (total) VALUES ($1) RETURNING id; SELECT total FROM public.orders;";
     let planned = plan(&plan_with(&[]), &assigned(), &workload(sql)).unwrap();
     assert!(planned.crossings.is_empty());
     let s = &planned.services[0];
@@ -188,7 +188,7 @@ fn public_grants_on_a_domain_go_and_undo_restores_the_acl_order() {
 
 #[test]
 fn a_crossing_needs_a_decision_and_the_choice_decides_the_grant() {
-    let sql = "SELECT o.total FROM orders o JOIN people.customers c ON c.total = o.total;";
+    let sql = "SELECT o.total FROM public.orders o JOIN people.customers c ON c.total = o.total;";
     let subject = "read people.customers by sales";
     let planned = plan(&plan_with(&[]), &assigned(), &workload(sql)).unwrap();
     let missing = planned.missing();
@@ -239,7 +239,7 @@ fn a_crossing_needs_a_decision_and_the_choice_decides_the_grant() {
 fn a_domain_that_asks_for_column_privileges_gets_them_for_writes() {
     let mut p = plan_with(&[]);
     p.domains[0].column_privileges = true;
-    let sql = "UPDATE orders SET total = $1 WHERE id = $2;";
+    let sql = "UPDATE public.orders SET total = $1 WHERE id = $2;";
     let planned = plan(&p, &assigned(), &workload(sql)).unwrap();
     let update = step(
         &planned,
@@ -418,13 +418,13 @@ fn a_shared_data_domains_writers_reach_it_by_that_decision_and_others_need_their
     let w = Workload::from_texts(
         "w",
         &[
-            ("sales", "UPDATE orders SET total = $1"),
+            ("sales", "UPDATE public.orders SET total = $1"),
             ("sales", "UPDATE people.customers SET total = $1"),
             ("crm", "SELECT total FROM sales.orders"),
             ("crm", "UPDATE people.customers SET total = $1"),
             ("crm", "INSERT INTO people.customers (total) VALUES (1)"),
             ("support", "SELECT total FROM people.customers"),
-            ("support", "UPDATE orders SET total = $1"),
+            ("support", "UPDATE public.orders SET total = $1"),
         ],
     );
     let planned = plan(&p, &assigned(), &w).unwrap();
@@ -459,8 +459,8 @@ fn consolidated_services_have_one_home_domain() {
     let w = Workload::from_texts(
         "w",
         &[
-            ("sales", "UPDATE orders SET total = $1"),
-            ("sales", "DELETE FROM orders WHERE total = 0"),
+            ("sales", "UPDATE public.orders SET total = $1"),
+            ("sales", "DELETE FROM public.orders WHERE total = 0"),
             ("sales", "UPDATE people.customers SET total = $1"),
             ("crm", "UPDATE people.customers SET total = $1"),
         ],
@@ -486,5 +486,43 @@ fn consolidated_services_have_one_home_domain() {
     assert_eq!(
         home(&consolidated),
         pairs(&[("crm", "sales"), ("sales", "sales")])
+    );
+}
+
+#[test]
+fn a_role_named_like_a_schema_finds_its_unqualified_names_there_first() {
+    // The new login role sales and the domain schema sales: PostgreSQL's
+    // `"$user", public` finds sales.orders, not the compatibility view.
+    let planned = plan(
+        &plan_with(&[]),
+        &assigned(),
+        &workload("UPDATE orders SET total = $1 WHERE id = $2;"),
+    )
+    .unwrap();
+    step(
+        &planned,
+        "grant SELECT, UPDATE on sales.orders to domain_sales",
+    );
+    assert!(
+        !planned.steps.iter().any(|s| s.id.contains("public.orders")),
+        "{:#?}",
+        planned.steps.iter().map(|s| &s.id).collect::<Vec<_>>()
+    );
+    // Under another login role the same statement goes through the view.
+    let mut p = plan_with(&[]);
+    p.services.push(crate::plan::Service {
+        name: "sales".into(),
+        login_role: Some("sales_app".into()),
+        ..Default::default()
+    });
+    let planned = plan(
+        &p,
+        &assigned(),
+        &workload("UPDATE orders SET total = $1 WHERE id = $2;"),
+    )
+    .unwrap();
+    step(
+        &planned,
+        "grant SELECT, UPDATE on public.orders to domain_sales",
     );
 }
