@@ -232,7 +232,10 @@ pub enum Command {
     /// the columns are dropped from the table and the old name (assign's
     /// compatibility view) becomes a view over the join of both parts, with the
     /// table's defaults, that takes INSERT, UPDATE (of the columns that changed only)
-    /// and DELETE, RETURNING included, to the part that owns each column.
+    /// and DELETE, RETURNING included, to the part that owns each column. A row
+    /// written straight into the table gets its part's row too (with the moved
+    /// columns' defaults), so every row has both and `SELECT … FOR UPDATE` through
+    /// the view locks both.
     ///
     /// restrict, run after, treats each part as a table of its domain and a write
     /// through the old name as a write to the part that owns the columns it sets

@@ -36,6 +36,11 @@ use crate::catalog::{Catalog, Column, ConstraintKind, QualName, Table, View};
 use crate::engine::{SqlAction, Step, Target};
 use crate::phases::assign::COMPAT_VIEW_COMMENT;
 use crate::plan::{GateHints, Plan, Split};
+
+/// The trigger functions a split makes, by what they do: `sync` keeps the part in
+/// step during the copy, `write` sends the view's writes to the parts, `row` gives
+/// a row written straight into the table its part's row.
+const FUNCTIONS: [&str; 3] = ["sync", "write", "row"];
 use crate::sql::{display_ident, dollar_quoted, ident, qualified};
 
 pub const PHASE: &str = crate::plan::phase_names::SPLIT;
@@ -86,11 +91,12 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
                     r.table.name.to_string(),
                     r.part.to_string(),
                     r.view.name.to_string(),
-                    QualName::new(&r.part.schema, &format!("carve_split_{}_sync", r.tag()))
-                        .to_string(),
-                    QualName::new(&r.part.schema, &format!("carve_split_{}_write", r.tag()))
-                        .to_string(),
                 ]);
+                out.hints.touches.extend(
+                    FUNCTIONS
+                        .iter()
+                        .map(|what| r.function_name(what).to_string()),
+                );
                 out.steps.extend(r.steps());
             }
             Err(e) => errors.extend(
@@ -274,11 +280,17 @@ impl<'c> Resolved<'c> {
             .collect()
     }
 
-    fn function(&self, what: &str) -> String {
-        qualified(
+    /// One of the functions carve makes for the split (`FUNCTIONS`).
+    fn function_name(&self, what: &str) -> QualName {
+        QualName::new(
             &self.part.schema,
             &format!("carve_split_{}_{what}", self.tag()),
         )
+    }
+
+    fn function(&self, what: &str) -> String {
+        let name = self.function_name(what);
+        qualified(&name.schema, &name.name)
     }
 
     fn is_moved(&self, column: &str) -> bool {
@@ -653,7 +665,7 @@ impl<'c> Resolved<'c> {
             .collect();
         let on = self.key_join();
         let mut sql = format!(
-            "CREATE VIEW {view}{} AS SELECT {} FROM {} t LEFT JOIN {} p ON {on};\n",
+            "CREATE VIEW {view}{} AS SELECT {} FROM {} t JOIN {} p ON {on};\n",
             crate::phases::cutover::replica::view_options(self.view),
             columns.join(", "),
             self.table_name(),
@@ -717,7 +729,7 @@ impl<'c> Resolved<'c> {
             "DECLARE sets text; n bigint; BEGIN \
 IF TG_OP = 'INSERT' THEN \
 INSERT INTO {table} ({kept}) VALUES ({new_kept}) RETURNING {kept} INTO {new_kept}; \
-INSERT INTO {part} ({part_cols}) VALUES ({new_part}) RETURNING {moved} INTO {new_moved}; \
+{upsert} RETURNING {moved} INTO {new_moved}; \
 RETURN NEW; \
 ELSIF TG_OP = 'UPDATE' THEN \
 sets := ''; {table_sets}\
@@ -740,6 +752,9 @@ END IF; END",
             new_part = Self::list(&part_columns, "NEW."),
             moved = Self::list(&self.moved, ""),
             new_moved = Self::list(&self.moved, "NEW."),
+            // The row trigger made the part's row with defaults as the table's
+            // row went in: this fills it.
+            upsert = self.upsert("NEW."),
             table_sets = changed_sets(&kept),
             part_sets = changed_sets(&self.moved),
             update_table = lit(&format!("UPDATE {} SET ", self.table_name())),
@@ -753,6 +768,27 @@ END IF; END",
             dollar_quoted(&body),
             ident(&self.table.owner),
             self.view_name()
+        )
+    }
+
+    /// After the switch, a row written straight into the table (by its owner, or
+    /// by a role whose own schema it is) gets its part's row too, with the moved
+    /// columns' defaults: every row has both, so the view is an inner join, which
+    /// `SELECT … FOR UPDATE` through it can lock (an outer join's nullable side
+    /// cannot be).
+    fn row_function_sql(&self) -> String {
+        let function = self.function("row");
+        let body = format!(
+            "BEGIN INSERT INTO {} ({key}) VALUES ({}) ON CONFLICT ({key}) DO NOTHING; RETURN NULL; END",
+            self.part_name(),
+            Self::list(&self.key, "NEW."),
+            key = Self::list(&self.key, ""),
+        );
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_row AFTER INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
+            dollar_quoted(&body),
+            ident(&self.table.owner),
+            self.table_name()
         )
     }
 
@@ -773,11 +809,12 @@ END IF; END",
             self.part_name()
         );
         let sql = format!(
-            "{lock}\n{}\nDROP VIEW {view};\nALTER TABLE {table} {};\n{}{}",
+            "{lock}\n{}\nDROP VIEW {view};\nALTER TABLE {table} {};\n{}{}{}",
             self.drop_follow_writes_sql(),
             drops.join(", "),
             self.joined_view_sql(),
-            self.write_function_sql()
+            self.write_function_sql(),
+            self.row_function_sql()
         );
         // The undo: the columns back (last), filled from the part, with what went
         // with them; the view as assign made it; the trigger that keeps the part in
@@ -806,8 +843,9 @@ END IF; END",
         // The table's own triggers are not fired by the refill: its rows do not
         // change, they get their columns back.
         let mut undo = format!(
-            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\nALTER TABLE {table} {};\nSET LOCAL session_replication_role = replica;\n{fill}\nSET LOCAL session_replication_role = DEFAULT;\n",
+            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\nDROP TRIGGER carve_split_row ON {table};\nDROP FUNCTION {}();\nALTER TABLE {table} {};\nSET LOCAL session_replication_role = replica;\n{fill}\nSET LOCAL session_replication_role = DEFAULT;\n",
             self.function("write"),
+            self.function("row"),
             adds.join(", ")
         );
         for c in self.moved.iter().filter(|c| c.not_null) {
@@ -1036,7 +1074,7 @@ mod tests {
         assert!(switch.sql.contains(
             "ALTER TABLE \"sales\".\"books\" DROP COLUMN \"copies\", DROP COLUMN \"shelf\";"
         ));
-        assert!(switch.sql.contains("AS SELECT t.\"id\", t.\"title\", p.\"copies\", p.\"shelf\" FROM \"sales\".\"books\" t LEFT JOIN \"inventory\".\"stock\" p ON p.\"id\" = t.\"id\";"), "{}", switch.sql);
+        assert!(switch.sql.contains("AS SELECT t.\"id\", t.\"title\", p.\"copies\", p.\"shelf\" FROM \"sales\".\"books\" t JOIN \"inventory\".\"stock\" p ON p.\"id\" = t.\"id\";"), "{}", switch.sql);
         assert!(switch
             .sql
             .contains("ALTER VIEW \"public\".\"books\" ALTER COLUMN \"copies\" SET DEFAULT 0;"));
