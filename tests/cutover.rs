@@ -203,10 +203,7 @@ async fn moved_shop_with(extra: &str) -> Stage {
     );
     let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/workload");
     let m = monolith(&source, dir.path(), "shop", &sql, workload).await;
-    assert_success(&run(&m, &["assign"]));
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.let_kept_crossings_go("objects kept across domains go at the move");
-    plan.save(&m.plan).unwrap();
+    assign_letting_crossings_go(&m);
     let domain = domain_of(&m, "public.orders");
     let target = server();
     create_db(&target, "shop", "SELECT 1").await;

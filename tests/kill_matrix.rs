@@ -618,10 +618,7 @@ async fn shop_on_two_servers() -> (Servers, String) {
     let source = server();
     let files = tempfile::tempdir().unwrap();
     let m = example_monolith(&source, files.path(), "shop", "shop").await;
-    assert_success(&run(&m, &["assign"]));
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.let_kept_crossings_go("objects kept across domains go at the move");
-    plan.save(&m.plan).unwrap();
+    assign_letting_crossings_go(&m);
     let domain = domain_of(&m, "public.orders");
     let target = server();
     create_db(&target, "shop", "SELECT 1").await;

@@ -295,10 +295,7 @@ async fn caught_up(source: &tokio_postgres::Client) {
 /// of them), after assign.
 async fn shop_assigned(source: &TempServer, dir: &std::path::Path) -> Monolith {
     let m = example_monolith(source, dir, "shop", "shop").await;
-    assert_success(&run(&m, &["assign"]));
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.let_kept_crossings_go("objects kept across domains go at the move");
-    plan.save(&m.plan).unwrap();
+    assign_letting_crossings_go(&m);
     m
 }
 
@@ -900,10 +897,7 @@ async fn a_benchbase_domain_moves_under_a_write_load() {
     let data = benchbase();
     let sql = std::fs::read_to_string(data.join("schema.sql")).unwrap();
     let m = monolith(&source, dir.path(), "bench", &sql, data.join("workload")).await;
-    assert_success(&run(&m, &["assign"]));
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.let_kept_crossings_go("objects kept across domains go at the move");
-    plan.save(&m.plan).unwrap();
+    assign_letting_crossings_go(&m);
     let domain = domain_of(&m, "public.user_profiles");
     client(&m.conninfo)
         .await

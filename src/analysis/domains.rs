@@ -418,7 +418,13 @@ fn apply_pins<'a>(
                 .max_by_key(|(g, n)| (*n, std::cmp::Reverse(*g)))
                 .map(|(g, _)| g)
         });
-        let target = if pin.apart && named.is_none() {
+        // A group another pin named already: two names cannot be one domain, so
+        // this pin's tables make a group of their own (as a pin set apart does).
+        let taken = pin
+            .domain
+            .as_ref()
+            .is_some_and(|n| target.is_some_and(|t| names.get(&t).is_some_and(|other| other != n)));
+        let target = if (pin.apart || taken) && named.is_none() {
             groups.push((Vec::new(), false));
             Some(groups.len() - 1)
         } else {

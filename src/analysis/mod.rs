@@ -194,6 +194,18 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         &merged
     };
     let ownership = ownership::classify(catalog, clustered, workload_given);
+    // A consolidated table has one owner now, but its ways out stay on record: the
+    // plan's decision is one of them, and the review may pick another.
+    let before_consolidation: BTreeMap<QualName, Vec<ownership::Resolution>> = if groups.is_empty()
+    {
+        BTreeMap::new()
+    } else {
+        ownership::classify(catalog, &usage, workload_given)
+            .into_iter()
+            .filter(|o| options.consolidate.contains(&o.table))
+            .map(|o| (o.table, o.resolutions))
+            .collect()
+    };
     tracing::debug!(elapsed = ?started.elapsed(), "ownership classified");
     let mut pins = options.pins.clone();
     pins.extend(shared_domains(&usage, &options.shared, &options.pins));
@@ -217,6 +229,9 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
             continue;
         };
         let mut owned = (*o).clone();
+        if let Some(resolutions) = before_consolidation.get(&table.name) {
+            owned.resolutions = resolutions.clone();
+        }
         if table.partition_of.is_some() {
             owned.table = table.name.clone();
             owned.resolutions.clear();

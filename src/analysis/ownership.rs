@@ -328,11 +328,16 @@ fn joint_resolutions(
     };
 
     let other_writers: Vec<&String> = used.writers.keys().filter(|s| **s != row_owner).collect();
-    let others_write_little = used
-        .writers
-        .iter()
-        .filter(|(s, _)| **s != row_owner)
-        .all(|(_, w)| column_count(&w.columns) <= 2);
+    // Changing at most two columns, or only adding rows (a notification, a log
+    // line): a call to the owner does it, the texts' first answer to a write
+    // across a boundary.
+    let others_write_little =
+        used.writers
+            .iter()
+            .filter(|(s, _)| **s != row_owner)
+            .all(|(_, w)| {
+                column_count(&w.columns) <= 2 || w.kinds.iter().all(|k| *k == WriteKind::Insert)
+            });
     let shared_tables = writers_share_tables(used, usage);
 
     let split = (others_with_columns > 0).then(|| TableSplit {
@@ -386,7 +391,7 @@ fn joint_resolutions(
                     if other_writers.len() == 1 { "s" } else { "" }
                 ),
                 reason: if others_write_little {
-                    format!("{row_owner} creates the rows and the others change at most two columns")
+                    format!("{row_owner} creates the rows and the others only add rows or change at most two columns")
                 } else {
                     format!("{row_owner} creates the rows; the others would pay a call per write")
                 },

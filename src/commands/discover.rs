@@ -73,10 +73,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         pins,
         ..Options::default()
     };
-    if let Some(plan) = &existing {
-        decided_resolutions(&mut options, plan, &catalog);
-    }
-    let mut discovery = analysis::discover(&catalog, workload.as_ref(), &options);
+    let mut discovery = settled(&catalog, workload.as_ref(), &mut options, existing.as_ref());
     if let Some(workload) = &workload {
         check_problems(settings, workload, &discovery)?;
     }
@@ -105,8 +102,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             let mut draft = build_plan(source.clone(), &catalog, &discovery, existing.as_ref());
             crate::plan::choices::apply(&mut draft, &choices);
             options.pins = resolve_pins(&draft, &catalog, &settings.plan_path)?;
-            decided_resolutions(&mut options, &draft, &catalog);
-            discovery = analysis::discover(&catalog, workload.as_ref(), &options);
+            discovery = settled(&catalog, workload.as_ref(), &mut options, Some(&draft));
             reviewed = Some(draft);
         }
     }
@@ -297,11 +293,32 @@ fn resolve_pins(
     Ok(pins)
 }
 
-/// The tables whose ownership the plan decides a consolidation or a shared data
+/// The proposal with its ownership decisions carried out: a consolidation or a
+/// shared data domain changes the domains. The decisions are the plan's (kept as
+/// they are) and discover's own for the other tables, so the next run, which finds
+/// them in the plan, proposes the same.
+fn settled(
+    catalog: &Catalog,
+    workload: Option<&crate::workload::Workload>,
+    options: &mut Options,
+    plan: Option<&Plan>,
+) -> Discovery {
+    let kept = plan.map(|p| p.decisions.clone()).unwrap_or_default();
+    decided_resolutions(options, &kept, catalog);
+    let discovery = analysis::discover(catalog, workload, options);
+    let before = (options.consolidate.clone(), options.shared.clone());
+    decided_resolutions(options, &decisions(&discovery, plan), catalog);
+    if (options.consolidate.clone(), options.shared.clone()) == before {
+        return discovery;
+    }
+    analysis::discover(catalog, workload, options)
+}
+
+/// The tables whose ownership `decided` decides a consolidation or a shared data
 /// domain, for the analysis to carry out (a table no longer there is left out).
-fn decided_resolutions(options: &mut Options, plan: &Plan, catalog: &Catalog) {
+fn decided_resolutions(options: &mut Options, decided: &[Decision], catalog: &Catalog) {
     let tables = |choice| {
-        crate::plan::choices::tables_decided(plan, choice)
+        crate::plan::choices::tables_decided(decided, choice)
             .iter()
             .filter_map(|name| crate::sql::parse_qualified(name).ok())
             .map(|(schema, name)| crate::catalog::QualName { schema, name })
@@ -350,7 +367,8 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
 
 /// A table whose ownership is decided `table-split` gets a `[[splits]]` entry for
 /// `carve split` to carry out: the columns only its first other writer writes, into
-/// the part discover named (in the table's domain until the plan says another).
+/// the part discover named, in that writer's home domain (the one holding most of
+/// the tables it writes; the table's own when that is it).
 /// Skipped when a column is written by more than one writer (someone must give it
 /// up first). Splits already in the plan stay as they are: they may be the user's.
 fn splits(discovery: &Discovery, existing: Option<&Plan>, decisions: &[Decision]) -> Vec<Split> {
@@ -374,14 +392,36 @@ fn splits(discovery: &Discovery, existing: Option<&Plan>, decisions: &[Decision]
         let Some(part) = split.parts.iter().skip(1).find(|p| !p.columns.is_empty()) else {
             continue;
         };
+        let home =
+            home_domain(discovery, &part.service, &table.domain).filter(|d| *d != table.domain);
         out.push(Split {
             table: table.name.clone(),
             part: part.table.clone(),
-            domain: None,
+            domain: home,
             columns: part.columns.clone(),
         });
     }
     out
+}
+
+/// The domain holding most of the tables `service` writes, common tables (an
+/// audit log everyone writes) left out; on a tie, `prefer` (the split table's own).
+fn home_domain(discovery: &Discovery, service: &str, prefer: &str) -> Option<String> {
+    let mut written: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in discovery.tables.iter().filter(|t| {
+        t.owned.ownership != analysis::ownership::Ownership::Common
+            && t.owned.writers.iter().any(|w| w == service)
+    }) {
+        *written.entry(t.domain.as_str()).or_default() += 1;
+    }
+    written
+        .into_iter()
+        .max_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then_with(|| (a.0 == prefer).cmp(&(b.0 == prefer)))
+                .then_with(|| b.0.cmp(a.0))
+        })
+        .map(|(d, _)| d.to_string())
 }
 
 /// What the new proposal changes against the plan's previous one.

@@ -41,9 +41,9 @@ pub const CONSOLIDATION: &str = "service-consolidation";
 /// write directly (`ownership of T`).
 pub const SHARED_DATA_DOMAIN: &str = "shared-data-domain";
 
-/// The tables (as the plan names them) whose ownership the plan decides `choice`.
-pub fn tables_decided(plan: &Plan, choice: &str) -> Vec<String> {
-    plan.decisions
+/// The tables (as the plan names them) whose ownership `decisions` decide `choice`.
+pub fn tables_decided(decisions: &[Decision], choice: &str) -> Vec<String> {
+    decisions
         .iter()
         .filter(|d| d.choice == choice)
         .filter_map(|d| d.subject.strip_prefix("ownership of "))

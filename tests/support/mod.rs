@@ -442,6 +442,25 @@ pub fn domain_of(m: &Monolith, table: &str) -> String {
         .clone()
 }
 
+/// Assign, then every object assign kept working across domains decided to go at
+/// the move: a plan whose domains may move.
+pub fn assign_letting_crossings_go(m: &Monolith) {
+    assert_success(&run(m, &["assign"]));
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.let_kept_crossings_go("objects kept across domains go at the move");
+    plan.save(&m.plan).unwrap();
+}
+
+/// The kinds of a table's ranked resolutions in discover's JSON, best first.
+pub fn resolution_kinds(table: &serde_json::Value) -> Vec<String> {
+    table["resolutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Decides the library's writes of the common audit table as delegated to an audit
 /// service, so no grant reaches across domains (or servers).
 pub fn delegate_library_audit_writes(m: &Monolith) {

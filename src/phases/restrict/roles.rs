@@ -152,8 +152,8 @@ impl Planner<'_> {
     /// `service-consolidation` or `shared-data-domain`, from the workload.
     pub(super) fn ownership_resolutions(&mut self, statements: &[Statement]) {
         use crate::plan::choices::{tables_decided, CONSOLIDATION, SHARED_DATA_DOMAIN};
-        let consolidating = tables_decided(self.plan, CONSOLIDATION);
-        let shared = tables_decided(self.plan, SHARED_DATA_DOMAIN);
+        let consolidating = tables_decided(&self.plan.decisions, CONSOLIDATION);
+        let shared = tables_decided(&self.plan.decisions, SHARED_DATA_DOMAIN);
         let mut writers: BTreeMap<QualName, BTreeSet<String>> = BTreeMap::new();
         for s in statements {
             for need in s.needs.iter().filter(|n| n.privilege != "SELECT") {
