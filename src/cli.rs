@@ -445,8 +445,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print every remaining phase's steps, in order, without changing anything
     ///
-    /// The dry-run of the whole journey, like a Terraform plan: assign, restrict,
-    /// then for each domain the plan gives a server ([[domains]] server, or the
+    /// The dry-run of the whole journey, like a Terraform plan: assign, the plan's
+    /// [[splits]], restrict (on the parts), then for each domain the plan gives a server ([[domains]] server, or the
     /// --target of an earlier move) its move, verify and cut-over. Each phase is
     /// planned as its command would plan it, later ones against the catalog as the
     /// earlier ones will leave it (worked out on the model: tables in their domain

@@ -266,6 +266,30 @@ async fn the_shops_joint_tables_are_carried_out() {
         .iter()
         .any(|c| c["subject"] == "write public.orders by payments"));
     assert!(!holds(&m, "orders", "orders_payments", "UPDATE").await);
+
+    // The view over both parts and its triggers stay on one server: move refuses
+    // either side of the split, naming it, until `carve undo split`.
+    let target = support::server();
+    create_db(&target, "shop", "SELECT 1").await;
+    for domain in [domain_of(&m, "public.orders"), payments] {
+        let out = run(
+            &m,
+            &[
+                "move",
+                "--domain",
+                &domain,
+                "--target",
+                &target.conninfo("shop"),
+                "--accept-unlimited-slot-wal",
+            ],
+        );
+        assert_eq!(code(&out), 6, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("split of public.orders"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 /// restrict's dry-run with every crossing it lists decided (reads by a temporary

@@ -188,14 +188,8 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
         ],
         "{doc:#}"
     );
-    // discover's split of book_catalog is not forecast: the plan says so.
-    assert!(
-        doc["notes"].as_array().unwrap().iter().any(|n| n
-            .as_str()
-            .unwrap()
-            .contains("1 [[splits]] are not in this plan")),
-        "{doc:#}"
-    );
+    // discover's split of book_catalog is forecast between assign and restrict.
+    assert!(!listed(&doc, "split", None).is_empty(), "{doc:#}");
     assert_eq!(
         std::fs::read(&m.plan).unwrap(),
         plan_before,
@@ -212,6 +206,11 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
         "carve plan changed the target"
     );
 
+    // The journey below moves the domain that holds it, which move refuses for a
+    // split table (tests/joint_resolutions.rs): the team leaves the split for later.
+    let mut unsplit = Plan::load(&m.plan).unwrap();
+    unsplit.splits.clear();
+    unsplit.save(&m.plan).unwrap();
     // The team decides: the audit service records those writes.
     delegate_library_audit_writes(&m);
     let plan_before = std::fs::read(&m.plan).unwrap();
@@ -293,6 +292,11 @@ async fn on_the_shop_the_forecast_of_assign_and_restrict_holds_for_move_and_cuto
         &m,
         &["discover", "--workload", workload.to_str().unwrap()],
     ));
+    // The orders split (payments' columns) would keep orders on the source: move
+    // refuses a split table. This journey is about move and cut-over.
+    let mut unsplit = Plan::load(&m.plan).unwrap();
+    unsplit.splits.clear();
+    unsplit.save(&m.plan).unwrap();
     let domain = domain_of(&m, "public.orders");
     record_destination(
         &m,

@@ -19,7 +19,7 @@ use crate::engine::{script, Step, Target};
 use crate::exit;
 use crate::phases::cutover::{self, Clients, Links, SwitchOptions};
 use crate::phases::move_domain::{self, MoveOptions};
-use crate::phases::{assign, forecast, restrict};
+use crate::phases::{assign, forecast, restrict, split};
 use crate::plan::{GateHints, PhaseId, PhaseRecord, PhaseState, Plan, Side};
 use crate::workload::sources::Sources;
 
@@ -106,6 +106,7 @@ pub async fn run(settings: &Settings, args: &PlanArgs) -> anyhow::Result<u8> {
         staying: Vec::new(),
     };
     journey.assign()?;
+    journey.split()?;
     journey.restrict(args).await?;
     let domains: Vec<String> = ctx.plan.domains.iter().map(|d| d.name.clone()).collect();
     for domain in &domains {
@@ -228,6 +229,26 @@ impl Journey<'_> {
         Ok(())
     }
 
+    /// The plan's [[splits]], between assign and restrict: restrict is then planned
+    /// on the parts.
+    fn split(&mut self) -> anyhow::Result<()> {
+        let id = PhaseId::from(split::PHASE);
+        if self.plan.splits.is_empty()
+            || self.through < JourneyPhase::Restrict
+            || self.stopped
+            || self.state(&id).is_some_and(|r| r.is_applied())
+            || self.under_way(&id, "split")
+        {
+            return Ok(());
+        }
+        let planned =
+            split::plan(&self.plan, &self.catalog).map_err(|e| unplannable("split", e))?;
+        self.push(&id, "pending", planned.steps.clone(), Vec::new());
+        self.catalog = forecast::after_split(&self.catalog, &planned.shapes);
+        self.applied(id, planned.hints, planned.steps);
+        Ok(())
+    }
+
     async fn restrict(&mut self, args: &PlanArgs) -> anyhow::Result<()> {
         let id = PhaseId::from(restrict::PHASE);
         if self.through < JourneyPhase::Restrict || self.stopped {
@@ -235,14 +256,6 @@ impl Journey<'_> {
         }
         if self.state(&id).is_some_and(|r| r.is_applied()) || self.under_way(&id, "restrict") {
             return Ok(());
-        }
-        let split = PhaseId::from(crate::phases::split::PHASE);
-        if !self.plan.splits.is_empty() && !self.state(&split).is_some_and(|r| r.is_applied()) {
-            // Not forecast yet: restrict below is planned on the tables unsplit.
-            self.report.notes.push(format!(
-                "the plan's {} [[splits]] are not in this plan: `carve split` carries them out after assign and before restrict, whose grants then follow the parts",
-                self.plan.splits.len()
-            ));
         }
         let sources = Sources::check_or_recorded(&args.workload.options(), &self.plan)?;
         let workload = match sources

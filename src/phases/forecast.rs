@@ -14,7 +14,8 @@
 //! on the source, the replication roles and publications, comments on roles.
 
 use super::assign::AssignPlan;
-use crate::catalog::{Catalog, Column, Grant, QualName, Role, View, ViewDependency};
+use super::split::SplitShape;
+use crate::catalog::{Catalog, Column, Grant, QualName, Role, Schema, View, ViewDependency};
 use crate::sql::{ident, ident_as_printed, parse_qualified};
 
 /// What restrict changes in the source's catalog.
@@ -47,6 +48,57 @@ pub struct Privilege {
 pub enum Object {
     Relation(QualName),
     Schema(String),
+}
+
+/// The catalog once split has run: each part a table of its own (the key, made
+/// its primary key, and the moved columns, with the table's owner and grants),
+/// the table without the moved columns, the old name's view reading both.
+pub fn after_split(before: &Catalog, shapes: &[SplitShape]) -> Catalog {
+    let mut catalog = before.clone();
+    for shape in shapes {
+        let Some(table) = catalog.table(&shape.table).cloned() else {
+            continue;
+        };
+        let mut part = table.clone();
+        part.name = shape.part.clone();
+        part.columns = shape
+            .key
+            .iter()
+            .chain(&shape.moved)
+            .filter_map(|name| table.columns.iter().find(|c| &c.name == name).cloned())
+            .collect();
+        part.constraints = table.primary_key().cloned().into_iter().collect();
+        part.indexes = Vec::new();
+        part.triggers = Vec::new();
+        part.comment = None;
+        if !catalog.schemas.iter().any(|s| s.name == shape.part.schema) {
+            catalog.schemas.push(Schema {
+                name: shape.part.schema.clone(),
+                owner: table.owner.clone(),
+                comment: None,
+                grants: Vec::new(),
+            });
+        }
+        if let Some(t) = catalog.tables.iter_mut().find(|t| t.name == shape.table) {
+            t.columns.retain(|c| !shape.moved.contains(&c.name));
+        }
+        if let Some(v) = catalog.views.iter_mut().find(|v| v.name == shape.view) {
+            for d in v
+                .depends_on
+                .iter_mut()
+                .filter(|d| d.relation == shape.table)
+            {
+                d.columns.retain(|c| !shape.moved.contains(c));
+            }
+            v.depends_on.push(ViewDependency {
+                relation: shape.part.clone(),
+                columns: shape.key.iter().chain(&shape.moved).cloned().collect(),
+            });
+        }
+        catalog.tables.push(part);
+    }
+    catalog.normalize();
+    catalog
 }
 
 /// The catalog once assign has run.

@@ -59,6 +59,19 @@ fn schema_marker(schema: &str) -> String {
 pub struct SplitPlan {
     pub steps: Vec<Step>,
     pub hints: GateHints,
+    /// What each split leaves in the catalog (`forecast::after_split`).
+    pub shapes: Vec<SplitShape>,
+}
+
+/// One split as the catalog will have it: the table without the moved columns,
+/// the part (the key and the moved columns), the old name a view over both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitShape {
+    pub table: QualName,
+    pub view: QualName,
+    pub part: QualName,
+    pub key: Vec<String>,
+    pub moved: Vec<String>,
 }
 
 /// Every split of the plan as steps, in the plan's order, or every problem found
@@ -67,6 +80,7 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
     let mut out = SplitPlan {
         steps: Vec::new(),
         hints: GateHints::default(),
+        shapes: Vec::new(),
     };
     let mut errors = Vec::new();
     let mut tables = BTreeSet::new();
@@ -98,6 +112,13 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
                         .map(|what| r.function_name(what).to_string()),
                 );
                 out.steps.extend(r.steps());
+                out.shapes.push(SplitShape {
+                    table: r.table.name.clone(),
+                    view: r.view.name.clone(),
+                    part: r.part.clone(),
+                    key: r.key.iter().map(|c| c.name.clone()).collect(),
+                    moved: r.moved.iter().map(|c| c.name.clone()).collect(),
+                });
             }
             Err(e) => errors.extend(
                 e.into_iter()

@@ -287,7 +287,44 @@ pub fn check(
 
     missing_types(&tables, &target.types, &mut refuse);
     crossing_decisions(plan, catalog, &here, &mut refuse);
+    split_tables(plan, catalog, &here, &mut refuse);
     out
+}
+
+/// A split table or its part in the domain: the view over both parts and the
+/// triggers that keep each row whole need both on one server, and move does not
+/// carry them over yet.
+fn split_tables(
+    plan: &Plan,
+    catalog: &Catalog,
+    here: &BTreeSet<&QualName>,
+    refuse: &mut impl FnMut(String, String),
+) {
+    let split_done = plan
+        .phase(phase_names::SPLIT)
+        .is_some_and(|r| !r.is_undone());
+    if !split_done {
+        return;
+    }
+    for split in &plan.splits {
+        let part_here = here
+            .iter()
+            .any(|t| t.name == split.part && split.domain.as_deref().is_none_or(|d| d == t.schema));
+        let table_here = catalog
+            .views
+            .iter()
+            .find(|v| v.name.to_string() == split.table)
+            .is_some_and(|v| v.depends_on.iter().any(|d| here.contains(&d.relation)));
+        if part_here || table_here {
+            refuse(
+                format!("split of {}", split.table),
+                format!(
+                    "the table and its part {} stand behind one view whose triggers keep each row whole across both, and move does not carry a split to a domain's server yet: `carve undo split` first, or keep this domain on the source",
+                    split.part
+                ),
+            );
+        }
+    }
 }
 
 /// Column types that are not built in (the catalog reader writes them
