@@ -474,9 +474,10 @@ pub enum Command {
     ///
     /// Reads the plan, says where the journey stands (phases done, each moved
     /// domain's verify and where its clients are), proposes the next step (discover,
-    /// assign, restrict, a move, a verify, a cut-over), asks for what it needs (the
-    /// monolith, a domain's new server, PgBouncer's console, whether objects kept
-    /// across domains go at the move) and runs the real command on this terminal;
+    /// assign, the plan's splits, restrict, a move, a verify, a cut-over), asks for
+    /// what it needs (the monolith, a domain's new server, PgBouncer's console,
+    /// whether objects kept across domains go at the move) and runs the real
+    /// command on this terminal;
     /// `show what it will do first` prints its dry-run. Answers go into the plan, so
     /// stopping at any prompt (or Ctrl-C) loses nothing: `carve wizard` again goes on.
     /// Without a terminal it refuses and names what to use instead.

@@ -102,6 +102,25 @@ fn turn(
             "Move each domain's tables into a schema of its own, with compatibility views (carve assign)".to_string(),
             vec!["assign".to_string()],
         ),
+        Next::Split => {
+            let plan = plan.as_ref().expect("a plan by now");
+            for s in &plan.splits {
+                out.line(&format!(
+                    "  {} gives {} to a new table {}{}",
+                    s.table,
+                    s.columns.join(", "),
+                    s.part,
+                    s.domain
+                        .as_deref()
+                        .map(|d| format!(" in {d}"))
+                        .unwrap_or_default()
+                ));
+            }
+            (
+                "Split each jointly written table in two, online, the old name a view over both (carve split)".to_string(),
+                vec!["split".to_string()],
+            )
+        }
         Next::Restrict => {
             let default = settings.plan_path.with_extension("service-passwords");
             let file: String = answer(

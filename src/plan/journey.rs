@@ -11,6 +11,8 @@ pub enum Next {
     /// No plan yet: find the domains.
     Discover,
     Assign,
+    /// The plan's [[splits]], after assign and before restrict.
+    Split,
     Restrict,
     /// A domain to move: the one under way, or one to pick (None).
     Move(Option<String>),
@@ -27,6 +29,7 @@ impl Next {
         match self {
             Next::Discover => "discover".into(),
             Next::Assign => "assign".into(),
+            Next::Split => "split".into(),
             Next::Restrict => "restrict".into(),
             Next::Move(_) => "move".into(),
             Next::Verify(d) => format!("verify {d}"),
@@ -78,7 +81,13 @@ pub fn next(plan: Option<&Plan>, skipped: &BTreeSet<String>) -> Next {
             return Next::Move(Some(name.into()));
         }
     }
-    if !applied(phase_names::RESTRICT, None) && wanted(&Next::Restrict) {
+    let restricted = applied(phase_names::RESTRICT, None);
+    // Before restrict, whose grants then follow the parts.
+    let split = !plan.splits.is_empty() && !applied(phase_names::SPLIT, None);
+    if split && !restricted && wanted(&Next::Split) {
+        return Next::Split;
+    }
+    if !restricted && wanted(&Next::Restrict) {
         return Next::Restrict;
     }
     let unmoved = plan
@@ -133,6 +142,18 @@ mod tests {
         let mut p = plan();
         assert_eq!(next(Some(&p), &none), Next::Assign);
         applied(&mut p, "assign", None);
+        assert_eq!(next(Some(&p), &none), Next::Restrict);
+        // A split in the plan comes between assign and restrict, unless skipped.
+        p.splits.push(crate::plan::Split {
+            table: "public.orders".into(),
+            part: "orders_billing".into(),
+            domain: Some("billing".into()),
+            columns: vec!["paid".into()],
+        });
+        assert_eq!(next(Some(&p), &none), Next::Split);
+        let later = BTreeSet::from(["split".to_string()]);
+        assert_eq!(next(Some(&p), &later), Next::Restrict);
+        applied(&mut p, "split", None);
         assert_eq!(next(Some(&p), &none), Next::Restrict);
         let skipped = BTreeSet::from(["restrict".to_string()]);
         assert_eq!(next(Some(&p), &skipped), Next::Move(None));
