@@ -178,23 +178,29 @@ async fn a_shared_data_domain_holds_the_table_its_writers_write_by_that_decision
     // Its writers write it directly: it cannot leave their server.
     let target = server();
     create_db(&target, "library", "SELECT 1").await;
-    let out = run(
+    assert_move_refused(
         &m,
+        &shared,
+        &target.conninfo("library"),
+        "is a shared data domain",
+    );
+}
+
+/// `carve move` of `domain` stops at its preflight (exit 6), naming `reason`.
+fn assert_move_refused(m: &Monolith, domain: &str, target: &str, reason: &str) {
+    let out = run(
+        m,
         &[
             "move",
             "--domain",
-            &shared,
+            domain,
             "--target",
-            &target.conninfo("library"),
+            target,
             "--accept-unlimited-slot-wal",
         ],
     );
     assert_eq!(code(&out), 6, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("is a shared data domain"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(reason), "{}", stderr(&out));
 }
 
 /// The shop's two jointly written tables as discover decides them: orders split
@@ -272,22 +278,11 @@ async fn the_shops_joint_tables_are_carried_out() {
     let target = support::server();
     create_db(&target, "shop", "SELECT 1").await;
     for domain in [domain_of(&m, "public.orders"), payments] {
-        let out = run(
+        assert_move_refused(
             &m,
-            &[
-                "move",
-                "--domain",
-                &domain,
-                "--target",
-                &target.conninfo("shop"),
-                "--accept-unlimited-slot-wal",
-            ],
-        );
-        assert_eq!(code(&out), 6, "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("split of public.orders"),
-            "{}",
-            stderr(&out)
+            &domain,
+            &target.conninfo("shop"),
+            "split of public.orders",
         );
     }
 }
