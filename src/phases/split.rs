@@ -555,21 +555,33 @@ impl<'c> Resolved<'c> {
         )
     }
 
-    fn follow_writes_sql(&self) -> String {
-        let function = self.function("sync");
+    /// One of the split's trigger functions (`FUNCTIONS`) and its trigger
+    /// `carve_split_<what>` (`when` and the events, on `on`): the function runs as
+    /// the table's owner, with a search path nothing can hijack.
+    fn trigger_sql(&self, what: &str, body: &str, when: &str, on: &str) -> String {
+        let function = self.function(what);
         format!(
-            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_sync AFTER INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {function}();",
-            dollar_quoted(&format!("BEGIN {}; RETURN NULL; END", self.upsert("NEW."))),
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_{what} {when} ON {on} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
+            dollar_quoted(body),
             ident(&self.table.owner),
-            self.table_name()
         )
     }
 
-    fn drop_follow_writes_sql(&self) -> String {
+    /// Drops a trigger `trigger_sql` made on the table, and its function.
+    fn drop_table_trigger_sql(&self, what: &str) -> String {
         format!(
-            "DROP TRIGGER carve_split_sync ON {};\nDROP FUNCTION {}();",
+            "DROP TRIGGER carve_split_{what} ON {};\nDROP FUNCTION {}();\n",
             self.table_name(),
-            self.function("sync")
+            self.function(what)
+        )
+    }
+
+    fn follow_writes_sql(&self) -> String {
+        self.trigger_sql(
+            "sync",
+            &format!("BEGIN {}; RETURN NULL; END", self.upsert("NEW.")),
+            "AFTER INSERT OR UPDATE",
+            &self.table_name(),
         )
     }
 
@@ -590,7 +602,7 @@ impl<'c> Resolved<'c> {
                     lit(&self.table_name()),
                     lit(&self.moved[0].name)
                 ),
-                self.drop_follow_writes_sql(),
+                self.drop_table_trigger_sql("sync"),
             ),
         )
     }
@@ -731,7 +743,6 @@ impl<'c> Resolved<'c> {
     /// granted them) decide who may write what, and a delete takes the part's row
     /// with the table's.
     fn write_function_sql(&self) -> String {
-        let function = self.function("write");
         let kept = self.kept();
         let changed_sets = |columns: &[&Column]| -> String {
             columns
@@ -784,11 +795,11 @@ END IF; END",
             where_new = lit(&format!(" WHERE {}", self.key_match("($1)."))),
             key_old = self.key_match("OLD."),
         );
-        format!(
-            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
-            dollar_quoted(&body),
-            ident(&self.table.owner),
-            self.view_name()
+        self.trigger_sql(
+            "write",
+            &body,
+            "INSTEAD OF INSERT OR UPDATE OR DELETE",
+            &self.view_name(),
         )
     }
 
@@ -798,19 +809,13 @@ END IF; END",
     /// `SELECT … FOR UPDATE` through it can lock (an outer join's nullable side
     /// cannot be).
     fn row_function_sql(&self) -> String {
-        let function = self.function("row");
         let body = format!(
             "BEGIN INSERT INTO {} ({key}) VALUES ({}) ON CONFLICT ({key}) DO NOTHING; RETURN NULL; END",
             self.part_name(),
             Self::list(&self.key, "NEW."),
             key = Self::list(&self.key, ""),
         );
-        format!(
-            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {function}() OWNER TO {};\nCREATE TRIGGER carve_split_row AFTER INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
-            dollar_quoted(&body),
-            ident(&self.table.owner),
-            self.table_name()
-        )
+        self.trigger_sql("row", &body, "AFTER INSERT", &self.table_name())
     }
 
     /// Step 5: from the table with every column to the two parts behind the view.
@@ -830,8 +835,8 @@ END IF; END",
             self.part_name()
         );
         let sql = format!(
-            "{lock}\n{}\nDROP VIEW {view};\nALTER TABLE {table} {};\n{}{}{}",
-            self.drop_follow_writes_sql(),
+            "{lock}\n{}DROP VIEW {view};\nALTER TABLE {table} {};\n{}{}{}",
+            self.drop_table_trigger_sql("sync"),
             drops.join(", "),
             self.joined_view_sql(),
             self.write_function_sql(),
@@ -864,9 +869,9 @@ END IF; END",
         // The table's own triggers are not fired by the refill: its rows do not
         // change, they get their columns back.
         let mut undo = format!(
-            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\nDROP TRIGGER carve_split_row ON {table};\nDROP FUNCTION {}();\nALTER TABLE {table} {};\nSET LOCAL session_replication_role = replica;\n{fill}\nSET LOCAL session_replication_role = DEFAULT;\n",
+            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\n{}ALTER TABLE {table} {};\nSET LOCAL session_replication_role = replica;\n{fill}\nSET LOCAL session_replication_role = DEFAULT;\n",
             self.function("write"),
-            self.function("row"),
+            self.drop_table_trigger_sql("row"),
             adds.join(", ")
         );
         for c in self.moved.iter().filter(|c| c.not_null) {
