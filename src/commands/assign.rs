@@ -23,10 +23,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
             settings.plan_path.display()
         );
     }
-    if let Some(code) = phase::preflight(settings, &ctx, PHASE, args.dry_run) {
-        return Ok(code);
-    }
-    if let Some(code) = phase::gate(settings, &ctx, PHASE) {
+    if let Some(code) = phase::ready(settings, &ctx, &PHASE.into(), args.dry_run) {
         return Ok(code);
     }
 

@@ -85,10 +85,7 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
-    if let Some(code) = phase::preflight(settings, &ctx, PHASE, args.apply.dry_run) {
-        return Ok(code);
-    }
-    if let Some(code) = phase::gate(settings, &ctx, &id) {
+    if let Some(code) = phase::ready(settings, &ctx, &id, args.apply.dry_run) {
         return Ok(code);
     }
     let steps = match recorded {

@@ -199,6 +199,13 @@ pub fn load_plan(path: &Path) -> anyhow::Result<Plan> {
     }
 }
 
+/// Both checks a database-changing phase makes once connected, in order: the
+/// privileges (`preflight`), then the fingerprint gate (`gate`). The exit code of
+/// the first that stops it.
+pub fn ready(settings: &Settings, ctx: &Context, phase: &PhaseId, reads_only: bool) -> Option<u8> {
+    preflight(settings, ctx, &phase.name, reads_only).or_else(|| gate(settings, ctx, phase))
+}
+
 /// Whether the connection may run `phase` (`phases::privileges_missing`): an error
 /// naming what is missing, before anything is recorded. A dry-run that only reads
 /// (assign's, an undo's) goes on with a warning, since it changes nothing.

@@ -107,10 +107,7 @@ pub async fn run(settings: &Settings, args: &RestrictArgs) -> anyhow::Result<u8>
         Err(code) => return Ok(code),
     };
     // Even restrict's dry-run changes roles, inside the proof's rolled-back transaction.
-    if let Some(code) = phase::preflight(settings, &ctx, PHASE, false) {
-        return Ok(code);
-    }
-    if let Some(code) = phase::gate(settings, &ctx, PHASE) {
+    if let Some(code) = phase::ready(settings, &ctx, &PHASE.into(), false) {
         return Ok(code);
     }
     let passwords_to = password_file

@@ -69,10 +69,7 @@ pub async fn run(settings: &Settings, args: &UndoArgs) -> anyhow::Result<u8> {
         Ok(ctx) => ctx,
         Err(code) => return Ok(code),
     };
-    if let Some(code) = phase::preflight(settings, &ctx, name, args.apply.dry_run) {
-        return Ok(code);
-    }
-    if let Some(code) = phase::gate(settings, &ctx, &id) {
+    if let Some(code) = phase::ready(settings, &ctx, &id, args.apply.dry_run) {
         return Ok(code);
     }
     let record = ctx.plan.phase(&id).expect("checked above").clone();
