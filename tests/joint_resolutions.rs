@@ -176,29 +176,13 @@ async fn a_shared_data_domain_holds_the_table_its_writers_write_by_that_decision
     assert!(holds(&m, "ReadingList", BOOKS, "SELECT").await);
 
     // Its writers write it directly: it cannot leave their server.
-    let target = server();
-    create_db(&target, "library", "SELECT 1").await;
-    assert_move_refused(
-        &m,
-        &shared,
-        &target.conninfo("library"),
-        "is a shared data domain",
-    );
+    let (_target, target) = target_server("library").await;
+    assert_move_refused(&m, &shared, &target, "is a shared data domain");
 }
 
 /// `carve move` of `domain` stops at its preflight (exit 6), naming `reason`.
 fn assert_move_refused(m: &Monolith, domain: &str, target: &str, reason: &str) {
-    let out = run(
-        m,
-        &[
-            "move",
-            "--domain",
-            domain,
-            "--target",
-            target,
-            "--accept-unlimited-slot-wal",
-        ],
-    );
+    let out = move_to(m, domain, target, &[]);
     assert_eq!(code(&out), 6, "{}", stderr(&out));
     assert!(stderr(&out).contains(reason), "{}", stderr(&out));
 }
@@ -275,15 +259,9 @@ async fn the_shops_joint_tables_are_carried_out() {
 
     // The view over both parts and its triggers stay on one server: move refuses
     // either side of the split, naming it, until `carve undo split`.
-    let target = support::server();
-    create_db(&target, "shop", "SELECT 1").await;
+    let (_target, target) = target_server("shop").await;
     for domain in [domain_of(&m, "public.orders"), payments] {
-        assert_move_refused(
-            &m,
-            &domain,
-            &target.conninfo("shop"),
-            "split of public.orders",
-        );
+        assert_move_refused(&m, &domain, &target, "split of public.orders");
     }
 }
 

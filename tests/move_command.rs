@@ -30,29 +30,6 @@ async fn assert_same_rows(
     }
 }
 
-/// `carve move` of `domain` to `target` (unlimited slot WAL accepted: the
-/// throw-away servers keep PostgreSQL's default), with `extra` arguments.
-fn move_to(m: &Monolith, domain: &str, target: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "move",
-        "--domain",
-        domain,
-        "--target",
-        target,
-        "--accept-unlimited-slot-wal",
-    ];
-    args.extend_from_slice(extra);
-    run(m, &args)
-}
-
-/// A second server for the domains, with an empty database of the monolith's name.
-async fn target_server(db: &str) -> (TempServer, String) {
-    let target = server();
-    create_db(&target, db, "SELECT 1").await;
-    let conninfo = target.conninfo(db);
-    (target, conninfo)
-}
-
 /// The library after discover, assign and restrict (with passwords for new roles),
 /// and the name of its reading-list domain.
 async fn library_restricted(source: &TempServer, dir: &std::path::Path) -> (Monolith, String) {

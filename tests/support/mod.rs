@@ -442,6 +442,29 @@ pub fn domain_of(m: &Monolith, table: &str) -> String {
         .clone()
 }
 
+/// `carve move` of `domain` to `target` (unlimited slot WAL accepted: the
+/// throw-away servers keep PostgreSQL's default), with `extra` arguments.
+pub fn move_to(m: &Monolith, domain: &str, target: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "move",
+        "--domain",
+        domain,
+        "--target",
+        target,
+        "--accept-unlimited-slot-wal",
+    ];
+    args.extend_from_slice(extra);
+    run(m, &args)
+}
+
+/// A second server for the domains, with an empty database of the monolith's name.
+pub async fn target_server(db: &str) -> (TempServer, String) {
+    let target = server();
+    create_db(&target, db, "SELECT 1").await;
+    let conninfo = target.conninfo(db);
+    (target, conninfo)
+}
+
 /// Assign, then every object assign kept working across domains decided to go at
 /// the move: a plan whose domains may move.
 pub fn assign_letting_crossings_go(m: &Monolith) {
