@@ -153,7 +153,7 @@ async fn a_non_superuser_is_refused_before_the_phase_is_recorded() {
     assert!(stderr(&out).contains("this dry-run only reads"));
 
     assert_success(&run(&m, &["assign"]));
-    library_decisions(&m);
+    grant_library_crossings(&m);
     refused_to_bob(vec!["restrict"]).await;
     refused_to_bob(vec!["undo", "assign"]).await;
 }
@@ -210,20 +210,6 @@ async fn a_workload_that_cannot_be_read_is_an_error_and_problems_reach_stderr() 
     assert!(err.contains("does not parse"), "{err}");
 }
 
-/// The library's crossings decided so that restrict can apply.
-fn library_decisions(m: &Monolith) {
-    edit_plan(m, |plan| {
-        for service in ["ReadingList", "BookCatalog", "BookInventory"] {
-            plan.decisions.push(Decision {
-                subject: format!("write public.audit by {service}"),
-                choice: "temporary-grant:audit-service".into(),
-                reason: "until the audit service exists".into(),
-                rows: None,
-            });
-        }
-    });
-}
-
 /// 6. A password file carve cannot write is refused before the first step; the
 ///    passwords are set by journaled steps of their own.
 #[tokio::test]
@@ -231,7 +217,7 @@ async fn an_unwritable_password_file_is_refused_before_any_step() {
     let server = server();
     let dir = tempfile::tempdir().unwrap();
     let m = assigned_library(&server, dir.path()).await;
-    library_decisions(&m);
+    grant_library_crossings(&m);
     // Even root cannot create files in /proc.
     let err = refused(
         &server,

@@ -110,6 +110,30 @@ async fn library_ownership_is_single_common_and_joint_with_a_split() {
     assert_eq!(catalog["table"], "book_catalog");
     assert_eq!(strings(&books["split"]["key"]), ["id"]);
 
+    // Writers define bounded contexts: the reading list, the catalog with its two
+    // writers (and the split proposal above), the audit trail every service writes.
+    // ReadingList's read of the catalog and its foreign key do not hold the two
+    // writers' tables together.
+    let domains: Vec<(String, Vec<String>)> = json["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                strings(&d["tables"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        domains,
+        [
+            ("audit".to_string(), vec!["public.audit".to_string()]),
+            ("book_catalog".into(), vec!["public.book_catalog".into()]),
+            ("reading_list".into(), vec!["public.reading_list".into()]),
+        ]
+    );
+
     // The stable fields, and the plan written with them.
     for d in json["domains"].as_array().unwrap() {
         assert!(d["name"].is_string() && d["tables"].is_array());

@@ -104,7 +104,7 @@ async fn consolidated_writers_are_one_service_to_discover_and_share_a_domain_in_
     assert!(plan.splits.is_empty(), "no split for a consolidated table");
 
     assert_success(&run(&m, &["assign"]));
-    delegate_library_audit_writes(&m);
+    decide_library_crossings(&m);
     let report = restrict_dry_run(&m);
     let services = report["services"].as_array().unwrap();
     let of = |name: &str| {
@@ -144,16 +144,9 @@ async fn a_shared_data_domain_holds_the_table_its_writers_write_by_that_decision
     assert_eq!(domain.tables, [BOOKS], "the shared table alone");
 
     assert_success(&run(&m, &["assign"]));
-    delegate_library_audit_writes(&m);
-    // ReadingList only reads the catalog: an ordinary crossing, decided here.
-    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
-    plan.decisions.push(carve::plan::Decision {
-        subject: format!("read {BOOKS} by ReadingList"),
-        choice: "temporary-grant".into(),
-        reason: "until the catalog has an API".into(),
-        rows: None,
-    });
-    plan.save(&m.plan).unwrap();
+    // ReadingList only reads the catalog: an ordinary crossing, decided with the
+    // others (replicated).
+    decide_library_crossings(&m);
     // The table is all the two writers write (audit is delegated): the shared
     // domain is their home, and its group role carries their writes. (A writer
     // homed elsewhere reaches it by the table's decision, granted to its own role:

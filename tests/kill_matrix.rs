@@ -587,7 +587,7 @@ async fn every_source_phase_killed_at_every_step_ends_as_an_uninterrupted_run() 
     // Each phase starts where an uninterrupted run of the one before ends.
     restore(&server, &m, &discovered).await;
     assert_success(&run(&m, &["assign"]));
-    delegate_library_audit_writes(&m);
+    decide_library_crossings(&m);
     let assigned = keep(&server, &m, "after_assign").await;
     matrix
         .trials("undo assign", &["undo", "assign"], &assigned)

@@ -154,8 +154,8 @@ fn schema_shape(server: &carve::pgtemp::TempServer, db: &str, schema: &str) -> S
     statements.join(";\n")
 }
 
-/// The library after assign, a second server for its reading-list domain, and the
-/// endpoints of both.
+/// The library after assign, its catalog pinned to the reading list's domain, a
+/// second server for that domain, and the endpoints of both.
 struct Moving {
     source: carve::pgtemp::TempServer,
     target: carve::pgtemp::TempServer,
@@ -172,6 +172,7 @@ async fn library_moving() -> Moving {
     let source = server();
     let dir = tempfile::tempdir().unwrap();
     let m = example_monolith(&source, dir.path(), "library", "library").await;
+    pin_library_catalog_to_reading_list(&m);
     assert_success(&run_carve(&m, &["assign"]));
     let plan = Plan::load(&m.plan).unwrap();
     let domain = domain_of(&m, "public.reading_list");

@@ -330,14 +330,29 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
         .find(|d| d.name == "reading_list")
         .unwrap();
     domain.role = Some(group.into());
-    domain.column_privileges = true;
-    for (service, choice) in [
-        ("ReadingList", "temporary-grant:audit-service"),
-        ("BookCatalog", "delegate:audit-service"),
-        ("BookInventory", "temporary-grant:audit-service"),
+    let catalog = plan
+        .domains
+        .iter_mut()
+        .find(|d| d.name == "book_catalog")
+        .unwrap();
+    catalog.column_privileges = true;
+    for (subject, choice) in [
+        (
+            "write public.audit by ReadingList",
+            "temporary-grant:audit-service",
+        ),
+        (
+            "write public.audit by BookCatalog",
+            "delegate:audit-service",
+        ),
+        (
+            "write public.audit by BookInventory",
+            "temporary-grant:audit-service",
+        ),
+        ("read public.book_catalog by ReadingList", "replicate"),
     ] {
         plan.decisions.push(Decision {
-            subject: format!("write public.audit by {service}"),
+            subject: subject.into(),
             choice: choice.into(),
             reason: "until the audit service exists".into(),
             rows: None,
@@ -363,7 +378,7 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
     for taken in [
         "membership of \"reading \"\"list\"\" rw\" in reporting",
         "SELECT on view public.book_catalog from PUBLIC",
-        "SELECT on table reading_list.book_catalog from PUBLIC",
+        "SELECT on table book_catalog.book_catalog from PUBLIC",
         "CREATE on schema public from \"reading \"\"list\"\" rw\"",
         "DELETE on table audit.audit from \"reading \"\"list\"\" rw\"",
     ] {
@@ -415,7 +430,7 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
         .batch_execute("UPDATE book_catalog SET copies_available = copies_available WHERE id = 1")
         .await
         .unwrap();
-    // Column privileges: no service of the domain writes isbn.
+    // Column privileges: no service of the catalog's domain updates isbn.
     let e = inventory
         .batch_execute("UPDATE book_catalog SET isbn = isbn WHERE id = 1")
         .await
@@ -437,20 +452,6 @@ async fn roles_already_there_are_restricted_and_undo_gives_everything_back() {
     assert_eq!(role_listing(&admin).await, roles_before, "roles after undo");
 }
 
-/// Decisions that keep every library service working.
-fn library_decisions(m: &Monolith) {
-    let mut plan = Plan::load(&m.plan).unwrap();
-    for service in ["ReadingList", "BookCatalog", "BookInventory"] {
-        plan.decisions.push(Decision {
-            subject: format!("write public.audit by {service}"),
-            choice: "temporary-grant:audit-service".into(),
-            reason: "until the audit service exists".into(),
-            rows: None,
-        });
-    }
-    plan.save(&m.plan).unwrap();
-}
-
 #[tokio::test]
 async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let server = server();
@@ -468,7 +469,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     );
 
     assert_eq!(code(&run(&m, &["assign"])), 0);
-    library_decisions(&m);
+    grant_library_crossings(&m);
     let plan_before = std::fs::read(&m.plan).unwrap();
 
     // A password file others can read is refused before anything happens.
@@ -481,7 +482,12 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     // An unknown choice is named with the allowed ones.
     let mut plan = Plan::load(&m.plan).unwrap();
-    plan.decisions.last_mut().unwrap().choice = "ask nicely".into();
+    let audit_write = plan
+        .decisions
+        .iter_mut()
+        .find(|d| d.subject.starts_with("write public.audit"))
+        .unwrap();
+    audit_write.choice = "ask nicely".into();
     plan.save(&m.plan).unwrap();
     let out = run(&m, &["restrict"]);
     assert_eq!(code(&out), 1);
@@ -525,7 +531,7 @@ async fn the_proof_stops_restrict_when_a_statement_would_fail_unexpectedly() {
     let sql = format!("{}\n{}", example.schema, example.seed);
     let m = monolith(&server, dir.path(), "library", &sql, workload).await;
     assert_eq!(code(&run(&m, &["assign"])), 0);
-    library_decisions(&m);
+    grant_library_crossings(&m);
     let admin = client(&m.conninfo).await;
     let roles_before = role_listing(&admin).await;
     let dump_before = schema_dump(&server, &m.db);
@@ -558,7 +564,7 @@ async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
     let dir = tempfile::tempdir().unwrap();
     let m = example_monolith(&server, dir.path(), "library", "library").await;
     assert_eq!(code(&run(&m, &["assign"])), 0);
-    library_decisions(&m);
+    grant_library_crossings(&m);
     let admin = client(&m.conninfo).await;
     let dump_before = schema_dump(&server, &m.db);
     let roles_before = role_listing(&admin).await;
@@ -571,7 +577,11 @@ async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
     assert!(plan.phase("restrict").unwrap().is_in_flight());
     let out = run(&m, &["restrict", "--password-file", file]);
     assert_eq!(code(&out), 0, "re-run: {}", stderr(&out));
-    for role in ["BookCatalog", "BookInventory", "ReadingList"] {
+    for (role, table) in [
+        ("BookCatalog", "book_catalog"),
+        ("BookInventory", "book_catalog"),
+        ("ReadingList", "reading_list"),
+    ] {
         let password = password_of(&passwords, &server, &m.db, role);
         let conninfo = format!(
             "{} password={}",
@@ -580,7 +590,7 @@ async fn sigkill_during_restrict_then_rerun_finishes_with_every_password_set() {
         );
         client(&conninfo)
             .await
-            .batch_execute("SELECT count(*) FROM reading_list")
+            .batch_execute(&format!("SELECT count(*) FROM {table}"))
             .await
             .unwrap();
     }

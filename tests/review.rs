@@ -43,12 +43,18 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
         .as_str()
         .unwrap()
         .to_string();
-    let first_domain = json["domains"][0]["name"].as_str().unwrap().to_string();
-    // The next best name is offered with why.
-    let alternative = json["domains"][0]["alternatives"][0]["name"]
-        .as_str()
+    let domains: Vec<String> = json["domains"]
+        .as_array()
         .unwrap()
-        .to_string();
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(domains, ["audit", "book_catalog", "reading_list"]);
+    // The catalog's domain is renamed; the next best name is offered with why.
+    let renamed = "book_catalog";
+    let alternatives = json["domains"][1]["alternatives"].as_array().unwrap();
+    let alternative = alternatives[0]["name"].as_str().unwrap().to_string();
+    let past_alternatives = DOWN.repeat(alternatives.len());
     std::fs::remove_file(&plan).unwrap();
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
@@ -59,20 +65,24 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
         .arg(&plan)
         .args(["discover", "--source", &source, "--workload", workload]);
     let mut p = spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
-    expect(&mut p, "leave this and all the rest for later");
-    keys(&mut p, DOWN);
-    keys(&mut p, ENTER); // rename
-    expect(&mut p, &format!("New name for {first_domain}"));
-    expect(&mut p, &format!("{alternative} ("));
-    expect(&mut p, "another name");
-    keys(&mut p, DOWN);
-    keys(&mut p, ENTER); // another name, typed
-    expect(&mut p, &format!("New name for {first_domain}"));
-    keys(&mut p, "books");
-    keys(&mut p, ENTER);
-    expect(&mut p, "(2 of 2)");
-    expect(&mut p, "leave this and all the rest for later");
-    keys(&mut p, ENTER); // accept the audit domain
+    for (i, domain) in domains.iter().enumerate() {
+        expect(&mut p, &format!("({} of {})", i + 1, domains.len()));
+        expect(&mut p, "leave this and all the rest for later");
+        if domain != renamed {
+            keys(&mut p, ENTER); // accept
+            continue;
+        }
+        keys(&mut p, DOWN);
+        keys(&mut p, ENTER); // rename
+        expect(&mut p, &format!("New name for {renamed}"));
+        expect(&mut p, &format!("{alternative} ("));
+        expect(&mut p, "another name");
+        keys(&mut p, &past_alternatives);
+        keys(&mut p, ENTER); // another name, typed
+        expect(&mut p, &format!("New name for {renamed}"));
+        keys(&mut p, "books");
+        keys(&mut p, ENTER);
+    }
     expect(&mut p, "public.audit is common");
     expect(&mut p, "decide later");
     keys(&mut p, ENTER); // the dedicated owner
@@ -80,7 +90,7 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
     expect(&mut p, "decide later");
     keys(&mut p, DOWN);
     keys(&mut p, ENTER); // the second-ranked resolution
-    expect(&mut p, "Record these 4 choices in the plan?");
+    expect(&mut p, "Record these 5 choices in the plan?");
     keys(&mut p, "y");
     expect(&mut p, "plan written to");
     p.exp_eof().unwrap();
@@ -91,7 +101,7 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
         .iter()
         .find(|p| p.domain.as_deref() == Some("books"))
         .unwrap_or_else(|| panic!("{:#?}", written.pins));
-    assert_eq!(books.tables, ["public.book_catalog", "public.reading_list"]);
+    assert_eq!(books.tables, ["public.book_catalog"]);
     let decision = written
         .decisions
         .iter()

@@ -36,7 +36,7 @@ async fn no_password_or_verifier_reaches_the_plan_the_output_or_a_server_log() {
     let out = run(&m, &["assign"]);
     assert_success(&out);
     outputs.push(out);
-    delegate_library_audit_writes(&m);
+    decide_library_crossings(&m);
     let service_passwords = dir.path().join("service-passwords");
     let out = run(
         &m,

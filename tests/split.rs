@@ -95,7 +95,7 @@ async fn book_rows(c: &tokio_postgres::Client) -> Vec<String> {
 
 fn data_dump(server: &carve::pgtemp::TempServer, db: &str) -> String {
     let out = std::process::Command::new(server.bin_dir().join("pg_dump"))
-        .args(["--data-only", "--table", "reading_list.book_catalog", "-d"])
+        .args(["--data-only", "--table", "book_catalog.book_catalog", "-d"])
         .arg(server.conninfo(db))
         .output()
         .unwrap();
@@ -114,7 +114,7 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
     let m = example_monolith(&source, dir.path(), "library", "library").await;
     assert_success(&run(&m, &["assign"]));
     let table_domain = domain_of(&m, "public.book_catalog");
-    assert_eq!(table_domain, "reading_list", "as discover places it today");
+    assert_eq!(table_domain, "book_catalog", "a domain of its own");
     // discover proposed the split the source texts make: BookInventory's columns in
     // a part of their own. The plan gives the part a domain of its own.
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
@@ -182,7 +182,7 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
         }
     };
     assert_eq!(
-        columns("reading_list.book_catalog").await,
+        columns("book_catalog.book_catalog").await,
         [
             "id",
             "isbn",
@@ -223,7 +223,7 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
     // No row of the catalog without its inventory part, and none the other way.
     let orphans: i64 = admin
         .query_one(
-            "SELECT (SELECT count(*) FROM reading_list.book_catalog t WHERE NOT EXISTS (SELECT 1 FROM inventory.book_inventory p WHERE p.id = t.id)) + (SELECT count(*) FROM inventory.book_inventory p WHERE NOT EXISTS (SELECT 1 FROM reading_list.book_catalog t WHERE t.id = p.id))",
+            "SELECT (SELECT count(*) FROM book_catalog.book_catalog t WHERE NOT EXISTS (SELECT 1 FROM inventory.book_inventory p WHERE p.id = t.id)) + (SELECT count(*) FROM inventory.book_inventory p WHERE NOT EXISTS (SELECT 1 FROM book_catalog.book_catalog t WHERE t.id = p.id))",
             &[],
         )
         .await
@@ -283,7 +283,7 @@ async fn the_library_catalog_is_split_under_both_writers_and_undone_exactly() {
     assert_success(&out);
     assert_eq!(schema_dump(&source, "library"), schema_before);
     assert_eq!(book_rows(&admin).await, seen);
-    assert!(data_dump(&source, "library").contains("COPY reading_list.book_catalog"));
+    assert!(data_dump(&source, "library").contains("COPY book_catalog.book_catalog"));
 }
 
 /// A table with names that break naive SQL, column grants, an index and a check on
@@ -510,7 +510,7 @@ async fn after_a_split_restrict_gives_each_writer_the_columns_of_its_own_part() 
     plan.save(&m.plan).unwrap();
     let schema_before = schema_dump(&source, "library");
     assert_success(&run(&m, &["split"]));
-    delegate_library_audit_writes(&m);
+    decide_library_crossings(&m);
 
     // What is left to decide is what really crosses: reading the other part through
     // the joined view, and a new book's stock row made by the catalog's INSERT.

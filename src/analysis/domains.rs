@@ -208,9 +208,10 @@ pub fn propose(
     for (i, table) in clustered.iter().enumerate() {
         groups.entry(membership[i]).or_default().push(table);
     }
+    let groups = split_by_writers(groups.into_values().collect(), &owner_of, &links);
     // Common tables: a group each, after the clustered ones.
     let mut groups: Vec<(Vec<&QualName>, bool)> = groups
-        .into_values()
+        .into_iter()
         .map(|g| (g, false))
         .chain(common.iter().map(|t| (vec![*t], true)))
         .collect();
@@ -387,6 +388,100 @@ fn make_domain(
         common,
         pinned: false,
     }
+}
+
+/// How strongly tables of different writers must be tied to stay in one domain:
+/// more than one foreign key's worth of foreign keys, triggers and transactions
+/// between them. Reads and views alone never are.
+const WRITER_BOUNDARY: f64 = 1.5;
+
+/// Writers define bounded contexts: a group whose tables different services own
+/// is cut along its owners, each unowned table going with the owner it is most
+/// tied to, and two owners' parts stay together only when the integrators between
+/// them (foreign keys, triggers, transactions) clearly outweigh the boundary.
+fn split_by_writers<'a>(
+    groups: Vec<Vec<&'a QualName>>,
+    owner_of: &HashMap<&QualName, &str>,
+    links: &[Link],
+) -> Vec<Vec<&'a QualName>> {
+    let mut out = Vec::new();
+    for group in groups {
+        let mut by_owner: BTreeMap<&str, Vec<&QualName>> = BTreeMap::new();
+        for t in &group {
+            if let Some(owner) = owner_of.get(t) {
+                by_owner.entry(owner).or_default().push(t);
+            }
+        }
+        if by_owner.len() < 2 {
+            out.push(group);
+            continue;
+        }
+        let owners: Vec<&str> = by_owner.keys().copied().collect();
+        let part_of = |t: &QualName, parts: &BTreeMap<&str, Vec<&QualName>>| {
+            owners.iter().position(|o| parts[o].contains(&t))
+        };
+        // Unowned tables (read-only, unused) go with the owner most tied to them.
+        for t in group.iter().filter(|t| !owner_of.contains_key(*t)) {
+            let mut tie = vec![0.0; owners.len()];
+            for l in links {
+                let other = if &l.a == *t {
+                    &l.b
+                } else if &l.b == *t {
+                    &l.a
+                } else {
+                    continue;
+                };
+                if let Some(i) = part_of(other, &by_owner) {
+                    tie[i] += l.weight;
+                }
+            }
+            let best = (0..owners.len())
+                .max_by(|&a, &b| {
+                    tie[a]
+                        .total_cmp(&tie[b])
+                        .then(by_owner[owners[a]].len().cmp(&by_owner[owners[b]].len()))
+                })
+                .expect("two owners at least");
+            by_owner.get_mut(owners[best]).expect("an owner").push(t);
+        }
+        // Integrators between owners' parts; parts tied strongly enough are one.
+        let mut strength: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        for l in links.iter().filter(|l| {
+            matches!(
+                l.kind,
+                LinkKind::ForeignKey(_) | LinkKind::Trigger(_) | LinkKind::Transaction(_)
+            )
+        }) {
+            if let (Some(a), Some(b)) = (part_of(&l.a, &by_owner), part_of(&l.b, &by_owner)) {
+                if a != b {
+                    *strength.entry((a.min(b), a.max(b))).or_default() += l.weight;
+                }
+            }
+        }
+        let mut root: Vec<usize> = (0..owners.len()).collect();
+        fn find(root: &mut [usize], i: usize) -> usize {
+            if root[i] != i {
+                root[i] = find(root, root[i]);
+            }
+            root[i]
+        }
+        for ((a, b), w) in strength {
+            if w > WRITER_BOUNDARY {
+                let (ra, rb) = (find(&mut root, a), find(&mut root, b));
+                root[ra.max(rb)] = ra.min(rb);
+            }
+        }
+        let mut merged: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
+        for (i, owner) in owners.iter().enumerate() {
+            let r = find(&mut root, i);
+            merged
+                .entry(r)
+                .or_default()
+                .extend(by_owner[owner].iter().copied());
+        }
+        out.extend(merged.into_values());
+    }
+    out
 }
 
 /// Moves pinned tables into one group each (the group already holding most of them),
@@ -809,6 +904,53 @@ mod tests {
                 (Some(name), Some(via))
             );
         }
+    }
+
+    fn link(a: &QualName, b: &QualName, weight: f64, kind: LinkKind) -> Link {
+        Link {
+            a: a.clone(),
+            b: b.clone(),
+            weight,
+            kind,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn writers_cut_a_group_unless_integrators_outweigh_the_boundary() {
+        let t = |n: &str| QualName::new("public", n);
+        let (list, books, stats, shelf) = (t("list"), t("books"), t("stats"), t("shelf"));
+        let owner_of: HashMap<&QualName, &str> =
+            [(&list, "Reading"), (&books, "Catalog"), (&shelf, "Shelf")]
+                .into_iter()
+                .collect();
+        // One foreign key from the list to the books, a read-only table tied to the
+        // books, a shelf tied to the books by two foreign keys and a transaction.
+        let links = [
+            link(&list, &books, 1.0, LinkKind::ForeignKey("fk".into())),
+            link(&list, &books, 2.0, LinkKind::Statement("join".into())),
+            link(&stats, &books, 0.5, LinkKind::View("v".into())),
+            link(&shelf, &books, 1.0, LinkKind::ForeignKey("a".into())),
+            link(&shelf, &books, 1.0, LinkKind::ForeignKey("b".into())),
+            link(&shelf, &books, 0.5, LinkKind::Transaction("t".into())),
+        ];
+        let group = vec![&list, &books, &stats, &shelf];
+        let mut cut = split_by_writers(vec![group], &owner_of, &links);
+        for g in &mut cut {
+            g.sort();
+        }
+        cut.sort();
+        // The reading list stands alone: a key and reads are no integrator strong
+        // enough. The shelf stays with the books (2.5 > 1.5); stats follow them.
+        let mut books_side = vec![&books, &shelf, &stats];
+        books_side.sort();
+        assert_eq!(cut, vec![books_side, vec![&list]]);
+        // One writer: nothing to cut.
+        let alone: HashMap<&QualName, &str> = [(&list, "Reading")].into_iter().collect();
+        assert_eq!(
+            split_by_writers(vec![vec![&list, &stats]], &alone, &links),
+            vec![vec![&list, &stats]]
+        );
     }
 
     #[test]

@@ -474,6 +474,20 @@ pub fn assign_letting_crossings_go(m: &Monolith) {
     plan.save(&m.plan).unwrap();
 }
 
+/// Pins the library's catalog to the reading list's domain and proposes again, as
+/// a team would that keeps the books next to the lists referring to them: one
+/// domain of two tables with a foreign key inside it.
+pub fn pin_library_catalog_to_reading_list(m: &Monolith) {
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.pins.push(carve::plan::Pin {
+        tables: vec!["public.reading_list".into(), "public.book_catalog".into()],
+        domain: Some("reading_list".into()),
+    });
+    plan.save(&m.plan).unwrap();
+    let out = run(m, &["discover", "--workload", m.workload.to_str().unwrap()]);
+    assert_success(&out);
+}
+
 /// The kinds of a table's ranked resolutions in discover's JSON, best first.
 pub fn resolution_kinds(table: &serde_json::Value) -> Vec<String> {
     table["resolutions"]
@@ -484,15 +498,54 @@ pub fn resolution_kinds(table: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Decides the library's writes of the common audit table as delegated to an audit
-/// service, so no grant reaches across domains (or servers).
-pub fn delegate_library_audit_writes(m: &Monolith) {
+/// Decides the library's crossings as the source texts do: every service's writes
+/// of the common audit table are delegated to an audit service, and ReadingList's
+/// read of the catalog (another domain) is replicated to it. No write grant
+/// reaches across domains (or servers). The reading list's foreign key to the
+/// catalog goes at the move.
+pub fn decide_library_crossings(m: &Monolith) {
+    library_crossings(m, "delegate:audit-service", "the audit service records it");
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let subject = "foreign key public.reading_list.reading_list_book_id_fkey";
+    plan.decisions.retain(|d| d.subject != subject);
+    plan.decisions.push(carve::plan::Decision {
+        subject: subject.into(),
+        choice: "drop-at-move".into(),
+        reason: "the catalog's service checks its books".into(),
+        rows: None,
+    });
+    plan.save(&m.plan).unwrap();
+}
+
+/// Decides the library's crossings so that every service keeps working: the audit
+/// writes are granted until an audit service exists, the catalog read replicated.
+pub fn grant_library_crossings(m: &Monolith) {
+    library_crossings(
+        m,
+        "temporary-grant:audit-service",
+        "until the audit service exists",
+    );
+}
+
+fn library_crossings(m: &Monolith, audit_writes: &str, reason: &str) {
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
     for service in ["ReadingList", "BookCatalog", "BookInventory"] {
         plan.decisions.push(carve::plan::Decision {
             subject: format!("write public.audit by {service}"),
-            choice: "delegate:audit-service".into(),
-            reason: "the audit service records it".into(),
+            choice: audit_writes.into(),
+            reason: reason.into(),
+            rows: None,
+        });
+    }
+    // Once the catalog is split, its view joins the inventory part too.
+    for table in [
+        "public.book_catalog",
+        "book_catalog.book_catalog_book_inventory",
+    ] {
+        plan.decisions.push(carve::plan::Decision {
+            subject: format!("read {table} by ReadingList"),
+            choice: "replicate".into(),
+            reason: "the reading list shows titles from its own copy of the catalog".into(),
             rows: None,
         });
     }
