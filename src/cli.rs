@@ -103,10 +103,21 @@ pub enum Command {
     /// columns, classifies every table's ownership (single, common, joint, read-only,
     /// unused) with ranked resolutions, clusters the tables into domains (Leiden over
     /// foreign keys, views, triggers, functions, statements and transactions touching
-    /// tables together, and shared writers; common tables set aside first), and reports
-    /// what each boundary costs and buys. Statements that do not parse and names that
-    /// match no table are listed, never dropped. Decisions already in the plan are
-    /// kept; a re-run lists what changed since the last proposal.
+    /// tables together, and shared writers; common tables set aside first), cuts each
+    /// cluster along its writers (tables different services write stay apart unless
+    /// foreign keys, triggers and transactions clearly hold them together), and
+    /// reports what each boundary costs and buys. Statements that do not parse and
+    /// names that match no table are listed, never dropped. Decisions already in the
+    /// plan are kept; a re-run lists what changed since the last proposal.
+    ///
+    /// A cross-cutting writer (a nightly sync or maintenance job writing the tables of
+    /// three or more other services, at least as many of theirs as of its own) is set
+    /// aside while clustering and choosing owners, and reported; its writes stay
+    /// crossings for restrict. The plan overrides the detection per service:
+    ///
+    ///   [[services]]
+    ///   name = "nightly_sync"
+    ///   cross_cutting = false          # an ordinary writer (true: always set aside)
     ///
     /// On a terminal (without --yes) you then review the proposal: accept or rename
     /// each domain, move tables, choose a resolution for each joint or common table.

@@ -180,6 +180,40 @@ pub fn workload(shape: Shape, services: usize, statements: usize) -> Vec<(String
         .collect()
 }
 
+/// A cross-cutting job's SQL (a nightly sync): `transactions` transactions, each
+/// inserting into and pruning one table of every cluster, so it writes into all of
+/// them and ties them together in one transaction.
+pub fn cross_cutting_job(shape: Shape, transactions: usize) -> String {
+    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    let clusters = shape.tables.div_ceil(shape.cluster_size);
+    let mut text = String::new();
+    for _ in 0..transactions {
+        text.push_str("BEGIN;\n");
+        for cluster in 0..clusters {
+            let first = cluster * shape.cluster_size;
+            let last = ((cluster + 1) * shape.cluster_size).min(shape.tables);
+            let t = table_name(first + rng.below(last - first), shape.cluster_size);
+            text.push_str(&format!(
+                "INSERT INTO {t} (name, amount) VALUES ($1, $2);\nDELETE FROM {t} WHERE created_at < now() - interval '1 year';\n"
+            ));
+        }
+        text.push_str("COMMIT;\n");
+    }
+    text
+}
+
+/// The cluster each generated table was made in: `(table, cluster)`, the truth a
+/// proposal is scored against.
+pub fn clusters(shape: Shape) -> Vec<(String, String)> {
+    (0..shape.tables)
+        .map(|i| {
+            let name = table_name(i, shape.cluster_size);
+            let cluster = format!("d{:04}", i / shape.cluster_size);
+            (name, cluster)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -395,6 +395,147 @@ async fn benchbase_audit_log_is_common_and_changes_nothing_else() {
     assert_eq!(json["problems"]["unparsed"].as_array().unwrap().len(), 0);
 }
 
+/// A nightly job that copies rows in and prunes, in one transaction, in the tables
+/// of five of the six benchmarks (two of them reference tables nobody else writes).
+const NIGHTLY_JOB: &str = "BEGIN;
+INSERT INTO review (a_id, u_id, i_id, rating, rank, comment, creation_date) VALUES ($1, $2, $3, $4, $5, $6, now());
+DELETE FROM review WHERE creation_date < now() - interval '5 years';
+INSERT INTO added_tweets (id, uid, text, createdate) VALUES ($1, $2, $3, now());
+INSERT INTO logging (log_id, log_type, log_action, log_timestamp, log_user) VALUES ($1, $2, $3, $4, $5);
+INSERT INTO airport (ap_id, ap_code, ap_name) VALUES ($1, $2, $3);
+UPDATE customer SET c_discount = c_discount WHERE c_w_id = $1;
+INSERT INTO category (c_id, c_name, c_parent_id) VALUES ($1, $2, $3);
+COMMIT;";
+
+#[tokio::test]
+async fn a_job_writing_into_every_cluster_is_reported_and_does_not_merge_them() {
+    let server = server();
+    benchbase_db(&server, "bench", false).await;
+    let dir = benchbase();
+    let workload = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.join("workload")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, workload.path().join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(workload.path().join("nightly_sync.sql"), NIGHTLY_JOB).unwrap();
+    let plan = workload.path().join("p.toml");
+    let args = [
+        "--source",
+        &server.conninfo("bench"),
+        "--workload",
+        workload.path().to_str().unwrap(),
+    ];
+    let (json, code, stderr) = discover_json(&plan, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let truth = truth(&dir.join("truth.tsv"));
+    assert_eq!(ari(&truth, &json), 1.0, "{:#}", json["domains"]);
+    // Reported, with why; each benchmark still names and owns its domain.
+    let cross = json["cross_cutting"].as_array().unwrap();
+    assert_eq!(cross.len(), 1, "{cross:#?}");
+    assert_eq!(cross[0]["service"], "nightly_sync");
+    assert_eq!(
+        strings(&cross[0]["hosts"]),
+        ["epinions", "tpcc", "twitter", "wikipedia"]
+    );
+    for d in json["domains"].as_array().unwrap() {
+        assert_eq!(strings(&d["writers"]).len(), 1, "{d:#}");
+        assert!(
+            !strings(&d["writers"]).contains(&"nightly_sync".to_string()),
+            "{d:#}"
+        );
+    }
+    let review = table(&json, "public.review");
+    assert_eq!(review["ownership"], "single", "{review:#}");
+    assert_eq!(review["owner"], "epinions");
+    assert_eq!(strings(&review["writers"]), ["epinions", "nightly_sync"]);
+    assert!(review["reason"].as_str().unwrap().contains("cross-cutting"));
+
+    // The plan can say otherwise: an ordinary writer, which then owns the reviews it
+    // creates.
+    let mut written = carve::plan::Plan::load(&plan).unwrap();
+    let job = written
+        .services
+        .iter_mut()
+        .find(|s| s.name == "nightly_sync")
+        .unwrap();
+    job.cross_cutting = Some(false);
+    written.save(&plan).unwrap();
+    let (json, code, stderr) = discover_json(&plan, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(json["cross_cutting"].as_array().unwrap().is_empty());
+    assert_eq!(table(&json, "public.review")["owner"], "nightly_sync");
+    let kept = carve::plan::Plan::load(&plan).unwrap();
+    let job = kept.services.iter().find(|s| s.name == "nightly_sync");
+    assert_eq!(job.unwrap().cross_cutting, Some(false), "kept on re-run");
+}
+
+/// The synthetic catalog (clusters of tables, each written by one of a few
+/// services) with a nightly job writing into every cluster in one transaction.
+#[tokio::test]
+async fn on_a_synthetic_catalog_a_job_in_every_cluster_leaves_the_clusters_found() {
+    use carve::synthetic::{self, Shape};
+    let shape = Shape::LARGE.scaled(0.02);
+    let server = server();
+    create_db(&server, "synthetic", &synthetic::sql(shape).concat()).await;
+    let workload = tempfile::tempdir().unwrap();
+    let services = shape.tables / shape.cluster_size;
+    for (service, sql) in synthetic::workload(shape, services, 3_000) {
+        std::fs::write(workload.path().join(format!("{service}.sql")), sql).unwrap();
+    }
+    let truth = synthetic::clusters(shape);
+    let discover = |plan: &str| {
+        let (json, code, stderr) = discover_json(
+            &workload.path().join(plan),
+            &[
+                "--source",
+                &server.conninfo("synthetic"),
+                "--workload",
+                workload.path().to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        json
+    };
+    let without_job = ari(&truth, &discover("a.toml"));
+    std::fs::write(
+        workload.path().join("nightly_sync.sql"),
+        synthetic::cross_cutting_job(shape, 20),
+    )
+    .unwrap();
+    let json = discover("b.toml");
+    let with_job = ari(&truth, &json);
+    let cross = json["cross_cutting"].as_array().unwrap();
+    assert_eq!(cross.len(), 1, "{cross:#?}");
+    assert_eq!(cross[0]["service"], "nightly_sync");
+    assert_eq!(
+        strings(&cross[0]["hosts"]).len(),
+        services,
+        "every cluster's service"
+    );
+    assert!(
+        with_job >= without_job - 0.02,
+        "the job moved the proposal: ARI {with_job:.3} with it, {without_job:.3} without"
+    );
+    assert!(with_job >= 0.9, "ARI {with_job:.3}");
+    // Counted as an ordinary writer, the same job glues the clusters together.
+    let plan = workload.path().join("b.toml");
+    let mut written = carve::plan::Plan::load(&plan).unwrap();
+    for s in written
+        .services
+        .iter_mut()
+        .filter(|s| s.name == "nightly_sync")
+    {
+        s.cross_cutting = Some(false);
+    }
+    written.save(&plan).unwrap();
+    // (Measured: 1.0 without the job and with it set aside, 0.88 counted in.)
+    let ordinary = ari(&truth, &discover("b.toml"));
+    assert!(
+        ordinary < with_job,
+        "set aside {with_job:.3}, counted in {ordinary:.3}"
+    );
+}
+
 #[tokio::test]
 async fn benchbase_from_the_catalog_alone_is_still_a_good_proposal() {
     let server = server();

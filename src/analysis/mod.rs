@@ -3,6 +3,7 @@
 //! functions over plain data; `commands::discover` does the I/O around them.
 
 pub mod access;
+pub mod cross_cutting;
 pub mod domains;
 pub mod leiden;
 pub mod naming;
@@ -32,6 +33,9 @@ pub struct Options {
     /// Tables whose ownership the plan decides `shared-data-domain`: each goes to
     /// a domain of its own with the other tables its writers share.
     pub shared: Vec<QualName>,
+    /// Services the plan says are (`true`) or are not (`false`) cross-cutting
+    /// writers, whatever detection finds.
+    pub cross_cutting: BTreeMap<String, bool>,
 }
 
 impl Default for Options {
@@ -42,6 +46,7 @@ impl Default for Options {
             pins: Vec::new(),
             consolidate: Vec::new(),
             shared: Vec::new(),
+            cross_cutting: BTreeMap::new(),
         }
     }
 }
@@ -53,6 +58,8 @@ pub struct Discovery {
     pub domains: Vec<DomainReport>,
     pub tables: Vec<TableReport>,
     pub boundaries: Vec<Boundary>,
+    /// Services writing into several others' tables, set aside while clustering.
+    pub cross_cutting: Vec<cross_cutting::CrossCutting>,
     pub quality: domains::Quality,
     pub problems: Problems,
     /// The weighted links between tables the domains were clustered from.
@@ -193,7 +200,22 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         merged = usage.with_services_merged(&groups);
         &merged
     };
-    let ownership = ownership::classify(catalog, clustered, workload_given);
+    // Cross-cutting writers (a nightly sync) neither tie clusters together nor own
+    // the rows they tidy: clustering and owners are found without them, and the
+    // report lists them among each table's writers.
+    let cross = cross_cutting::detect(clustered, &options.cross_cutting);
+    let aside: BTreeSet<String> = cross.iter().map(|c| c.service.clone()).collect();
+    let without;
+    let clustered = if aside.is_empty() {
+        clustered
+    } else {
+        without = clustered.setting_aside(&aside);
+        &without
+    };
+    let mut ownership = ownership::classify(catalog, clustered, workload_given);
+    if !aside.is_empty() {
+        cross_cutting::note_co_owners(&mut ownership, &cross);
+    }
     // A consolidated table has one owner now, but its ways out stay on record: the
     // plan's decision is one of them, and the review may pick another.
     let before_consolidation: BTreeMap<QualName, Vec<ownership::Resolution>> = if groups.is_empty()
@@ -266,6 +288,7 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
         domains,
         tables,
         boundaries: boundaries(catalog, &usage, &proposal, &workload.seen),
+        cross_cutting: cross,
         quality: proposal.quality.clone(),
         problems: Problems {
             workload: workload.problems.clone(),

@@ -71,6 +71,11 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     let mut options = Options {
         resolution: args.resolution,
         pins,
+        cross_cutting: existing
+            .iter()
+            .flat_map(|p| &p.services)
+            .filter_map(|s| Some((s.name.clone(), s.cross_cutting?)))
+            .collect(),
         ..Options::default()
     };
     let mut discovery = settled(&catalog, workload.as_ref(), &mut options, existing.as_ref());
@@ -237,6 +242,7 @@ pub fn build_plan(
                 domain: before.and_then(|b| b.domain.clone()),
                 connection_limit: before.and_then(|b| b.connection_limit),
                 pgbouncer_entry: before.and_then(|b| b.pgbouncer_entry.clone()),
+                cross_cutting: before.and_then(|b| b.cross_cutting),
             }
         })
         .collect();

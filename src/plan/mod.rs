@@ -309,6 +309,11 @@ pub struct Service {
     /// repoints [default: the service's name].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgbouncer_entry: Option<String>,
+    /// A job writing into several services' tables (a nightly sync), set aside
+    /// while discover clusters and chooses owners (`true`), or an ordinary writer
+    /// whatever discover detects (`false`) [default: detected].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_cutting: Option<bool>,
 }
 
 /// A choice made for one subject (a table, a boundary, a cross-domain object), with why.
@@ -1200,6 +1205,7 @@ mod tests {
             domain: Some("orders".into()),
             connection_limit: Some(20),
             pgbouncer_entry: Some("checkout".into()),
+            cross_cutting: Some(false),
         });
         plan.workload = Some(WorkloadSources {
             sources: vec!["/srv/logs".into(), "pg_stat_statements".into()],

@@ -97,6 +97,13 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
             ));
         }
     }
+    if !d.cross_cutting.is_empty() {
+        line(String::new());
+        line("cross-cutting writers (set aside while clustering and choosing owners; `[[services]] cross_cutting = false` in the plan counts one as an ordinary writer)".into());
+        for c in &d.cross_cutting {
+            line(format!("  {}: {}", c.service, c.why));
+        }
+    }
     line(String::new());
     line("domains".into());
     for domain in &d.domains {
