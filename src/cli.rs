@@ -912,9 +912,13 @@ pub struct DiscoverArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
 
-    /// Clustering resolution: higher gives more and smaller domains.
-    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive_number, allow_negative_numbers = true)]
-    pub resolution: f64,
+    /// Clustering resolution: higher gives more and smaller domains. Kept in the plan
+    /// for later runs. [default: the plan's, else chosen: discover clusters at
+    /// resolutions 0.25 to 3 with eight seeds each and takes, among those whose
+    /// seeds agree and whose modularity is within 1% of the best, the one nearest
+    /// 1; the report lists every resolution with its number of domains]
+    #[arg(long, value_name = "R", value_parser = positive_number, allow_negative_numbers = true)]
+    pub resolution: Option<f64>,
 
     /// Also write the report as one self-contained HTML file (the domain map drawn as a
     /// graph, each domain's tables with their ownership, the boundaries); it opens in

@@ -127,8 +127,12 @@ pub struct Domain {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Quality {
+    /// The resolution the domains were clustered at: given, or chosen by the sweep.
     pub resolution: f64,
+    /// Modularity of the domains' clustering at resolution 1.
     pub modularity: f64,
+    /// Every resolution the sweep tried, with what it gives.
+    pub alternatives: Vec<ScaleReport>,
     pub foreign_keys: usize,
     pub foreign_keys_crossing: usize,
     pub statements: usize,
@@ -136,6 +140,17 @@ pub struct Quality {
     /// Transactions (a statement outside `BEGIN … COMMIT` is one) touching tables.
     pub transactions: usize,
     pub transactions_crossing: usize,
+}
+
+/// One resolution of the sweep, as the report shows it: how many domains it gives
+/// (before pins), its modularity at resolution 1, and how far its seeds agree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleReport {
+    pub resolution: f64,
+    pub domains: usize,
+    pub modularity: f64,
+    pub agreement: f64,
+    pub chosen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -171,7 +186,7 @@ pub fn propose(
     catalog: &Catalog,
     usage: &Usage,
     ownership: &[TableOwnership],
-    resolution: f64,
+    resolution: Option<f64>,
     weights: &Weights,
     pins: &[Pin],
 ) -> Proposal {
@@ -201,14 +216,43 @@ pub fn propose(
     let started = std::time::Instant::now();
     let (graph, links) = links(catalog, usage, weights, &index, &owner_of);
     tracing::debug!(elapsed = ?started.elapsed(), edges = graph.edge_count(), links = links.len(), "graph built");
-    let (membership, modularity) = leiden::best_of(&graph, resolution, 8);
-    tracing::debug!(elapsed = ?started.elapsed(), "clustered");
-
-    let mut groups: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
-    for (i, table) in clustered.iter().enumerate() {
-        groups.entry(membership[i]).or_default().push(table);
+    // How many domains: a sweep of resolutions, settled by a stated criterion
+    // (`leiden::choose`) unless the user gave one; every scale is reported.
+    let mut resolutions = leiden::SWEEP.to_vec();
+    if let Some(r) = resolution.filter(|r| !resolutions.contains(r)) {
+        resolutions.push(r);
+        resolutions.sort_by(f64::total_cmp);
     }
-    let groups = split_by_writers(groups.into_values().collect(), &owner_of, &links);
+    let scales = leiden::sweep(&graph, &resolutions);
+    let chosen = match resolution {
+        Some(r) => scales
+            .iter()
+            .position(|s| s.resolution == r)
+            .expect("the given resolution is swept"),
+        None => leiden::choose(&scales, 1.0),
+    };
+    tracing::debug!(elapsed = ?started.elapsed(), "clustered");
+    let groups_at = |membership: &[usize]| {
+        let mut groups: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
+        for (i, table) in clustered.iter().enumerate() {
+            groups.entry(membership[i]).or_default().push(*table);
+        }
+        split_by_writers(groups.into_values().collect(), &owner_of, &links)
+    };
+    let alternatives: Vec<ScaleReport> = scales
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ScaleReport {
+            resolution: s.resolution,
+            domains: groups_at(&s.membership).len() + common.len(),
+            modularity: s.modularity,
+            agreement: s.agreement,
+            chosen: i == chosen,
+        })
+        .collect();
+    let scale = &scales[chosen];
+    let (resolution, modularity) = (scale.resolution, scale.modularity);
+    let groups = groups_at(&scale.membership);
     // Common tables: a group each, after the clustered ones.
     let mut groups: Vec<(Vec<&QualName>, bool)> = groups
         .into_iter()
@@ -308,6 +352,7 @@ pub fn propose(
     let quality = Quality {
         resolution,
         modularity,
+        alternatives,
         foreign_keys: fks.len(),
         foreign_keys_crossing,
         statements: touched.len(),
@@ -591,7 +636,114 @@ fn unique_names(domains: &mut [Domain], forced: &BTreeSet<String>) {
     }
 }
 
-/// Collects the weighted graph to cluster, and the links behind it that really couple
+type Implied<'c> = (
+    &'c crate::catalog::Table,
+    &'c crate::catalog::Column,
+    &'c crate::catalog::Table,
+);
+
+/// Foreign keys the names imply where none is declared, as tbls and SchemaSpy find
+/// them: a column of the type of another table's single-column key, in the same
+/// schema, named
+/// - `<table>_id` (`customer_id` → `customers.id`, singular or plural),
+/// - `…_<key>` or `<key>` for a key named other than `id` (`source_u_id` →
+///   the one table keyed by `u_id` of that type),
+/// - `…_<table>` (`old_page` → `page`).
+///
+/// A name that fits several tables of that type implies none.
+fn implied_foreign_keys<'c>(
+    catalog: &'c Catalog,
+    declared: &BTreeSet<(QualName, String)>,
+) -> Vec<Implied<'c>> {
+    use crate::catalog::Table;
+    let key_of = |t: &'c Table| -> Option<(&'c str, &'c str)> {
+        let pk = t.primary_key().filter(|pk| pk.columns.len() == 1)?;
+        let column = t.columns.iter().find(|c| c.name == pk.columns[0])?;
+        Some((column.name.as_str(), column.type_name.as_str()))
+    };
+    let roots = || catalog.tables.iter().filter(|t| t.partition_of.is_none());
+    let mut by_name: HashMap<(&str, &str), &Table> = HashMap::default();
+    let mut by_key: HashMap<(&str, &str, &str), Vec<&Table>> = HashMap::default();
+    for t in roots() {
+        by_name.insert((&t.name.schema, &t.name.name), t);
+        if let Some((key, type_name)) = key_of(t).filter(|(k, _)| *k != "id" && k.len() >= 3) {
+            by_key
+                .entry((&t.name.schema, key, type_name))
+                .or_default()
+                .push(t);
+        }
+    }
+    let mut found = Vec::new();
+    for table in roots() {
+        for column in &table.columns {
+            if declared.contains(&(table.name.clone(), column.name.clone())) {
+                continue;
+            }
+            let schema = table.name.schema.as_str();
+            let fits = |t: &&'c Table| {
+                t.name != table.name
+                    && key_of(t).is_some_and(|(_, type_name)| type_name == column.type_name)
+            };
+            // `<table>_id`, singular or plural.
+            let by_stem = column
+                .name
+                .strip_suffix("_id")
+                .filter(|s| !s.is_empty())
+                .and_then(|stem| {
+                    [
+                        stem.to_string(),
+                        format!("{stem}s"),
+                        format!("{stem}es"),
+                        stem.trim_end_matches('y').to_string() + "ies",
+                    ]
+                    .iter()
+                    .find_map(|c| by_name.get(&(schema, c.as_str())).copied())
+                    .filter(|t| key_of(t).is_some_and(|(k, _)| k == "id"))
+                })
+                .filter(fits);
+            // The whole name or a `_`-separated tail: another table's key, or a table.
+            // Not for the table's own key columns: `i_id` keys many tables.
+            let own_key = table
+                .primary_key()
+                .is_some_and(|pk| pk.columns.contains(&column.name));
+            let tails = std::iter::once(column.name.as_str())
+                .filter(|_| !own_key)
+                .chain(
+                    column
+                        .name
+                        .match_indices('_')
+                        .map(|(i, _)| &column.name[i + 1..])
+                        .filter(|tail| !tail.is_empty() && !own_key),
+                );
+            let mut by_tail: Vec<&Table> = Vec::new();
+            for tail in tails {
+                let keyed = by_key
+                    .get(&(schema, tail, column.type_name.as_str()))
+                    .into_iter()
+                    .flatten()
+                    .copied();
+                let named = by_name.get(&(schema, tail)).copied();
+                by_tail.extend(keyed.chain(named).filter(fits));
+                if !by_tail.is_empty() {
+                    break;
+                }
+            }
+            by_tail.sort_by(|a, b| a.name.cmp(&b.name));
+            by_tail.dedup_by(|a, b| a.name == b.name);
+            let only = match by_tail.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            };
+            let target = by_stem.or(only);
+            if let Some(target) = target {
+                found.push((table, column, target));
+            }
+        }
+    }
+    found
+}
+
+/// Collects the weighted graph to cluster,/// Collects the weighted graph to cluster, and the links behind it that really couple
 /// tables (for the boundary report). Statement and transaction links are aggregated
 /// per table pair; affinity (shared services, names) only adds weight to the graph.
 struct LinkBuilder<'a> {
@@ -701,54 +853,17 @@ fn links(
             );
         }
     }
-    // Implied foreign keys: `customer_id bigint` where customers(id bigint) exists.
-    let by_name: HashMap<(&str, &str), &crate::catalog::Table> = catalog
-        .tables
-        .iter()
-        .filter(|t| t.partition_of.is_none())
-        .map(|t| ((t.name.schema.as_str(), t.name.name.as_str()), t))
-        .collect();
-    for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
-        for column in &table.columns {
-            if declared.contains(&(table.name.clone(), column.name.clone())) {
-                continue;
-            }
-            let Some(stem) = column.name.strip_suffix("_id").filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            let candidates = [
-                stem.to_string(),
-                format!("{stem}s"),
-                format!("{stem}es"),
-                stem.trim_end_matches('y').to_string() + "ies",
-            ];
-            let target = candidates.iter().find_map(|c| {
-                by_name
-                    .get(&(table.name.schema.as_str(), c.as_str()))
-                    .copied()
-            });
-            let Some(target) = target else { continue };
-            let Some(pk) = target.primary_key().filter(|pk| pk.columns.len() == 1) else {
-                continue;
-            };
-            let pk_type = target
-                .columns
-                .iter()
-                .find(|c| c.name == pk.columns[0])
-                .map(|c| c.type_name.as_str());
-            if target.name != table.name && pk_type == Some(column.type_name.as_str()) {
-                out.link(
-                    &table.name,
-                    &target.name,
-                    w.implied_foreign_key,
-                    &LinkKind::ImpliedForeignKey(format!(
-                        "{}.{}",
-                        table.name,
-                        crate::sql::display_ident(&column.name)
-                    )),
-                );
-            }
-        }
+    for (table, column, target) in implied_foreign_keys(catalog, &declared) {
+        out.link(
+            &table.name,
+            &target.name,
+            w.implied_foreign_key,
+            &LinkKind::ImpliedForeignKey(format!(
+                "{}.{}",
+                table.name,
+                crate::sql::display_ident(&column.name)
+            )),
+        );
     }
     for view in &catalog.views {
         let tables: Vec<QualName> = view
@@ -951,6 +1066,52 @@ mod tests {
             split_by_writers(vec![vec![&list, &stats]], &alone, &links),
             vec![vec![&list, &stats]]
         );
+    }
+
+    #[test]
+    fn names_imply_foreign_keys_that_fit_one_table_only() {
+        use crate::catalog::testing::{catalog, column, primary_key, table};
+        let keyed = |name: &str, key: &str, type_name: &str, extra: &[(&str, &str)]| {
+            let mut t = table("public", name);
+            t.columns = std::iter::once(column(key, type_name))
+                .chain(extra.iter().map(|(c, ty)| column(c, ty)))
+                .collect();
+            t.constraints = vec![primary_key(&format!("{name}_pkey"), &[key])];
+            t
+        };
+        let c = catalog(vec![
+            keyed("customers", "id", "bigint", &[]),
+            keyed("orders", "id", "bigint", &[("customer_id", "bigint")]),
+            keyed("useracct", "u_id", "integer", &[]),
+            keyed("useracct_old", "u_id", "text", &[]),
+            keyed("trust", "t_id", "integer", &[("source_u_id", "integer")]),
+            keyed("page", "page_id", "integer", &[]),
+            keyed("text", "old_id", "integer", &[("old_page", "integer")]),
+            // Its own key is named like another table's: no link.
+            keyed("item", "i_id", "integer", &[]),
+            keyed("item_2", "i_id", "integer", &[]),
+            // Two tables keyed `w_id integer`: ambiguous, no link.
+            keyed("warehouse", "w_id", "integer", &[]),
+            keyed("warehouse_2", "w_id", "integer", &[]),
+            keyed("stock", "s_id", "integer", &[("s_w_id", "integer")]),
+            // The right name, the wrong type.
+            keyed("notes", "id", "bigint", &[("page", "text")]),
+        ]);
+        let found: Vec<String> = implied_foreign_keys(&c, &BTreeSet::new())
+            .into_iter()
+            .map(|(t, col, target)| format!("{}.{} -> {}", t.name.name, col.name, target.name.name))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "orders.customer_id -> customers",
+                "text.old_page -> page",
+                "trust.source_u_id -> useracct",
+            ]
+        );
+        // A declared key is not implied again.
+        let declared = BTreeSet::from([(QualName::new("public", "text"), "old_page".to_string())]);
+        assert_eq!(implied_foreign_keys(&c, &declared).len(), 2);
     }
 
     #[test]

@@ -144,29 +144,44 @@ pub fn modularity(graph: &Graph, membership: &[usize], resolution: f64) -> f64 {
         .sum()
 }
 
-/// Runs Leiden with `runs` fixed seeds and keeps the partition of highest modularity
-/// (the first, on ties): still deterministic, and less at the mercy of one node order.
-/// The runs share the machine's cores; which partition wins does not depend on how
-/// many there are.
-pub fn best_of(graph: &Graph, resolution: f64, runs: u64) -> (Vec<usize>, f64) {
+/// One resolution of a sweep: the best of its seeds' partitions, how well it
+/// divides the graph at the standard resolution, and how far the seeds agree.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    pub resolution: f64,
+    pub membership: Vec<usize>,
+    /// Modularity at resolution 1, so scales compare on one measure.
+    pub modularity: f64,
+    /// Mean adjusted Rand index between the seeds' partitions: 1.0 when every
+    /// node order gives the same domains (a partition the graph really has).
+    pub agreement: f64,
+}
+
+/// The resolutions a sweep tries, from a few large domains to many small ones.
+pub const SWEEP: [f64; 7] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0];
+
+/// Seeds each resolution of a sweep runs with.
+const SWEEP_SEEDS: u64 = 8;
+
+/// Clusters at each of `resolutions` with several seeds; see [`Scale`].
+pub fn sweep(graph: &Graph, resolutions: &[f64]) -> Vec<Scale> {
     let graph = graph.finished();
-    let seeds: Vec<u64> = (0..runs.max(1)).map(|s| 42 + s).collect();
+    let runs: Vec<(f64, u64)> = resolutions
+        .iter()
+        .flat_map(|&r| (0..SWEEP_SEEDS).map(move |s| (r, 42 + s)))
+        .collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(seeds.len());
-    let mut results: Vec<(u64, Vec<usize>, f64)> = std::thread::scope(|scope| {
-        let graph = &graph;
+        .min(runs.len().max(1));
+    let mut results: Vec<(usize, Vec<usize>)> = std::thread::scope(|scope| {
+        let (graph, runs) = (&graph, &runs);
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
                 scope.spawn(move || {
-                    mine.into_iter()
-                        .map(|seed| {
-                            let membership = leiden(graph, resolution, seed);
-                            let q = modularity(graph, &membership, resolution);
-                            (seed, membership, q)
-                        })
+                    (t..runs.len())
+                        .step_by(threads)
+                        .map(|i| (i, leiden(graph, runs[i].0, runs[i].1)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -176,15 +191,69 @@ pub fn best_of(graph: &Graph, resolution: f64, runs: u64) -> (Vec<usize>, f64) {
             .flat_map(|h| h.join().expect("a clustering thread panicked"))
             .collect()
     });
-    // In seed order, the first of the best wins, as a sequential loop would pick.
-    results.sort_by_key(|(seed, _, _)| *seed);
-    let mut best: Option<(Vec<usize>, f64)> = None;
-    for (_, membership, q) in results {
-        if best.as_ref().is_none_or(|(_, b)| q > *b + 1e-12) {
-            best = Some((membership, q));
-        }
-    }
-    best.expect("at least one run")
+    results.sort_by_key(|(i, _)| *i);
+    let mut memberships = results.into_iter().map(|(_, m)| m);
+    resolutions
+        .iter()
+        .map(|&resolution| {
+            let seeds: Vec<Vec<usize>> = memberships.by_ref().take(SWEEP_SEEDS as usize).collect();
+            let mut agreement = 0.0;
+            let mut pairs = 0.0;
+            for (i, a) in seeds.iter().enumerate() {
+                for b in &seeds[i + 1..] {
+                    agreement += adjusted_rand_index(a, b);
+                    pairs += 1.0;
+                }
+            }
+            // The seed of highest modularity at its own resolution, the first on ties.
+            let best = seeds
+                .iter()
+                .map(|m| modularity(&graph, m, resolution))
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (i, q)| {
+                    if q > best.1 + 1e-12 {
+                        (i, q)
+                    } else {
+                        best
+                    }
+                })
+                .0;
+            let membership = seeds.into_iter().nth(best).unwrap_or_default();
+            Scale {
+                resolution,
+                modularity: modularity(&graph, &membership, 1.0),
+                membership,
+                agreement: if pairs > 0.0 { agreement / pairs } else { 1.0 },
+            }
+        })
+        .collect()
+}
+
+/// How close to the best modularity a scale must come to be chosen.
+const NEAR_BEST: f64 = 0.99;
+/// How far the seeds must agree for a scale to be chosen.
+const AGREED: f64 = 0.99;
+
+/// The scale a sweep settles on: among those whose seeds agree and whose
+/// modularity is within 1 % of the best, the one nearest `preferred` (the standard
+/// resolution 1 by default). When none qualifies, the one nearest `preferred`.
+pub fn choose(scales: &[Scale], preferred: f64) -> usize {
+    let best = scales
+        .iter()
+        .map(|s| s.modularity)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let distance = |s: &Scale| (s.resolution.ln() - preferred.ln()).abs();
+    let nearest = |qualified: &dyn Fn(&Scale) -> bool| {
+        scales
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| qualified(s))
+            .min_by(|(_, a), (_, b)| distance(a).total_cmp(&distance(b)))
+            .map(|(i, _)| i)
+    };
+    nearest(&|s| s.agreement >= AGREED && s.modularity >= NEAR_BEST * best)
+        .or_else(|| nearest(&|_| true))
+        .unwrap_or(0)
 }
 
 /// A small seeded generator (xorshift64*), enough for shuffling node orders.
@@ -415,6 +484,29 @@ fn renumber(labels: &[usize]) -> Vec<usize> {
     densify(labels).0
 }
 
+/// Adjusted Rand index of two partitions of the same nodes (1.0: the same; about
+/// 0 for chance agreement).
+pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
+    let choose2 = |n: usize| (n * n.saturating_sub(1)) as f64 / 2.0;
+    let mut pairs: HashMap<(usize, usize), usize> = HashMap::default();
+    let mut left: HashMap<usize, usize> = HashMap::default();
+    let mut right: HashMap<usize, usize> = HashMap::default();
+    for (x, y) in a.iter().zip(b) {
+        *pairs.entry((*x, *y)).or_default() += 1;
+        *left.entry(*x).or_default() += 1;
+        *right.entry(*y).or_default() += 1;
+    }
+    let index: f64 = pairs.values().map(|&n| choose2(n)).sum();
+    let sum_a: f64 = left.values().map(|&n| choose2(n)).sum();
+    let sum_b: f64 = right.values().map(|&n| choose2(n)).sum();
+    let expected = sum_a * sum_b / choose2(a.len()).max(1.0);
+    let max = (sum_a + sum_b) / 2.0;
+    if (max - expected).abs() < 1e-12 {
+        return 1.0;
+    }
+    (index - expected) / (max - expected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +572,59 @@ mod tests {
         let m = leiden(&g, 1.0, 1);
         assert_eq!(m, [0, 0, 1, 1, 2]);
         assert_eq!(leiden(&Graph::new(3), 1.0, 1), [0, 1, 2]);
+    }
+
+    #[test]
+    fn adjusted_rand_index_ignores_labels_and_scores_chance_near_zero() {
+        assert_eq!(adjusted_rand_index(&[0, 0, 1, 1], &[5, 5, 2, 2]), 1.0);
+        assert!(adjusted_rand_index(&[0, 0, 1, 1], &[0, 1, 0, 1]) < 0.0);
+        let partial = adjusted_rand_index(&[0, 0, 0, 1, 1, 1], &[0, 0, 1, 1, 1, 1]);
+        assert!(partial > 0.0 && partial < 1.0, "{partial}");
+    }
+
+    fn scale(resolution: f64, modularity: f64, agreement: f64) -> Scale {
+        Scale {
+            resolution,
+            membership: Vec::new(),
+            modularity,
+            agreement,
+        }
+    }
+
+    #[test]
+    fn the_sweep_settles_on_an_agreed_near_best_scale_nearest_one() {
+        // Resolution 1 is best by a hair, but its seeds disagree: 0.75 is taken.
+        let scales = [
+            scale(0.5, 0.678, 1.0),
+            scale(0.75, 0.700, 1.0),
+            scale(1.0, 0.705, 0.98),
+            scale(2.0, 0.676, 0.98),
+        ];
+        assert_eq!(choose(&scales, 1.0), 1);
+        // Several qualify: the one nearest the preferred resolution.
+        let plateau = [
+            scale(0.25, 0.714, 1.0),
+            scale(1.0, 0.714, 1.0),
+            scale(1.5, 0.714, 1.0),
+        ];
+        assert_eq!(choose(&plateau, 1.0), 1);
+        // None qualifies: the preferred resolution's own.
+        let restless = [scale(0.5, 0.4, 0.7), scale(1.0, 0.48, 0.72)];
+        assert_eq!(choose(&restless, 1.0), 1);
+    }
+
+    #[test]
+    fn a_sweep_of_two_cliques_agrees_at_every_seed() {
+        let mut g = Graph::new(6);
+        for (a, b) in [(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3)] {
+            g.add_edge(a, b, 1.0);
+        }
+        let scales = sweep(&g, &[0.5, 1.0]);
+        assert_eq!(scales.len(), 2);
+        let at_one = &scales[1];
+        assert_eq!(at_one.agreement, 1.0);
+        assert_eq!(at_one.membership[0], at_one.membership[2]);
+        assert_ne!(at_one.membership[0], at_one.membership[3]);
+        assert!((at_one.modularity - modularity(&g, &at_one.membership, 1.0)).abs() < 1e-12);
     }
 }

@@ -22,8 +22,9 @@ use usage::Usage;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Leiden's resolution: higher gives more, smaller domains.
-    pub resolution: f64,
+    /// Leiden's resolution: higher gives more, smaller domains [default: chosen by
+    /// a sweep, see `leiden::choose`].
+    pub resolution: Option<f64>,
     pub search_path: Vec<String>,
     /// The user's pins from the plan, applied after clustering.
     pub pins: Vec<domains::Pin>,
@@ -41,7 +42,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            resolution: 1.0,
+            resolution: None,
             search_path: usage::default_search_path(),
             pins: Vec::new(),
             consolidate: Vec::new(),

@@ -69,7 +69,9 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         .transpose()?
         .unwrap_or_default();
     let mut options = Options {
-        resolution: args.resolution,
+        resolution: args
+            .resolution
+            .or_else(|| existing.as_ref().and_then(|p| p.resolution)),
         pins,
         cross_cutting: existing
             .iter()
@@ -129,6 +131,8 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     }
     let base = reviewed.as_ref().or(existing.as_ref());
     let mut plan = build_plan(source, &catalog, &discovery, base);
+    // A resolution the user chose stays for the next run; a chosen one is chosen again.
+    plan.resolution = options.resolution;
     plan.workload = (!sources.is_empty()).then(|| sources.record());
     plan.save(&settings.plan_path)?;
 
@@ -249,6 +253,7 @@ pub fn build_plan(
     plan.decisions = decisions(discovery, existing);
     plan.splits = splits(discovery, existing, &plan.decisions);
     plan.pins = existing.map(|p| p.pins.clone()).unwrap_or_default();
+    plan.resolution = existing.and_then(|p| p.resolution);
     plan.fingerprint = plan.fingerprint_of(catalog);
     plan
 }

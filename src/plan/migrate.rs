@@ -48,6 +48,7 @@ impl V1 {
         Ok(Plan {
             format_version: FORMAT_VERSION,
             written_by: self.written_by,
+            resolution: None,
             source: self.source,
             domains: self.domains,
             pins: self.pins,

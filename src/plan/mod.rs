@@ -51,6 +51,10 @@ pub struct Plan {
     pub format_version: u32,
     /// The carve version that last wrote the file.
     pub written_by: String,
+    /// The clustering resolution discover uses (`--resolution`, or a number of
+    /// domains picked in its review) [default: chosen by discover's sweep].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<f64>,
     pub source: Source,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<Domain>,
@@ -793,6 +797,7 @@ impl Plan {
         Plan {
             format_version: FORMAT_VERSION,
             written_by: format!("carve {}", env!("CARGO_PKG_VERSION")),
+            resolution: None,
             source,
             domains: Vec::new(),
             pins: Vec::new(),

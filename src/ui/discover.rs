@@ -60,6 +60,27 @@ pub fn render_report(d: &Discovery, had_workload: bool) -> String {
         "  {} cross a domain boundary",
         super::crossing_summary(q)
     ));
+    // The number of domains each resolution gives; `--resolution` picks another.
+    let scales: Vec<String> = q
+        .alternatives
+        .iter()
+        .map(|s| {
+            format!(
+                "{}{} at {} ({:.3}, seeds agree {:.0}%)",
+                if s.chosen { "→ " } else { "" },
+                s.domains,
+                s.resolution,
+                s.modularity,
+                s.agreement * 100.0
+            )
+        })
+        .collect();
+    if !scales.is_empty() {
+        line(format!(
+            "  domains by resolution (modularity): {}; --resolution R chooses another",
+            scales.join(", ")
+        ));
+    }
     if had_workload {
         line(String::new());
         line("services".into());
