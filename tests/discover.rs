@@ -550,7 +550,8 @@ async fn benchbase_from_the_catalog_alone_is_still_a_good_proposal() {
     // Measured 0.92 (0.76 at resolution 1 with declared and `<table>_id` keys
     // only): the resolution the sweep settles on keeps auctionmark's attributes
     // with its items, and the names imply trust → useracct_2 (`source_u_id`)
-    // and text → page (`old_page`). The config_* tables, keyless, stay apart.
+    // and text → page (`old_page`), also to a unique key. The config_* tables,
+    // keyless, stay apart.
     assert!(score >= 0.9, "catalog-only ARI {score}");
     assert_eq!(json["quality"]["resolution"], 0.75, "{:#}", json["quality"]);
     let implied: Vec<&str> = json["links"]
@@ -563,6 +564,8 @@ async fn benchbase_from_the_catalog_alone_is_still_a_good_proposal() {
     assert_eq!(
         implied,
         [
+            // customer_2's unique c_id_str
+            "public.frequent_flyer.ff_c_id_str",
             "public.logging.log_page",
             "public.text.old_page",
             "public.trust.source_u_id",

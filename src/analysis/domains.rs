@@ -218,12 +218,12 @@ pub fn propose(
     tracing::debug!(elapsed = ?started.elapsed(), edges = graph.edge_count(), links = links.len(), "graph built");
     // How many domains: a sweep of resolutions, settled by a stated criterion
     // (`leiden::choose`) unless the user gave one; every scale is reported.
-    let mut resolutions = leiden::SWEEP.to_vec();
+    let (mut resolutions, seeds) = leiden::sweep_for(&graph);
     if let Some(r) = resolution.filter(|r| !resolutions.contains(r)) {
         resolutions.push(r);
         resolutions.sort_by(f64::total_cmp);
     }
-    let scales = leiden::sweep(&graph, &resolutions);
+    let scales = leiden::sweep(&graph, &resolutions, seeds);
     let chosen = match resolution {
         Some(r) => scales
             .iter()
@@ -232,12 +232,13 @@ pub fn propose(
         None => leiden::choose(&scales, 1.0),
     };
     tracing::debug!(elapsed = ?started.elapsed(), "clustered");
+    let ties = ties(&links);
     let groups_at = |membership: &[usize]| {
         let mut groups: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
         for (i, table) in clustered.iter().enumerate() {
             groups.entry(membership[i]).or_default().push(*table);
         }
-        split_by_writers(groups.into_values().collect(), &owner_of, &links)
+        split_by_writers(groups.into_values().collect(), &owner_of, &ties)
     };
     let alternatives: Vec<ScaleReport> = scales
         .iter()
@@ -440,6 +441,28 @@ fn make_domain(
 /// between them. Reads and views alone never are.
 const WRITER_BOUNDARY: f64 = 1.5;
 
+/// Each table's links to others: `(other, weight, integrator)`, where integrators
+/// are the links that hold different writers' tables together (foreign keys,
+/// triggers, transactions). Built once for every scale of the sweep.
+type Ties<'l> = HashMap<&'l QualName, Vec<(&'l QualName, f64, bool)>>;
+
+fn ties(links: &[Link]) -> Ties<'_> {
+    let mut ties: Ties = HashMap::default();
+    for l in links {
+        let integrator = matches!(
+            l.kind,
+            LinkKind::ForeignKey(_) | LinkKind::Trigger(_) | LinkKind::Transaction(_)
+        );
+        ties.entry(&l.a)
+            .or_default()
+            .push((&l.b, l.weight, integrator));
+        ties.entry(&l.b)
+            .or_default()
+            .push((&l.a, l.weight, integrator));
+    }
+    ties
+}
+
 /// Writers define bounded contexts: a group whose tables different services own
 /// is cut along its owners, each unowned table going with the owner it is most
 /// tied to, and two owners' parts stay together only when the integrators between
@@ -447,59 +470,55 @@ const WRITER_BOUNDARY: f64 = 1.5;
 fn split_by_writers<'a>(
     groups: Vec<Vec<&'a QualName>>,
     owner_of: &HashMap<&QualName, &str>,
-    links: &[Link],
+    ties: &Ties,
 ) -> Vec<Vec<&'a QualName>> {
+    let none = Vec::new();
     let mut out = Vec::new();
     for group in groups {
-        let mut by_owner: BTreeMap<&str, Vec<&QualName>> = BTreeMap::new();
-        for t in &group {
-            if let Some(owner) = owner_of.get(t) {
-                by_owner.entry(owner).or_default().push(t);
-            }
-        }
-        if by_owner.len() < 2 {
+        let owners: Vec<&str> = group
+            .iter()
+            .filter_map(|t| owner_of.get(t).copied())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if owners.len() < 2 {
             out.push(group);
             continue;
         }
-        let owners: Vec<&str> = by_owner.keys().copied().collect();
-        let part_of = |t: &QualName, parts: &BTreeMap<&str, Vec<&QualName>>| {
-            owners.iter().position(|o| parts[o].contains(&t))
-        };
+        // Each owned table's part: the index of its owner.
+        let mut part: HashMap<&QualName, usize> = group
+            .iter()
+            .filter_map(|t| Some((*t, owners.binary_search(owner_of.get(t)?).ok()?)))
+            .collect();
+        let mut sizes = vec![0usize; owners.len()];
+        for p in part.values() {
+            sizes[*p] += 1;
+        }
         // Unowned tables (read-only, unused) go with the owner most tied to them.
         for t in group.iter().filter(|t| !owner_of.contains_key(*t)) {
             let mut tie = vec![0.0; owners.len()];
-            for l in links {
-                let other = if &l.a == *t {
-                    &l.b
-                } else if &l.b == *t {
-                    &l.a
-                } else {
-                    continue;
-                };
-                if let Some(i) = part_of(other, &by_owner) {
-                    tie[i] += l.weight;
+            for (other, weight, _) in ties.get(t).unwrap_or(&none) {
+                if let Some(p) = part.get(other) {
+                    tie[*p] += weight;
                 }
             }
             let best = (0..owners.len())
-                .max_by(|&a, &b| {
-                    tie[a]
-                        .total_cmp(&tie[b])
-                        .then(by_owner[owners[a]].len().cmp(&by_owner[owners[b]].len()))
-                })
+                .max_by(|&a, &b| tie[a].total_cmp(&tie[b]).then(sizes[a].cmp(&sizes[b])))
                 .expect("two owners at least");
-            by_owner.get_mut(owners[best]).expect("an owner").push(t);
+            part.insert(t, best);
+            sizes[best] += 1;
         }
         // Integrators between owners' parts; parts tied strongly enough are one.
         let mut strength: BTreeMap<(usize, usize), f64> = BTreeMap::new();
-        for l in links.iter().filter(|l| {
-            matches!(
-                l.kind,
-                LinkKind::ForeignKey(_) | LinkKind::Trigger(_) | LinkKind::Transaction(_)
-            )
-        }) {
-            if let (Some(a), Some(b)) = (part_of(&l.a, &by_owner), part_of(&l.b, &by_owner)) {
-                if a != b {
-                    *strength.entry((a.min(b), a.max(b))).or_default() += l.weight;
+        for t in &group {
+            let a = part[t];
+            for (other, weight, integrator) in ties.get(t).unwrap_or(&none) {
+                match part.get(other) {
+                    // Each link is seen from both ends: counted from the lower part.
+                    Some(&b) if *integrator && a < b => {
+                        *strength.entry((a, b)).or_default() += weight;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -517,12 +536,9 @@ fn split_by_writers<'a>(
             }
         }
         let mut merged: BTreeMap<usize, Vec<&QualName>> = BTreeMap::new();
-        for (i, owner) in owners.iter().enumerate() {
-            let r = find(&mut root, i);
-            merged
-                .entry(r)
-                .or_default()
-                .extend(by_owner[owner].iter().copied());
+        for t in group {
+            let r = find(&mut root, part[t]);
+            merged.entry(r).or_default().push(t);
         }
         out.extend(merged.into_values());
     }
@@ -636,6 +652,20 @@ fn unique_names(domains: &mut [Domain], forced: &BTreeSet<String>) {
     }
 }
 
+/// An English word's singular, near enough for table names: `accounts` → `account`,
+/// `categories` → `category`, `addresses` → `address`; `status` stays.
+fn singular(word: &str) -> String {
+    if let Some(stem) = word.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = word.strip_suffix("sses") {
+        format!("{stem}ss")
+    } else if word.ends_with("ss") || word.ends_with("us") || word.len() <= 3 {
+        word.to_string()
+    } else {
+        word.strip_suffix('s').unwrap_or(word).to_string()
+    }
+}
+
 type Implied<'c> = (
     &'c crate::catalog::Table,
     &'c crate::catalog::Column,
@@ -643,8 +673,8 @@ type Implied<'c> = (
 );
 
 /// Foreign keys the names imply where none is declared, as tbls and SchemaSpy find
-/// them: a column of the type of another table's single-column key, in the same
-/// schema, named
+/// them: a column of the type of another table's single-column key (primary or
+/// unique), in the same schema, named
 /// - `<table>_id` (`customer_id` → `customers.id`, singular or plural),
 /// - `…_<key>` or `<key>` for a key named other than `id` (`source_u_id` →
 ///   the one table keyed by `u_id` of that type),
@@ -656,21 +686,29 @@ fn implied_foreign_keys<'c>(
     declared: &BTreeSet<(QualName, String)>,
 ) -> Vec<Implied<'c>> {
     use crate::catalog::Table;
-    let key_of = |t: &'c Table| -> Option<(&'c str, &'c str)> {
-        let pk = t.primary_key().filter(|pk| pk.columns.len() == 1)?;
-        let column = t.columns.iter().find(|c| c.name == pk.columns[0])?;
-        Some((column.name.as_str(), column.type_name.as_str()))
+    // A table's single-column keys (primary or unique), with their types.
+    let keys_of = |t: &'c Table| -> Vec<(&'c str, &'c str)> {
+        let pk = t.primary_key().map(|pk| &pk.columns);
+        let unique = t.indexes.iter().filter(|i| i.unique).map(|i| &i.columns);
+        pk.into_iter()
+            .chain(unique)
+            .filter(|columns| columns.len() == 1)
+            .filter_map(|columns| t.columns.iter().find(|c| c.name == columns[0]))
+            .map(|c| (c.name.as_str(), c.type_name.as_str()))
+            .collect()
     };
     let roots = || catalog.tables.iter().filter(|t| t.partition_of.is_none());
     let mut by_name: HashMap<(&str, &str), &Table> = HashMap::default();
     let mut by_key: HashMap<(&str, &str, &str), Vec<&Table>> = HashMap::default();
     for t in roots() {
         by_name.insert((&t.name.schema, &t.name.name), t);
-        if let Some((key, type_name)) = key_of(t).filter(|(k, _)| *k != "id" && k.len() >= 3) {
-            by_key
-                .entry((&t.name.schema, key, type_name))
-                .or_default()
-                .push(t);
+        for (key, type_name) in keys_of(t) {
+            if key != "id" && key.len() >= 3 {
+                by_key
+                    .entry((&t.name.schema, key, type_name))
+                    .or_default()
+                    .push(t);
+            }
         }
     }
     let mut found = Vec::new();
@@ -682,7 +720,9 @@ fn implied_foreign_keys<'c>(
             let schema = table.name.schema.as_str();
             let fits = |t: &&'c Table| {
                 t.name != table.name
-                    && key_of(t).is_some_and(|(_, type_name)| type_name == column.type_name)
+                    && keys_of(t)
+                        .iter()
+                        .any(|(_, type_name)| *type_name == column.type_name)
             };
             // `<table>_id`, singular or plural.
             let by_stem = column
@@ -698,14 +738,19 @@ fn implied_foreign_keys<'c>(
                     ]
                     .iter()
                     .find_map(|c| by_name.get(&(schema, c.as_str())).copied())
-                    .filter(|t| key_of(t).is_some_and(|(k, _)| k == "id"))
+                    .filter(|t| {
+                        keys_of(t)
+                            .iter()
+                            .any(|(k, type_name)| *k == "id" && *type_name == column.type_name)
+                    })
                 })
                 .filter(fits);
             // The whole name or a `_`-separated tail: another table's key, or a table.
             // Not for the table's own key columns: `i_id` keys many tables.
             let own_key = table
                 .primary_key()
-                .is_some_and(|pk| pk.columns.contains(&column.name));
+                .is_some_and(|pk| pk.columns.contains(&column.name))
+                || keys_of(table).iter().any(|(k, _)| *k == column.name);
             let tails = std::iter::once(column.name.as_str())
                 .filter(|_| !own_key)
                 .chain(
@@ -743,7 +788,7 @@ fn implied_foreign_keys<'c>(
     found
 }
 
-/// Collects the weighted graph to cluster,/// Collects the weighted graph to cluster, and the links behind it that really couple
+/// Collects the weighted graph to cluster, and the links behind it that really couple
 /// tables (for the boundary report). Statement and transaction links are aggregated
 /// per table pair; affinity (shared services, names) only adds weight to the graph.
 struct LinkBuilder<'a> {
@@ -962,9 +1007,9 @@ fn links(
             out.graph.add_edge(a, b, weight * similarity);
         }
     }
-    // A shared first word in table names (order, order_item) is a weak hint, only used
-    // for words that a few tables share.
-    let mut by_token: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    // A shared first word in table names (orders, order_item) is a weak hint, only
+    // used for words that a few tables share.
+    let mut by_token: BTreeMap<(&str, String), Vec<usize>> = BTreeMap::new();
     for (t, &node) in index {
         if let Some(token) = t
             .name
@@ -972,10 +1017,13 @@ fn links(
             .next()
             .filter(|w| w.len() >= 3 && *w != t.name)
         {
-            by_token.entry((&t.schema, token)).or_default().push(node);
+            by_token
+                .entry((&t.schema, singular(token)))
+                .or_default()
+                .push(node);
         }
         by_token
-            .entry((&t.schema, t.name.as_str()))
+            .entry((&t.schema, singular(&t.name)))
             .or_default()
             .push(node);
     }
@@ -1050,7 +1098,8 @@ mod tests {
             link(&shelf, &books, 0.5, LinkKind::Transaction("t".into())),
         ];
         let group = vec![&list, &books, &stats, &shelf];
-        let mut cut = split_by_writers(vec![group], &owner_of, &links);
+        let ties = ties(&links);
+        let mut cut = split_by_writers(vec![group], &owner_of, &ties);
         for g in &mut cut {
             g.sort();
         }
@@ -1063,7 +1112,7 @@ mod tests {
         // One writer: nothing to cut.
         let alone: HashMap<&QualName, &str> = [(&list, "Reading")].into_iter().collect();
         assert_eq!(
-            split_by_writers(vec![vec![&list, &stats]], &alone, &links),
+            split_by_writers(vec![vec![&list, &stats]], &alone, &ties),
             vec![vec![&list, &stats]]
         );
     }

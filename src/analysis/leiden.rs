@@ -157,18 +157,33 @@ pub struct Scale {
     pub agreement: f64,
 }
 
-/// The resolutions a sweep tries, from a few large domains to many small ones.
+/// The resolutions a sweep tries, from a few large domains to many small ones,
+/// and the seeds each runs with.
 pub const SWEEP: [f64; 7] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0];
-
-/// Seeds each resolution of a sweep runs with.
 const SWEEP_SEEDS: u64 = 8;
 
-/// Clusters at each of `resolutions` with several seeds; see [`Scale`].
-pub fn sweep(graph: &Graph, resolutions: &[f64]) -> Vec<Scale> {
+/// On a graph this large (a workload of thousands of tables), the sweep is cut to
+/// about the cost of eight runs: three resolutions, three seeds each.
+const LARGE_GRAPH: usize = 500_000;
+const LARGE_SWEEP: [f64; 3] = [0.5, 1.0, 2.0];
+const LARGE_SWEEP_SEEDS: u64 = 3;
+
+/// The resolutions and seeds a sweep of `graph` runs.
+pub fn sweep_for(graph: &Graph) -> (Vec<f64>, u64) {
+    if graph.edge_count() > LARGE_GRAPH {
+        (LARGE_SWEEP.to_vec(), LARGE_SWEEP_SEEDS)
+    } else {
+        (SWEEP.to_vec(), SWEEP_SEEDS)
+    }
+}
+
+/// Clusters at each of `resolutions` with `seeds` seeds each; see [`Scale`].
+pub fn sweep(graph: &Graph, resolutions: &[f64], seeds: u64) -> Vec<Scale> {
     let graph = graph.finished();
+    let seeds = seeds.max(1);
     let runs: Vec<(f64, u64)> = resolutions
         .iter()
-        .flat_map(|&r| (0..SWEEP_SEEDS).map(move |s| (r, 42 + s)))
+        .flat_map(|&r| (0..seeds).map(move |s| (r, 42 + s)))
         .collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -196,7 +211,7 @@ pub fn sweep(graph: &Graph, resolutions: &[f64]) -> Vec<Scale> {
     resolutions
         .iter()
         .map(|&resolution| {
-            let seeds: Vec<Vec<usize>> = memberships.by_ref().take(SWEEP_SEEDS as usize).collect();
+            let seeds: Vec<Vec<usize>> = memberships.by_ref().take(seeds as usize).collect();
             let mut agreement = 0.0;
             let mut pairs = 0.0;
             for (i, a) in seeds.iter().enumerate() {
@@ -619,7 +634,7 @@ mod tests {
         for (a, b) in [(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3)] {
             g.add_edge(a, b, 1.0);
         }
-        let scales = sweep(&g, &[0.5, 1.0]);
+        let scales = sweep(&g, &[0.5, 1.0], SWEEP_SEEDS);
         assert_eq!(scales.len(), 2);
         let at_one = &scales[1];
         assert_eq!(at_one.agreement, 1.0);
