@@ -9,6 +9,7 @@ use rexpect::session::spawn_command;
 use support::*;
 
 const DOWN: &str = "\x1b[B";
+const UP: &str = "\x1b[A";
 const ENTER: &str = "\r";
 
 /// Types keys, as a person would.
@@ -122,6 +123,73 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
     let again = carve::plan::Plan::load(&plan).unwrap();
     assert_eq!(again.pins, written.pins);
     assert_eq!(again.decisions, written.decisions);
+}
+
+#[tokio::test]
+async fn the_number_of_domains_picked_on_a_terminal_stays_in_the_plan() {
+    let server = server();
+    create_db(&server, "shop", example("shop").schema).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("carve.plan.toml");
+    let workload = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/workload");
+    let source = server.conninfo("shop");
+    let args = ["--source", source.as_str(), "--workload", workload];
+
+    // What the sweep offers: one entry per number of domains, the proposal's last.
+    let (json, code, stderr) = discover_json(&plan, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let mut counts: Vec<(u64, f64)> = Vec::new();
+    for s in json["quality"]["alternatives"].as_array().unwrap() {
+        let n = s["domains"].as_u64().unwrap();
+        if !counts.iter().any(|(c, _)| *c == n) {
+            counts.push((n, s["resolution"].as_f64().unwrap()));
+        }
+    }
+    let proposed = json["domains"].as_array().unwrap().len() as u64;
+    let (fewest, at) = counts[0];
+    assert!(fewest < proposed, "{counts:?}");
+    let up = counts.iter().position(|(c, _)| *c == proposed).unwrap();
+    let to_resolve = json["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ownership"] == "joint" || t["ownership"] == "common")
+        .count();
+    std::fs::remove_file(&plan).unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+    cmd.env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env_remove("CARVE_PLAN")
+        .arg("--plan")
+        .arg(&plan)
+        .arg("discover")
+        .args(args);
+    let mut p = spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    expect(&mut p, "How many domains?");
+    expect(&mut p, &format!("{fewest} domains (resolution {at}"));
+    keys(&mut p, &UP.repeat(up));
+    keys(&mut p, ENTER);
+    expect(&mut p, &format!("{fewest} domains for"));
+    expect(&mut p, "leave this and all the rest for later");
+    keys(&mut p, &DOWN.repeat(5));
+    keys(&mut p, ENTER); // leave the domains for later
+    for _ in 0..to_resolve {
+        expect(&mut p, "decide later");
+        keys(&mut p, UP); // the list wraps round to its last item
+        keys(&mut p, ENTER);
+    }
+    expect(&mut p, "plan written to");
+    p.exp_eof().unwrap();
+
+    let written = carve::plan::Plan::load(&plan).unwrap();
+    assert_eq!(written.resolution, Some(at));
+    assert_eq!(written.domains.len() as u64, fewest);
+    // The next run, without a terminal, keeps it.
+    let (json, code, stderr) = discover_json(&plan, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["domains"].as_array().unwrap().len() as u64, fewest);
+    assert_eq!(json["quality"]["resolution"].as_f64(), Some(at));
 }
 
 #[tokio::test]

@@ -104,6 +104,15 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
             crate::ui::discover::render_report(&discovery, workload.is_some())
         );
         std::io::stdout().flush()?;
+        if let Some(resolution) = crate::ui::review::choose_scale(&discovery)? {
+            options.resolution = Some(resolution);
+            discovery = settled(&catalog, workload.as_ref(), &mut options, existing.as_ref());
+            print!(
+                "{}",
+                crate::ui::discover::render_report(&discovery, workload.is_some())
+            );
+            std::io::stdout().flush()?;
+        }
         let choices = crate::ui::review::walk(&discovery)?;
         if !choices.is_empty() {
             let mut draft = build_plan(source.clone(), &catalog, &discovery, existing.as_ref());

@@ -1,5 +1,5 @@
 //! The interactive review of a discover proposal (dialoguer, on the terminal's stderr):
-//! accept or rename each domain, move tables between domains, choose a resolution for
+//! how many domains (when the sweep offers a choice), then accept or rename each domain, move tables between domains, choose a resolution for
 //! every joint or common table. Produces `plan::choices::Choice`s; writing them into the
 //! plan is pure and lives there. Only called on a terminal without `--yes`.
 
@@ -19,6 +19,45 @@ const MOVE: usize = 2;
 const LATER: usize = 3;
 const ACCEPT_REST: usize = 4;
 const SKIP_REST: usize = 5;
+
+/// Asks how many domains, when the sweep's resolutions give different numbers: the
+/// resolution of the one picked, or `None` to keep the proposal's (Esc too).
+pub fn choose_scale(d: &Discovery) -> anyhow::Result<Option<f64>> {
+    // One entry per number of domains: the resolution nearest the chosen one.
+    let mut offered: Vec<&crate::analysis::domains::ScaleReport> = Vec::new();
+    for s in &d.quality.alternatives {
+        match offered.iter_mut().find(|o| o.domains == s.domains) {
+            Some(o) if !o.chosen && (s.chosen || s.resolution == 1.0) => *o = s,
+            Some(_) => {}
+            None => offered.push(s),
+        }
+    }
+    if offered.len() < 2 {
+        return Ok(None);
+    }
+    let items: Vec<String> = offered
+        .iter()
+        .map(|s| {
+            format!(
+                "{} domains (resolution {}, modularity {:.3}, seeds agree {:.0}%){}",
+                s.domains,
+                s.resolution,
+                s.modularity,
+                s.agreement * 100.0,
+                if s.chosen { " — as proposed" } else { "" }
+            )
+        })
+        .collect();
+    let proposed = offered.iter().position(|s| s.chosen).unwrap_or(0);
+    let picked = Select::with_theme(&ColorfulTheme::default())
+        .with_prompt("How many domains? (the plan keeps a resolution you pick)")
+        .items(&items)
+        .default(proposed)
+        .interact_opt()?;
+    Ok(picked
+        .filter(|&i| i != proposed)
+        .map(|i| offered[i].resolution))
+}
 
 /// Walks the user through the proposal; an empty list when nothing was chosen or the
 /// choices were not confirmed.
