@@ -300,6 +300,19 @@ async fn shop_domains_are_the_ones_its_designers_intended() {
     assert_eq!(fk["count"], 2, "{boundary:#}");
 }
 
+/// benchbase's workload files, each passed through `edit(file name, SQL)`, in a
+/// directory of their own.
+fn benchbase_workload(edit: impl Fn(&std::ffi::OsStr, String) -> String) -> tempfile::TempDir {
+    let workload = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(benchbase().join("workload")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        let sql = edit(name, std::fs::read_to_string(&path).unwrap());
+        std::fs::write(workload.path().join(name), sql).unwrap();
+    }
+    workload
+}
+
 async fn benchbase_db(server: &carve::pgtemp::TempServer, name: &str, extras: bool) {
     let dir = benchbase();
     let mut sql = std::fs::read_to_string(dir.join("schema.sql")).unwrap();
@@ -367,17 +380,10 @@ async fn benchbase_audit_log_is_common_and_changes_nothing_else() {
     benchbase_db(&server, "bench", true).await;
     let dir = benchbase();
     // Each service's workload with its audit INSERT appended.
-    let workload = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(dir.join("workload")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap();
-        let mut sql = std::fs::read_to_string(&path).unwrap();
-        sql.push_str(";\n");
-        sql.push_str(
-            &std::fs::read_to_string(dir.join("extras/workload_audit").join(name)).unwrap(),
-        );
-        std::fs::write(workload.path().join(name), sql).unwrap();
-    }
+    let workload = benchbase_workload(|name, sql| {
+        let audit = dir.join("extras/workload_audit").join(name);
+        format!("{sql};\n{}", std::fs::read_to_string(audit).unwrap())
+    });
     let (json, code, stderr) = discover_json(
         &workload.path().join("p.toml"),
         &[
@@ -412,11 +418,7 @@ async fn a_job_writing_into_every_cluster_is_reported_and_does_not_merge_them() 
     let server = server();
     benchbase_db(&server, "bench", false).await;
     let dir = benchbase();
-    let workload = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(dir.join("workload")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, workload.path().join(path.file_name().unwrap())).unwrap();
-    }
+    let workload = benchbase_workload(|_, sql| sql);
     std::fs::write(workload.path().join("nightly_sync.sql"), NIGHTLY_JOB).unwrap();
     let plan = workload.path().join("p.toml");
     let args = [

@@ -219,22 +219,7 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
     // The team decides: the audit service records those writes, the reference to the
     // catalog goes at the move, and the reading list asks the catalog's API for
     // titles. (A replicated copy of a split table does not carry its view yet.)
-    decide_library_crossings(&m);
-    let mut plan = Plan::load(&m.plan).unwrap();
-    plan.decisions
-        .retain(|d| !(d.subject.starts_with("read ") && d.subject.ends_with(" by ReadingList")));
-    for table in [
-        "public.book_catalog",
-        "book_catalog.book_catalog_book_inventory",
-    ] {
-        plan.decisions.push(carve::plan::Decision {
-            subject: format!("read {table} by ReadingList"),
-            choice: "api".into(),
-            reason: "the catalog's API gives the titles".into(),
-            rows: None,
-        });
-    }
-    plan.save(&m.plan).unwrap();
+    decide_library_crossings_reading(&m, "api");
     let plan_before = std::fs::read(&m.plan).unwrap();
     let (exit, doc) = plan_json(&m, &[]);
     assert_eq!(exit, 3, "work pending, nothing missing: {doc:#}");

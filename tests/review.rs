@@ -27,6 +27,19 @@ fn expect(p: &mut rexpect::session::PtySession, text: &str) {
     std::thread::sleep(std::time::Duration::from_millis(150));
 }
 
+/// `carve discover` with `args` in a pseudo-terminal, writing `plan`.
+fn discover_on_a_terminal(plan: &std::path::Path, args: &[&str]) -> rexpect::session::PtySession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
+    cmd.env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env_remove("CARVE_PLAN")
+        .arg("--plan")
+        .arg(plan)
+        .arg("discover")
+        .args(args);
+    spawn_command(cmd, Some(30_000)).expect("spawn in a pty")
+}
+
 #[tokio::test]
 async fn choices_on_a_terminal_become_pins_and_decisions() {
     let server = server();
@@ -58,14 +71,7 @@ async fn choices_on_a_terminal_become_pins_and_decisions() {
     let past_alternatives = DOWN.repeat(alternatives.len());
     std::fs::remove_file(&plan).unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
-    cmd.env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .env_remove("CARVE_PLAN")
-        .arg("--plan")
-        .arg(&plan)
-        .args(["discover", "--source", &source, "--workload", workload]);
-    let mut p = spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    let mut p = discover_on_a_terminal(&plan, &["--source", &source, "--workload", workload]);
     for (i, domain) in domains.iter().enumerate() {
         expect(&mut p, &format!("({} of {})", i + 1, domains.len()));
         expect(&mut p, "leave this and all the rest for later");
@@ -157,15 +163,7 @@ async fn the_number_of_domains_picked_on_a_terminal_stays_in_the_plan() {
         .count();
     std::fs::remove_file(&plan).unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carve"));
-    cmd.env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .env_remove("CARVE_PLAN")
-        .arg("--plan")
-        .arg(&plan)
-        .arg("discover")
-        .args(args);
-    let mut p = spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    let mut p = discover_on_a_terminal(&plan, &args);
     expect(&mut p, "How many domains?");
     expect(&mut p, &format!("{fewest} domains (resolution {at}"));
     keys(&mut p, &UP.repeat(up));

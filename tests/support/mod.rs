@@ -504,7 +504,18 @@ pub fn resolution_kinds(table: &serde_json::Value) -> Vec<String> {
 /// reaches across domains (or servers). The reading list's foreign key to the
 /// catalog goes at the move.
 pub fn decide_library_crossings(m: &Monolith) {
-    library_crossings(m, "delegate:audit-service", "the audit service records it");
+    decide_library_crossings_reading(m, "replicate");
+}
+
+/// [`decide_library_crossings`], with ReadingList's reads of the catalog decided
+/// `reads` (`api`: the reading list asks the catalog's service instead).
+pub fn decide_library_crossings_reading(m: &Monolith, reads: &str) {
+    library_crossings(
+        m,
+        "delegate:audit-service",
+        "the audit service records it",
+        reads,
+    );
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
     let subject = "foreign key public.reading_list.reading_list_book_id_fkey";
     plan.decisions.retain(|d| d.subject != subject);
@@ -524,10 +535,11 @@ pub fn grant_library_crossings(m: &Monolith) {
         m,
         "temporary-grant:audit-service",
         "until the audit service exists",
+        "replicate",
     );
 }
 
-fn library_crossings(m: &Monolith, audit_writes: &str, reason: &str) {
+fn library_crossings(m: &Monolith, audit_writes: &str, reason: &str, reads: &str) {
     let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
     for service in ["ReadingList", "BookCatalog", "BookInventory"] {
         plan.decisions.push(carve::plan::Decision {
@@ -544,8 +556,8 @@ fn library_crossings(m: &Monolith, audit_writes: &str, reason: &str) {
     ] {
         plan.decisions.push(carve::plan::Decision {
             subject: format!("read {table} by ReadingList"),
-            choice: "replicate".into(),
-            reason: "the reading list shows titles from its own copy of the catalog".into(),
+            choice: reads.into(),
+            reason: "the reading list shows the catalog's titles".into(),
             rows: None,
         });
     }
