@@ -119,8 +119,10 @@ pub enum Command {
     ///   name = "nightly_sync"
     ///   cross_cutting = false          # an ordinary writer (true: always set aside)
     ///
-    /// On a terminal (without --yes) you then review the proposal: accept or rename
-    /// each domain, move tables, choose a resolution for each joint or common table.
+    /// On a terminal (without --yes) you then review the proposal: how many domains
+    /// (when the resolutions tried give different numbers; see --resolution), then
+    /// accept or rename each domain, move tables, choose a resolution for each joint
+    /// or common table.
     /// Each choice is written into the plan as a pin or a decision. Pins can also be
     /// written by hand; every run applies them:
     ///
