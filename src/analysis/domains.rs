@@ -240,20 +240,22 @@ pub fn propose(
         }
         split_by_writers(groups.into_values().collect(), &owner_of, &ties)
     };
+    let mut groups_by_scale: Vec<Vec<Vec<&QualName>>> =
+        scales.iter().map(|s| groups_at(&s.membership)).collect();
     let alternatives: Vec<ScaleReport> = scales
         .iter()
+        .zip(&groups_by_scale)
         .enumerate()
-        .map(|(i, s)| ScaleReport {
+        .map(|(i, (s, groups))| ScaleReport {
             resolution: s.resolution,
-            domains: groups_at(&s.membership).len() + common.len(),
+            domains: groups.len() + common.len(),
             modularity: s.modularity,
             agreement: s.agreement,
             chosen: i == chosen,
         })
         .collect();
-    let scale = &scales[chosen];
-    let (resolution, modularity) = (scale.resolution, scale.modularity);
-    let groups = groups_at(&scale.membership);
+    let (resolution, modularity) = (scales[chosen].resolution, scales[chosen].modularity);
+    let groups = groups_by_scale.swap_remove(chosen);
     // Common tables: a group each, after the clustered ones.
     let mut groups: Vec<(Vec<&QualName>, bool)> = groups
         .into_iter()
@@ -698,11 +700,14 @@ fn implied_foreign_keys<'c>(
             .collect()
     };
     let roots = || catalog.tables.iter().filter(|t| t.partition_of.is_none());
+    let keys: HashMap<&QualName, Vec<(&str, &str)>> =
+        roots().map(|t| (&t.name, keys_of(t))).collect();
+    let keys_of = |t: &Table| keys[&t.name].as_slice();
     let mut by_name: HashMap<(&str, &str), &Table> = HashMap::default();
     let mut by_key: HashMap<(&str, &str, &str), Vec<&Table>> = HashMap::default();
     for t in roots() {
         by_name.insert((&t.name.schema, &t.name.name), t);
-        for (key, type_name) in keys_of(t) {
+        for &(key, type_name) in keys_of(t) {
             if key != "id" && key.len() >= 3 {
                 by_key
                     .entry((&t.name.schema, key, type_name))
@@ -751,17 +756,15 @@ fn implied_foreign_keys<'c>(
                 .primary_key()
                 .is_some_and(|pk| pk.columns.contains(&column.name))
                 || keys_of(table).iter().any(|(k, _)| *k == column.name);
-            let tails = std::iter::once(column.name.as_str())
-                .filter(|_| !own_key)
-                .chain(
-                    column
-                        .name
-                        .match_indices('_')
-                        .map(|(i, _)| &column.name[i + 1..])
-                        .filter(|tail| !tail.is_empty() && !own_key),
-                );
+            let tails = std::iter::once(column.name.as_str()).chain(
+                column
+                    .name
+                    .match_indices('_')
+                    .map(|(i, _)| &column.name[i + 1..])
+                    .filter(|tail| !tail.is_empty()),
+            );
             let mut by_tail: Vec<&Table> = Vec::new();
-            for tail in tails {
+            for tail in tails.take_while(|_| !own_key) {
                 let keyed = by_key
                     .get(&(schema, tail, column.type_name.as_str()))
                     .into_iter()
