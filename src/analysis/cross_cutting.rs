@@ -53,6 +53,7 @@ pub fn detect(usage: &Usage, overrides: &BTreeMap<String, bool>) -> Vec<CrossCut
         }
         let mut hosts: BTreeSet<String> = BTreeSet::new();
         let mut shared: Vec<QualName> = Vec::new();
+        let mut co_written = 0;
         for table in &tables {
             let u = &usage.tables[*table];
             // A table nearly everyone writes (common) says nothing about clusters.
@@ -69,14 +70,11 @@ pub fn detect(usage: &Usage, overrides: &BTreeMap<String, bool>) -> Vec<CrossCut
             if let Some(host) = host {
                 hosts.insert(host);
                 shared.push((*table).clone());
+                co_written += 1;
             } else if read_by_others {
                 shared.push((*table).clone());
             }
         }
-        let co_written = shared
-            .iter()
-            .filter(|t| usage.tables[*t].writers.len() > 1)
-            .count();
         let detected = hosts.len() >= HOSTS && 2 * co_written >= tables.len();
         if !(detected || forced == Some(true)) {
             continue;
@@ -120,23 +118,23 @@ pub fn note_co_owners(ownership: &mut [TableOwnership], cross: &[CrossCutting]) 
 }
 
 impl Usage {
-    /// The use with `services` set aside wherever another service uses the table:
-    /// they no longer write, read or own those tables, and their statements tie no
-    /// tables together. Tables only they use stay theirs.
-    pub fn setting_aside(&self, services: &BTreeSet<String>) -> Usage {
+    /// The use with each cross-cutting writer set aside from its `tables` (those
+    /// other services use): it no longer writes, reads or owns them, and its
+    /// statements tie no tables together. The tables only it uses stay its own, and
+    /// a common table keeps it among its writers, as the report lists them.
+    pub fn setting_aside(&self, cross: &[CrossCutting]) -> Usage {
         let mut out = self.clone();
-        for u in out.tables.values_mut() {
-            let others = u
-                .writers
-                .keys()
-                .chain(u.readers.keys())
-                .any(|s| !services.contains(s));
-            if others {
-                u.writers.retain(|s, _| !services.contains(s));
-                u.readers.retain(|s, _| !services.contains(s));
+        for c in cross {
+            for t in &c.tables {
+                if let Some(u) = out.tables.get_mut(t) {
+                    u.writers.remove(&c.service);
+                    u.readers.remove(&c.service);
+                }
             }
         }
-        out.statements.retain(|s| !services.contains(&s.service));
+        let aside: BTreeSet<&str> = cross.iter().map(|c| c.service.as_str()).collect();
+        out.statements
+            .retain(|s| !aside.contains(s.service.as_str()));
         out
     }
 }
@@ -218,13 +216,18 @@ mod tests {
     fn setting_aside_keeps_tables_only_the_job_uses() {
         let u = usage(&[
             ("orders", &["orders", "nightly"], &["nightly"]),
+            ("payments", &["payments", "nightly"], &[]),
+            ("stock", &["inventory", "nightly"], &[]),
             ("job_runs", &["nightly"], &[]),
+            ("audit", &["orders", "payments", "nightly"], &[]),
         ]);
-        let aside = u.setting_aside(&BTreeSet::from(["nightly".to_string()]));
+        let aside = u.setting_aside(&detect(&u, &BTreeMap::new()));
         let writers =
             |t: &str| -> Vec<String> { aside.tables[&q(t)].writers.keys().cloned().collect() };
         assert_eq!(writers("orders"), ["orders"]);
         assert!(aside.tables[&q("orders")].readers.is_empty());
         assert_eq!(writers("job_runs"), ["nightly"]);
+        // A common table lists every writer, the job too.
+        assert_eq!(writers("audit"), ["nightly", "orders", "payments"]);
     }
 }

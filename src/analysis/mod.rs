@@ -205,18 +205,15 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
     // the rows they tidy: clustering and owners are found without them, and the
     // report lists them among each table's writers.
     let cross = cross_cutting::detect(clustered, &options.cross_cutting);
-    let aside: BTreeSet<String> = cross.iter().map(|c| c.service.clone()).collect();
     let without;
-    let clustered = if aside.is_empty() {
+    let clustered = if cross.is_empty() {
         clustered
     } else {
-        without = clustered.setting_aside(&aside);
+        without = clustered.setting_aside(&cross);
         &without
     };
     let mut ownership = ownership::classify(catalog, clustered, workload_given);
-    if !aside.is_empty() {
-        cross_cutting::note_co_owners(&mut ownership, &cross);
-    }
+    cross_cutting::note_co_owners(&mut ownership, &cross);
     // A consolidated table has one owner now, but its ways out stay on record: the
     // plan's decision is one of them, and the review may pick another.
     let before_consolidation: BTreeMap<QualName, Vec<ownership::Resolution>> = if groups.is_empty()
