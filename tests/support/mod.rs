@@ -86,33 +86,27 @@ pub fn assert_success(output: &std::process::Output) {
     );
 }
 
-/// Adjusted Rand index of two clusterings of the same items (1.0: identical).
+/// Adjusted Rand index of two clusterings of the same items (1.0: identical), by
+/// carve's own `leiden::adjusted_rand_index` over the labels numbered.
 pub fn adjusted_rand_index(
     truth: &[(&str, &str)],
     predicted: &std::collections::HashMap<String, String>,
 ) -> f64 {
-    use std::collections::HashMap;
-    let choose2 = |n: usize| (n * n.saturating_sub(1)) as f64 / 2.0;
-    let mut pairs: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut a: HashMap<&str, usize> = HashMap::new();
-    let mut b: HashMap<&str, usize> = HashMap::new();
+    // Each clustering's labels numbered in order of first appearance.
+    fn number<'l>(labels: &mut std::collections::HashMap<&'l str, usize>, label: &'l str) -> usize {
+        let next = labels.len();
+        *labels.entry(label).or_insert(next)
+    }
+    let (mut truths, mut predictions) = Default::default();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
     for (item, t) in truth {
         let p = predicted
             .get(*item)
             .unwrap_or_else(|| panic!("{item} has no predicted domain"));
-        *pairs.entry((t, p.as_str())).or_default() += 1;
-        *a.entry(t).or_default() += 1;
-        *b.entry(p.as_str()).or_default() += 1;
+        a.push(number(&mut truths, t));
+        b.push(number(&mut predictions, p));
     }
-    let index: f64 = pairs.values().map(|&n| choose2(n)).sum();
-    let sum_a: f64 = a.values().map(|&n| choose2(n)).sum();
-    let sum_b: f64 = b.values().map(|&n| choose2(n)).sum();
-    let expected = sum_a * sum_b / choose2(truth.len());
-    let max = (sum_a + sum_b) / 2.0;
-    if max == expected {
-        return 1.0;
-    }
-    (index - expected) / (max - expected)
+    carve::analysis::leiden::adjusted_rand_index(&a, &b)
 }
 
 /// The benchbase test data beside the repository; a clear failure when it is missing.
