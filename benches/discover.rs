@@ -10,9 +10,11 @@
 
 mod common;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use carve::analysis::leiden::adjusted_rand_index_of;
 use carve::pgtemp::TempServer;
 use carve::synthetic::{self, Shape};
 use common::{best_of, load_synthetic, pg_dump, Measure};
@@ -20,10 +22,18 @@ use common::{best_of, load_synthetic, pg_dump, Measure};
 const SERVICES: usize = 50;
 const STATEMENTS: usize = 100_000;
 
-fn discover(server: &TempServer, db: &str, plans: &Path, workload: Option<&Path>) -> Measure {
-    best_of(3, || {
+/// The best of three runs, and the plan the last one wrote.
+fn discover(
+    server: &TempServer,
+    db: &str,
+    plans: &Path,
+    workload: Option<&Path>,
+) -> (Measure, PathBuf) {
+    let last = std::cell::RefCell::new(PathBuf::new());
+    let measure = best_of(3, || {
         // A new plan file each time: a re-run would compare against the last one.
         let plan = plans.join(format!("{}.toml", rand_name()));
+        last.replace(plan.clone());
         let mut c = Command::new(env!("CARGO_BIN_EXE_carve"));
         c.arg("--plan")
             .arg(&plan)
@@ -33,7 +43,25 @@ fn discover(server: &TempServer, db: &str, plans: &Path, workload: Option<&Path>
             c.arg("--workload").arg(w);
         }
         c
-    })
+    });
+    (measure, last.into_inner())
+}
+
+/// How many domains a plan proposes, and their agreement (adjusted Rand index)
+/// with the generator's clusters.
+fn domains_against_clusters(plan: &Path, shape: Shape) -> (usize, f64) {
+    let plan = carve::plan::Plan::load(plan).expect("the plan discover wrote");
+    let domain_of: HashMap<&str, &str> = plan
+        .domains
+        .iter()
+        .flat_map(|d| d.tables.iter().map(move |t| (t.as_str(), d.name.as_str())))
+        .collect();
+    let clusters = synthetic::clusters(shape);
+    let ari = adjusted_rand_index_of(clusters.iter().map(|(table, cluster)| {
+        let table = format!("public.{table}");
+        (cluster.as_str(), domain_of.get(table.as_str()).copied())
+    }));
+    (plan.domains.len(), ari)
 }
 
 fn rand_name() -> String {
@@ -76,8 +104,8 @@ fn main() {
             std::fs::write(dir.path().join(format!("{service}.sql")), sql).expect("write");
         }
 
-        let catalog_only = discover(&server, &db, plans.path(), None);
-        let with_workload = discover(&server, &db, plans.path(), Some(dir.path()));
+        let (catalog_only, catalog_plan) = discover(&server, &db, plans.path(), None);
+        let (with_workload, workload_plan) = discover(&server, &db, plans.path(), Some(dir.path()));
         let dump = best_of(3, || pg_dump(&server, &db));
         let workload_secs =
             (with_workload.wall.as_secs_f64() - catalog_only.wall.as_secs_f64()).max(1e-3);
@@ -93,6 +121,14 @@ fn main() {
             with_workload.max_rss_kib / 1024,
             dump.max_rss_kib / 1024,
         );
+        let clusters = shape.tables.div_ceil(shape.cluster_size);
+        let (catalog_domains, catalog_ari) = domains_against_clusters(&catalog_plan, shape);
+        let (workload_domains, workload_ari) = domains_against_clusters(&workload_plan, shape);
+        println!(
+            "{:>18} {clusters} clusters generated; catalog alone {catalog_domains} domains (ARI {catalog_ari:.2}), with workload {workload_domains} domains ({:+.0}%, ARI {workload_ari:.2})",
+            "",
+            100.0 * (workload_domains as f64 / clusters as f64 - 1.0),
+        );
         if keep && i == 1 {
             dir.disable_cleanup(true);
             println!(
@@ -106,6 +142,7 @@ fn main() {
     println!("+workload = discover with the generated workload (what the ratio uses)");
     println!("stmts/s   = statements / (+workload - catalog): parsing, resolution, ownership");
     println!("ratio     = +workload time / pg_dump time");
+    println!("ARI       = adjusted Rand index of the domains against the generated clusters");
     if keep {
         let dir = server.keep();
         println!("server files kept in {}", dir.display());

@@ -119,16 +119,19 @@ pub fn sql(shape: Shape) -> Vec<String> {
 /// text per service (`(service, sql)`). Each cluster of tables belongs to one service
 /// (cluster `c` to service `c % services`); services read, join, insert, update and
 /// delete their own tables, read another service's table now and then, and group
-/// some statements in `BEGIN … COMMIT`.
+/// some statements in `BEGIN … COMMIT`. A statement or transaction stays in one
+/// cluster, so with fewer services than clusters a service owns several clusters
+/// that only their writer has in common.
 pub fn workload(shape: Shape, services: usize, statements: usize) -> Vec<(String, String)> {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let clusters = shape.tables.div_ceil(shape.cluster_size);
     let services = services.clamp(1, clusters.max(1));
     let mut texts: Vec<String> = vec![String::new(); services];
-    let table_of = |service: usize, rng: &mut Rng| {
-        // A cluster of this service, then a table in it.
+    let cluster_of = |service: usize, rng: &mut Rng| {
         let owned = (clusters - service).div_ceil(services).max(1);
-        let cluster = (service + services * rng.below(owned)).min(clusters - 1);
+        (service + services * rng.below(owned)).min(clusters - 1)
+    };
+    let table_in = |cluster: usize, rng: &mut Rng| {
         let first = cluster * shape.cluster_size;
         let last = ((cluster + 1) * shape.cluster_size).min(shape.tables);
         table_name(first + rng.below(last - first), shape.cluster_size)
@@ -142,12 +145,15 @@ pub fn workload(shape: Shape, services: usize, statements: usize) -> Vec<(String
         if in_transaction {
             text.push_str("BEGIN;\n");
         }
+        // A statement, or a transaction, works on one cluster (one aggregate) of
+        // the service's: the service writes several, which nothing else ties.
+        let cluster = cluster_of(service, &mut rng);
         for _ in 0..count {
-            let t = table_of(service, &mut rng);
+            let t = table_in(cluster, &mut rng);
             let sql = match rng.below(20) {
                 0..=6 => format!("SELECT id, name, amount FROM {t} WHERE id = $1;\n"),
                 7..=9 => {
-                    let u = table_of(service, &mut rng);
+                    let u = table_in(cluster, &mut rng);
                     format!(
                         "SELECT a.id, b.name FROM {t} a JOIN {u} b ON b.id = a.ref0_id WHERE a.created_at > $1 ORDER BY a.id LIMIT 50;\n"
                     )
@@ -162,7 +168,8 @@ pub fn workload(shape: Shape, services: usize, statements: usize) -> Vec<(String
                 ),
                 _ => {
                     // Another service's table, read.
-                    let other = table_of(rng.below(services), &mut rng);
+                    let other = rng.below(services);
+                    let other = table_in(cluster_of(other, &mut rng), &mut rng);
                     format!("SELECT count(*) FROM {other} WHERE name = $1;\n")
                 }
             };

@@ -522,6 +522,25 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
     (index - expected) / (max - expected)
 }
 
+/// Adjusted Rand index of two labellings of the same items, given as pairs of
+/// labels of any kind (a declared domain and a proposed one, say).
+pub fn adjusted_rand_index_of<A, B>(labels: impl IntoIterator<Item = (A, B)>) -> f64
+where
+    A: std::hash::Hash + Eq,
+    B: std::hash::Hash + Eq,
+{
+    fn number<L: std::hash::Hash + Eq>(seen: &mut HashMap<L, usize>, label: L) -> usize {
+        let next = seen.len();
+        *seen.entry(label).or_insert(next)
+    }
+    let (mut left, mut right) = (HashMap::default(), HashMap::default());
+    let (a, b): (Vec<usize>, Vec<usize>) = labels
+        .into_iter()
+        .map(|(x, y)| (number(&mut left, x), number(&mut right, y)))
+        .unzip();
+    adjusted_rand_index(&a, &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

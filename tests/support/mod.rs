@@ -92,21 +92,12 @@ pub fn adjusted_rand_index(
     truth: &[(&str, &str)],
     predicted: &std::collections::HashMap<String, String>,
 ) -> f64 {
-    // Each clustering's labels numbered in order of first appearance.
-    fn number<'l>(labels: &mut std::collections::HashMap<&'l str, usize>, label: &'l str) -> usize {
-        let next = labels.len();
-        *labels.entry(label).or_insert(next)
-    }
-    let (mut truths, mut predictions) = Default::default();
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for (item, t) in truth {
+    carve::analysis::leiden::adjusted_rand_index_of(truth.iter().map(|(item, t)| {
         let p = predicted
             .get(*item)
             .unwrap_or_else(|| panic!("{item} has no predicted domain"));
-        a.push(number(&mut truths, t));
-        b.push(number(&mut predictions, p));
-    }
-    carve::analysis::leiden::adjusted_rand_index(&a, &b)
+        (*t, p)
+    }))
 }
 
 /// The benchbase test data beside the repository; a clear failure when it is missing.
