@@ -103,7 +103,9 @@ pub enum Command {
     /// columns, classifies every table's ownership (single, common, joint, read-only,
     /// unused) with ranked resolutions, clusters the tables into domains (Leiden over
     /// foreign keys, views, triggers, functions, statements and transactions touching
-    /// tables together, and shared writers; common tables set aside first), cuts each
+    /// tables together, shared writers, and names: keys that column names imply,
+    /// shared name stems, comments naming another table; common tables set aside
+    /// first), cuts each
     /// cluster along its writers (tables different services write stay apart unless
     /// foreign keys, triggers and transactions clearly hold them together), and
     /// reports what each boundary costs and buys. Statements that do not parse and
@@ -918,7 +920,10 @@ pub struct DiscoverArgs {
     /// for later runs. [default: the plan's, else chosen: discover clusters at
     /// resolutions 0.25 to 3 with eight seeds each (0.5, 1 and 2 with three seeds
     /// on a graph of over half a million edges) and takes, among those whose seeds
-    /// agree and whose modularity is within 1% of the best, the one nearest 1; the
+    /// agree and whose modularity is within 1% of the best, the one nearest 1. When
+    /// none does and the seeds disagree widely at 1 (a large graph of small
+    /// clusters, which modularity merges across single links), it doubles the
+    /// resolution while the seeds agree more and takes the steadiest scale; the
     /// report lists every resolution with its number of domains]
     #[arg(long, value_name = "R", value_parser = positive_number, allow_negative_numbers = true)]
     pub resolution: Option<f64>,

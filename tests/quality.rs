@@ -38,7 +38,7 @@ fn datasets() -> Vec<Dataset> {
             schema: example("shop").join("schema.sql"),
             truth: example("shop").join("truth.tsv"),
             workload: Some(example("shop").join("workload")),
-            floor: (0.5, Some(1.0)),
+            floor: (0.75, Some(1.0)),
         },
         Dataset {
             name: "library",

@@ -33,6 +33,7 @@ pub struct Weights {
     pub same_writers: f64,
     pub same_users: f64,
     pub name_prefix: f64,
+    pub comment: f64,
 }
 
 impl Default for Weights {
@@ -48,6 +49,7 @@ impl Default for Weights {
             same_writers: 1.5,
             same_users: 0.5,
             name_prefix: 0.15,
+            comment: 0.3,
         }
     }
 }
@@ -63,6 +65,10 @@ pub enum LinkKind {
     Statement(String),
     /// Tables used by different statements of one transaction.
     Transaction(String),
+    /// Tables whose names share a stem (`order`: `orders`, `order_item`).
+    SharedName(String),
+    /// A table or column comment naming another table.
+    Comment(String),
 }
 
 impl LinkKind {
@@ -77,7 +83,15 @@ impl LinkKind {
             LinkKind::Function(via) => ("function", via),
             LinkKind::Statement(via) => ("statement", via),
             LinkKind::Transaction(via) => ("transaction", via),
+            LinkKind::SharedName(via) => ("shared_name", via),
+            LinkKind::Comment(via) => ("comment", via),
         }
+    }
+
+    /// Links from what tables are called or described as, not from how they are
+    /// used: they help cluster, but do not make a table central to its group.
+    pub fn is_name_hint(&self) -> bool {
+        matches!(self, LinkKind::SharedName(_) | LinkKind::Comment(_))
     }
 
     /// Links that really couple tables (as opposed to hints of affinity).
@@ -223,7 +237,10 @@ pub fn propose(
         resolutions.push(r);
         resolutions.sort_by(f64::total_cmp);
     }
-    let scales = leiden::sweep(&graph, &resolutions, seeds);
+    let scales = match resolution {
+        Some(_) => leiden::sweep(&graph, &resolutions, seeds),
+        None => leiden::sweep_until_stable(&graph, &resolutions, seeds, 1.0),
+    };
     let chosen = match resolution {
         Some(r) => scales
             .iter()
@@ -242,6 +259,7 @@ pub fn propose(
     };
     let mut groups_by_scale: Vec<Vec<Vec<&QualName>>> =
         scales.iter().map(|s| groups_at(&s.membership)).collect();
+    tracing::debug!(elapsed = ?started.elapsed(), "cut along writers");
     let alternatives: Vec<ScaleReport> = scales
         .iter()
         .zip(&groups_by_scale)
@@ -270,7 +288,7 @@ pub fn propose(
         .flat_map(|(i, (tables, _))| tables.iter().map(move |t| (*t, i)))
         .collect();
     let mut coupling: HashMap<&QualName, f64> = HashMap::default();
-    for link in &links {
+    for link in links.iter().filter(|l| !l.kind.is_name_hint()) {
         let group = group_of.get(&link.a);
         if group.is_some() && group == group_of.get(&link.b) {
             *coupling.entry(&link.a).or_default() += link.weight;
@@ -306,6 +324,7 @@ pub fn propose(
                 .extend(partitions.get(&root).into_iter().flatten().cloned());
         }
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "domains made");
     unique_names(&mut domains, &forced_names.values().cloned().collect());
     domains.sort_by(|a, b| {
         b.tables
@@ -668,6 +687,75 @@ fn singular(word: &str) -> String {
     }
 }
 
+/// Tables that comments name, as documented schemas do where no key is declared
+/// ("the customer who placed it", "see accounts.id"): each word of a table's or its
+/// columns' comments that is another table's name in the same schema (singular or
+/// plural, four letters or more) or its qualified name, once per pair and comment.
+/// A word that fits several tables names none.
+fn comment_mentions(
+    catalog: &Catalog,
+) -> Vec<(&crate::catalog::Table, String, &crate::catalog::Table)> {
+    use crate::catalog::Table;
+    let tables: Vec<&Table> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.partition_of.is_none())
+        .collect();
+    let mut by_word: HashMap<String, Vec<&Table>> = HashMap::default();
+    for &t in &tables {
+        by_word
+            .entry(singular(&t.name.name.to_lowercase()))
+            .or_default()
+            .push(t);
+        by_word
+            .entry(format!("{}.{}", t.name.schema, t.name.name).to_lowercase())
+            .or_default()
+            .push(t);
+    }
+    let mut found = Vec::new();
+    for &table in &tables {
+        let comments = table
+            .comment
+            .iter()
+            .map(|c| (table.name.to_string(), c))
+            .chain(table.columns.iter().filter_map(|c| {
+                let via = format!("{}.{}", table.name, crate::sql::display_ident(&c.name));
+                c.comment.as_ref().map(|comment| (via, comment))
+            }));
+        for (via, comment) in comments {
+            let mut named: BTreeSet<&QualName> = BTreeSet::new();
+            let words = comment
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                .map(|w| w.trim_matches('.').to_lowercase())
+                .filter(|w| w.chars().count() >= 4);
+            for word in words {
+                let word = if word.contains('.') {
+                    word
+                } else {
+                    singular(&word)
+                };
+                let candidates: Vec<&&Table> = by_word
+                    .get(&word)
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t.name != table.name)
+                    .collect();
+                let in_schema: Vec<&&Table> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|t| t.name.schema == table.name.schema || word.contains('.'))
+                    .collect();
+                if let [other] = in_schema[..] {
+                    if named.insert(&other.name) {
+                        found.push((table, format!("comment on {via}"), *other));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 type Implied<'c> = (
     &'c crate::catalog::Table,
     &'c crate::catalog::Column,
@@ -803,10 +891,11 @@ struct LinkBuilder<'a> {
 }
 
 impl<'a> LinkBuilder<'a> {
-    fn new(index: &'a HashMap<&'a QualName, usize>) -> LinkBuilder<'a> {
+    /// A builder for a graph of the indexed tables and `others` nodes after them.
+    fn new(index: &'a HashMap<&'a QualName, usize>, others: usize) -> LinkBuilder<'a> {
         LinkBuilder {
             index,
-            graph: Graph::new(index.len()),
+            graph: Graph::new(index.len() + others),
             links: Vec::new(),
             aggregated: HashMap::default(),
         }
@@ -881,7 +970,20 @@ fn links(
     owner_of: &HashMap<&QualName, &str>,
 ) -> (Graph, Vec<Link>) {
     let root_of = |name: &QualName| catalog.partition_root(name);
-    let mut out = LinkBuilder::new(index);
+    // Services are nodes after the tables' (see service affinity below).
+    let services: BTreeSet<&str> = usage
+        .tables
+        .iter()
+        .filter(|(table, _)| index.contains_key(table))
+        .flat_map(|(_, u)| u.writers.keys().chain(u.readers.keys()))
+        .map(String::as_str)
+        .collect();
+    let service_node: HashMap<&str, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, index.len() + i))
+        .collect();
+    let mut out = LinkBuilder::new(index, services.len());
 
     let mut declared: BTreeSet<(QualName, String)> = BTreeSet::new();
     for table in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
@@ -960,86 +1062,73 @@ fn links(
             &LinkKind::Transaction(format!("transaction at {}", transaction[0].origin)),
         );
     }
-    // Service affinity: weighted Jaccard similarity of the services writing (or using)
-    // two tables. A joint table counts fully for its owner and a little for its other
-    // writers, who are guests that the resolution will route through the owner.
-    // Accumulated per service, so only tables sharing a service are compared.
+    // Service affinity, as a bipartite graph: each service is a node of its own, tied
+    // to the tables it writes (or uses), so tables sharing services meet through them.
+    // That is one edge per table and service, where comparing tables pairwise would
+    // be one per pair (millions on a large catalog). A table's ties add up to the
+    // weight, shared among its services; a joint table's other writers are guests
+    // that the resolution will route through the owner, so they count a little.
     const GUEST_WRITER: f64 = 0.1;
-    for (weight, writers_only) in [(w.same_writers, true), (w.same_users, false)] {
-        let mut services_of: HashMap<usize, BTreeMap<&str, f64>> = HashMap::default();
-        for (table, u) in &usage.tables {
-            let Some(&node) = index.get(table) else {
-                continue;
-            };
-            let mut set: BTreeMap<&str, f64> = BTreeMap::new();
+    for (table, u) in &usage.tables {
+        let Some(&node) = index.get(table) else {
+            continue;
+        };
+        for (weight, writers_only) in [(w.same_writers, true), (w.same_users, false)] {
+            let mut share: BTreeMap<&str, f64> = BTreeMap::new();
             for s in u.writers.keys() {
                 let guest = u.writers.len() > 1 && owner_of.get(table) != Some(&s.as_str());
-                set.insert(s, if guest { GUEST_WRITER } else { 1.0 });
+                share.insert(s, if guest { GUEST_WRITER } else { 1.0 });
             }
             if !writers_only {
                 for s in u.readers.keys() {
-                    set.entry(s).or_insert(1.0);
+                    share.entry(s).or_insert(1.0);
                 }
             }
-            if !set.is_empty() {
-                services_of.insert(node, set);
+            let total: f64 = share.values().sum();
+            for (service, part) in share {
+                out.graph
+                    .add_edge(node, service_node[service], weight * part / total);
             }
-        }
-        let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (node, services) in &services_of {
-            for s in services.keys() {
-                by_service.entry(s).or_default().push(*node);
-            }
-        }
-        let mut shared: HashMap<(usize, usize), f64> = HashMap::default();
-        for (service, nodes) in by_service.iter_mut().filter(|(_, t)| t.len() <= 400) {
-            nodes.sort_unstable();
-            for (i, a) in nodes.iter().enumerate() {
-                for b in &nodes[i + 1..] {
-                    let min = services_of[a][service].min(services_of[b][service]);
-                    *shared.entry((*a, *b)).or_default() += min;
-                }
-            }
-        }
-        let total: HashMap<usize, f64> = services_of
-            .iter()
-            .map(|(n, s)| (*n, s.values().sum()))
-            .collect();
-        for ((a, b), min_sum) in shared {
-            let similarity = min_sum / (total[&a] + total[&b] - min_sum);
-            out.graph.add_edge(a, b, weight * similarity);
         }
     }
     // A shared first word in table names (orders, order_item) is a weak hint, only
     // used for words that a few tables share.
-    let mut by_token: BTreeMap<(&str, String), Vec<usize>> = BTreeMap::new();
-    for (t, &node) in index {
+    let mut by_stem: BTreeMap<(&str, String), Vec<&QualName>> = BTreeMap::new();
+    for t in index.keys() {
         if let Some(token) = t
             .name
             .split('_')
             .next()
             .filter(|w| w.len() >= 3 && *w != t.name)
         {
-            by_token
+            by_stem
                 .entry((&t.schema, singular(token)))
                 .or_default()
-                .push(node);
+                .push(t);
         }
-        by_token
+        by_stem
             .entry((&t.schema, singular(&t.name)))
             .or_default()
-            .push(node);
+            .push(t);
     }
-    for (_, mut nodes) in by_token {
-        nodes.sort_unstable();
-        nodes.dedup();
-        if nodes.len() >= 2 && nodes.len() <= 12 {
-            for (i, a) in nodes.iter().enumerate() {
-                for b in &nodes[i + 1..] {
-                    out.graph.add_edge(*a, *b, w.name_prefix);
+    for ((_, stem), mut tables) in by_stem {
+        tables.sort();
+        tables.dedup();
+        if tables.len() >= 2 && tables.len() <= 12 {
+            for (i, a) in tables.iter().enumerate() {
+                for b in &tables[i + 1..] {
+                    out.link(a, b, w.name_prefix, &LinkKind::SharedName(stem.clone()));
                 }
             }
         }
+    }
+    for (table, via, other) in comment_mentions(catalog) {
+        out.link(
+            &table.name,
+            &root_of(&other.name),
+            w.comment,
+            &LinkKind::Comment(via),
+        );
     }
     let mut links = out.links;
     links.sort_by(|a, b| (&a.a, &a.b, &a.kind).cmp(&(&b.a, &b.b, &b.kind)));
@@ -1164,6 +1253,80 @@ mod tests {
         // A declared key is not implied again.
         let declared = BTreeSet::from([(QualName::new("public", "text"), "old_page".to_string())]);
         assert_eq!(implied_foreign_keys(&c, &declared).len(), 2);
+    }
+
+    #[test]
+    fn comments_and_shared_names_are_links_with_their_reason() {
+        use crate::catalog::testing::{catalog, column, table};
+        let with = |schema: &str, name: &str, comment: Option<&str>, columns: &[(&str, &str)]| {
+            let mut t = table(schema, name);
+            t.comment = comment.map(str::to_string);
+            t.columns = columns
+                .iter()
+                .map(|(c, note)| crate::catalog::Column {
+                    comment: Some(note.to_string()),
+                    ..column(c, "bigint")
+                })
+                .collect();
+            t
+        };
+        let c = catalog(vec![
+            with("public", "customers", None, &[]),
+            with("public", "invoices", Some("Billed to a Customer."), &[]),
+            with(
+                "public",
+                "payments",
+                None,
+                &[("invoice", "see billing.ledger and the invoices")],
+            ),
+            with("billing", "ledger", None, &[]),
+            // In two schemas: a bare `audit` names the comment's own schema's.
+            with("public", "audit", None, &[]),
+            with("billing", "audit", None, &[]),
+            // `user` fits two tables: it names neither.
+            with("public", "user", None, &[]),
+            with("public", "users", None, &[]),
+            with("public", "notes", Some("about any audit, by the user"), &[]),
+            with("public", "order_lines", None, &[]),
+            with("public", "orders", None, &[]),
+        ]);
+        let mentions: Vec<String> = comment_mentions(&c)
+            .into_iter()
+            .map(|(t, via, other)| format!("{} -> {} ({via})", t.name, other.name))
+            .collect();
+        assert_eq!(
+            mentions,
+            [
+                "public.invoices -> public.customers (comment on public.invoices)",
+                "public.notes -> public.audit (comment on public.notes)",
+                "public.payments -> billing.ledger (comment on public.payments.invoice)",
+                "public.payments -> public.invoices (comment on public.payments.invoice)",
+            ]
+        );
+        let tables: Vec<&QualName> = c.tables.iter().map(|t| &t.name).collect();
+        let index: HashMap<&QualName, usize> =
+            tables.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        let (graph, links) = links(
+            &c,
+            &Usage::default(),
+            &Weights::default(),
+            &index,
+            &HashMap::default(),
+        );
+        let named: Vec<String> = links
+            .iter()
+            .filter(|l| matches!(l.kind, LinkKind::SharedName(_)))
+            .map(|l| format!("{} {} {:?}", l.a.name, l.b.name, l.kind.parts()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                r#"order_lines orders ("shared_name", "order")"#,
+                r#"user users ("shared_name", "user")"#,
+            ]
+        );
+        assert!(links.iter().all(|l| !l.kind.is_integrator()));
+        assert_eq!(graph.edge_count(), 6, "each link weighs in the graph");
     }
 
     #[test]

@@ -185,29 +185,14 @@ pub fn sweep(graph: &Graph, resolutions: &[f64], seeds: u64) -> Vec<Scale> {
         .iter()
         .flat_map(|&r| (0..seeds).map(move |s| (r, 42 + s)))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(runs.len().max(1));
-    let mut results: Vec<(usize, Vec<usize>)> = std::thread::scope(|scope| {
-        let (graph, runs) = (&graph, &runs);
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t..runs.len())
-                        .step_by(threads)
-                        .map(|i| (i, leiden(graph, runs[i].0, runs[i].1)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a clustering thread panicked"))
+    // Runs are independent: one per core at a time, in the runs' order.
+    let results: Vec<Vec<usize>> = {
+        use rayon::prelude::*;
+        runs.par_iter()
+            .map(|&(resolution, seed)| leiden(&graph, resolution, seed))
             .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    let mut memberships = results.into_iter().map(|(_, m)| m);
+    };
+    let mut memberships = results.into_iter();
     resolutions
         .iter()
         .map(|&resolution| {
@@ -246,17 +231,23 @@ pub fn sweep(graph: &Graph, resolutions: &[f64], seeds: u64) -> Vec<Scale> {
 
 /// How close to the best modularity a scale must come to be chosen.
 const NEAR_BEST: f64 = 0.99;
+/// Below this agreement, a scale's seeds disagree too widely for it to stand for a
+/// partition the graph has.
+const SETTLED: f64 = 0.9;
+/// How close to the best modularity a scale must come to be chosen when none
+/// qualifies.
+const NEAR_ENOUGH: f64 = 0.95;
 /// How far the seeds must agree for a scale to be chosen.
 const AGREED: f64 = 0.99;
 
 /// The scale a sweep settles on: among those whose seeds agree and whose
 /// modularity is within 1 % of the best, the one nearest `preferred` (the standard
-/// resolution 1 by default). When none qualifies, the one nearest `preferred`.
+/// resolution 1 by default). When none qualifies, the one nearest `preferred`,
+/// unless its seeds disagree widely (below [`SETTLED`]): then, of those within 5 %
+/// of the best, the nearest `preferred` of those whose seeds agree most (within
+/// [`STEADIER`]).
 pub fn choose(scales: &[Scale], preferred: f64) -> usize {
-    let best = scales
-        .iter()
-        .map(|s| s.modularity)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let best = best_modularity(scales);
     let distance = |s: &Scale| (s.resolution.ln() - preferred.ln()).abs();
     let nearest = |qualified: &dyn Fn(&Scale) -> bool| {
         scales
@@ -266,9 +257,69 @@ pub fn choose(scales: &[Scale], preferred: f64) -> usize {
             .min_by(|(_, a), (_, b)| distance(a).total_cmp(&distance(b)))
             .map(|(i, _)| i)
     };
-    nearest(&|s| s.agreement >= AGREED && s.modularity >= NEAR_BEST * best)
-        .or_else(|| nearest(&|_| true))
+    let near_enough = |s: &Scale| s.modularity >= NEAR_ENOUGH * best;
+    let steadiest = scales
+        .iter()
+        .filter(|s| near_enough(s))
+        .map(|s| s.agreement)
+        .fold(0.0, f64::max);
+    nearest(&|s| qualifies(s, best))
+        .or_else(|| {
+            let at_preferred = nearest(&|_| true)?;
+            if scales[at_preferred].agreement >= SETTLED {
+                return Some(at_preferred);
+            }
+            nearest(&|s| near_enough(s) && s.agreement >= steadiest - STEADIER)
+        })
         .unwrap_or(0)
+}
+
+fn best_modularity(scales: &[Scale]) -> f64 {
+    scales
+        .iter()
+        .map(|s| s.modularity)
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Whether `choose` may settle on a scale by the first rule.
+fn qualifies(scale: &Scale, best: f64) -> bool {
+    scale.agreement >= AGREED && scale.modularity >= NEAR_BEST * best
+}
+
+/// By how much more seeds must agree for one scale to count as steadier than another.
+const STEADIER: f64 = 0.01;
+
+/// How many times a sweep may double its highest resolution looking for a stable
+/// scale.
+const FURTHER: usize = 4;
+
+/// [`sweep`], and then, when `choose` would settle on a scale whose seeds disagree
+/// widely, further up: the resolution doubled while each step makes the seeds agree
+/// more, until they agree, at most [`FURTHER`] times. A large graph of small
+/// communities needs it: at resolution 1 modularity merges communities that a
+/// single link joins (its resolution limit), differently from seed to seed.
+pub fn sweep_until_stable(
+    graph: &Graph,
+    resolutions: &[f64],
+    seeds: u64,
+    preferred: f64,
+) -> Vec<Scale> {
+    let mut scales = sweep(graph, resolutions, seeds);
+    if scales.is_empty() || scales[choose(&scales, preferred)].agreement >= SETTLED {
+        return scales;
+    }
+    for _ in 0..FURTHER {
+        let Some(last) = scales.last() else { break };
+        let (resolution, agreement) = (last.resolution * 2.0, last.agreement);
+        let next = sweep(graph, &[resolution], seeds).remove(0);
+        let steadier = next.agreement > agreement + STEADIER;
+        let agreed = next.agreement >= AGREED;
+        scales.push(next);
+        if agreed || !steadier {
+            break;
+        }
+    }
+    scales
 }
 
 /// A small seeded generator (xorshift64*), enough for shuffling node orders.
@@ -642,9 +693,20 @@ mod tests {
             scale(1.5, 0.714, 1.0),
         ];
         assert_eq!(choose(&plateau, 1.0), 1);
-        // None qualifies: the preferred resolution's own.
-        let restless = [scale(0.5, 0.4, 0.7), scale(1.0, 0.48, 0.72)];
-        assert_eq!(choose(&restless, 1.0), 1);
+        // None qualifies and the seeds disagree at 1: of those within 5 % of the
+        // best, the one whose seeds agree most.
+        let restless = [
+            scale(0.5, 0.4, 0.7),
+            scale(1.0, 0.48, 0.72),
+            scale(8.0, 0.47, 0.85),
+            scale(16.0, 0.44, 0.95),
+        ];
+        assert_eq!(choose(&restless, 1.0), 2);
+        let tied = [scale(0.5, 0.4, 0.7), scale(2.0, 0.4, 0.705)];
+        assert_eq!(choose(&tied, 1.0), 0, "equals: the nearest to 1 (by ratio)");
+        // None qualifies, but the preferred scale's seeds mostly agree: it stands.
+        let settled = [scale(0.5, 0.47, 1.0), scale(1.0, 0.48, 0.95)];
+        assert_eq!(choose(&settled, 1.0), 1);
     }
 
     #[test]

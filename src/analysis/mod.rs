@@ -281,11 +281,13 @@ pub fn discover(catalog: &Catalog, workload: Option<&Workload>, options: &Option
             pinned: d.pinned,
         })
         .collect();
+    let boundaries = boundaries(catalog, &usage, &proposal, &workload.seen);
+    tracing::debug!(elapsed = ?started.elapsed(), "boundaries found");
     Discovery {
         services: service_reports(workload, &usage),
         domains,
         tables,
-        boundaries: boundaries(catalog, &usage, &proposal, &workload.seen),
+        boundaries,
         cross_cutting: cross,
         quality: proposal.quality.clone(),
         problems: Problems {

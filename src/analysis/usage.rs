@@ -475,10 +475,18 @@ pub struct Usage {
 
 impl Usage {
     pub fn of(catalog: &Catalog, workload: &Workload, search_path: Vec<String>) -> Usage {
+        use rayon::prelude::*;
+        // Parsing is most of the work and needs nothing shared: batches are parsed on
+        // every core, then resolved in order. A batch at a time keeps memory flat.
+        const BATCH: usize = 4096;
         let mut resolver = Resolver::new(catalog, search_path);
         let mut usage = Usage::default();
-        for statement in &workload.statements {
-            let accesses = match access::analyze(&statement.sql) {
+        let parsed = workload.statements.chunks(BATCH).flat_map(|batch| {
+            let accesses: Vec<_> = batch.par_iter().map(|s| access::analyze(&s.sql)).collect();
+            batch.iter().zip(accesses)
+        });
+        for (statement, accesses) in parsed {
+            let accesses = match accesses {
                 Ok(a) => a,
                 Err(e) => {
                     usage.unparsed.push(Problem {

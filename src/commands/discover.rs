@@ -49,6 +49,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
 
     let (spec, clients) = super::connect_source(&args.source, super::CATALOG_CONNECTIONS).await?;
     let catalog = read_catalog(&clients).await?;
+    tracing::debug!(tables = catalog.tables.len(), "catalog read");
     if let Some(plan) = &existing {
         if plan.source.database != catalog.server.database {
             bail!(
@@ -62,6 +63,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
 
     let workload = sources.load(&clients[0], &catalog.server.database).await?;
     drop(clients);
+    tracing::debug!("workload read");
 
     let pins = existing
         .as_ref()
@@ -81,6 +83,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
         ..Options::default()
     };
     let mut discovery = settled(&catalog, workload.as_ref(), &mut options, existing.as_ref());
+    tracing::debug!("discovered");
     if let Some(workload) = &workload {
         check_problems(settings, workload, &discovery)?;
     }
@@ -144,6 +147,7 @@ pub async fn run(settings: &Settings, args: &DiscoverArgs) -> anyhow::Result<u8>
     plan.resolution = options.resolution;
     plan.workload = (!sources.is_empty()).then(|| sources.record());
     plan.save(&settings.plan_path)?;
+    tracing::debug!("plan saved");
 
     if settings.out.is_json() {
         settings.out.json(
