@@ -143,6 +143,8 @@ fn main() {
     println!("stmts/s   = statements / (+workload - catalog): parsing, resolution, ownership");
     println!("ratio     = +workload time / pg_dump time");
     println!("ARI       = adjusted Rand index of the domains against the generated clusters");
+    println!("            (with the workload, each of the {SERVICES} services alone writes its clusters:");
+    println!("            one domain per service is what writers-define-contexts proposes)");
     if keep {
         let dir = server.keep();
         println!("server files kept in {}", dir.display());
