@@ -217,9 +217,9 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
     );
 
     // The team decides: the audit service records those writes, the reference to the
-    // catalog goes at the move, and the reading list asks the catalog's API for
-    // titles. (A replicated copy of a split table does not carry its view yet.)
-    decide_library_crossings_reading(&m, "api");
+    // catalog goes at the move, and the reading list reads a copy of the catalog
+    // (both parts of the split table, and the view that joins them) on its server.
+    decide_library_crossings(&m);
     let plan_before = std::fs::read(&m.plan).unwrap();
     let (exit, doc) = plan_json(&m, &[]);
     assert_eq!(exit, 3, "work pending, nothing missing: {doc:#}");
@@ -241,6 +241,14 @@ async fn the_plan_lists_every_step_the_phases_then_run_and_changes_nothing() {
         })
         .collect();
     assert_one_staying_note(&doc);
+    let moves: Vec<String> = listed(&doc, "move", Some(&domain))
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        moves.contains(&"create view public.book_catalog over copies".to_string()),
+        "the reading list's server gets the split's view over both copies: {moves:#?}"
+    );
     let d = Some(domain.clone());
     assert_eq!(
         sections,

@@ -11,6 +11,8 @@
 //!    and marked so the undo drops only those), a table with the kept columns and
 //!    the key, the compatibility views over it, and SELECT on exactly those
 //!    columns for the readers' roles (nothing else: the copy is read-only to them);
+//!    once both parts of a split table are copied, the view that joins them under
+//!    the table's old name (`split`), over the copies;
 //! 3. the subscription (copies, then follows every change), and a wait for the copy.
 //!
 //! The stream comes from the source whichever side the domain's clients are on, so
@@ -27,8 +29,9 @@ use super::on_domain;
 use super::replication::{Link, Names, Stream};
 use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table};
 use crate::engine::{SqlAction, Step, Target};
+use crate::phases::assign::COMPAT_VIEW_COMMENT;
 use crate::phases::cutover::replica::{
-    compat_view_over, identity_columns, narrowed_view_sql, Replica,
+    compat_view_over, identity_columns, narrowed_view_sql, view_options, Replica,
 };
 use crate::sql::{display_ident, dollar_quoted, ident, qualified};
 
@@ -80,6 +83,13 @@ pub fn steps(
                 .extend(who.iter().cloned());
         }
     }
+    let joined = joined_views(catalog, domain, &copies);
+    for view in &joined {
+        schemas
+            .entry(view.name.schema.clone())
+            .or_default()
+            .extend(view.readers.iter().cloned());
+    }
     for (schema, who) in &schemas {
         steps.push(schema_step(domain, schema, who));
     }
@@ -92,6 +102,7 @@ pub fn steps(
             &readers[&table.name],
         ));
     }
+    steps.extend(joined.iter().map(|view| view.step(domain)));
     steps.push(stream.subscribe(true));
     steps.push(stream.wait_for_copy(
         &format!(
@@ -128,10 +139,7 @@ fn readers_on_target(
     domain: &str,
     copies: &[(&Replica, &Table)],
 ) -> BTreeMap<QualName, Vec<String>> {
-    let on_target: BTreeSet<&str> = roles_needed(catalog, domain)
-        .into_iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    let on_target = roles_on_target(catalog, domain);
     copies
         .iter()
         .map(|(replica, table)| {
@@ -154,6 +162,131 @@ fn readers_on_target(
             (table.name.clone(), who.into_iter().collect())
         })
         .collect()
+}
+
+/// The roles the move makes on `domain`'s server.
+fn roles_on_target<'c>(catalog: &'c Catalog, domain: &str) -> BTreeSet<&'c str> {
+    roles_needed(catalog, domain)
+        .into_iter()
+        .map(|r| r.name.as_str())
+        .collect()
+}
+
+/// A compatibility view over two copied tables, joined on their key: what a split
+/// leaves under the table's old name (`split`), made again over the copies of
+/// both parts so the readers' statements naming it keep working.
+struct JoinedView {
+    name: QualName,
+    sql: String,
+    /// The parts it joins.
+    over: [QualName; 2],
+    /// Roles on the domain's server that may read it on the source.
+    readers: Vec<String>,
+}
+
+/// The compatibility views that join two copied tables on a key both copies keep,
+/// each with the columns the copies keep, in the view's order.
+fn joined_views(catalog: &Catalog, domain: &str, copies: &[(&Replica, &Table)]) -> Vec<JoinedView> {
+    let on_target = roles_on_target(catalog, domain);
+    let copy_of = |name: &QualName| copies.iter().find(|(r, _)| &r.table == name);
+    catalog
+        .views
+        .iter()
+        .filter(|v| {
+            !v.materialized
+                && v.comment
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT))
+        })
+        .filter_map(|view| {
+            let [a, b] = view.depends_on.as_slice() else {
+                return None;
+            };
+            let (first, second) = (copy_of(&a.relation)?, copy_of(&b.relation)?);
+            let key = identity_columns(first.1);
+            let kept_by_both =
+                |c: &String| first.0.columns.contains(c) && second.0.columns.contains(c);
+            if key.is_empty() || !key.iter().all(kept_by_both) {
+                return None;
+            }
+            let columns: Vec<String> = view
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let from = if first.0.columns.contains(&c.name) {
+                        "a"
+                    } else if second.0.columns.contains(&c.name) {
+                        "b"
+                    } else {
+                        return None;
+                    };
+                    Some(format!("{from}.{}", ident(&c.name)))
+                })
+                .collect();
+            let on: Vec<String> = key
+                .iter()
+                .map(|k| format!("a.{k} = b.{k}", k = ident(k)))
+                .collect();
+            let sql = format!(
+                "CREATE VIEW {}{} AS SELECT {} FROM {} a JOIN {} b ON {};",
+                qualified(&view.name.schema, &view.name.name),
+                view_options(view),
+                columns.join(", "),
+                qualified(&a.relation.schema, &a.relation.name),
+                qualified(&b.relation.schema, &b.relation.name),
+                on.join(" AND ")
+            );
+            let readers: BTreeSet<String> = view
+                .grants
+                .iter()
+                .chain(view.columns.iter().flat_map(|c| &c.grants))
+                .filter(|g| g.privilege == "SELECT" && on_target.contains(g.grantee.as_str()))
+                .map(|g| g.grantee.clone())
+                .collect();
+            Some(JoinedView {
+                name: view.name.clone(),
+                sql,
+                over: [a.relation.clone(), b.relation.clone()],
+                readers: readers.into_iter().collect(),
+            })
+        })
+        .collect()
+}
+
+impl JoinedView {
+    /// On the domain's server, after both copies: the view, and SELECT on it for
+    /// its readers.
+    fn step(&self, domain: &str) -> Step {
+        let name = qualified(&self.name.schema, &self.name.name);
+        let mut sql = format!(
+            "{}
+",
+            self.sql
+        );
+        for reader in &self.readers {
+            sql.push_str(&format!(
+                "GRANT SELECT ON {name} TO {};
+",
+                grantee(reader)
+            ));
+        }
+        on_domain(
+            domain,
+            format!("create view {} over copies", self.name),
+            format!(
+                "{}, joining the copies of {} and {} as on the source, read-only on the {} server",
+                self.name,
+                self.over[0],
+                self.over[1],
+                display_ident(domain)
+            ),
+            SqlAction::transactional(
+                sql,
+                relation_exists(&self.name.schema, &self.name.name, "'v'"),
+                format!("DROP VIEW {name};"),
+            ),
+        )
+    }
 }
 
 /// On the source: the move's replication role may read the copied columns (the
@@ -358,7 +491,6 @@ mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, column, table};
     use crate::catalog::{Grant, Role, View, ViewDependency};
-    use crate::phases::assign::COMPAT_VIEW_COMMENT;
 
     fn link() -> Link {
         Link {
@@ -505,5 +637,78 @@ mod tests {
             assert_eq!(step.target, Target::Domain("billing".into()), "{}", step.id);
         }
         assert!(super::steps(&shop(), "billing", &link(), &[], Duration::from_secs(60)).is_empty());
+    }
+
+    /// What a split leaves: sales.orders keeps its key and status, its part
+    /// shipping.orders_shipping has the key and the moved `carrier`, and the view
+    /// public.orders joins them.
+    fn split_shop() -> Catalog {
+        let mut c = shop();
+        let mut part = table("shipping", "orders_shipping");
+        part.columns = vec![
+            crate::catalog::Column {
+                not_null: true,
+                ..column("id", "bigint")
+            },
+            column("carrier", "text"),
+        ];
+        part.constraints = vec![crate::catalog::testing::primary_key(
+            "orders_shipping_pkey",
+            &["id"],
+        )];
+        c.tables.push(part);
+        let view = &mut c.views[0];
+        view.columns.push(column("carrier", "text"));
+        view.depends_on.push(ViewDependency {
+            relation: QualName::new("shipping", "orders_shipping"),
+            columns: vec![],
+        });
+        c.normalize();
+        c
+    }
+
+    #[test]
+    fn a_view_joining_two_copied_parts_is_made_again_over_the_copies() {
+        let part = Replica {
+            table: QualName::new("shipping", "orders_shipping"),
+            columns: vec!["id".into(), "carrier".into()],
+            ..copy()
+        };
+        let steps = steps(
+            &split_shop(),
+            "billing",
+            &link(),
+            &[copy(), part.clone()],
+            Duration::from_secs(60),
+        );
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        let at = ids
+            .iter()
+            .position(|id| *id == "create view public.orders over copies")
+            .unwrap_or_else(|| panic!("{ids:#?}"));
+        assert!(
+            ids[..at].contains(&"create copy of sales.orders")
+                && ids[..at].contains(&"create copy of shipping.orders_shipping"),
+            "after both copies: {ids:#?}"
+        );
+        let action = steps[at].sql_action().unwrap();
+        assert_eq!(
+            action.sql,
+            "CREATE VIEW \"public\".\"orders\" WITH (security_invoker=true) AS SELECT a.\"id\", a.\"status\", b.\"carrier\" FROM \"sales\".\"orders\" a JOIN \"shipping\".\"orders_shipping\" b ON a.\"id\" = b.\"id\";\nGRANT SELECT ON \"public\".\"orders\" TO \"billing_app\";\n"
+        );
+        assert_eq!(action.undo, "DROP VIEW \"public\".\"orders\";");
+        // One part copied without the key: no view (it could not be joined).
+        let keyless = Replica {
+            columns: vec!["carrier".into()],
+            ..part
+        };
+        let steps = super::steps(
+            &split_shop(),
+            "billing",
+            &link(),
+            &[copy(), keyless],
+            Duration::from_secs(60),
+        );
+        assert!(steps.iter().all(|s| !s.id.starts_with("create view")));
     }
 }
