@@ -345,6 +345,12 @@ async fn leaves_out_extension_objects_and_reads_grants_and_roles() {
          GRANT USAGE ON SCHEMA public TO app_reader;
          GRANT SELECT ON t TO app_reader;
          GRANT UPDATE (email) ON t TO app_reader WITH GRANT OPTION;
+         ALTER ROLE app_reader SET search_path = reporting, public;
+         ALTER ROLE app_reader IN DATABASE grants SET search_path = \"Odd \"\"Schema\", public;
+         CREATE ROLE plain LOGIN;
+         CREATE ROLE elsewhere LOGIN;
+         ALTER ROLE elsewhere IN DATABASE postgres SET search_path = nowhere;
+         ALTER DATABASE grants SET search_path = shared, \"$user\", public;
          CREATE TEMP TABLE scratch (x int);",
     )
     .await;
@@ -385,6 +391,18 @@ async fn leaves_out_extension_objects_and_reads_grants_and_roles() {
     assert!(role.login);
     assert_eq!(role.connection_limit, 7);
     assert_eq!(role.member_of, ["app_group"]);
+    // The search_path a login gets here: the role's in this database first, then
+    // the role's, then the database's.
+    let path = |name: &str| {
+        c.roles
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.search_path_list())
+    };
+    assert_eq!(path("app_reader").unwrap(), ["Odd \"Schema", "public"]);
+    for role in ["plain", "elsewhere"] {
+        assert_eq!(path(role).unwrap(), ["shared", "$user", "public"], "{role}");
+    }
 }
 
 /// `pg_get_viewdef` locks each view and what it reads until the transaction ends;

@@ -355,3 +355,52 @@ async fn wait_and_console_steps_run_against_a_real_server_and_pgbouncer() {
         "{events:?}"
     );
 }
+
+/// `SET ROLE` does not apply a role's settings: a probe runs on the search_path its
+/// role logs in with (hostile schema name included), and only that probe does.
+#[tokio::test]
+async fn a_probe_runs_on_its_roles_search_path_and_no_other() {
+    use carve::engine::proof::{prove, Probe};
+    let server = server();
+    let client = create_db(
+        &server,
+        "paths",
+        &format!(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.orders (id int);
+             CREATE ROLE sales_app LOGIN;
+             GRANT USAGE ON SCHEMA {s} TO sales_app;
+             GRANT SELECT ON {s}.orders TO sales_app;",
+            s = ident(SCHEMA)
+        ),
+    )
+    .await;
+    let probe = |search_path: Option<Vec<String>>| Probe {
+        service: "sales".into(),
+        role: "sales_app".into(),
+        search_path,
+        origin: "sales.sql:1".into(),
+        sql: "SELECT id FROM orders".into(),
+        runtime: vec![],
+        accepted_by: vec![],
+    };
+    let results = prove(
+        &client,
+        "",
+        &[],
+        &[
+            probe(Some(vec![SCHEMA.into(), "public".into()])),
+            probe(None),
+        ],
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(results[0].error, None, "on the role's path");
+    assert!(!results[0].fails_already);
+    let error = results[1].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("does not exist"),
+        "on the session's: {error}"
+    );
+    assert!(results[1].fails_already);
+}

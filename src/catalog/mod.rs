@@ -336,6 +336,19 @@ pub struct Role {
     pub connection_limit: i32,
     pub valid_until: Option<String>,
     pub member_of: Vec<String>,
+    /// The `search_path` a login as this role gets in this database, when
+    /// `ALTER ROLE … [IN DATABASE …] SET` or `ALTER DATABASE … SET` gives one
+    /// (the most specific wins, as PostgreSQL applies them), as the server keeps it:
+    /// `app, "$user", public`. None: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_path: Option<String>,
+}
+
+impl Role {
+    /// [`Role::search_path`] as a list of schema names (`$user` as written).
+    pub fn search_path_list(&self) -> Option<Vec<String>> {
+        self.search_path.as_deref().map(crate::sql::parse_name_list)
+    }
 }
 
 /// One privilege granted on an object. `grantee` is `PUBLIC` for everyone.
@@ -439,6 +452,7 @@ pub(crate) mod testing {
             connection_limit: -1,
             valid_until: None,
             member_of: vec![],
+            search_path: None,
         }
     }
 

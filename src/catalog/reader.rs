@@ -551,9 +551,16 @@ const ROLES_SQL: &str = "
            r.rolreplication, r.rolbypassrls, r.rolinherit, r.rolconnlimit,
            r.rolvaliduntil::text,
            ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                 WHERE m.member = r.oid ORDER BY 1)
-    FROM pg_roles r
-    WHERE r.rolname !~ '^pg_'";
+                 WHERE m.member = r.oid ORDER BY 1),
+           (SELECT substr(c, length('search_path=') + 1)
+            FROM pg_db_role_setting s, unnest(s.setconfig) AS c
+            WHERE c LIKE 'search_path=%'
+              AND ((s.setrole = r.oid AND s.setdatabase IN (0, d.oid))
+                   OR (s.setrole = 0 AND s.setdatabase = d.oid))
+            ORDER BY s.setrole = r.oid AND s.setdatabase = d.oid DESC, s.setrole = r.oid DESC
+            LIMIT 1)
+    FROM pg_roles r, pg_database d
+    WHERE r.rolname !~ '^pg_' AND d.datname = current_database()";
 
 /// Grants that differ from the object's default privileges (`acldefault`), in ACL
 /// order, as pg_dump prints them: an ACL that was granted and revoked back to its default is
@@ -1031,6 +1038,7 @@ fn role(r: &Row) -> Role {
         connection_limit: r.get(8),
         valid_until: r.get(9),
         member_of: r.get(10),
+        search_path: r.get(11),
     }
 }
 

@@ -347,10 +347,16 @@ pub(crate) async fn prove_services(
         .filter(|s| which(&s.service, &s.domain))
         .map(|s| s.service.as_str())
         .collect();
+    // The prelude sets the search_path the move gives the roles there; the
+    // source's own settings do not apply on the domain's server.
     let probes: Vec<_> = planned
         .probes
         .into_iter()
         .filter(|p| services.contains(&p.service.as_str()))
+        .map(|p| proof::Probe {
+            search_path: None,
+            ..p
+        })
         .collect();
     let mut results = proof::prove(
         &ctx.endpoints.session(on)?.work,

@@ -7,9 +7,10 @@
 //! and column privileges, function EXECUTE, planning), plus boolean checks for what
 //! is only checked at run time (a trigger's or function body's tables, the sequence
 //! behind a column default). `SET ROLE` applies the role's privileges and memberships
-//! exactly as a login would; role settings (`ALTER ROLE … SET`) do not apply, and
-//! restrict sets none.
+//! exactly as a login would; role settings (`ALTER ROLE … SET`) do not apply, so a
+//! probe sets the `search_path` its role logs in with (`Probe::search_path`).
 
+use std::collections::hash_map::Entry;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,6 +25,9 @@ use crate::sql::ident;
 pub struct Probe {
     pub service: String,
     pub role: String,
+    /// The `search_path` the role or database is set to (`ALTER ROLE … SET`), which
+    /// `SET ROLE` does not apply: the probe sets it. None: the session's.
+    pub search_path: Option<Vec<String>>,
     pub origin: String,
     pub sql: String,
     /// Privileges checked only when the statement runs, each with a boolean SQL check.
@@ -116,6 +120,25 @@ async fn runtime_problems(client: &Client, runtime: &[RuntimeCheck]) -> Vec<Stri
     problems
 }
 
+/// For the rest of the transaction, the probe's `search_path`, else the session's.
+async fn set_search_path(client: &Client, probe: &Probe, session: &str) -> anyhow::Result<()> {
+    let path = match &probe.search_path {
+        Some(names) => names
+            .iter()
+            .map(|n| ident(n))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => session.to_string(),
+    };
+    client
+        .execute(
+            "SELECT pg_catalog.set_config('search_path', $1, true)",
+            &[&path],
+        )
+        .await?;
+    Ok(())
+}
+
 /// PREPARE, then EXPLAIN EXECUTE with a NULL for each parameter.
 async fn explain(client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
     client
@@ -201,12 +224,18 @@ async fn prove_inside(
     steps: &[&Step],
     probes: &[Probe],
 ) -> anyhow::Result<Vec<ProbeResult>> {
+    // The session's search_path (the prelude's), for probes without their own.
+    let session_path: String = client
+        .query_one("SELECT pg_catalog.current_setting('search_path')", &[])
+        .await?
+        .get(0);
     // As carve's own connection first: what fails already is not restrict's doing.
     let mut baseline = std::collections::HashMap::new();
     for p in probes {
-        if !baseline.contains_key(p.sql.as_str()) {
+        if let Entry::Vacant(entry) = baseline.entry((p.sql.as_str(), &p.search_path)) {
+            set_search_path(client, p, &session_path).await?;
             let outcome = probe_in_transaction(client, &p.sql, &[]).await?;
-            baseline.insert(p.sql.as_str(), outcome.is_some());
+            entry.insert(outcome.is_some());
         }
     }
     // Only SQL changes what a statement is checked on; a step with a secret (a
@@ -226,6 +255,7 @@ async fn prove_inside(
     }
     let mut results = Vec::with_capacity(probes.len());
     for p in probes {
+        set_search_path(client, p, &session_path).await?;
         client
             .batch_execute(&format!("SET LOCAL ROLE {}", ident(&p.role)))
             .await?;
@@ -237,7 +267,10 @@ async fn prove_inside(
             origin: p.origin.clone(),
             sql: p.sql.clone(),
             error,
-            fails_already: baseline.get(p.sql.as_str()).copied().unwrap_or(false),
+            fails_already: baseline
+                .get(&(p.sql.as_str(), &p.search_path))
+                .copied()
+                .unwrap_or(false),
             accepted_by: p.accepted_by.clone(),
             runtime: p.runtime.clone(),
         });

@@ -20,6 +20,48 @@ pub fn ident(name: &str) -> String {
     out
 }
 
+/// A list of names as PostgreSQL keeps a list setting such as `search_path`
+/// (`app, "$user", "My Schema"`): split at commas outside double quotes, each name
+/// unquoted (`""` inside quotes is one `"`), bare names lower-cased as the server
+/// would read them. Empty entries are left out.
+pub fn parse_name_list(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut was_quoted) = (false, false);
+    let mut chars = text.chars().peekable();
+    let mut push = |current: &mut String, was_quoted: &mut bool| {
+        let name = if *was_quoted {
+            std::mem::take(current)
+        } else {
+            std::mem::take(current).trim().to_lowercase()
+        };
+        if !name.is_empty() {
+            names.push(name);
+        }
+        *was_quoted = false;
+    };
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                current.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => current.push(c),
+            (false, '"') => {
+                current.clear();
+                quoted = true;
+                was_quoted = true;
+            }
+            (false, ',') => push(&mut current, &mut was_quoted),
+            (false, c) if was_quoted && c.is_whitespace() => {}
+            (false, c) => current.push(c),
+        }
+    }
+    push(&mut current, &mut was_quoted);
+    names
+}
+
 /// An identifier as PostgreSQL prints it (its `quote_identifier`): bare when it is a
 /// plain lower-case name and no keyword that needs quoting, double-quoted otherwise.
 /// carve writes names with [`ident`]; this is for predicting the server's own text
@@ -375,6 +417,21 @@ fn parse_part(text: &str) -> Result<(String, &str), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_lists_split_and_unquote_as_the_server_reads_them() {
+        assert_eq!(parse_name_list(r#""$user", public"#), ["$user", "public"]);
+        assert_eq!(
+            parse_name_list(r#"App ,"My ""odd"", schema",  "select",x"#),
+            ["app", r#"My "odd", schema"#, "select", "x"]
+        );
+        assert_eq!(parse_name_list(""), Vec::<String>::new());
+        assert_eq!(parse_name_list("  "), Vec::<String>::new());
+        // The list a name renders to reads back as the same names.
+        let names = ["élan", "a,b", "\"q\"", "Mixed Case"];
+        let rendered: Vec<String> = names.iter().map(|n| ident(n)).collect();
+        assert_eq!(parse_name_list(&rendered.join(", ")), names);
+    }
 
     #[test]
     fn names_are_printed_as_postgresql_prints_them() {

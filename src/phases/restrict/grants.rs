@@ -248,6 +248,7 @@ impl Planner<'_> {
             connection_limit: limit.unwrap_or(-1),
             valid_until: None,
             member_of: Vec::new(),
+            search_path: None,
         };
         let groups: BTreeSet<&str> = services.iter().map(|s| s.group.as_str()).collect();
         for group in groups.into_iter().filter(|g| !exists(g)) {

@@ -84,15 +84,29 @@ impl Planner<'_> {
         out
     }
 
-    /// Where a role's unqualified names are looked up: PostgreSQL's default
-    /// `"$user", public`, the first only when a schema of the role's name exists
+    /// Where a role's unqualified names are looked up: the `search_path` the role
+    /// or the database is set to (`Role::search_path`), else PostgreSQL's default
+    /// `"$user", public`; `$user` only when a schema of the role's name exists
     /// (after assign, a domain schema named like the service's new role).
     pub(super) fn search_path_of(&self, role: &str) -> Vec<String> {
-        let mut path = default_search_path();
-        if self.catalog.schemas.iter().any(|s| s.name == role) {
-            path.insert(0, role.to_string());
-        }
-        path
+        let configured = self
+            .catalog
+            .roles
+            .iter()
+            .find(|r| r.name == role)
+            .and_then(crate::catalog::Role::search_path_list);
+        let path = configured.unwrap_or_else(|| {
+            std::iter::once("$user".to_string())
+                .chain(default_search_path())
+                .collect()
+        });
+        let own_schema = self.catalog.schemas.iter().any(|s| s.name == role);
+        path.into_iter()
+            .filter_map(|schema| match schema.as_str() {
+                "$user" => own_schema.then(|| role.to_string()),
+                _ => Some(schema),
+            })
+            .collect()
     }
 
     /// Each service's home domain, with its login role from `login_roles`.

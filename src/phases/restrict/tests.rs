@@ -526,3 +526,42 @@ fn a_role_named_like_a_schema_finds_its_unqualified_names_there_first() {
         "grant SELECT, UPDATE on public.orders to domain_sales",
     );
 }
+
+#[test]
+fn a_role_set_to_its_own_search_path_finds_its_names_there_and_is_proven_on_it() {
+    // sales_app logs in with `search_path = sales, public` (ALTER ROLE … SET): its
+    // bare `orders` is sales.orders, not the compatibility view public.orders.
+    let mut catalog = assigned();
+    catalog.roles.push(crate::catalog::Role {
+        search_path: Some("sales, public".into()),
+        ..role("sales_app", false)
+    });
+    let mut p = plan_with(&[]);
+    p.services.push(crate::plan::Service {
+        name: "sales".into(),
+        login_role: Some("sales_app".into()),
+        ..Default::default()
+    });
+    let planned = plan(
+        &p,
+        &catalog,
+        &workload("UPDATE orders SET total = $1 WHERE id = $2;"),
+    )
+    .unwrap();
+    step(
+        &planned,
+        "grant SELECT, UPDATE on sales.orders to domain_sales",
+    );
+    assert!(
+        !planned.steps.iter().any(|s| s.id.contains("public.orders")),
+        "{:#?}",
+        planned.steps.iter().map(|s| &s.id).collect::<Vec<_>>()
+    );
+    // SET ROLE does not apply the role's settings: the proof sets the path.
+    let probe = &planned.probes[0];
+    assert_eq!(probe.role, "sales_app");
+    assert_eq!(
+        probe.search_path.as_deref(),
+        Some(&["sales".to_string(), "public".to_string()][..])
+    );
+}
