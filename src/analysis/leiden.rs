@@ -676,6 +676,33 @@ mod tests {
         }
     }
 
+    /// The textbook case of modularity's resolution limit: a ring of 100 six-node
+    /// cliques, each joined to the next by one edge. Up to resolution 3 neighbouring
+    /// cliques merge (which ones, by seed); the sweep goes further up and settles
+    /// on the cliques.
+    #[test]
+    fn past_the_resolution_limit_the_sweep_finds_the_small_clusters() {
+        let (cliques, size) = (100, 6);
+        let mut g = Graph::new(cliques * size);
+        for c in 0..cliques {
+            let nodes: Vec<usize> = (c * size..(c + 1) * size).collect();
+            clique(&mut g, &nodes);
+            g.add_edge(c * size, ((c + 1) % cliques) * size + 1, 1.0);
+        }
+        g.finish();
+        let at_one = sweep(&g, &[1.0], 8).remove(0);
+        assert!(
+            count_distinct(&at_one.membership) < cliques,
+            "merged at resolution 1"
+        );
+        let scales = sweep_until_stable(&g, &SWEEP, 8, 1.0);
+        let chosen = &scales[choose(&scales, 1.0)];
+        assert!(chosen.resolution > 3.0, "{}", chosen.resolution);
+        assert_eq!(count_distinct(&chosen.membership), cliques);
+        let truth: Vec<usize> = (0..cliques * size).map(|n| n / size).collect();
+        assert_eq!(adjusted_rand_index(&truth, &chosen.membership), 1.0);
+    }
+
     #[test]
     fn the_sweep_settles_on_an_agreed_near_best_scale_nearest_one() {
         // Resolution 1 is best by a hair, but its seeds disagree: 0.75 is taken.
