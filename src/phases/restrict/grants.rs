@@ -90,6 +90,20 @@ impl Planner<'_> {
                     .connection_limit
                     .map(|n| format!(" CONNECTION LIMIT {n}"))
                     .unwrap_or_default();
+                // In this database, the search_path the service's old roles had.
+                let path = self
+                    .inherited_paths
+                    .get(&s.role)
+                    .map(|path| {
+                        let names: Vec<String> = path.iter().map(|n| ident(n)).collect();
+                        format!(
+                            " ALTER ROLE {} IN DATABASE {} SET search_path = {};",
+                            ident(&s.role),
+                            ident(&self.catalog.server.database),
+                            names.join(", ")
+                        )
+                    })
+                    .unwrap_or_default();
                 steps.push(Step {
                     id: format!("{CREATE_LOGIN_STEP}{}", s.role),
                     description: format!(
@@ -99,7 +113,7 @@ impl Planner<'_> {
                     ),
                     target: Target::Source,
                     action: Action::Sql(SqlAction::transactional(
-                        format!("CREATE ROLE {} LOGIN{limit};", ident(&s.role)),
+                        format!("CREATE ROLE {} LOGIN{limit};{path}", ident(&s.role)),
                         role_exists(&s.role),
                         format!("DROP ROLE {};", ident(&s.role)),
                     )),

@@ -332,6 +332,9 @@ struct Planner<'a> {
     revokes: Vec<Revoke>,
     notes: Vec<String>,
     errors: Vec<String>,
+    /// A new login role → the `search_path` of the roles its service logged in as,
+    /// which it inherits (the service's SQL names its tables along it).
+    inherited_paths: BTreeMap<String, Vec<String>>,
     /// Services the plan consolidates (`ownership of T` = `service-consolidation`):
     /// each group has one home domain, so one group role.
     consolidated: Vec<BTreeSet<String>>,
@@ -459,6 +462,7 @@ impl<'a> Planner<'a> {
             revokes: Vec::new(),
             notes: Vec::new(),
             errors,
+            inherited_paths: BTreeMap::new(),
             consolidated: Vec::new(),
             sharers: BTreeMap::new(),
         }

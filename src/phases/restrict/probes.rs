@@ -57,12 +57,7 @@ impl Planner<'_> {
                 Some(Probe {
                     service: s.service.clone(),
                     role: service.role.clone(),
-                    search_path: self
-                        .catalog
-                        .roles
-                        .iter()
-                        .find(|r| r.name == service.role)
-                        .and_then(crate::catalog::Role::search_path_list),
+                    search_path: self.configured_search_path(&service.role),
                     origin: s.origin.clone(),
                     sql: s.sql.clone(),
                     runtime,

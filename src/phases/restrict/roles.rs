@@ -79,23 +79,57 @@ impl Planner<'_> {
                     self.notes.push(note);
                 }
             }
+            if new_role {
+                self.inherit_search_path(name, &role, &seen_roles);
+            }
             out.insert(name.to_string(), (role, new_role));
         }
         out
     }
 
+    /// A new login role logs in with the `search_path` the service's old roles were
+    /// set to, when they agree on one: the service's unchanged SQL names its tables
+    /// along it. When they differ, a note says the new role gets none.
+    fn inherit_search_path(&mut self, service: &str, role: &str, old_roles: &[&str]) {
+        let paths: BTreeSet<Vec<String>> = old_roles
+            .iter()
+            .filter_map(|old| self.catalog.roles.iter().find(|r| r.name == *old))
+            .filter_map(crate::catalog::Role::search_path_list)
+            .collect();
+        match paths.len() {
+            0 => {}
+            1 => {
+                let path = paths.into_iter().next().expect("one path");
+                self.inherited_paths.insert(role.to_string(), path);
+            }
+            _ => self.notes.push(format!(
+                "service {service}'s roles ({}) log in with different search_paths; its new role {} gets none of them: set the one its SQL needs (ALTER ROLE {} SET search_path = …)",
+                old_roles.join(", "),
+                display_ident(role),
+                ident(role)
+            )),
+        }
+    }
+
+    /// The `search_path` a role is set to, or inherits as a new login role; none:
+    /// the server's default.
+    pub(super) fn configured_search_path(&self, role: &str) -> Option<Vec<String>> {
+        self.inherited_paths.get(role).cloned().or_else(|| {
+            self.catalog
+                .roles
+                .iter()
+                .find(|r| r.name == role)
+                .and_then(crate::catalog::Role::search_path_list)
+        })
+    }
+
     /// Where a role's unqualified names are looked up: the `search_path` the role
-    /// or the database is set to (`Role::search_path`), else PostgreSQL's default
+    /// or the database is set to (`Role::search_path`) or a new role inherits
+    /// (`inherit_search_path`), else PostgreSQL's default
     /// `"$user", public`; `$user` only when a schema of the role's name exists
     /// (after assign, a domain schema named like the service's new role).
     pub(super) fn search_path_of(&self, role: &str) -> Vec<String> {
-        let configured = self
-            .catalog
-            .roles
-            .iter()
-            .find(|r| r.name == role)
-            .and_then(crate::catalog::Role::search_path_list);
-        let path = configured.unwrap_or_else(|| {
+        let path = self.configured_search_path(role).unwrap_or_else(|| {
             std::iter::once("$user".to_string())
                 .chain(default_search_path())
                 .collect()

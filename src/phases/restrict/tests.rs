@@ -552,3 +552,45 @@ fn a_role_set_to_its_own_search_path_finds_its_names_there_and_is_proven_on_it()
         Some(&["sales".to_string(), "public".to_string()][..])
     );
 }
+
+#[test]
+fn a_new_login_role_inherits_the_search_path_its_service_logged_in_with() {
+    // sales logged in as old_app (search_path = sales, public); its new role
+    // sales_new gets that path in this database, and its names resolve along it.
+    let mut catalog = assigned();
+    catalog.roles.push(crate::catalog::Role {
+        search_path: Some("sales, public".into()),
+        ..role("old_app", false)
+    });
+    let mut p = plan_with(&[]);
+    p.services.push(crate::plan::Service {
+        name: "sales".into(),
+        roles: vec!["old_app".into()],
+        login_role: Some("sales_new".into()),
+        ..Default::default()
+    });
+    let planned = plan(
+        &p,
+        &catalog,
+        &workload("UPDATE orders SET total = $1 WHERE id = $2;"),
+    )
+    .unwrap();
+    assert_granted_on_the_table(&planned);
+    let create = step(&planned, "create login role sales_new");
+    assert!(
+        create.sql.ends_with(&format!(
+            "CREATE ROLE \"sales_new\" LOGIN; ALTER ROLE \"sales_new\" IN DATABASE {} SET search_path = \"sales\", \"public\";",
+            crate::sql::ident(&catalog.server.database)
+        )),
+        "{}",
+        create.sql
+    );
+    assert_eq!(
+        create.undo, "DROP ROLE \"sales_new\";",
+        "its settings go with it"
+    );
+    assert_eq!(
+        planned.probes[0].search_path.as_deref(),
+        Some(&["sales".to_string(), "public".to_string()][..])
+    );
+}
