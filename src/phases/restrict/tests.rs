@@ -490,12 +490,17 @@ fn consolidated_services_have_one_home_domain() {
 }
 
 /// restrict's plan for sales running `UPDATE orders …`, logging in as `login_role`
-/// (the new role `sales` when none).
-fn update_orders_as(catalog: &Catalog, login_role: Option<&str>) -> RestrictPlan {
+/// (the new role `sales` when none), having logged in as `old_roles` until now.
+fn update_orders_as(
+    catalog: &Catalog,
+    login_role: Option<&str>,
+    old_roles: &[&str],
+) -> RestrictPlan {
     let mut p = plan_with(&[]);
     if let Some(role) = login_role {
         p.services.push(crate::plan::Service {
             name: "sales".into(),
+            roles: old_roles.iter().map(|r| r.to_string()).collect(),
             login_role: Some(role.into()),
             ..Default::default()
         });
@@ -506,6 +511,25 @@ fn update_orders_as(catalog: &Catalog, login_role: Option<&str>) -> RestrictPlan
         &workload("UPDATE orders SET total = $1 WHERE id = $2;"),
     )
     .unwrap()
+}
+
+/// [`assigned`] with a login role `name` set to `search_path = sales, public`.
+fn assigned_with_sales_path(name: &str) -> Catalog {
+    let mut catalog = assigned();
+    catalog.roles.push(crate::catalog::Role {
+        search_path: Some("sales, public".into()),
+        ..role(name, false)
+    });
+    catalog
+}
+
+/// The proof runs the statement on `sales, public` (SET ROLE does not apply the
+/// role's settings).
+fn assert_proven_on_the_sales_path(planned: &RestrictPlan) {
+    assert_eq!(
+        planned.probes[0].search_path.as_deref(),
+        Some(&["sales".to_string(), "public".to_string()][..])
+    );
 }
 
 /// Granted on sales.orders itself, not through the compatibility view.
@@ -525,10 +549,10 @@ fn assert_granted_on_the_table(planned: &RestrictPlan) {
 fn a_role_named_like_a_schema_finds_its_unqualified_names_there_first() {
     // The new login role sales and the domain schema sales: PostgreSQL's
     // `"$user", public` finds sales.orders, not the compatibility view.
-    assert_granted_on_the_table(&update_orders_as(&assigned(), None));
+    assert_granted_on_the_table(&update_orders_as(&assigned(), None, &[]));
     // Under another login role the same statement goes through the view.
     step(
-        &update_orders_as(&assigned(), Some("sales_app")),
+        &update_orders_as(&assigned(), Some("sales_app"), &[]),
         "grant SELECT, UPDATE on public.orders to domain_sales",
     );
 }
@@ -537,44 +561,22 @@ fn a_role_named_like_a_schema_finds_its_unqualified_names_there_first() {
 fn a_role_set_to_its_own_search_path_finds_its_names_there_and_is_proven_on_it() {
     // sales_app logs in with `search_path = sales, public` (ALTER ROLE … SET): its
     // bare `orders` is sales.orders, not the compatibility view public.orders.
-    let mut catalog = assigned();
-    catalog.roles.push(crate::catalog::Role {
-        search_path: Some("sales, public".into()),
-        ..role("sales_app", false)
-    });
-    let planned = update_orders_as(&catalog, Some("sales_app"));
-    assert_granted_on_the_table(&planned);
-    // SET ROLE does not apply the role's settings: the proof sets the path.
-    let probe = &planned.probes[0];
-    assert_eq!(probe.role, "sales_app");
-    assert_eq!(
-        probe.search_path.as_deref(),
-        Some(&["sales".to_string(), "public".to_string()][..])
+    let planned = update_orders_as(
+        &assigned_with_sales_path("sales_app"),
+        Some("sales_app"),
+        &[],
     );
+    assert_granted_on_the_table(&planned);
+    assert_eq!(planned.probes[0].role, "sales_app");
+    assert_proven_on_the_sales_path(&planned);
 }
 
 #[test]
 fn a_new_login_role_inherits_the_search_path_its_service_logged_in_with() {
     // sales logged in as old_app (search_path = sales, public); its new role
     // sales_new gets that path in this database, and its names resolve along it.
-    let mut catalog = assigned();
-    catalog.roles.push(crate::catalog::Role {
-        search_path: Some("sales, public".into()),
-        ..role("old_app", false)
-    });
-    let mut p = plan_with(&[]);
-    p.services.push(crate::plan::Service {
-        name: "sales".into(),
-        roles: vec!["old_app".into()],
-        login_role: Some("sales_new".into()),
-        ..Default::default()
-    });
-    let planned = plan(
-        &p,
-        &catalog,
-        &workload("UPDATE orders SET total = $1 WHERE id = $2;"),
-    )
-    .unwrap();
+    let catalog = assigned_with_sales_path("old_app");
+    let planned = update_orders_as(&catalog, Some("sales_new"), &["old_app"]);
     assert_granted_on_the_table(&planned);
     let create = step(&planned, "create login role sales_new");
     assert!(
@@ -589,8 +591,5 @@ fn a_new_login_role_inherits_the_search_path_its_service_logged_in_with() {
         create.undo, "DROP ROLE \"sales_new\";",
         "its settings go with it"
     );
-    assert_eq!(
-        planned.probes[0].search_path.as_deref(),
-        Some(&["sales".to_string(), "public".to_string()][..])
-    );
+    assert_proven_on_the_sales_path(&planned);
 }
