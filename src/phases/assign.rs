@@ -785,6 +785,14 @@ impl Planner<'_> {
 /// How a compatibility view's comment starts: retire and the forecast know them by it.
 pub const COMPAT_VIEW_COMMENT: &str = "carve: compatibility view for ";
 
+/// Whether `view` is a compatibility view assign made (its comment says so; a
+/// split keeps the comment on the view it makes over both parts).
+pub fn is_compat_view(view: &crate::catalog::View) -> bool {
+    view.comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT))
+}
+
 /// The SQL that creates the compatibility view `old` over `new`, owned and granted as
 /// the object was.
 ///

@@ -34,7 +34,6 @@ use sha2::{Digest, Sha256};
 use super::{grant_sql, lit, relation_exists};
 use crate::catalog::{Catalog, Column, ConstraintKind, QualName, Table, View};
 use crate::engine::{SqlAction, Step, Target};
-use crate::phases::assign::COMPAT_VIEW_COMMENT;
 use crate::plan::{GateHints, Plan, Split};
 
 /// The trigger functions a split makes, by what they do: `sync` keeps the part in
@@ -149,10 +148,7 @@ impl<'c> Resolved<'c> {
         let mut errors = Vec::new();
         // After assign the plan's name is the compatibility view over the table.
         let Some(view) = catalog.views.iter().find(|v| {
-            v.name.to_string() == split.table
-                && v.comment
-                    .as_deref()
-                    .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT))
+            v.name.to_string() == split.table && crate::phases::assign::is_compat_view(v)
         }) else {
             return Err(vec![format!(
                 "{} is not a compatibility view of assign's: a split runs after `carve assign`, on a table the plan's [[domains]] list",
@@ -995,6 +991,7 @@ mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, column, grant, primary_key, table};
     use crate::catalog::{Constraint, FkAction, ForeignKey, Identity, ViewDependency};
+    use crate::phases::assign::COMPAT_VIEW_COMMENT;
     use crate::plan::testing::plan_for;
 
     /// sales.books (id key, title, copies, shelf; a check on copies), assigned

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use crate::analysis::access::{fold, named_columns, RawName};
 use crate::analysis::usage::{default_search_path, Relation, Resolver};
 use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table, View};
-use crate::phases::assign::COMPAT_VIEW_COMMENT;
+use crate::phases::assign::is_compat_view;
 use crate::plan::Plan;
 use crate::sql::{ident, qualified};
 use crate::workload::Workload;
@@ -269,14 +269,10 @@ pub fn compat_view_over<'r>(
     view: &View,
     replicas: &'r [Replica],
 ) -> Option<(&'r Replica, Vec<String>)> {
-    let is_compat = view
-        .comment
-        .as_deref()
-        .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT));
     let [dependency] = view.depends_on.as_slice() else {
         return None;
     };
-    if !is_compat || view.materialized {
+    if !is_compat_view(view) || view.materialized {
         return None;
     }
     let replica = replicas.iter().find(|r| r.table == dependency.relation)?;

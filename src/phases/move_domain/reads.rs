@@ -29,7 +29,7 @@ use super::on_domain;
 use super::replication::{Link, Names, Stream};
 use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table};
 use crate::engine::{SqlAction, Step, Target};
-use crate::phases::assign::COMPAT_VIEW_COMMENT;
+use crate::phases::assign::is_compat_view;
 use crate::phases::cutover::replica::{
     compat_view_over, identity_columns, narrowed_view_sql, view_options, Replica,
 };
@@ -155,13 +155,22 @@ fn readers_on_target(
                         .filter(|v| views.iter().any(|(name, _)| *name == v.name))
                         .flat_map(|v| &v.grants),
                 );
-            let who: BTreeSet<String> = grants
-                .filter(|g| g.privilege == "SELECT" && on_target.contains(g.grantee.as_str()))
-                .map(|g| g.grantee.clone())
-                .collect();
-            (table.name.clone(), who.into_iter().collect())
+            (table.name.clone(), selecting(grants, &on_target))
         })
         .collect()
+}
+
+/// The grantees of SELECT among `grants` that are roles on the domain's server,
+/// each once, in order.
+fn selecting<'g>(
+    grants: impl Iterator<Item = &'g crate::catalog::Grant>,
+    on_target: &BTreeSet<&str>,
+) -> Vec<String> {
+    let who: BTreeSet<&str> = grants
+        .filter(|g| g.privilege == "SELECT" && on_target.contains(g.grantee.as_str()))
+        .map(|g| g.grantee.as_str())
+        .collect();
+    who.into_iter().map(str::to_string).collect()
 }
 
 /// The roles the move makes on `domain`'s server.
@@ -192,12 +201,7 @@ fn joined_views(catalog: &Catalog, domain: &str, copies: &[(&Replica, &Table)]) 
     catalog
         .views
         .iter()
-        .filter(|v| {
-            !v.materialized
-                && v.comment
-                    .as_deref()
-                    .is_some_and(|c| c.starts_with(COMPAT_VIEW_COMMENT))
-        })
+        .filter(|v| !v.materialized && is_compat_view(v))
         .filter_map(|view| {
             let [a, b] = view.depends_on.as_slice() else {
                 return None;
@@ -236,18 +240,15 @@ fn joined_views(catalog: &Catalog, domain: &str, copies: &[(&Replica, &Table)]) 
                 qualified(&b.relation.schema, &b.relation.name),
                 on.join(" AND ")
             );
-            let readers: BTreeSet<String> = view
+            let grants = view
                 .grants
                 .iter()
-                .chain(view.columns.iter().flat_map(|c| &c.grants))
-                .filter(|g| g.privilege == "SELECT" && on_target.contains(g.grantee.as_str()))
-                .map(|g| g.grantee.clone())
-                .collect();
+                .chain(view.columns.iter().flat_map(|c| &c.grants));
             Some(JoinedView {
                 name: view.name.clone(),
                 sql,
                 over: [a.relation.clone(), b.relation.clone()],
-                readers: readers.into_iter().collect(),
+                readers: selecting(grants, &on_target),
             })
         })
         .collect()
@@ -258,17 +259,9 @@ impl JoinedView {
     /// its readers.
     fn step(&self, domain: &str) -> Step {
         let name = qualified(&self.name.schema, &self.name.name);
-        let mut sql = format!(
-            "{}
-",
-            self.sql
-        );
+        let mut sql = format!("{}\n", self.sql);
         for reader in &self.readers {
-            sql.push_str(&format!(
-                "GRANT SELECT ON {name} TO {};
-",
-                grantee(reader)
-            ));
+            sql.push_str(&format!("GRANT SELECT ON {name} TO {};\n", grantee(reader)));
         }
         on_domain(
             domain,
@@ -491,6 +484,7 @@ mod tests {
     use super::*;
     use crate::catalog::testing::{catalog, column, table};
     use crate::catalog::{Grant, Role, View, ViewDependency};
+    use crate::phases::assign::COMPAT_VIEW_COMMENT;
 
     fn link() -> Link {
         Link {
