@@ -123,11 +123,7 @@ async fn runtime_problems(client: &Client, runtime: &[RuntimeCheck]) -> Vec<Stri
 /// For the rest of the transaction, the probe's `search_path`, else the session's.
 async fn set_search_path(client: &Client, probe: &Probe, session: &str) -> anyhow::Result<()> {
     let path = match &probe.search_path {
-        Some(names) => names
-            .iter()
-            .map(|n| ident(n))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Some(names) => crate::sql::ident_list(names),
         None => session.to_string(),
     };
     client

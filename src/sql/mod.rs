@@ -20,6 +20,12 @@ pub fn ident(name: &str) -> String {
     out
 }
 
+/// Names quoted by [`ident`] and joined by `, `: a column list, a `search_path`.
+pub fn ident_list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    let quoted: Vec<String> = names.into_iter().map(|n| ident(n.as_ref())).collect();
+    quoted.join(", ")
+}
+
 /// A list of names as PostgreSQL keeps a list setting such as `search_path`
 /// (`app, "$user", "My Schema"`): split at commas outside double quotes, each name
 /// unquoted (`""` inside quotes is one `"`), bare names lower-cased as the server
@@ -429,8 +435,7 @@ mod tests {
         assert_eq!(parse_name_list("  "), Vec::<String>::new());
         // The list a name renders to reads back as the same names.
         let names = ["élan", "a,b", "\"q\"", "Mixed Case"];
-        let rendered: Vec<String> = names.iter().map(|n| ident(n)).collect();
-        assert_eq!(parse_name_list(&rendered.join(", ")), names);
+        assert_eq!(parse_name_list(&ident_list(names)), names);
     }
 
     #[test]

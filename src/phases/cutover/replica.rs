@@ -13,7 +13,7 @@ use crate::analysis::usage::{default_search_path, Relation, Resolver};
 use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table, View};
 use crate::phases::assign::is_compat_view;
 use crate::plan::Plan;
-use crate::sql::{ident, qualified};
+use crate::sql::{ident_list, qualified};
 use crate::workload::Workload;
 
 /// The choice that asks for a replicated read.
@@ -39,7 +39,6 @@ impl Replica {
     /// The table as a publication lists it: with its column list and, when the
     /// decisions give one, its row filter.
     pub fn published(&self) -> String {
-        let columns: Vec<String> = self.columns.iter().map(|c| ident(c)).collect();
         let rows = self
             .rows
             .as_deref()
@@ -48,7 +47,7 @@ impl Replica {
         format!(
             "{} ({}){rows}",
             qualified(&self.table.schema, &self.table.name),
-            columns.join(", ")
+            ident_list(&self.columns)
         )
     }
 
@@ -298,11 +297,10 @@ pub fn view_options(view: &View) -> String {
 /// the replica's table.
 pub fn narrowed_view_sql(view: &View, replica: &Replica, kept: &[String]) -> String {
     let options = view_options(view);
-    let columns: Vec<String> = kept.iter().map(|c| ident(c)).collect();
     format!(
         "CREATE VIEW {}{options} AS SELECT {} FROM {};",
         qualified(&view.name.schema, &view.name.name),
-        columns.join(", "),
+        ident_list(kept),
         qualified(&replica.table.schema, &replica.table.name)
     )
 }

@@ -451,8 +451,7 @@ fn kept_table(table: &Table, replica: &Replica, all: &[Replica]) -> Vec<Step> {
     if replica.dropped_columns(table).is_empty() {
         return steps;
     }
-    let columns: Vec<String> = replica.columns.iter().map(|c| ident(c)).collect();
-    let columns = columns.join(", ");
+    let columns = crate::sql::ident_list(&replica.columns);
     for grant in table
         .grants
         .iter()

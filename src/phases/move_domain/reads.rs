@@ -33,7 +33,7 @@ use crate::phases::assign::is_compat_view;
 use crate::phases::cutover::replica::{
     compat_view_over, identity_columns, narrowed_view_sql, view_options, Replica,
 };
-use crate::sql::{display_ident, dollar_quoted, ident, qualified};
+use crate::sql::{display_ident, dollar_quoted, ident, ident_list, qualified};
 
 /// The stream that feeds `domain`'s copies: from the source to its server.
 pub fn stream<'a>(domain: &'a str, link: &'a Link) -> Stream<'a> {
@@ -291,8 +291,7 @@ fn source_grant(stream: &Stream, copies: &[(&Replica, &Table)]) -> Step {
     let mut checks = vec![super::super::role_exists(role)];
     for (replica, _) in copies {
         let name = qualified(&replica.table.schema, &replica.table.name);
-        let columns: Vec<String> = replica.columns.iter().map(|c| ident(c)).collect();
-        let columns = columns.join(", ");
+        let columns = ident_list(&replica.columns);
         grant.push_str(&format!(
             "GRANT USAGE ON SCHEMA {} TO {};\nGRANT SELECT ({columns}) ON {name} TO {};\n",
             ident(&replica.table.schema),
@@ -431,7 +430,7 @@ fn copy_table(
             replica.readers.join(", ")
         ))
     );
-    let kept: Vec<String> = replica.columns.iter().map(|c| ident(c)).collect();
+    let kept = ident_list(&replica.columns);
     let views = views_over(catalog, replica);
     let mut undo = String::new();
     for (view, create) in &views {
@@ -444,10 +443,7 @@ fn copy_table(
     }
     for reader in readers {
         let who = grantee(reader);
-        sql.push_str(&format!(
-            "GRANT SELECT ({}) ON {name} TO {who};\n",
-            kept.join(", ")
-        ));
+        sql.push_str(&format!("GRANT SELECT ({}) ON {name} TO {who};\n", kept));
         for (view, _) in &views {
             sql.push_str(&format!(
                 "GRANT SELECT ON {} TO {who};\n",

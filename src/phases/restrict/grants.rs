@@ -95,12 +95,11 @@ impl Planner<'_> {
                     .inherited_paths
                     .get(&s.role)
                     .map(|path| {
-                        let names: Vec<String> = path.iter().map(|n| ident(n)).collect();
                         format!(
                             " ALTER ROLE {} IN DATABASE {} SET search_path = {};",
                             ident(&s.role),
                             ident(&self.catalog.server.database),
-                            names.join(", ")
+                            crate::sql::ident_list(path)
                         )
                     })
                     .unwrap_or_default();
@@ -217,7 +216,7 @@ impl Planner<'_> {
             }
             for (privilege, columns) in &acc.columns {
                 let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
-                let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+                let list = crate::sql::ident_list(&cols);
                 steps.push(Step {
                     id: format!(
                         "grant {privilege} ({}) on {relation} to {to}",
