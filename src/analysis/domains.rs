@@ -734,18 +734,16 @@ fn comment_mentions(
                 } else {
                     singular(&word)
                 };
-                let candidates: Vec<&&Table> = by_word
+                // Another table the word names: in the comment's schema, unless
+                // the word is qualified.
+                let named_here: Vec<&&Table> = by_word
                     .get(&word)
                     .into_iter()
                     .flatten()
                     .filter(|t| t.name != table.name)
-                    .collect();
-                let in_schema: Vec<&&Table> = candidates
-                    .iter()
-                    .copied()
                     .filter(|t| t.name.schema == table.name.schema || word.contains('.'))
                     .collect();
-                if let [other] = in_schema[..] {
+                if let [other] = named_here[..] {
                     if named.insert(&other.name) {
                         found.push((table, format!("comment on {via}"), *other));
                     }

@@ -185,18 +185,24 @@ pub fn sweep(graph: &Graph, resolutions: &[f64], seeds: u64) -> Vec<Scale> {
         .iter()
         .flat_map(|&r| (0..seeds).map(move |s| (r, 42 + s)))
         .collect();
-    // Runs are independent: one per core at a time, in the runs' order.
-    let results: Vec<Vec<usize>> = {
+    // Runs are independent: one per core at a time, in the runs' order, each with
+    // its modularity at its own resolution.
+    let results: Vec<(Vec<usize>, f64)> = {
         use rayon::prelude::*;
         runs.par_iter()
-            .map(|&(resolution, seed)| leiden(&graph, resolution, seed))
+            .map(|&(resolution, seed)| {
+                let membership = leiden(&graph, resolution, seed);
+                let q = modularity(&graph, &membership, resolution);
+                (membership, q)
+            })
             .collect()
     };
-    let mut memberships = results.into_iter();
+    let mut results = results.into_iter();
     resolutions
         .iter()
         .map(|&resolution| {
-            let seeds: Vec<Vec<usize>> = memberships.by_ref().take(seeds as usize).collect();
+            let (seeds, qualities): (Vec<Vec<usize>>, Vec<f64>) =
+                results.by_ref().take(seeds as usize).unzip();
             let mut agreement = 0.0;
             let mut pairs = 0.0;
             for (i, a) in seeds.iter().enumerate() {
@@ -206,9 +212,9 @@ pub fn sweep(graph: &Graph, resolutions: &[f64], seeds: u64) -> Vec<Scale> {
                 }
             }
             // The seed of highest modularity at its own resolution, the first on ties.
-            let best = seeds
+            let best = qualities
                 .iter()
-                .map(|m| modularity(&graph, m, resolution))
+                .copied()
                 .enumerate()
                 .fold((0, f64::NEG_INFINITY), |best, (i, q)| {
                     if q > best.1 + 1e-12 {
@@ -239,6 +245,8 @@ const SETTLED: f64 = 0.9;
 const NEAR_ENOUGH: f64 = 0.95;
 /// How far the seeds must agree for a scale to be chosen.
 const AGREED: f64 = 0.99;
+/// By how much more seeds must agree for one scale to count as steadier than another.
+const STEADIER: f64 = 0.01;
 
 /// The scale a sweep settles on: among those whose seeds agree and whose
 /// modularity is within 1 % of the best, the one nearest `preferred` (the standard
@@ -285,9 +293,6 @@ fn best_modularity(scales: &[Scale]) -> f64 {
 fn qualifies(scale: &Scale, best: f64) -> bool {
     scale.agreement >= AGREED && scale.modularity >= NEAR_BEST * best
 }
-
-/// By how much more seeds must agree for one scale to count as steadier than another.
-const STEADIER: f64 = 0.01;
 
 /// How many times a sweep may double its highest resolution looking for a stable
 /// scale.
