@@ -1,6 +1,7 @@
 //! The interactive review of a discover proposal (dialoguer, on the terminal's stderr):
-//! how many domains (when the sweep offers a choice), then accept or rename each domain, move tables between domains, choose a resolution for
-//! every joint or common table. Produces `plan::choices::Choice`s; writing them into the
+//! how many domains (when the sweep offers a choice), then accept or rename each
+//! domain, move tables between domains, choose a resolution for every joint or common
+//! table. Produces `plan::choices::Choice`s; writing them into the
 //! plan is pure and lives there. Only called on a terminal without `--yes`.
 
 use std::collections::BTreeSet;
