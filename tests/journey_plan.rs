@@ -53,11 +53,19 @@ fn listed(doc: &Value, phase: &str, domain: Option<&str>) -> Vec<Value> {
         .clone()
 }
 
-/// Runs the journey of `domain` (assign, the plan's splits, restrict, move, verify,
-/// cut-over) and checks that each phase's journal holds exactly the steps `doc`
-/// listed.
+/// Whether `doc` has a section for `phase` (of `domain`).
+fn lists(doc: &Value, phase: &str, domain: Option<&str>) -> bool {
+    doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["phase"] == phase && s["domain"].as_str() == domain)
+}
+
+/// Runs what `doc` lists of the journey of `domain` (assign, the plan's splits,
+/// restrict, move, verify, cut-over) and checks that each phase's journal holds
+/// exactly the steps `doc` listed.
 fn assert_ran_as_listed(m: &Monolith, doc: &Value, domain: &str, cutover_extra: &[&str]) {
-    let splits = !Plan::load(&m.plan).unwrap().splits.is_empty();
     let mut cutover = vec!["cutover", "--domain", domain];
     cutover.extend(cutover_extra);
     let journey = [
@@ -68,8 +76,14 @@ fn assert_ran_as_listed(m: &Monolith, doc: &Value, domain: &str, cutover_extra: 
         vec!["verify", "--domain", domain],
         cutover,
     ];
-    for args in journey.into_iter().filter(|a| splits || a[0] != "split") {
-        let out = run(m, &args);
+    let on = |args: &[&str]| (args.len() > 1).then_some(domain);
+    let journey: Vec<Vec<&str>> = journey
+        .into_iter()
+        .filter(|a| lists(doc, a[0], on(a)))
+        .collect();
+    assert!(journey.iter().any(|a| a[0] == "cutover"), "{doc:#}");
+    for args in &journey {
+        let out = run(m, args);
         assert_eq!(
             code(&out),
             0,
@@ -86,7 +100,7 @@ fn assert_ran_as_listed(m: &Monolith, doc: &Value, domain: &str, cutover_extra: 
         ("move", Some(domain)),
         ("cutover", Some(domain)),
     ];
-    for (phase, on) in phases.into_iter().filter(|p| splits || p.0 != "split") {
+    for (phase, on) in phases.into_iter().filter(|p| lists(doc, p.0, p.1)) {
         let ran = &plan.phase(PhaseId::new(phase, on)).unwrap().steps;
         let ran: Vec<Value> = ran
             .iter()
@@ -123,6 +137,7 @@ fn record_destination(
     let mut plan = Plan::load(&m.plan).unwrap();
     let d = plan.domains.iter_mut().find(|d| d.name == domain).unwrap();
     d.server = Some(server);
+    plan.consoles.retain(|c| c.name != "pgbouncer");
     plan.consoles.push(ConsoleRef {
         name: "pgbouncer".into(),
         conninfo: bouncer.console_conninfo(),
@@ -148,22 +163,41 @@ async fn library_journey() -> (
     Monolith,
     String,
 ) {
+    library_journey_of("public.reading_list", &["ReadingList"]).await
+}
+
+/// The library, discovered, with a second server for the domain of `table` and a
+/// PgBouncer entry (`app`) that `services` connect through, all recorded in the
+/// plan.
+async fn library_journey_of(
+    table: &str,
+    services: &[&str],
+) -> (
+    TempServer,
+    TempServer,
+    TempBouncer,
+    tempfile::TempDir,
+    Monolith,
+    String,
+) {
     let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
     let source = TempServer::start_with(&options).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let m = example_monolith(&source, dir.path(), "library", "library").await;
     let target = TempServer::start_with(&options).unwrap();
     create_db(&target, "library", "SELECT 1").await;
-    let bouncer = TempBouncer::start(&source, &[("reading", "library")]).unwrap();
-    let domain = domain_of(&m, "public.reading_list");
-    record_destination(
-        &m,
-        &domain,
-        target.conninfo("library"),
-        &bouncer,
-        "ReadingList",
-        "reading",
-    );
+    let bouncer = TempBouncer::start(&source, &[("app", "library")]).unwrap();
+    let domain = domain_of(&m, table);
+    for service in services {
+        record_destination(
+            &m,
+            &domain,
+            target.conninfo("library"),
+            &bouncer,
+            service,
+            "app",
+        );
+    }
     (source, target, bouncer, dir, m, domain)
 }
 
@@ -362,4 +396,139 @@ async fn on_the_shop_the_forecast_of_assign_and_restrict_holds_for_move_and_cuto
     // The orders service calls order_total(), a function of the monolith that does
     // not move (the gate names it; accepted here).
     assert_ran_as_listed(&m, &doc, &domain, &["--accept-failing-statements"]);
+}
+
+/// The source texts' central example carried to the end: the catalog split between
+/// its two writers, then its domain (both parts) moved to its own server. The view
+/// over both parts goes with it, under the old name, so both writers' unchanged
+/// statements write through it there; after retire, the reading list still reads
+/// the titles on the source.
+#[tokio::test]
+async fn the_split_catalog_moves_with_its_view_and_its_writers_keep_the_old_name() {
+    let (source, target, _bouncer, _dir, m, domain) =
+        library_journey_of("public.book_catalog", &["BookCatalog", "BookInventory"]).await;
+    assert_eq!(domain, "book_catalog");
+    decide_library_crossings(&m);
+    // Before the split, its move cannot be listed step for step: it copies what
+    // the split makes, as the source will have it.
+    let (exit, doc) = plan_json(&m, &[]);
+    assert_eq!(exit, 3, "work pending, nothing missing: {doc:#}");
+    assert!(!lists(&doc, "move", Some(&domain)), "{doc:#}");
+    assert!(
+        doc["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("is listed once `carve split` has run")),
+        "{doc:#}"
+    );
+    for phase in ["assign", "split"] {
+        assert_success(&run(&m, &[phase]));
+    }
+    let (exit, doc) = plan_json(&m, &[]);
+    assert_eq!(exit, 3, "work pending, nothing missing: {doc:#}");
+    let moves: Vec<String> = listed(&doc, "move", Some(&domain))
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    for step in [
+        "create table book_catalog.book_catalog_book_inventory",
+        "create view public.book_catalog",
+        "create trigger public.book_catalog.carve_split_write",
+    ] {
+        assert!(
+            moves.iter().any(|id| id.starts_with(step)),
+            "{step}: {moves:#?}"
+        );
+    }
+    assert_ran_as_listed(&m, &doc, &domain, &[]);
+
+    // On the new server, as each writer logs in there (its search_path set by the
+    // move): the workload's statements through the old name.
+    let inventory = client(&as_role(&target, "library", "BookInventory")).await;
+    let row = inventory
+        .query_one(
+            "UPDATE book_catalog SET copies_total = 9, copies_available = 7, shelf_location = 'Z9', last_stocktake = now() WHERE id = 1 RETURNING copies_available",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7);
+    let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
+    let id: i64 = catalog
+        .query_one(
+            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-0', 'Moved', 'Someone', 2026, 'essay', 'written on the new server') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    catalog
+        .execute(
+            "UPDATE book_catalog SET title = 'Moved, again' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let admin = client(&target.conninfo("library")).await;
+    let both = |sql: &'static str| {
+        let admin = &admin;
+        async move { admin.query_one(sql, &[]).await.unwrap() }
+    };
+    let r = both("SELECT t.title, p.copies_available, p.shelf_location FROM book_catalog.book_catalog t JOIN book_catalog.book_catalog_book_inventory p USING (id) WHERE t.title = 'Moved, again'").await;
+    assert_eq!(
+        r.get::<_, Option<i32>>(1),
+        Some(0),
+        "the part's row, with its defaults"
+    );
+    let r = both("SELECT copies_available, shelf_location FROM book_catalog.book_catalog_book_inventory WHERE id = 1").await;
+    assert_eq!(
+        (r.get::<_, i32>(0), r.get::<_, Option<String>>(1)),
+        (7, Some("Z9".to_string()))
+    );
+    // Each writer may write the same columns through the old name there as on the
+    // source.
+    let source_admin = client(&source.conninfo("library")).await;
+    let on_source = catalog_privileges(&source_admin).await;
+    assert!(on_source.len() > 20, "{on_source:#?}");
+    assert_eq!(catalog_privileges(&admin).await, on_source);
+    catalog
+        .execute("DELETE FROM book_catalog WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let left = both("SELECT count(*) FROM book_catalog.book_catalog_book_inventory p WHERE NOT EXISTS (SELECT 1 FROM book_catalog.book_catalog t WHERE t.id = p.id)").await;
+    assert_eq!(left.get::<_, i64>(0), 0, "the delete took both parts' rows");
+
+    // Retire: the reading list stays on the source and reads the titles there, from
+    // a read-only copy joined as before.
+    let out = run(&m, &["retire", "--domain", &domain, "--after", "0s"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let reader = client(&as_role(&source, "library", "ReadingList")).await;
+    let title: String = reader
+        .query_one("SELECT title FROM book_catalog WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(title, "Book 1");
+    let out = run(&m, &["retire", "--domain", &domain, "--drop"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let after_drop: i64 = reader
+        .query_one("SELECT count(*) FROM book_catalog", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(after_drop > 0);
+}
+
+/// What BookCatalog and BookInventory may do with each column of the library's
+/// `public.book_catalog`, as `role column privilege allowed` lines.
+async fn catalog_privileges(c: &tokio_postgres::Client) -> Vec<String> {
+    c.query(
+        "SELECT r || ' ' || a.attname || ' ' || p || ' ' || has_column_privilege(r, 'public.book_catalog', a.attname, p) FROM unnest(ARRAY['BookCatalog', 'BookInventory']) r, unnest(ARRAY['INSERT', 'UPDATE', 'SELECT']) p, pg_attribute a WHERE a.attrelid = 'public.book_catalog'::regclass AND a.attnum > 0 ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }

@@ -474,14 +474,6 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
     assert_eq!(rows_undone, rows_before);
 }
 
-/// Connection string over the Unix socket as `role` (trusted locally).
-fn as_role(server: &carve::pgtemp::TempServer, role: &str) -> String {
-    server.conninfo("library").replace(
-        "user=postgres",
-        &format!("user={}", carve::conn::quote_value(role)),
-    )
-}
-
 #[tokio::test]
 async fn after_a_split_restrict_gives_each_writer_the_columns_of_its_own_part() {
     let source = server();
@@ -593,7 +585,7 @@ async fn after_a_split_restrict_gives_each_writer_the_columns_of_its_own_part() 
     assert!(!may("BookInventory", "title").await);
     assert!(may("BookCatalog", "title").await);
     assert!(!may("BookCatalog", "copies_available").await);
-    let inventory = client(&as_role(&source, "BookInventory")).await;
+    let inventory = client(&as_role(&source, "library", "BookInventory")).await;
     let n = inventory
         .execute(
             "UPDATE book_catalog SET copies_available = copies_available + 1 WHERE id = 1 AND copies_available < copies_total",

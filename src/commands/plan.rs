@@ -150,6 +150,21 @@ impl Journey<'_> {
         self.plan.phase(id).filter(|r| !r.is_undone())
     }
 
+    /// Whether `domain` holds both parts of a split this journey only forecasts
+    /// (not applied yet): its move copies what the split makes, exactly as the
+    /// source will have it.
+    fn split_forecast_in(&self, domain: &str) -> bool {
+        let split_applied = self
+            .ctx
+            .plan
+            .phase(split::PHASE)
+            .is_some_and(|r| r.is_applied());
+        !split_applied
+            && move_domain::objects::joined_compat_views(&self.catalog, domain)
+                .next()
+                .is_some()
+    }
+
     /// A phase recorded and not applied: its recorded steps, and nothing after it
     /// can be forecast.
     fn under_way(&mut self, id: &PhaseId, command: &str) -> bool {
@@ -331,6 +346,12 @@ impl Journey<'_> {
         let password_file = default_password_file(&self.settings.plan_path);
         if !moved {
             if self.under_way(&move_id, &format!("move --domain {name}")) {
+                return Ok(());
+            }
+            if self.split_forecast_in(name) {
+                self.report.notes.push(format!(
+                    "the move of {name} is listed once `carve split` has run: it carries the split's view over both parts under the old name, with the key, triggers and functions the split makes, which are read from the source then"
+                ));
                 return Ok(());
             }
             let options = MoveOptions {

@@ -598,3 +598,11 @@ pub async fn state(server: &TempServer, m: &Monolith) -> State {
         roles: role_listing(&client(&m.conninfo).await).await,
     }
 }
+
+/// Connection string to `db` over the Unix socket as `role` (trusted locally).
+pub fn as_role(server: &TempServer, db: &str, role: &str) -> String {
+    server.conninfo(db).replace(
+        "user=postgres",
+        &format!("user={}", carve::conn::quote_value(role)),
+    )
+}

@@ -13,7 +13,7 @@ use crate::analysis::usage::{default_search_path, Relation, Resolver};
 use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table, View};
 use crate::phases::assign::is_compat_view;
 use crate::plan::Plan;
-use crate::sql::{ident_list, qualified};
+use crate::sql::{ident, ident_list, qualified};
 use crate::workload::Workload;
 
 /// The choice that asks for a replicated read.
@@ -282,6 +282,77 @@ pub fn compat_view_over<'r>(
         .filter(|c| replica.columns.contains(c))
         .collect();
     Some((replica, kept))
+}
+
+/// A split's compatibility view (assign's, over two tables: the table and its
+/// part) over two of `replicas`' tables that both keep the key they join on, made
+/// again read-only over what the replicas keep: its `CREATE VIEW`, and the columns
+/// it then shows, in the view's order.
+pub fn joined_view_over<'r>(
+    catalog: &Catalog,
+    view: &View,
+    replicas: &'r [Replica],
+) -> Option<(String, [&'r Replica; 2], Vec<String>)> {
+    let [a, b] = view.depends_on.as_slice() else {
+        return None;
+    };
+    if !is_compat_view(view) || view.materialized {
+        return None;
+    }
+    let replica_of = |name: &QualName| replicas.iter().find(|r| &r.table == name);
+    let (first, second) = (replica_of(&a.relation)?, replica_of(&b.relation)?);
+    catalog.table(&second.table)?;
+    let key = identity_columns(catalog.table(&first.table)?);
+    let kept_by_both = |c: &String| first.columns.contains(c) && second.columns.contains(c);
+    if key.is_empty() || !key.iter().all(kept_by_both) {
+        return None;
+    }
+    let (mut shown, mut selected) = (Vec::new(), Vec::new());
+    for column in &view.columns {
+        let from = if first.columns.contains(&column.name) {
+            "a"
+        } else if second.columns.contains(&column.name) {
+            "b"
+        } else {
+            continue;
+        };
+        selected.push(format!("{from}.{}", ident(&column.name)));
+        shown.push(column.name.clone());
+    }
+    let on: Vec<String> = key
+        .iter()
+        .map(|k| format!("a.{k} = b.{k}", k = ident(k)))
+        .collect();
+    let sql = format!(
+        "CREATE VIEW {}{} AS SELECT {} FROM {} a JOIN {} b ON {};",
+        qualified(&view.name.schema, &view.name.name),
+        view_options(view),
+        selected.join(", "),
+        qualified(&first.table.schema, &first.table.name),
+        qualified(&second.table.schema, &second.table.name),
+        on.join(" AND ")
+    );
+    Some((sql, [first, second], shown))
+}
+
+/// `view` made again as the catalog has it: its options, its definition and the
+/// defaults it gives an INSERT (a split's view has the table's).
+pub fn create_view_sql(view: &View) -> String {
+    let name = qualified(&view.name.schema, &view.name.name);
+    let mut sql = format!(
+        "CREATE VIEW {name}{} AS {};\n",
+        view_options(view),
+        view.definition.trim().trim_end_matches(';')
+    );
+    for column in &view.columns {
+        if let Some(default) = &column.default {
+            sql.push_str(&format!(
+                "ALTER VIEW {name} ALTER COLUMN {} SET DEFAULT {default};\n",
+                ident(&column.name)
+            ));
+        }
+    }
+    sql
 }
 
 /// A view's ` WITH (…)` clause, or nothing.

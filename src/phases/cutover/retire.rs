@@ -14,7 +14,9 @@
 
 use super::super::{lit, relation_exists};
 use super::crossings::drop_foreign_key;
-use super::replica::{compat_view_over, narrowed_view_sql, view_options, Replica};
+use super::replica::{
+    compat_view_over, create_view_sql, joined_view_over, narrowed_view_sql, view_options, Replica,
+};
 use crate::catalog::{Catalog, Constraint, QualName, Table, View};
 use crate::engine::{undo_steps, SqlAction, Step, Target};
 use crate::phases::move_domain::replication::side;
@@ -77,11 +79,7 @@ pub fn readers_outside<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c View> 
 
 fn drop_view(view: &View) -> Step {
     let name = qualified(&view.name.schema, &view.name.name);
-    let options = if view.options.is_empty() {
-        String::new()
-    } else {
-        format!(" WITH ({})", view.options.join(", "))
-    };
+    let options = view_options(view);
     let kind = if view.materialized {
         "MATERIALIZED VIEW"
     } else {
@@ -151,7 +149,7 @@ pub fn steps(
     if !replicas.is_empty() {
         let mut steps = narrow_stream(&back, replicas);
         for view in readers_outside(catalog, domain) {
-            match narrowed_view(view, replicas) {
+            match narrowed_view(catalog, view, replicas) {
                 Some(step) => steps.extend(step),
                 None => steps.push(drop_view(view)),
             }
@@ -309,13 +307,24 @@ fn narrow_stream(back: &Stream, replicas: &[Replica]) -> Vec<Step> {
 
 /// The compatibility view of a kept table, made again over the kept columns only:
 /// the view reads as its caller (`security_invoker`), and the caller may read only
-/// the kept columns. Any other view reading the old tables goes (`None`).
-fn narrowed_view(view: &View, replicas: &[Replica]) -> Option<Vec<Step>> {
-    let (replica, kept) = compat_view_over(view, replicas)?;
-    if kept.len() == view.columns.len() {
-        return Some(Vec::new());
-    }
+/// the kept columns. A split's view over two kept tables is made again read-only
+/// over what both keep, without the trigger that sent its writes to the parts
+/// (its function goes with the old schema). Any other view reading the old tables
+/// goes (`None`).
+fn narrowed_view(catalog: &Catalog, view: &View, replicas: &[Replica]) -> Option<Vec<Step>> {
     let name = qualified(&view.name.schema, &view.name.name);
+    let (narrowed, kept, done_check) = match compat_view_over(view, replicas) {
+        Some((_, kept)) if kept.len() == view.columns.len() => return Some(Vec::new()),
+        Some((replica, kept)) => (narrowed_view_sql(view, replica, &kept), kept, String::new()),
+        None => {
+            let (sql, _, shown) = joined_view_over(catalog, view, replicas)?;
+            let no_trigger = format!(
+                " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}))",
+                lit(&name)
+            );
+            (sql, shown, no_trigger)
+        }
+    };
     let rest = format!(
         "\nALTER VIEW {name} OWNER TO {};\n{}{}",
         ident(&view.owner),
@@ -325,12 +334,14 @@ fn narrowed_view(view: &View, replicas: &[Replica]) -> Option<Vec<Step>> {
             .map(|c| format!("COMMENT ON VIEW {name} IS {};", lit(c)))
             .unwrap_or_default()
     );
-    let narrowed = format!("{}{rest}", narrowed_view_sql(view, replica, &kept));
-    let original = format!(
-        "CREATE VIEW {name}{} AS {};{rest}",
-        view_options(view),
-        view.definition.trim().trim_end_matches(';')
-    );
+    let narrowed = format!("{narrowed}{rest}");
+    let mut original = format!("{}{rest}", create_view_sql(view));
+    for trigger in &view.triggers {
+        original.push_str(&format!(
+            "\n{};",
+            trigger.definition.trim().trim_end_matches(';')
+        ));
+    }
     Some(vec![Step::sql(
         format!("narrow view {} to the kept columns", view.name),
         format!(
@@ -342,7 +353,7 @@ fn narrowed_view(view: &View, replicas: &[Replica]) -> Option<Vec<Step>> {
         SqlAction::transactional(
             format!("DROP VIEW {name};\n{narrowed}"),
             format!(
-                "(SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attnum > 0 AND NOT attisdropped) = {}",
+                "(SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attnum > 0 AND NOT attisdropped) = {}{done_check}",
                 lit(&name),
                 kept.len()
             ),
@@ -608,6 +619,93 @@ mod tests {
     use crate::catalog::{QualName, ViewDependency};
     use crate::phases::assign::COMPAT_VIEW_COMMENT;
 
+    #[test]
+    fn a_split_view_over_two_kept_tables_stays_read_only_without_its_trigger() {
+        let keyed = |name: &str, columns: &[&str]| {
+            let mut t = table("sales", name);
+            t.columns = columns
+                .iter()
+                .map(|c| crate::catalog::testing::column(c, "text"))
+                .collect();
+            t.constraints = vec![crate::catalog::testing::primary_key(name, &["id"])];
+            t
+        };
+        let mut c = catalog(vec![
+            keyed("orders", &["id", "status", "note"]),
+            keyed("orders_pay", &["id", "paid"]),
+        ]);
+        let mut joined = view(
+            "public",
+            "orders",
+            &[("sales", "orders"), ("sales", "orders_pay")],
+        );
+        joined.comment = Some(format!("{COMPAT_VIEW_COMMENT}sales.orders"));
+        joined.columns = ["id", "status", "note", "paid"]
+            .iter()
+            .map(|c| crate::catalog::testing::column(c, "text"))
+            .collect();
+        joined.triggers.push(crate::catalog::Trigger {
+            name: "carve_split_write".into(),
+            function: QualName::new("sales", "carve_split_1_write"),
+            timing: crate::catalog::TriggerTiming::InsteadOf,
+            events: vec![crate::catalog::TriggerEvent::Insert],
+            columns: Vec::new(),
+            for_each_row: true,
+            enabled: true,
+            definition: "CREATE TRIGGER carve_split_write INSTEAD OF INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION sales.carve_split_1_write()".into(),
+        });
+        c.views = vec![joined];
+        let kept = |table: &str, columns: &[&str]| Replica {
+            table: QualName::new("sales", table),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            readers: vec!["billing".into()],
+            every_column_because: None,
+            rows: None,
+        };
+        let replicas = [
+            kept("orders", &["id", "status"]),
+            kept("orders_pay", &["id"]),
+        ];
+        let steps = super::steps(&c, "sales", &link(), "sales__retired_x", &replicas);
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        assert!(!ids.contains(&"drop view public.orders"), "{ids:?}");
+        let narrowed = steps
+            .iter()
+            .find(|s| s.id == "narrow view public.orders to the kept columns")
+            .and_then(|s| s.sql_action())
+            .unwrap_or_else(|| panic!("{ids:?}"));
+        assert!(
+            narrowed.sql.starts_with(
+                r#"DROP VIEW "public"."orders";
+CREATE VIEW "public"."orders" AS SELECT a."id", a."status" FROM "sales"."orders" a JOIN "sales"."orders_pay" b ON a."id" = b."id";"#
+            ),
+            "{}",
+            narrowed.sql
+        );
+        assert!(
+            narrowed.done_check.contains("pg_trigger"),
+            "{}",
+            narrowed.done_check
+        );
+        assert!(
+            narrowed
+                .undo
+                .ends_with("\nCREATE TRIGGER carve_split_write INSTEAD OF INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION sales.carve_split_1_write();"),
+            "{}",
+            narrowed.undo
+        );
+    }
+
+    fn link() -> Link {
+        Link {
+            conninfo: "host=db2 dbname=shop".into(),
+            password_file: "/tmp/p".into(),
+            host: "db2".into(),
+            port: 5432,
+            database: "shop".into(),
+        }
+    }
+
     fn view(schema: &str, name: &str, reads: &[(&str, &str)]) -> View {
         View {
             name: QualName::new(schema, name),
@@ -703,13 +801,6 @@ mod tests {
             crate::catalog::testing::column("status", "text"),
         ];
         c.views = vec![compat, view("reports", "daily", &[("sales", "lines")])];
-        let link = Link {
-            conninfo: "host=db2 dbname=shop".into(),
-            password_file: "/tmp/p".into(),
-            host: "db2".into(),
-            port: 5432,
-            database: "shop".into(),
-        };
         let kept = Replica {
             table: QualName::new("sales", "orders"),
             columns: vec!["id".into(), "status".into()],
@@ -717,7 +808,7 @@ mod tests {
             every_column_because: None,
             rows: Some("id > 100".into()),
         };
-        let steps = super::steps(&c, "sales", &link, "sales__retired_x", &[kept]);
+        let steps = super::steps(&c, "sales", &link(), "sales__retired_x", &[kept]);
         let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
         assert!(ids[0].starts_with("narrow publication"), "{ids:?}");
         assert_eq!(steps[0].target, Target::Domain("sales".into()));

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::{grant_sql, lit, revoke_sql, role_exists};
 use super::on_domain;
-use crate::catalog::{Catalog, Function, Grant, QualName, Role, Trigger};
+use crate::catalog::{Catalog, Column, Function, Grant, QualName, Role, Trigger, View};
 use crate::engine::{SecretInput, SqlAction, Step, SECRET_VARIABLE};
 use crate::sql::{display_ident, dollar_quoted, ident, qualified};
 
@@ -42,8 +42,12 @@ pub fn roles_needed<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c Role> {
     for seq in catalog.sequences.iter().filter(|s| s.name.schema == domain) {
         name(&seq.owner, &seq.grants);
     }
-    for view in catalog.views.iter().filter(|v| v.name.schema == domain) {
+    let views = catalog.views.iter().filter(|v| v.name.schema == domain);
+    for view in views.chain(joined_compat_views(catalog, domain)) {
         name(&view.owner, &view.grants);
+        for column in &view.columns {
+            name(&view.owner, &column.grants);
+        }
     }
     for function in functions_needed(catalog, domain) {
         named.insert(&function.owner);
@@ -97,15 +101,38 @@ pub fn functions_needed<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c Funct
         .collect()
 }
 
-/// The triggers on the domain's tables and views, with the relation they are on.
+/// The triggers on the domain's tables and views, and on the joined compatibility
+/// views that go with it, with the relation they are on.
 fn domain_triggers<'c>(
     catalog: &'c Catalog,
     domain: &str,
 ) -> impl Iterator<Item = (&'c QualName, &'c Trigger)> {
+    let joined: BTreeSet<&QualName> = joined_compat_views(catalog, domain)
+        .map(|v| &v.name)
+        .collect();
     let domain = domain.to_string();
     catalog
         .triggers()
-        .filter(move |(on, _)| on.schema == domain)
+        .filter(move |(on, _)| on.schema == domain || joined.contains(on))
+}
+
+/// The compatibility views outside the domain that join two or more of its tables
+/// and nothing else: what a split leaves under the table's old name, a view over
+/// both parts whose `INSTEAD OF` trigger sends each write to its part. The
+/// domain's tables cannot stand in for such a view under its name, as they do for
+/// a view over one table, so it goes with the domain, under its own name.
+pub fn joined_compat_views<'c>(
+    catalog: &'c Catalog,
+    domain: &str,
+) -> impl Iterator<Item = &'c View> {
+    let domain = domain.to_string();
+    catalog.views.iter().filter(move |v| {
+        v.name.schema != domain
+            && !v.materialized
+            && crate::phases::assign::is_compat_view(v)
+            && v.depends_on.len() >= 2
+            && v.depends_on.iter().all(|d| d.relation.schema == domain)
+    })
 }
 
 /// Steps before the tables: the roles (with their memberships).
@@ -297,6 +324,16 @@ impl<'c> Owned<'c> {
         }
     }
 
+    /// With the grants of those of `columns` that have any.
+    fn with_column_grants(mut self, columns: &'c [Column]) -> Owned<'c> {
+        self.columns = columns
+            .iter()
+            .filter(|c| !c.grants.is_empty())
+            .map(|c| (c.name.as_str(), c.grants.as_slice()))
+            .collect();
+        self
+    }
+
     /// The catalog row's owner and ACL, as SQL expressions over `pg_class` or
     /// `pg_namespace`.
     fn catalog_row(&self) -> (String, String, String) {
@@ -410,14 +447,10 @@ pub fn privilege_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
         });
     }
     for table in catalog.tables.iter().filter(|t| t.name.schema == domain) {
-        let mut table_owned = Owned::relation("TABLE", &table.name, &table.owner, &table.grants);
-        table_owned.columns = table
-            .columns
-            .iter()
-            .filter(|c| !c.grants.is_empty())
-            .map(|c| (c.name.as_str(), c.grants.as_slice()))
-            .collect();
-        owned.push(table_owned);
+        owned.push(
+            Owned::relation("TABLE", &table.name, &table.owner, &table.grants)
+                .with_column_grants(&table.columns),
+        );
     }
     for seq in catalog.sequences.iter().filter(|s| s.name.schema == domain) {
         owned.push(Owned::relation(
@@ -427,17 +460,15 @@ pub fn privilege_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
             &seq.grants,
         ));
     }
-    for view in catalog
+    let views = catalog
         .views
         .iter()
-        .filter(|v| v.name.schema == domain && !v.materialized)
-    {
-        owned.push(Owned::relation(
-            "VIEW",
-            &view.name,
-            &view.owner,
-            &view.grants,
-        ));
+        .filter(|v| v.name.schema == domain && !v.materialized);
+    for view in views.chain(joined_compat_views(catalog, domain)) {
+        owned.push(
+            Owned::relation("VIEW", &view.name, &view.owner, &view.grants)
+                .with_column_grants(&view.columns),
+        );
     }
     let mut steps: Vec<Step> = owned.iter().map(|o| o.step(domain)).collect();
     steps.extend(search_path_steps(catalog, domain));
@@ -445,10 +476,12 @@ pub fn privilege_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
 }
 
 /// The `search_path` a service's login role gets in the domain's database on its
-/// server: its own schema first, so unqualified names that reached the tables
-/// through compatibility views in `public` reach the tables themselves.
+/// server: `public` first, as on the source, where the only names are the
+/// compatibility views the move makes there (a split's view over both parts, the
+/// views over a copied read), then the domain's schema, so every other unqualified
+/// name that reached a table through a compatibility view reaches the table itself.
 pub fn search_path(domain: &str) -> String {
-    format!("\"$user\", {}, public", ident(domain))
+    format!("\"$user\", public, {}", ident(domain))
 }
 
 fn search_path_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
@@ -478,7 +511,7 @@ fn search_path_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
                     in_database(&format!("SET search_path = {path}")),
                     format!(
                         // The server keeps the list as quote_ident writes each name.
-                        "EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase WHERE r.rolname = {} AND d.datname = pg_catalog.current_database() AND s.setconfig @> ARRAY['search_path=\"$user\", ' || pg_catalog.quote_ident({}) || ', public'])",
+                        "EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase WHERE r.rolname = {} AND d.datname = pg_catalog.current_database() AND s.setconfig @> ARRAY['search_path=\"$user\", public, ' || pg_catalog.quote_ident({})])",
                         lit(&role.name),
                         lit(domain)
                     ),

@@ -291,9 +291,10 @@ pub fn check(
     out
 }
 
-/// A split table or its part in the domain: the view over both parts and the
-/// triggers that keep each row whole need both on one server, and move does not
-/// carry them over yet.
+/// A split table whose parts are in two domains, one of them this one: the view
+/// over both parts and the triggers that keep each row whole need both parts on
+/// one server. A split whose table and part are both in this domain goes with it,
+/// its view included (`objects::joined_compat_views`).
 fn split_tables(
     plan: &Plan,
     catalog: &Catalog,
@@ -310,17 +311,28 @@ fn split_tables(
         let part_here = here
             .iter()
             .any(|t| t.name == split.part && split.domain.as_deref().is_none_or(|d| d == t.schema));
-        let table_here = catalog
+        let parts: Vec<&QualName> = catalog
             .views
             .iter()
             .find(|v| v.name.to_string() == split.table)
-            .is_some_and(|v| v.depends_on.iter().any(|d| here.contains(&d.relation)));
-        if part_here || table_here {
+            .map(|v| v.depends_on.iter().map(|d| &d.relation).collect())
+            .unwrap_or_default();
+        let (in_domain, elsewhere): (Vec<&QualName>, Vec<&QualName>) =
+            parts.iter().partition(|p| here.contains(*p));
+        let split_across = !in_domain.is_empty() && !elsewhere.is_empty();
+        if split_across || (part_here && parts.is_empty()) {
+            let names = |list: &[&QualName]| {
+                list.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             refuse(
                 format!("split of {}", split.table),
                 format!(
-                    "the table and its part {} stand behind one view whose triggers keep each row whole across both, and move does not carry a split to a domain's server yet: `carve undo split` first, or keep this domain on the source",
-                    split.part
+                    "{} is in this domain and {} in another: the view over both parts and the triggers that keep each row whole need both on one server; keep both parts in one domain (a pin, then `carve undo split`, assign and split again), or keep this domain on the source",
+                    if in_domain.is_empty() { split.part.clone() } else { names(&in_domain) },
+                    if elsewhere.is_empty() { "the table".to_string() } else { names(&elsewhere) },
                 ),
             );
         }
@@ -794,6 +806,76 @@ mod tests {
         p.decisions[0].choice = "drop-at-move".into();
         let found = check_ready_servers(&p, &c, "people");
         assert!(found.is_empty(), "{found:#?}");
+    }
+
+    /// [`assigned`] with public.orders split: its part in `part_schema`, the old
+    /// name a view over both, split applied.
+    fn split_into(part_schema: &str) -> (Plan, Catalog) {
+        let (mut p, mut c) = assigned();
+        c.tables.push(keyed(part_schema, "orders_pay"));
+        c.views.push(crate::catalog::View {
+            name: QualName::new("public", "orders"),
+            materialized: false,
+            owner: "app".into(),
+            definition: String::new(),
+            columns: Vec::new(),
+            options: Vec::new(),
+            depends_on: [
+                QualName::new("sales", "orders"),
+                QualName::new(part_schema, "orders_pay"),
+            ]
+            .into_iter()
+            .map(|relation| crate::catalog::ViewDependency {
+                relation,
+                columns: Vec::new(),
+            })
+            .collect(),
+            triggers: Vec::new(),
+            comment: Some(format!(
+                "{}public.orders",
+                crate::phases::assign::COMPAT_VIEW_COMMENT
+            )),
+            grants: Vec::new(),
+        });
+        c.normalize();
+        p.splits.push(crate::plan::Split {
+            table: "public.orders".into(),
+            part: "orders_pay".into(),
+            domain: Some(part_schema.into()),
+            columns: vec!["total".into()],
+        });
+        let mut record = PhaseRecord::planned(
+            phase_names::SPLIT.into(),
+            String::new(),
+            GateHints::default(),
+            Vec::new(),
+        );
+        record.state = PhaseState::Applied;
+        p.phases.push(record);
+        (p, c)
+    }
+
+    #[test]
+    fn a_split_moves_with_a_domain_holding_both_parts_and_is_refused_across_two() {
+        let (p, c) = split_into("sales");
+        let found = check_ready_servers(&p, &c, "sales");
+        assert!(found.is_empty(), "{found:#?}");
+
+        let (p, c) = split_into("people");
+        for (domain, here, there) in [
+            ("sales", "sales.orders", "people.orders_pay"),
+            ("people", "people.orders_pay", "sales.orders"),
+        ] {
+            let found = check_ready_servers(&p, &c, domain);
+            assert_eq!(whats(&found), ["split of public.orders"], "{domain}");
+            assert!(
+                found[0]
+                    .why
+                    .starts_with(&format!("{here} is in this domain and {there} in another")),
+                "{}",
+                text(&found)
+            );
+        }
     }
 
     #[test]

@@ -29,9 +29,8 @@ use super::on_domain;
 use super::replication::{Link, Names, Stream};
 use crate::catalog::{Catalog, QualName, ReplicaIdentity, Table};
 use crate::engine::{SqlAction, Step, Target};
-use crate::phases::assign::is_compat_view;
 use crate::phases::cutover::replica::{
-    compat_view_over, identity_columns, narrowed_view_sql, view_options, Replica,
+    compat_view_over, identity_columns, joined_view_over, narrowed_view_sql, Replica,
 };
 use crate::sql::{display_ident, dollar_quoted, ident, ident_list, qualified};
 
@@ -52,10 +51,10 @@ pub fn steps(
     catalog: &Catalog,
     domain: &str,
     link: &Link,
-    copies: &[Replica],
+    replicas: &[Replica],
     copy_timeout: Duration,
 ) -> Vec<Step> {
-    let copies: Vec<(&Replica, &Table)> = copies
+    let copies: Vec<(&Replica, &Table)> = replicas
         .iter()
         .filter_map(|r| catalog.table(&r.table).map(|t| (r, t)))
         .collect();
@@ -83,7 +82,7 @@ pub fn steps(
                 .extend(who.iter().cloned());
         }
     }
-    let joined = joined_views(catalog, domain, &copies);
+    let joined = joined_views(catalog, domain, replicas);
     for view in &joined {
         schemas
             .entry(view.name.schema.clone())
@@ -195,51 +194,13 @@ struct JoinedView {
 
 /// The compatibility views that join two copied tables on a key both copies keep,
 /// each with the columns the copies keep, in the view's order.
-fn joined_views(catalog: &Catalog, domain: &str, copies: &[(&Replica, &Table)]) -> Vec<JoinedView> {
+fn joined_views(catalog: &Catalog, domain: &str, copies: &[Replica]) -> Vec<JoinedView> {
     let on_target = roles_on_target(catalog, domain);
-    let copy_of = |name: &QualName| copies.iter().find(|(r, _)| &r.table == name);
     catalog
         .views
         .iter()
-        .filter(|v| !v.materialized && is_compat_view(v))
         .filter_map(|view| {
-            let [a, b] = view.depends_on.as_slice() else {
-                return None;
-            };
-            let (first, second) = (copy_of(&a.relation)?, copy_of(&b.relation)?);
-            let key = identity_columns(first.1);
-            let kept_by_both =
-                |c: &String| first.0.columns.contains(c) && second.0.columns.contains(c);
-            if key.is_empty() || !key.iter().all(kept_by_both) {
-                return None;
-            }
-            let columns: Vec<String> = view
-                .columns
-                .iter()
-                .filter_map(|c| {
-                    let from = if first.0.columns.contains(&c.name) {
-                        "a"
-                    } else if second.0.columns.contains(&c.name) {
-                        "b"
-                    } else {
-                        return None;
-                    };
-                    Some(format!("{from}.{}", ident(&c.name)))
-                })
-                .collect();
-            let on: Vec<String> = key
-                .iter()
-                .map(|k| format!("a.{k} = b.{k}", k = ident(k)))
-                .collect();
-            let sql = format!(
-                "CREATE VIEW {}{} AS SELECT {} FROM {} a JOIN {} b ON {};",
-                qualified(&view.name.schema, &view.name.name),
-                view_options(view),
-                columns.join(", "),
-                qualified(&a.relation.schema, &a.relation.name),
-                qualified(&b.relation.schema, &b.relation.name),
-                on.join(" AND ")
-            );
+            let (sql, [a, b], _) = joined_view_over(catalog, view, copies)?;
             let grants = view
                 .grants
                 .iter()
@@ -247,7 +208,7 @@ fn joined_views(catalog: &Catalog, domain: &str, copies: &[(&Replica, &Table)]) 
             Some(JoinedView {
                 name: view.name.clone(),
                 sql,
-                over: [a.relation.clone(), b.relation.clone()],
+                over: [a.table.clone(), b.table.clone()],
                 readers: selecting(grants, &on_target),
             })
         })

@@ -13,6 +13,7 @@ use super::super::{lit, relation_exists};
 use super::on_domain;
 use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table, View};
 use crate::engine::{SqlAction, Step};
+use crate::phases::cutover::replica::{create_view_sql, view_options};
 use crate::sql::{display_ident, ident, qualified};
 
 /// Session settings for building an index or checking a foreign key on the
@@ -158,11 +159,7 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
     // views it reads.
     for view in views_in_order(catalog, domain) {
         let name = qualified(&view.name.schema, &view.name.name);
-        let options = if view.options.is_empty() {
-            String::new()
-        } else {
-            format!(" WITH ({})", view.options.join(", "))
-        };
+        let options = view_options(view);
         let definition = view.definition.trim().trim_end_matches(';');
         steps.push(on_domain(
             domain,
@@ -170,6 +167,35 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
             format!("view {}", view.name),
             SqlAction::transactional(
                 format!("CREATE VIEW {name}{options} AS\n{definition};\n"),
+                relation_exists(&view.name.schema, &view.name.name, "'v'"),
+                format!("DROP VIEW {name};"),
+            ),
+        ));
+    }
+    // A split's view over both parts, under the table's old name in its own
+    // schema: with the defaults it gives an INSERT and the comment that marks it as
+    // assign's (its trigger follows with the others).
+    for view in super::objects::joined_compat_views(catalog, domain) {
+        let name = qualified(&view.name.schema, &view.name.name);
+        let mut sql = create_view_sql(view);
+        if let Some(comment) = &view.comment {
+            sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
+        }
+        let parts: Vec<String> = view
+            .depends_on
+            .iter()
+            .map(|d| d.relation.to_string())
+            .collect();
+        steps.push(on_domain(
+            domain,
+            format!("create view {}", view.name),
+            format!(
+                "view {} over {}, as on the source: the old name its clients write through",
+                view.name,
+                parts.join(" and ")
+            ),
+            SqlAction::transactional(
+                sql,
                 relation_exists(&view.name.schema, &view.name.name, "'v'"),
                 format!("DROP VIEW {name};"),
             ),
@@ -364,6 +390,110 @@ mod tests {
             schema.steps[3].sql_action().unwrap().sql,
             "CREATE VIEW \"sales\".\"a_totals\" WITH (security_invoker=true) AS\nSELECT * FROM sales.b_open;\n"
         );
+    }
+
+    /// What a split leaves: sales.orders and its part sales.orders_pay behind
+    /// public.orders, a view over both with a default, a column grant and the
+    /// trigger that sends its writes to the parts; and public.totals, assign's
+    /// view over one table.
+    fn split_catalog() -> Catalog {
+        let grant = |grantee: &str, privilege: &str| crate::catalog::Grant {
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+            grantor: "app".into(),
+        };
+        let view = |name: &str, over: &[&str]| View {
+            name: QualName::new("public", name),
+            materialized: false,
+            owner: "app".into(),
+            definition: format!(" SELECT * FROM {};", over.join(", ")),
+            columns: vec![crate::catalog::testing::column("total", "integer")],
+            options: Vec::new(),
+            depends_on: over
+                .iter()
+                .map(|t| crate::catalog::ViewDependency {
+                    relation: QualName::new("sales", t),
+                    columns: Vec::new(),
+                })
+                .collect(),
+            triggers: Vec::new(),
+            comment: Some(format!(
+                "{}{name}",
+                crate::phases::assign::COMPAT_VIEW_COMMENT
+            )),
+            grants: vec![grant("shop", "SELECT")],
+        };
+        let mut joined = view("orders", &["orders", "orders_pay"]);
+        joined.columns[0].default = Some("0".into());
+        joined.columns[0].grants = vec![grant("payments", "UPDATE")];
+        joined.triggers.push(crate::catalog::Trigger {
+            name: "carve_split_write".into(),
+            function: QualName::new("sales", "carve_split_1_write"),
+            timing: crate::catalog::TriggerTiming::InsteadOf,
+            events: vec![crate::catalog::TriggerEvent::Insert],
+            columns: Vec::new(),
+            for_each_row: true,
+            enabled: true,
+            definition: "CREATE TRIGGER carve_split_write INSTEAD OF INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION sales.carve_split_1_write()".into(),
+        });
+        let mut c = catalog(vec![table("sales", "orders"), table("sales", "orders_pay")]);
+        c.views = vec![joined, view("totals", &["orders"])];
+        for role in ["app", "shop", "payments"] {
+            c.roles.push(crate::catalog::Role {
+                login: role != "app",
+                ..crate::catalog::testing::role(role, false)
+            });
+        }
+        c.normalize();
+        c
+    }
+
+    #[test]
+    fn a_split_view_over_two_of_its_tables_goes_with_the_domain_under_its_name() {
+        let c = split_catalog();
+        let views: Vec<String> =
+            crate::phases::move_domain::objects::joined_compat_views(&c, "sales")
+                .map(|v| v.name.to_string())
+                .collect();
+        assert_eq!(views, ["public.orders"], "not a view over one table");
+        let schema = target_schema(&c, "sales");
+        let ids: Vec<&str> = schema.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema sales",
+                "create table sales.orders",
+                "create table sales.orders_pay",
+                "create view public.orders",
+                "create trigger public.orders.carve_split_write",
+            ]
+        );
+        let view = schema.steps[3].sql_action().unwrap();
+        assert_eq!(
+            view.sql,
+            "CREATE VIEW \"public\".\"orders\" AS SELECT * FROM orders, orders_pay;\nALTER VIEW \"public\".\"orders\" ALTER COLUMN \"total\" SET DEFAULT 0;\nCOMMENT ON VIEW \"public\".\"orders\" IS 'carve: compatibility view for orders';\n"
+        );
+        assert_eq!(view.undo, "DROP VIEW \"public\".\"orders\";");
+        // Its owner, its grants (a column's too) and the roles they name.
+        let privileges = crate::phases::move_domain::objects::privilege_steps(&c, "sales");
+        let grants = privileges
+            .iter()
+            .find(|s| s.id == "owner and grants of public.orders")
+            .expect("the view's owner and grants");
+        let sql = &grants.sql_action().unwrap().sql;
+        assert!(
+            sql.contains("GRANT SELECT ON TABLE \"public\".\"orders\" TO \"shop\"")
+                && sql.contains(
+                    "GRANT UPDATE (\"total\") ON TABLE \"public\".\"orders\" TO \"payments\""
+                ),
+            "{sql}"
+        );
+        let roles: Vec<&str> = crate::phases::move_domain::objects::roles_needed(&c, "sales")
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(roles, ["app", "payments", "shop"]);
     }
 
     #[test]
