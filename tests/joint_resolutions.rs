@@ -225,6 +225,30 @@ async fn the_shops_joint_tables_are_carried_out() {
         .find(|c| c["subject"] == "write public.notifications by inventory")
         .unwrap_or_else(|| panic!("{crossings:#?}"));
     assert_eq!(notes["decision"]["choice"], "delegate:notifications");
+    // Granted instead of delegated, payments' lock of the order row through the
+    // view (an invoker view: no trigger stands in for a lock) takes both parts'
+    // rows as payments, which may then update both.
+    let lock = "SELECT total, payment_status FROM orders WHERE id = $1 FOR UPDATE";
+    let deciding = |choice: &str| {
+        let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+        let d = plan
+            .decisions
+            .iter_mut()
+            .find(|d| d.subject == "write public.orders by payments")
+            .unwrap();
+        d.choice = choice.into();
+        plan.save(&m.plan).unwrap();
+    };
+    deciding("temporary-grant:orders");
+    let granted = restrict_dry_run(&m);
+    let probe = granted["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["sql"].as_str().unwrap().contains(lock))
+        .unwrap_or_else(|| panic!("{granted:#}"));
+    assert!(probe.get("error").is_none(), "{probe:#}");
+    deciding("delegate:orders");
     let out = run(&m, &["restrict", "--format", "json"]);
     assert_success(&out);
     let applied: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

@@ -135,12 +135,18 @@ impl Planner<'_> {
                         }
                     })
                     .collect();
+                // A row lock (`FOR UPDATE`: UPDATE setting no column) takes the
+                // rows beneath as the caller; no trigger stands in for it.
+                let row_lock = privileges.contains(&"UPDATE")
+                    && matches!(columns, Columns::Some(set) if set.is_empty());
                 if self.is_invoker_view(&name) {
                     for rel in &beneath {
                         // An updatable view writes its one base relation; the others
-                        // (and that one) are read.
+                        // (and that one) are read, and locked by a row lock.
                         let p: Vec<&'static str> = if writes && beneath.len() == 1 {
                             privileges.to_vec()
+                        } else if row_lock {
+                            vec!["SELECT", "UPDATE"]
                         } else {
                             vec!["SELECT"]
                         };
