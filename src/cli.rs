@@ -447,8 +447,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Start throw-away PostgreSQL servers, load an example monolith, run carve on it.
     ///
-    /// Runs the five phases: inspect, discover, assign, restrict (cross-domain
-    /// accesses decided as a team starting out would), moves one domain to a second
+    /// Runs the five phases: inspect, discover, assign, the splits discover proposes,
+    /// restrict (cross-domain accesses decided as a team starting out would), moves
+    /// one domain to a second
     /// server and verifies it, then cuts it over through a throw-away PgBouncer
     /// while four clients insert rows through it, and counts those rows on the new
     /// server: a summary says what moved where, the write pause, and how many

@@ -1,5 +1,6 @@
 //! `carve demo`: start throw-away servers, load an example monolith, and run the five
-//! phases on it: discover, assign, restrict, move (with verify) to a second server,
+//! phases on it: discover, assign, the splits discover proposes, restrict, move
+//! (with verify) to a second server,
 //! and a cut-over through a throw-away PgBouncer while clients write through it
 //! (their acknowledged writes counted on the new server). Removes everything on exit
 //! and on Ctrl-C, unless `--keep`.
@@ -208,6 +209,16 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     let assign_steps = crate::plan::Plan::load(&plan_path)?
         .phase(crate::phases::assign::PHASE)
         .map_or(0, |p| p.steps.len());
+    if !crate::plan::Plan::load(&plan_path)?.splits.is_empty() {
+        if !out.is_json() {
+            out.line("── carve split --yes ──");
+        }
+        out.progress("splitting the jointly written tables (carve split) …");
+        let split = crate::commands::split::run(&phase_settings, &apply()).await?;
+        if split != exit::SUCCESS {
+            anyhow::bail!("carve split failed on the example (exit {split})");
+        }
+    }
 
     // Phase 3: the demo decides each cross-domain access as a team starting out
     // would (reads replicated, writes granted until the owner takes them over), then
