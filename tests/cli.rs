@@ -303,6 +303,10 @@ fn demo_runs_each_example_and_removes_everything() {
             json["restrict_steps"].as_u64().unwrap() >= 5,
             "the demo runs restrict: {json:#}"
         );
+        assert!(
+            json["split_steps"].as_u64().unwrap() >= 4,
+            "the demo splits the jointly written table discover proposes: {json:#}"
+        );
         let plan = std::path::PathBuf::from(json["plan"].as_str().unwrap());
         assert!(
             !plan.parent().unwrap().exists(),
@@ -316,6 +320,10 @@ fn demo_runs_each_example_and_removes_everything() {
         // Verified, then cut over through PgBouncer under a write load whose
         // acknowledged rows are all found on the domain's server.
         let moved = &json["moved"];
+        if example == "library" {
+            // The split catalog, both parts and the view over them.
+            assert_eq!(moved["domain"], "book_catalog", "{json:#}");
+        }
         assert!(moved["verified_rows"].as_u64().unwrap() > 0, "{json:#}");
         let cutover = &moved["cutover"];
         let acknowledged = cutover["acknowledged"].as_u64().unwrap();

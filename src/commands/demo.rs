@@ -39,6 +39,8 @@ struct JsonReport {
     domains: Vec<crate::analysis::DomainReport>,
     /// Steps carve assign applied.
     assign_steps: usize,
+    /// Steps carve split applied (none when discover proposes no split).
+    split_steps: usize,
     /// Steps carve restrict applied.
     restrict_steps: usize,
     /// The new login roles' passwords (mode 0600).
@@ -209,6 +211,8 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
     let assign_steps = crate::plan::Plan::load(&plan_path)?
         .phase(crate::phases::assign::PHASE)
         .map_or(0, |p| p.steps.len());
+    // The splits discover proposes (the library's catalog between its two
+    // writers), before restrict grants each writer its own part.
     if !crate::plan::Plan::load(&plan_path)?.splits.is_empty() {
         if !out.is_json() {
             out.line("── carve split --yes ──");
@@ -219,6 +223,9 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
             anyhow::bail!("carve split failed on the example (exit {split})");
         }
     }
+    let split_steps = crate::plan::Plan::load(&plan_path)?
+        .phase(crate::phases::split::PHASE)
+        .map_or(0, |p| p.steps.len());
 
     // Phase 3: the demo decides each cross-domain access as a team starting out
     // would (reads replicated, writes granted until the owner takes them over), then
@@ -363,6 +370,7 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         findings: findings(&catalog),
         domains: discovery.domains.clone(),
         assign_steps,
+        split_steps,
         restrict_steps,
         password_file: passwords.display().to_string(),
         moved,
