@@ -605,3 +605,54 @@ async fn after_a_split_restrict_gives_each_writer_the_columns_of_its_own_part() 
     assert_success(&run(&m, &["undo", "split"]));
     assert_eq!(schema_dump(&source, "library"), schema_before);
 }
+
+/// A split inside one domain moves with it, and `carve undo move` takes all of it
+/// back: the view over both parts, its trigger and functions go from the domain's
+/// server with the rest of the move, and the source keeps its split as it was.
+#[tokio::test]
+async fn a_moved_split_is_undone_with_its_move_leaving_nothing_on_either_server() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, dir.path(), "library", "library").await;
+    decide_library_crossings(&m);
+    for phase in ["assign", "split", "restrict"] {
+        assert_success(&run(&m, &[phase]));
+    }
+    let before = schema_dump(&source, "library");
+    let (target_server, target) = target_server("library").await;
+    assert_success(&move_to(&m, "book_catalog", &target, &[]));
+    let on_target = client(&target).await;
+    let view_with_trigger = "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('public.book_catalog') AND tgname = 'carve_split_write'";
+    assert_eq!(count(&on_target, view_with_trigger).await, 1);
+    // Rows written through the old name on the source reach both parts there.
+    let admin = client(&m.conninfo).await;
+    admin
+        .execute(
+            "INSERT INTO public.book_catalog (isbn, title, author, copies_total, copies_available) VALUES ('978-1', 'Followed', 'A', 3, 2)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let arrived = "SELECT count(*) FROM public.book_catalog WHERE title = 'Followed' AND copies_available = 2";
+    let mut waited = 0;
+    while count(&on_target, arrived).await == 0 {
+        waited += 1;
+        assert!(waited < 100, "the row did not reach the domain's server");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let out = run(&m, &["undo", "move", "--domain", "book_catalog"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    assert_no_move_left(&admin, &on_target, "book_catalog").await;
+    assert_eq!(
+        count(
+            &on_target,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        )
+        .await,
+        0,
+        "the view over both parts is gone from the domain's server"
+    );
+    assert_eq!(schema_dump(&source, "library"), before);
+    drop(target_server);
+}
