@@ -260,7 +260,12 @@ pub enum Command {
     /// Refused, naming each reason, with nothing changed: no primary key, an identity
     /// column, a partitioned table, a constraint, index or foreign key (from the table
     /// or into it) that names columns of both parts, an index on an expression of
-    /// moved columns, views over the moved columns, two splits of one table.
+    /// moved columns, views over the moved columns, a column listed for two parts.
+    ///
+    /// Several [[splits]] of one table (a part per writer: a table three services
+    /// write) are carried out together: one trigger keeps every part in step, each
+    /// part is copied in turn, and one switch makes the old name a view over the
+    /// table and all its parts.
     ///
     /// Each step is checkpointed: a run killed at any point is finished by the same
     /// command. `carve undo split` adds the columns back (last, so exactly in place

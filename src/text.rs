@@ -20,6 +20,16 @@ pub fn at_most(
     text
 }
 
+/// `a`, `a and b`, `a, b and c`: a list for a sentence.
+pub fn and_list<T: std::fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +41,13 @@ mod tests {
         assert_eq!(at_most(items(2), 3, ", ", more), "1, 2");
         assert_eq!(at_most(items(5), 3, ", ", more), "1, 2, 3 and 2 more");
         assert_eq!(at_most(Vec::new(), 3, ", ", more), "");
+    }
+
+    #[test]
+    fn lists_read_as_a_sentence() {
+        assert_eq!(and_list::<&str>(&[]), "");
+        assert_eq!(and_list(&["a"]), "a");
+        assert_eq!(and_list(&["a", "b"]), "a and b");
+        assert_eq!(and_list(&["a", "b", "c"]), "a, b and c");
     }
 }

@@ -656,3 +656,218 @@ async fn a_moved_split_is_undone_with_its_move_leaving_nothing_on_either_server(
     assert_eq!(schema_dump(&source, "library"), before);
     drop(target_server);
 }
+
+/// A table three services write, each its own columns: two splits, one per other
+/// writer, carried out together. The old name becomes a view over the table and
+/// both parts that takes each service's unchanged writes to the part that owns
+/// the columns, and undo gives back the same schema and rows.
+#[tokio::test]
+async fn a_table_with_three_writers_is_split_into_three_parts_and_undone_exactly() {
+    let source = server();
+    let dir = tempfile::tempdir().unwrap();
+    let workload = dir.path().join("workload");
+    for (service, sql) in [
+        (
+            "catalog",
+            "INSERT INTO products (name, description) VALUES ($1, $2) RETURNING id;\nUPDATE products SET name = $2, description = $3 WHERE id = $1;\nDELETE FROM products WHERE id = $1;\n",
+        ),
+        (
+            "pricing",
+            "UPDATE products SET price = $2 WHERE id = $1;\nSELECT id, name, price FROM products WHERE id = $1;\n",
+        ),
+        (
+            "warehouse",
+            "UPDATE products SET stock = stock - $2, shelf = $3 WHERE id = $1;\nSELECT stock, shelf FROM products WHERE id = $1;\n",
+        ),
+        // Services of their own tables: three writers of seven make products
+        // jointly written, not common.
+        ("orders", "INSERT INTO order_lines (product_id, qty) VALUES ($1, $2);\n"),
+        ("shipping", "INSERT INTO shipments (note) VALUES ($1);\n"),
+        ("reviews", "INSERT INTO reviews (stars) VALUES ($1);\n"),
+        ("marketing", "INSERT INTO coupons (code) VALUES ($1);\n"),
+    ] {
+        std::fs::create_dir_all(workload.join(service)).unwrap();
+        std::fs::write(workload.join(service).join("queries.sql"), sql).unwrap();
+    }
+    let m = monolith(
+        &source,
+        dir.path(),
+        "store",
+        "CREATE TABLE products (id bigserial PRIMARY KEY, name text NOT NULL, description text, price numeric(10,2) NOT NULL DEFAULT 0 CHECK (price >= 0), stock integer NOT NULL DEFAULT 0, shelf text);
+         CREATE INDEX products_shelf ON products (shelf);
+         CREATE TABLE order_lines (id bigserial PRIMARY KEY, product_id bigint NOT NULL REFERENCES products (id), qty integer NOT NULL);
+         CREATE TABLE shipments (id bigserial PRIMARY KEY, note text);
+         CREATE TABLE reviews (id bigserial PRIMARY KEY, stars integer);
+         CREATE TABLE coupons (id bigserial PRIMARY KEY, code text);
+         INSERT INTO products (name, description, price, stock, shelf) SELECT 'p' || g, 'd' || g, g, g * 2, 'S' || (g % 7) FROM generate_series(1, 12000) g;
+         INSERT INTO order_lines (product_id, qty) SELECT g, 1 FROM generate_series(1, 100) g;",
+        workload,
+    )
+    .await;
+    // The team decides the split discover proposes among its resolutions (three
+    // parts, one per writer); discover run again writes a [[splits]] entry per other
+    // writer.
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let domain = domain_of(&m, "public.products");
+    let subject = "ownership of public.products";
+    plan.decisions.retain(|d| d.subject != subject);
+    plan.decisions.push(carve::plan::Decision {
+        subject: subject.into(),
+        choice: "table-split".into(),
+        reason: "each service owns its columns".into(),
+        rows: None,
+    });
+    plan.splits.clear();
+    plan.save(&m.plan).unwrap();
+    let workload = m.workload.to_str().unwrap().to_string();
+    assert_success(&run(&m, &["discover", "--workload", &workload]));
+    let mut splits: Vec<(String, Vec<String>)> = carve::plan::Plan::load(&m.plan)
+        .unwrap()
+        .splits
+        .iter()
+        .map(|s| (s.table.clone(), s.columns.clone()))
+        .collect();
+    splits.sort();
+    assert_eq!(
+        splits,
+        [
+            ("public.products".to_string(), vec!["price".to_string()]),
+            (
+                "public.products".to_string(),
+                vec!["shelf".into(), "stock".into()]
+            ),
+        ]
+    );
+    // The order lines' key into products crosses domains: it goes at the move.
+    assign_letting_crossings_go(&m);
+    let before = schema_dump(&source, "store");
+    let admin = client(&m.conninfo).await;
+    let rows_before = product_rows(&admin).await;
+
+    let out = run(&m, &["split"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let parts: Vec<String> = carve::plan::Plan::load(&m.plan)
+        .unwrap()
+        .splits
+        .iter()
+        .map(|s| {
+            format!(
+                "{}.{}",
+                carve::sql::ident(&domain),
+                carve::sql::ident(&s.part)
+            )
+        })
+        .collect();
+    for part in &parts {
+        let n = count(&admin, &format!("SELECT count(*) FROM {part}")).await;
+        assert_eq!(n, 12000, "{part}");
+    }
+    assert_eq!(
+        product_rows(&admin).await,
+        rows_before,
+        "the view shows every row as it was"
+    );
+    // Each service's statements through the old name.
+    let id: i64 = admin
+        .query_one(
+            "INSERT INTO products (name, description) VALUES ('new', 'made through the view') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .execute("UPDATE products SET price = 9.5 WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE products SET stock = stock - 1, shelf = 'Z' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let row = admin
+        .query_one(
+            "SELECT name, price::text, stock, shelf FROM products WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i32>(2),
+            row.get::<_, String>(3)
+        ),
+        ("new".into(), "9.50".into(), -1, "Z".into())
+    );
+    admin
+        .execute("DELETE FROM products WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let orphans = format!(
+        "SELECT (SELECT count(*) FROM {}) + (SELECT count(*) FROM {})",
+        parts[0], parts[1]
+    );
+    assert_eq!(
+        count(&admin, &orphans).await,
+        24000,
+        "the delete took every part's row"
+    );
+    // The order lines' key still points at the table.
+    let refused = admin
+        .execute("DELETE FROM products WHERE id = 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+        "{refused}"
+    );
+    // The check went with price.
+    let refused = admin
+        .execute("UPDATE products SET price = -1 WHERE id = 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+        "{refused}"
+    );
+
+    // restrict proves each service's statements on its part; the domain then moves
+    // with all three parts and the view over them.
+    let out = run(&m, &["restrict"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let (target_server, target) = target_server("store").await;
+    let out = move_to(&m, &domain, &target, &[]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    assert!(
+        stdout(&out).contains("0 fail unexpectedly"),
+        "every statement runs on the domain's server: {}",
+        stdout(&out)
+    );
+    let out = run(&m, &["undo", "move", "--domain", &domain]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    drop(target_server);
+    let out = run(&m, &["undo", "restrict"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+
+    let out = run(&m, &["undo", "split"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    assert_eq!(schema_dump(&source, "store"), before);
+    assert_eq!(product_rows(&admin).await, rows_before);
+}
+
+/// A digest of every row of the store's products, through the old name.
+async fn product_rows(c: &tokio_postgres::Client) -> String {
+    c.query_one(
+        "SELECT md5(string_agg(format('%s|%s|%s|%s|%s|%s', id, name, description, price, stock, shelf), ',' ORDER BY id)) FROM public.products",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

@@ -389,10 +389,10 @@ fn decisions(discovery: &Discovery, existing: Option<&Plan>) -> Vec<Decision> {
     out
 }
 
-/// A table whose ownership is decided `table-split` gets a `[[splits]]` entry for
-/// `carve split` to carry out: the columns only its first other writer writes, into
-/// the part discover named, in that writer's home domain (the one holding most of
-/// the tables it writes; the table's own when that is it).
+/// A table whose ownership is decided `table-split` gets a `[[splits]]` entry per
+/// other writer for `carve split` to carry out: the columns only that writer
+/// writes, into the part discover named, in that writer's home domain (the one
+/// holding most of the tables it writes; the table's own when that is it).
 /// Skipped when a column is written by more than one writer (someone must give it
 /// up first). Splits already in the plan stay as they are: they may be the user's.
 fn splits(discovery: &Discovery, existing: Option<&Plan>, decisions: &[Decision]) -> Vec<Split> {
@@ -413,17 +413,16 @@ fn splits(discovery: &Discovery, existing: Option<&Plan>, decisions: &[Decision]
         if !chosen || out.iter().any(|s| s.table == table.name) {
             continue;
         }
-        let Some(part) = split.parts.iter().skip(1).find(|p| !p.columns.is_empty()) else {
-            continue;
-        };
-        let home =
-            home_domain(discovery, &part.service, &table.domain).filter(|d| *d != table.domain);
-        out.push(Split {
-            table: table.name.clone(),
-            part: part.table.clone(),
-            domain: home,
-            columns: part.columns.clone(),
-        });
+        for part in split.parts.iter().skip(1).filter(|p| !p.columns.is_empty()) {
+            let home =
+                home_domain(discovery, &part.service, &table.domain).filter(|d| *d != table.domain);
+            out.push(Split {
+                table: table.name.clone(),
+                part: part.table.clone(),
+                domain: home,
+                columns: part.columns.clone(),
+            });
+        }
     }
     out
 }

@@ -74,7 +74,9 @@ pub struct SplitShape {
 }
 
 /// Every split of the plan as steps, in the plan's order, or every problem found
-/// (nothing is planned while one split cannot be done).
+/// (nothing is planned while one split cannot be done). The splits of one table
+/// (one part per writer) are done together: one trigger keeps every part in step,
+/// and one switch makes the old name a view over the table and all its parts.
 pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
     let mut out = SplitPlan {
         steps: Vec::new(),
@@ -82,47 +84,46 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
         shapes: Vec::new(),
     };
     let mut errors = Vec::new();
-    let mut tables = BTreeSet::new();
+    let mut groups: Vec<(&str, Vec<&Split>)> = Vec::new();
     for split in &plan.splits {
-        if !tables.insert(split.table.as_str()) {
-            errors.push(format!(
-                "split of {}: one split per table (its other writers' columns can go in a later split, after this one)",
-                split.table
-            ));
-            continue;
+        match groups.iter_mut().find(|(table, _)| *table == split.table) {
+            Some((_, splits)) => splits.push(split),
+            None => groups.push((split.table.as_str(), vec![split])),
         }
-        match Resolved::of(plan, catalog, split) {
+    }
+    for (table, splits) in groups {
+        match Resolved::of(plan, catalog, &splits) {
             Ok(r) => {
-                let schema = &r.part.schema;
-                if !catalog.schemas.iter().any(|s| &s.name == schema)
-                    && !out.hints.creates_schemas.contains(schema)
-                {
-                    out.steps.push(create_schema(schema));
-                    out.hints.creates_schemas.push(schema.clone());
+                for part in &r.parts {
+                    let schema = &part.name.schema;
+                    if !catalog.schemas.iter().any(|s| &s.name == schema)
+                        && !out.hints.creates_schemas.contains(schema)
+                    {
+                        out.steps.push(create_schema(schema));
+                        out.hints.creates_schemas.push(schema.clone());
+                    }
                 }
-                out.hints.touches.extend([
-                    r.table.name.to_string(),
-                    r.part.to_string(),
-                    r.view.name.to_string(),
-                ]);
+                out.hints
+                    .touches
+                    .extend([r.table.name.to_string(), r.view.name.to_string()]);
+                out.hints
+                    .touches
+                    .extend(r.parts.iter().map(|p| p.name.to_string()));
                 out.hints.touches.extend(
                     FUNCTIONS
                         .iter()
                         .map(|what| r.function_name(what).to_string()),
                 );
                 out.steps.extend(r.steps());
-                out.shapes.push(SplitShape {
+                out.shapes.extend(r.parts.iter().map(|part| SplitShape {
                     table: r.table.name.clone(),
                     view: r.view.name.clone(),
-                    part: r.part.clone(),
+                    part: part.name.clone(),
                     key: r.key.iter().map(|c| c.name.clone()).collect(),
-                    moved: r.moved.iter().map(|c| c.name.clone()).collect(),
-                });
+                    moved: part.moved.iter().map(|c| c.name.clone()).collect(),
+                }));
             }
-            Err(e) => errors.extend(
-                e.into_iter()
-                    .map(|e| format!("split of {}: {e}", split.table)),
-            ),
+            Err(e) => errors.extend(e.into_iter().map(|e| format!("split of {table}: {e}"))),
         }
     }
     if errors.is_empty() {
@@ -132,27 +133,38 @@ pub fn plan(plan: &Plan, catalog: &Catalog) -> Result<SplitPlan, Vec<String>> {
     }
 }
 
-/// A split checked against the catalog: the table behind the plan's name, its
-/// compatibility view, the part, and which columns go where.
+/// One part of a split table: its name and the columns that go to it.
+struct Part<'c> {
+    name: QualName,
+    moved: Vec<&'c Column>,
+}
+
+/// The splits of one table checked against the catalog: the table behind the
+/// plan's name, its compatibility view, the parts, and which columns go where.
 struct Resolved<'c> {
     catalog: &'c Catalog,
     table: &'c Table,
     view: &'c View,
-    part: QualName,
+    parts: Vec<Part<'c>>,
     key: Vec<&'c Column>,
-    moved: Vec<&'c Column>,
 }
 
 impl<'c> Resolved<'c> {
-    fn of(plan: &Plan, catalog: &'c Catalog, split: &Split) -> Result<Resolved<'c>, Vec<String>> {
+    fn of(
+        plan: &Plan,
+        catalog: &'c Catalog,
+        splits: &[&Split],
+    ) -> Result<Resolved<'c>, Vec<String>> {
         let mut errors = Vec::new();
+        let name = &splits[0].table;
         // After assign the plan's name is the compatibility view over the table.
-        let Some(view) = catalog.views.iter().find(|v| {
-            v.name.to_string() == split.table && crate::phases::assign::is_compat_view(v)
-        }) else {
+        let Some(view) = catalog
+            .views
+            .iter()
+            .find(|v| &v.name.to_string() == name && crate::phases::assign::is_compat_view(v))
+        else {
             return Err(vec![format!(
-                "{} is not a compatibility view of assign's: a split runs after `carve assign`, on a table the plan's [[domains]] list",
-                split.table
+                "{name} is not a compatibility view of assign's: a split runs after `carve assign`, on a table the plan's [[domains]] list",
             )]);
         };
         let [dependency] = view.depends_on.as_slice() else {
@@ -161,20 +173,6 @@ impl<'c> Resolved<'c> {
         let Some(table) = catalog.table(&dependency.relation) else {
             return Err(vec![format!("{} reads no table", view.name)]);
         };
-        let domain = split
-            .domain
-            .clone()
-            .unwrap_or_else(|| table.name.schema.clone());
-        if !plan.domains.iter().any(|d| d.name == domain) {
-            errors.push(format!("the plan has no domain {domain:?} for the part"));
-        }
-        let part = QualName::new(&domain, &split.part);
-        if split.part.is_empty() || split.part.len() > 63 || split.part.contains('\0') {
-            errors.push(format!("part name {:?} must be 1 to 63 bytes", split.part));
-        }
-        if catalog.table(&part).is_some() || catalog.view(&part).is_some() {
-            errors.push(format!("{part} already exists"));
-        }
         if table.partition_of.is_some() || table.partition_key.is_some() {
             errors.push(format!("{} is partitioned: not split yet", table.name));
         }
@@ -194,38 +192,79 @@ impl<'c> Resolved<'c> {
                 table.name, c.name
             ));
         }
-        let mut moved = Vec::new();
-        for name in &split.columns {
-            match table.columns.iter().find(|c| &c.name == name) {
-                None => errors.push(format!("{} has no column {name}", table.name)),
-                Some(_) if key_names.contains(name) => {
-                    errors.push(format!("{name} is the key: every part keeps it"))
-                }
-                Some(c) if c.generated.is_some() => errors.push(format!(
-                    "{name} is generated from other columns: it stays with them"
-                )),
-                Some(c) => moved.push(c),
+        let mut parts: Vec<Part> = Vec::new();
+        for split in splits {
+            let domain = split
+                .domain
+                .clone()
+                .unwrap_or_else(|| table.name.schema.clone());
+            if !plan.domains.iter().any(|d| d.name == domain) {
+                errors.push(format!("the plan has no domain {domain:?} for the part"));
             }
+            let part = QualName::new(&domain, &split.part);
+            if split.part.is_empty() || split.part.len() > 63 || split.part.contains('\0') {
+                errors.push(format!("part name {:?} must be 1 to 63 bytes", split.part));
+            }
+            if catalog.table(&part).is_some() || catalog.view(&part).is_some() {
+                errors.push(format!("{part} already exists"));
+            }
+            if parts.iter().any(|p| p.name == part) {
+                errors.push(format!("{part} is named by two splits"));
+            }
+            let mut moved = Vec::new();
+            for name in &split.columns {
+                match table.columns.iter().find(|c| &c.name == name) {
+                    None => errors.push(format!("{} has no column {name}", table.name)),
+                    Some(_) if key_names.contains(name) => {
+                        errors.push(format!("{name} is the key: every part keeps it"))
+                    }
+                    Some(c) if c.generated.is_some() => errors.push(format!(
+                        "{name} is generated from other columns: it stays with them"
+                    )),
+                    Some(_)
+                        if parts
+                            .iter()
+                            .any(|p| p.moved.iter().any(|c| &c.name == name)) =>
+                    {
+                        errors.push(format!("{name} goes to two parts"))
+                    }
+                    Some(c) => moved.push(c),
+                }
+            }
+            if split.columns.is_empty() {
+                errors.push(format!(
+                    "no columns to move into {part} (columns = [\"…\"])"
+                ));
+            }
+            parts.push(Part { name: part, moved });
         }
-        if split.columns.is_empty() {
-            errors.push("no columns to move (columns = [\"…\"])".into());
-        }
-        let moved_names: BTreeSet<&str> = moved.iter().map(|c| c.name.as_str()).collect();
-        let touches = |columns: &[String]| columns.iter().any(|c| moved_names.contains(c.as_str()));
-        let within = |columns: &[String]| columns.iter().all(|c| moved_names.contains(c.as_str()));
+        // A constraint or index goes with its columns: all of them in one part, or
+        // none moved.
+        let part_of = |column: &str| {
+            parts
+                .iter()
+                .position(|p| p.moved.iter().any(|c| c.name == column))
+        };
+        let touches = |columns: &[String]| columns.iter().any(|c| part_of(c).is_some());
+        let within = |columns: &[String]| {
+            let first = columns.first().and_then(|c| part_of(c));
+            first.is_some() && columns.iter().all(|c| part_of(c) == first)
+        };
         for c in table.constraints.iter().filter(|c| touches(&c.columns)) {
             if !within(&c.columns) {
                 errors.push(format!(
-                    "constraint {} names columns of both parts ({})",
+                    "constraint {} names columns of two parts ({})",
                     c.name,
                     c.columns.join(", ")
                 ));
             }
         }
+        let moved_columns = || parts.iter().flat_map(|p| &p.moved);
         for i in table.indexes.iter().filter(|i| i.constraint.is_none()) {
             if touches(&i.columns) && !within(&i.columns) {
-                errors.push(format!("index {} names columns of both parts", i.name));
-            } else if i.columns.is_empty() && moved.iter().any(|c| mentions(&i.definition, &c.name))
+                errors.push(format!("index {} names columns of two parts", i.name));
+            } else if i.columns.is_empty()
+                && moved_columns().any(|c| mentions(&i.definition, &c.name))
             {
                 // Dropping the column would drop it, and nothing would make it again.
                 errors.push(format!(
@@ -271,9 +310,8 @@ impl<'c> Resolved<'c> {
             catalog,
             table,
             view,
-            part,
+            parts,
             key,
-            moved,
         })
     }
 
@@ -281,26 +319,46 @@ impl<'c> Resolved<'c> {
         qualified(&self.table.name.schema, &self.table.name.name)
     }
 
-    fn part_name(&self) -> String {
-        qualified(&self.part.schema, &self.part.name)
+    fn part_name(part: &Part) -> String {
+        qualified(&part.name.schema, &part.name.name)
     }
 
     fn view_name(&self) -> String {
         qualified(&self.view.name.schema, &self.view.name.name)
     }
 
-    /// A short tag, unique per part, for the functions carve makes.
+    /// The alias of the `i`th part in the view's join: `p`, `p2`, `p3` …
+    fn alias(i: usize) -> String {
+        if i == 0 {
+            "p".into()
+        } else {
+            format!("p{}", i + 1)
+        }
+    }
+
+    /// The parts' names, for people.
+    fn part_list(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A short tag, unique per split table (its first part), for the functions
+    /// carve makes.
     fn tag(&self) -> String {
-        Sha256::digest(self.part.to_string().as_bytes())[..4]
+        Sha256::digest(self.parts[0].name.to_string().as_bytes())[..4]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
     }
 
-    /// One of the functions carve makes for the split (`FUNCTIONS`).
+    /// One of the functions carve makes for the split (`FUNCTIONS`), in the first
+    /// part's schema.
     fn function_name(&self, what: &str) -> QualName {
         QualName::new(
-            &self.part.schema,
+            &self.parts[0].name.schema,
             &format!("carve_split_{}_{what}", self.tag()),
         )
     }
@@ -311,7 +369,28 @@ impl<'c> Resolved<'c> {
     }
 
     fn is_moved(&self, column: &str) -> bool {
-        self.moved.iter().any(|c| c.name == column)
+        self.position_of(column).is_some()
+    }
+
+    /// The part a column goes to.
+    fn position_of(&self, column: &str) -> Option<usize> {
+        self.parts
+            .iter()
+            .position(|p| p.moved.iter().any(|c| c.name == column))
+    }
+
+    /// Every moved column, in the table's order.
+    fn moved(&self) -> Vec<&'c Column> {
+        self.table
+            .columns
+            .iter()
+            .filter(|c| self.is_moved(&c.name))
+            .collect()
+    }
+
+    /// The first moved column: gone from the table once the switch has run.
+    fn first_moved(&self) -> &str {
+        &self.parts[0].moved[0].name
     }
 
     /// Columns the table keeps that take values (not generated).
@@ -340,22 +419,22 @@ impl<'c> Resolved<'c> {
         )
     }
 
-    /// `p.k1 = t.k1 AND …`: the part's row of the table's.
-    fn key_join(&self) -> String {
+    /// `<alias>.k1 = t.k1 AND …`: a part's row of the table's.
+    fn key_join(&self, alias: &str) -> String {
         self.key
             .iter()
-            .map(|c| format!("p.{n} = t.{n}", n = ident(&c.name)))
+            .map(|c| format!("{alias}.{n} = t.{n}", n = ident(&c.name)))
             .collect::<Vec<_>>()
             .join(" AND ")
     }
 
-    /// A name for an index-backed object on the part: its own when the part lives in
+    /// A name for an index-backed object on a part: its own when the part lives in
     /// another schema (index names are per schema), else prefixed with the part's.
-    fn object_name(&self, name: &str) -> String {
-        if self.part.schema != self.table.name.schema {
+    fn object_name(&self, part: &Part, name: &str) -> String {
+        if part.name.schema != self.table.name.schema {
             return name.to_string();
         }
-        let mut out = format!("{}_{name}", self.part.name);
+        let mut out = format!("{}_{name}", part.name.name);
         while out.len() > 63 {
             out.pop();
         }
@@ -363,12 +442,11 @@ impl<'c> Resolved<'c> {
     }
 
     fn steps(&self) -> Vec<Step> {
-        vec![
-            self.create_part(),
-            self.follow_writes(),
-            self.copy_rows(),
-            self.switch(),
-        ]
+        let mut steps: Vec<Step> = self.parts.iter().map(|p| self.create_part(p)).collect();
+        steps.push(self.follow_writes());
+        steps.extend(self.parts.iter().map(|p| self.copy_rows(p)));
+        steps.push(self.switch());
+        steps
     }
 
     fn column_definition(c: &Column) -> String {
@@ -382,15 +460,31 @@ impl<'c> Resolved<'c> {
         text
     }
 
-    /// Step 2: the part, with what of the table's goes with its columns.
-    fn create_part(&self) -> Step {
-        let part = self.part_name();
+    /// Constraints of the table's that name only columns going to `columns`.
+    fn constraints_within<'s>(
+        &'s self,
+        columns: &'s [&Column],
+    ) -> impl Iterator<Item = &'c crate::catalog::Constraint> + 's {
+        self.table
+            .constraints
+            .iter()
+            .filter(|c| !c.inherited && !c.columns.is_empty())
+            .filter(move |c| {
+                c.columns
+                    .iter()
+                    .all(|n| columns.iter().any(|m| &m.name == n))
+            })
+    }
+
+    /// Step 2: a part, with what of the table's goes with its columns.
+    fn create_part(&self, p: &Part) -> Step {
+        let part = Self::part_name(p);
         let table = self.table_name();
         let mut columns: Vec<String> = self
             .key
             .iter()
             .map(|c| format!("{} {} NOT NULL", ident(&c.name), c.type_name))
-            .chain(self.moved.iter().map(|c| Self::column_definition(c)))
+            .chain(p.moved.iter().map(|c| Self::column_definition(c)))
             .collect();
         columns.push(format!("PRIMARY KEY ({})", Self::list(&self.key, "")));
         columns.push(format!(
@@ -398,16 +492,10 @@ impl<'c> Resolved<'c> {
             k = Self::list(&self.key, "")
         ));
         let mut sql = format!("CREATE TABLE {part} ({});\n", columns.join(", "));
-        let moved: Vec<String> = self.moved.iter().map(|c| c.name.clone()).collect();
-        for c in self
-            .table
-            .constraints
-            .iter()
-            .filter(|c| !c.inherited && !c.columns.is_empty())
-            .filter(|c| c.columns.iter().all(|n| moved.contains(n)))
-        {
+        let moved: Vec<String> = p.moved.iter().map(|c| c.name.clone()).collect();
+        for c in self.constraints_within(&p.moved) {
             let name = match c.kind {
-                ConstraintKind::Unique | ConstraintKind::Exclusion => self.object_name(&c.name),
+                ConstraintKind::Unique | ConstraintKind::Exclusion => self.object_name(p, &c.name),
                 _ => c.name.clone(),
             };
             sql.push_str(&format!(
@@ -416,8 +504,8 @@ impl<'c> Resolved<'c> {
                 c.definition
             ));
         }
-        for i in self.moved_indexes() {
-            sql.push_str(&format!("{};\n", self.index_on_part(i)));
+        for i in self.moved_indexes(&p.moved) {
+            sql.push_str(&format!("{};\n", self.index_on_part(p, i)));
         }
         sql.push_str(&format!(
             "ALTER TABLE {part} OWNER TO {};\n",
@@ -426,7 +514,7 @@ impl<'c> Resolved<'c> {
         let column_grants: Vec<(&str, &[crate::catalog::Grant])> = self
             .key
             .iter()
-            .chain(&self.moved)
+            .chain(&p.moved)
             .map(|c| (c.name.as_str(), c.grants.as_slice()))
             .collect();
         sql.push_str(&grant_sql(
@@ -435,11 +523,11 @@ impl<'c> Resolved<'c> {
             &self.table.grants,
             &column_grants,
         ));
-        let usage = self.usage_needed();
+        let usage = self.usage_needed(p);
         for who in &usage {
             sql.push_str(&format!(
                 "GRANT USAGE ON SCHEMA {} TO {};\n",
-                ident(&self.part.schema),
+                ident(&p.name.schema),
                 super::grantee(who)
             ));
         }
@@ -455,34 +543,34 @@ impl<'c> Resolved<'c> {
         for who in &usage {
             undo.push_str(&format!(
                 "\nREVOKE USAGE ON SCHEMA {} FROM {};",
-                ident(&self.part.schema),
+                ident(&p.name.schema),
                 super::grantee(who)
             ));
         }
         Step::sql(
-            format!("create part {}", self.part),
+            format!("create part {}", p.name),
             format!(
                 "table {} for the columns {} of {}, same key, owned and granted as the table",
-                self.part,
+                p.name,
                 moved.join(", "),
                 self.table.name
             ),
             Target::Source,
             SqlAction::transactional(
                 sql,
-                relation_exists(&self.part.schema, &self.part.name, "'r'"),
+                relation_exists(&p.name.schema, &p.name.name, "'r'"),
                 undo,
             ),
         )
     }
 
     /// The table's grantees (and PUBLIC) without USAGE on the part's schema.
-    fn usage_needed(&self) -> Vec<String> {
+    fn usage_needed(&self, p: &Part) -> Vec<String> {
         let schema = self
             .catalog
             .schemas
             .iter()
-            .find(|s| s.name == self.part.schema);
+            .find(|s| s.name == p.name.schema);
         let has = |who: &str| {
             schema.is_some_and(|s| {
                 s.owner == who
@@ -502,18 +590,22 @@ impl<'c> Resolved<'c> {
         who.into_iter().collect()
     }
 
-    /// Secondary indexes (not behind a constraint) on moved columns only.
-    fn moved_indexes(&self) -> Vec<&'c crate::catalog::Index> {
+    /// Secondary indexes (not behind a constraint) on `columns` only.
+    fn moved_indexes(&self, columns: &[&Column]) -> Vec<&'c crate::catalog::Index> {
         self.table
             .indexes
             .iter()
             .filter(|i| i.constraint.is_none() && !i.columns.is_empty())
-            .filter(|i| i.columns.iter().all(|c| self.is_moved(c)))
+            .filter(|i| {
+                i.columns
+                    .iter()
+                    .all(|c| columns.iter().any(|m| &m.name == c))
+            })
             .collect()
     }
 
-    /// An index of the table's, made again on the part.
-    fn index_on_part(&self, index: &crate::catalog::Index) -> String {
+    /// An index of the table's, made again on a part.
+    fn index_on_part(&self, p: &Part, index: &crate::catalog::Index) -> String {
         let on_table = format!(" ON {} ", self.table_name());
         let on_table_plain = format!(
             " ON {}.{} ",
@@ -529,21 +621,21 @@ impl<'c> Resolved<'c> {
         format!(
             "CREATE {}INDEX {} ON {} {rest}",
             if index.unique { "UNIQUE " } else { "" },
-            ident(&self.object_name(&index.name)),
-            self.part_name()
+            ident(&self.object_name(p, &index.name)),
+            Self::part_name(p)
         )
     }
 
-    /// The upsert of one row's moved columns into the part.
-    fn upsert(&self, from: &str) -> String {
-        let all: Vec<&Column> = self.key.iter().chain(&self.moved).copied().collect();
+    /// The upsert of one row's moved columns into a part.
+    fn upsert(&self, p: &Part, from: &str) -> String {
+        let all: Vec<&Column> = self.key.iter().chain(&p.moved).copied().collect();
         format!(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
-            self.part_name(),
+            Self::part_name(p),
             Self::list(&all, ""),
             Self::list(&all, from),
             Self::list(&self.key, ""),
-            self.moved
+            p.moved
                 .iter()
                 .map(|c| format!("{n} = EXCLUDED.{n}", n = ident(&c.name)))
                 .collect::<Vec<_>>()
@@ -573,40 +665,54 @@ impl<'c> Resolved<'c> {
     }
 
     fn follow_writes_sql(&self) -> String {
+        let upserts: String = self
+            .parts
+            .iter()
+            .map(|p| format!("{}; ", self.upsert(p, "NEW.")))
+            .collect();
         self.trigger_sql(
             "sync",
-            &format!("BEGIN {}; RETURN NULL; END", self.upsert("NEW.")),
+            &format!("BEGIN {upserts}RETURN NULL; END"),
             "AFTER INSERT OR UPDATE",
             &self.table_name(),
         )
     }
 
-    /// Step 3: every write to the table from now on reaches the part too.
+    /// Whether the first moved column is still in the table (the switch not run).
+    fn not_switched(&self) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped)",
+            lit(&self.table_name()),
+            lit(self.first_moved())
+        )
+    }
+
+    /// Step 3: every write to the table from now on reaches the parts too.
     fn follow_writes(&self) -> Step {
+        let parts = self.part_list();
         Step::sql(
-            format!("keep {} in step with {}", self.part, self.table.name),
+            format!("keep {parts} in step with {}", self.table.name),
             format!(
-                "a trigger on {} writes each inserted or updated row's moved columns into {} (deletes cascade)",
-                self.table.name, self.part
+                "a trigger on {} writes each inserted or updated row's moved columns into {parts} (deletes cascade)",
+                self.table.name
             ),
             Target::Source,
             SqlAction::transactional(
                 self.follow_writes_sql(),
                 format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = 'carve_split_sync') OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped)",
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = 'carve_split_sync') OR NOT {}",
                     lit(&self.table_name()),
-                    lit(&self.table_name()),
-                    lit(&self.moved[0].name)
+                    self.not_switched()
                 ),
                 self.drop_table_trigger_sql("sync"),
             ),
         )
     }
 
-    /// Step 4: the rows there already, in batches of the key's order, each batch
-    /// committed; a run killed half-way starts again and skips what is there.
-    fn copy_rows(&self) -> Step {
-        let all: Vec<&Column> = self.key.iter().chain(&self.moved).copied().collect();
+    /// Step 4, per part: the rows there already, in batches of the key's order, each
+    /// batch committed; a run killed half-way starts again and skips what is there.
+    fn copy_rows(&self, p: &Part) -> Step {
+        let all: Vec<&Column> = self.key.iter().chain(&p.moved).copied().collect();
         let columns = Self::list(&all, "");
         let key = Self::list(&self.key, "");
         let last: Vec<String> = (0..self.key.len()).map(|i| format!("last_{i}")).collect();
@@ -620,7 +726,7 @@ impl<'c> Resolved<'c> {
             format!(
                 "WITH batch AS (SELECT {columns} FROM {table}{filter} ORDER BY {key} LIMIT {BATCH_ROWS}), copied AS (INSERT INTO {part} ({columns}) SELECT {columns} FROM batch ON CONFLICT ({key}) DO NOTHING) SELECT {key} INTO {last} FROM batch ORDER BY {desc} LIMIT 1;",
                 table = self.table_name(),
-                part = self.part_name(),
+                part = Self::part_name(p),
                 last = last.join(", "),
                 desc = self
                     .key
@@ -642,30 +748,26 @@ impl<'c> Resolved<'c> {
         let rows_without_part = format!(
             "SELECT count(*) AS n FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
             self.table_name(),
-            self.part_name(),
-            self.key_join()
+            Self::part_name(p),
+            self.key_join("p")
         );
         let missing = format!(
             "CASE WHEN pg_catalog.to_regclass({}) IS NULL THEN false ELSE (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml({}, false, true, '')))[1]::text = '0' END",
-            lit(&self.part_name()),
+            lit(&Self::part_name(p)),
             lit(&rows_without_part)
         );
         Step::sql(
-            format!("copy {} into {}", self.table.name, self.part),
+            format!("copy {} into {}", self.table.name, p.name),
             format!(
                 "the moved columns of every row of {} into {}, {BATCH_ROWS} rows per transaction while writes go on",
-                self.table.name, self.part
+                self.table.name, p.name
             ),
             Target::Source,
             SqlAction {
                 sql: format!("DO {};", dollar_quoted(&body)),
                 // Done once every row has its part, or once the switch dropped the
                 // columns (the table has no row without one then).
-                done_check: format!(
-                    "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped) OR {missing}",
-                    lit(&self.table_name()),
-                    lit(&self.moved[0].name)
-                ),
+                done_check: format!("NOT {} OR {missing}", self.not_switched()),
                 undo: "SELECT 1;".into(),
                 // Each batch commits on its own.
                 transactional: false,
@@ -676,8 +778,9 @@ impl<'c> Resolved<'c> {
         )
     }
 
-    /// The view over both parts, as the old name: every column in the table's
-    /// order, the table's defaults, owned, granted and commented as assign made it.
+    /// The view over the table and its parts, as the old name: every column in the
+    /// table's order, the table's defaults, owned, granted and commented as assign
+    /// made it.
     fn joined_view_sql(&self) -> String {
         let view = self.view_name();
         let columns: Vec<String> = self
@@ -685,20 +788,31 @@ impl<'c> Resolved<'c> {
             .columns
             .iter()
             .map(|c| {
+                let from = match self.position_of(&c.name) {
+                    Some(i) => Self::alias(i),
+                    None => "t".into(),
+                };
+                format!("{from}.{}", ident(&c.name))
+            })
+            .collect();
+        let joins: String = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let alias = Self::alias(i);
                 format!(
-                    "{}.{}",
-                    if self.is_moved(&c.name) { "p" } else { "t" },
-                    ident(&c.name)
+                    " JOIN {} {alias} ON {}",
+                    Self::part_name(p),
+                    self.key_join(&alias)
                 )
             })
             .collect();
-        let on = self.key_join();
         let mut sql = format!(
-            "CREATE VIEW {view}{} AS SELECT {} FROM {} t JOIN {} p ON {on};\n",
+            "CREATE VIEW {view}{} AS SELECT {} FROM {} t{joins};\n",
             crate::phases::cutover::replica::view_options(self.view),
             columns.join(", "),
             self.table_name(),
-            self.part_name()
         );
         for c in self.table.columns.iter().filter(|c| c.generated.is_none()) {
             if let Some(d) = &c.default {
@@ -736,7 +850,7 @@ impl<'c> Resolved<'c> {
     /// The `INSTEAD OF` trigger's function: each write to the part that owns the
     /// columns, an UPDATE naming only the columns that changed. It runs as the
     /// table's owner: the view's own privileges (column by column, once restrict has
-    /// granted them) decide who may write what, and a delete takes the part's row
+    /// granted them) decide who may write what, and a delete takes the parts' rows
     /// with the table's.
     fn write_function_sql(&self) -> String {
         let kept = self.kept();
@@ -752,20 +866,49 @@ impl<'c> Resolved<'c> {
                 })
                 .collect()
         };
-        let part_columns: Vec<&Column> = self.key.iter().chain(&self.moved).copied().collect();
+        // The row trigger made each part's row with defaults as the table's row
+        // went in: these fill them.
+        let inserts: String = self
+            .parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} RETURNING {} INTO {}; ",
+                    self.upsert(p, "NEW."),
+                    Self::list(&p.moved, ""),
+                    Self::list(&p.moved, "NEW.")
+                )
+            })
+            .collect();
+        let updates: String = self
+            .parts
+            .iter()
+            .map(|p| {
+                let part_columns: Vec<&Column> = self.key.iter().chain(&p.moved).copied().collect();
+                format!(
+                    "sets := ''; {part_sets}\
+IF sets <> '' THEN EXECUTE {update_part} || substr(sets, 3) || {where_new} USING NEW; \
+GET DIAGNOSTICS n = ROW_COUNT; \
+IF n = 0 THEN INSERT INTO {part} ({part_cols}) VALUES ({new_part}); END IF; END IF; ",
+                    part_sets = changed_sets(&p.moved),
+                    update_part = lit(&format!("UPDATE {} SET ", Self::part_name(p))),
+                    where_new = lit(&format!(" WHERE {}", self.key_match("($1)."))),
+                    part = Self::part_name(p),
+                    part_cols = Self::list(&part_columns, ""),
+                    new_part = Self::list(&part_columns, "NEW."),
+                )
+            })
+            .collect();
         let body = format!(
             "DECLARE sets text; n bigint; BEGIN \
 IF TG_OP = 'INSERT' THEN \
 INSERT INTO {table} ({kept}) VALUES ({new_kept}) RETURNING {kept} INTO {new_kept}; \
-{upsert} RETURNING {moved} INTO {new_moved}; \
+{inserts}\
 RETURN NEW; \
 ELSIF TG_OP = 'UPDATE' THEN \
 sets := ''; {table_sets}\
 IF sets <> '' THEN EXECUTE {update_table} || substr(sets, 3) || {where_old} USING NEW, OLD; END IF; \
-sets := ''; {part_sets}\
-IF sets <> '' THEN EXECUTE {update_part} || substr(sets, 3) || {where_new} USING NEW; \
-GET DIAGNOSTICS n = ROW_COUNT; \
-IF n = 0 THEN INSERT INTO {part} ({part_cols}) VALUES ({new_part}); END IF; END IF; \
+{updates}\
 RETURN NEW; \
 ELSE \
 DELETE FROM {table} WHERE {key_old}; \
@@ -773,22 +916,11 @@ IF NOT FOUND THEN RETURN NULL; END IF; \
 RETURN OLD; \
 END IF; END",
             table = self.table_name(),
-            part = self.part_name(),
             kept = Self::list(&kept, ""),
             new_kept = Self::list(&kept, "NEW."),
-            part_cols = Self::list(&part_columns, ""),
-            new_part = Self::list(&part_columns, "NEW."),
-            moved = Self::list(&self.moved, ""),
-            new_moved = Self::list(&self.moved, "NEW."),
-            // The row trigger made the part's row with defaults as the table's
-            // row went in: this fills it.
-            upsert = self.upsert("NEW."),
             table_sets = changed_sets(&kept),
-            part_sets = changed_sets(&self.moved),
             update_table = lit(&format!("UPDATE {} SET ", self.table_name())),
-            update_part = lit(&format!("UPDATE {} SET ", self.part_name())),
             where_old = lit(&format!(" WHERE {}", self.key_match("($2)."))),
-            where_new = lit(&format!(" WHERE {}", self.key_match("($1)."))),
             key_old = self.key_match("OLD."),
         );
         self.trigger_sql(
@@ -800,36 +932,46 @@ END IF; END",
     }
 
     /// After the switch, a row written straight into the table (by its owner, or
-    /// by a role whose own schema it is) gets its part's row too, with the moved
-    /// columns' defaults: every row has both, so the view is an inner join, which
-    /// `SELECT … FOR UPDATE` through it can lock (an outer join's nullable side
-    /// cannot be).
+    /// by a role whose own schema it is) gets each part's row too, with the moved
+    /// columns' defaults: every row has all of them, so the view is an inner join,
+    /// which `SELECT … FOR UPDATE` through it can lock (an outer join's nullable
+    /// side cannot be).
     fn row_function_sql(&self) -> String {
-        let body = format!(
-            "BEGIN INSERT INTO {} ({key}) VALUES ({}) ON CONFLICT ({key}) DO NOTHING; RETURN NULL; END",
-            self.part_name(),
-            Self::list(&self.key, "NEW."),
-            key = Self::list(&self.key, ""),
-        );
+        let key = Self::list(&self.key, "");
+        let inserts: String = self
+            .parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "INSERT INTO {} ({key}) VALUES ({}) ON CONFLICT ({key}) DO NOTHING; ",
+                    Self::part_name(p),
+                    Self::list(&self.key, "NEW."),
+                )
+            })
+            .collect();
+        let body = format!("BEGIN {inserts}RETURN NULL; END");
         self.trigger_sql("row", &body, "AFTER INSERT", &self.table_name())
     }
 
-    /// Step 5: from the table with every column to the two parts behind the view.
+    /// Step 5: from the table with every column to the parts behind the view.
     fn switch(&self) -> Step {
         let table = self.table_name();
         let view = self.view_name();
-        let drops: Vec<String> = self
-            .moved
+        let moved = self.moved();
+        let drops: Vec<String> = moved
             .iter()
             .map(|c| format!("DROP COLUMN {}", ident(&c.name)))
             .collect();
         // Locked in the order writers take them (the view, then the tables beneath
-        // it, then the part the trigger writes), so a writer waits instead of
+        // it, then the parts the trigger writes), so a writer waits instead of
         // deadlocking with the switch.
-        let lock = format!(
-            "LOCK TABLE {view} IN ACCESS EXCLUSIVE MODE;\nLOCK TABLE {} IN ACCESS EXCLUSIVE MODE;",
-            self.part_name()
-        );
+        let mut lock = format!("LOCK TABLE {view} IN ACCESS EXCLUSIVE MODE;");
+        for p in &self.parts {
+            lock.push_str(&format!(
+                "\nLOCK TABLE {} IN ACCESS EXCLUSIVE MODE;",
+                Self::part_name(p)
+            ));
+        }
         let sql = format!(
             "{lock}\n{}DROP VIEW {view};\nALTER TABLE {table} {};\n{}{}{}",
             self.drop_table_trigger_sql("sync"),
@@ -838,11 +980,10 @@ END IF; END",
             self.write_function_sql(),
             self.row_function_sql()
         );
-        // The undo: the columns back (last), filled from the part, with what went
-        // with them; the view as assign made it; the trigger that keeps the part in
-        // step.
-        let adds: Vec<String> = self
-            .moved
+        // The undo: the columns back (last, in the table's order), filled from the
+        // parts, with what went with them; the view as assign made it; the trigger
+        // that keeps the parts in step.
+        let adds: Vec<String> = moved
             .iter()
             .map(|c| {
                 let mut text = format!("ADD COLUMN {} {}", ident(&c.name), c.type_name);
@@ -852,54 +993,54 @@ END IF; END",
                 text
             })
             .collect();
-        let fill = format!(
-            "UPDATE {table} t SET {} FROM {} p WHERE {};",
-            self.moved
-                .iter()
-                .map(|c| format!("{n} = p.{n}", n = ident(&c.name)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.part_name(),
-            self.key_join()
-        );
+        let fill: String = self
+            .parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "UPDATE {table} t SET {} FROM {} p WHERE {};\n",
+                    p.moved
+                        .iter()
+                        .map(|c| format!("{n} = p.{n}", n = ident(&c.name)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    Self::part_name(p),
+                    self.key_join("p")
+                )
+            })
+            .collect();
         // The table's own triggers are not fired by the refill: its rows do not
         // change, they get their columns back.
         let mut undo = format!(
-            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\n{}ALTER TABLE {table} {};\nSET LOCAL session_replication_role = replica;\n{fill}\nSET LOCAL session_replication_role = DEFAULT;\n",
+            "{lock}\nDROP VIEW {view};\nDROP FUNCTION {}();\n{}ALTER TABLE {table} {};\nSET LOCAL session_replication_role = replica;\n{fill}SET LOCAL session_replication_role = DEFAULT;\n",
             self.function("write"),
             self.drop_table_trigger_sql("row"),
             adds.join(", ")
         );
-        for c in self.moved.iter().filter(|c| c.not_null) {
+        for c in moved.iter().filter(|c| c.not_null) {
             undo.push_str(&format!(
                 "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL;\n",
                 ident(&c.name)
             ));
         }
-        let moved: Vec<String> = self.moved.iter().map(|c| c.name.clone()).collect();
-        for c in self
-            .table
-            .constraints
-            .iter()
-            .filter(|c| !c.inherited && !c.columns.is_empty())
-            .filter(|c| c.columns.iter().all(|n| moved.contains(n)))
-        {
-            undo.push_str(&format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} {};\n",
-                ident(&c.name),
-                c.definition
-            ));
+        for p in &self.parts {
+            for c in self.constraints_within(&p.moved) {
+                undo.push_str(&format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} {};\n",
+                    ident(&c.name),
+                    c.definition
+                ));
+            }
+            for i in self.moved_indexes(&p.moved) {
+                undo.push_str(&format!("{};\n", i.definition));
+            }
         }
-        for i in self.moved_indexes() {
-            undo.push_str(&format!("{};\n", i.definition));
-        }
-        let column_grants: Vec<(&str, &[crate::catalog::Grant])> = self
-            .moved
+        let column_grants: Vec<(&str, &[crate::catalog::Grant])> = moved
             .iter()
             .map(|c| (c.name.as_str(), c.grants.as_slice()))
             .collect();
         undo.push_str(&grant_sql(&table, &self.table.owner, &[], &column_grants));
-        for c in &self.moved {
+        for c in &moved {
             if let Some(comment) = &c.comment {
                 undo.push_str(&format!(
                     "COMMENT ON COLUMN {table}.{} IS {};\n",
@@ -920,37 +1061,35 @@ END IF; END",
             .columns
             .iter()
             .rev()
-            .take(self.moved.len())
+            .take(moved.len())
             .all(|c| self.is_moved(&c.name));
+        let names: Vec<&str> = moved.iter().map(|c| c.name.as_str()).collect();
         Step::sql(
-                format!("switch {} to its parts", self.view.name),
-                format!(
-                    "{} loses the columns {} to {}; {} becomes a view over both that takes every write to the part that owns the columns{}",
-                    self.table.name,
-                    moved.join(", "),
-                    self.part,
-                    self.view.name,
-                    if trailing {
-                        String::new()
-                    } else {
-                        " (an undo adds the columns back last)".to_string()
-                    }
-                ),
-                Target::Source,
-                SqlAction {
-                    sql,
-                    done_check: format!(
-                        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) AND attname = {} AND NOT attisdropped)",
-                        lit(&table),
-                        lit(&self.moved[0].name)
-                    ),
-                    undo,
-                    transactional: true,
-                    strong_lock: true,
-                    secret: None,
-                    read: None,
-                },
-            )
+            format!("switch {} to its parts", self.view.name),
+            format!(
+                "{} loses the columns {} to {}; {} becomes a view over {} that takes every write to the part that owns the columns{}",
+                self.table.name,
+                names.join(", "),
+                self.part_list(),
+                self.view.name,
+                if self.parts.len() == 1 { "both" } else { "all of them" },
+                if trailing {
+                    String::new()
+                } else {
+                    " (an undo adds the columns back last)".to_string()
+                }
+            ),
+            Target::Source,
+            SqlAction {
+                sql,
+                done_check: format!("NOT {}", self.not_switched()),
+                undo,
+                transactional: true,
+                strong_lock: true,
+                secret: None,
+                read: None,
+            },
+        )
     }
 }
 
@@ -1120,6 +1259,78 @@ mod tests {
     }
 
     #[test]
+    fn two_splits_of_one_table_make_one_view_over_the_table_and_both_parts() {
+        let (mut c, mut plan) = library();
+        c.schemas.push(crate::catalog::Schema {
+            name: "sales".into(),
+            owner: "app".into(),
+            comment: None,
+            grants: vec![],
+        });
+        plan.splits.push(Split {
+            table: "public.books".into(),
+            part: "titles".into(),
+            domain: None,
+            columns: vec!["title".into()],
+        });
+        let planned = super::plan(&plan, &c).unwrap();
+        let ids: Vec<&str> = planned.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema inventory",
+                "create part inventory.stock",
+                "create part sales.titles",
+                "keep inventory.stock, sales.titles in step with sales.books",
+                "copy sales.books into inventory.stock",
+                "copy sales.books into sales.titles",
+                "switch public.books to its parts",
+            ]
+        );
+        let shapes: Vec<(String, Vec<String>)> = planned
+            .shapes
+            .iter()
+            .map(|s| (s.part.to_string(), s.moved.clone()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (
+                    "inventory.stock".into(),
+                    vec!["copies".into(), "shelf".into()]
+                ),
+                ("sales.titles".into(), vec!["title".into()]),
+            ]
+        );
+        let sql = |i: usize| planned.steps[i].sql_action().unwrap().clone();
+        let sync = sql(3);
+        assert!(
+            sync.sql.contains("INSERT INTO \"inventory\".\"stock\"")
+                && sync.sql.contains("INSERT INTO \"sales\".\"titles\""),
+            "one trigger keeps both parts in step: {}",
+            sync.sql
+        );
+        let switch = sql(6);
+        assert!(switch.sql.contains("LOCK TABLE \"inventory\".\"stock\" IN ACCESS EXCLUSIVE MODE;\nLOCK TABLE \"sales\".\"titles\" IN ACCESS EXCLUSIVE MODE;"), "{}", switch.sql);
+        assert!(switch.sql.contains(
+            "ALTER TABLE \"sales\".\"books\" DROP COLUMN \"title\", DROP COLUMN \"copies\", DROP COLUMN \"shelf\";"
+        ), "{}", switch.sql);
+        assert!(switch.sql.contains("AS SELECT t.\"id\", p2.\"title\", p.\"copies\", p.\"shelf\" FROM \"sales\".\"books\" t JOIN \"inventory\".\"stock\" p ON p.\"id\" = t.\"id\" JOIN \"sales\".\"titles\" p2 ON p2.\"id\" = t.\"id\";"), "{}", switch.sql);
+        // A new row gets both parts' rows; an update reaches the part it sets.
+        assert!(switch.sql.contains("INSERT INTO \"sales\".\"titles\" (\"id\") VALUES (NEW.\"id\") ON CONFLICT (\"id\") DO NOTHING;"), "{}", switch.sql);
+        assert!(
+            switch.sql.contains("'UPDATE \"sales\".\"titles\" SET '"),
+            "{}",
+            switch.sql
+        );
+        // The undo adds the columns back in the table's order, filled from each part.
+        assert!(switch.undo.contains("ADD COLUMN \"title\" text, ADD COLUMN \"copies\" integer DEFAULT 0, ADD COLUMN \"shelf\" text;"), "{}", switch.undo);
+        assert!(switch.undo.contains("UPDATE \"sales\".\"books\" t SET \"title\" = p.\"title\" FROM \"sales\".\"titles\" p WHERE p.\"id\" = t.\"id\";"), "{}", switch.undo);
+        // Every column but the key moved: they were the last, the undo is exact.
+        assert!(!planned.steps[6].description.contains("last"));
+    }
+
+    #[test]
     fn what_a_split_cannot_do_is_refused_with_every_reason() {
         type Edit = fn(&mut Catalog, &mut Plan);
         let cases: &[(&str, Edit)] = &[
@@ -1141,8 +1352,13 @@ mod tests {
             ("not a compatibility view", |_, p| {
                 p.splits[0].table = "public.nothing".into()
             }),
-            ("one split per table", |_, p| {
+            ("goes to two parts", |_, p| {
                 p.splits.push(p.splits[0].clone())
+            }),
+            ("is named by two splits", |_, p| {
+                let mut again = p.splits[0].clone();
+                again.columns = vec!["title".into()];
+                p.splits.push(again)
             }),
             ("on an expression of moved columns", |c, _| {
                 c.tables[0].indexes.push(crate::catalog::Index {
@@ -1156,7 +1372,7 @@ mod tests {
                     constraint: None,
                 })
             }),
-            ("names columns of both parts", |c, _| {
+            ("names columns of two parts", |c, _| {
                 let check = c.tables[0].constraints.iter_mut();
                 let check = check.filter(|k| k.kind == ConstraintKind::Check);
                 check.for_each(|k| k.columns.push("title".into()))

@@ -284,55 +284,67 @@ pub fn compat_view_over<'r>(
     Some((replica, kept))
 }
 
-/// A split's compatibility view (assign's, over two tables: the table and its
-/// part) over two of `replicas`' tables that both keep the key they join on, made
-/// again read-only over what the replicas keep: its `CREATE VIEW`, and the columns
-/// it then shows, in the view's order.
+/// A split's compatibility view (assign's, over the table and its parts) over
+/// `replicas`' tables that all keep the key they join on, made again read-only
+/// over what the replicas keep: its `CREATE VIEW`, the replicas it joins (the
+/// view's order), and the columns it then shows, in the view's order.
 pub fn joined_view_over<'r>(
     catalog: &Catalog,
     view: &View,
     replicas: &'r [Replica],
-) -> Option<(String, [&'r Replica; 2], Vec<String>)> {
-    let [a, b] = view.depends_on.as_slice() else {
-        return None;
-    };
-    if !is_compat_view(view) || view.materialized {
+) -> Option<(String, Vec<&'r Replica>, Vec<String>)> {
+    if view.depends_on.len() < 2 || !is_compat_view(view) || view.materialized {
         return None;
     }
-    let replica_of = |name: &QualName| replicas.iter().find(|r| &r.table == name);
-    let (first, second) = (replica_of(&a.relation)?, replica_of(&b.relation)?);
-    catalog.table(&second.table)?;
-    let key = identity_columns(catalog.table(&first.table)?);
-    let kept_by_both = |c: &String| first.columns.contains(c) && second.columns.contains(c);
-    if key.is_empty() || !key.iter().all(kept_by_both) {
+    let joined: Vec<&Replica> = view
+        .depends_on
+        .iter()
+        .map(|d| replicas.iter().find(|r| r.table == d.relation))
+        .collect::<Option<_>>()?;
+    if joined.iter().any(|r| catalog.table(&r.table).is_none()) {
         return None;
     }
+    let key = identity_columns(catalog.table(&joined[0].table)?);
+    if key.is_empty()
+        || !key
+            .iter()
+            .all(|c| joined.iter().all(|r| r.columns.contains(c)))
+    {
+        return None;
+    }
+    // `a`, `b`, … in the view's order.
+    let alias = |i: usize| char::from(b'a' + (i % 26) as u8).to_string();
     let (mut shown, mut selected) = (Vec::new(), Vec::new());
     for column in &view.columns {
-        let from = if first.columns.contains(&column.name) {
-            "a"
-        } else if second.columns.contains(&column.name) {
-            "b"
-        } else {
+        let Some(i) = joined.iter().position(|r| r.columns.contains(&column.name)) else {
             continue;
         };
-        selected.push(format!("{from}.{}", ident(&column.name)));
+        selected.push(format!("{}.{}", alias(i), ident(&column.name)));
         shown.push(column.name.clone());
     }
-    let on: Vec<String> = key
-        .iter()
-        .map(|k| format!("a.{k} = b.{k}", k = ident(k)))
-        .collect();
+    let mut from = format!(
+        "{} a",
+        qualified(&joined[0].table.schema, &joined[0].table.name)
+    );
+    for (i, r) in joined.iter().enumerate().skip(1) {
+        let on: Vec<String> = key
+            .iter()
+            .map(|k| format!("a.{k} = {}.{k}", alias(i), k = ident(k)))
+            .collect();
+        from.push_str(&format!(
+            " JOIN {} {} ON {}",
+            qualified(&r.table.schema, &r.table.name),
+            alias(i),
+            on.join(" AND ")
+        ));
+    }
     let sql = format!(
-        "CREATE VIEW {}{} AS SELECT {} FROM {} a JOIN {} b ON {};",
+        "CREATE VIEW {}{} AS SELECT {} FROM {from};",
         qualified(&view.name.schema, &view.name.name),
         view_options(view),
         selected.join(", "),
-        qualified(&first.table.schema, &first.table.name),
-        qualified(&second.table.schema, &second.table.name),
-        on.join(" AND ")
     );
-    Some((sql, [first, second], shown))
+    Some((sql, joined, shown))
 }
 
 /// `view` made again as the catalog has it: its options, its definition and the

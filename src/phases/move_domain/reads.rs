@@ -186,8 +186,8 @@ fn roles_on_target<'c>(catalog: &'c Catalog, domain: &str) -> BTreeSet<&'c str> 
 struct JoinedView {
     name: QualName,
     sql: String,
-    /// The parts it joins.
-    over: [QualName; 2],
+    /// The table and the parts it joins.
+    over: Vec<QualName>,
     /// Roles on the domain's server that may read it on the source.
     readers: Vec<String>,
 }
@@ -200,7 +200,7 @@ fn joined_views(catalog: &Catalog, domain: &str, copies: &[Replica]) -> Vec<Join
         .views
         .iter()
         .filter_map(|view| {
-            let (sql, [a, b], _) = joined_view_over(catalog, view, copies)?;
+            let (sql, joined, _) = joined_view_over(catalog, view, copies)?;
             let grants = view
                 .grants
                 .iter()
@@ -208,7 +208,7 @@ fn joined_views(catalog: &Catalog, domain: &str, copies: &[Replica]) -> Vec<Join
             Some(JoinedView {
                 name: view.name.clone(),
                 sql,
-                over: [a.table.clone(), b.table.clone()],
+                over: joined.iter().map(|r| r.table.clone()).collect(),
                 readers: selecting(grants, &on_target),
             })
         })
@@ -228,10 +228,9 @@ impl JoinedView {
             domain,
             format!("create view {} over copies", self.name),
             format!(
-                "{}, joining the copies of {} and {} as on the source, read-only on the {} server",
+                "{}, joining the copies of {} as on the source, read-only on the {} server",
                 self.name,
-                self.over[0],
-                self.over[1],
+                crate::text::and_list(&self.over),
                 display_ident(domain)
             ),
             SqlAction::transactional(

@@ -11,7 +11,9 @@
 
 use super::super::{lit, relation_exists};
 use super::on_domain;
-use crate::catalog::{Catalog, ConstraintKind, Identity, ReplicaIdentity, Sequence, Table, View};
+use crate::catalog::{
+    Catalog, ConstraintKind, Identity, QualName, ReplicaIdentity, Sequence, Table, View,
+};
 use crate::engine::{SqlAction, Step};
 use crate::phases::cutover::replica::{create_view_sql, view_options};
 use crate::sql::{display_ident, ident, qualified};
@@ -181,18 +183,14 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
         if let Some(comment) = &view.comment {
             sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
         }
-        let parts: Vec<String> = view
-            .depends_on
-            .iter()
-            .map(|d| d.relation.to_string())
-            .collect();
+        let parts: Vec<&QualName> = view.depends_on.iter().map(|d| &d.relation).collect();
         steps.push(on_domain(
             domain,
             format!("create view {}", view.name),
             format!(
                 "view {} over {}, as on the source: the old name its clients write through",
                 view.name,
-                parts.join(" and ")
+                crate::text::and_list(&parts)
             ),
             SqlAction::transactional(
                 sql,

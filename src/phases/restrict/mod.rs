@@ -283,30 +283,36 @@ struct GrantAcc {
 #[derive(Debug, Clone)]
 struct SplitView {
     table: QualName,
-    part: QualName,
-    moved: BTreeSet<String>,
+    /// Each part, with the columns that went to it.
+    parts: Vec<(QualName, BTreeSet<String>)>,
 }
 
 impl SplitView {
     /// The tables a write through the view reaches.
     fn reaches(&self, privilege: &str, columns: &Columns) -> BTreeSet<QualName> {
-        let both: BTreeSet<QualName> = [self.table.clone(), self.part.clone()].into();
+        let all: BTreeSet<QualName> = std::iter::once(&self.table)
+            .chain(self.parts.iter().map(|(p, _)| p))
+            .cloned()
+            .collect();
         match (privilege, columns) {
-            // A delete removes the table's row; the part's follows by its key.
+            // A delete removes the table's row; the parts' follow by their key.
             ("DELETE", _) => [self.table.clone()].into(),
-            // A row lock (`FOR UPDATE`) sets no column and locks both rows.
-            ("UPDATE", Columns::Some(set)) if set.is_empty() => both,
+            // A row lock (`FOR UPDATE`) sets no column and locks every row.
+            ("UPDATE", Columns::Some(set)) if set.is_empty() => all,
             ("UPDATE", Columns::Some(set)) => {
                 let mut out = BTreeSet::new();
-                if set.iter().any(|c| !self.moved.contains(c)) {
+                let moved = |c: &String| self.parts.iter().any(|(_, m)| m.contains(c));
+                if set.iter().any(|c| !moved(c)) {
                     out.insert(self.table.clone());
                 }
-                if set.iter().any(|c| self.moved.contains(c)) {
-                    out.insert(self.part.clone());
+                for (part, moved) in &self.parts {
+                    if set.iter().any(|c| moved.contains(c)) {
+                        out.insert(part.clone());
+                    }
                 }
                 out
             }
-            _ => both,
+            _ => all,
         }
     }
 }
@@ -412,14 +418,14 @@ impl<'a> Planner<'a> {
             }
             domain_of.insert(part.clone(), domain);
             original.insert(part.clone(), part.clone());
-            split_views.insert(
-                view,
-                SplitView {
+            split_views
+                .entry(view)
+                .or_insert_with(|| SplitView {
                     table,
-                    part,
-                    moved: split.columns.iter().cloned().collect(),
-                },
-            );
+                    parts: Vec::new(),
+                })
+                .parts
+                .push((part, split.columns.iter().cloned().collect()));
         }
         let mut table_sequences: BTreeMap<QualName, Vec<QualName>> = BTreeMap::new();
         let mut sequence_tables: BTreeMap<QualName, BTreeSet<QualName>> = BTreeMap::new();

@@ -321,8 +321,10 @@ fn roles_that_cannot_be_restricted_are_refused_all_at_once() {
 fn a_write_through_a_split_tables_view_reaches_the_part_that_owns_its_columns() {
     let split = SplitView {
         table: QualName::new("catalog", "books"),
-        part: QualName::new("inventory", "stock"),
-        moved: ["copies".to_string()].into(),
+        parts: vec![(
+            QualName::new("inventory", "stock"),
+            ["copies".to_string()].into(),
+        )],
     };
     let set = |columns: &[&str]| Columns::Some(columns.iter().map(|c| c.to_string()).collect());
     let names = |tables: BTreeSet<QualName>| -> Vec<String> {
@@ -348,6 +350,22 @@ fn a_write_through_a_split_tables_view_reaches_the_part_that_owns_its_columns() 
     // An insert makes both rows, and reading the view reads both.
     assert_eq!(split.reaches("INSERT", &set(&["title"])).len(), 2);
     assert_eq!(split.reaches("SELECT", &Columns::All).len(), 2);
+    // With a second part (the price, a third writer's), a write reaches the
+    // parts whose columns it sets; a lock, every row.
+    let mut split = split;
+    split.parts.push((
+        QualName::new("pricing", "prices"),
+        ["price".to_string()].into(),
+    ));
+    assert_eq!(
+        names(split.reaches("UPDATE", &set(&["copies", "price"]))),
+        ["inventory.stock", "pricing.prices"]
+    );
+    assert_eq!(split.reaches("UPDATE", &set(&[])).len(), 3);
+    assert_eq!(
+        names(split.reaches("DELETE", &Columns::All)),
+        ["catalog.books"]
+    );
 }
 
 #[test]
