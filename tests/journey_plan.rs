@@ -498,6 +498,40 @@ async fn the_split_catalog_moves_with_its_view_and_its_writers_keep_the_old_name
     let left = both("SELECT count(*) FROM book_catalog.book_catalog_book_inventory p WHERE NOT EXISTS (SELECT 1 FROM book_catalog.book_catalog t WHERE t.id = p.id)").await;
     assert_eq!(left.get::<_, i64>(0), 0, "the delete took both parts' rows");
 
+    // Rollback: the writers go back to the source, where what they wrote on the
+    // new server is, through the old name; then over again.
+    let out = run(&m, &["rollback", "--domain", &domain]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let on_source = client(&as_role(&source, "library", "BookInventory")).await;
+    let r = on_source
+        .query_one(
+            "SELECT copies_available, shelf_location FROM book_catalog WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.get::<_, i32>(0), r.get::<_, Option<String>>(1)),
+        (7, Some("Z9".to_string()))
+    );
+    on_source
+        .execute(
+            "UPDATE book_catalog SET copies_available = 6 WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let out = run(&m, &["cutover", "--domain", &domain]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let r =
+        both("SELECT copies_available FROM book_catalog.book_catalog_book_inventory WHERE id = 1")
+            .await;
+    assert_eq!(
+        r.get::<_, i32>(0),
+        6,
+        "the source's write is on the new server"
+    );
+
     // Retire: the reading list stays on the source and reads the titles there, from
     // a read-only copy joined as before.
     let out = run(&m, &["retire", "--domain", &domain, "--after", "0s"]);
