@@ -493,6 +493,23 @@ pub(crate) mod testing {
         }
     }
 
+    /// An `INSTEAD OF INSERT` trigger `name` on the view `view` (`schema.name`),
+    /// calling `function`, as a split puts on the view over its parts.
+    pub fn instead_of_trigger(name: &str, view: &str, function: QualName) -> Trigger {
+        Trigger {
+            name: name.into(),
+            definition: format!(
+                "CREATE TRIGGER {name} INSTEAD OF INSERT ON {view} FOR EACH ROW EXECUTE FUNCTION {function}()"
+            ),
+            function,
+            timing: TriggerTiming::InsteadOf,
+            events: vec![TriggerEvent::Insert],
+            columns: Vec::new(),
+            for_each_row: true,
+            enabled: true,
+        }
+    }
+
     /// An ordinary table owned by `app` with one integer column `total`.
     pub fn table(schema: &str, name: &str) -> Table {
         Table {

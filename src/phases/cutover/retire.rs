@@ -644,16 +644,13 @@ mod tests {
             .iter()
             .map(|c| crate::catalog::testing::column(c, "text"))
             .collect();
-        joined.triggers.push(crate::catalog::Trigger {
-            name: "carve_split_write".into(),
-            function: QualName::new("sales", "carve_split_1_write"),
-            timing: crate::catalog::TriggerTiming::InsteadOf,
-            events: vec![crate::catalog::TriggerEvent::Insert],
-            columns: Vec::new(),
-            for_each_row: true,
-            enabled: true,
-            definition: "CREATE TRIGGER carve_split_write INSTEAD OF INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION sales.carve_split_1_write()".into(),
-        });
+        joined
+            .triggers
+            .push(crate::catalog::testing::instead_of_trigger(
+                "carve_split_write",
+                "public.orders",
+                QualName::new("sales", "carve_split_1_write"),
+            ));
         c.views = vec![joined];
         let kept = |table: &str, columns: &[&str]| Replica {
             table: QualName::new("sales", table),

@@ -425,16 +425,13 @@ mod tests {
         let mut joined = view("orders", &["orders", "orders_pay"]);
         joined.columns[0].default = Some("0".into());
         joined.columns[0].grants = vec![grant("payments", "UPDATE")];
-        joined.triggers.push(crate::catalog::Trigger {
-            name: "carve_split_write".into(),
-            function: QualName::new("sales", "carve_split_1_write"),
-            timing: crate::catalog::TriggerTiming::InsteadOf,
-            events: vec![crate::catalog::TriggerEvent::Insert],
-            columns: Vec::new(),
-            for_each_row: true,
-            enabled: true,
-            definition: "CREATE TRIGGER carve_split_write INSTEAD OF INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION sales.carve_split_1_write()".into(),
-        });
+        joined
+            .triggers
+            .push(crate::catalog::testing::instead_of_trigger(
+                "carve_split_write",
+                "public.orders",
+                QualName::new("sales", "carve_split_1_write"),
+            ));
         let mut c = catalog(vec![table("sales", "orders"), table("sales", "orders_pay")]);
         c.views = vec![joined, view("totals", &["orders"])];
         for role in ["app", "shop", "payments"] {
