@@ -106,7 +106,7 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
         .map(|s| format!("{} → {}", s.table, s.part))
         .collect();
     out.line(&format!(
-        "split: done ({ran} step(s) applied, {skipped} already in place): {}. Clients keep using the old names, now views over both parts; `carve undo split` puts the columns back.",
+        "split: done ({ran} step(s) applied, {skipped} already in place): {}. Clients keep using the old names, now views over each table and its parts; `carve undo split` puts the columns back.",
         parts.join(", ")
     ));
     Ok(exit::SUCCESS)
