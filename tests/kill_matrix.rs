@@ -7,7 +7,8 @@
 //!   state is the schema, every table's rows, the roles, and the plan's phases with
 //!   each step's status.
 //! - On two servers and PgBouncer (the shop's orders domain): move, undo move,
-//!   verify, cutover, rollback, retire. The end state adds, on both servers, the
+//!   verify, cutover, rollback, retire; and the move and undo move of the
+//!   library's catalog domain, split between its two writers. The end state adds, on both servers, the
 //!   replication slots, publications (tables, columns, row filters) and
 //!   subscriptions, and PgBouncer's configuration file and its view of the entry.
 //!   A start is a copy of both stopped servers' data directories, put back for each
@@ -689,4 +690,59 @@ async fn every_two_server_phase_killed_at_every_step_ends_as_an_uninterrupted_ru
         .await;
     matrix.trials("retire", &retiring, &cut_over).await;
     matrix.report("the two-server phases");
+}
+
+/// The library with its catalog split between its two writers and restricted,
+/// the catalog domain's server created empty, PgBouncer in front of the source.
+async fn split_library_on_two_servers() -> (Servers, String) {
+    let source = server();
+    let files = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, files.path(), DB, DB).await;
+    decide_library_crossings(&m);
+    for phase in ["assign", "split", "restrict"] {
+        assert_success(&run(&m, &[phase]));
+    }
+    let domain = domain_of(&m, "public.book_catalog");
+    let target = server();
+    create_db(&target, DB, "SELECT 1").await;
+    let bouncer = TempBouncer::start(&source, &[("catalog_db", DB)])
+        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+    let servers = Servers {
+        source,
+        target,
+        bouncer,
+        m,
+        files,
+    };
+    (servers, domain)
+}
+
+/// A domain holding both parts of a split moves with the view over them, its
+/// trigger and functions: that move and its undo, killed, end as uninterrupted.
+#[tokio::test]
+async fn a_split_domains_move_killed_at_its_steps_ends_as_an_uninterrupted_run() {
+    let (servers, domain) = split_library_on_two_servers().await;
+    let points = match std::env::var_os("CARVE_KILL_FULL") {
+        Some(_) => Points::Every,
+        None => Points::Sample(6),
+    };
+    let target = servers.target.conninfo(DB);
+    let mut matrix = Matrix::new(servers, points);
+    let d = domain.as_str();
+    let moving = [
+        "move",
+        "--domain",
+        d,
+        "--target",
+        &target,
+        "--accept-unlimited-slot-wal",
+    ];
+    let restricted = matrix.scene.keep("restricted");
+    matrix.trials("move", &moving, &restricted).await;
+    matrix.run_from(&restricted, &moving).await;
+    let moved = matrix.scene.keep("moved");
+    matrix
+        .trials("undo move", &["undo", "move", "--domain", d], &moved)
+        .await;
+    matrix.report("a split domain's move");
 }

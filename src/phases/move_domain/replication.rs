@@ -222,8 +222,16 @@ impl<'a> Stream<'a> {
                     lit(&names.slot)
                 ),
                 done_check: format!("{} IS NOT NULL", self.subscription_id()),
-                // Dropping it drops its slot on the publisher too.
-                undo: format!("DROP SUBSCRIPTION {};", ident(&names.subscription)),
+                // Detached from its slot first: `DROP SUBSCRIPTION` would drop the
+                // slot on the publisher before its own transaction commits, so a run
+                // killed then would leave a subscription whose slot is gone, and the
+                // next drop would fail. The slot goes with its own step's undo.
+                undo: {
+                    let subscription = ident(&names.subscription);
+                    format!(
+                        "ALTER SUBSCRIPTION {subscription} DISABLE;\nALTER SUBSCRIPTION {subscription} SET (slot_name = NONE);\nDROP SUBSCRIPTION {subscription};"
+                    )
+                },
                 // CREATE SUBSCRIPTION makes a slot: not inside a transaction block.
                 transactional: false,
                 strong_lock: false,
@@ -333,8 +341,13 @@ impl<'a> Stream<'a> {
                     "SELECT pg_catalog.pg_create_logical_replication_slot({slot}, 'pgoutput');"
                 ),
                 done_check: self.slot_exists(),
+                // Once the subscription's walsender has let it go (it ends as the
+                // dropped subscription's worker does, at most 30 s).
                 undo: format!(
-                    "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = {slot};"
+                    "DO {};",
+                    crate::sql::dollar_quoted(&format!(
+                        "BEGIN FOR i IN 1..300 LOOP EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {slot} AND active); PERFORM pg_catalog.pg_sleep(0.1); END LOOP; PERFORM pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = {slot}; END"
+                    ))
                 ),
                 // A slot is made outside a transaction that has written anything.
                 transactional: false,
