@@ -1328,6 +1328,23 @@ mod tests {
         assert!(switch.undo.contains("UPDATE \"sales\".\"books\" t SET \"title\" = p.\"title\" FROM \"sales\".\"titles\" p WHERE p.\"id\" = t.\"id\";"), "{}", switch.undo);
         // Every column but the key moved: they were the last, the undo is exact.
         assert!(!planned.steps[6].description.contains("last"));
+        // `carve plan` forecasts the same: the table keeps its key, each part its
+        // columns, and the old name reads all three.
+        let after = crate::phases::forecast::after_split(&c, &planned.shapes);
+        let columns = |schema: &str, name: &str| -> Vec<String> {
+            after
+                .table(&QualName::new(schema, name))
+                .unwrap()
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        assert_eq!(columns("sales", "books"), ["id"]);
+        assert_eq!(columns("inventory", "stock"), ["id", "copies", "shelf"]);
+        assert_eq!(columns("sales", "titles"), ["id", "title"]);
+        let view = after.view(&QualName::new("public", "books")).unwrap();
+        assert_eq!(view.depends_on.len(), 3);
     }
 
     #[test]
