@@ -286,16 +286,19 @@ pub enum Command {
     /// json, xml or geometric column, which has no equality), unlogged or
     /// foreign tables, large objects, materialized views, rows already in the
     /// target's tables, a column type the target lacks (create types and extensions
-    /// there first), a long transaction on the source, assign not applied, and
+    /// there first), a long transaction on the source, assign not applied,
     /// cross-domain objects or accesses whose decision cannot hold on two servers
-    /// (keep-until-move, temporary-grant, shared-domain).
+    /// (keep-until-move, temporary-grant, shared-domain), and a split whose parts
+    /// are in two domains.
     ///
     /// Then, on the domain's server: the roles that own and use its tables (same
     /// password: the source's SCRAM verifier is copied when the step runs, never
     /// stored), the schema, the functions it needs, sequences, tables with keys and
-    /// replica identity, views, triggers, owners and grants, and the services'
-    /// search_path (the domain's schema first, so their unchanged SQL finds the
-    /// tables). On the source: a replication role (password generated into
+    /// replica identity, views, triggers, owners and grants, a split's view over
+    /// both parts when the domain holds both (with its INSTEAD OF trigger), and the
+    /// services' search_path ("$user", public, then the domain's schema: their
+    /// unchanged SQL finds the tables, and the split's view by the old name). On
+    /// the source: a replication role (password generated into
     /// --password-file, nowhere else) and a publication FOR TABLES IN SCHEMA; on the
     /// target a subscription (copy_data, streaming) that copies the
     /// tables and then follows every change. Secondary indexes and foreign keys are
