@@ -268,7 +268,14 @@ async fn demo(settings: &Settings, example: &Example, keep: bool) -> anyhow::Res
         .await
         .context("creating the domain's database")?;
     let target = domain_server.conninfo(example.name);
-    let moved = match movable_domain(&client, &super::connect(&target).await?, &plan_path).await? {
+    let (movable, passed_over) =
+        movable_domain(&client, &super::connect(&target).await?, &plan_path).await?;
+    // The larger domains the preflight refused, each with its first reason: what a
+    // team would have to decide or do before moving them.
+    for (domain, why) in &passed_over {
+        out.progress(&format!("{domain} stays on the monolith for now: {why}"));
+    }
+    let moved = match movable {
         Err(why) => {
             out.warn(&format!("no domain can move yet: {why}"));
             None
@@ -525,7 +532,7 @@ async fn movable_domain(
     source: &tokio_postgres::Client,
     target: &tokio_postgres::Client,
     plan_path: &std::path::Path,
-) -> anyhow::Result<Result<String, String>> {
+) -> anyhow::Result<(Result<String, String>, Vec<(String, String)>)> {
     use crate::catalog::facts::ServerFacts;
     use crate::phases::move_domain::preflight::{check, Acceptances};
     let mut plan = crate::plan::Plan::load(plan_path)?;
@@ -536,6 +543,7 @@ async fn movable_domain(
     let mut domains: Vec<&crate::plan::Domain> = plan.domains.iter().collect();
     domains.sort_by_key(|d| std::cmp::Reverse(d.tables.len()));
     let mut first_reasons = None;
+    let mut passed_over = Vec::new();
     for d in domains {
         let target_facts = crate::commands::move_domain::target_facts(target, &d.name).await?;
         let refusals = check(
@@ -547,8 +555,9 @@ async fn movable_domain(
             &Acceptances::default(),
         );
         if refusals.is_empty() {
-            return Ok(Ok(d.name.clone()));
+            return Ok((Ok(d.name.clone()), passed_over));
         }
+        passed_over.push((d.name.clone(), refusals[0].to_string()));
         first_reasons.get_or_insert_with(|| {
             refusals
                 .iter()
@@ -557,8 +566,9 @@ async fn movable_domain(
                 .join("; ")
         });
     }
-    Ok(Err(
-        first_reasons.unwrap_or_else(|| "the plan has no domain".into())
+    Ok((
+        Err(first_reasons.unwrap_or_else(|| "the plan has no domain".into())),
+        Vec::new(),
     ))
 }
 
