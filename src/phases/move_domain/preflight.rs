@@ -307,32 +307,38 @@ fn split_tables(
     if !split_done {
         return;
     }
-    for split in &plan.splits {
-        let part_here = here
+    // The splits of one table (a part per writer) stand behind one view.
+    let tables: BTreeSet<&str> = plan.splits.iter().map(|s| s.table.as_str()).collect();
+    for table in tables {
+        let part_here = plan
+            .splits
             .iter()
-            .any(|t| t.name == split.part && split.domain.as_deref().is_none_or(|d| d == t.schema));
+            .filter(|s| s.table == table)
+            .any(|split| {
+                here.iter().any(|t| {
+                    t.name == split.part && split.domain.as_deref().is_none_or(|d| d == t.schema)
+                })
+            });
         let parts: Vec<&QualName> = catalog
             .views
             .iter()
-            .find(|v| v.name.to_string() == split.table)
+            .find(|v| v.name.to_string() == table)
             .map(|v| v.depends_on.iter().map(|d| &d.relation).collect())
             .unwrap_or_default();
         let (in_domain, elsewhere): (Vec<&QualName>, Vec<&QualName>) =
             parts.iter().partition(|p| here.contains(*p));
         let split_across = !in_domain.is_empty() && !elsewhere.is_empty();
         if split_across || (part_here && parts.is_empty()) {
-            let names = |list: &[&QualName]| {
-                list.iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             refuse(
-                format!("split of {}", split.table),
+                format!("split of {table}"),
                 format!(
-                    "{} is in this domain and {} in another: the view over both parts and the triggers that keep each row whole need both on one server; keep both parts in one domain (a pin, then `carve undo split`, assign and split again), or keep this domain on the source",
-                    if in_domain.is_empty() { split.part.clone() } else { names(&in_domain) },
-                    if elsewhere.is_empty() { "the table".to_string() } else { names(&elsewhere) },
+                    "{} in this domain and {} in another: the view over the parts and the triggers that keep each row whole need them on one server; keep the parts in one domain (a pin, then `carve undo split`, assign and split again), or keep this domain on the source",
+                    match in_domain.len() {
+                        0 => "its part is".to_string(),
+                        1 => format!("{} is", in_domain[0]),
+                        _ => format!("{} are", crate::text::and_list(&in_domain)),
+                    },
+                    if elsewhere.is_empty() { "the table".to_string() } else { crate::text::and_list(&elsewhere) },
                 ),
             );
         }
