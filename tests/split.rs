@@ -322,7 +322,8 @@ async fn digest(admin: &tokio_postgres::Client, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_and_its_undo() {
+async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_its_move_and_its_undo(
+) {
     let source = server();
     let dir = tempfile::tempdir().unwrap();
     let workload = dir.path().join("workload");
@@ -458,6 +459,37 @@ async fn hostile_names_grants_triggers_and_keys_survive_a_split_killed_mid_copy_
         .await,
         100
     );
+
+    // The domain moves with the view over both parts, hostile names and all: on
+    // its server the old name reads every row as on the source, and a write
+    // through it reaches the part (rolled back: the server follows the source).
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    plan.let_kept_crossings_go("the test moves the domain");
+    plan.save(&m.plan).unwrap();
+    let (target_server, target) = target_server("hostile").await;
+    let out = move_to(&m, &domain, &target, &[]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let there = client(&target).await;
+    assert_eq!(digest(&there, name).await, digest(&admin, name).await);
+    there
+        .batch_execute(&format!(
+            "BEGIN; UPDATE {name} SET \"shelf;drop\" = 'there' WHERE \"select\" = 3;"
+        ))
+        .await
+        .unwrap();
+    let shelf: String = there
+        .query_one(
+            &format!("SELECT \"shelf;drop\" FROM {part_name} WHERE \"select\" = 3"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shelf, "there");
+    there.batch_execute("ROLLBACK").await.unwrap();
+    assert_success(&run(&m, &["undo", "move", "--domain", &domain]));
+    drop(there);
+    drop(target_server);
 
     // The undo puts everything back as it was (the moved columns were the last).
     let out = run(&m, &["undo", "split"]);
