@@ -329,10 +329,27 @@ fn split_tables(
             parts.iter().partition(|p| here.contains(*p));
         let split_across = !in_domain.is_empty() && !elsewhere.is_empty();
         if split_across || (part_here && parts.is_empty()) {
+            // The table is the relation beneath the view that no split made.
+            let table_schema = parts
+                .iter()
+                .find(|p| {
+                    !plan
+                        .splits
+                        .iter()
+                        .any(|s| s.table == table && s.part == p.name)
+                })
+                .map(|p| p.schema.clone());
+            let keep_together = match table_schema {
+                Some(schema) => format!(
+                    "give each part the table's domain (`domain = {}` in its [[splits]] entry; `carve undo restrict`, `carve undo split`, then split and restrict again), so they move together",
+                    toml::Value::String(schema)
+                ),
+                None => "keep the parts in the table's domain".into(),
+            };
             refuse(
                 format!("split of {table}"),
                 format!(
-                    "{} in this domain and {} in another: the view over the parts and the triggers that keep each row whole need them on one server; keep the parts in one domain (a pin, then `carve undo split`, assign and split again), or keep this domain on the source",
+                    "{} in this domain and {} in another: the view over the parts and the triggers that keep each row whole need them on one server; {keep_together}, or keep this domain on the source",
                     match in_domain.len() {
                         0 => "its part is".to_string(),
                         1 => format!("{} is", in_domain[0]),
@@ -878,6 +895,13 @@ mod tests {
                 found[0]
                     .why
                     .starts_with(&format!("{here} is in this domain and {there} in another")),
+                "{}",
+                text(&found)
+            );
+            assert!(
+                found[0]
+                    .why
+                    .contains("(`domain = \"sales\"` in its [[splits]] entry"),
                 "{}",
                 text(&found)
             );
