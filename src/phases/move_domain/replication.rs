@@ -226,12 +226,7 @@ impl<'a> Stream<'a> {
                 // slot on the publisher before its own transaction commits, so a run
                 // killed then would leave a subscription whose slot is gone, and the
                 // next drop would fail. The slot goes with its own step's undo.
-                undo: {
-                    let subscription = ident(&names.subscription);
-                    format!(
-                        "ALTER SUBSCRIPTION {subscription} DISABLE;\nALTER SUBSCRIPTION {subscription} SET (slot_name = NONE);\nDROP SUBSCRIPTION {subscription};"
-                    )
-                },
+                undo: self.drop_detached_sql(),
                 // CREATE SUBSCRIPTION makes a slot: not inside a transaction block.
                 transactional: false,
                 strong_lock: false,
@@ -358,12 +353,20 @@ impl<'a> Stream<'a> {
         )
     }
 
+    /// The subscription disabled, detached from its slot (`slot_name = NONE`) and
+    /// dropped: the slot on the publisher stays for a step of its own.
+    fn drop_detached_sql(&self) -> String {
+        let subscription = ident(&self.names.subscription);
+        format!(
+            "ALTER SUBSCRIPTION {subscription} DISABLE;\nALTER SUBSCRIPTION {subscription} SET (slot_name = NONE);\nDROP SUBSCRIPTION {subscription};"
+        )
+    }
+
     /// The subscription dropped, then its slot on the publisher: the subscription is
     /// first detached from its slot (`slot_name = NONE`), so a run killed half-way
     /// never leaves a subscription whose slot is gone (`DROP SUBSCRIPTION` drops the
     /// remote slot before its own transaction commits).
     pub fn unsubscribe(&self) -> Vec<Step> {
-        let subscription = ident(&self.names.subscription);
         let exists = self.subscription_id();
         vec![
             Step::sql(
@@ -375,9 +378,7 @@ impl<'a> Stream<'a> {
                 ),
                 self.subscriber.clone(),
                 SqlAction::transactional(
-                    format!(
-                        "ALTER SUBSCRIPTION {subscription} DISABLE;\nALTER SUBSCRIPTION {subscription} SET (slot_name = NONE);\nDROP SUBSCRIPTION {subscription};"
-                    ),
+                    self.drop_detached_sql(),
                     format!("{exists} IS NULL"),
                     "SELECT 1;".into(),
                 ),
