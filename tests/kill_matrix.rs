@@ -229,6 +229,28 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 impl Servers {
+    /// `m` on `source`, a server for its domain with an empty database of the
+    /// monolith's name, and PgBouncer in front of the source with the domain's
+    /// `entry`.
+    async fn around(
+        source: TempServer,
+        m: Monolith,
+        files: tempfile::TempDir,
+        entry: &str,
+    ) -> Servers {
+        let target = server();
+        create_db(&target, &m.db, "SELECT 1").await;
+        let bouncer = TempBouncer::start(&source, &[(entry, m.db.as_str())])
+            .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
+        Servers {
+            source,
+            target,
+            bouncer,
+            m,
+            files,
+        }
+    }
+
     fn stop(&mut self) {
         self.bouncer.stop();
         self.target.stop();
@@ -551,6 +573,15 @@ impl<S: Scene> Matrix<S> {
     }
 }
 
+/// The points a two-server matrix kills at: six seeded step starts per command,
+/// every point with `CARVE_KILL_FULL`.
+fn two_server_points() -> Points {
+    match std::env::var_os("CARVE_KILL_FULL") {
+        Some(_) => Points::Every,
+        None => Points::Sample(6),
+    }
+}
+
 /// Which points a matrix kills at.
 #[derive(Clone, Copy)]
 enum Points {
@@ -621,27 +652,13 @@ async fn shop_on_two_servers() -> (Servers, String) {
     let m = example_monolith(&source, files.path(), "shop", "shop").await;
     assign_letting_crossings_go(&m);
     let domain = domain_of(&m, "public.orders");
-    let target = server();
-    create_db(&target, "shop", "SELECT 1").await;
-    let bouncer = TempBouncer::start(&source, &[("orders_db", "shop")])
-        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
-    let servers = Servers {
-        source,
-        target,
-        bouncer,
-        m,
-        files,
-    };
-    (servers, domain)
+    (Servers::around(source, m, files, "orders_db").await, domain)
 }
 
 #[tokio::test]
 async fn every_two_server_phase_killed_at_every_step_ends_as_an_uninterrupted_run() {
     let (servers, domain) = shop_on_two_servers().await;
-    let points = match std::env::var_os("CARVE_KILL_FULL") {
-        Some(_) => Points::Every,
-        None => Points::Sample(6),
-    };
+    let points = two_server_points();
     let target = servers.target.conninfo("shop");
     let console = servers.bouncer.console_conninfo();
     let mut matrix = Matrix::new(servers, points);
@@ -703,18 +720,10 @@ async fn split_library_on_two_servers() -> (Servers, String) {
         assert_success(&run(&m, &[phase]));
     }
     let domain = domain_of(&m, "public.book_catalog");
-    let target = server();
-    create_db(&target, DB, "SELECT 1").await;
-    let bouncer = TempBouncer::start(&source, &[("catalog_db", DB)])
-        .unwrap_or_else(|e| panic!("cannot start a throw-away PgBouncer: {e}"));
-    let servers = Servers {
-        source,
-        target,
-        bouncer,
-        m,
-        files,
-    };
-    (servers, domain)
+    (
+        Servers::around(source, m, files, "catalog_db").await,
+        domain,
+    )
 }
 
 /// A domain holding both parts of a split moves with the view over them, its
@@ -722,10 +731,7 @@ async fn split_library_on_two_servers() -> (Servers, String) {
 #[tokio::test]
 async fn a_split_domains_move_killed_at_its_steps_ends_as_an_uninterrupted_run() {
     let (servers, domain) = split_library_on_two_servers().await;
-    let points = match std::env::var_os("CARVE_KILL_FULL") {
-        Some(_) => Points::Every,
-        None => Points::Sample(6),
-    };
+    let points = two_server_points();
     let target = servers.target.conninfo(DB);
     let mut matrix = Matrix::new(servers, points);
     let d = domain.as_str();
