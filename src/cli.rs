@@ -477,7 +477,9 @@ pub enum Command {
     /// schemas, compatibility views, restrict's roles and grants, crossings dropped
     /// by a cut-over), with the commands' defaults (--yes defaults for assign's
     /// objects, move's --max-lag and timeouts, cut-over's timeouts). A phase under
-    /// way is listed with its recorded steps, and nothing after it.
+    /// way is listed with its recorded steps, and nothing after it. A domain that
+    /// holds a split not yet run is listed once `carve split` has run (its move
+    /// copies what the split makes, as the source will have it), and a note says so.
     ///
     /// Also listed: every decision still missing, with its choices (assign's objects,
     /// restrict's cross-domain accesses, how a domain's clients switch); the servers,
