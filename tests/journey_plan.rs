@@ -566,3 +566,178 @@ async fn catalog_privileges(c: &tokio_postgres::Client) -> Vec<String> {
     .map(|r| r.get(0))
     .collect()
 }
+
+/// Polls `sql` (one bigint) on `client` until it returns `want`, for at most 60 s.
+async fn eventually(client: &tokio_postgres::Client, sql: &str, id: i64, want: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got: i64 = client.query_one(sql, &[&id]).await.unwrap().get(0);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql} ({id}): {got}, not {want}, after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The catalog split with its inventory part in a domain of its own, its writer's:
+/// the catalog's domain moves and is cut over, the part stays on the source with
+/// BookInventory, and is kept whole as the catalog's rows come back from the new
+/// server. Retire waits for the part; rollback and undo move leave no trace.
+#[tokio::test]
+async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() {
+    let (source, target, _bouncer, _dir, m, domain) =
+        library_journey_of("public.book_catalog", &["BookCatalog"]).await;
+    let inventory = "book_inventory";
+    let mut plan = Plan::load(&m.plan).unwrap();
+    let mut part_domain = plan.domains[0].clone();
+    part_domain.name = inventory.into();
+    part_domain.tables.clear();
+    part_domain.server = None;
+    plan.domains.push(part_domain);
+    let s = plan
+        .services
+        .iter_mut()
+        .find(|s| s.name == "BookInventory")
+        .unwrap();
+    s.domain = Some(inventory.into());
+    plan.splits[0].domain = Some(inventory.into());
+    plan.save(&m.plan).unwrap();
+    decide_library_crossings(&m);
+    for phase in ["assign", "split"] {
+        assert_success(&run(&m, &[phase]));
+    }
+    // BookInventory keeps reading the catalog's columns on the source (replicate:
+    // the source's table is kept current from the new server); what only holds on
+    // one server (the catalog's writes making the part's rows) is granted there.
+    let out = run(&m, &["restrict", "--dry-run", "--format", "json"]);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut plan = Plan::load(&m.plan).unwrap();
+    for c in report["crossings"].as_array().unwrap() {
+        if !c["decision"].is_null() {
+            continue;
+        }
+        let choice = if c["write"] == true {
+            format!("temporary-grant:{}", c["table_domain"].as_str().unwrap())
+        } else if c["table_domain"] == domain.as_str() {
+            "replicate".into()
+        } else {
+            "temporary-grant".into()
+        };
+        plan.decisions.push(carve::plan::Decision {
+            subject: c["subject"].as_str().unwrap().into(),
+            choice,
+            reason: "the test decides".into(),
+            rows: None,
+        });
+    }
+    plan.save(&m.plan).unwrap();
+    assert_success(&run(&m, &["restrict"]));
+
+    let before_move = schema_dump(&source, "library");
+    let out = run(&m, &["--format", "json", "move", "--domain", &domain]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let moved: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(moved["failing_statements"], 0, "{moved:#}");
+    let admin = client(&target.conninfo("library")).await;
+    let on_target: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'carve_split_row' OR tgrelid = 'public.book_catalog'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(on_target, 0, "no trigger writes the part on the new server");
+    for phase in ["verify", "cutover"] {
+        let out = run(&m, &[phase, "--domain", &domain]);
+        assert_eq!(code(&out), 0, "{phase}: {}\n{}", stderr(&out), stdout(&out));
+    }
+
+    // BookCatalog writes on the new server through the old name; the row comes
+    // back to the source, where the part gets its row.
+    let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
+    let id: i64 = catalog
+        .query_one(
+            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-1', 'Left', 'Someone', 2026, 'essay', 'its copies stay behind') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    catalog
+        .execute(
+            "UPDATE book_catalog SET title = 'Left, again' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let source_admin = client(&source.conninfo("library")).await;
+    let part_rows = "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1";
+    eventually(&source_admin, part_rows, id, 1).await;
+    // BookInventory, on the source, stocks the new book through the old name.
+    let stock = client(&as_role(&source, "library", "BookInventory")).await;
+    let row = stock
+        .query_one(
+            "UPDATE book_catalog SET copies_total = 3, copies_available = 3, shelf_location = 'N1', last_stocktake = now() WHERE id = $1 RETURNING copies_available",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 3);
+    eventually(
+        &source_admin,
+        "SELECT count(*) FROM public.book_catalog WHERE id = $1 AND title = 'Left, again'",
+        id,
+        1,
+    )
+    .await;
+    // Deleted on the new server, the book leaves the part on the source too.
+    catalog
+        .execute("DELETE FROM book_catalog WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    eventually(&source_admin, part_rows, id, 0).await;
+
+    // Retire would take the view BookInventory writes through: it waits.
+    let out = run(&m, &["retire", "--domain", &domain, "--after", "0s"]);
+    assert_eq!(code(&out), 6, "{}\n{}", stderr(&out), stdout(&out));
+    assert!(
+        stderr(&out).contains("book_inventory.book_catalog_book_inventory stay on the source"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Back to the source, then the move undone: nothing of it is left there.
+    let out = run(&m, &["rollback", "--domain", &domain]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let catalog = client(&as_role(&source, "library", "BookCatalog")).await;
+    let id: i64 = catalog
+        .query_one(
+            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-2', 'Back', 'Someone', 2026, 'essay', 'written on the source') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eventually(&source_admin, part_rows, id, 1).await;
+    let out = run(&m, &["undo", "move", "--domain", &domain]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let follow: i64 = source_admin
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'carve_move_follow'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(follow, 0);
+    // As before the move, but for the keys a rollback makes again without a scan.
+    assert_eq!(
+        schema_dump(&source, "library").replace(" NOT VALID;", ";"),
+        before_move
+    );
+}

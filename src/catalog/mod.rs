@@ -510,6 +510,23 @@ pub(crate) mod testing {
         }
     }
 
+    /// The `AFTER INSERT` row trigger a split leaves on its table (`table`,
+    /// `schema.name`), calling `function`: it makes each part's row.
+    pub fn split_row_trigger(table: &str, function: QualName) -> Trigger {
+        Trigger {
+            name: "carve_split_row".into(),
+            definition: format!(
+                "CREATE TRIGGER carve_split_row AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()"
+            ),
+            function,
+            timing: TriggerTiming::After,
+            events: vec![TriggerEvent::Insert],
+            columns: Vec::new(),
+            for_each_row: true,
+            enabled: true,
+        }
+    }
+
     /// An ordinary table owned by `app` with one integer column `total`.
     pub fn table(schema: &str, name: &str) -> Table {
         Table {

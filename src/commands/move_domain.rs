@@ -146,6 +146,11 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
     }
     if !started {
         phase::record_planned(&mut ctx.plan, &id, ctx.fingerprint.digest.clone(), &steps);
+        // What the move changes on the source besides privileges: a split's table
+        // whose parts stay there gets a trigger.
+        if let Some(record) = ctx.plan.phase_mut(&id) {
+            record.gate.touches = move_domain::source_touches(&ctx.catalog, &domain);
+        }
     }
     let (ran, skipped) = match phase::apply_phase(settings, &mut ctx, &id, &steps, &args.apply)
         .await?

@@ -114,6 +114,9 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
             if let Some(code) = phase::gate(settings, &ctx, &retire_id) {
                 return Ok(code);
             }
+            if let Some(code) = parts_left_behind(settings, &ctx.catalog, &domain) {
+                return Ok(code);
+            }
             let replicas = phase::replicated_reads(settings, &ctx, "kept on the source", |w| {
                 replica::replicas(&ctx.plan, &ctx.catalog, w, &domain)
             })
@@ -326,4 +329,34 @@ async fn drop(
         display_ident(&retired.schema)
     ));
     Ok(exit::SUCCESS)
+}
+
+/// A split's table whose parts stay on the source with their domains: its old name
+/// there is how their writers write them, and its trigger keeps them whole as the
+/// table's rows arrive back. Retire would take both; it waits (the refusal says so
+/// and changes nothing).
+fn parts_left_behind(
+    settings: &Settings,
+    catalog: &crate::catalog::Catalog,
+    domain: &str,
+) -> Option<u8> {
+    let splits = crate::phases::move_domain::split_across::table_side(catalog, domain);
+    if splits.is_empty() {
+        return None;
+    }
+    let out = &settings.out;
+    for split in &splits {
+        out.error(&format!(
+            "{}: {} stay on the source, written through this view, and kept whole from the rows of {} that arrive from {domain}'s server; retire would take the view over them and the stream that feeds them",
+            split.view.name,
+            crate::text::and_list(&split.parts),
+            split.table.name,
+        ));
+    }
+    out.name_objects(splits.iter().map(|s| s.view.name.to_string()));
+    out.warn(&format!(
+        "{domain} cannot be retired while a split's parts it leaves stay on the source: carve does not move those parts yet. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)"
+    ));
+    out.failing(exit::GATE_NOT_MET);
+    Some(exit::GATE_NOT_MET)
 }

@@ -108,12 +108,18 @@ fn unfence_sql(domain: &str, tables: &[&Table]) -> String {
             qualified(&t.name.schema, &t.name.name)
         ));
     }
-    sql.push_str(&format!(
+    sql.push_str(&drop_functions_sql(domain));
+    sql
+}
+
+/// The fence's functions dropped, when there: what a rollback leaves on the
+/// domain's server, which dropping its schema needs gone first.
+pub fn drop_functions_sql(domain: &str) -> String {
+    format!(
         "DROP FUNCTION IF EXISTS {}(), {}();",
         qualified(domain, TRIGGER),
         qualified(domain, FENCED_AT)
-    ));
-    sql
+    )
 }
 
 /// The fence on `on` (the side clients leave), naming `live` (where they go) in its

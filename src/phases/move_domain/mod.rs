@@ -23,6 +23,7 @@ pub mod preflight;
 pub mod reads;
 pub mod replication;
 pub mod schema;
+pub mod split_across;
 
 use std::time::Duration;
 
@@ -59,6 +60,15 @@ fn on_domain(domain: &str, id: String, description: String, action: SqlAction) -
     Step::sql(id, description, Target::Domain(domain.to_string()), action)
 }
 
+/// The relations and functions the move changes on the source, which the
+/// fingerprint gate sets aside while it is under way (`split_across`).
+pub fn source_touches(catalog: &Catalog, domain: &str) -> Vec<String> {
+    split_across::table_side(catalog, domain)
+        .iter()
+        .flat_map(|s| s.touches())
+        .collect()
+}
+
 /// Every step of `domain`'s move, in the order they run (see the module doc).
 pub fn steps(catalog: &Catalog, domain: &str, options: &MoveOptions) -> Vec<Step> {
     let target = schema::target_schema(catalog, domain);
@@ -78,6 +88,11 @@ pub fn steps(catalog: &Catalog, domain: &str, options: &MoveOptions) -> Vec<Step
         &options.reads,
         options.copy_timeout,
     ));
+    steps.extend(
+        split_across::table_side(catalog, domain)
+            .iter()
+            .filter_map(|s| s.follow_step(catalog)),
+    );
     steps.extend(replication::ready_steps(
         domain,
         options.max_lag,

@@ -43,7 +43,11 @@ pub fn roles_needed<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c Role> {
         name(&seq.owner, &seq.grants);
     }
     let views = catalog.views.iter().filter(|v| v.name.schema == domain);
-    for view in views.chain(joined_compat_views(catalog, domain)) {
+    let across = super::split_across::table_side(catalog, domain);
+    for view in views
+        .chain(joined_compat_views(catalog, domain))
+        .chain(across.iter().map(|s| s.view))
+    {
         name(&view.owner, &view.grants);
         for column in &view.columns {
             name(&view.owner, &column.grants);
@@ -110,10 +114,13 @@ fn domain_triggers<'c>(
     let joined: BTreeSet<&QualName> = joined_compat_views(catalog, domain)
         .map(|v| &v.name)
         .collect();
+    // A split's row trigger writes the parts; those in other domains stay behind.
+    let leaving_parts = super::split_across::tables_leaving_parts(catalog, domain);
     let domain = domain.to_string();
-    catalog
-        .triggers()
-        .filter(move |(on, _)| on.schema == domain || joined.contains(on))
+    catalog.triggers().filter(move |(on, t)| {
+        (on.schema == domain || joined.contains(on))
+            && !(t.name == super::split_across::ROW_TRIGGER && leaving_parts.contains(*on))
+    })
 }
 
 /// The compatibility views outside the domain that join two or more of its tables
@@ -435,6 +442,10 @@ impl<'c> Owned<'c> {
 /// Steps after the tables, views and functions: each relation's and the schema's
 /// owner and grants, then the login roles' `search_path`.
 pub fn privilege_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
+    let across: Vec<View> = super::split_across::table_side(catalog, domain)
+        .iter()
+        .map(|s| s.view_on_target())
+        .collect();
     let mut owned = Vec::new();
     if let Some(schema) = catalog.schemas.iter().find(|s| s.name == domain) {
         owned.push(Owned {
@@ -464,7 +475,10 @@ pub fn privilege_steps(catalog: &Catalog, domain: &str) -> Vec<Step> {
         .views
         .iter()
         .filter(|v| v.name.schema == domain && !v.materialized);
-    for view in views.chain(joined_compat_views(catalog, domain)) {
+    for view in views
+        .chain(joined_compat_views(catalog, domain))
+        .chain(&across)
+    {
         owned.push(
             Owned::relation("VIEW", &view.name, &view.owner, &view.grants)
                 .with_column_grants(&view.columns),

@@ -287,17 +287,20 @@ pub fn check(
 
     missing_types(&tables, &target.types, &mut refuse);
     crossing_decisions(plan, catalog, &here, &mut refuse);
-    split_tables(plan, catalog, &here, &mut refuse);
+    split_tables(plan, catalog, domain, &here, &mut refuse);
     out
 }
 
-/// A split table whose parts are in two domains, one of them this one: the view
-/// over both parts and the triggers that keep each row whole need both parts on
-/// one server. A split whose table and part are both in this domain goes with it,
-/// its view included (`objects::joined_compat_views`).
+/// A split table whose part is in this domain and whose table is in another: the
+/// part's rows are made as the table's rows are written, which needs the table
+/// where the part is. A split whose table and parts are all in this domain goes
+/// with it, its view included (`objects::joined_compat_views`); one whose table is
+/// here and whose parts are all elsewhere leaves them on the source, kept whole
+/// (`split_across`).
 fn split_tables(
     plan: &Plan,
     catalog: &Catalog,
+    domain: &str,
     here: &BTreeSet<&QualName>,
     refuse: &mut impl FnMut(String, String),
 ) {
@@ -307,9 +310,13 @@ fn split_tables(
     if !split_done {
         return;
     }
+    let leaving_parts: BTreeSet<String> = super::split_across::table_side(catalog, domain)
+        .iter()
+        .map(|s| s.view.name.to_string())
+        .collect();
     // The splits of one table (a part per writer) stand behind one view.
     let tables: BTreeSet<&str> = plan.splits.iter().map(|s| s.table.as_str()).collect();
-    for table in tables {
+    for table in tables.into_iter().filter(|t| !leaving_parts.contains(*t)) {
         let part_here = plan
             .splits
             .iter()
@@ -349,7 +356,7 @@ fn split_tables(
             refuse(
                 format!("split of {table}"),
                 format!(
-                    "{} in this domain and {} in another: the view over the parts and the triggers that keep each row whole need them on one server; {keep_together}, or keep this domain on the source",
+                    "{} in this domain and {} in another: a part's rows are made as the table's rows are written, which needs the table on the part's server, and carve moves a part only with its table for now; {keep_together}, or keep this domain on the source (the table's domain can move, leaving its parts here)",
                     match in_domain.len() {
                         0 => "its part is".to_string(),
                         1 => format!("{} is", in_domain[0]),
@@ -836,6 +843,17 @@ mod tests {
     fn split_into(part_schema: &str) -> (Plan, Catalog) {
         let (mut p, mut c) = assigned();
         c.tables.push(keyed(part_schema, "orders_pay"));
+        let orders = c
+            .tables
+            .iter_mut()
+            .find(|t| t.name == QualName::new("sales", "orders"))
+            .unwrap();
+        orders
+            .triggers
+            .push(crate::catalog::testing::split_row_trigger(
+                "sales.orders",
+                QualName::new(part_schema, "carve_split_1_row"),
+            ));
         c.views.push(crate::catalog::View {
             name: QualName::new("public", "orders"),
             materialized: false,
@@ -879,33 +897,32 @@ mod tests {
     }
 
     #[test]
-    fn a_split_moves_with_a_domain_holding_both_parts_and_is_refused_across_two() {
+    fn a_split_moves_with_its_table_and_its_part_only_with_it() {
         let (p, c) = split_into("sales");
         let found = check_ready_servers(&p, &c, "sales");
         assert!(found.is_empty(), "{found:#?}");
 
+        // Across two domains: the table's domain moves, leaving the part; the
+        // part's domain does not move without the table.
         let (p, c) = split_into("people");
-        for (domain, here, there) in [
-            ("sales", "sales.orders", "people.orders_pay"),
-            ("people", "people.orders_pay", "sales.orders"),
-        ] {
-            let found = check_ready_servers(&p, &c, domain);
-            assert_eq!(whats(&found), ["split of public.orders"], "{domain}");
-            assert!(
-                found[0]
-                    .why
-                    .starts_with(&format!("{here} is in this domain and {there} in another")),
-                "{}",
-                text(&found)
-            );
-            assert!(
-                found[0]
-                    .why
-                    .contains("(`domain = \"sales\"` in its [[splits]] entry"),
-                "{}",
-                text(&found)
-            );
-        }
+        let found = check_ready_servers(&p, &c, "sales");
+        assert!(found.is_empty(), "{found:#?}");
+        let found = check_ready_servers(&p, &c, "people");
+        assert_eq!(whats(&found), ["split of public.orders"]);
+        assert!(
+            found[0]
+                .why
+                .starts_with("people.orders_pay is in this domain and sales.orders in another"),
+            "{}",
+            text(&found)
+        );
+        assert!(
+            found[0]
+                .why
+                .contains("(`domain = \"sales\"` in its [[splits]] entry"),
+            "{}",
+            text(&found)
+        );
     }
 
     #[test]

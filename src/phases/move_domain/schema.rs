@@ -47,7 +47,11 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {})",
                 lit(domain)
             ),
-            format!("DROP SCHEMA {schema};"),
+            // A rollback leaves the fence's functions in it.
+            format!(
+                "{}\nDROP SCHEMA {schema};",
+                crate::phases::cutover::fence::drop_functions_sql(domain)
+            ),
         ),
     ));
     steps.extend(super::objects::function_steps(catalog, domain));
@@ -178,24 +182,27 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
     // schema: with the defaults it gives an INSERT and the comment that marks it as
     // assign's (its trigger follows with the others).
     for view in super::objects::joined_compat_views(catalog, domain) {
-        let name = qualified(&view.name.schema, &view.name.name);
-        let mut sql = create_view_sql(view);
-        if let Some(comment) = &view.comment {
-            sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
-        }
         let parts: Vec<&QualName> = view.depends_on.iter().map(|d| &d.relation).collect();
-        steps.push(on_domain(
+        steps.push(compat_view_step(
             domain,
-            format!("create view {}", view.name),
+            view,
             format!(
                 "view {} over {}, as on the source: the old name its clients write through",
                 view.name,
                 crate::text::and_list(&parts)
             ),
-            SqlAction::transactional(
-                sql,
-                relation_exists(&view.name.schema, &view.name.name, "'v'"),
-                format!("DROP VIEW {name};"),
+        ));
+    }
+    // A split whose parts stay in other domains: the old name over the table alone.
+    for split in super::split_across::table_side(catalog, domain) {
+        steps.push(compat_view_step(
+            domain,
+            &split.view_on_target(),
+            format!(
+                "view {} over {} alone: the old name the table's writers write through ({} stay on the source)",
+                split.view.name,
+                split.table.name,
+                crate::text::and_list(&split.parts)
             ),
         ));
     }
@@ -263,6 +270,26 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
         }
     }
     TargetSchema { steps, deferred }
+}
+
+/// A compatibility view outside the domain's schema, made on its server with the
+/// defaults it gives an INSERT and the comment that marks it as assign's.
+fn compat_view_step(domain: &str, view: &View, description: String) -> Step {
+    let name = qualified(&view.name.schema, &view.name.name);
+    let mut sql = create_view_sql(view);
+    if let Some(comment) = &view.comment {
+        sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
+    }
+    on_domain(
+        domain,
+        format!("create view {}", view.name),
+        description,
+        SqlAction::transactional(
+            sql,
+            relation_exists(&view.name.schema, &view.name.name, "'v'"),
+            format!("DROP VIEW {name};"),
+        ),
+    )
 }
 
 /// The domain's (plain) views, each after the views of the domain it reads.
