@@ -288,14 +288,18 @@ pub enum Command {
     /// target's tables, a column type the target lacks (create types and extensions
     /// there first), a long transaction on the source, assign not applied,
     /// cross-domain objects or accesses whose decision cannot hold on two servers
-    /// (keep-until-move, temporary-grant, shared-domain), and a split whose parts
-    /// are in two domains.
+    /// (keep-until-move, temporary-grant, shared-domain), and a split's part
+    /// whose table is in another domain (the table's domain moves first, leaving
+    /// its parts on the source).
     ///
     /// Then, on the domain's server: the roles that own and use its tables (same
     /// password: the source's SCRAM verifier is copied when the step runs, never
     /// stored), the schema, the functions it needs, sequences, tables with keys and
     /// replica identity, views, triggers, owners and grants, a split's view over
-    /// both parts when the domain holds both (with its INSTEAD OF trigger), and the
+    /// both parts when the domain holds both (with its INSTEAD OF trigger), or over
+    /// its table alone when the parts stay in other domains (then a trigger on the
+    /// source, ENABLE ALWAYS, keeps those parts whole as the table's rows come
+    /// back after cut-over), and the
     /// services' search_path ("$user", public, then the domain's schema: their
     /// unchanged SQL finds the tables, and the split's view by the old name). On
     /// the source: a replication role (password generated into
@@ -420,7 +424,9 @@ pub enum Command {
     /// its steps on the source run, then every statement of the services that stay
     /// on the source is prepared and explained as its role. One that would fail and
     /// no decision asks for (a column not kept, a view or table that goes) refuses
-    /// the retire (exit 6), each listed, nothing changed.
+    /// the retire (exit 6), each listed, nothing changed. So is a domain holding a
+    /// split's table whose parts stay on the source in other domains: retire would
+    /// take the view their writers write through (exit 6, nothing changed).
     ///
     /// `--drop`, later, drops the renamed schema with everything in it, refused
     /// while anything outside it depends on it. That one cannot be undone.

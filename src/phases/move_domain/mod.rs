@@ -5,7 +5,7 @@
 //!
 //! 1. the roles that own and use the domain, with their source passwords (`objects`);
 //! 2. the schema, the functions it needs, sequences, tables with their keys and
-//!    replica identity, views, triggers (`schema`);
+//!    replica identity, views (a split's, under the old name), triggers (`schema`);
 //! 3. owners, grants and the services' `search_path` (`objects`);
 //! 4. a replication role, a publication and a subscription that copies the tables
 //!    and then follows every change, and a wait for the copy (`replication`);
@@ -13,7 +13,10 @@
 //!    (`NOT VALID`, then validated) (`schema`);
 //! 6. the other domains' columns its services read by a `replicate` decision: a
 //!    copy on its server, fed by a stream of its own from the source (`reads`);
-//! 7. a wait until the target is within `max_lag` bytes of the source, and ANALYZE:
+//! 7. for a split's table whose parts stay in other domains, on the source: a
+//!    trigger that keeps those parts whole as its rows come back after cut-over
+//!    (`split_across`);
+//! 8. a wait until the target is within `max_lag` bytes of the source, and ANALYZE:
 //!    the move is *ready* for cut-over.
 //!
 //! Undone last step first, which leaves neither server with anything of the move.

@@ -178,3 +178,165 @@ impl SplitAcross<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{catalog, column, split_row_trigger, table};
+    use crate::catalog::{Constraint, ConstraintKind, Grant, ViewDependency};
+
+    fn grant(grantee: &str, privilege: &str) -> Grant {
+        Grant {
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+            grantor: "app".into(),
+        }
+    }
+
+    /// sales.orders (id, total) split with its part people.orders_pay (id, paid)
+    /// behind public.orders, as split leaves it: an invoker view over both with a
+    /// default and column grants on each side, the row trigger on the table.
+    fn split_across() -> Catalog {
+        let keyed = |schema: &str, name: &str, other: &str| {
+            let mut t = table(schema, name);
+            t.columns = vec![column("id", "bigint"), column(other, "integer")];
+            t.constraints.push(Constraint {
+                name: format!("{name}_pkey"),
+                kind: ConstraintKind::PrimaryKey,
+                definition: "PRIMARY KEY (id)".into(),
+                columns: vec!["id".into()],
+                foreign_key: None,
+                inherited: false,
+                deferrable: false,
+                initially_deferred: false,
+            });
+            t
+        };
+        let mut orders = keyed("sales", "orders", "total");
+        orders.triggers.push(split_row_trigger(
+            "sales.orders",
+            QualName::new("people", "carve_split_1a2b_row"),
+        ));
+        let mut total = column("total", "integer");
+        total.default = Some("0".into());
+        total.grants = vec![grant("shop", "INSERT")];
+        let mut paid = column("paid", "integer");
+        paid.grants = vec![grant("payments", "UPDATE")];
+        let view = View {
+            name: QualName::new("public", "orders"),
+            materialized: false,
+            owner: "app".into(),
+            definition: " SELECT t.id, t.total, p.paid FROM sales.orders t JOIN people.orders_pay p ON p.id = t.id;".into(),
+            columns: vec![column("id", "bigint"), total, paid],
+            options: vec!["security_invoker=true".into()],
+            depends_on: [("people", "orders_pay"), ("sales", "orders")]
+                .iter()
+                .map(|(s, n)| ViewDependency {
+                    relation: QualName::new(s, n),
+                    columns: Vec::new(),
+                })
+                .collect(),
+            triggers: vec![crate::catalog::testing::instead_of_trigger(
+                "carve_split_write",
+                "public.orders",
+                QualName::new("people", "carve_split_1a2b_write"),
+            )],
+            comment: Some(format!(
+                "{}sales.orders",
+                crate::phases::assign::COMPAT_VIEW_COMMENT
+            )),
+            grants: vec![grant("shop", "SELECT"), grant("payments", "SELECT")],
+        };
+        let mut c = catalog(vec![orders, keyed("people", "orders_pay", "paid")]);
+        c.views = vec![view];
+        for role in ["app", "shop", "payments"] {
+            c.roles.push(crate::catalog::Role {
+                login: role != "app",
+                ..crate::catalog::testing::role(role, false)
+            });
+        }
+        c.normalize();
+        c
+    }
+
+    #[test]
+    fn the_tables_domain_takes_a_view_over_the_table_alone_and_leaves_the_row_trigger() {
+        let c = split_across();
+        assert!(table_side(&c, "people").is_empty(), "the part's side");
+        let found = table_side(&c, "sales");
+        let [split] = found.as_slice() else {
+            panic!("{found:#?}")
+        };
+        assert_eq!(split.parts, [&QualName::new("people", "orders_pay")]);
+
+        let view = split.view_on_target();
+        let names: Vec<&str> = view.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "total"]);
+        assert!(
+            view.options.is_empty(),
+            "owner's rights: {:?}",
+            view.options
+        );
+        assert!(view.triggers.is_empty());
+
+        let schema = super::super::schema::target_schema(&c, "sales");
+        let ids: Vec<&str> = schema.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create schema sales",
+                "create table sales.orders",
+                "create view public.orders"
+            ],
+            "no row trigger, no function of the part's schema"
+        );
+        assert_eq!(
+            schema.steps[2].sql_action().unwrap().sql,
+            "CREATE VIEW \"public\".\"orders\" AS SELECT \"id\", \"total\" FROM \"sales\".\"orders\";\nALTER VIEW \"public\".\"orders\" ALTER COLUMN \"total\" SET DEFAULT 0;\nCOMMENT ON VIEW \"public\".\"orders\" IS 'carve: compatibility view for sales.orders';\n"
+        );
+        // Granted as on the source, but for the part's columns.
+        let privileges = super::super::objects::privilege_steps(&c, "sales");
+        let sql = &privileges
+            .iter()
+            .find(|s| s.id == "owner and grants of public.orders")
+            .expect("the view's owner and grants")
+            .sql_action()
+            .unwrap()
+            .sql;
+        assert!(
+            sql.contains("GRANT INSERT (\"total\") ON TABLE \"public\".\"orders\" TO \"shop\"")
+                && sql.contains("GRANT SELECT ON TABLE \"public\".\"orders\" TO \"payments\"")
+                && !sql.contains("\"paid\""),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn the_source_keeps_the_part_whole_for_replicated_rows_and_undoes_it() {
+        let c = split_across();
+        let split = &table_side(&c, "sales")[0];
+        assert_eq!(
+            split.touches(),
+            ["sales.orders", "people.carve_split_1a2b_follow"]
+        );
+        let step = split.follow_step(&c).unwrap();
+        assert_eq!(step.target, Target::Source);
+        let action = step.sql_action().unwrap();
+        for part in [
+            "INSERT INTO \"people\".\"orders_pay\" (\"id\") VALUES (NEW.\"id\") ON CONFLICT (\"id\") DO NOTHING;",
+            "DELETE FROM \"people\".\"orders_pay\" WHERE (\"id\") = (OLD.\"id\");",
+            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp",
+            "ALTER FUNCTION \"people\".\"carve_split_1a2b_follow\"() OWNER TO \"app\";",
+            "AFTER INSERT OR DELETE ON \"sales\".\"orders\"",
+            "ALTER TABLE \"sales\".\"orders\" ENABLE ALWAYS TRIGGER \"carve_move_follow\";",
+        ] {
+            assert!(action.sql.contains(part), "{part}: {}", action.sql);
+        }
+        assert!(action.done_check.contains("tgenabled = 'A'"));
+        assert_eq!(
+            action.undo,
+            "DROP TRIGGER \"carve_move_follow\" ON \"sales\".\"orders\";\nDROP FUNCTION \"people\".\"carve_split_1a2b_follow\"();"
+        );
+    }
+}
