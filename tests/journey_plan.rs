@@ -583,13 +583,19 @@ async fn eventually(client: &tokio_postgres::Client, sql: &str, id: i64, want: i
     }
 }
 
-/// The catalog split with its inventory part in a domain of its own, its writer's:
-/// the catalog's domain moves and is cut over, the part stays on the source with
-/// BookInventory, and is kept whole as the catalog's rows come back from the new
-/// server. Retire waits for the part; rollback and undo move leave no trace.
-#[tokio::test]
-async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() {
-    let (source, target, _bouncer, _dir, m, domain) =
+/// The library with its catalog split and the inventory part in a domain of its own,
+/// BookInventory's (`book_inventory`), assigned, split and restricted: each
+/// crossing decided so that it holds once each side has moved (BookInventory's
+/// reads of the catalog replicated, what only holds on one server granted).
+async fn library_split_across() -> (
+    TempServer,
+    TempServer,
+    TempBouncer,
+    tempfile::TempDir,
+    Monolith,
+    String,
+) {
+    let (source, target, bouncer, dir, m, domain) =
         library_journey_of("public.book_catalog", &["BookCatalog"]).await;
     let inventory = "book_inventory";
     let mut plan = Plan::load(&m.plan).unwrap();
@@ -610,9 +616,6 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     for phase in ["assign", "split"] {
         assert_success(&run(&m, &[phase]));
     }
-    // BookInventory keeps reading the catalog's columns on the source (replicate:
-    // the source's table is kept current from the new server); what only holds on
-    // one server (the catalog's writes making the part's rows) is granted there.
     let out = run(&m, &["restrict", "--dry-run", "--format", "json"]);
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let mut plan = Plan::load(&m.plan).unwrap();
@@ -622,7 +625,8 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
         }
         let choice = if c["write"] == true {
             format!("temporary-grant:{}", c["table_domain"].as_str().unwrap())
-        } else if c["table_domain"] == domain.as_str() {
+        } else if c["table_domain"] == domain.as_str() || c["service"] == "ReadingList" {
+            // Kept on the source for its readers when it moves.
             "replicate".into()
         } else {
             "temporary-grant".into()
@@ -636,12 +640,27 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     }
     plan.save(&m.plan).unwrap();
     assert_success(&run(&m, &["restrict"]));
+    (source, target, bouncer, dir, m, domain)
+}
 
-    let before_move = schema_dump(&source, "library");
-    let out = run(&m, &["--format", "json", "move", "--domain", &domain]);
+/// `carve --format json move --domain D`, successful with no statement failing
+/// on the new server.
+fn move_proven(m: &Monolith, domain: &str) {
+    let out = run(m, &["--format", "json", "move", "--domain", domain]);
     assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
     let moved: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(moved["failing_statements"], 0, "{moved:#}");
+}
+
+/// The catalog split with its inventory part in a domain of its own, its writer's:
+/// the catalog's domain moves and is cut over, the part stays on the source with
+/// BookInventory, and is kept whole as the catalog's rows come back from the new
+/// server. Retire waits for the part; rollback and undo move leave no trace.
+#[tokio::test]
+async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() {
+    let (source, target, _bouncer, _dir, m, domain) = library_split_across().await;
+    let before_move = schema_dump(&source, "library");
+    move_proven(&m, &domain);
     let admin = client(&target.conninfo("library")).await;
     let on_target: i64 = admin
         .query_one(
@@ -706,7 +725,8 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     let out = run(&m, &["retire", "--domain", &domain, "--after", "0s"]);
     assert_eq!(code(&out), 6, "{}\n{}", stderr(&out), stdout(&out));
     assert!(
-        stderr(&out).contains("book_inventory.book_catalog_book_inventory stay on the source"),
+        stderr(&out)
+            .contains("book_inventory.book_catalog_book_inventory kept whole on the source"),
         "{}",
         stderr(&out)
     );
@@ -736,6 +756,185 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
         .get(0);
     assert_eq!(follow, 0);
     // As before the move, but for the keys a rollback makes again without a scan.
+    assert_eq!(
+        schema_dump(&source, "library").replace(" NOT VALID;", ";"),
+        before_move
+    );
+}
+
+/// Then the part follows its table: the inventory domain moves to a server of its
+/// own once the catalog's is cut over. There BookInventory reads and writes the
+/// old name over its part and the copy of the catalog's columns it reads, and the
+/// part's rows are made as the catalog's rows arrive; the catalog's domain cannot
+/// roll back while the part is written there, and each side goes back and is
+/// undone, leaving the source as before.
+#[tokio::test]
+async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
+    let (source, target, _bouncer, dir, m, domain) = library_split_across().await;
+    let inventory = "book_inventory";
+    let before_move = schema_dump(&source, "library");
+    move_proven(&m, &domain);
+    // Before its table's domain is cut over, the part does not move.
+    let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
+    let parts_server = TempServer::start_with(&options).unwrap();
+    create_db(&parts_server, "library", "SELECT 1").await;
+    let mut plan = Plan::load(&m.plan).unwrap();
+    let d = plan
+        .domains
+        .iter_mut()
+        .find(|d| d.name == inventory)
+        .unwrap();
+    d.server = Some(parts_server.conninfo("library"));
+    plan.save(&m.plan).unwrap();
+    let out = run(&m, &["move", "--domain", inventory]);
+    assert_eq!(code(&out), 6, "{}\n{}", stderr(&out), stdout(&out));
+    assert!(
+        stderr(&out).contains("a part moves once its table's domain is moved and cut over"),
+        "{}",
+        stderr(&out)
+    );
+    for phase in ["verify", "cutover"] {
+        let out = run(&m, &[phase, "--domain", &domain]);
+        assert_eq!(code(&out), 0, "{phase}: {}\n{}", stderr(&out), stdout(&out));
+    }
+    move_proven(&m, inventory);
+    let connections = dir.path().join("connections");
+    std::fs::create_dir_all(&connections).unwrap();
+    let connections = connections.to_str().unwrap().to_string();
+    let switch = [
+        "--switch",
+        "file",
+        "--connection-dir",
+        &connections,
+        "--service",
+        "BookInventory",
+    ];
+    let out = run(&m, &["verify", "--domain", inventory]);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let mut cutover = vec!["cutover", "--domain", inventory];
+    cutover.extend(switch);
+    let out = run(&m, &cutover);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+
+    // A book catalogued on the catalog's server gets its inventory row on the
+    // part's server (and, from there, on the source).
+    let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
+    let id: i64 = catalog
+        .query_one(
+            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-3', 'Far', 'Someone', 2026, 'essay', 'its copies are counted elsewhere') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let parts_admin = client(&parts_server.conninfo("library")).await;
+    let source_admin = client(&source.conninfo("library")).await;
+    let part_rows = "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1";
+    eventually(&parts_admin, part_rows, id, 1).await;
+    eventually(&source_admin, part_rows, id, 1).await;
+    // BookInventory stocks it on its own server, through the old name.
+    let stock = client(&as_role(&parts_server, "library", "BookInventory")).await;
+    let row = stock
+        .query_one(
+            "UPDATE book_catalog SET copies_total = 4, copies_available = 4, shelf_location = 'F2', last_stocktake = now() WHERE id = $1 RETURNING copies_available",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 4);
+    let row = stock
+        .query_one(
+            "SELECT id, copies_total, copies_available, shelf_location FROM book_catalog WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("F2"));
+    // The catalog's rows and columns are written on the catalog's server only:
+    // BookInventory may not, and even a superuser is refused by the view.
+    let refused = stock
+        .execute("DELETE FROM book_catalog WHERE id = $1", &[&id])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    for sql in [
+        "DELETE FROM public.book_catalog WHERE id = $1",
+        "UPDATE public.book_catalog SET id = -id WHERE id = $1",
+    ] {
+        let refused = parts_admin.execute(sql, &[&id]).await.unwrap_err();
+        let message = refused.as_db_error().unwrap().message().to_string();
+        assert!(
+            message.contains("are written on the server of its domain, book_catalog"),
+            "{message}"
+        );
+    }
+    eventually(
+        &source_admin,
+        "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1 AND shelf_location = 'F2'",
+        id,
+        1,
+    )
+    .await;
+    // Deleted on the catalog's server, the book leaves both copies of the part.
+    catalog
+        .execute("DELETE FROM book_catalog WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    eventually(&parts_admin, part_rows, id, 0).await;
+    eventually(&source_admin, part_rows, id, 0).await;
+
+    // The catalog's domain cannot go back while its part is written elsewhere.
+    let out = run(&m, &["rollback", "--domain", &domain]);
+    assert_eq!(code(&out), 6, "{}\n{}", stderr(&out), stdout(&out));
+    assert!(
+        stderr(&out).contains("roll book_inventory back first"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The part's domain goes back: its rows are made on the source again.
+    let mut rollback = vec!["rollback", "--domain", inventory];
+    rollback.extend(switch);
+    let out = run(&m, &rollback);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let id: i64 = catalog
+        .query_one(
+            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-4', 'Near', 'Someone', 2026, 'essay', 'counted on the source again') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eventually(&source_admin, part_rows, id, 1).await;
+    eventually(&parts_admin, part_rows, id, 1).await;
+    let on_source = client(&as_role(&source, "library", "BookInventory")).await;
+    let updated = on_source
+        .execute(
+            "UPDATE book_catalog SET copies_total = 1, copies_available = 1 WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+
+    // Each side undone, last moved first: the source as before.
+    for args in [
+        vec!["undo", "move", "--domain", inventory],
+        vec!["rollback", "--domain", &domain],
+        vec!["undo", "move", "--domain", &domain],
+    ] {
+        let out = run(&m, &args);
+        assert_eq!(
+            code(&out),
+            0,
+            "{args:?}: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
     assert_eq!(
         schema_dump(&source, "library").replace(" NOT VALID;", ";"),
         before_move

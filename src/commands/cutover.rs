@@ -24,6 +24,7 @@ use crate::phases::cutover::{
     self, Clients, ConnectionFiles, Entry, Links, Switch, SwitchOptions, Switchboard,
 };
 use crate::phases::move_domain::replication::Names;
+use crate::phases::move_domain::split_across;
 use crate::plan::{
     now_rfc3339, ConsoleRef, Cutover, FilesSwitch, PhaseEvent, PhaseId, Plan, Side, StepStatus,
     Switching,
@@ -180,6 +181,21 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         if let Some(code) = phase::gate(settings, &ctx, &id) {
             return Ok(code);
         }
+        let refusals = split_across::switch_refusals(&ctx.plan, &ctx.catalog, &domain, to);
+        if !refusals.is_empty() {
+            for r in &refusals {
+                out.error(r);
+            }
+            out.name_objects(refusals.iter().cloned());
+            out.warn(&format!(
+                "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
+                cutover::phase_name(to),
+                refusals.len(),
+                to.other().word()
+            ));
+            out.failing(exit::GATE_NOT_MET);
+            return Ok(exit::GATE_NOT_MET);
+        }
     }
     // How each side reaches the other: given now, or as recorded when it was given.
     let known = ctx.plan.domains[position].clone();
@@ -215,6 +231,19 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             })
             .unwrap_or_default(),
     };
+    // A split's parts in this domain whose table is in another: where their rows
+    // are made follows the switch (from its record once under way).
+    let parts: Vec<Step> = match &recorded {
+        Some(steps) if !fresh => steps
+            .iter()
+            .filter(|s| {
+                s.id.starts_with("make the rows of ")
+                    || s.id.starts_with("stop making the rows of ")
+            })
+            .cloned()
+            .collect(),
+        _ => split_across::switch_steps(&ctx.catalog, &domain, to),
+    };
     let files = match &files_switch {
         Some(f) => Some(connection_files(&ctx, &domain, f, &server_spec, args)?),
         None => None,
@@ -234,6 +263,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         freeze_timeout: args.freeze_timeout,
         catch_up_timeout: args.catch_up_timeout,
         crossings: &crossings,
+        parts: &parts,
     };
     let planned = cutover::switch(&ctx.catalog, &domain, &options);
     let switch = match (&recorded, fresh) {

@@ -480,6 +480,11 @@ impl Journey<'_> {
             password_file,
         )?;
         let crossings = cutover::crossings::drops(&self.catalog, name);
+        let parts = crate::phases::move_domain::split_across::switch_steps(
+            &self.catalog,
+            name,
+            Side::Server,
+        );
         let options = SwitchOptions {
             to: Side::Server,
             clients: Clients::Pgbouncer(&board),
@@ -490,6 +495,7 @@ impl Journey<'_> {
             freeze_timeout: cutover::DEFAULT_FREEZE_TIMEOUT,
             catch_up_timeout: cutover::DEFAULT_CATCH_UP_TIMEOUT,
             crossings: &crossings,
+            parts: &parts,
         };
         let switch = cutover::switch(&self.catalog, name, &options);
         let point = switch

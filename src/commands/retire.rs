@@ -340,22 +340,31 @@ fn parts_left_behind(
     catalog: &crate::catalog::Catalog,
     domain: &str,
 ) -> Option<u8> {
-    let splits = crate::phases::move_domain::split_across::table_side(catalog, domain);
-    if splits.is_empty() {
+    use crate::phases::move_domain::split_across::{part_side, table_side};
+    let (tables, parts) = (table_side(catalog, domain), part_side(catalog, domain));
+    if tables.is_empty() && parts.is_empty() {
         return None;
     }
     let out = &settings.out;
-    for split in &splits {
+    for split in &tables {
         out.error(&format!(
-            "{}: {} stay on the source, written through this view, and kept whole from the rows of {} that arrive from {domain}'s server; retire would take the view over them and the stream that feeds them",
+            "{}: {} kept whole on the source from the rows of {} that arrive from {domain}'s server; retire would take the view over them, the trigger that keeps them whole and the stream that feeds it",
             split.view.name,
             crate::text::and_list(&split.parts),
             split.table.name,
         ));
     }
-    out.name_objects(splits.iter().map(|s| s.view.name.to_string()));
+    for split in &parts {
+        out.error(&format!(
+            "{}: {} made on the source from the rows of {} until {domain} was cut over, and again after a rollback; retire would take the part from under the trigger that makes them there",
+            split.view.name,
+            crate::text::and_list(&split.parts),
+            split.table.name,
+        ));
+    }
+    out.name_objects(tables.iter().chain(&parts).map(|s| s.view.name.to_string()));
     out.warn(&format!(
-        "{domain} cannot be retired while a split's parts it leaves stay on the source: carve does not move those parts yet. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)"
+        "{domain} holds a side of a split across domains, whose retire carve does not do yet. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)"
     ));
     out.failing(exit::GATE_NOT_MET);
     Some(exit::GATE_NOT_MET)

@@ -30,12 +30,17 @@ pub fn crossing_foreign_keys(catalog: &Catalog, domain: &str) -> Vec<(QualName, 
 }
 
 /// The triggers on other domains' tables whose functions write into the domain:
-/// (table, trigger).
+/// (table, trigger). Not those that make a split's parts' rows on the table: they
+/// make them only where the part is not fenced (`move_domain::split_across`).
 pub fn crossing_triggers(catalog: &Catalog, domain: &str) -> Vec<(QualName, String)> {
+    use crate::phases::move_domain::split_across::{FOLLOW_TRIGGER, ROW_TRIGGER};
     let mut resolver = Resolver::new(catalog, crate::analysis::usage::default_search_path());
     let mut found = Vec::new();
     for table in catalog.tables.iter().filter(|t| t.name.schema != domain) {
         for trigger in &table.triggers {
+            if [ROW_TRIGGER, FOLLOW_TRIGGER].contains(&trigger.name.as_str()) {
+                continue;
+            }
             let effect = resolver.function_touches(&trigger.function);
             if effect.writes.keys().any(|t| t.schema == domain) {
                 found.push((table.name.clone(), trigger.name.clone()));

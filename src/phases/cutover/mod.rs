@@ -250,6 +250,10 @@ pub struct SwitchOptions<'a> {
     /// boundary on the source (`crossings::drops`, as the cut-over planned them):
     /// a cut-over runs them, a rollback their undo.
     pub crossings: &'a [Step],
+    /// What the switch does to the rows of a split's parts in the domain whose
+    /// table is in another (`move_domain::split_across::switch_steps`), run past
+    /// the point of no return while the clients still wait.
+    pub parts: &'a [Step],
 }
 
 /// A switch's steps, and where in them its two moments are.
@@ -362,6 +366,7 @@ pub fn switch(catalog: &Catalog, domain: &str, options: &SwitchOptions) -> Switc
         steps.extend(undo_steps(options.crossings));
     }
     let point_of_no_return = steps.len();
+    steps.extend(options.parts.iter().cloned());
     match options.clients {
         Clients::Pgbouncer(board) => steps.extend(repoint(board, &to_target, to)),
         Clients::Files(files) => steps.extend(file_steps(files, domain, to)),
@@ -585,6 +590,7 @@ mod tests {
             freeze_timeout: Duration::from_secs(5),
             catch_up_timeout: Duration::from_secs(10),
             crossings: &[],
+            parts: &[],
         }
     }
 

@@ -13,9 +13,10 @@
 //!    (`NOT VALID`, then validated) (`schema`);
 //! 6. the other domains' columns its services read by a `replicate` decision: a
 //!    copy on its server, fed by a stream of its own from the source (`reads`);
-//! 7. for a split's table whose parts stay in other domains, on the source: a
-//!    trigger that keeps those parts whole as its rows come back after cut-over
-//!    (`split_across`);
+//! 7. a split across domains (`split_across`): for a part, the old name over the
+//!    copy of the table and the part, and the trigger on the copy that makes the
+//!    part's rows once cut over; for a table whose parts stay, on the source, a
+//!    trigger that keeps those parts whole as its rows come back after cut-over;
 //! 8. a wait until the target is within `max_lag` bytes of the source, and ANALYZE:
 //!    the move is *ready* for cut-over.
 //!
@@ -91,6 +92,11 @@ pub fn steps(catalog: &Catalog, domain: &str, options: &MoveOptions) -> Vec<Step
         &options.reads,
         options.copy_timeout,
     ));
+    steps.extend(
+        split_across::part_side(catalog, domain)
+            .iter()
+            .flat_map(|s| s.part_steps(catalog, domain, &options.reads)),
+    );
     steps.extend(
         split_across::table_side(catalog, domain)
             .iter()

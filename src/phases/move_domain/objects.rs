@@ -43,7 +43,8 @@ pub fn roles_needed<'c>(catalog: &'c Catalog, domain: &str) -> Vec<&'c Role> {
         name(&seq.owner, &seq.grants);
     }
     let views = catalog.views.iter().filter(|v| v.name.schema == domain);
-    let across = super::split_across::table_side(catalog, domain);
+    let mut across = super::split_across::table_side(catalog, domain);
+    across.extend(super::split_across::part_side(catalog, domain));
     for view in views
         .chain(joined_compat_views(catalog, domain))
         .chain(across.iter().map(|s| s.view))

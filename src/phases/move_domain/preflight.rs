@@ -291,12 +291,12 @@ pub fn check(
     out
 }
 
-/// A split table whose part is in this domain and whose table is in another: the
-/// part's rows are made as the table's rows are written, which needs the table
-/// where the part is. A split whose table and parts are all in this domain goes
-/// with it, its view included (`objects::joined_compat_views`); one whose table is
-/// here and whose parts are all elsewhere leaves them on the source, kept whole
-/// (`split_across`).
+/// A split the move cannot carry now. One whose table and parts are all in this
+/// domain goes with it, its view included (`objects::joined_compat_views`); one
+/// whose table is here and parts elsewhere, or a part here and its table
+/// elsewhere, moves side by side (`split_across`: a part once its table's domain
+/// is cut over). Refused: a split with the table and a part here and another part
+/// elsewhere.
 fn split_tables(
     plan: &Plan,
     catalog: &Catalog,
@@ -310,13 +310,19 @@ fn split_tables(
     if !split_done {
         return;
     }
-    let leaving_parts: BTreeSet<String> = super::split_across::table_side(catalog, domain)
+    // A split whose table and parts are on different sides of this domain's
+    // boundary moves side by side (`split_across`).
+    let across: BTreeSet<String> = super::split_across::table_side(catalog, domain)
         .iter()
+        .chain(&super::split_across::part_side(catalog, domain))
         .map(|s| s.view.name.to_string())
         .collect();
+    for (what, why) in super::split_across::move_refusals(plan, catalog, domain) {
+        refuse(what, why);
+    }
     // The splits of one table (a part per writer) stand behind one view.
     let tables: BTreeSet<&str> = plan.splits.iter().map(|s| s.table.as_str()).collect();
-    for table in tables.into_iter().filter(|t| !leaving_parts.contains(*t)) {
+    for table in tables.into_iter().filter(|t| !across.contains(*t)) {
         let part_here = plan
             .splits
             .iter()
@@ -367,6 +373,22 @@ fn split_tables(
             );
         }
     }
+}
+
+/// Whether `service`'s clients have left the source: its home domain is cut over
+/// to its own server, where the move's proof found its statements working. What it
+/// was granted across domains on the source then holds for nobody.
+fn gone_from_source(plan: &Plan, service: &str) -> bool {
+    let home = plan
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .and_then(|s| s.domain.as_deref());
+    plan.domains
+        .iter()
+        .find(|d| Some(d.name.as_str()) == home)
+        .and_then(|d| d.cutover.as_ref())
+        .is_some_and(|c| c.live == crate::plan::Side::Server && c.switching.is_none())
 }
 
 /// Column types that are not built in (the catalog reader writes them
@@ -497,11 +519,11 @@ fn crossing_decisions(
             .subject
             .strip_prefix("read ")
             .or_else(|| decision.subject.strip_prefix("write "));
-        if let Some((table, _service)) = access.and_then(|a| a.rsplit_once(" by ")) {
+        if let Some((table, service)) = access.and_then(|a| a.rsplit_once(" by ")) {
             let holds_only_on_one_server = decision.choice == "temporary-grant"
                 || decision.choice == "shared-domain"
                 || decision.choice.starts_with("temporary-grant:");
-            if in_domain(table) && holds_only_on_one_server {
+            if in_domain(table) && holds_only_on_one_server && !gone_from_source(plan, service) {
                 refuse(
                     decision.subject.clone(),
                     format!(
@@ -912,7 +934,7 @@ mod tests {
         assert!(
             found[0]
                 .why
-                .starts_with("people.orders_pay is in this domain and sales.orders in another"),
+                .starts_with("people.orders_pay is in this domain and its table sales.orders in sales, whose clients are not on its own server: a part moves once its table's domain is moved and cut over"),
             "{}",
             text(&found)
         );

@@ -1,46 +1,69 @@
-//! A split table whose parts are in other domains, moving with its table's domain
-//! (the table's side). The shop's orders is the case: the orders domain holds the
-//! table, payments' domain its part. The part stays on the source with its
-//! domain's services; the table goes, and with it the writes that make its rows.
+//! A split table whose parts are in other domains than the table (the shop's
+//! orders: the orders domain holds the table, payments' domain its part). Each side
+//! moves with its own domain, the table's first:
 //!
-//! - On the domain's server the old name is a view over the table alone, with the
-//!   columns the table keeps: the table's writers write through it as before (an
-//!   owner's-rights, automatically updatable view, granted as on the source). The
-//!   split's row trigger stays behind: it writes the part, which is not there.
-//! - On the source, a trigger that fires for replicated rows too (`ENABLE ALWAYS`)
-//!   keeps every part whole once the table's rows arrive from the domain's server
-//!   after cut-over: a part's row for each new row, gone with its row. The split's
-//!   own row trigger and its cascading key do not fire for a replicated change.
+//! **The table's side** (`table_side`), while the parts stay on the source:
+//! - on the domain's server the old name is a view over the table alone, with the
+//!   table's columns: its writers write through it as before (an owner's-rights,
+//!   automatically updatable view, granted as on the source). The split's row
+//!   trigger stays behind: it writes the parts, which are not there;
+//! - on the source, a trigger that fires for replicated rows too (`ENABLE ALWAYS`)
+//!   gives each part a row for every row of the table, and removes it with its
+//!   row, once the table's rows come back from the domain's server after cut-over
+//!   (the split's own trigger and cascading key do not fire for replicated changes).
 //!
-//! Moving a part without its table is not done yet: the preflight refuses it.
+//! **A part's side** (`part_side`), once the table's domain is cut over: the part
+//! goes to its domain's server like any table; there
+//! - the old name is a view over the part and the copy of the table's columns its
+//!   services read (a `replicate` decision, `reads`), whose trigger writes the
+//!   part's columns and refuses the table's (they are written on the table's
+//!   server);
+//! - a trigger on that copy makes and removes the part's rows as the table's rows
+//!   arrive, enabled only once the part's domain is cut over (`switch_steps`):
+//!   before, the part's rows come from the source.
+//!
+//! Each part's rows are made only where the part is written: both triggers do
+//! nothing while the part is fenced on their side (`cutover::fence`), and a
+//! switch fills in the rows of the table's rows that came while neither made them.
 
 use std::collections::BTreeSet;
 
-use super::super::lit;
+use super::super::{grant_sql, lit, relation_exists};
 use crate::catalog::{Catalog, QualName, Table, View};
 use crate::engine::{SqlAction, Step, Target};
 use crate::phases::assign::is_compat_view;
-use crate::phases::cutover::replica::identity_columns;
-use crate::sql::{dollar_quoted, ident, ident_list, qualified};
+use crate::phases::cutover::fence;
+use crate::phases::cutover::replica::{create_view_sql, identity_columns, Replica};
+use crate::plan::{Plan, Side};
+use crate::sql::{display_ident, dollar_quoted, ident, ident_list, qualified};
 
 /// The trigger a split leaves on its table: it makes each part's row as a row
 /// goes in (`phases::split`).
 pub const ROW_TRIGGER: &str = "carve_split_row";
 
-/// The trigger the move adds on the source (see the module doc).
+/// The trigger the table's move adds on the source (see the module doc).
 pub const FOLLOW_TRIGGER: &str = "carve_move_follow";
 
-/// A split whose table is in the moving domain and whose parts are all elsewhere.
+/// The trigger a part's move adds on the copy of the table on its server.
+pub const PART_ROWS_TRIGGER: &str = "carve_part_rows";
+
+/// The `INSTEAD OF` trigger of the old name on a part's server.
+pub const PART_WRITE_TRIGGER: &str = "carve_part_write";
+
+/// A split whose table and parts are in different domains.
 #[derive(Debug, Clone)]
 pub struct SplitAcross<'c> {
     /// The old name: assign's view over the table and its parts.
     pub view: &'c View,
     pub table: &'c Table,
+    /// The parts this side is about: all of them on the table's side, those of
+    /// the moving domain on a part's side.
     pub parts: Vec<&'c QualName>,
 }
 
-/// Every split whose table `domain` holds and whose parts are all in other domains.
-pub fn table_side<'c>(catalog: &'c Catalog, domain: &str) -> Vec<SplitAcross<'c>> {
+/// The splits whose view joins a table and parts, each as `keep` picks them:
+/// (the split with every part, the domain).
+fn splits<'c>(catalog: &'c Catalog) -> impl Iterator<Item = SplitAcross<'c>> {
     catalog
         .views
         .iter()
@@ -52,14 +75,31 @@ pub fn table_side<'c>(catalog: &'c Catalog, domain: &str) -> Vec<SplitAcross<'c>
                 .iter()
                 .filter_map(|d| catalog.table(&d.relation))
                 .find(|t| t.triggers.iter().any(|t| t.name == ROW_TRIGGER))?;
-            let parts: Vec<&QualName> = view
+            let parts = view
                 .depends_on
                 .iter()
                 .map(|d| &d.relation)
                 .filter(|r| **r != table.name)
                 .collect();
-            let elsewhere = parts.iter().all(|p| p.schema != domain);
-            (table.name.schema == domain && elsewhere).then_some(SplitAcross { view, table, parts })
+            Some(SplitAcross { view, table, parts })
+        })
+}
+
+/// Every split whose table `domain` holds and whose parts are all in other domains.
+pub fn table_side<'c>(catalog: &'c Catalog, domain: &str) -> Vec<SplitAcross<'c>> {
+    splits(catalog)
+        .filter(|s| s.table.name.schema == domain && s.parts.iter().all(|p| p.schema != domain))
+        .collect()
+}
+
+/// Every split with a part in `domain` and its table in another, with the parts
+/// `domain` holds.
+pub fn part_side<'c>(catalog: &'c Catalog, domain: &str) -> Vec<SplitAcross<'c>> {
+    splits(catalog)
+        .filter(|s| s.table.name.schema != domain)
+        .filter_map(|mut s| {
+            s.parts.retain(|p| p.schema == domain);
+            (!s.parts.is_empty()).then_some(s)
         })
         .collect()
 }
@@ -70,6 +110,106 @@ pub fn tables_leaving_parts(catalog: &Catalog, domain: &str) -> BTreeSet<QualNam
         .into_iter()
         .map(|s| s.table.name.clone())
         .collect()
+}
+
+/// Whether the plan has `domain`'s clients on its own server.
+fn live_on_server(plan: &Plan, domain: &str) -> bool {
+    plan.domains
+        .iter()
+        .find(|d| d.name == domain)
+        .and_then(|d| d.cutover.as_ref())
+        .is_some_and(|c| c.live == Side::Server && c.switching.is_none())
+}
+
+/// Why `domain` may not move now because of a split across domains: a part moves
+/// only once its table's domain is cut over (its rows are then made where the
+/// table's rows arrive, on the part's server).
+pub fn move_refusals(plan: &Plan, catalog: &Catalog, domain: &str) -> Vec<(String, String)> {
+    part_side(catalog, domain)
+        .iter()
+        .filter(|s| !live_on_server(plan, &s.table.name.schema))
+        .map(|s| {
+            (
+                format!("split of {}", s.view.name),
+                format!(
+                    "{} {} in this domain and its table {} in {}, whose clients are not on its own server: a part moves once its table's domain is moved and cut over (carve move, then carve cutover --domain {}), so that the part's rows are made where the table's rows arrive; or give the part the table's domain (`domain = {}` in its [[splits]] entry; `carve undo restrict`, `carve undo split`, then split and restrict again), so they move together",
+                    crate::text::and_list(&s.parts),
+                    if s.parts.len() == 1 { "is" } else { "are" },
+                    s.table.name,
+                    display_ident(&s.table.name.schema),
+                    display_ident(&s.table.name.schema),
+                    toml::Value::String(s.table.name.schema.clone())
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Why `domain`'s clients may not switch `to` now because of a split across
+/// domains: a part's domain cuts over only while its table's domain is cut over,
+/// and the table's domain rolls back only while no part's domain is cut over (its
+/// writes on the source would write the parts there).
+pub fn switch_refusals(plan: &Plan, catalog: &Catalog, domain: &str, to: Side) -> Vec<String> {
+    match to {
+        Side::Server => part_side(catalog, domain)
+            .iter()
+            .filter(|s| !live_on_server(plan, &s.table.name.schema))
+            .map(|s| {
+                format!(
+                    "{} of {} is made as the rows of {} arrive on this domain's server, and {}'s clients are not on its own server: cut {} over first",
+                    crate::text::and_list(&s.parts),
+                    s.view.name,
+                    s.table.name,
+                    display_ident(&s.table.name.schema),
+                    display_ident(&s.table.name.schema)
+                )
+            })
+            .collect(),
+        Side::Source => table_side(catalog, domain)
+            .iter()
+            .flat_map(|s| s.parts.iter().map(move |p| (s, p)))
+            .filter(|(_, p)| live_on_server(plan, &p.schema))
+            .map(|(s, p)| {
+                format!(
+                    "{p} of {} is written on {}'s server: back on the source, the writes through {} would write it there; roll {} back first",
+                    s.view.name,
+                    display_ident(&p.schema),
+                    s.view.name,
+                    display_ident(&p.schema)
+                )
+            })
+            .collect(),
+    }
+}
+
+/// `CREATE FUNCTION` of a trigger function carve makes (as `owner`, with a fixed
+/// search path), then `rest`.
+fn trigger_function_sql(function: &QualName, owner: &str, body: &str, rest: &str) -> String {
+    let f = qualified(&function.schema, &function.name);
+    format!(
+        "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {f}() OWNER TO {};\n{rest}",
+        dollar_quoted(body),
+        ident(owner)
+    )
+}
+
+/// SQL: true while `relation` has no fence here.
+fn unfenced(relation: &QualName) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
+        lit(&qualified(&relation.schema, &relation.name)),
+        lit(fence::TRIGGER)
+    )
+}
+
+/// SQL: whether the trigger `name` on `on` is in the state `enabled` (`pg_trigger.tgenabled`).
+fn trigger_state(on: &QualName, name: &str, enabled: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {} AND tgenabled = {})",
+        lit(&qualified(&on.schema, &on.name)),
+        lit(name),
+        lit(enabled)
+    )
 }
 
 impl SplitAcross<'_> {
@@ -92,42 +232,36 @@ impl SplitAcross<'_> {
         view
     }
 
-    /// The function of the follow trigger, beside the split's own (in the first
-    /// part's schema).
-    fn follow_function(&self) -> Option<QualName> {
+    /// A function carve makes for this split across domains, beside the split's
+    /// own (in the first part's schema): `…_follow`, `…_part_rows`, `…_part_write`.
+    fn function(&self, what: &str) -> Option<QualName> {
         let row = self.table.triggers.iter().find(|t| t.name == ROW_TRIGGER)?;
         let base = row.function.name.strip_suffix("_row")?;
         Some(QualName::new(
             &row.function.schema,
-            &format!("{base}_follow"),
+            &format!("{base}_{what}"),
         ))
     }
 
-    /// What the move changes on the source, for the fingerprint gate.
-    pub fn touches(&self) -> Vec<String> {
-        let mut out = vec![self.table.name.to_string()];
-        out.extend(self.follow_function().map(|f| f.to_string()));
-        out
-    }
-
-    /// On the source: the trigger that keeps each part whole as the table's rows
-    /// arrive from the domain's server (see the module doc), with its undo.
-    pub fn follow_step(&self, catalog: &Catalog) -> Option<Step> {
-        let function = self.follow_function()?;
-        let owner = catalog
+    /// Who owns the functions: the owner of the split's own.
+    fn function_owner<'a>(&'a self, catalog: &'a Catalog) -> &'a str {
+        let row = self.table.triggers.iter().find(|t| t.name == ROW_TRIGGER);
+        catalog
             .functions
             .iter()
-            .find(|f| {
-                self.table
-                    .triggers
-                    .iter()
-                    .any(|t| t.name == ROW_TRIGGER && t.function == f.name)
-            })
-            .map_or(self.table.owner.as_str(), |f| f.owner.as_str());
-        let key: Vec<String> = identity_columns(self.table).into_iter().collect();
-        if key.is_empty() {
-            return None;
-        }
+            .find(|f| row.is_some_and(|r| r.function == f.name))
+            .map_or(self.table.owner.as_str(), |f| f.owner.as_str())
+    }
+
+    fn key(&self) -> Vec<String> {
+        identity_columns(self.table).into_iter().collect()
+    }
+
+    /// A trigger body that gives each of the parts a row for each row inserted
+    /// into the table (its key, the other columns' defaults) and removes it with
+    /// its row, for each part that has no fence here.
+    fn rows_body(&self) -> String {
+        let key = self.key();
         let keys = ident_list(&key);
         let of = |prefix: &str| {
             key.iter()
@@ -135,48 +269,391 @@ impl SplitAcross<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let (mut inserts, mut deletes) = (String::new(), String::new());
+        let mut body = String::from("BEGIN ");
         for part in &self.parts {
             let name = qualified(&part.schema, &part.name);
-            inserts.push_str(&format!(
-                "INSERT INTO {name} ({keys}) VALUES ({}) ON CONFLICT ({keys}) DO NOTHING; ",
-                of("NEW.")
-            ));
-            deletes.push_str(&format!(
-                "DELETE FROM {name} WHERE ({keys}) = ({}); ",
+            body.push_str(&format!(
+                "IF {} THEN IF TG_OP = 'INSERT' THEN INSERT INTO {name} ({keys}) VALUES ({}) ON CONFLICT ({keys}) DO NOTHING; ELSE DELETE FROM {name} WHERE ({keys}) = ({}); END IF; END IF; ",
+                unfenced(part),
+                of("NEW."),
                 of("OLD.")
             ));
         }
-        let body = format!(
-            "BEGIN IF TG_OP = 'INSERT' THEN {inserts}ELSE {deletes}END IF; RETURN NULL; END"
-        );
+        body.push_str("RETURN NULL; END");
+        body
+    }
+
+    /// SQL that gives each part a row for each row of `table` (here: the table,
+    /// or its copy by the same name) that has none.
+    fn fill_sql(&self) -> String {
+        let key = self.key();
+        let keys = ident_list(&key);
+        let table = qualified(&self.table.name.schema, &self.table.name.name);
+        let matched = key
+            .iter()
+            .map(|k| format!("p.{k} = t.{k}", k = ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let selected = key
+            .iter()
+            .map(|k| format!("t.{}", ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.parts
+            .iter()
+            .map(|part| {
+                let name = qualified(&part.schema, &part.name);
+                format!(
+                    "INSERT INTO {name} ({keys}) SELECT {selected} FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {name} p WHERE {matched}) ON CONFLICT ({keys}) DO NOTHING;\n"
+                )
+            })
+            .collect()
+    }
+
+    /// SQL: true when every row of the table here has each part's row.
+    fn filled(&self) -> String {
+        let key = self.key();
+        let table = qualified(&self.table.name.schema, &self.table.name.name);
+        let matched = key
+            .iter()
+            .map(|k| format!("p.{k} = t.{k}", k = ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        self.parts
+            .iter()
+            .map(|part| {
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {matched}))",
+                    qualified(&part.schema, &part.name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// What the move changes on the source, for the fingerprint gate.
+    pub fn touches(&self) -> Vec<String> {
+        let mut out = vec![self.table.name.to_string()];
+        out.extend(self.function("follow").map(|f| f.to_string()));
+        out
+    }
+
+    /// On the source, for the table's side: the trigger that keeps each part whole
+    /// as the table's rows arrive from the domain's server (see the module doc),
+    /// with its undo.
+    pub fn follow_step(&self, catalog: &Catalog) -> Option<Step> {
+        let function = self.function("follow")?;
+        if self.key().is_empty() {
+            return None;
+        }
         let f = qualified(&function.schema, &function.name);
         let table = qualified(&self.table.name.schema, &self.table.name.name);
         let trigger = ident(FOLLOW_TRIGGER);
         let parts = &self.parts;
         Some(Step::sql(
-            format!("keep {} whole as {} arrives", crate::text::and_list(parts), self.table.name),
             format!(
-                "on the source, {} gets a row for each row of {} and loses it with the row, also for the rows that arrive from the domain's server after cut-over (ENABLE ALWAYS: the split's trigger and cascading key do not fire for replicated rows)",
+                "keep {} whole as {} arrives",
+                crate::text::and_list(parts),
+                self.table.name
+            ),
+            format!(
+                "on the source, {} gets a row for each row of {} and loses it with the row, also for the rows that arrive from the domain's server after cut-over (ENABLE ALWAYS: the split's trigger and cascading key do not fire for replicated rows); not while the part is fenced there",
                 crate::text::and_list(parts),
                 self.table.name
             ),
             Target::Source,
             SqlAction::transactional(
-                format!(
-                    "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};\nALTER FUNCTION {f}() OWNER TO {};\nCREATE TRIGGER {trigger} AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {f}();\nALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n",
-                    dollar_quoted(&body),
-                    ident(owner)
+                trigger_function_sql(
+                    &function,
+                    self.function_owner(catalog),
+                    &self.rows_body(),
+                    &format!(
+                        "CREATE TRIGGER {trigger} AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {f}();\nALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n"
+                    ),
                 ),
-                format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {} AND tgenabled = 'A')",
-                    lit(&table),
-                    lit(FOLLOW_TRIGGER)
-                ),
+                trigger_state(&self.table.name, FOLLOW_TRIGGER, "A"),
                 format!("DROP TRIGGER {trigger} ON {table};\nDROP FUNCTION {f}();"),
             ),
         ))
     }
+
+    /// On a part's server, after the copies (`reads`): the old name over the copy
+    /// of the table (`copy`: the columns the part's services read) and the parts,
+    /// and the trigger on the copy that makes the parts' rows, disabled until
+    /// cut-over. Nothing without a copy of the table: the services' statements
+    /// that read it then fail in the move's proof, which names them.
+    pub fn part_steps(&self, catalog: &Catalog, domain: &str, copies: &[Replica]) -> Vec<Step> {
+        let Some(copy) = copies.iter().find(|r| r.table == self.table.name) else {
+            return Vec::new();
+        };
+        let (Some(write), Some(rows)) = (self.function("part_write"), self.function("part_rows"))
+        else {
+            return Vec::new();
+        };
+        let key = self.key();
+        if key.is_empty() || !key.iter().all(|k| copy.columns.contains(k)) {
+            return Vec::new();
+        }
+        let parts: Vec<&Table> = self.parts.iter().filter_map(|p| catalog.table(p)).collect();
+        let owner = self.function_owner(catalog);
+        let target = Target::Domain(domain.to_string());
+        let table = qualified(&self.table.name.schema, &self.table.name.name);
+
+        // The view: the copy's columns and the parts', in the view's order.
+        let mut view = self.view.clone();
+        let mut selected = Vec::new();
+        let mut table_columns = Vec::new();
+        let mut part_columns: Vec<Vec<String>> = vec![Vec::new(); parts.len()];
+        view.columns.retain(|c| {
+            if copy.columns.contains(&c.name) {
+                selected.push(format!("t.{}", ident(&c.name)));
+                table_columns.push(c.name.clone());
+                return true;
+            }
+            match parts
+                .iter()
+                .position(|p| p.columns.iter().any(|pc| pc.name == c.name))
+            {
+                Some(i) => {
+                    selected.push(format!("p{i}.{}", ident(&c.name)));
+                    part_columns[i].push(c.name.clone());
+                    true
+                }
+                None => false,
+            }
+        });
+        let joins: String = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let on = key
+                    .iter()
+                    .map(|k| format!("p{i}.{k} = t.{k}", k = ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!(
+                    " JOIN {} p{i} ON {on}",
+                    qualified(&p.name.schema, &p.name.name)
+                )
+            })
+            .collect();
+        view.options.retain(|o| !o.starts_with("security_invoker"));
+        view.definition = format!("SELECT {} FROM {table} t{joins}", selected.join(", "));
+        // No row is inserted here, and the table's defaults draw from its server's
+        // sequences.
+        for column in &mut view.columns {
+            column.default = None;
+        }
+        let name = qualified(&view.name.schema, &view.name.name);
+        let column_grants: Vec<(&str, &[crate::catalog::Grant])> = view
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.grants.as_slice()))
+            .collect();
+        let mut sql = create_view_sql(&view);
+        if let Some(comment) = &view.comment {
+            sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
+        }
+        sql.push_str(&format!(
+            "ALTER VIEW {name} OWNER TO {};\n",
+            ident(&view.owner)
+        ));
+        sql.push_str(&grant_sql(&name, &view.owner, &view.grants, &column_grants));
+        // Its writes: the parts' columns; the table's are written on its server.
+        let key_match = |prefix: &str| {
+            format!(
+                "({}) = ({})",
+                ident_list(&key),
+                key.iter()
+                    .map(|k| format!("{prefix}{}", ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let refuse = |what: &str| {
+            format!(
+                "RAISE EXCEPTION {} USING ERRCODE = 'read_only_sql_transaction', HINT = {};",
+                lit(&format!(
+                    "carve: {what} of {} are written on the server of its domain, {}",
+                    self.table.name,
+                    self.table.name.schema
+                )),
+                lit("This server holds a read-only copy of them, kept current by logical replication.")
+            )
+        };
+        let table_changed = if table_columns.is_empty() {
+            "false".to_string()
+        } else {
+            format!(
+                "({}) IS DISTINCT FROM ({})",
+                table_columns
+                    .iter()
+                    .map(|c| format!("NEW.{}", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                table_columns
+                    .iter()
+                    .map(|c| format!("OLD.{}", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let updates: String = parts
+            .iter()
+            .zip(&part_columns)
+            .filter(|(_, columns)| !columns.is_empty())
+            .map(|(p, columns)| {
+                format!(
+                    "UPDATE {} SET {} WHERE {}; ",
+                    qualified(&p.name.schema, &p.name.name),
+                    columns
+                        .iter()
+                        .map(|c| format!("{c} = NEW.{c}", c = ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key_match("OLD.")
+                )
+            })
+            .collect();
+        let body = format!(
+            "BEGIN IF TG_OP = 'UPDATE' THEN IF {table_changed} THEN {} END IF; {updates}RETURN NEW; END IF; {} END",
+            refuse("the columns"),
+            refuse("the rows")
+        );
+        let w = qualified(&write.schema, &write.name);
+        sql.push_str(&trigger_function_sql(
+            &write,
+            owner,
+            &body,
+            &format!(
+                "CREATE TRIGGER {} INSTEAD OF INSERT OR UPDATE OR DELETE ON {name} FOR EACH ROW EXECUTE FUNCTION {w}();\n",
+                ident(PART_WRITE_TRIGGER)
+            ),
+        ));
+        let view_step = Step::sql(
+            format!("create view {} over the copy of {}", view.name, self.table.name),
+            format!(
+                "{} on the {} server: the copy of {} joined with {}, as on the source; its writes go to the part's columns",
+                view.name,
+                display_ident(domain),
+                self.table.name,
+                crate::text::and_list(&self.parts)
+            ),
+            target.clone(),
+            SqlAction::transactional(
+                sql,
+                relation_exists(&view.name.schema, &view.name.name, "'v'"),
+                format!("DROP VIEW {name};\nDROP FUNCTION {w}();"),
+            ),
+        );
+        let r = qualified(&rows.schema, &rows.name);
+        let trigger = ident(PART_ROWS_TRIGGER);
+        let rows_step = Step::sql(
+            format!("create trigger {}.{PART_ROWS_TRIGGER}", self.table.name),
+            format!(
+                "on the {} server, {} gets a row for each row of the copy of {} and loses it with the row: disabled until cut-over (the source makes them until then)",
+                display_ident(domain),
+                crate::text::and_list(&self.parts),
+                self.table.name
+            ),
+            target,
+            SqlAction::transactional(
+                trigger_function_sql(
+                    &rows,
+                    owner,
+                    &self.rows_body(),
+                    &format!(
+                        "CREATE TRIGGER {trigger} AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {r}();\nALTER TABLE {table} DISABLE TRIGGER {trigger};\n"
+                    ),
+                ),
+                format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
+                    lit(&table),
+                    lit(PART_ROWS_TRIGGER)
+                ),
+                format!("DROP TRIGGER {trigger} ON {table};\nDROP FUNCTION {r}();"),
+            ),
+        );
+        vec![view_step, rows_step]
+    }
+}
+
+/// What a switch of a part's domain does to its parts' rows, right past the point
+/// of no return while the clients still wait: to its server, the copy's trigger
+/// enabled and the rows of the table's rows that came meanwhile made; back to the
+/// source, that trigger disabled and the same rows made on the source, where its
+/// trigger takes over again. A part's server without the copy's trigger (no copy
+/// of the table) has nothing to do.
+pub fn switch_steps(catalog: &Catalog, domain: &str, to: Side) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for split in part_side(catalog, domain) {
+        let table = qualified(&split.table.name.schema, &split.table.name.name);
+        let trigger = ident(PART_ROWS_TRIGGER);
+        let missing = format!(
+            "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
+            lit(&table),
+            lit(PART_ROWS_TRIGGER)
+        );
+        let parts = crate::text::and_list(&split.parts);
+        let on_server = Target::Domain(domain.to_string());
+        match to {
+            Side::Server => steps.push(Step::sql(
+                format!("make the rows of {parts} on {on_server}"),
+                format!(
+                    "on the {} server, {parts} gets a row for each row of the copy of {} from now on, and now for those that came while the switch ran",
+                    display_ident(domain),
+                    split.table.name
+                ),
+                on_server,
+                SqlAction::transactional(
+                    format!(
+                        "ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n{}",
+                        split.fill_sql()
+                    ),
+                    format!(
+                        "{missing} OR ({} AND {})",
+                        trigger_state(&split.table.name, PART_ROWS_TRIGGER, "A"),
+                        split.filled()
+                    ),
+                    format!("ALTER TABLE {table} DISABLE TRIGGER {trigger};"),
+                ),
+            )),
+            Side::Source => {
+                steps.push(Step::sql(
+                    format!("stop making the rows of {parts} on {on_server}"),
+                    format!(
+                        "on the {} server, {parts} no longer gets rows from the copy of {}: they come from the source again",
+                        display_ident(domain),
+                        split.table.name
+                    ),
+                    on_server,
+                    SqlAction::transactional(
+                        format!("ALTER TABLE {table} DISABLE TRIGGER {trigger};"),
+                        format!(
+                            "{missing} OR {}",
+                            trigger_state(&split.table.name, PART_ROWS_TRIGGER, "D")
+                        ),
+                        format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};"),
+                    ),
+                ));
+                steps.push(Step::sql(
+                    format!("make the rows of {parts} on source"),
+                    format!(
+                        "on the source, {parts} gets a row for each row of {} that came while neither side made them",
+                        split.table.name
+                    ),
+                    Target::Source,
+                    SqlAction::transactional(
+                        split.fill_sql(),
+                        split.filled(),
+                        // The rows made belong to the part now; they go with it.
+                        "SELECT 1;".into(),
+                    ),
+                ));
+            }
+        }
+    }
+    steps
 }
 
 #[cfg(test)]
