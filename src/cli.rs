@@ -288,9 +288,10 @@ pub enum Command {
     /// target's tables, a column type the target lacks (create types and extensions
     /// there first), a long transaction on the source, assign not applied,
     /// cross-domain objects or accesses whose decision cannot hold on two servers
-    /// (keep-until-move, temporary-grant, shared-domain), and a split's part
-    /// whose table is in another domain (the table's domain moves first, leaving
-    /// its parts on the source).
+    /// (keep-until-move, temporary-grant, shared-domain; not a grant to a service
+    /// already cut over to its own server), and a split's part whose table's
+    /// domain is not cut over yet (the table's domain moves first, leaving its
+    /// parts on the source).
     ///
     /// Then, on the domain's server: the roles that own and use its tables (same
     /// password: the source's SCRAM verifier is copied when the step runs, never
@@ -299,7 +300,10 @@ pub enum Command {
     /// both parts when the domain holds both (with its INSTEAD OF trigger), or over
     /// its table alone when the parts stay in other domains (then a trigger on the
     /// source, ENABLE ALWAYS, keeps those parts whole as the table's rows come
-    /// back after cut-over), and the
+    /// back after cut-over), or, for a part whose table is elsewhere, over the part
+    /// and the copy of the table's columns its services read (writing the part's
+    /// columns only; a trigger on the copy makes the part's rows once the part's
+    /// domain is cut over), and the
     /// services' search_path ("$user", public, then the domain's schema: their
     /// unchanged SQL finds the tables, and the split's view by the old name). On
     /// the source: a replication role (password generated into
@@ -367,6 +371,8 @@ pub enum Command {
     /// (restrict's proof; --accept-failing-statements), the indexes valid, room for
     /// the stream back on both servers, and PgBouncer's console and configuration
     /// file reachable (or, with --switch file, the connection directory writable).
+    /// A domain holding a split's part whose table is in another domain cuts over
+    /// only while that domain is cut over.
     ///
     /// Then, in this order (reading the position before every writer is fenced
     /// loses writes):
@@ -381,7 +387,9 @@ pub enum Command {
     ///   4. Every sequence of the domain set on its server, never below a used value.
     ///   5. The stream turned around: the subscription from the source dropped, one
     ///      from the domain's server to the source made (no copy), and running.
-    ///   6. The point of no return, recorded in the plan.
+    ///   6. The point of no return, recorded in the plan. A split's part whose table
+    ///      is in another domain: its rows made on the domain's server from now on,
+    ///      and for the table's rows that came during the switch.
     ///   7. Each entry pointed at the domain's server in PgBouncer's file, RELOAD,
     ///      RESUME. The write pause (PAUSE to RESUME) is measured and reported.
     ///   8. A canary write on the new side and its sequences checked.
@@ -400,7 +408,10 @@ pub enum Command {
     /// The domain's server is fenced, the source catches up through the stream back,
     /// the sequences go back, the stream from the source is made again (no copy),
     /// and PgBouncer's entries point at the source again. No write made on the
-    /// domain's server is lost. The gate is cut-over's, without the verify.
+    /// domain's server is lost. The gate is cut-over's, without the verify. A domain
+    /// holding a split's table rolls back only while none of its parts' domains is
+    /// cut over (its writes on the source would write the parts there); a part's
+    /// rows are made on the source again.
     Rollback(SwitchArgs),
     /// Take down a cut-over domain's way back and put its old schema aside
     ///
@@ -425,8 +436,8 @@ pub enum Command {
     /// on the source is prepared and explained as its role. One that would fail and
     /// no decision asks for (a column not kept, a view or table that goes) refuses
     /// the retire (exit 6), each listed, nothing changed. So is a domain holding a
-    /// split's table whose parts stay on the source in other domains: retire would
-    /// take the view their writers write through (exit 6, nothing changed).
+    /// side of a split across domains (its table or a part): carve does not
+    /// retire those yet (exit 6, nothing changed).
     ///
     /// `--drop`, later, drops the renamed schema with everything in it, refused
     /// while anything outside it depends on it. That one cannot be undone.

@@ -815,6 +815,24 @@ mod tests {
             ],
             "{found:#?}"
         );
+        // crm's clients already write on its own domain's server: what it was
+        // granted on the source holds for nobody.
+        p.services.push(crate::plan::Service {
+            name: "crm".into(),
+            domain: Some("people".into()),
+            ..crate::plan::Service::default()
+        });
+        let people = p.domains.iter_mut().find(|d| d.name == "people").unwrap();
+        people.cutover = Some(crate::plan::Cutover {
+            live: crate::plan::Side::Server,
+            since: "2026-11-30T00:00:00Z".into(),
+            pause_ms: None,
+            switching: None,
+            retired: None,
+            files: None,
+        });
+        let found = check_ready_servers(&p, &c, "sales");
+        assert_eq!(whats(&found), ["ownership of public.orders"], "{found:#?}");
     }
 
     #[test]

@@ -816,4 +816,141 @@ mod tests {
             "DROP TRIGGER \"carve_move_follow\" ON \"sales\".\"orders\";\nDROP FUNCTION \"people\".\"carve_split_1a2b_follow\"();"
         );
     }
+
+    /// The plan with both domains, `live` (domain, side) as cut over.
+    fn plan_with(c: &Catalog, live: &[(&str, Side)]) -> Plan {
+        let mut plan = crate::plan::testing::plan_for(c, &[("sales", &[]), ("people", &[])]);
+        for (domain, side) in live {
+            let d = plan.domains.iter_mut().find(|d| d.name == *domain).unwrap();
+            d.cutover = Some(crate::plan::Cutover {
+                live: *side,
+                since: "2026-11-30T00:00:00Z".into(),
+                pause_ms: None,
+                switching: None,
+                retired: None,
+                files: None,
+            });
+        }
+        plan
+    }
+
+    #[test]
+    fn a_part_moves_and_cuts_over_only_after_its_table_and_the_table_waits_for_it() {
+        let c = split_across();
+        let found = part_side(&c, "people");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].table.name, QualName::new("sales", "orders"));
+
+        let before = plan_with(&c, &[]);
+        let refused = move_refusals(&before, &c, "people");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0]
+            .1
+            .contains("a part moves once its table's domain is moved and cut over"));
+        assert_eq!(
+            switch_refusals(&before, &c, "people", Side::Server).len(),
+            1
+        );
+        assert!(
+            move_refusals(&before, &c, "sales").is_empty(),
+            "the table's side"
+        );
+
+        let table_out = plan_with(&c, &[("sales", Side::Server)]);
+        assert!(move_refusals(&table_out, &c, "people").is_empty());
+        assert!(switch_refusals(&table_out, &c, "people", Side::Server).is_empty());
+        assert!(switch_refusals(&table_out, &c, "sales", Side::Source).is_empty());
+
+        let both_out = plan_with(&c, &[("sales", Side::Server), ("people", Side::Server)]);
+        let refused = switch_refusals(&both_out, &c, "sales", Side::Source);
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].ends_with("roll people back first"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_parts_server_gets_the_old_name_over_the_copy_and_a_trigger_off_until_cut_over() {
+        let c = split_across();
+        let split = &part_side(&c, "people")[0];
+        let copy = Replica {
+            table: QualName::new("sales", "orders"),
+            columns: vec!["id".into()],
+            readers: vec!["payments".into()],
+            every_column_because: None,
+            rows: None,
+        };
+        assert!(
+            split.part_steps(&c, "people", &[]).is_empty(),
+            "no copy, no view"
+        );
+        let steps = split.part_steps(&c, "people", std::slice::from_ref(&copy));
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "create view public.orders over the copy of sales.orders",
+                "create trigger sales.orders.carve_part_rows"
+            ]
+        );
+        assert!(steps
+            .iter()
+            .all(|s| s.target == Target::Domain("people".into())));
+        let view = &steps[0].sql_action().unwrap().sql;
+        for part in [
+            "CREATE VIEW \"public\".\"orders\" AS SELECT t.\"id\", p0.\"paid\" FROM \"sales\".\"orders\" t JOIN \"people\".\"orders_pay\" p0 ON p0.\"id\" = t.\"id\";",
+            "GRANT UPDATE (\"paid\") ON \"public\".\"orders\" TO \"payments\";",
+            "IF (NEW.\"id\") IS DISTINCT FROM (OLD.\"id\") THEN RAISE EXCEPTION 'carve: the columns of sales.orders are written on the server of its domain, sales'",
+            "UPDATE \"people\".\"orders_pay\" SET \"paid\" = NEW.\"paid\" WHERE (\"id\") = (OLD.\"id\");",
+            "INSTEAD OF INSERT OR UPDATE OR DELETE ON \"public\".\"orders\"",
+        ] {
+            assert!(view.contains(part), "{part}\n{view}");
+        }
+        assert!(
+            !view.contains("SET DEFAULT") && !view.contains("security_invoker"),
+            "{view}"
+        );
+        assert!(
+            !view.contains("\"total\""),
+            "a column the copy does not keep: {view}"
+        );
+        let rows = &steps[1].sql_action().unwrap().sql;
+        assert!(
+            rows.contains("IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass('\"people\".\"orders_pay\"') AND tgname = 'carve_fence') THEN")
+                && rows.ends_with("ALTER TABLE \"sales\".\"orders\" DISABLE TRIGGER \"carve_part_rows\";\n"),
+            "{rows}"
+        );
+    }
+
+    #[test]
+    fn a_parts_switch_moves_where_its_rows_are_made() {
+        let c = split_across();
+        let to_server = switch_steps(&c, "people", Side::Server);
+        let [enable] = to_server.as_slice() else {
+            panic!("{to_server:#?}")
+        };
+        assert_eq!(enable.target, Target::Domain("people".into()));
+        let action = enable.sql_action().unwrap();
+        assert_eq!(
+            action.sql,
+            "ALTER TABLE \"sales\".\"orders\" ENABLE ALWAYS TRIGGER \"carve_part_rows\";\nINSERT INTO \"people\".\"orders_pay\" (\"id\") SELECT t.\"id\" FROM \"sales\".\"orders\" t WHERE NOT EXISTS (SELECT 1 FROM \"people\".\"orders_pay\" p WHERE p.\"id\" = t.\"id\") ON CONFLICT (\"id\") DO NOTHING;\n"
+        );
+        assert_eq!(
+            action.undo,
+            "ALTER TABLE \"sales\".\"orders\" DISABLE TRIGGER \"carve_part_rows\";"
+        );
+        let to_source = switch_steps(&c, "people", Side::Source);
+        let targets: Vec<&Target> = to_source.iter().map(|s| &s.target).collect();
+        assert_eq!(targets, [&Target::Domain("people".into()), &Target::Source]);
+        assert!(to_source[1]
+            .sql_action()
+            .unwrap()
+            .sql
+            .starts_with("INSERT INTO \"people\".\"orders_pay\""));
+        assert!(
+            switch_steps(&c, "sales", Side::Server).is_empty(),
+            "the table's side"
+        );
+    }
 }
