@@ -180,6 +180,18 @@ fn assert_move_refused(m: &Monolith, domain: &str, target: &str, reason: &str) {
     assert!(stderr(&out).contains(reason), "{}", stderr(&out));
 }
 
+/// The orders domain's move preflight: refused (the shop has not decided what a
+/// move needs), but no longer for its split.
+fn assert_refused_not_for_the_split(m: &Monolith, orders: &str, target: &str) {
+    let out = move_to(m, orders, target, &["--dry-run"]);
+    assert!(
+        stderr(&out).contains("the move of orders cannot start")
+            && !stderr(&out).contains("split of public.orders"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The shop's two jointly written tables as discover decides them: orders split
 /// (payments' columns into a part in payments' domain), notifications delegated to
 /// the notifications service (inventory's trigger writes into it). Carried out,
@@ -280,13 +292,7 @@ async fn the_shops_joint_tables_are_carried_out() {
     let (_target, target) = target_server("shop").await;
     let orders = domain_of(&m, "public.orders");
     assert_move_refused(&m, &payments, &target, "split of public.orders");
-    let out = move_to(&m, &orders, &target, &["--dry-run"]);
-    assert!(
-        stderr(&out).contains("the move of orders cannot start")
-            && !stderr(&out).contains("split of public.orders"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused_not_for_the_split(&m, &orders, &target);
     // As the refusal says: the part in the table's domain, split again; the split
     // then goes with the orders domain (payments writes its part across domains,
     // a crossing restrict asks about).
@@ -299,13 +305,7 @@ async fn the_shops_joint_tables_are_carried_out() {
     assert_success(&run(&m, &["split"]));
     // The preflight still names what the shop has not decided for a move (its
     // kept keys and views, temporary grants), but no longer the split.
-    let out = move_to(&m, &orders, &target, &["--dry-run"]);
-    assert!(
-        stderr(&out).contains("the move of orders cannot start")
-            && !stderr(&out).contains("split of public.orders"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused_not_for_the_split(&m, &orders, &target);
 }
 
 /// restrict's dry-run with every crossing it lists decided (reads by a temporary

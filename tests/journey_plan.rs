@@ -454,14 +454,7 @@ async fn the_split_catalog_moves_with_its_view_and_its_writers_keep_the_old_name
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), 7);
     let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
-    let id: i64 = catalog
-        .query_one(
-            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-0', 'Moved', 'Someone', 2026, 'essay', 'written on the new server') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id = catalogue(&catalog, "978-0", "Moved", "written on the new server").await;
     catalog
         .execute(
             "UPDATE book_catalog SET title = 'Moved, again' WHERE id = $1",
@@ -565,6 +558,35 @@ async fn catalog_privileges(c: &tokio_postgres::Client) -> Vec<String> {
     .iter()
     .map(|r| r.get(0))
     .collect()
+}
+
+/// BookCatalog's INSERT of a book through the old name: its id.
+async fn catalogue(
+    catalog: &tokio_postgres::Client,
+    isbn: &str,
+    title: &str,
+    description: &str,
+) -> i64 {
+    catalog
+        .query_one(
+            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ($1, $2, 'Someone', 2026, 'essay', $3) RETURNING id",
+            &[&isbn, &title, &description],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// BookInventory's stocktake of a book through the old name: `copies` on the shelf.
+async fn stock_book(inventory: &tokio_postgres::Client, id: i64, copies: i32, shelf: &str) {
+    let row = inventory
+        .query_one(
+            "UPDATE book_catalog SET copies_total = $2, copies_available = $2, shelf_location = $3, last_stocktake = now() WHERE id = $1 RETURNING copies_available",
+            &[&id, &copies, &shelf],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), copies);
 }
 
 /// Polls `sql` (one bigint) on `client` until it returns `want`, for at most 60 s.
@@ -679,14 +701,7 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     // BookCatalog writes on the new server through the old name; the row comes
     // back to the source, where the part gets its row.
     let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
-    let id: i64 = catalog
-        .query_one(
-            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-1', 'Left', 'Someone', 2026, 'essay', 'its copies stay behind') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id = catalogue(&catalog, "978-1", "Left", "its copies stay behind").await;
     catalog
         .execute(
             "UPDATE book_catalog SET title = 'Left, again' WHERE id = $1",
@@ -699,14 +714,7 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     eventually(&source_admin, part_rows, id, 1).await;
     // BookInventory, on the source, stocks the new book through the old name.
     let stock = client(&as_role(&source, "library", "BookInventory")).await;
-    let row = stock
-        .query_one(
-            "UPDATE book_catalog SET copies_total = 3, copies_available = 3, shelf_location = 'N1', last_stocktake = now() WHERE id = $1 RETURNING copies_available",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i32>(0), 3);
+    stock_book(&stock, id, 3, "N1").await;
     eventually(
         &source_admin,
         "SELECT count(*) FROM public.book_catalog WHERE id = $1 AND title = 'Left, again'",
@@ -735,14 +743,7 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     let out = run(&m, &["rollback", "--domain", &domain]);
     assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
     let catalog = client(&as_role(&source, "library", "BookCatalog")).await;
-    let id: i64 = catalog
-        .query_one(
-            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-2', 'Back', 'Someone', 2026, 'essay', 'written on the source') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id = catalogue(&catalog, "978-2", "Back", "written on the source").await;
     eventually(&source_admin, part_rows, id, 1).await;
     let out = run(&m, &["undo", "move", "--domain", &domain]);
     assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
@@ -819,14 +820,7 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
     // A book catalogued on the catalog's server gets its inventory row on the
     // part's server (and, from there, on the source).
     let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
-    let id: i64 = catalog
-        .query_one(
-            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-3', 'Far', 'Someone', 2026, 'essay', 'its copies are counted elsewhere') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id = catalogue(&catalog, "978-3", "Far", "its copies are counted elsewhere").await;
     let parts_admin = client(&parts_server.conninfo("library")).await;
     let source_admin = client(&source.conninfo("library")).await;
     let part_rows = "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1";
@@ -834,14 +828,7 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
     eventually(&source_admin, part_rows, id, 1).await;
     // BookInventory stocks it on its own server, through the old name.
     let stock = client(&as_role(&parts_server, "library", "BookInventory")).await;
-    let row = stock
-        .query_one(
-            "UPDATE book_catalog SET copies_total = 4, copies_available = 4, shelf_location = 'F2', last_stocktake = now() WHERE id = $1 RETURNING copies_available",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i32>(0), 4);
+    stock_book(&stock, id, 4, "F2").await;
     let row = stock
         .query_one(
             "SELECT id, copies_total, copies_available, shelf_location FROM book_catalog WHERE id = $1",
@@ -900,14 +887,7 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
     rollback.extend(switch);
     let out = run(&m, &rollback);
     assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
-    let id: i64 = catalog
-        .query_one(
-            "INSERT INTO book_catalog (isbn, title, author, published_year, genre, description) VALUES ('978-4', 'Near', 'Someone', 2026, 'essay', 'counted on the source again') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id = catalogue(&catalog, "978-4", "Near", "counted on the source again").await;
     eventually(&source_admin, part_rows, id, 1).await;
     eventually(&parts_admin, part_rows, id, 1).await;
     let on_source = client(&as_role(&source, "library", "BookInventory")).await;

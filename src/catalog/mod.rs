@@ -493,6 +493,18 @@ pub(crate) mod testing {
         }
     }
 
+    /// The roles of a fixture: `owner`, which does not log in, and the login roles
+    /// of `services`.
+    pub fn push_roles(catalog: &mut Catalog, owner: &str, services: &[&str]) {
+        catalog.roles.push(Role {
+            login: false,
+            ..role(owner, false)
+        });
+        catalog
+            .roles
+            .extend(services.iter().map(|name| role(name, false)));
+    }
+
     /// An `INSTEAD OF INSERT` trigger `name` on the view `view` (`schema.name`),
     /// calling `function`, as a split puts on the view over its parts.
     pub fn instead_of_trigger(name: &str, view: &str, function: QualName) -> Trigger {

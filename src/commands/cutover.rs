@@ -183,18 +183,13 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
         }
         let refusals = split_across::switch_refusals(&ctx.plan, &ctx.catalog, &domain, to);
         if !refusals.is_empty() {
-            for r in &refusals {
-                out.error(r);
-            }
-            out.name_objects(refusals.iter().cloned());
-            out.warn(&format!(
-                "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
-                cutover::phase_name(to),
-                refusals.len(),
-                to.other().word()
+            return Ok(not_started(
+                settings,
+                &domain,
+                to,
+                &refusals,
+                refusals.clone(),
             ));
-            out.failing(exit::GATE_NOT_MET);
-            return Ok(exit::GATE_NOT_MET);
         }
     }
     // How each side reaches the other: given now, or as recorded when it was given.
@@ -327,18 +322,8 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
             },
         );
         if !refusals.is_empty() {
-            for r in &refusals {
-                out.error(&r.to_string());
-            }
-            out.name_objects(refusals.iter().map(|r| r.what.clone()));
-            out.warn(&format!(
-                "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
-                cutover::phase_name(to),
-                refusals.len(),
-                to.other().word()
-            ));
-            out.failing(exit::GATE_NOT_MET);
-            return Ok(exit::GATE_NOT_MET);
+            let names = refusals.iter().map(|r| r.what.clone()).collect();
+            return Ok(not_started(settings, &domain, to, &refusals, names));
         }
     }
     if args.apply.dry_run {
@@ -999,4 +984,28 @@ fn files_problems(files: &ConnectionFiles) -> Vec<String> {
         return vec![format!("carve cannot write into {}", files.dir.display())];
     }
     Vec::new()
+}
+
+/// A switch that cannot start: each reason, the objects they name, and the
+/// gate-not-met code.
+fn not_started(
+    settings: &Settings,
+    domain: &str,
+    to: Side,
+    reasons: &[impl std::fmt::Display],
+    names: Vec<String>,
+) -> u8 {
+    let out = &settings.out;
+    for r in reasons {
+        out.error(&r.to_string());
+    }
+    out.name_objects(names);
+    out.warn(&format!(
+        "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
+        cutover::phase_name(to),
+        reasons.len(),
+        to.other().word()
+    ));
+    out.failing(exit::GATE_NOT_MET);
+    exit::GATE_NOT_MET
 }

@@ -461,12 +461,7 @@ mod tests {
             ));
         let mut c = catalog(vec![table("sales", "orders"), table("sales", "orders_pay")]);
         c.views = vec![joined, view("totals", &["orders"])];
-        for role in ["app", "shop", "payments"] {
-            c.roles.push(crate::catalog::Role {
-                login: role != "app",
-                ..crate::catalog::testing::role(role, false)
-            });
-        }
+        crate::catalog::testing::push_roles(&mut c, "app", &["shop", "payments"]);
         c.normalize();
         c
     }

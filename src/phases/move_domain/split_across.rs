@@ -257,18 +257,30 @@ impl SplitAcross<'_> {
         identity_columns(self.table).into_iter().collect()
     }
 
+    /// The key's columns, each after `prefix`: `NEW."id", NEW."k"`.
+    fn key_of(&self, prefix: &str) -> String {
+        self.key()
+            .iter()
+            .map(|k| format!("{prefix}{}", ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `a."id" = b."id" AND …`: the rows of `a` and `b` with the same key.
+    fn key_join(&self, a: &str, b: &str) -> String {
+        self.key()
+            .iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}", k = ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
     /// A trigger body that gives each of the parts a row for each row inserted
     /// into the table (its key, the other columns' defaults) and removes it with
     /// its row, for each part that has no fence here.
     fn rows_body(&self) -> String {
-        let key = self.key();
-        let keys = ident_list(&key);
-        let of = |prefix: &str| {
-            key.iter()
-                .map(|k| format!("{prefix}{}", ident(k)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let keys = ident_list(self.key());
+        let of = |prefix: &str| self.key_of(prefix);
         let mut body = String::from("BEGIN ");
         for part in &self.parts {
             let name = qualified(&part.schema, &part.name);
@@ -286,19 +298,9 @@ impl SplitAcross<'_> {
     /// SQL that gives each part a row for each row of `table` (here: the table,
     /// or its copy by the same name) that has none.
     fn fill_sql(&self) -> String {
-        let key = self.key();
-        let keys = ident_list(&key);
+        let keys = ident_list(self.key());
         let table = qualified(&self.table.name.schema, &self.table.name.name);
-        let matched = key
-            .iter()
-            .map(|k| format!("p.{k} = t.{k}", k = ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let selected = key
-            .iter()
-            .map(|k| format!("t.{}", ident(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (matched, selected) = (self.key_join("p", "t"), self.key_of("t."));
         self.parts
             .iter()
             .map(|part| {
@@ -312,13 +314,8 @@ impl SplitAcross<'_> {
 
     /// SQL: true when every row of the table here has each part's row.
     fn filled(&self) -> String {
-        let key = self.key();
         let table = qualified(&self.table.name.schema, &self.table.name.name);
-        let matched = key
-            .iter()
-            .map(|k| format!("p.{k} = t.{k}", k = ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let matched = self.key_join("p", "t");
         self.parts
             .iter()
             .map(|part| {
@@ -426,14 +423,10 @@ impl SplitAcross<'_> {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let on = key
-                    .iter()
-                    .map(|k| format!("p{i}.{k} = t.{k}", k = ident(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
                 format!(
-                    " JOIN {} p{i} ON {on}",
-                    qualified(&p.name.schema, &p.name.name)
+                    " JOIN {} p{i} ON {}",
+                    qualified(&p.name.schema, &p.name.name),
+                    self.key_join(&format!("p{i}"), "t")
                 )
             })
             .collect();
@@ -460,16 +453,8 @@ impl SplitAcross<'_> {
         ));
         sql.push_str(&grant_sql(&name, &view.owner, &view.grants, &column_grants));
         // Its writes: the parts' columns; the table's are written on its server.
-        let key_match = |prefix: &str| {
-            format!(
-                "({}) = ({})",
-                ident_list(&key),
-                key.iter()
-                    .map(|k| format!("{prefix}{}", ident(k)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
+        let key_match =
+            |prefix: &str| format!("({}) = ({})", ident_list(&key), self.key_of(prefix));
         let refuse = |what: &str| {
             format!(
                 "RAISE EXCEPTION {} USING ERRCODE = 'read_only_sql_transaction', HINT = {};",
@@ -727,12 +712,7 @@ mod tests {
         };
         let mut c = catalog(vec![orders, keyed("people", "orders_pay", "paid")]);
         c.views = vec![view];
-        for role in ["app", "shop", "payments"] {
-            c.roles.push(crate::catalog::Role {
-                login: role != "app",
-                ..crate::catalog::testing::role(role, false)
-            });
-        }
+        crate::catalog::testing::push_roles(&mut c, "app", &["shop", "payments"]);
         c.normalize();
         c
     }
