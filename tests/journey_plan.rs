@@ -619,49 +619,7 @@ async fn library_split_across() -> (
 ) {
     let (source, target, bouncer, dir, m, domain) =
         library_journey_of("public.book_catalog", &["BookCatalog"]).await;
-    let inventory = "book_inventory";
-    let mut plan = Plan::load(&m.plan).unwrap();
-    let mut part_domain = plan.domains[0].clone();
-    part_domain.name = inventory.into();
-    part_domain.tables.clear();
-    part_domain.server = None;
-    plan.domains.push(part_domain);
-    let s = plan
-        .services
-        .iter_mut()
-        .find(|s| s.name == "BookInventory")
-        .unwrap();
-    s.domain = Some(inventory.into());
-    plan.splits[0].domain = Some(inventory.into());
-    plan.save(&m.plan).unwrap();
-    decide_library_crossings(&m);
-    for phase in ["assign", "split"] {
-        assert_success(&run(&m, &[phase]));
-    }
-    let out = run(&m, &["restrict", "--dry-run", "--format", "json"]);
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let mut plan = Plan::load(&m.plan).unwrap();
-    for c in report["crossings"].as_array().unwrap() {
-        if !c["decision"].is_null() {
-            continue;
-        }
-        let choice = if c["write"] == true {
-            format!("temporary-grant:{}", c["table_domain"].as_str().unwrap())
-        } else if c["table_domain"] == domain.as_str() || c["service"] == "ReadingList" {
-            // Kept on the source for its readers when it moves.
-            "replicate".into()
-        } else {
-            "temporary-grant".into()
-        };
-        plan.decisions.push(carve::plan::Decision {
-            subject: c["subject"].as_str().unwrap().into(),
-            choice,
-            reason: "the test decides".into(),
-            rows: None,
-        });
-    }
-    plan.save(&m.plan).unwrap();
-    assert_success(&run(&m, &["restrict"]));
+    split_library_across(&m, &domain);
     (source, target, bouncer, dir, m, domain)
 }
 

@@ -752,3 +752,69 @@ async fn a_split_domains_move_killed_at_its_steps_ends_as_an_uninterrupted_run()
         .await;
     matrix.report("a split domain's move");
 }
+
+/// The library with its catalog split across two domains (the inventory part in
+/// BookInventory's) and restricted, the catalog domain's server created empty,
+/// PgBouncer in front of the source.
+async fn split_across_library_on_two_servers() -> (Servers, String) {
+    let source = server();
+    let files = tempfile::tempdir().unwrap();
+    let m = example_monolith(&source, files.path(), DB, DB).await;
+    let domain = domain_of(&m, "public.book_catalog");
+    split_library_across(&m, &domain);
+    (
+        Servers::around(source, m, files, "catalog_db").await,
+        domain,
+    )
+}
+
+/// A split's table moves and is cut over leaving its part on the source, kept
+/// whole there by a trigger the move adds: the move, its undo, the cut-over and
+/// the rollback, killed, end as uninterrupted.
+#[tokio::test]
+async fn a_split_tables_move_leaving_its_part_killed_at_its_steps_ends_as_an_uninterrupted_run() {
+    let (servers, domain) = split_across_library_on_two_servers().await;
+    let points = two_server_points();
+    let target = servers.target.conninfo(DB);
+    let console = servers.bouncer.console_conninfo();
+    let mut matrix = Matrix::new(servers, points);
+    let d = domain.as_str();
+    let moving = [
+        "move",
+        "--domain",
+        d,
+        "--target",
+        &target,
+        "--accept-unlimited-slot-wal",
+    ];
+    let switch = |command: &'static str| {
+        [
+            command,
+            "--domain",
+            d,
+            "--pgbouncer",
+            &console,
+            "--entry",
+            "catalog_db",
+        ]
+    };
+    let verifying = ["verify", "--domain", d];
+    let restricted = matrix.scene.keep("restricted");
+    matrix.trials("move", &moving, &restricted).await;
+    matrix.run_from(&restricted, &moving).await;
+    let moved = matrix.scene.keep("moved");
+    matrix
+        .trials("undo move", &["undo", "move", "--domain", d], &moved)
+        .await;
+    matrix.run_from(&moved, &verifying).await;
+    let verified = matrix.scene.keep("verified");
+    matrix
+        .trials("cutover", &switch("cutover"), &verified)
+        .await;
+    matrix.run_from(&verified, &switch("cutover")).await;
+    let cut_over = matrix.scene.keep("cut_over");
+    matrix
+        .trials("rollback", &switch("rollback"), &cut_over)
+        .await;
+    matrix.report("a split's table moving without its part");
+}

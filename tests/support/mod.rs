@@ -606,3 +606,54 @@ pub fn as_role(server: &TempServer, db: &str, role: &str) -> String {
         &format!("user={}", carve::conn::quote_value(role)),
     )
 }
+
+/// The library's catalog split with its inventory part in a domain of its own,
+/// BookInventory's (`book_inventory`), then assigned, split and restricted: each
+/// crossing decided so that it holds once each side has moved (reads of the
+/// catalog's domain `domain`, and ReadingList's, replicated; what only holds on
+/// one server granted).
+pub fn split_library_across(m: &Monolith, domain: &str) {
+    let inventory = "book_inventory";
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    let mut part_domain = plan.domains[0].clone();
+    part_domain.name = inventory.into();
+    part_domain.tables.clear();
+    part_domain.server = None;
+    plan.domains.push(part_domain);
+    let s = plan
+        .services
+        .iter_mut()
+        .find(|s| s.name == "BookInventory")
+        .unwrap();
+    s.domain = Some(inventory.into());
+    plan.splits[0].domain = Some(inventory.into());
+    plan.save(&m.plan).unwrap();
+    decide_library_crossings(m);
+    for phase in ["assign", "split"] {
+        assert_success(&run(m, &[phase]));
+    }
+    let out = run(m, &["restrict", "--dry-run", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut plan = carve::plan::Plan::load(&m.plan).unwrap();
+    for c in report["crossings"].as_array().unwrap() {
+        if !c["decision"].is_null() {
+            continue;
+        }
+        let choice = if c["write"] == true {
+            format!("temporary-grant:{}", c["table_domain"].as_str().unwrap())
+        } else if c["table_domain"] == domain || c["service"] == "ReadingList" {
+            // Kept on the source for its readers when it moves.
+            "replicate".into()
+        } else {
+            "temporary-grant".into()
+        };
+        plan.decisions.push(carve::plan::Decision {
+            subject: c["subject"].as_str().unwrap().into(),
+            choice,
+            reason: "the test decides".into(),
+            rows: None,
+        });
+    }
+    plan.save(&m.plan).unwrap();
+    assert_success(&run(m, &["restrict"]));
+}
