@@ -61,8 +61,8 @@ pub struct SplitAcross<'c> {
     pub parts: Vec<&'c QualName>,
 }
 
-/// The splits whose view joins a table and parts, each as `keep` picks them:
-/// (the split with every part, the domain).
+/// Every split the catalog shows: assign's view over a table that carries the
+/// split's row trigger and its parts, with every part.
 fn splits<'c>(catalog: &'c Catalog) -> impl Iterator<Item = SplitAcross<'c>> {
     catalog
         .views
@@ -193,13 +193,18 @@ fn trigger_function_sql(function: &QualName, owner: &str, body: &str, rest: &str
     )
 }
 
+/// SQL: whether `on` has the trigger `name` here.
+fn has_trigger(on: &QualName, name: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
+        lit(&qualified(&on.schema, &on.name)),
+        lit(name)
+    )
+}
+
 /// SQL: true while `relation` has no fence here.
 fn unfenced(relation: &QualName) -> String {
-    format!(
-        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
-        lit(&qualified(&relation.schema, &relation.name)),
-        lit(fence::TRIGGER)
-    )
+    format!("NOT {}", has_trigger(relation, fence::TRIGGER))
 }
 
 /// SQL: whether the trigger `name` on `on` is in the state `enabled` (`pg_trigger.tgenabled`).
@@ -551,11 +556,7 @@ impl SplitAcross<'_> {
                         "CREATE TRIGGER {trigger} AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {r}();\nALTER TABLE {table} DISABLE TRIGGER {trigger};\n"
                     ),
                 ),
-                format!(
-                    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
-                    lit(&table),
-                    lit(PART_ROWS_TRIGGER)
-                ),
+                has_trigger(&self.table.name, PART_ROWS_TRIGGER),
                 format!("DROP TRIGGER {trigger} ON {table};\nDROP FUNCTION {r}();"),
             ),
         );
@@ -574,11 +575,7 @@ pub fn switch_steps(catalog: &Catalog, domain: &str, to: Side) -> Vec<Step> {
     for split in part_side(catalog, domain) {
         let table = qualified(&split.table.name.schema, &split.table.name.name);
         let trigger = ident(PART_ROWS_TRIGGER);
-        let missing = format!(
-            "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({}) AND tgname = {})",
-            lit(&table),
-            lit(PART_ROWS_TRIGGER)
-        );
+        let missing = format!("NOT {}", has_trigger(&split.table.name, PART_ROWS_TRIGGER));
         let parts = crate::text::and_list(&split.parts);
         let on_server = Target::Domain(domain.to_string());
         match to {
