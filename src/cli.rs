@@ -435,9 +435,11 @@ pub enum Command {
     /// its steps on the source run, then every statement of the services that stay
     /// on the source is prepared and explained as its role. One that would fail and
     /// no decision asks for (a column not kept, a view or table that goes) refuses
-    /// the retire (exit 6), each listed, nothing changed. So is a domain holding a
-    /// side of a split across domains (its table or a part): carve does not
-    /// retire those yet (exit 6, nothing changed).
+    /// the retire (exit 6), each listed, nothing changed. A split's view over a
+    /// table and parts in other domains becomes a read-only join of what is kept of
+    /// this domain's with every column of the others'; so a domain holding a split's
+    /// table retires only once its parts' domains are cut over (exit 6 before,
+    /// nothing changed).
     ///
     /// `--drop`, later, drops the renamed schema with everything in it, refused
     /// while anything outside it depends on it. That one cannot be undone.

@@ -694,12 +694,12 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
         .unwrap();
     eventually(&source_admin, part_rows, id, 0).await;
 
-    // Retire would take the view BookInventory writes through: it waits.
+    // Retire leaves the view read-only, and BookInventory writes through it here:
+    // it waits for the inventory domain.
     let out = run(&m, &["retire", "--domain", &domain, "--after", "0s"]);
     assert_eq!(code(&out), 6, "{}\n{}", stderr(&out), stdout(&out));
     assert!(
-        stderr(&out)
-            .contains("book_inventory.book_catalog_book_inventory kept whole on the source"),
+        stderr(&out).contains("retire book_catalog once book_inventory is cut over"),
         "{}",
         stderr(&out)
     );
@@ -728,6 +728,56 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     );
 }
 
+/// A server of its own for the inventory domain, recorded in the plan.
+async fn inventory_server(m: &Monolith) -> TempServer {
+    let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
+    let server = TempServer::start_with(&options).unwrap();
+    create_db(&server, "library", "SELECT 1").await;
+    let mut plan = Plan::load(&m.plan).unwrap();
+    let d = plan
+        .domains
+        .iter_mut()
+        .find(|d| d.name == "book_inventory")
+        .unwrap();
+    d.server = Some(server.conninfo("library"));
+    plan.save(&m.plan).unwrap();
+    server
+}
+
+/// The options of a switch of the inventory domain by connection files, written
+/// into `dir` for BookInventory.
+fn inventory_file_switch(dir: &std::path::Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    [
+        "--switch",
+        "file",
+        "--connection-dir",
+        dir.to_str().unwrap(),
+        "--service",
+        "BookInventory",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The inventory domain moved (nothing failing on its server), verified and cut
+/// over with `switch`.
+fn move_and_cut_over_inventory(m: &Monolith, switch: &[&str]) {
+    move_proven(m, "book_inventory");
+    let mut cutover = vec!["cutover", "--domain", "book_inventory"];
+    cutover.extend(switch);
+    for args in [vec!["verify", "--domain", "book_inventory"], cutover] {
+        let out = run(m, &args);
+        assert_eq!(
+            code(&out),
+            0,
+            "{args:?}: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
+}
+
 /// Then the part follows its table: the inventory domain moves to a server of its
 /// own once the catalog's is cut over. There BookInventory reads and writes the
 /// old name over its part and the copy of the catalog's columns it reads, and the
@@ -741,17 +791,7 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
     let before_move = schema_dump(&source, "library");
     move_proven(&m, &domain);
     // Before its table's domain is cut over, the part does not move.
-    let options = ServerOptions::default().setting("max_slot_wal_keep_size", "1GB");
-    let parts_server = TempServer::start_with(&options).unwrap();
-    create_db(&parts_server, "library", "SELECT 1").await;
-    let mut plan = Plan::load(&m.plan).unwrap();
-    let d = plan
-        .domains
-        .iter_mut()
-        .find(|d| d.name == inventory)
-        .unwrap();
-    d.server = Some(parts_server.conninfo("library"));
-    plan.save(&m.plan).unwrap();
+    let parts_server = inventory_server(&m).await;
     let out = run(&m, &["move", "--domain", inventory]);
     assert_eq!(code(&out), 6, "{}\n{}", stderr(&out), stdout(&out));
     assert!(
@@ -763,24 +803,10 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
         let out = run(&m, &[phase, "--domain", &domain]);
         assert_eq!(code(&out), 0, "{phase}: {}\n{}", stderr(&out), stdout(&out));
     }
-    move_proven(&m, inventory);
     let connections = dir.path().join("connections");
-    std::fs::create_dir_all(&connections).unwrap();
-    let connections = connections.to_str().unwrap().to_string();
-    let switch = [
-        "--switch",
-        "file",
-        "--connection-dir",
-        &connections,
-        "--service",
-        "BookInventory",
-    ];
-    let out = run(&m, &["verify", "--domain", inventory]);
-    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
-    let mut cutover = vec!["cutover", "--domain", inventory];
-    cutover.extend(switch);
-    let out = run(&m, &cutover);
-    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), stdout(&out));
+    let switch = inventory_file_switch(&connections);
+    let switch: Vec<&str> = switch.iter().map(String::as_str).collect();
+    move_and_cut_over_inventory(&m, &switch);
 
     // A book catalogued on the catalog's server gets its inventory row on the
     // part's server (and, from there, on the source).
@@ -884,4 +910,96 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
         schema_dump(&source, "library").replace(" NOT VALID;", ";"),
         before_move
     );
+}
+
+/// Both sides of the split across domains cut over, then retired: the source
+/// keeps the catalog's table for its readers (BookInventory's copy, ReadingList)
+/// with the trigger that keeps the part whole, and the part for ReadingList; the
+/// view over both stays for ReadingList, and a book catalogued on the catalog's
+/// server still gets its inventory row on the inventory's.
+#[tokio::test]
+async fn both_sides_of_a_split_across_domains_retire_keeping_what_their_readers_read() {
+    let (source, target, _bouncer, dir, m, domain) = library_split_across().await;
+    let inventory = "book_inventory";
+    move_proven(&m, &domain);
+    for phase in ["verify", "cutover"] {
+        let out = run(&m, &[phase, "--domain", &domain]);
+        assert_eq!(code(&out), 0, "{phase}: {}\n{}", stderr(&out), stdout(&out));
+    }
+    let parts_server = inventory_server(&m).await;
+    let switch = inventory_file_switch(&dir.path().join("connections"));
+    let switch: Vec<&str> = switch.iter().map(String::as_str).collect();
+    move_and_cut_over_inventory(&m, &switch);
+    for d in [domain.as_str(), inventory] {
+        let out = run(&m, &["retire", "--domain", d, "--after", "0s"]);
+        assert_eq!(
+            code(&out),
+            0,
+            "retire {d}: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
+
+    let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
+    let id = catalogue(&catalog, "978-5", "Kept", "read on the source after retire").await;
+    let parts_admin = client(&parts_server.conninfo("library")).await;
+    let part_rows = "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1";
+    eventually(&parts_admin, part_rows, id, 1).await;
+    let stock = client(&as_role(&parts_server, "library", "BookInventory")).await;
+    stock_book(&stock, id, 2, "R1").await;
+    // ReadingList, on the source, lists the book through the old name.
+    let reader = client(&as_role(&source, "library", "ReadingList")).await;
+    reader
+        .execute(
+            "INSERT INTO reading_list (reader_id, book_id) VALUES (7, $1)",
+            &[&id],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let titles: Vec<String> = reader
+            .query(
+                "SELECT b.title FROM reading_list r JOIN book_catalog b ON b.id = r.book_id WHERE r.reader_id = 7 AND r.book_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if titles == ["Kept"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{titles:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The old schemas dropped for good: what the readers read stays, and the
+    // catalog's new rows still reach both.
+    for d in [domain.as_str(), inventory] {
+        let out = run(&m, &["retire", "--domain", d, "--drop", "--yes"]);
+        assert_eq!(
+            code(&out),
+            0,
+            "drop {d}: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
+    let id = catalogue(
+        &catalog,
+        "978-6",
+        "After",
+        "catalogued once both are dropped",
+    )
+    .await;
+    eventually(&parts_admin, part_rows, id, 1).await;
+    eventually(
+        &client(&source.conninfo("library")).await,
+        "SELECT count(*) FROM public.book_catalog WHERE id = $1 AND title = 'After'",
+        id,
+        1,
+    )
+    .await;
 }

@@ -114,8 +114,22 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
             if let Some(code) = phase::gate(settings, &ctx, &retire_id) {
                 return Ok(code);
             }
-            if let Some(code) = parts_left_behind(settings, &ctx.catalog, &domain) {
-                return Ok(code);
+            let refusals = crate::phases::move_domain::split_across::retire_refusals(
+                &ctx.plan,
+                &ctx.catalog,
+                &domain,
+            );
+            if !refusals.is_empty() {
+                for r in &refusals {
+                    out.error(r);
+                }
+                out.name_objects(refusals.iter().cloned());
+                out.warn(&format!(
+                    "{domain} cannot be retired yet: {} reason(s) above. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)",
+                    refusals.len()
+                ));
+                out.failing(exit::GATE_NOT_MET);
+                return Ok(exit::GATE_NOT_MET);
             }
             let replicas = phase::replicated_reads(settings, &ctx, "kept on the source", |w| {
                 replica::replicas(&ctx.plan, &ctx.catalog, w, &domain)
@@ -329,43 +343,4 @@ async fn drop(
         display_ident(&retired.schema)
     ));
     Ok(exit::SUCCESS)
-}
-
-/// A split's table whose parts stay on the source with their domains: its old name
-/// there is how their writers write them, and its trigger keeps them whole as the
-/// table's rows arrive back. Retire would take both; it waits (the refusal says so
-/// and changes nothing).
-fn parts_left_behind(
-    settings: &Settings,
-    catalog: &crate::catalog::Catalog,
-    domain: &str,
-) -> Option<u8> {
-    use crate::phases::move_domain::split_across::{part_side, table_side};
-    let (tables, parts) = (table_side(catalog, domain), part_side(catalog, domain));
-    if tables.is_empty() && parts.is_empty() {
-        return None;
-    }
-    let out = &settings.out;
-    for split in &tables {
-        out.error(&format!(
-            "{}: {} kept whole on the source from the rows of {} that arrive from {domain}'s server; retire would take the view over them, the trigger that keeps them whole and the stream that feeds it",
-            split.view.name,
-            crate::text::and_list(&split.parts),
-            split.table.name,
-        ));
-    }
-    for split in &parts {
-        out.error(&format!(
-            "{}: {} made on the source from the rows of {} until {domain} was cut over, and again after a rollback; retire would take the part from under the trigger that makes them there",
-            split.view.name,
-            crate::text::and_list(&split.parts),
-            split.table.name,
-        ));
-    }
-    out.name_objects(tables.iter().chain(&parts).map(|s| s.view.name.to_string()));
-    out.warn(&format!(
-        "{domain} holds a side of a split across domains, whose retire carve does not do yet. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)"
-    ));
-    out.failing(exit::GATE_NOT_MET);
-    Some(exit::GATE_NOT_MET)
 }

@@ -21,6 +21,7 @@ use crate::catalog::{Catalog, Constraint, QualName, Table, View};
 use crate::engine::{undo_steps, SqlAction, Step, Target};
 use crate::phases::move_domain::replication::side;
 use crate::phases::move_domain::replication::{Link, Stream};
+use crate::phases::move_domain::split_across;
 use crate::sql::{display_ident, ident, qualified};
 
 /// The name the old schema gets: `<schema>__retired_<time>`, the schema's part cut
@@ -149,7 +150,11 @@ pub fn steps(
     if !replicas.is_empty() {
         let mut steps = narrow_stream(&back, replicas);
         for view in readers_outside(catalog, domain) {
-            match narrowed_view(catalog, view, replicas) {
+            // A split across domains: the other domains' relations beneath its
+            // view stay, with every column.
+            let mut joined = replicas.to_vec();
+            joined.extend(split_across::beside_retired(catalog, view, domain));
+            match narrowed_view(catalog, view, &joined) {
                 Some(step) => steps.extend(step),
                 None => steps.push(drop_view(view)),
             }

@@ -23,8 +23,13 @@
 //!   before, the part's rows come from the source.
 //!
 //! Each part's rows are made only where the part is written: both triggers do
-//! nothing while the part is fenced on their side (`cutover::fence`), and a
-//! switch fills in the rows of the table's rows that came while neither made them.
+//! nothing while the part is fenced on their side (`cutover::fence`) or put
+//! aside by a retire, and a switch fills in the rows of the table's rows that
+//! came while neither made them.
+//!
+//! **Retire** (`retire_refusals`, `beside_retired`): the table's domain once its
+//! parts' domains are cut over; the view on the source becomes a read-only join of
+//! what the retire keeps with every column of the other domains' relations.
 
 use std::collections::BTreeSet;
 
@@ -83,6 +88,46 @@ fn splits<'c>(catalog: &'c Catalog) -> impl Iterator<Item = SplitAcross<'c>> {
                 .collect();
             Some(SplitAcross { view, table, parts })
         })
+}
+
+/// For a retire of `domain`: the relations of a split across domains that `view`
+/// joins and that are in other domains, each with every column it has, to join
+/// with what the retire keeps of `domain`'s (`cutover::retire`); none for any
+/// other view.
+pub fn beside_retired(catalog: &Catalog, view: &View, domain: &str) -> Vec<Replica> {
+    let Some(split) = splits(catalog).find(|s| s.view.name == view.name) else {
+        return Vec::new();
+    };
+    std::iter::once(&split.table.name)
+        .chain(split.parts.iter().copied())
+        .filter(|r| r.schema != domain)
+        .filter_map(|r| catalog.table(r))
+        .map(|t| Replica {
+            table: t.name.clone(),
+            columns: t.columns.iter().map(|c| c.name.clone()).collect(),
+            readers: Vec::new(),
+            every_column_because: None,
+            rows: None,
+        })
+        .collect()
+}
+
+/// Why `domain` may not retire yet: a split's table whose parts' domains are not
+/// cut over, whose writers write them through the view retire makes read-only.
+pub fn retire_refusals(plan: &Plan, catalog: &Catalog, domain: &str) -> Vec<String> {
+    table_side(catalog, domain)
+        .iter()
+        .flat_map(|s| s.parts.iter().map(move |p| (s, p)))
+        .filter(|(_, p)| !live_on_server(plan, &p.schema))
+        .map(|(s, p)| {
+            format!(
+                "{p} of {} is written on the source through it, and retire leaves that view read-only: retire {} once {} is cut over",
+                s.view.name,
+                display_ident(domain),
+                display_ident(&p.schema)
+            )
+        })
+        .collect()
 }
 
 /// Every split whose table `domain` holds and whose parts are all in other domains.
@@ -202,9 +247,14 @@ fn has_trigger(on: &QualName, name: &str) -> String {
     )
 }
 
-/// SQL: true while `relation` has no fence here.
-fn unfenced(relation: &QualName) -> String {
-    format!("NOT {}", has_trigger(relation, fence::TRIGGER))
+/// SQL: true while `relation` is here under its name (a retire may have put it
+/// aside) and has no fence.
+fn here_unfenced(relation: &QualName) -> String {
+    format!(
+        "pg_catalog.to_regclass({}) IS NOT NULL AND NOT {}",
+        lit(&qualified(&relation.schema, &relation.name)),
+        has_trigger(relation, fence::TRIGGER)
+    )
 }
 
 /// SQL: whether the trigger `name` on `on` is in the state `enabled` (`pg_trigger.tgenabled`).
@@ -282,7 +332,7 @@ impl SplitAcross<'_> {
 
     /// A trigger body that gives each of the parts a row for each row inserted
     /// into the table (its key, the other columns' defaults) and removes it with
-    /// its row, for each part that has no fence here.
+    /// its row, for each part that is here and has no fence.
     fn rows_body(&self) -> String {
         let keys = ident_list(self.key());
         let of = |prefix: &str| self.key_of(prefix);
@@ -291,7 +341,7 @@ impl SplitAcross<'_> {
             let name = qualified(&part.schema, &part.name);
             body.push_str(&format!(
                 "IF {} THEN IF TG_OP = 'INSERT' THEN INSERT INTO {name} ({keys}) VALUES ({}) ON CONFLICT ({keys}) DO NOTHING; ELSE DELETE FROM {name} WHERE ({keys}) = ({}); END IF; END IF; ",
-                unfenced(part),
+                here_unfenced(part),
                 of("NEW."),
                 of("OLD.")
             ));
@@ -894,7 +944,7 @@ mod tests {
         );
         let rows = &steps[1].sql_action().unwrap().sql;
         assert!(
-            rows.contains("IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass('\"people\".\"orders_pay\"') AND tgname = 'carve_fence') THEN")
+            rows.contains("IF pg_catalog.to_regclass('\"people\".\"orders_pay\"') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass('\"people\".\"orders_pay\"') AND tgname = 'carve_fence') THEN")
                 && rows.ends_with("ALTER TABLE \"sales\".\"orders\" DISABLE TRIGGER \"carve_part_rows\";\n"),
             "{rows}"
         );
