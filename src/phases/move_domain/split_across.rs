@@ -980,4 +980,41 @@ mod tests {
             "the table's side"
         );
     }
+
+    #[test]
+    fn the_tables_domain_retires_after_its_parts_and_each_keeps_the_others_columns() {
+        let c = split_across();
+        let table_out = plan_with(&c, &[("sales", Side::Server)]);
+        let refused = retire_refusals(&table_out, &c, "sales");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].ends_with("retire sales once people is cut over"));
+        let both_out = plan_with(&c, &[("sales", Side::Server), ("people", Side::Server)]);
+        assert!(retire_refusals(&both_out, &c, "sales").is_empty());
+        assert!(
+            retire_refusals(&table_out, &c, "people").is_empty(),
+            "a part's side"
+        );
+
+        let view = &c.views[0];
+        let beside = |domain: &str| -> Vec<(String, Vec<String>)> {
+            beside_retired(&c, view, domain)
+                .into_iter()
+                .map(|r| (r.table.to_string(), r.columns))
+                .collect()
+        };
+        assert_eq!(
+            beside("sales"),
+            [(
+                "people.orders_pay".to_string(),
+                vec!["id".to_string(), "paid".to_string()]
+            )]
+        );
+        assert_eq!(
+            beside("people"),
+            [(
+                "sales.orders".to_string(),
+                vec!["id".to_string(), "total".to_string()]
+            )]
+        );
+    }
 }
