@@ -455,13 +455,7 @@ async fn the_split_catalog_moves_with_its_view_and_its_writers_keep_the_old_name
     assert_eq!(row.get::<_, i32>(0), 7);
     let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
     let id = catalogue(&catalog, "978-0", "Moved", "written on the new server").await;
-    catalog
-        .execute(
-            "UPDATE book_catalog SET title = 'Moved, again' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    retitle(&catalog, id, "Moved, again").await;
     let admin = client(&target.conninfo("library")).await;
     let both = |sql: &'static str| {
         let admin = &admin;
@@ -577,6 +571,18 @@ async fn catalogue(
         .get(0)
 }
 
+/// BookCatalog's new title for a book, through the old name.
+async fn retitle(catalog: &tokio_postgres::Client, id: i64, title: &str) {
+    let n = catalog
+        .execute(
+            "UPDATE book_catalog SET title = $2 WHERE id = $1",
+            &[&id, &title],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
 /// BookInventory's stocktake of a book through the old name: `copies` on the shelf.
 async fn stock_book(inventory: &tokio_postgres::Client, id: i64, copies: i32, shelf: &str) {
     let row = inventory
@@ -667,13 +673,7 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
     // back to the source, where the part gets its row.
     let catalog = client(&as_role(&target, "library", "BookCatalog")).await;
     let id = catalogue(&catalog, "978-1", "Left", "its copies stay behind").await;
-    catalog
-        .execute(
-            "UPDATE book_catalog SET title = 'Left, again' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    retitle(&catalog, id, "Left, again").await;
     let source_admin = client(&source.conninfo("library")).await;
     let part_rows = "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1";
     eventually(&source_admin, part_rows, id, 1).await;

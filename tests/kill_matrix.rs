@@ -573,6 +573,37 @@ impl<S: Scene> Matrix<S> {
     }
 }
 
+/// `carve move` of `domain` to `target`, as the two-server scenes run it.
+fn move_args<'a>(domain: &'a str, target: &'a str) -> [&'a str; 6] {
+    [
+        "move",
+        "--domain",
+        domain,
+        "--target",
+        target,
+        "--accept-unlimited-slot-wal",
+    ]
+}
+
+/// `carve cutover` or `carve rollback` (`command`) of `domain` through the
+/// PgBouncer at `console`, its `entry`.
+fn switch_args<'a>(
+    command: &'a str,
+    domain: &'a str,
+    console: &'a str,
+    entry: &'a str,
+) -> [&'a str; 7] {
+    [
+        command,
+        "--domain",
+        domain,
+        "--pgbouncer",
+        console,
+        "--entry",
+        entry,
+    ]
+}
+
 /// The points a two-server matrix kills at: six seeded step starts per command,
 /// every point with `CARVE_KILL_FULL`.
 fn two_server_points() -> Points {
@@ -663,25 +694,8 @@ async fn every_two_server_phase_killed_at_every_step_ends_as_an_uninterrupted_ru
     let console = servers.bouncer.console_conninfo();
     let mut matrix = Matrix::new(servers, points);
     let d = domain.as_str();
-    let moving = [
-        "move",
-        "--domain",
-        d,
-        "--target",
-        &target,
-        "--accept-unlimited-slot-wal",
-    ];
-    let switch = |command: &'static str| {
-        [
-            command,
-            "--domain",
-            d,
-            "--pgbouncer",
-            &console,
-            "--entry",
-            "orders_db",
-        ]
-    };
+    let moving = move_args(d, &target);
+    let switch = |command: &'static str| switch_args(command, d, &console, "orders_db");
 
     let verifying = ["verify", "--domain", d];
     let retiring = ["retire", "--domain", d, "--after", "0s"];
@@ -735,14 +749,7 @@ async fn a_split_domains_move_killed_at_its_steps_ends_as_an_uninterrupted_run()
     let target = servers.target.conninfo(DB);
     let mut matrix = Matrix::new(servers, points);
     let d = domain.as_str();
-    let moving = [
-        "move",
-        "--domain",
-        d,
-        "--target",
-        &target,
-        "--accept-unlimited-slot-wal",
-    ];
+    let moving = move_args(d, &target);
     let restricted = matrix.scene.keep("restricted");
     matrix.trials("move", &moving, &restricted).await;
     matrix.run_from(&restricted, &moving).await;
@@ -779,25 +786,8 @@ async fn a_split_tables_move_leaving_its_part_killed_at_its_steps_ends_as_an_uni
     let console = servers.bouncer.console_conninfo();
     let mut matrix = Matrix::new(servers, points);
     let d = domain.as_str();
-    let moving = [
-        "move",
-        "--domain",
-        d,
-        "--target",
-        &target,
-        "--accept-unlimited-slot-wal",
-    ];
-    let switch = |command: &'static str| {
-        [
-            command,
-            "--domain",
-            d,
-            "--pgbouncer",
-            &console,
-            "--entry",
-            "catalog_db",
-        ]
-    };
+    let moving = move_args(d, &target);
+    let switch = |command: &'static str| switch_args(command, d, &console, "catalog_db");
     let verifying = ["verify", "--domain", d];
     let restricted = matrix.scene.keep("restricted");
     matrix.trials("move", &moving, &restricted).await;
