@@ -687,6 +687,25 @@ async fn a_split_catalog_moves_leaving_its_part_with_its_writer_on_the_source() 
         1,
     )
     .await;
+    // Its key changed on the new server, its part's row follows on the source,
+    // stock and all (the cascading key's work, which a replicated change skips).
+    let old_id = id;
+    let id: i64 = admin
+        .query_one(
+            "UPDATE book_catalog.book_catalog SET id = id + 1000000 WHERE id = $1 RETURNING id",
+            &[&old_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eventually(&source_admin, part_rows, old_id, 0).await;
+    eventually(
+        &source_admin,
+        "SELECT count(*) FROM book_inventory.book_catalog_book_inventory WHERE id = $1 AND shelf_location = 'N1'",
+        id,
+        1,
+    )
+    .await;
     // Deleted on the new server, the book leaves the part on the source too.
     catalog
         .execute("DELETE FROM book_catalog WHERE id = $1", &[&id])

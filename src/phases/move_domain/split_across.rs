@@ -8,9 +8,10 @@
 //!   automatically updatable view, granted as on the source). The split's row
 //!   trigger stays behind: it writes the parts, which are not there;
 //! - on the source, a trigger that fires for replicated rows too (`ENABLE ALWAYS`)
-//!   gives each part a row for every row of the table, and removes it with its
-//!   row, once the table's rows come back from the domain's server after cut-over
-//!   (the split's own trigger and cascading key do not fire for replicated changes).
+//!   gives each part a row for every row of the table, moves it with a changed
+//!   key and removes it with its row, once the table's rows come back from the
+//!   domain's server after cut-over (the split's own trigger and cascading key do
+//!   not fire for replicated changes).
 //!
 //! **A part's side** (`part_side`), once the table's domain is cut over: the part
 //! goes to its domain's server like any table; there
@@ -18,8 +19,8 @@
 //!   services read (a `replicate` decision, `reads`), whose trigger writes the
 //!   part's columns and refuses the table's (they are written on the table's
 //!   server);
-//! - a trigger on that copy makes and removes the part's rows as the table's rows
-//!   arrive, enabled only once the part's domain is cut over (`switch_steps`):
+//! - a trigger on that copy makes, moves and removes the part's rows as the
+//!   table's rows arrive, change key and go, enabled only once the part's domain is cut over (`switch_steps`):
 //!   before, the part's rows come from the source.
 //!
 //! Each part's rows are made only where the part is written: both triggers do
@@ -331,19 +332,35 @@ impl SplitAcross<'_> {
     }
 
     /// A trigger body that gives each of the parts a row for each row inserted
-    /// into the table (its key, the other columns' defaults) and removes it with
-    /// its row, for each part that is here and has no fence.
+    /// into the table (its key, the other columns' defaults), moves it with a key
+    /// changed and removes it with its row (the cascading key's work, which a
+    /// replicated change does not do), for each part that is here and has no fence.
+    fn rows_trigger(&self, name: &str, on: &str, function: &str) -> String {
+        format!(
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OF {} OR DELETE ON {on} FOR EACH ROW EXECUTE FUNCTION {function}();\n",
+            ident(name),
+            ident_list(self.key())
+        )
+    }
+
+    /// The body of [`Self::rows_trigger`]'s function.
     fn rows_body(&self) -> String {
         let keys = ident_list(self.key());
         let of = |prefix: &str| self.key_of(prefix);
+        let set_new_key = self
+            .key()
+            .iter()
+            .map(|k| format!("{k} = NEW.{k}", k = ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut body = String::from("BEGIN ");
         for part in &self.parts {
             let name = qualified(&part.schema, &part.name);
             body.push_str(&format!(
-                "IF {} THEN IF TG_OP = 'INSERT' THEN INSERT INTO {name} ({keys}) VALUES ({}) ON CONFLICT ({keys}) DO NOTHING; ELSE DELETE FROM {name} WHERE ({keys}) = ({}); END IF; END IF; ",
+                "IF {} THEN IF TG_OP = 'INSERT' THEN INSERT INTO {name} ({keys}) VALUES ({new}) ON CONFLICT ({keys}) DO NOTHING; ELSIF TG_OP = 'UPDATE' THEN UPDATE {name} SET {set_new_key} WHERE ({keys}) = ({old}); ELSE DELETE FROM {name} WHERE ({keys}) = ({old}); END IF; END IF; ",
                 here_unfenced(part),
-                of("NEW."),
-                of("OLD.")
+                new = of("NEW."),
+                old = of("OLD.")
             ));
         }
         body.push_str("RETURN NULL; END");
@@ -420,7 +437,8 @@ impl SplitAcross<'_> {
                     self.function_owner(catalog),
                     &self.rows_body(),
                     &format!(
-                        "CREATE TRIGGER {trigger} AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {f}();\nALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n"
+                        "{}ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n",
+                        self.rows_trigger(FOLLOW_TRIGGER, &table, &f)
                     ),
                 ),
                 trigger_state(&self.table.name, FOLLOW_TRIGGER, "A"),
@@ -603,7 +621,8 @@ impl SplitAcross<'_> {
                     owner,
                     &self.rows_body(),
                     &format!(
-                        "CREATE TRIGGER {trigger} AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {r}();\nALTER TABLE {table} DISABLE TRIGGER {trigger};\n"
+                        "{}ALTER TABLE {table} DISABLE TRIGGER {trigger};\n",
+                        self.rows_trigger(PART_ROWS_TRIGGER, &table, &r)
                     ),
                 ),
                 has_trigger(&self.table.name, PART_ROWS_TRIGGER),
@@ -832,7 +851,8 @@ mod tests {
             "DELETE FROM \"people\".\"orders_pay\" WHERE (\"id\") = (OLD.\"id\");",
             "SECURITY DEFINER SET search_path = pg_catalog, pg_temp",
             "ALTER FUNCTION \"people\".\"carve_split_1a2b_follow\"() OWNER TO \"app\";",
-            "AFTER INSERT OR DELETE ON \"sales\".\"orders\"",
+            "AFTER INSERT OR UPDATE OF \"id\" OR DELETE ON \"sales\".\"orders\"",
+            "ELSIF TG_OP = 'UPDATE' THEN UPDATE \"people\".\"orders_pay\" SET \"id\" = NEW.\"id\" WHERE (\"id\") = (OLD.\"id\");",
             "ALTER TABLE \"sales\".\"orders\" ENABLE ALWAYS TRIGGER \"carve_move_follow\";",
         ] {
             assert!(action.sql.contains(part), "{part}: {}", action.sql);
