@@ -303,10 +303,9 @@ pub enum Command {
     /// back after cut-over), or, for a part whose table is elsewhere, over the part
     /// and the copy of the table's columns its services read (writing the part's
     /// columns only; a trigger on the copy makes the part's rows once the part's
-    /// domain is cut over), and the
-    /// services' search_path ("$user", public, then the domain's schema: their
-    /// unchanged SQL finds the tables, and the split's view by the old name). On
-    /// the source: a replication role (password generated into
+    /// domain is cut over), and the services' search_path ("$user", public, then
+    /// the domain's schema: their unchanged SQL finds the tables, and the split's
+    /// view by the old name). On the source: a replication role (password generated into
     /// --password-file, nowhere else) and a publication FOR TABLES IN SCHEMA; on the
     /// target a subscription (copy_data, streaming) that copies the
     /// tables and then follows every change. Secondary indexes and foreign keys are
