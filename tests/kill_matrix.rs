@@ -573,18 +573,6 @@ impl<S: Scene> Matrix<S> {
     }
 }
 
-/// `carve move` of `domain` to `target`, as the two-server scenes run it.
-fn move_args<'a>(domain: &'a str, target: &'a str) -> [&'a str; 6] {
-    [
-        "move",
-        "--domain",
-        domain,
-        "--target",
-        target,
-        "--accept-unlimited-slot-wal",
-    ]
-}
-
 /// `carve cutover` or `carve rollback` (`command`) of `domain` through the
 /// PgBouncer at `console`, its `entry`.
 fn switch_args<'a>(
@@ -726,14 +714,23 @@ async fn every_two_server_phase_killed_at_every_step_ends_as_an_uninterrupted_ru
 /// The library with its catalog split between its two writers and restricted,
 /// the catalog domain's server created empty, PgBouncer in front of the source.
 async fn split_library_on_two_servers() -> (Servers, String) {
+    library_on_two_servers(|m, _| {
+        decide_library_crossings(m);
+        for phase in ["assign", "split", "restrict"] {
+            assert_success(&run(m, &[phase]));
+        }
+    })
+    .await
+}
+
+/// The library made ready by `prepare` (given its catalog's domain), that
+/// domain's server created empty, PgBouncer in front of the source.
+async fn library_on_two_servers(prepare: impl FnOnce(&Monolith, &str)) -> (Servers, String) {
     let source = server();
     let files = tempfile::tempdir().unwrap();
     let m = example_monolith(&source, files.path(), DB, DB).await;
-    decide_library_crossings(&m);
-    for phase in ["assign", "split", "restrict"] {
-        assert_success(&run(&m, &[phase]));
-    }
     let domain = domain_of(&m, "public.book_catalog");
+    prepare(&m, &domain);
     (
         Servers::around(source, m, files, "catalog_db").await,
         domain,
@@ -764,15 +761,7 @@ async fn a_split_domains_move_killed_at_its_steps_ends_as_an_uninterrupted_run()
 /// BookInventory's) and restricted, the catalog domain's server created empty,
 /// PgBouncer in front of the source.
 async fn split_across_library_on_two_servers() -> (Servers, String) {
-    let source = server();
-    let files = tempfile::tempdir().unwrap();
-    let m = example_monolith(&source, files.path(), DB, DB).await;
-    let domain = domain_of(&m, "public.book_catalog");
-    split_library_across(&m, &domain);
-    (
-        Servers::around(source, m, files, "catalog_db").await,
-        domain,
-    )
+    library_on_two_servers(split_library_across).await
 }
 
 /// A split's table moves and is cut over leaving its part on the source, kept

@@ -430,16 +430,21 @@ pub fn domain_of(m: &Monolith, table: &str) -> String {
 /// `carve move` of `domain` to `target` (unlimited slot WAL accepted: the
 /// throw-away servers keep PostgreSQL's default), with `extra` arguments.
 pub fn move_to(m: &Monolith, domain: &str, target: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
+    let mut args = move_args(domain, target).to_vec();
+    args.extend_from_slice(extra);
+    run(m, &args)
+}
+
+/// The arguments of [`move_to`] without its extras.
+pub fn move_args<'a>(domain: &'a str, target: &'a str) -> [&'a str; 6] {
+    [
         "move",
         "--domain",
         domain,
         "--target",
         target,
         "--accept-unlimited-slot-wal",
-    ];
-    args.extend_from_slice(extra);
-    run(m, &args)
+    ]
 }
 
 /// A second server for the domains, with an empty database of the monolith's name.
