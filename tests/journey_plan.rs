@@ -822,10 +822,37 @@ async fn a_split_parts_domain_follows_its_table_to_a_server_of_its_own() {
         let out = run(&m, &[phase, "--domain", &domain]);
         assert_eq!(code(&out), 0, "{phase}: {}\n{}", stderr(&out), stdout(&out));
     }
+    // `carve plan` lists the part's move, its view and trigger on its server
+    // included, and asks how its clients switch (no PgBouncer entry is known).
+    let (exit, doc) = plan_json(&m, &[]);
+    assert_eq!(exit, 6, "{doc:#}");
+    assert_eq!(
+        doc["missing"][0]["subject"], "cutover book_inventory: how its clients switch",
+        "{doc:#}"
+    );
+    let planned: Vec<String> = listed(&doc, "move", Some(inventory))
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    for step in [
+        "create view public.book_catalog over the copy of book_catalog.book_catalog",
+        "create trigger book_catalog.book_catalog.carve_part_rows",
+    ] {
+        assert!(planned.iter().any(|id| id == step), "{step}: {planned:#?}");
+    }
     let connections = dir.path().join("connections");
     let switch = inventory_file_switch(&connections);
     let switch: Vec<&str> = switch.iter().map(String::as_str).collect();
     move_and_cut_over_inventory(&m, &switch);
+    let ran: Vec<String> = Plan::load(&m.plan)
+        .unwrap()
+        .phase(PhaseId::new("move", Some(inventory)))
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(ran, planned, "the move ran the steps the plan listed");
 
     // A book catalogued on the catalog's server gets its inventory row on the
     // part's server (and, from there, on the source).

@@ -446,7 +446,10 @@ impl Journey<'_> {
         };
         let console_spec = ConnSpec::resolve(&console.conninfo, &Environment::from_process())
             .map_err(|e| anyhow::anyhow!("PgBouncer's console: {e}"))?;
-        let board = fresh_board(
+        // Where the domain's clients connect through PgBouncer is a question for
+        // the user (an entry per service, or a file switch), not a failure of the
+        // whole journey.
+        let board = match fresh_board(
             self.settings,
             &self.plan,
             name,
@@ -455,7 +458,22 @@ impl Journey<'_> {
             &console_spec,
             server_spec,
         )
-        .await?;
+        .await
+        {
+            Ok(board) => board,
+            Err(e) => {
+                self.report.missing.push(Missing {
+                    subject: format!("cutover {name}: how its clients switch"),
+                    why: format!("{e:#}"),
+                    choices: vec![
+                        "pgbouncer (its services' `pgbouncer_entry`, or --entry NAME)".into(),
+                        "file (--switch file --connection-dir DIR)".into(),
+                    ],
+                    default: None,
+                });
+                return Ok(());
+            }
+        };
         self.report.touches.servers.insert(
             Target::Console(CONSOLE.into()).to_string(),
             console_spec.reference(),
