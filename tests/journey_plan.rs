@@ -543,15 +543,12 @@ async fn the_split_catalog_moves_with_its_view_and_its_writers_keep_the_old_name
 /// What BookCatalog and BookInventory may do with each column of the library's
 /// `public.book_catalog`, as `role column privilege allowed` lines.
 async fn catalog_privileges(c: &tokio_postgres::Client) -> Vec<String> {
-    c.query(
+    texts(
+        c,
         "SELECT r || ' ' || a.attname || ' ' || p || ' ' || has_column_privilege(r, 'public.book_catalog', a.attname, p) FROM unnest(ARRAY['BookCatalog', 'BookInventory']) r, unnest(ARRAY['INSERT', 'UPDATE', 'SELECT']) p, pg_attribute a WHERE a.attrelid = 'public.book_catalog'::regclass AND a.attnum > 0 ORDER BY 1",
         &[],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 /// BookCatalog's INSERT of a book through the old name: its id.

@@ -231,10 +231,7 @@ pub async fn run(settings: &Settings, args: &SwitchArgs, to: Side) -> anyhow::Re
     let parts: Vec<Step> = match &recorded {
         Some(steps) if !fresh => steps
             .iter()
-            .filter(|s| {
-                s.id.starts_with("make the rows of ")
-                    || s.id.starts_with("stop making the rows of ")
-            })
+            .filter(|s| split_across::is_switch_step(&s.id))
             .cloned()
             .collect(),
         _ => split_across::switch_steps(&ctx.catalog, &domain, to),
@@ -986,8 +983,7 @@ fn files_problems(files: &ConnectionFiles) -> Vec<String> {
     Vec::new()
 }
 
-/// A switch that cannot start: each reason, the objects they name, and the
-/// gate-not-met code.
+/// A switch that cannot start (`phase::refused`).
 fn not_started(
     settings: &Settings,
     domain: &str,
@@ -995,17 +991,15 @@ fn not_started(
     reasons: &[impl std::fmt::Display],
     names: Vec<String>,
 ) -> u8 {
-    let out = &settings.out;
-    for r in reasons {
-        out.error(&r.to_string());
-    }
-    out.name_objects(names);
-    out.warn(&format!(
-        "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
-        cutover::phase_name(to),
-        reasons.len(),
-        to.other().word()
-    ));
-    out.failing(exit::GATE_NOT_MET);
-    exit::GATE_NOT_MET
+    phase::refused(
+        settings,
+        reasons,
+        names,
+        &format!(
+            "the {} of {domain} cannot start: {} reason(s) above. Nothing was changed: the clients stay on {}",
+            cutover::phase_name(to),
+            reasons.len(),
+            to.other().word()
+        ),
+    )
 }

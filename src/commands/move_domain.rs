@@ -120,16 +120,15 @@ pub async fn run(settings: &Settings, args: &MoveArgs) -> anyhow::Result<u8> {
         };
         let refusals = refusals(&ctx, &domain, &on_target, &accepted).await?;
         if !refusals.is_empty() {
-            for r in &refusals {
-                out.error(&r.to_string());
-            }
-            out.name_objects(refusals.iter().map(|r| r.what.clone()));
-            out.warn(&format!(
-                "the move of {domain} cannot start: {} reason(s) above. Nothing was changed on either server, nor in the plan",
-                refusals.len()
+            return Ok(phase::refused(
+                settings,
+                &refusals,
+                refusals.iter().map(|r| r.what.clone()),
+                &format!(
+                    "the move of {domain} cannot start: {} reason(s) above. Nothing was changed on either server, nor in the plan",
+                    refusals.len()
+                ),
             ));
-            out.failing(exit::GATE_NOT_MET);
-            return Ok(exit::GATE_NOT_MET);
         }
     }
     if args.apply.dry_run {

@@ -221,6 +221,25 @@ pub fn preflight(settings: &Settings, ctx: &Context, phase: &str, reads_only: bo
     Some(exit::ERROR)
 }
 
+/// A phase that cannot start: each reason as an error, the objects they name,
+/// `summary` (what was left unchanged) as the warning; returns the gate-not-met
+/// exit code.
+pub fn refused(
+    settings: &Settings,
+    reasons: &[impl std::fmt::Display],
+    names: impl IntoIterator<Item = String>,
+    summary: &str,
+) -> u8 {
+    let out = &settings.out;
+    for r in reasons {
+        out.error(&r.to_string());
+    }
+    out.name_objects(names);
+    out.warn(summary);
+    out.failing(crate::exit::GATE_NOT_MET);
+    crate::exit::GATE_NOT_MET
+}
+
 /// The fingerprint gate (`engine::gate`): prints what changed and returns the
 /// stale-plan code when the catalog is not the one the plan expects.
 pub fn gate(settings: &Settings, ctx: &Context, phase: impl Into<PhaseId>) -> Option<u8> {

@@ -120,16 +120,15 @@ pub async fn run(settings: &Settings, args: &RetireArgs) -> anyhow::Result<u8> {
                 &domain,
             );
             if !refusals.is_empty() {
-                for r in &refusals {
-                    out.error(r);
-                }
-                out.name_objects(refusals.iter().cloned());
-                out.warn(&format!(
-                    "{domain} cannot be retired yet: {} reason(s) above. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)",
-                    refusals.len()
+                return Ok(phase::refused(
+                    settings,
+                    &refusals,
+                    refusals.iter().cloned(),
+                    &format!(
+                        "{domain} cannot be retired yet: {} reason(s) above. Nothing was changed; {domain} keeps its way back (`carve rollback --domain {domain}`)",
+                        refusals.len()
+                    ),
                 ));
-                out.failing(exit::GATE_NOT_MET);
-                return Ok(exit::GATE_NOT_MET);
             }
             let replicas = phase::replicated_reads(settings, &ctx, "kept on the source", |w| {
                 replica::replicas(&ctx.plan, &ctx.catalog, w, &domain)

@@ -59,16 +59,15 @@ pub async fn run(settings: &Settings, args: &ApplyArgs) -> anyhow::Result<u8> {
         None => match split::plan(&ctx.plan, &ctx.catalog) {
             Ok(planned) => (planned.steps.clone(), Some(planned)),
             Err(errors) => {
-                for e in &errors {
-                    out.error(e);
-                }
-                out.name_objects(errors.iter().cloned());
-                out.failing(exit::GATE_NOT_MET);
-                out.warn(&format!(
-                    "the split cannot be planned ({} problem(s) above); nothing was changed",
-                    errors.len()
+                return Ok(phase::refused(
+                    settings,
+                    &errors,
+                    errors.iter().cloned(),
+                    &format!(
+                        "the split cannot be planned ({} problem(s) above); nothing was changed",
+                        errors.len()
+                    ),
                 ));
-                return Ok(exit::GATE_NOT_MET);
             }
         },
     };

@@ -849,6 +849,15 @@ impl Plan {
             .map(|r| r.steps.clone())
     }
 
+    /// Whether `domain`'s clients are on its own server, no switch under way.
+    pub fn is_cut_over(&self, domain: &str) -> bool {
+        self.domains
+            .iter()
+            .find(|d| d.name == domain)
+            .and_then(|d| d.cutover.as_ref())
+            .is_some_and(|c| c.live == Side::Server && c.switching.is_none())
+    }
+
     pub fn phase_mut(&mut self, id: impl Into<PhaseId>) -> Option<&mut PhaseRecord> {
         let id = id.into();
         self.phases

@@ -379,16 +379,11 @@ fn split_tables(
 /// to its own server, where the move's proof found its statements working. What it
 /// was granted across domains on the source then holds for nobody.
 fn gone_from_source(plan: &Plan, service: &str) -> bool {
-    let home = plan
-        .services
+    plan.services
         .iter()
         .find(|s| s.name == service)
-        .and_then(|s| s.domain.as_deref());
-    plan.domains
-        .iter()
-        .find(|d| Some(d.name.as_str()) == home)
-        .and_then(|d| d.cutover.as_ref())
-        .is_some_and(|c| c.live == crate::plan::Side::Server && c.switching.is_none())
+        .and_then(|s| s.domain.as_deref())
+        .is_some_and(|home| plan.is_cut_over(home))
 }
 
 /// Column types that are not built in (the catalog reader writes them

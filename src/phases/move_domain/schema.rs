@@ -275,21 +275,32 @@ pub fn target_schema(catalog: &Catalog, domain: &str) -> TargetSchema {
 /// A compatibility view outside the domain's schema, made on its server with the
 /// defaults it gives an INSERT and the comment that marks it as assign's.
 fn compat_view_step(domain: &str, view: &View, description: String) -> Step {
-    let name = qualified(&view.name.schema, &view.name.name);
-    let mut sql = create_view_sql(view);
-    if let Some(comment) = &view.comment {
-        sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
-    }
     on_domain(
         domain,
         format!("create view {}", view.name),
         description,
         SqlAction::transactional(
-            sql,
+            compat_view_sql(view),
             relation_exists(&view.name.schema, &view.name.name, "'v'"),
-            format!("DROP VIEW {name};"),
+            format!(
+                "DROP VIEW {};",
+                qualified(&view.name.schema, &view.name.name)
+            ),
         ),
     )
+}
+
+/// `CREATE VIEW` of a compatibility view with its defaults and its comment.
+pub(super) fn compat_view_sql(view: &View) -> String {
+    let mut sql = create_view_sql(view);
+    if let Some(comment) = &view.comment {
+        sql.push_str(&format!(
+            "COMMENT ON VIEW {} IS {};\n",
+            qualified(&view.name.schema, &view.name.name),
+            lit(comment)
+        ));
+    }
+    sql
 }
 
 /// The domain's (plain) views, each after the views of the domain it reads.

@@ -39,7 +39,7 @@ use crate::catalog::{Catalog, QualName, Table, View};
 use crate::engine::{SqlAction, Step, Target};
 use crate::phases::assign::is_compat_view;
 use crate::phases::cutover::fence;
-use crate::phases::cutover::replica::{create_view_sql, identity_columns, Replica};
+use crate::phases::cutover::replica::{identity_columns, Replica};
 use crate::plan::{Plan, Side};
 use crate::sql::{display_ident, dollar_quoted, ident, ident_list, qualified};
 
@@ -67,28 +67,33 @@ pub struct SplitAcross<'c> {
     pub parts: Vec<&'c QualName>,
 }
 
-/// Every split the catalog shows: assign's view over a table that carries the
-/// split's row trigger and its parts, with every part.
+/// Every split the catalog shows, with every part.
 fn splits<'c>(catalog: &'c Catalog) -> impl Iterator<Item = SplitAcross<'c>> {
     catalog
         .views
         .iter()
-        .filter(|v| !v.materialized && v.depends_on.len() >= 2 && is_compat_view(v))
-        .filter_map(|view| {
-            // The table is the relation beneath that carries the split's row trigger.
-            let table = view
-                .depends_on
-                .iter()
-                .filter_map(|d| catalog.table(&d.relation))
-                .find(|t| t.triggers.iter().any(|t| t.name == ROW_TRIGGER))?;
-            let parts = view
-                .depends_on
-                .iter()
-                .map(|d| &d.relation)
-                .filter(|r| **r != table.name)
-                .collect();
-            Some(SplitAcross { view, table, parts })
-        })
+        .filter_map(|view| split_of(catalog, view))
+}
+
+/// The split `view` stands for, when it does: assign's view over a table that
+/// carries the split's row trigger and its parts.
+fn split_of<'c>(catalog: &'c Catalog, view: &'c View) -> Option<SplitAcross<'c>> {
+    if view.materialized || view.depends_on.len() < 2 || !is_compat_view(view) {
+        return None;
+    }
+    // The table is the relation beneath that carries the split's row trigger.
+    let table = view
+        .depends_on
+        .iter()
+        .filter_map(|d| catalog.table(&d.relation))
+        .find(|t| t.triggers.iter().any(|t| t.name == ROW_TRIGGER))?;
+    let parts = view
+        .depends_on
+        .iter()
+        .map(|d| &d.relation)
+        .filter(|r| **r != table.name)
+        .collect();
+    Some(SplitAcross { view, table, parts })
 }
 
 /// For a retire of `domain`: the relations of a split across domains that `view`
@@ -96,7 +101,7 @@ fn splits<'c>(catalog: &'c Catalog) -> impl Iterator<Item = SplitAcross<'c>> {
 /// with what the retire keeps of `domain`'s (`cutover::retire`); none for any
 /// other view.
 pub fn beside_retired(catalog: &Catalog, view: &View, domain: &str) -> Vec<Replica> {
-    let Some(split) = splits(catalog).find(|s| s.view.name == view.name) else {
+    let Some(split) = split_of(catalog, view) else {
         return Vec::new();
     };
     std::iter::once(&split.table.name)
@@ -119,7 +124,7 @@ pub fn retire_refusals(plan: &Plan, catalog: &Catalog, domain: &str) -> Vec<Stri
     table_side(catalog, domain)
         .iter()
         .flat_map(|s| s.parts.iter().map(move |p| (s, p)))
-        .filter(|(_, p)| !live_on_server(plan, &p.schema))
+        .filter(|(_, p)| !plan.is_cut_over(&p.schema))
         .map(|(s, p)| {
             format!(
                 "{p} of {} is written on the source through it, and retire leaves that view read-only: retire {} once {} is cut over",
@@ -158,22 +163,13 @@ pub fn tables_leaving_parts(catalog: &Catalog, domain: &str) -> BTreeSet<QualNam
         .collect()
 }
 
-/// Whether the plan has `domain`'s clients on its own server.
-fn live_on_server(plan: &Plan, domain: &str) -> bool {
-    plan.domains
-        .iter()
-        .find(|d| d.name == domain)
-        .and_then(|d| d.cutover.as_ref())
-        .is_some_and(|c| c.live == Side::Server && c.switching.is_none())
-}
-
 /// Why `domain` may not move now because of a split across domains: a part moves
 /// only once its table's domain is cut over (its rows are then made where the
 /// table's rows arrive, on the part's server).
 pub fn move_refusals(plan: &Plan, catalog: &Catalog, domain: &str) -> Vec<(String, String)> {
     part_side(catalog, domain)
         .iter()
-        .filter(|s| !live_on_server(plan, &s.table.name.schema))
+        .filter(|s| !plan.is_cut_over(&s.table.name.schema))
         .map(|s| {
             (
                 format!("split of {}", s.view.name),
@@ -199,7 +195,7 @@ pub fn switch_refusals(plan: &Plan, catalog: &Catalog, domain: &str, to: Side) -
     match to {
         Side::Server => part_side(catalog, domain)
             .iter()
-            .filter(|s| !live_on_server(plan, &s.table.name.schema))
+            .filter(|s| !plan.is_cut_over(&s.table.name.schema))
             .map(|s| {
                 format!(
                     "{} of {} is made as the rows of {} arrive on this domain's server, and {}'s clients are not on its own server: cut {} over first",
@@ -214,7 +210,7 @@ pub fn switch_refusals(plan: &Plan, catalog: &Catalog, domain: &str, to: Side) -
         Side::Source => table_side(catalog, domain)
             .iter()
             .flat_map(|s| s.parts.iter().map(move |p| (s, p)))
-            .filter(|(_, p)| live_on_server(plan, &p.schema))
+            .filter(|(_, p)| plan.is_cut_over(&p.schema))
             .map(|(s, p)| {
                 format!(
                     "{p} of {} is written on {}'s server: back on the source, the writes through {} would write it there; roll {} back first",
@@ -516,10 +512,7 @@ impl SplitAcross<'_> {
             .iter()
             .map(|c| (c.name.as_str(), c.grants.as_slice()))
             .collect();
-        let mut sql = create_view_sql(&view);
-        if let Some(comment) = &view.comment {
-            sql.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", lit(comment)));
-        }
+        let mut sql = super::schema::compat_view_sql(&view);
         sql.push_str(&format!(
             "ALTER VIEW {name} OWNER TO {};\n",
             ident(&view.owner)
@@ -633,6 +626,16 @@ impl SplitAcross<'_> {
     }
 }
 
+/// Whether a recorded step is one of [`switch_steps`] (a switch under way is
+/// resumed with its recorded steps).
+pub fn is_switch_step(id: &str) -> bool {
+    id.starts_with(MAKE_ROWS) || id.starts_with(STOP_MAKING_ROWS)
+}
+
+/// The starts of the ids of [`switch_steps`].
+const MAKE_ROWS: &str = "make the rows of ";
+const STOP_MAKING_ROWS: &str = "stop making the rows of ";
+
 /// What a switch of a part's domain does to its parts' rows, right past the point
 /// of no return while the clients still wait: to its server, the copy's trigger
 /// enabled and the rows of the table's rows that came meanwhile made; back to the
@@ -649,7 +652,7 @@ pub fn switch_steps(catalog: &Catalog, domain: &str, to: Side) -> Vec<Step> {
         let on_server = Target::Domain(domain.to_string());
         match to {
             Side::Server => steps.push(Step::sql(
-                format!("make the rows of {parts} on {on_server}"),
+                format!("{MAKE_ROWS}{parts} on {on_server}"),
                 format!(
                     "on the {} server, {parts} gets a row for each row of the copy of {} from now on, and now for those that came while the switch ran",
                     display_ident(domain),
@@ -671,7 +674,7 @@ pub fn switch_steps(catalog: &Catalog, domain: &str, to: Side) -> Vec<Step> {
             )),
             Side::Source => {
                 steps.push(Step::sql(
-                    format!("stop making the rows of {parts} on {on_server}"),
+                    format!("{STOP_MAKING_ROWS}{parts} on {on_server}"),
                     format!(
                         "on the {} server, {parts} no longer gets rows from the copy of {}: they come from the source again",
                         display_ident(domain),
@@ -688,7 +691,7 @@ pub fn switch_steps(catalog: &Catalog, domain: &str, to: Side) -> Vec<Step> {
                     ),
                 ));
                 steps.push(Step::sql(
-                    format!("make the rows of {parts} on source"),
+                    format!("{MAKE_ROWS}{parts} on source"),
                     format!(
                         "on the source, {parts} gets a row for each row of {} that came while neither side made them",
                         split.table.name
